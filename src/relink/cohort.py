@@ -1,0 +1,300 @@
+"""The cohort contract: one row per image-report pair.
+
+A cohort manifest is a parquet file with these columns (extra columns are
+kept and ignored):
+
+=============  ========================================================
+``pair_id``     unique string id of the image-report pair
+``patient_id``  string id of the patient (bootstrap clusters, patient-level hits)
+``study_id``    string id of the imaging study the report belongs to
+``image_path``  image file, relative to the cohort's image root; never absolute,
+                never escaping the root with ``..``
+``report``      the text used for retrieval (findings + impression by default)
+``split``       ``train`` | ``validate`` | ``test`` (loaders map official names)
+``view``        acquisition view, e.g. ``PA``, ``AP``, ``LATERAL``
+``cohort``      cohort name, e.g. ``synthetic-internal``, ``mimic-cxr``
+14 labels       the CheXpert observations of :data:`relink.labels.CHEXPERT_LABELS`,
+                float: 1, 0, -1 or NaN (missing)
+=============  ========================================================
+
+The image root is stored in the parquet schema metadata under
+``relink.image_root``: either a path relative to the manifest's own folder
+(the synthetic cohort stores ``"."``, its images live beside the manifest) or
+an absolute path (a real dataset whose images stay where the dataset keeps
+them). A *cohort folder* is a folder holding ``cohort.parquet``; every
+function that takes a cohort accepts either the folder or the manifest file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import CohortError
+from .io import atomic_path
+from .labels import CHEXPERT_LABELS, LABEL_VALUES
+
+MANIFEST_NAME = "cohort.parquet"
+ROOT_KEY = b"relink.image_root"
+ID_COLUMNS: tuple[str, ...] = ("pair_id", "patient_id", "study_id")
+TEXT_COLUMNS: tuple[str, ...] = (
+    "pair_id", "patient_id", "study_id", "image_path", "report", "split", "view", "cohort",
+)
+REQUIRED_COLUMNS: tuple[str, ...] = TEXT_COLUMNS + CHEXPERT_LABELS
+SPLITS: tuple[str, ...] = ("train", "validate", "test")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: which row (``None`` for the whole table), which column, why."""
+
+    row: int | None
+    pair_id: str | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.pair_id is not None:
+            where.append(f"pair_id {self.pair_id!r}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        return (", ".join(where) + ": " if where else "") + self.message
+
+
+@dataclass
+class Cohort:
+    """A validated manifest and the folder its ``image_path`` values are relative to."""
+
+    frame: pd.DataFrame
+    image_root: Path
+    manifest: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def image_file(self, i: int) -> Path:
+        """Absolute path of row ``i``'s image."""
+        return self.image_root / self.frame["image_path"].iat[i]
+
+    def labels(self) -> np.ndarray:
+        """(n, 14) float array of label values in canonical order (NaN = missing)."""
+        return self.frame.loc[:, list(CHEXPERT_LABELS)].to_numpy(dtype=np.float64)
+
+    def subset(self, mask: np.ndarray | pd.Series) -> "Cohort":
+        return Cohort(self.frame.loc[np.asarray(mask)].reset_index(drop=True), self.image_root, self.manifest)
+
+
+def _is_escaping(p: str) -> bool:
+    if not p or os.path.isabs(p) or p.startswith(("/", "\\")) or (len(p) > 1 and p[1] == ":"):
+        return True
+    parts = PurePosixPath(p.replace("\\", "/")).parts
+    return ".." in parts
+
+
+def validate(
+    frame: pd.DataFrame,
+    image_root: str | os.PathLike | None = None,
+    check_images: str | bool = "exists",
+    max_problems: int | None = None,
+) -> list[Problem]:
+    """Check ``frame`` against the cohort contract; return the problems found (empty = valid).
+
+    ``check_images``: ``"exists"`` (default) checks that every image is a
+    non-empty file under ``image_root``; ``"open"`` also decodes its header
+    with Pillow; ``False`` skips file checks (also skipped when ``image_root``
+    is ``None``). Row numbers are 0-based positions in ``frame``.
+    """
+    problems: list[Problem] = []
+
+    def full() -> bool:
+        return max_problems is not None and len(problems) >= max_problems
+
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        return [Problem(None, None, None, f"missing column(s): {', '.join(missing)}")]
+
+    pair_ids = frame["pair_id"].astype(str).to_numpy()
+    for col in TEXT_COLUMNS:
+        values = frame[col]
+        bad = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
+        for i in np.flatnonzero(bad):
+            what = "empty report" if col == "report" else "empty value"
+            problems.append(Problem(int(i), pair_ids[i], col, what))
+            if full():
+                return problems
+
+    dup = pd.Series(pair_ids).duplicated(keep="first").to_numpy()
+    for i in np.flatnonzero(dup):
+        problems.append(Problem(int(i), pair_ids[i], "pair_id", "duplicate pair_id"))
+        if full():
+            return problems
+
+    for col in CHEXPERT_LABELS:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        not_numeric = values.isna() & frame[col].notna()
+        bad = not_numeric | (values.notna() & ~values.isin(list(LABEL_VALUES)))
+        for i in np.flatnonzero(bad.to_numpy()):
+            problems.append(Problem(int(i), pair_ids[i], col, f"label value {frame[col].iat[i]!r} is not 1, 0, -1 or missing"))
+            if full():
+                return problems
+
+    paths = frame["image_path"].astype(str).to_numpy()
+    for i, p in enumerate(paths):
+        if _is_escaping(p):
+            problems.append(Problem(i, pair_ids[i], "image_path", f"image path {p!r} is absolute or escapes the cohort root"))
+            if full():
+                return problems
+
+    if image_root is not None and check_images:
+        root = Path(image_root)
+        for i, p in enumerate(paths):
+            if _is_escaping(p):
+                continue
+            problem = image_problem(root / p, mode=str(check_images))
+            if problem:
+                problems.append(Problem(i, pair_ids[i], "image_path", problem))
+                if full():
+                    return problems
+    return problems
+
+
+def image_problem(path: Path, mode: str = "exists") -> str | None:
+    """Why the image at ``path`` is unusable, or ``None``. ``mode='open'`` also decodes it."""
+    try:
+        if not path.is_file():
+            return f"image file not found: {path}"
+        if path.stat().st_size == 0:
+            return f"image file is empty: {path}"
+        if mode == "open":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()
+    except OSError as exc:
+        return f"image file unreadable: {path} ({exc.__class__.__name__}: {exc})"
+    except Exception as exc:  # Pillow raises several types on corrupt data
+        return f"image file unreadable: {path} ({exc.__class__.__name__}: {exc})"
+    return None
+
+
+def check(
+    frame: pd.DataFrame,
+    image_root: str | os.PathLike | None = None,
+    check_images: str | bool = "exists",
+    skip_bad: bool = False,
+    source: str = "cohort",
+) -> tuple[pd.DataFrame, list[Problem]]:
+    """Validate and either raise on the first problem or drop bad rows.
+
+    Without ``skip_bad`` a :class:`CohortError` names ``source`` and the first
+    problem (and how many more there are). With ``skip_bad`` rows with a
+    problem are dropped and the problems returned so the caller can report a
+    count; table-level problems (missing columns) always raise.
+    """
+    problems = validate(frame, image_root, check_images)
+    if not problems:
+        return frame, []
+    table_level = [p for p in problems if p.row is None]
+    if table_level or not skip_bad:
+        first = (table_level or problems)[0]
+        more = f" (and {len(problems) - 1} more problem(s); --skip-bad drops bad rows)" if len(problems) > 1 else ""
+        raise CohortError(f"{source}: {first}{more}")
+    bad_rows = sorted({p.row for p in problems if p.row is not None})
+    kept = frame.drop(frame.index[bad_rows]).reset_index(drop=True)
+    if kept.empty:
+        raise CohortError(f"{source}: every row has a problem; first: {problems[0]}")
+    return kept, problems
+
+
+def normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Coerce column dtypes to the contract (strings for ids and text, float labels)."""
+    out = frame.copy()
+    for col in TEXT_COLUMNS:
+        if col in out.columns:
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
+            out[col] = out[col].map(lambda v: v if v is None else str(v))
+    for col in CHEXPERT_LABELS:
+        if col in out.columns:
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+    return out
+
+
+def manifest_path(path: str | os.PathLike) -> Path:
+    """The manifest file for a cohort folder or manifest path."""
+    path = Path(path)
+    return path / MANIFEST_NAME if path.is_dir() else path
+
+
+def write_cohort(frame: pd.DataFrame, path: str | os.PathLike, image_root: str | os.PathLike = ".") -> Path:
+    """Write a manifest atomically; ``path`` is a ``.parquet`` file or a cohort folder.
+
+    ``image_root`` is stored verbatim: ``"."`` (or any relative path) means
+    relative to the manifest's folder; absolute paths are stored resolved.
+    """
+    path = Path(path)
+    target = path / MANIFEST_NAME if (path.is_dir() or path.suffix == "") else path
+    root = Path(image_root)
+    root_str = str(root.resolve()) if root.is_absolute() else root.as_posix()
+    frame = normalise(frame)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[ROOT_KEY] = root_str.encode()
+    table = table.replace_schema_metadata(meta)
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp)
+    return target
+
+
+def read_cohort(
+    path: str | os.PathLike,
+    validate_rows: bool = True,
+    check_images: str | bool = False,
+    skip_bad: bool = False,
+) -> Cohort:
+    """Read a cohort folder or manifest; validate it unless told not to.
+
+    Image files are not checked by default (that is the embedder's job, row
+    by row); pass ``check_images="exists"`` to check them here.
+    """
+    target = manifest_path(path)
+    if not target.is_file():
+        raise CohortError(f"cohort manifest not found: {target}")
+    try:
+        table = pq.read_table(target)
+    except Exception as exc:
+        raise CohortError(f"cannot read cohort manifest {target}: {exc}") from None
+    meta = table.schema.metadata or {}
+    root_str = meta.get(ROOT_KEY, b".").decode()
+    root = Path(root_str)
+    if not root.is_absolute():
+        root = (target.parent / root).resolve()
+    frame = normalise(table.to_pandas())
+    if validate_rows:
+        frame, _ = check(frame, root, check_images, skip_bad=skip_bad, source=str(target))
+    return Cohort(frame, root, target)
+
+
+def fingerprint(cohort: Cohort, columns: Iterable[str] = ("pair_id", "image_path", "report")) -> str:
+    """A short content hash of what the embedder reads: ids, image paths and report text.
+
+    Image bytes are not hashed (too slow at 400k images); a regenerated
+    synthetic cohort is byte-identical for a seed, and a real dataset's files
+    are immutable releases. The image root is left out so that a moved
+    cohort (another clone, another mount) stays a cache hit.
+    """
+    h = hashlib.sha256()
+    for col in columns:
+        h.update(b"\x00" + col.encode() + b"\x00")
+        h.update("\x1f".join(cohort.frame[col].astype(str)).encode())
+    return h.hexdigest()[:16]

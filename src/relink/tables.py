@@ -1,0 +1,83 @@
+"""Tidy metric tables: one row per (model, cohort, direction, negatives, level, N, K, estimator).
+
+Columns (DESIGN.md):
+
+``model``, ``cohort``, ``direction`` (``image_to_report`` | ``report_to_image``),
+``negatives`` (``random`` | ``pathology_matched`` | ``positive_set_matched`` | ...),
+``level`` (``study`` | ``patient``), ``N`` (pool size; for the full pool the
+candidate count), ``K``, ``estimator`` (``exact`` | ``monte_carlo``),
+``metric`` (``recall`` by default; ``mrr``, ``median_rank`` rows carry K = 0),
+``value``, ``ci_low``, ``ci_high``, ``chance``, ``lift``, ``n_queries``,
+``coverage`` (fraction of queries whose pool could be filled; 1 for random
+pools).
+
+Provenance travels with the table: in the parquet schema metadata, under
+``"provenance"`` in a JSON file (``{"provenance": ..., "rows": [...]}``), and
+in a ``<file>.provenance.json`` sidecar for CSV.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import RelinkError
+from .io import atomic_path, write_json
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "model", "cohort", "direction", "negatives", "level", "N", "K", "estimator", "metric",
+    "value", "ci_low", "ci_high", "chance", "lift", "n_queries", "coverage",
+)
+FORMATS = (".csv", ".parquet", ".json")
+
+
+def _check_format(path: Path) -> str:
+    ext = path.suffix.lower()
+    if ext not in FORMATS:
+        raise RelinkError(f"{path}: output format must be one of {', '.join(FORMATS)} (by extension)")
+    return ext
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
+    """Write a table as .csv, .parquet or .json by extension, atomically, with provenance."""
+    path = Path(path)
+    ext = _check_format(path)
+    provenance = provenance or {}
+    with atomic_path(path) as tmp:
+        if ext == ".csv":
+            frame.to_csv(tmp, index=False)
+        elif ext == ".parquet":
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            meta = dict(table.schema.metadata or {})
+            meta[b"provenance"] = json.dumps(provenance, sort_keys=True, default=str).encode()
+            pq.write_table(table.replace_schema_metadata(meta), tmp)
+        else:
+            rows = json.loads(frame.to_json(orient="records"))
+            tmp.write_text(json.dumps({"provenance": provenance, "rows": rows}, indent=1, sort_keys=True, default=str) + "\n")
+    if ext == ".csv":
+        write_json(path.with_name(path.name + ".provenance.json"), provenance)
+    return path
+
+
+def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a table written by :func:`write_table`; returns ``(frame, provenance)``."""
+    path = Path(path)
+    ext = _check_format(path)
+    if not path.is_file():
+        raise RelinkError(f"table not found: {path}")
+    if ext == ".csv":
+        side = path.with_name(path.name + ".provenance.json")
+        prov = json.loads(side.read_text()) if side.is_file() else {}
+        return pd.read_csv(path), prov
+    if ext == ".parquet":
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(b"provenance", b"{}")
+        return table.to_pandas(), json.loads(raw)
+    obj = json.loads(path.read_text())
+    return pd.DataFrame(obj.get("rows", [])), obj.get("provenance", {})
