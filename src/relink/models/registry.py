@@ -43,6 +43,7 @@ class LoadedModel:
     tokenizer: Callable  # list[str] -> LongTensor
     fingerprint: str  # hash of the state dict (see weights_fingerprint)
     preprocess_cfg: dict[str, Any]
+    model_cfg: dict[str, Any] | None = None  # the open_clip config it was built from, when known
 
 
 def register_project_configs() -> list[str]:
@@ -122,4 +123,23 @@ def load_model(spec: str, device: str = "cpu", **create_kwargs: Any) -> LoadedMo
     tokenizer = open_clip.get_tokenizer(model_name)
     pp_cfg = dict(getattr(getattr(model, "visual", None), "preprocess_cfg", {}) or {})
     logging.getLogger(__name__).debug("loaded %s", spec)
-    return LoadedModel(spec, model, preprocess, tokenizer, weights_fingerprint(model), pp_cfg)
+    return LoadedModel(spec, model, preprocess, tokenizer, weights_fingerprint(model), pp_cfg, model_config(model_name))
+
+
+def model_config(model_name: str) -> dict[str, Any] | None:
+    """The open_clip ``model_cfg`` behind a parsed model name, without downloading."""
+    import json
+
+    import open_clip
+
+    if model_name.startswith("local-dir:"):
+        cfg_file = Path(model_name[len("local-dir:"):]) / "open_clip_config.json"
+        return json.loads(cfg_file.read_text()).get("model_cfg") if cfg_file.is_file() else None
+    if model_name.startswith("hf-hub:"):
+        try:
+            from open_clip.factory import _get_hf_config
+
+            return _get_hf_config(model_name[len("hf-hub:"):]).get("model_cfg")
+        except Exception:  # offline and not cached: the config is not needed to run
+            return None
+    return open_clip.get_model_config(model_name.replace("/", "-"))
