@@ -1,0 +1,92 @@
+"""Content-keyed artifacts: an expensive step runs again only when its inputs change.
+
+A step's *key* is a JSON-able dict of everything that determines its output:
+its parameters, the keys of the artifacts it reads, and a hash of the relink
+source files it runs. The artifact is a folder ``<root>/<name>`` holding the
+step's output and ``.relink-key.json``; it is reused only when the stored key
+equals the new one, otherwise rebuilt (into a temporary folder, renamed when
+complete, so an interrupted step leaves the old artifact or none, never half
+of one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..io import atomic_dir
+
+KEY_FILE = ".relink-key.json"
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+#: modules every step depends on (contracts and I/O)
+CORE_MODULES = ("__init__.py", "cohort.py", "embeddings.py", "io.py", "labels.py", "tables.py", "errors.py")
+
+log = logging.getLogger(__name__)
+
+
+def digest(obj: Any) -> str:
+    """sha256 (16 hex) of a JSON-able object, key-order independent."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def source_hash(parts: Iterable[str] = (), include_core: bool = True) -> str:
+    """Hash of relink source files: the named subpackages/modules (relative to the package), plus the core.
+
+    ``parts=("*",)`` hashes the whole package.
+    """
+    files: list[Path] = []
+    names = list(parts) + (list(CORE_MODULES) if include_core else [])
+    if "*" in names:
+        files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted(PACKAGE_DIR.rglob("*.json"))
+    else:
+        for name in names:
+            p = PACKAGE_DIR / name
+            if p.is_dir():
+                files += sorted(p.rglob("*.py")) + sorted(p.rglob("*.json"))
+            elif p.is_file():
+                files.append(p)
+            elif p.with_suffix(".py").is_file():
+                files.append(p.with_suffix(".py"))
+    h = hashlib.sha256()
+    for f in sorted(set(files)):
+        if "__pycache__" in f.parts:
+            continue
+        h.update(f.relative_to(PACKAGE_DIR).as_posix().encode() + b"\x00")
+        h.update(f.read_bytes() + b"\x00")
+    return h.hexdigest()[:16]
+
+
+def stored_key(path: Path) -> dict[str, Any] | None:
+    f = Path(path) / KEY_FILE
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text())
+    except ValueError:
+        return None
+
+
+def cached(root: str | os.PathLike, name: str, key: dict[str, Any], build: Callable[[Path], Any], force: bool = False) -> Path:
+    """Return ``<root>/<name>``, building it with ``build(tmp_dir)`` unless its stored key matches ``key``."""
+    path = Path(root) / name
+    key = json.loads(json.dumps(key, sort_keys=True, default=str))
+    if not force and stored_key(path) == key:
+        log.info("reusing %s", name)
+        return path
+    log.info("building %s", name)
+    with atomic_dir(path) as tmp:
+        build(tmp)
+        (tmp / KEY_FILE).write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def artifact_id(path: str | os.PathLike) -> str:
+    """A short id for an artifact: the digest of its stored key (what downstream keys depend on)."""
+    key = stored_key(Path(path))
+    if key is None:
+        raise FileNotFoundError(f"not a cached artifact: {path}")
+    return digest(key)

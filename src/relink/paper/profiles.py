@@ -1,0 +1,163 @@
+"""Run profiles of the paper: which cohorts, which model ladder, how much of everything.
+
+* ``synthetic`` (default) — everything from the generator, no downloads; holds
+  at least 10,000 held-out internal pairs so that N = 10,000 is a real pool.
+  A few minutes on 2 CPU cores.
+* ``smoke`` — the same pipeline, tiny, for tests and CI.
+* ``mimic`` — MIMIC-CXR-JPG (internal) and, when its root is given, CheXpert
+  Plus (external) from local paths; the public model ladder of
+  :mod:`relink.models.ladder`; GPU recommended. Never run in CI.
+* ``chexpert-plus`` — CheXpert Plus alone (its own train/valid/test splits).
+
+Real data paths come from environment variables (never from code):
+``RELINK_MIMIC_IMAGES`` (the MIMIC-CXR-JPG ``files/`` parent folder, with its
+metadata CSVs), ``RELINK_MIMIC_REPORTS`` (the MIMIC-CXR reports folder) and
+``RELINK_CHEXPERT_PLUS_ROOT``. ``relink paper --set key=value`` overrides any
+field of a profile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import RelinkError
+
+CREDENTIALED = ("mimic", "chexpert-plus")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every knob of one paper run. Fields are plain values so they hash and print."""
+
+    name: str
+    credentialed: bool = False
+    # cohorts (synthetic profiles)
+    internal_patients: int = 0
+    external_patients: int = 0
+    image_size: int = 64
+    splits: tuple[float, float, float] = (0.55, 0.1, 0.35)
+    synth_seed: int = 2606
+    # the synthetic specialization ladder
+    train_config: str = "relink-vit-tiny"
+    train_epochs: int = 3
+    train_batch_size: int = 128
+    train_lr: float = 5e-4
+    train_rungs: int = 3
+    train_seed: int = 0
+    ladder: tuple[tuple[str, str], ...] = ()  # (rung name, model spec) for real profiles
+    embed_batch_size: int = 256
+    # the audit
+    eval_split: str = "test"
+    pools: tuple[Any, ...] = (10, 100, 1000, 10000, "full")
+    ks: tuple[int, ...] = (1, 5, 10)
+    n_boot: int = 1000
+    audit_seed: int = 0
+    # DP mitigation
+    epsilon: float = 0.34
+    delta: float = 6e-6
+    accountant: str = "prv"
+    epsilons: tuple[Any, ...] = (0.1, 0.34, 1.0, 3.0, 8.0, None)
+    dp_epochs: int = 5
+    dp_batch_size: int = 512
+    dp_lr: float = 0.5
+    dp_clip_norm: float = 1.0
+    dp_temperature: float = 0.07
+    dp_seed: int = 0
+    # utility
+    probe_seed: int = 0
+    # real data (credentialed profiles), filled from the environment
+    data: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def n_target(self) -> Any:
+        """The headline pool size: 10,000, or the largest finite pool requested."""
+        finite = [p for p in self.pools if p != "full"]
+        return 10000 if 10000 in finite else max(finite)
+
+
+PROFILES: dict[str, Profile] = {
+    "synthetic": Profile(
+        name="synthetic",
+        internal_patients=12000,
+        external_patients=2000,
+    ),
+    "smoke": Profile(
+        name="smoke",
+        internal_patients=240,
+        external_patients=60,
+        train_epochs=2,
+        train_batch_size=64,
+        train_rungs=3,
+        embed_batch_size=128,
+        pools=(10, 100, "full"),
+        n_boot=50,
+        epsilons=(0.34, 8.0, None),
+        dp_epochs=2,
+        dp_batch_size=64,
+    ),
+    "mimic": Profile(name="mimic", credentialed=True, embed_batch_size=128, dp_epochs=10),
+    "chexpert-plus": Profile(name="chexpert-plus", credentialed=True, embed_batch_size=128, dp_epochs=10),
+}
+
+DATA_ENV = {
+    "mimic": {"mimic_images": "RELINK_MIMIC_IMAGES", "mimic_reports": "RELINK_MIMIC_REPORTS",
+              "chexpert_plus_root": "RELINK_CHEXPERT_PLUS_ROOT"},
+    "chexpert-plus": {"chexpert_plus_root": "RELINK_CHEXPERT_PLUS_ROOT"},
+}
+REQUIRED_DATA = {"mimic": ("mimic_images", "mimic_reports"), "chexpert-plus": ("chexpert_plus_root",)}
+
+
+def _coerce(current: Any, text: str) -> Any:
+    if isinstance(current, bool):
+        return text.lower() in ("1", "true", "yes", "on")
+    if isinstance(current, int) and not isinstance(current, bool):
+        return int(text)
+    if isinstance(current, float):
+        return float(text)
+    if isinstance(current, tuple):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        out = []
+        for t in items:
+            if t in ("full", "none", "None"):
+                out.append(None if t.lower() == "none" else t)
+                continue
+            try:
+                out.append(int(t))
+            except ValueError:
+                try:
+                    out.append(float(t))
+                except ValueError:
+                    out.append(t)
+        return tuple(out)
+    return text
+
+
+def get_profile(name: str, overrides: dict[str, str] | None = None, environ: dict[str, str] | None = None) -> Profile:
+    """The named profile with ``overrides`` (``field -> text``) and, for real data, paths from the environment."""
+    if name not in PROFILES:
+        raise RelinkError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    profile = PROFILES[name]
+    changes: dict[str, Any] = {}
+    known = {f.name for f in dataclasses.fields(Profile)}
+    for key, text in (overrides or {}).items():
+        key = key.replace("-", "_")
+        if key not in known or key in ("name", "credentialed", "data"):
+            raise RelinkError(f"--set {key}: not a profile field (fields: {', '.join(sorted(known - {'name', 'credentialed', 'data'}))})")
+        try:
+            changes[key] = _coerce(getattr(profile, key), text)
+        except ValueError:
+            raise RelinkError(f"--set {key}={text}: cannot read {text!r} as {type(getattr(profile, key)).__name__}") from None
+    if profile.credentialed:
+        environ = os.environ if environ is None else environ
+        data = {key: environ[var] for key, var in DATA_ENV[name].items() if environ.get(var)}
+        missing = [DATA_ENV[name][k] for k in REQUIRED_DATA[name] if k not in data]
+        if missing:
+            raise RelinkError(f"profile {name!r} needs the environment variable(s) {', '.join(missing)} (see the reproducibility appendix)")
+        changes["data"] = tuple(sorted(data.items()))
+    return dataclasses.replace(profile, **changes)

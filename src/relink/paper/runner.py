@@ -1,0 +1,171 @@
+"""Execute chapters with papermill (only those whose inputs changed), then build the book.
+
+A chapter's input hash covers its notebook source, the whole relink source,
+the profile parameters and the artifact ids of the result tables it reads.
+The hash and the provenance (commit, package versions, parameters, data and
+model fingerprints) are stamped into the executed notebook's metadata under
+``relink``; a chapter whose stored hash equals the new one is not executed
+again, so a prose-only change rebuilds the book without running a notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import RelinkError
+from ..io import atomic_path
+from ..provenance import REPO_ROOT, stamp
+from .cache import artifact_id, digest, source_hash
+from .chapters import BOOK_DIR, CHAPTER_DIR, Chapter, select
+from .profiles import Profile
+
+log = logging.getLogger(__name__)
+
+
+def notebook_source_hash(chapter: Chapter) -> str:
+    if not chapter.source.is_file():
+        raise RelinkError(f"chapter source not found: {chapter.source.relative_to(REPO_ROOT)}")
+    return digest(chapter.source.read_text())
+
+
+def chapter_inputs(chapter: Chapter, profile: Profile, results: dict[str, Path]) -> dict[str, Any]:
+    """Everything a chapter's output depends on, as stored in its metadata."""
+    return {
+        "notebook": notebook_source_hash(chapter),
+        "relink_source": source_hash(("*",)),
+        "profile": profile.as_dict(),
+        "results": {name: artifact_id(results[name]) for name in chapter.results},
+    }
+
+
+def stored_inputs(chapter: Chapter) -> dict[str, Any] | None:
+    """The ``relink.inputs`` recorded in an executed chapter, or ``None``."""
+    if not chapter.output.is_file():
+        return None
+    try:
+        nb = json.loads(chapter.output.read_text())
+    except ValueError:
+        return None
+    return nb.get("metadata", {}).get("relink", {}).get("inputs")
+
+
+def _to_ipynb(chapter: Chapter, dest: Path) -> None:
+    import jupytext
+
+    nb = jupytext.read(chapter.source)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    jupytext.write(nb, dest, fmt="ipynb")
+
+
+def execute_chapter(chapter: Chapter, profile: Profile, results: dict[str, Path], force: bool = False) -> bool:
+    """Run one chapter into ``book/chapters``; return whether it was executed (False: up to date)."""
+    import papermill as pm
+
+    inputs = chapter_inputs(chapter, profile, results)
+    if not force and stored_inputs(chapter) == inputs:
+        print(f"  {chapter.stem}: up to date")
+        return False
+    CHAPTER_DIR.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with atomic_path(chapter.output) as out, tempfile.TemporaryDirectory() as work:
+        src = Path(work) / f"{chapter.stem}.ipynb"
+        _to_ipynb(chapter, src)
+        params = {"profile": profile.name, "overrides": json.dumps(_overrides(profile)), "artifacts": str(results["_root"])}
+        try:
+            pm.execute_notebook(
+                str(src), str(out), parameters=params, kernel_name="python3", cwd=str(REPO_ROOT),
+                progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+            )
+        except pm.PapermillExecutionError as exc:
+            raise RelinkError(f"chapter {chapter.stem} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}") from None
+        _stamp(out, chapter, profile, inputs, results)
+    print(f"  {chapter.stem}: executed in {time.perf_counter() - t0:.1f} s")
+    return True
+
+
+def _overrides(profile: Profile) -> dict[str, Any]:
+    """Profile fields that differ from the named default (what the notebook must re-apply)."""
+    from .profiles import PROFILES
+
+    base = PROFILES[profile.name].as_dict()
+    return {k: v for k, v in profile.as_dict().items() if base.get(k) != v and k != "data"}
+
+
+def _stamp(path: Path, chapter: Chapter, profile: Profile, inputs: dict[str, Any], results: dict[str, Path]) -> None:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    meta_files = {}
+    for name in chapter.results:
+        prov = results[name] / "provenance.json"
+        if prov.is_file():
+            meta_files[name] = json.loads(prov.read_text())
+    nb.metadata["relink"] = {
+        "chapter": chapter.stem,
+        "inputs": inputs,
+        "provenance": stamp(profile=profile.name, parameters=_overrides(profile), results=meta_files),
+    }
+    nbformat.write(nb, path)
+
+
+def build_book(strict: bool = False, all_files: bool = False) -> int:
+    """``jupyter-book build book/`` (strict: ``-W -n --keep-going``); returns its exit code."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(BOOK_DIR.relative_to(REPO_ROOT)) + "/"]
+    if strict:
+        cmd[2:2] = ["-W", "-n", "--keep-going"]
+    if all_files:
+        cmd.insert(2, "--all")
+    print("$ " + " ".join(cmd))
+    return subprocess.run(cmd, cwd=REPO_ROOT).returncode
+
+
+def run_paper(
+    profile: Profile,
+    chapter_names: list[str] | None = None,
+    book: bool = True,
+    force: bool = False,
+    strict: bool = False,
+    artifacts_root: str | os.PathLike | None = None,
+) -> int:
+    """The whole paper: cached artifacts, changed chapters, privacy scan, then the book."""
+    from .pipeline import build_results
+    from .privacy import scan_outputs
+
+    chapters = select(chapter_names)
+    needed = sorted({r for c in chapters for r in c.results})
+    t0 = time.perf_counter()
+    print(f"relink paper: profile {profile.name}; chapters {', '.join(c.number for c in chapters)}")
+    results = build_results(profile, needed, artifacts_root)
+    print(f"artifacts ready in {time.perf_counter() - t0:.1f} s")
+    for chapter in chapters:
+        execute_chapter(chapter, profile, results, force=force)
+    if profile.credentialed:
+        findings = scan_outputs(profile, results, [c.output for c in chapters])
+        if findings:
+            raise RelinkError(f"privacy scan: {len(findings)} output(s) contain report text or identifiers, first: {findings[0]}")
+    if not book:
+        return 0
+    code = build_book(strict=strict, all_files=strict)
+    print(f"relink paper: done in {time.perf_counter() - t0:.1f} s; open book/_build/html/index.html")
+    return code
+
+
+def staleness(chapter: Chapter) -> str | None:
+    """Why the executed chapter cannot be trusted (missing, or inputs changed since), or ``None``."""
+    stored = stored_inputs(chapter)
+    if stored is None:
+        return "not executed" if not chapter.output.is_file() else "executed without relink provenance"
+    if stored.get("notebook") != notebook_source_hash(chapter):
+        return "its notebook source changed since it was executed"
+    if stored.get("relink_source") != source_hash(("*",)):
+        return "the relink source changed since it was executed"
+    return None
