@@ -1,6 +1,128 @@
-"""`relink probe` (placeholder until its module lands)."""
+"""`relink probe`: the utility embeddings keep (linear probe, zero-shot, member gap)."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import HelpFormatter
+
+DESCRIPTION = """\
+Linear-probe AUROC per CheXpert label (and the macro mean over the labels
+with both classes in the test part) of each --embeddings set's image
+features: projected embeddings, and trunk features as a control (a probe is
+blind to an invertible change of the head, so it barely moves when only the
+heads change). Split: the cohort's own train/test rows, else patient-disjoint
+(GroupShuffleSplit on patient_id). Positive = 1; negative = 0 or missing;
+uncertain (-1) rows are left out of that label unless --uncertain says
+otherwise. Give the set before and after `relink mitigate` to compare.
+
+Utilities that depend on alignment:
+  --zeroshot       AUROC of cos(image, "<finding>") - cos(image, "no <finding>"),
+                   prompts through each set's own text head (the model its
+                   meta.json names: for a mitigated set, its checkpoint);
+                   --model SPEC encodes the prompts' text trunk instead, and
+                   supplies the head for sets that name no model.
+  --member-gap N   Recall@1 at pool N of training members (split train) vs
+                   held-out non-members (split test).
+
+Writes one tidy table (.csv, .parquet or .json by extension) with provenance;
+column `utility` says which rows are which.
+"""
+
+EPILOG = """\
+examples:
+  relink probe --embeddings emb/internal --out results/probe.parquet
+  relink probe --embeddings emb/internal dp/eps0.34/embeddings/internal --features both \\
+      --zeroshot --member-gap 1000 --out results/utility.csv
+"""
 
 
-def register(sub):
-    p = sub.add_parser("probe", help="(not yet implemented)")
-    p.set_defaults(func=lambda args: print("relink probe: not yet implemented") or 1)
+def register(sub) -> None:
+    p = sub.add_parser("probe", help="linear-probe / zero-shot AUROC and member gap of embedding sets",
+                       description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter)
+    p.add_argument("--embeddings", required=True, nargs="+", metavar="DIR", help="one or more embedding sets")
+    p.add_argument("--features", choices=("projected", "trunk", "both"), default="both")
+    p.add_argument("--model", metavar="SPEC", help="model for zero-shot prompts (see above)")
+    p.add_argument("--zeroshot", action="store_true", help="add zero-shot AUROC from label prompt pairs")
+    p.add_argument("--member-gap", type=int, metavar="N", default=0, help="add the member gap at pool N (0 = off)")
+    p.add_argument("--split", choices=("auto", "cohort", "group"), default="auto", help="probe train/test split")
+    p.add_argument("--uncertain", choices=("exclude", "negative", "positive"), default="exclude")
+    p.add_argument("--max-iter", type=int, default=5000, help="LogisticRegression max_iter")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="FILE", help=".csv, .parquet or .json")
+    p.set_defaults(func=run)
+
+
+def _trunk_key(es) -> tuple:
+    import hashlib
+
+    import numpy as np
+
+    head = np.ascontiguousarray(np.asarray(es.image_trunk[:64], dtype=np.float32))
+    return len(es), hashlib.sha256(head.tobytes()).hexdigest()
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    from .. import embeddings as emb
+    from ..errors import RelinkError
+    from ..provenance import stamp
+    from ..tables import FORMATS, write_table
+    from ..utility.probe import probe_embeddings
+
+    if Path(args.out).suffix.lower() not in FORMATS:
+        raise RelinkError(f"--out {args.out}: the extension must be one of {', '.join(FORMATS)}")
+    features = ("projected", "trunk") if args.features == "both" else (args.features,)
+    models: dict = {}
+
+    def model(spec):
+        if spec not in models:
+            from ..models import load_model
+
+            models[spec] = load_model(spec)
+        return models[spec]
+
+    frames, seen_trunks = [], set()
+    for path in args.embeddings:
+        es = emb.load(path, require_trunk="trunk" in features)
+        feats = tuple(f for f in features if f != "trunk" or _trunk_key(es) not in seen_trunks)
+        if "trunk" in feats:
+            seen_trunks.add(_trunk_key(es))
+        t = probe_embeddings(es, feats, split=args.split, uncertain=args.uncertain, max_iter=args.max_iter,
+                             random_state=args.seed)
+        t.insert(0, "utility", "linear_probe")
+        frames.append(t.assign(embeddings=Path(path).name))
+        if args.zeroshot:
+            from ..dp.apply import project
+            from ..models.heads import extract_heads
+            from ..utility.zeroshot import zeroshot_auroc
+
+            head_spec = es.meta.get("model") or args.model
+            if not head_spec:
+                raise RelinkError(f"{path}: meta.json names no model for --zeroshot; pass --model SPEC")
+            text_head = extract_heads(model(head_spec).model).text
+            if es.text_trunk is not None and not np.allclose(project(text_head, np.asarray(es.text_trunk[:16])),
+                                                             np.asarray(es.text[:16]), atol=1e-3):
+                raise RelinkError(f"{path}: the text head of {head_spec!r} does not reproduce text.npy")
+            z = zeroshot_auroc(es, model(args.model or head_spec), text_head=text_head, uncertain=args.uncertain)
+            z.insert(0, "utility", "zeroshot")
+            frames.append(z.assign(embeddings=Path(path).name))
+        if args.member_gap > 0:
+            from ..utility.membership import member_gap
+
+            g = member_gap(es, N=args.member_gap, random_state=args.seed).rename(columns={"queries": "label"})
+            g.insert(0, "utility", "member_gap")
+            frames.append(g.assign(metric="recall", embeddings=Path(path).name))
+    table = pd.concat(frames, ignore_index=True)
+    write_table(table, args.out, stamp(command="probe", embeddings=[Path(p).name for p in args.embeddings],
+                                       features=list(features), split=args.split, uncertain=args.uncertain,
+                                       seed=args.seed, model=args.model))
+    macro = table[(table["utility"] == "linear_probe") & (table["label"] == "macro")]
+    for _, r in macro.iterrows():
+        print(f"relink probe: {r['embeddings']} {r['features']}: macro AUROC {r['value']:.4f} over {int(r['n_labels'])} labels")
+    print(f"relink probe: wrote {len(table)} rows -> {args.out}")
+    return 0

@@ -22,8 +22,9 @@ extract:
 :func:`select_report` then picks the retrieval text: the requested sections
 (default findings + impression, each the *last* section of that name) joined
 in the requested order; if none is present, the official single-section
-priority impression > findings > last_paragraph > comparison. Whitespace is
-collapsed to single spaces. The official typo-correction list of some forks
+priority impression > findings > last_paragraph > comparison, skipping
+sections that are empty after stripping (the official script would return the
+empty one). Whitespace is collapsed to single spaces. The official typo-correction list of some forks
 is not applied (the MIT-LCP version has none).
 """
 

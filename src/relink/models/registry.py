@@ -50,9 +50,11 @@ def register_project_configs() -> list[str]:
     """Register ``relink/model_configs/*.json`` with open_clip; return their names."""
     import open_clip
 
-    if CONFIG_DIR.is_dir() and any(CONFIG_DIR.glob("*.json")):
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+    # add_model_config appends the folder and rescans every config each call: only when one is missing.
+    if names and not set(names) <= set(open_clip.list_models()):
         open_clip.add_model_config(CONFIG_DIR)
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+    return names
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -113,17 +115,65 @@ def load_model(spec: str, device: str = "cpu", **create_kwargs: Any) -> LoadedMo
         )
     except RuntimeError as exc:
         msg = str(exc)
+        if _OFFLINE_HINTS[0] in msg or _OFFLINE_HINTS[1] in msg:
+            raise _not_cached(spec) from None
         if "size mismatch" in msg or "Missing key" in msg or "Unexpected key" in msg:
             first = next((ln.strip() for ln in msg.splitlines() if "size mismatch" in ln or "key" in ln), msg[:300])
             raise ModelError(f"checkpoint does not fit the config of {spec!r}: {first}") from None
         raise ModelError(f"cannot load model {spec!r}: {msg.splitlines()[0] if msg else exc!r}") from None
+    except AssertionError as exc:
+        # open_clip asserts while resizing position embeddings to a checkpoint of another width.
+        what = "checkpoint does not fit the config of" if pretrained or model_name.startswith("local-dir:") else "cannot load model"
+        raise ModelError(f"{what} {spec!r}: {exc or 'assertion failed in open_clip'}") from None
     except (FileNotFoundError, ValueError, OSError, ImportError) as exc:
         raise ModelError(f"cannot load model {spec!r}: {exc}") from None
     model.eval()
-    tokenizer = open_clip.get_tokenizer(model_name)
+    tokenizer = _tokenizer(spec, model_name)
     pp_cfg = dict(getattr(getattr(model, "visual", None), "preprocess_cfg", {}) or {})
     logging.getLogger(__name__).debug("loaded %s", spec)
     return LoadedModel(spec, model, preprocess, tokenizer, weights_fingerprint(model), pp_cfg, model_config(model_name))
+
+
+_OFFLINE_HINTS = ("cannot find the requested files in the local cache", "offline mode is enabled")
+
+
+def _not_cached(spec: str) -> ModelError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    why = "HF_HUB_OFFLINE=1 forbids downloading" if offline else "the download failed"
+    return ModelError(
+        f"model {spec!r} is not in the local Hugging Face cache and {why}; load it once with network access "
+        "(or point HF_HOME at a cache that holds it), or use a local checkpoint (NAME:FILE or a local-dir)"
+    )
+
+
+def _tokenizer(spec: str, model_name: str) -> Callable:
+    """open_clip's tokenizer for a model; a ``local-dir`` without HF tokenizer files uses ``hf_tokenizer_name``.
+
+    ``open_clip.get_tokenizer("local-dir:DIR")`` reads an HF tokenizer from DIR
+    itself, but a checkpoint written by :func:`relink.models.checkpoint.save_checkpoint`
+    holds only weights and config, so the tokenizer the config names is used.
+    """
+    import open_clip
+
+    try:
+        return open_clip.get_tokenizer(model_name)
+    except Exception as exc:  # noqa: BLE001 - transformers raises several types here
+        first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        text_cfg = (model_config(model_name) or {}).get("text_cfg", {}) if model_name.startswith("local-dir:") else {}
+        name = text_cfg.get("hf_tokenizer_name")
+        if not name:
+            if any(h in str(exc) for h in _OFFLINE_HINTS):
+                raise _not_cached(spec) from None
+            raise ModelError(f"cannot load the tokenizer of {spec!r}: {first}") from None
+        try:
+            return open_clip.tokenizer.HFTokenizer(
+                name,
+                context_length=text_cfg.get("context_length", open_clip.tokenizer.DEFAULT_CONTEXT_LENGTH),
+                tokenizer_mode=text_cfg.get("tokenizer_mode"),
+                **(text_cfg.get("tokenizer_kwargs") or {}),
+            )
+        except Exception as exc2:  # noqa: BLE001
+            raise ModelError(f"cannot load the tokenizer {name!r} named by {spec!r}: {str(exc2).splitlines()[0]}") from None
 
 
 def model_config(model_name: str) -> dict[str, Any] | None:

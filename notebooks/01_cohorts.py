@@ -1,0 +1,81 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Cohorts
+#
+# Every chapter reads the same cohorts: an **internal** cohort with
+# patient-disjoint train / validate / test splits (MIMIC-CXR in the study, the
+# synthetic internal site in the default profile) and an **external** cohort
+# used only for evaluation (CheXpert Plus in the study, the synthetic external
+# site with its shifted image appearance and report style here). One row is
+# one image-report pair: one frontal image of a study and the findings and
+# impression of its report.
+
+# %% tags=["parameters"]
+profile = "synthetic"
+overrides = "{}"
+artifacts = ""
+
+# %% tags=["remove-cell"]
+from IPython.display import display
+
+from relink.paper import figures, summaries
+from relink.paper.notebook import glue, open_results
+
+res = open_results(profile, overrides, artifacts, needed=("cohorts",))
+summary = res.table("cohorts", "summary.parquet")
+prevalence = res.table("cohorts", "prevalence.parquet")
+
+# %% [markdown]
+# ## Pairs, studies and patients per cohort and split
+
+# %% tags=["remove-input"]
+display(summary.set_index(["cohort", "split"]))
+
+# %% tags=["remove-cell"]
+totals = summary.groupby("cohort")[["pairs", "patients"]].sum()
+internal = summary[summary["role"] == "internal"]
+external = summary[summary["role"] == "external"]
+glue("n_pairs_total", int(summary["pairs"].sum()))
+glue("n_patients_total", int(summary["patients"].sum()))
+glue("n_internal_eval", int(internal.loc[internal["split"] == res.profile.eval_split, "pairs"].sum()))
+glue("n_internal_train", int(internal.loc[internal["split"] == "train", "pairs"].sum()))
+glue("n_external_eval", int(external["pairs"].sum()))
+glue("profile_name", res.profile.name)
+
+# %% [markdown]
+# The held-out internal split holds {glue:text}`n_internal_eval:,d` pairs
+# and the external cohort {glue:text}`n_external_eval:,d`; in all
+# {glue:text}`n_pairs_total:,d` pairs from {glue:text}`n_patients_total:,d`
+# patients (profile: {glue:text}`profile_name`).
+#
+# ## Label prevalence
+#
+# The 14 CheXpert observations as a report labeler gives them: positive,
+# uncertain (hedged mention), negative (explicit negation) or missing (not
+# mentioned). Pathology-matched hard negatives (chapter 3) are drawn within
+# groups of identical label vectors, so the prevalence decides how large those
+# groups are.
+
+# %% tags=["remove-input"]
+fig = figures.prevalence(prevalence)
+glue("fig_prevalence", fig, display=False)
+fig
+
+# %% [markdown]
+# ## Examples
+#
+# For the synthetic profile only, a few images beside their reports. The
+# credentialed profiles never show an image, a report or an identifier: their
+# chapters print aggregates only, and a scan of every executed chapter checks it.
+
+# %% tags=["remove-input"]
+if not res.profile.credentialed:
+    examples = res.json("cohorts", "examples.json")
+    figures.example_pairs(examples, res.file("cohorts", "."))

@@ -1,0 +1,113 @@
+"""Resumable shard bookkeeping for the embedder.
+
+Rows ``[0, n)`` of a cohort are cut into shards of ``shard_size`` consecutive
+rows. A *work folder* next to the output (``OUT.work/``) holds:
+
+* ``manifest.json`` — the key of the computation: weights fingerprint,
+  cohort fingerprint, preprocessing, row count, shard size, batch size,
+  precision and whether trunk features are kept. A work folder whose key
+  differs from the current one is stale and is emptied (a cache miss, never a
+  stale hit);
+* per finished shard ``START-STOP.<array>.npy`` (``image``, ``text`` and, with
+  trunks, ``image_trunk``, ``text_trunk``), ``START-STOP.kept.npy`` (int64 row
+  indices kept; fewer than the range under ``--skip-bad``) and, written last,
+  ``START-STOP.done.json`` (the skipped rows). A shard counts as finished only
+  when its ``done.json`` exists, so an interrupted shard is simply redone.
+
+Each file is written atomically. Shard ``k`` belongs to rank ``k % world_size``
+under torchrun; any process count can resume any work folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import write_json, write_npy
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows ``start`` (inclusive) to ``stop`` (exclusive) of the cohort."""
+
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.start:010d}-{self.stop:010d}"
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def plan_shards(n_rows: int, shard_size: int) -> list[Shard]:
+    """Consecutive shards covering ``[0, n_rows)``."""
+    if shard_size < 1:
+        raise ValueError("shard_size must be >= 1")
+    return [Shard(s, min(s + shard_size, n_rows)) for s in range(0, n_rows, shard_size)]
+
+
+def shards_for_rank(shards: list[Shard], rank: int, world_size: int) -> list[Shard]:
+    """The shards one process computes: every ``world_size``-th, starting at ``rank``."""
+    return shards[rank::world_size]
+
+
+def work_path(out_dir: str | Path) -> Path:
+    """The work folder that belongs to output folder ``out_dir``."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + ".work")
+
+
+class WorkDir:
+    """The on-disk state of one embedding computation (see module doc)."""
+
+    def __init__(self, path: str | Path, key: dict[str, Any]):
+        self.path = Path(path)
+        self.key = json.loads(json.dumps(key, sort_keys=True, default=str))  # compare as JSON would store it
+
+    def stored_key(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def prepare(self) -> str:
+        """Make the folder match the key; return ``"new"``, ``"resume"`` or ``"stale"`` (emptied)."""
+        stored = self.stored_key()
+        if stored == self.key:
+            return "resume"
+        state = "stale" if self.path.exists() else "new"
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.mkdir(parents=True)
+        write_json(self.path / MANIFEST, self.key)
+        return state
+
+    def is_done(self, shard: Shard) -> bool:
+        return (self.path / f"{shard.name}.done.json").is_file()
+
+    def write(self, shard: Shard, arrays: dict[str, np.ndarray], kept: np.ndarray, skipped: list[dict[str, Any]]) -> None:
+        """Store one finished shard; the ``done`` marker goes last."""
+        for name, arr in arrays.items():
+            write_npy(self.path / f"{shard.name}.{name}.npy", np.ascontiguousarray(arr, dtype=np.float32))
+        write_npy(self.path / f"{shard.name}.kept.npy", np.asarray(kept, dtype=np.int64))
+        write_json(self.path / f"{shard.name}.done.json", {"rows": [shard.start, shard.stop], "skipped": skipped})
+
+    def read_array(self, shard: Shard, name: str, mmap: bool = True) -> np.ndarray:
+        return np.load(self.path / f"{shard.name}.{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+
+    def kept(self, shard: Shard) -> np.ndarray:
+        return np.load(self.path / f"{shard.name}.kept.npy", allow_pickle=False)
+
+    def skipped(self, shard: Shard) -> list[dict[str, Any]]:
+        return json.loads((self.path / f"{shard.name}.done.json").read_text())["skipped"]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

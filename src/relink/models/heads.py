@@ -1,0 +1,329 @@
+"""The projection heads of an open_clip model, as two ``nn.Linear`` over trunk features.
+
+The mitigation trains only the projections that map each tower's pooled
+features (the *trunk* features) to the shared embedding space. This module
+finds them for every open_clip family, hands them out as float32
+``nn.Linear`` copies (standard layers that Opacus can hook), computes the
+trunk features they act on, and writes trained heads back so the model is an
+ordinary open_clip model again (save it with
+:func:`relink.models.checkpoint.save_checkpoint`).
+
+Contract: for a model in eval mode, ``extract_heads(m).image(encode_image_trunk(m, x))``
+equals ``m.encode_image(x)`` (unnormalised) to float rounding, and likewise
+for text. Where each family keeps its projection:
+
+* OpenAI-style ViT image tower: ``visual.proj`` (Parameter [width, embed], ``x @ P``).
+* ModifiedResNet image tower (RN50, ...): ``visual.attnpool.c_proj`` (``nn.Linear`` with bias).
+* timm image tower: ``visual.head.proj`` (``nn.Linear``); with ``timm_proj='mlp'``
+  ``visual.head.mlp.fc2``; with ``timm_proj=''`` and plain pooling, timm's own
+  classifier (``visual.trunk.head`` for a ViT).
+* CLIP text transformer: ``text_projection`` (Parameter, or ``nn.Linear`` when
+  ``proj_bias=True``); in a ``CustomTextCLIP``: ``text.text_projection``.
+* HF text tower (BiomedCLIP style): ``text.proj`` (``nn.Linear``), or the last
+  ``nn.Linear`` of ``text.proj`` when it is an MLP (``text.proj.2``).
+
+Design decisions (why):
+
+* A Parameter ``P`` [width, embed] used as ``x @ P`` is exactly
+  ``nn.Linear(width, embed, bias=False)`` with ``weight = P.T``; it is
+  written back with ``P.copy_(W.T)``.
+* An MLP head (timm ``timm_proj='mlp'``, HF ``hf_proj_type='mlp'``, which
+  BiomedCLIP uses) is not one linear map. Its **final** ``nn.Linear`` is the
+  head; the layers before it count as trunk and stay frozen. The trunk
+  features are then the MLP's hidden activations (e.g. 640-d for BiomedCLIP's
+  768 -> 640 -> 512 text MLP).
+* ModifiedResNet applies ``attnpool.c_proj`` inside
+  ``F.multi_head_attention_forward`` as the attention output projection, so
+  hooks never fire. Because that projection is affine per token and only the
+  pooled token is kept, running the attention pool with an identity output
+  projection gives the pre-``c_proj`` features exactly; ``c_proj`` (with its
+  bias) is then the head.
+* Trunk features are computed by blanking the projection for one forward pass
+  (``None`` where open_clip checks ``is not None``, ``nn.Identity`` inside
+  ``nn.Sequential``/MLP heads, an identity ``nn.Linear`` for the attention
+  pool) and restoring it in ``finally``; the model's own forward code runs,
+  so no open_clip internals are re-implemented.
+
+Trunk -> embed dims of the real ladder (:mod:`relink.models.ladder`):
+ViT-B-16 and CheXzero's ViT-B-32: image 768 -> 512, text 512 -> 512;
+BiomedCLIP: image 768 -> 512, text 640 -> 512 (the MLP's hidden layer).
+
+Test configs: ``relink/model_configs/relink-{vit-tiny,vit-tiny-customtext,
+timm-tiny,timm-mlp-tiny,rn-tiny}.json``, and a BERT text tower built offline
+by ``tests/fixtures_hf.py``. open_clip hands a timm tower its ``image_size``
+only through ``force_image_size``, and a timm ViT built that way at a
+non-default size cannot be reloaded (open_clip resizes
+``visual.positional_embedding`` but not ``visual.trunk.pos_embed``: strict
+load fails), so ``relink-timm-tiny`` uses timm's own size for ``test_vit``
+(160 px).
+
+Refused with :class:`~relink.errors.ModelError`: towers without a projection
+(``proj_type='none'``, ``timm_proj='none'``, HF ``text.proj`` = Identity,
+SigLIP-style ``map`` pooling without a projection), projections fused into a
+timm attention pool (``timm_pool='abs_attn'|'rot_attn'``), CoCa, and anything
+that is not an open_clip CLIP model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+
+__all__ = [
+    "Heads",
+    "HeadLocation",
+    "ProjectionSlot",
+    "locate_heads",
+    "extract_heads",
+    "write_heads",
+    "encode_image_trunk",
+    "encode_text_trunk",
+    "encode_trunks_and_heads",
+]
+
+
+@dataclass
+class Heads:
+    """The two projections as float32 ``nn.Linear``: trunk dim -> embed dim (bias allowed)."""
+
+    image: nn.Linear
+    text: nn.Linear
+
+
+@dataclass(frozen=True)
+class ProjectionSlot:
+    """Where one tower's projection lives.
+
+    ``path`` is the dotted attribute path from the model (``"visual.proj"``);
+    ``kind`` is ``"matrix"`` (a Parameter used as ``x @ P``) or ``"linear"``
+    (an ``nn.Linear``); ``blank`` says how a trunk pass switches it off:
+    ``"none"`` (the owner checks ``is not None``), ``"identity"`` (replaced by
+    ``nn.Identity``) or ``"identity_linear"`` (used functionally through
+    ``.weight``/``.bias``, replaced by an identity ``nn.Linear``).
+    """
+
+    path: str
+    kind: str
+    blank: str
+    in_features: int  # trunk feature dimension
+    out_features: int  # embedding dimension
+    bias: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class HeadLocation:
+    """Where the image and text projections of one model live."""
+
+    family: str  # e.g. "vit+text-transformer", "timm+hf-text", "modified-resnet+text-transformer"
+    image: ProjectionSlot
+    text: ProjectionSlot
+
+
+# ---------------------------------------------------------------- locating
+
+
+def _get(model, path: str):
+    obj = model
+    for part in path.split("."):
+        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+    return obj
+
+
+def _owner(model, path: str):
+    head, _, attr = path.rpartition(".")
+    return (_get(model, head) if head else model), attr
+
+
+def _slot(path: str, obj, blank: str, note: str = "") -> ProjectionSlot:
+    if isinstance(obj, nn.Linear):
+        return ProjectionSlot(path, "linear", blank, obj.in_features, obj.out_features, obj.bias is not None, note)
+    if isinstance(obj, nn.Parameter) and obj.ndim == 2:
+        return ProjectionSlot(path, "matrix", blank, obj.shape[0], obj.shape[1], False, note)
+    raise ModelError(f"{path} is a {type(obj).__name__}, not a linear projection")
+
+
+def _image_slot(model) -> tuple[str, ProjectionSlot]:
+    from open_clip.modified_resnet import ModifiedResNet
+    from open_clip.timm_model import TimmModel
+    from open_clip.transformer import VisionTransformer
+
+    visual = model.visual
+    if isinstance(visual, VisionTransformer):
+        if visual.proj is None:
+            raise ModelError("the image tower has no projection (visual.proj is None); nothing to train")
+        return "vit", _slot("visual.proj", visual.proj, "none")
+    if isinstance(visual, ModifiedResNet):
+        note = "c_proj of the attention pool; the pool up to it is trunk"
+        return "modified-resnet", _slot("visual.attnpool.c_proj", visual.attnpool.c_proj, "identity_linear", note)
+    if isinstance(visual, TimmModel):
+        head = visual.head
+        if "pool" in head._modules:
+            raise ModelError(
+                "the timm image tower's projection is fused into its attention pool "
+                "(timm_pool='abs_attn'/'rot_attn'); head-only training is not supported for it"
+            )
+        if "proj" in head._modules:
+            return "timm", _slot("visual.head.proj", head.proj, "identity")
+        if "mlp" in head._modules:
+            note = "final Linear of the MLP head; fc1 and its activation count as trunk"
+            return "timm", _slot("visual.head.mlp.fc2", head.mlp.fc2, "identity", note)
+        classifier = visual.trunk.get_classifier() if hasattr(visual.trunk, "get_classifier") else None
+        if isinstance(classifier, nn.Linear):
+            name = next(n for n, m in visual.trunk.named_modules() if m is classifier)
+            return "timm", _slot(f"visual.trunk.{name}", classifier, "identity", "timm's own classifier as projection")
+        raise ModelError("the timm image tower has no projection (timm_proj='none'); nothing to train")
+    raise ModelError(f"unsupported image tower {type(visual).__name__}: no known projection head")
+
+
+def _text_slot(model) -> tuple[str, ProjectionSlot]:
+    from open_clip.hf_model import HFTextEncoder
+    from open_clip.transformer import TextTransformer
+
+    if not hasattr(model, "text"):  # open_clip.CLIP keeps the text tower's parts on the model itself
+        if getattr(model, "text_projection", None) is None:
+            raise ModelError("the text tower has no projection (text_projection is None, proj_type='none')")
+        return "text-transformer", _slot("text_projection", model.text_projection, "none")
+    text = model.text
+    if isinstance(text, TextTransformer):
+        if text.text_projection is None:
+            raise ModelError("the text tower has no projection (text.text_projection is None, proj_type='none')")
+        return "text-transformer", _slot("text.text_projection", text.text_projection, "none")
+    if isinstance(text, HFTextEncoder):
+        proj = text.proj
+        if isinstance(proj, nn.Linear):
+            return "hf-text", _slot("text.proj", proj, "identity")
+        if isinstance(proj, nn.Sequential) and len(proj) and isinstance(proj[-1], nn.Linear):
+            note = "final Linear of the MLP head; the layers before it count as trunk"
+            return "hf-text", _slot(f"text.proj.{len(proj) - 1}", proj[-1], "identity", note)
+        raise ModelError(f"the HF text tower has no linear projection (text.proj is {type(proj).__name__}); nothing to train")
+    raise ModelError(f"unsupported text tower {type(text).__name__}: no known projection head")
+
+
+def locate_heads(model) -> HeadLocation:
+    """Find both projections of an open_clip ``CLIP``/``CustomTextCLIP``; :class:`ModelError` if unsupported."""
+    import open_clip
+
+    if isinstance(model, open_clip.CoCa):
+        raise ModelError("CoCa models are not supported: their text decoder also reads the image tokens")
+    if not isinstance(model, (open_clip.CLIP, open_clip.CustomTextCLIP)):
+        raise ModelError(f"not an open_clip CLIP model: {type(model).__name__}")
+    image_family, image = _image_slot(model)
+    text_family, text = _text_slot(model)
+    if image.out_features != text.out_features:
+        raise ModelError(f"image and text projections disagree on the embed dim ({image.out_features} vs {text.out_features})")
+    return HeadLocation(f"{image_family}+{text_family}", image, text)
+
+
+# ------------------------------------------------------- extract and write
+
+
+def _as_linear(model, slot: ProjectionSlot) -> nn.Linear:
+    obj = _get(model, slot.path)
+    lin = nn.Linear(slot.in_features, slot.out_features, bias=slot.bias)
+    with torch.no_grad():
+        if slot.kind == "matrix":
+            lin.weight.copy_(obj.detach().T.float())
+        else:
+            lin.weight.copy_(obj.weight.detach().float())
+            if slot.bias:
+                lin.bias.copy_(obj.bias.detach().float())
+    return lin
+
+
+def extract_heads(model) -> Heads:
+    """Float32 ``nn.Linear`` copies of both projections (on CPU; changing them leaves the model alone)."""
+    loc = locate_heads(model)
+    return Heads(image=_as_linear(model, loc.image), text=_as_linear(model, loc.text))
+
+
+def _write(model, slot: ProjectionSlot, head: nn.Linear, tower: str) -> None:
+    if not isinstance(head, nn.Linear):
+        raise ModelError(f"the {tower} head must be an nn.Linear, got {type(head).__name__}")
+    want = (slot.out_features, slot.in_features)
+    if tuple(head.weight.shape) != want:
+        raise ModelError(f"the {tower} head has shape {tuple(head.weight.shape)}, the model's {slot.path} needs {want}")
+    bias = head.bias.detach() if head.bias is not None else None
+    if not slot.bias and bias is not None and bool(torch.any(bias != 0)):
+        raise ModelError(f"the {tower} head has a non-zero bias but the model's {slot.path} has none")
+    obj = _get(model, slot.path)
+    with torch.no_grad():
+        if slot.kind == "matrix":
+            obj.copy_(head.weight.detach().T.to(obj.dtype))
+        else:
+            obj.weight.copy_(head.weight.detach().to(obj.weight.dtype))
+            if slot.bias:
+                obj.bias.copy_(bias.to(obj.bias.dtype) if bias is not None else torch.zeros_like(obj.bias))
+
+
+def write_heads(model, heads: Heads) -> None:
+    """Copy trained heads into the model in place (dtype and device of the model kept)."""
+    loc = locate_heads(model)
+    _write(model, loc.image, heads.image, "image")
+    _write(model, loc.text, heads.text, "text")
+
+
+# ------------------------------------------------------------------ trunks
+
+
+@contextlib.contextmanager
+def _blanked(model, slot: ProjectionSlot) -> Iterator[None]:
+    """Switch one projection off for the duration of a forward pass (restored even on error)."""
+    owner, attr = _owner(model, slot.path)
+    original = owner._parameters.get(attr) if attr in owner._parameters else owner._modules.get(attr)
+    if slot.blank == "none":
+        stand_in = None
+    elif slot.blank == "identity":
+        stand_in = nn.Identity()
+    else:  # used functionally through .weight/.bias: an exact identity map
+        w = original.weight
+        stand_in = nn.Linear(slot.in_features, slot.in_features, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            stand_in.weight.copy_(torch.eye(slot.in_features, device=w.device, dtype=w.dtype))
+            stand_in.bias.zero_()
+        stand_in.requires_grad_(False)
+    setattr(owner, attr, stand_in)
+    try:
+        yield
+    finally:
+        setattr(owner, attr, original)
+
+
+def _project(model, slot: ProjectionSlot, trunk: torch.Tensor) -> torch.Tensor:
+    obj = _get(model, slot.path)
+    return trunk @ obj if slot.kind == "matrix" else obj(trunk)
+
+
+def encode_image_trunk(model, images: torch.Tensor) -> torch.Tensor:
+    """Pre-projection image features (n, trunk_dim); grad mode is the caller's."""
+    slot = locate_heads(model).image
+    with _blanked(model, slot):
+        return model.encode_image(images)
+
+
+def encode_text_trunk(model, tokens: torch.Tensor) -> torch.Tensor:
+    """Pre-projection text features (n, trunk_dim); grad mode is the caller's."""
+    slot = locate_heads(model).text
+    with _blanked(model, slot):
+        return model.encode_text(tokens)
+
+
+def encode_trunks_and_heads(model, images: torch.Tensor, tokens: torch.Tensor):
+    """One pass per tower: ``(image_trunk, image_proj, text_trunk, text_proj)``, projections unnormalised.
+
+    The projections apply the model's own projection to the trunk features,
+    so they equal ``encode_image``/``encode_text`` (bit for bit where the
+    model does the same operation, to float rounding for the ResNet pool).
+    """
+    loc = locate_heads(model)
+    with _blanked(model, loc.image):
+        image_trunk = model.encode_image(images)
+    with _blanked(model, loc.text):
+        text_trunk = model.encode_text(tokens)
+    return image_trunk, _project(model, loc.image, image_trunk), text_trunk, _project(model, loc.text, text_trunk)

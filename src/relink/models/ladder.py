@@ -1,0 +1,185 @@
+"""The ladder of models a profile audits, from general to chest-radiograph-specific.
+
+The paper audits four public VLMs of increasing clinical specialisation. For
+real cohorts (profiles ``mimic`` and ``chexpert-plus``) the default ladder is
+data, :data:`REAL_LADDER`, each rung a spec for :func:`relink.models.load_model`:
+
+1. ``clip`` — general CLIP, ``ViT-B-16:openai``.
+2. ``biomedclip`` — ``hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224``:
+   a timm ViT-B/16 image tower and a PubMedBERT text tower (needs the ``hf``
+   extra, ``transformers``). Offline use: load it once with network access;
+   the Hugging Face cache then holds the BiomedCLIP repo *and* the BiomedBERT
+   config and tokenizer that its ``text_cfg`` names (open_clip reads that
+   config even when all weights come from the checkpoint), and
+   ``HF_HUB_OFFLINE=1`` works from then on.
+3. ``chexzero`` — CheXzero's ViT-B/32 from a local file,
+   ``ViT-B-32-quickgelu:${CHEXZERO_CKPT}`` (e.g. ``best_64_5e-05_original_22000_0.864.pt``).
+   CheXzero fine-tunes OpenAI's ``clip.load("ViT-B/32", jit=False)`` model and
+   saves ``torch.save(model.state_dict())``. OpenAI's state-dict keys are
+   open_clip ``CLIP``'s own (open_clip's ``build_model_from_openai_state_dict``
+   loads them strictly after dropping only the JIT-only keys), so **no key
+   mapping is needed**; fp16 tensors are cast on load. Two things do matter:
+   OpenAI CLIP uses QuickGELU, so the architecture must be
+   ``ViT-B-32-quickgelu`` (plain ``ViT-B-32`` loads without error and
+   silently computes different embeddings), and CheXzero normalises with its
+   own statistics on letterboxed images, which the rung's ``load_kwargs``
+   apply (mean 101.48761/255, std 83.43944/255, longest side resized and
+   zero-padded, bicubic).
+4. ``mimic-ft`` — a model fine-tuned on the MIMIC-CXR training split with
+   open_clip's training entry point (``python -m open_clip_train.main``),
+   ``${MIMIC_FT_MODEL:-ViT-B-16-quickgelu}:${MIMIC_FT_CKPT}``: its
+   ``checkpoints/epoch_K.pt`` holds ``{"state_dict": ...}``, which
+   ``NAME:FILE`` reads (``MIMIC_FT_MODEL`` is the ``--model`` it was trained
+   with). A fine-tuned model exported as a ``local-dir`` folder is given by
+   overriding the rung: ``{"mimic-ft": "/path/to/folder"}``.
+
+The ``synthetic`` and ``smoke`` ladders are trained by ``relink train`` on the
+synthetic cohort; this module only carries them: pass the checkpoint folders
+as ``overrides`` (``{"weak": "runs/weak", "strong": "runs/strong"}``), in
+ladder order.
+
+Overrides (``resolve_ladder(profile, overrides)``): ``name -> spec`` replaces
+a rung's spec (its ``load_kwargs`` are dropped: they belong to the default
+spec), ``name -> None`` drops a rung, and a new name appends a rung.
+``${VAR}`` / ``${VAR:-default}`` in a spec is read from the environment when
+the ladder is resolved; an unset variable or a missing local file is a
+:class:`~relink.errors.RelinkError` naming the rung.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from ..errors import RelinkError
+
+# CheXzero: Normalize((101.48761,)*3, (83.43944,)*3) on 0-255 pixels, after a
+# longest-side resize with zero padding (its data_process.preprocess) and a
+# bicubic resize to 224.
+CHEXZERO_PREPROCESS: dict[str, Any] = {
+    "image_mean": (101.48761 / 255,) * 3,
+    "image_std": (83.43944 / 255,) * 3,
+    "image_interpolation": "bicubic",
+    "image_resize_mode": "longest",
+}
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One model of a ladder.
+
+    ``spec`` is a :func:`relink.models.load_model` spec (may hold ``${VAR}``
+    until resolved); ``family`` names the head layout (see
+    :mod:`relink.models.heads`); ``requires`` lists Python modules the rung
+    needs; ``load_kwargs`` go to ``load_model`` with the spec (see :func:`load_rung`).
+    """
+
+    name: str
+    spec: str
+    family: str
+    description: str
+    requires: tuple[str, ...] = ()
+    load_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+REAL_LADDER: tuple[Rung, ...] = (
+    Rung("clip", "ViT-B-16:openai", "vit+text-transformer", "general-domain CLIP (OpenAI ViT-B/16)"),
+    Rung(
+        "biomedclip",
+        "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
+        "timm+hf-text",
+        "biomedical CLIP trained on PubMed figure-caption pairs (PMC-15M)",
+        requires=("transformers",),
+    ),
+    Rung(
+        "chexzero",
+        "ViT-B-32-quickgelu:${CHEXZERO_CKPT}",
+        "vit+text-transformer",
+        "CheXzero: OpenAI ViT-B/32 fine-tuned on MIMIC-CXR images and report impressions",
+        load_kwargs=CHEXZERO_PREPROCESS,
+    ),
+    Rung(
+        "mimic-ft",
+        "${MIMIC_FT_MODEL:-ViT-B-16-quickgelu}:${MIMIC_FT_CKPT}",
+        "vit+text-transformer",
+        "fine-tuned on the MIMIC-CXR training split with open_clip's training entry point",
+    ),
+)
+
+LADDERS: dict[str, tuple[Rung, ...]] = {
+    "mimic": REAL_LADDER,
+    "chexpert-plus": REAL_LADDER,
+    "synthetic": (),  # filled by relink train through overrides
+    "smoke": (),
+}
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand(rung: Rung, env: Mapping[str, str]) -> str:
+    def sub(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        value = env.get(name) or default
+        if not value:
+            raise RelinkError(f"ladder rung {rung.name!r} needs ${name} (spec {rung.spec!r}): set it, or override or drop the rung")
+        return value
+
+    return _VAR.sub(sub, rung.spec)
+
+
+def _check_local(rung: Rung, spec: str) -> None:
+    """A spec naming a local file or folder must point at one that exists."""
+    if spec.startswith("hf-hub:"):
+        return
+    target = spec[len("local-dir:"):] if spec.startswith("local-dir:") else spec.partition(":")[2] or spec
+    looks_local = spec.startswith("local-dir:") or os.sep in target or target.endswith((".pt", ".pth", ".bin", ".safetensors"))
+    if looks_local and not os.path.exists(target):
+        raise RelinkError(f"ladder rung {rung.name!r}: {target} does not exist (spec {spec!r})")
+
+
+def resolve_ladder(profile: str, overrides: Mapping[str, str | None] | None = None, env: Mapping[str, str] | None = None) -> list[Rung]:
+    """The rungs of ``profile`` with ``overrides`` applied and ``${VAR}`` expanded, in ladder order.
+
+    ``env`` defaults to ``os.environ``. Raises :class:`RelinkError` for an
+    unknown profile, an empty ladder, an unset variable, a missing local file
+    or a missing Python module a rung requires.
+    """
+    if profile not in LADDERS:
+        raise RelinkError(f"unknown ladder profile {profile!r}; choose one of {', '.join(LADDERS)}")
+    env = os.environ if env is None else env
+    overrides = dict(overrides or {})
+    rungs: list[Rung] = []
+    for rung in LADDERS[profile]:
+        if rung.name in overrides:
+            spec = overrides.pop(rung.name)
+            if spec is None:
+                continue
+            rung = replace(rung, spec=spec, load_kwargs={})
+        rungs.append(rung)
+    for name, spec in overrides.items():
+        if spec is not None:
+            rungs.append(Rung(name, spec, "auto", f"user-supplied model {spec}"))
+    if not rungs:
+        hint = " (relink train writes the synthetic ladder; pass its checkpoint folders)" if not LADDERS[profile] else ""
+        raise RelinkError(f"the {profile!r} ladder is empty{hint}")
+    resolved = []
+    for rung in rungs:
+        missing = [m for m in rung.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise RelinkError(f"ladder rung {rung.name!r} needs {', '.join(missing)} (pip install 'relink[hf]')")
+        spec = _expand(rung, env)
+        _check_local(rung, spec)
+        resolved.append(replace(rung, spec=spec))
+    return resolved
+
+
+def load_rung(rung: Rung, device: str = "cpu"):
+    """:func:`relink.models.load_model` for a resolved rung, with its ``load_kwargs``."""
+    from .registry import load_model
+
+    if _VAR.search(rung.spec):
+        raise RelinkError(f"ladder rung {rung.name!r} is not resolved (spec {rung.spec!r}); call resolve_ladder first")
+    return load_model(rung.spec, device=device, **dict(rung.load_kwargs))

@@ -1,0 +1,277 @@
+"""Train a ladder of small open_clip models, weakly to strongly aligned (``relink train``).
+
+One contrastive run (open_clip's :class:`~open_clip.loss.ClipLoss`, AdamW,
+cosine schedule after a short linear warmup) on the cohort's **train**
+split; its checkpoints at increasing steps are the rungs of the ladder. The
+output folder holds
+
+* ``rung-1``, ``rung-2``, ... — open_clip checkpoint folders
+  (:func:`relink.models.checkpoint.save_checkpoint`), each loadable with
+  :func:`relink.models.load_model` or ``open_clip.create_model("local-dir:...")``;
+* ``ladder.json`` — the settings (the run's *signature*) and, per rung, its
+  step, the pairs seen and the mean loss of its last epoch-fraction;
+* ``train-state.pt`` — optimizer state at the last saved rung, so that an
+  interrupted run resumes there (rungs already saved are not retrained).
+
+Same seed, same machine -> identical weights: initialisation is seeded, data
+order and augmentation are functions of ``(seed, epoch)`` and
+``(seed, step)`` (:mod:`relink.models.train_data`). CPU runs are fp32; on a
+GPU the forward pass uses bfloat16 autocast.
+
+Real cohorts are fine-tuned with open_clip's own trainer instead
+(docs/fine-tuning.md); :func:`export_training_csv` writes the CSV it reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..cohort import Cohort, fingerprint, read_cohort
+from ..errors import RelinkError
+from ..io import atomic_path, write_json
+
+LADDER_FILE = "ladder.json"
+STATE_FILE = "train-state.pt"
+
+
+def rung_steps(total_steps: int, rungs: int = 3, ratio: float = 3.0) -> list[int]:
+    """Geometrically spaced save steps ending at ``total_steps`` (e.g. T/9, T/3, T for 3 rungs)."""
+    if rungs < 1:
+        raise RelinkError("--rungs must be >= 1")
+    steps = sorted({max(1, round(total_steps / ratio ** (rungs - 1 - k))) for k in range(rungs)})
+    if len(steps) < rungs:
+        raise RelinkError(f"{total_steps} training step(s) cannot make {rungs} distinct rungs; add pairs or epochs")
+    return steps
+
+
+def lr_at(step: int, base_lr: float, warmup: int, total: int) -> float:
+    """Linear warmup to ``base_lr`` over ``warmup`` steps, then cosine decay to zero at ``total``."""
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * base_lr * (1 + math.cos(math.pi * progress))
+
+
+def _param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
+    # As open_clip's trainer: no weight decay on gains, biases, norms and the temperature.
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+        (no_decay if skip else decay).append(p)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+def _train_rows(cohort: Cohort, split: str, max_pairs: int | None, seed: int) -> np.ndarray:
+    rows = np.flatnonzero(cohort.frame["split"].to_numpy() == split)
+    if len(rows) == 0:
+        raise RelinkError(f"{cohort.manifest}: no rows with split == {split!r} to train on")
+    if max_pairs is not None and max_pairs < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_pairs, replace=False))
+    return rows
+
+
+def read_ladder(out_dir: str | Path) -> dict[str, Any]:
+    """``ladder.json`` of a ladder folder, with each rung's ``path`` made absolute."""
+    out_dir = Path(out_dir)
+    try:
+        ladder = json.loads((out_dir / LADDER_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise RelinkError(f"{out_dir}: no readable {LADDER_FILE} ({exc.__class__.__name__})") from None
+    for rung in ladder.get("rungs", []):
+        rung["path"] = str(out_dir / rung["name"])
+    return ladder
+
+
+def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = "ladder", epochs: int = 3,
+                 batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.1, warmup: int | None = None,
+                 seed: int = 0, save_at: Sequence[int] | None = None, rungs: int = 3, max_pairs: int | None = None,
+                 device: str = "auto", augment: bool = True, split: str = "train", overwrite: bool = False,
+                 progress: bool = True) -> Path:
+    """Train ``config`` on the ``split`` rows of ``cohort``; save rungs at ``save_at`` steps (default :func:`rung_steps`).
+
+    ``config``: a model spec (:func:`relink.models.load_model`): an
+    architecture name such as ``relink-vit-tiny`` (seeded random init) or
+    weights to fine-tune. ``warmup`` defaults to 5% of the steps. An
+    ``out_dir`` holding a ladder with other settings is refused unless
+    ``overwrite``; one with the same settings is completed (or left alone).
+    Returns ``out_dir``.
+    """
+    import torch
+
+    from .checkpoint import save_checkpoint
+    from .registry import load_model
+    from .train_data import load_pairs
+
+    out_dir = Path(out_dir)
+    cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    rows = _train_rows(cohort, split, max_pairs, seed)
+    n = len(rows)
+    per_epoch = max(1, n // batch_size)  # full batches only: ClipLoss compares within a batch
+    total = per_epoch * epochs
+    steps = sorted(set(int(s) for s in save_at)) if save_at else rung_steps(total, rungs)
+    if steps[0] < 1 or steps[-1] > total:
+        raise RelinkError(f"--save-at steps must lie in 1..{total} ({n} pairs, batch {batch_size}, {epochs} epoch(s))")
+    warmup = max(1, round(0.05 * steps[-1])) if warmup is None else warmup
+    signature = {
+        "config": config, "cohort_fingerprint": fingerprint(cohort), "split": split, "pairs": n,
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "warmup": warmup,
+        "seed": seed, "save_at": steps, "augment": augment, "max_pairs": max_pairs,
+        "precision": "amp-bf16" if dev.startswith("cuda") else "fp32",
+    }
+    done = _finished_rungs(out_dir, signature, overwrite)
+    if len(done) == len(steps):
+        print(f"relink train: {out_dir} already holds this ladder ({len(steps)} rungs); nothing to do", file=sys.stderr)
+        return out_dir
+
+    torch.manual_seed(seed)
+    lm = load_model(config, device="cpu")
+    model = lm.model.to(dev).train()
+    files = [str(cohort.image_root / cohort.frame["image_path"].iat[i]) for i in rows]
+    t0 = time.perf_counter()
+    pairs = load_pairs(files, cohort.frame["report"].to_numpy()[rows], rows, lm.preprocess, lm.tokenizer,
+                       cohort.frame["pair_id"].to_numpy()[rows])
+    load_s = time.perf_counter() - t0
+    optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    start = 0
+    if done:
+        start = _resume(out_dir, done[-1], model, optimizer, dev)
+    ladder = {"signature": signature, "rungs": done, "data_load_seconds": round(load_s, 2)}
+
+    def save_rung(step: int, loss: float, seconds: float) -> None:
+        name = f"rung-{steps.index(step) + 1}"
+        info = {"name": name, "step": step, "pairs_seen": step * min(batch_size, n), "epochs_seen": round(step / per_epoch, 3),
+                "loss": round(loss, 5), "train_seconds": round(seconds, 2)}
+        save_checkpoint(model, out_dir / name, lm.model_cfg, lm.preprocess_cfg, extra={"signature": signature, **info})
+        with atomic_path(out_dir / STATE_FILE) as tmp:
+            torch.save({"step": step, "optimizer": optimizer.state_dict(), "signature": signature}, tmp)
+        ladder["rungs"].append(info)
+        ladder["complete"] = len(ladder["rungs"]) == len(steps)
+        write_json(out_dir / LADDER_FILE, ladder)
+
+    _loop(model, optimizer, pairs, lm.preprocess_cfg, dev, signature, per_epoch, start, steps, save_rung, progress)
+    (out_dir / STATE_FILE).unlink(missing_ok=True)
+    return out_dir
+
+
+def _finished_rungs(out_dir: Path, signature: dict[str, Any], overwrite: bool) -> list[dict[str, Any]]:
+    """Rungs of an earlier run with the same signature that can be kept (possibly none)."""
+    if not out_dir.exists():
+        return []
+    try:
+        old = json.loads((out_dir / LADDER_FILE).read_text())
+    except (OSError, ValueError):
+        old = None
+    if old is not None and old.get("signature") != signature:
+        if not overwrite:
+            diff = sorted(k for k in signature if old["signature"].get(k) != signature[k])
+            raise RelinkError(f"{out_dir} holds a ladder trained with other settings (differs in: {', '.join(diff)}); "
+                              "choose another --out or pass --overwrite")
+        old = None
+    if old is None:
+        if any(not p.name.startswith(".") for p in out_dir.iterdir()) and not overwrite:
+            raise RelinkError(f"{out_dir} exists and is not a ladder folder; choose another --out or pass --overwrite")
+        import shutil
+
+        shutil.rmtree(out_dir)
+        return []
+    rungs = [r for r in old.get("rungs", []) if (out_dir / r["name"]).is_dir()]
+    if rungs and len(rungs) < len(signature["save_at"]) and not (out_dir / STATE_FILE).is_file():
+        return []  # cannot continue without the optimizer state: retrain from the start
+    return rungs
+
+
+def _resume(out_dir: Path, last: dict[str, Any], model, optimizer, dev: str) -> int:
+    import torch
+    from safetensors.torch import load_file
+
+    from .checkpoint import WEIGHTS_FILE
+
+    state = torch.load(out_dir / STATE_FILE, map_location=dev, weights_only=True)
+    if state["step"] != last["step"]:
+        raise RelinkError(f"{out_dir / STATE_FILE} is at step {state['step']}, not at {last['name']}; pass --overwrite")
+    model.load_state_dict(load_file(str(out_dir / last["name"] / WEIGHTS_FILE), device=str(dev)))
+    optimizer.load_state_dict(state["optimizer"])
+    print(f"relink train: resuming after {last['name']} (step {last['step']})", file=sys.stderr)
+    return int(state["step"])
+
+
+def _loop(model, optimizer, pairs, preprocess_cfg, dev: str, sig: dict[str, Any], per_epoch: int, start: int,
+          steps: list[int], save_rung, progress: bool) -> None:
+    import torch
+    from open_clip.loss import ClipLoss
+    from tqdm.auto import tqdm
+
+    from .train_data import augment, epoch_order, normalise, step_generator
+
+    images, tokens = pairs.images.to(dev), pairs.tokens.to(dev)
+    n, bs, seed = len(pairs), min(sig["batch_size"], len(pairs)), sig["seed"]
+    mean, std = preprocess_cfg["mean"], preprocess_cfg["std"]
+    loss_fn = ClipLoss()
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.startswith("cuda") else contextlib.nullcontext()
+    bar = tqdm(total=steps[-1], initial=start, desc="train", unit="step", disable=None if progress else True)
+    t0, losses, order, order_epoch = time.perf_counter(), [], None, -1
+    try:
+        for step in range(start, steps[-1]):
+            epoch, pos = divmod(step, per_epoch)
+            if epoch != order_epoch:
+                order, order_epoch = torch.from_numpy(epoch_order(n, seed, epoch)).to(dev), epoch
+            idx = order[pos * bs:(pos + 1) * bs]
+            x = images[idx]
+            if sig["augment"]:
+                x = augment(x, step_generator(seed, step, dev))
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, sig["lr"], sig["warmup"], steps[-1])
+            with amp:
+                img = model.encode_image(normalise(x, mean, std), normalize=True)
+                txt = model.encode_text(tokens[idx], normalize=True)
+                loss = loss_fn(img, txt, model.logit_scale.exp())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():  # as open_clip's trainer: temperature at most 100
+                model.logit_scale.clamp_(0, math.log(100))
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            if step + 1 in steps:
+                recent = losses[-max(1, per_epoch):]
+                save_rung(step + 1, float(np.mean(recent)), time.perf_counter() - t0)
+    finally:
+        bar.close()
+
+
+def export_training_csv(cohort, out_csv: str | Path, split: str | None = "train",
+                        img_key: str = "filepath", caption_key: str = "title") -> Path:
+    """Write the tab-separated CSV ``open_clip_train`` reads: absolute image paths and reports.
+
+    Columns ``img_key`` / ``caption_key`` (open_clip_train's defaults for
+    ``--csv-img-key`` / ``--csv-caption-key``). Whitespace runs in reports
+    (tabs, newlines) become single spaces so every pair is one line.
+    ``split=None`` exports every row. Returns the path.
+    """
+    cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
+    frame = cohort.frame if split is None else cohort.frame[cohort.frame["split"] == split]
+    if frame.empty:
+        raise RelinkError(f"{cohort.manifest}: no rows with split == {split!r} to export")
+    import pandas as pd
+
+    root = cohort.image_root.resolve()
+    table = pd.DataFrame({
+        img_key: [str(root / p) for p in frame["image_path"]],
+        caption_key: [re.sub(r"\s+", " ", str(t)).strip() for t in frame["report"]],
+    })
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return Path(out_csv)

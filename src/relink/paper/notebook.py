@@ -1,0 +1,62 @@
+"""What a chapter notebook calls: open the (cached) results of a profile, glue numbers.
+
+Notebooks stay thin: they call :func:`open_results`, pick numbers with
+:mod:`relink.paper.summaries`, draw with :mod:`relink.paper.figures` and glue.
+When ``relink paper`` runs a chapter the results already exist and opening
+them is instant; a reader who opens a chapter on its own (Binder, Jupyter)
+gets them built on first use, from the same cache.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from ..tables import read_table
+from .profiles import Profile, get_profile
+
+
+@dataclass
+class Results:
+    profile: Profile
+    paths: dict[str, Path]
+
+    @property
+    def root(self) -> Path:
+        return self.paths["_root"]
+
+    def table(self, result: str, name: str) -> pd.DataFrame:
+        return read_table(self.paths[result] / name)[0]
+
+    def json(self, result: str, name: str) -> Any:
+        return json.loads((self.paths[result] / name).read_text())
+
+    def file(self, result: str, name: str) -> Path:
+        return self.paths[result] / name
+
+
+def open_results(profile: str, overrides: str | dict = "{}", artifacts: str = "", needed: Iterable[str] = ()) -> Results:
+    """The profile's result folders named in ``needed`` (built if missing, else reused)."""
+    from .pipeline import build_results
+
+    if isinstance(overrides, str):
+        overrides = json.loads(overrides or "{}")
+    text = {k: (",".join("none" if x is None else str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
+            for k, v in overrides.items()}
+    prof = get_profile(profile, text)
+    paths = build_results(prof, list(needed), artifacts or None, quiet=True)
+    return Results(prof, paths)
+
+
+def glue(key: str, value: Any, display: bool = False) -> Any:
+    """``myst_nb.glue`` that converts numpy scalars to plain Python numbers first."""
+    from myst_nb import glue as _glue
+
+    if hasattr(value, "item") and not hasattr(value, "savefig"):
+        value = value.item()
+    _glue(key, value, display=display)
+    return value

@@ -1,0 +1,189 @@
+"""The expensive, cached stages every chapter stands on: cohorts, the model ladder, embeddings.
+
+Each stage is a content-keyed artifact (:mod:`relink.paper.cache`) under the
+profile's artifact folder (``artifacts/<profile>`` in the repository unless
+told otherwise):
+
+* ``cohort-internal/cohort``, ``cohort-external/cohort`` — cohort folders
+  (generated for the synthetic profiles; for real profiles a manifest that
+  points at the dataset where it lies);
+* ``cohort-internal-eval`` — the evaluation split alone, so that the weaker
+  rungs embed only what the audit reads;
+* ``ladder`` — the synthetic specialization ladder (``relink train``);
+  real profiles name public models (:mod:`relink.models.ladder`);
+* ``embeddings/<rung>-<role>`` — EmbeddingSets (``relink embed``, which keeps
+  its own fingerprint cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cohort import read_cohort, write_cohort
+from ..provenance import REPO_ROOT
+from ..io import write_json
+from .cache import KEY_FILE, artifact_id, cached, source_hash, stored_key
+from .profiles import Profile
+
+
+@dataclass(frozen=True)
+class RungSpec:
+    """One model of the ladder: display name, position, and how to load it."""
+
+    name: str
+    index: int
+    spec: str
+    load_kwargs: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def slug(self) -> str:
+        return f"rung{self.index}"
+
+
+@dataclass
+class Context:
+    """A profile's artifact folder and the stages built so far in this process."""
+
+    profile: Profile
+    root: Path
+    progress: bool = True
+    memo: dict[str, Any] = field(default_factory=dict)
+
+
+def default_root(profile: Profile) -> Path:
+    return Path(os.environ.get("RELINK_ARTIFACTS", REPO_ROOT / "artifacts")) / profile.name
+
+
+def _memo(ctx: Context, name: str, build):
+    if name not in ctx.memo:
+        ctx.memo[name] = build()
+    return ctx.memo[name]
+
+
+def cohorts(ctx: Context) -> dict[str, Path | None]:
+    """Role (``internal``, ``external``) -> cohort folder or manifest (``None``: no external cohort)."""
+    return _memo(ctx, "cohorts", lambda: _cohorts(ctx))
+
+
+def _cohorts(ctx: Context) -> dict[str, Path | None]:
+    p = ctx.profile
+    if not p.credentialed:
+        from ..synth import generate_cohort
+
+        out: dict[str, Path | None] = {}
+        for role, patients, seed, splits in (
+            ("internal", p.internal_patients, p.synth_seed, p.splits),
+            ("external", p.external_patients, p.synth_seed + 1, None),
+        ):
+            key = {"stage": f"synthetic-{role}", "patients": patients, "seed": seed, "size": p.image_size,
+                   "splits": splits, "source": source_hash(("synth",))}
+            path = cached(ctx.root, f"cohort-{role}", key, lambda tmp, role=role, patients=patients, seed=seed, splits=splits:
+                          generate_cohort(tmp / "cohort", patients, seed, size=p.image_size, site=role,
+                                          split_fractions=splits, workers=os.cpu_count() or 1, progress=ctx.progress))
+            out[role] = path / "cohort"
+        return out
+    data = dict(p.data)
+    from ..loaders.chexpert_plus import load_chexpert_plus
+    from ..loaders.mimic_cxr import load_mimic_cxr
+
+    def real(role: str, loader, **paths: str) -> Path:
+        key = {"stage": f"real-{role}", "loader": loader.__name__, "paths": paths, "source": source_hash(("loaders",))}
+
+        def build(tmp: Path) -> None:
+            result = loader(**paths, progress=ctx.progress)
+            write_cohort(result.frame, tmp / "cohort.parquet", image_root=result.image_root)
+
+        return cached(ctx.root, f"cohort-{role}", key, build) / "cohort.parquet"
+
+    if p.name == "mimic":
+        internal = real("internal", load_mimic_cxr, images=data["mimic_images"], reports=data["mimic_reports"])
+        external = real("external", load_chexpert_plus, root=data["chexpert_plus_root"]) if "chexpert_plus_root" in data else None
+        return {"internal": internal, "external": external}
+    return {"internal": real("internal", load_chexpert_plus, root=data["chexpert_plus_root"]), "external": None}
+
+
+def eval_cohort(ctx: Context) -> Path:
+    """A manifest of the internal evaluation split alone (images stay where they are)."""
+    def build() -> Path:
+        internal = cohorts(ctx)["internal"]
+        key = {"stage": "eval-split", "split": ctx.profile.eval_split, "cohort": artifact_id(_artifact_of(internal))}
+
+        def write(tmp: Path) -> None:
+            c = read_cohort(internal)
+            sub = c.frame[c.frame["split"] == ctx.profile.eval_split]
+            write_cohort(sub, tmp / "cohort.parquet", image_root=c.image_root)
+
+        return cached(ctx.root, "cohort-internal-eval", key, write) / "cohort.parquet"
+
+    return _memo(ctx, "eval_cohort", build)
+
+
+def _artifact_of(path: Path) -> Path:
+    """The cached artifact folder that holds ``path`` (a cohort folder or manifest inside it)."""
+    path = Path(path)
+    return path.parent if path.name in ("cohort", "cohort.parquet", "ladder") else path
+
+
+def cohort_ids(ctx: Context) -> dict[str, str | None]:
+    return {role: (artifact_id(_artifact_of(path)) if path else None) for role, path in cohorts(ctx).items()}
+
+
+def ladder(ctx: Context) -> list[RungSpec]:
+    """The profile's models in ladder order (trained here for synthetic profiles)."""
+    return _memo(ctx, "ladder", lambda: _ladder(ctx))
+
+
+def _ladder(ctx: Context) -> list[RungSpec]:
+    p = ctx.profile
+    if p.credentialed:
+        from ..models.ladder import resolve_ladder
+
+        overrides = dict(p.ladder) if p.ladder else None
+        return [RungSpec(r.name, i + 1, r.spec, tuple(sorted(dict(r.load_kwargs).items())))
+                for i, r in enumerate(resolve_ladder(p.name, overrides))]
+    from ..models.train import read_ladder, train_ladder
+
+    internal = cohorts(ctx)["internal"]
+    key = {"stage": "ladder", "cohort": cohort_ids(ctx)["internal"], "config": p.train_config, "epochs": p.train_epochs,
+           "batch_size": p.train_batch_size, "lr": p.train_lr, "rungs": p.train_rungs, "seed": p.train_seed,
+           "source": source_hash(("models",))}
+    path = ctx.root / "ladder"
+    # Not wrapped in `cached`: train_ladder resumes an interrupted run in place and
+    # keeps finished rungs; the key file only forces a retrain when inputs change.
+    if stored_key(path) != json.loads(json.dumps(key, sort_keys=True)):
+        (path / KEY_FILE).unlink(missing_ok=True)
+        train_ladder(internal, p.train_config, path, epochs=p.train_epochs, batch_size=p.train_batch_size,
+                     lr=p.train_lr, seed=p.train_seed, rungs=p.train_rungs, overwrite=True, progress=ctx.progress)
+        write_json(path / KEY_FILE, key)
+    info = read_ladder(path)
+    return [RungSpec(f"{r['name']} ({int(r['step'])} steps)", i + 1, r["path"]) for i, r in enumerate(info["rungs"])]
+
+
+def load(rung: RungSpec):
+    from ..models import load_model
+
+    return load_model(rung.spec, **dict(rung.load_kwargs))
+
+
+def embeddings(ctx: Context, rung: RungSpec, role: str) -> Path | None:
+    """EmbeddingSet folder of ``role``'s cohort under ``rung``; the internal cohort is embedded whole
+    for the strongest rung (the DP step needs its training and validation splits) and only its
+    evaluation split for the others."""
+    def build() -> Path | None:
+        from ..embed import embed_cohort
+
+        source = cohorts(ctx)[role]
+        if source is None:
+            return None
+        strongest = rung.index == len(ladder(ctx))
+        if role == "internal" and not strongest:
+            source = eval_cohort(ctx)
+        out = ctx.root / "embeddings" / f"{rung.slug}-{role}"
+        model = load(rung) if rung.load_kwargs else rung.spec
+        return embed_cohort(source, model, out, batch_size=ctx.profile.embed_batch_size, progress=ctx.progress)
+
+    return _memo(ctx, f"emb:{rung.slug}:{role}", build)

@@ -1,0 +1,176 @@
+"""Plain functions that pick numbers out of the tidy tables (what notebooks glue).
+
+Every function takes a table with the columns of :data:`relink.tables.METRIC_COLUMNS`
+(plus ``rung`` and ``state``/``epsilon`` where noted) and returns plain
+numbers or small frames; a missing row is a :class:`LookupError` naming the
+filter, never a silent NaN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DEFAULTS = {"direction": "image_to_report", "negatives": "random", "level": "study",
+            "estimator": "exact", "metric": "recall"}
+
+
+def pick(table: pd.DataFrame, **filters: Any) -> pd.DataFrame:
+    """Rows matching ``filters`` (defaults: image-to-report, random pools, study level, exact recall).
+
+    Tables written by :mod:`relink.paper.pipeline` carry ``pool`` (``"100"``,
+    ``"full"``, ...), ``rung`` and ``role`` (``internal`` | ``external``) beside
+    the metric columns; a default whose column a table lacks is ignored.
+    """
+    want = {**DEFAULTS, **filters}
+    mask = np.ones(len(table), dtype=bool)
+    for col, value in want.items():
+        if col not in table.columns:
+            if col in filters:
+                raise LookupError(f"table has no column {col!r}")
+            continue
+        if value is None:  # None: do not filter on this column
+            continue
+        if col == "epsilon":
+            mask &= np.isclose(table[col].to_numpy(dtype=float), float(value))
+            continue
+        mask &= (table[col] == value).to_numpy()
+    return table.loc[mask]
+
+
+def one(table: pd.DataFrame, **filters: Any) -> pd.Series:
+    """The single row matching ``filters``; LookupError if none or several."""
+    rows = pick(table, **filters)
+    if len(rows) != 1:
+        raise LookupError(f"expected one row for {filters}, found {len(rows)}")
+    return rows.iloc[0]
+
+
+def strongest_model(table: pd.DataFrame) -> str:
+    """The ladder's last rung (highest ``rung``)."""
+    return str(table.sort_values("rung")["model"].iloc[-1])
+
+
+def ladder_order(table: pd.DataFrame) -> list[str]:
+    return list(table.sort_values("rung").drop_duplicates("model")["model"])
+
+
+def full_pool_size(table: pd.DataFrame, **filters: Any) -> int:
+    """Candidate count of the full pool for the rows matching ``filters``."""
+    rows = pick(table, pool="full", **filters) if "pool" in table.columns else pick(table, **filters)
+    return int(rows["N"].max())
+
+
+def is_monotone(values: list[float], increasing: bool = True) -> bool:
+    diffs = np.diff(np.asarray(values, dtype=float))
+    return bool(np.all(diffs > 0) if increasing else np.all(diffs < 0))
+
+
+def relative_change(before: float, after: float) -> float:
+    """(after - before) / before, as a fraction (-0.618 = a 61.8% drop)."""
+    return (after - before) / before if before else float("nan")
+
+
+def cohort_names(table: pd.DataFrame) -> tuple[str, str | None]:
+    """(internal cohort name, external cohort name or ``None``) from the ``role`` column."""
+    roles = table.drop_duplicates("cohort").set_index("role")["cohort"]
+    return str(roles["internal"]), (str(roles["external"]) if "external" in roles.index else None)
+
+
+def largest_finite_pool(table: pd.DataFrame, **filters: Any) -> int:
+    """The headline pool: 10,000 when evaluated, else the largest finite pool (not ``full``)."""
+    rows = pick(table, **filters)
+    finite = sorted(int(n) for n in rows.loc[rows["pool"] != "full", "N"].unique())
+    if not finite:
+        raise LookupError(f"no finite pool for {filters}")
+    return 10000 if 10000 in finite else finite[-1]
+
+
+def largest_covered_pool(table: pd.DataFrame, min_coverage: float = 0.5, **filters: Any) -> int:
+    """Largest finite pool whose coverage is at least ``min_coverage`` (the smallest pool if none is)."""
+    rows = pick(table, K=1, **filters)
+    rows = rows[rows["pool"] != "full"].sort_values("N")
+    ok = rows[rows["coverage"] >= min_coverage]
+    return int((ok if len(ok) else rows)["N"].iloc[-1 if len(ok) else 0])
+
+
+def wide_table(table: pd.DataFrame, model: str, cohort: str) -> pd.DataFrame:
+    """Recall (%) by direction x level (rows) and pool x K (columns) for one model and cohort."""
+    rows = pick(table, model=model, cohort=cohort, direction=None, level=None)
+    rows = rows.assign(recall=100 * rows["value"])
+    out = rows.pivot_table(index=["direction", "level"], columns=["pool", "K"], values="recall", sort=False)
+    return out.round(2)
+
+
+def coverage_table(table: pd.DataFrame, model: str, cohort: str) -> pd.DataFrame:
+    rows = pick(table, model=model, cohort=cohort, K=1, negatives=None)
+    rows = rows[rows["pool"] != "full"]
+    return (100 * rows.pivot_table(index="negatives", columns="N", values="coverage")).round(1)
+
+
+def hard_negative_table(table: pd.DataFrame, cohort: str, N: int, K: int = 1) -> pd.DataFrame:
+    """Lift at pool ``N`` for every model (rows, ladder order) and negative type (columns)."""
+    rows = pick(table, cohort=cohort, N=N, K=K, negatives=None)
+    out = rows.pivot_table(index=["rung", "model"], columns="negatives", values="lift")
+    return out.round(2)
+
+
+def before_after_table(effects: pd.DataFrame, epsilon: float, K: int = 1) -> pd.DataFrame:
+    """Recall@K (%) per cohort and pool: before, after DP at ``epsilon``, and relative change."""
+    before = pick(effects, state="before", K=K)
+    after = pick(effects, state="dp", epsilon=epsilon, K=K)
+    keys = ["cohort", "pool", "N"]
+    merged = before[keys + ["value"]].merge(after[keys + ["value"]], on=keys, suffixes=("_before", "_after"))
+    merged["recall_before_%"] = (100 * merged["value_before"]).round(3)
+    merged["recall_after_%"] = (100 * merged["value_after"]).round(3)
+    merged["relative_change_%"] = (100 * (merged["value_after"] - merged["value_before"]) / merged["value_before"]).round(1)
+    return merged.drop(columns=["value_before", "value_after"]).sort_values(["cohort", "N"]).reset_index(drop=True)
+
+
+def frontier(effects: pd.DataFrame, cohort: str, N: int, K: int = 1) -> pd.DataFrame:
+    """DP rows at pool ``N`` sorted by epsilon (the privacy-utility frontier)."""
+    rows = pick(effects, state="dp", cohort=cohort, N=N, K=K)
+    return rows.sort_values("epsilon")
+
+
+def frontier_is_monotone(effects: pd.DataFrame, cohort: str, N: int, K: int = 1) -> bool:
+    """Recall does not decrease with epsilon beyond the intervals: each step up in epsilon has
+    a point estimate no lower than the previous one's lower CI bound."""
+    rows = frontier(effects, cohort, N, K)
+    values, lows = rows["value"].to_numpy(), rows["ci_low"].to_numpy()
+    return bool(np.all(values[1:] >= lows[:-1]))
+
+
+def utility_row(util: pd.DataFrame, metric: str, state: str, features: str = "projected") -> pd.Series:
+    rows = util[(util["metric"] == metric) & (util["state"] == state) & (util["features"] == features)]
+    if len(rows) != 1:
+        raise LookupError(f"expected one utility row for {metric}/{state}/{features}, found {len(rows)}")
+    return rows.iloc[0]
+
+
+def utility_value(util: pd.DataFrame, metric: str, state: str, features: str = "projected") -> float:
+    return float(utility_row(util, metric, state, features)["value"])
+
+
+def utility_glue_values(util: pd.DataFrame) -> dict[str, float]:
+    """The numbers the utility chapter glues (percent or percentage points)."""
+    v = lambda m, s, f="projected": 100 * utility_value(util, m, s, f)  # noqa: E731
+    probe = "linear_probe_macro_auroc"
+    return {
+        "probe_before": v(probe, "before"),
+        "probe_after": v(probe, "dp"),
+        "probe_change": v(probe, "dp") - v(probe, "before"),
+        "probe_trunk": v(probe, "before", "trunk"),
+        "probe_n_labels": int(utility_row(util, probe, "before")["n_labels"]),
+        "zeroshot_before": v("zero_shot_macro_auroc", "before"),
+        "zeroshot_after": v("zero_shot_macro_auroc", "dp"),
+        "gap_before": v("member_gap", "before"),
+        "gap_after": v("member_gap", "dp"),
+    }
+
+
+def utility_table(util: pd.DataFrame) -> pd.DataFrame:
+    out = util.pivot_table(index=["metric", "features"], columns="state", values="value", sort=False)
+    return (100 * out).round(2)

@@ -1,0 +1,20 @@
+"""Re-linkage audit: can an image be matched back to its own report by score alone?
+
+Modules, one idea each:
+
+* :mod:`.blocked` — blocked torch score products -> counts above / tied with
+  per-row and per-column thresholds (both directions from one product);
+* :mod:`.patients` — truth scores and per-patient best scores;
+* :mod:`.counts` — per-query rank counts for each direction, level and kind of
+  negatives;
+* :mod:`.exact` — hypergeometric expected Recall@K for any pool size, MRR,
+  ranks, chance levels;
+* :mod:`.montecarlo` — literal random pools, the cross-check;
+* :mod:`.matching` — pathology-matched groups from the 14 CheXpert labels;
+* :mod:`.bootstrap` — patient-clustered bootstrap intervals;
+* :mod:`.audit` — the tidy metric table (``audit``, ``audit_arrays``);
+* :mod:`.neighbors` — FAISS top-k listing for inspection.
+
+Import the submodules directly (``from relink.retrieval.audit import audit``);
+this package imports nothing heavy on its own.
+"""

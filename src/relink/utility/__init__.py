@@ -1,0 +1,1 @@
+"""Utility the embeddings keep: linear probe, zero-shot AUROC, retrieval of members vs non-members."""

@@ -1,0 +1,86 @@
+"""Small data for the DP and utility tests: toy trunk features with known structure, a tiny real model.
+
+* :func:`toy_set` — an EmbeddingSet whose trunk features mix a per-pair
+  identity latent (what re-linkage exploits) with the 14 labels (what a probe
+  reads), shared by image and text through different random maps; heads
+  from :func:`toy_heads` make its projected rows;
+* :func:`tiny_model_set` — a real open_clip model (``relink-vit-tiny``,
+  random weights) saved as a checkpoint folder, and an EmbeddingSet of random
+  images and reports encoded by it (trunks and projections from
+  :func:`relink.models.heads.encode_trunks_and_heads`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from relink.embeddings import EmbeddingSet, l2_normalise
+from relink.labels import CHEXPERT_LABELS
+from relink.models.heads import Heads
+
+
+def toy_heads(di: int, dt: int, e: int = 16, seed: int = 0) -> Heads:
+    torch.manual_seed(seed)
+    return Heads(image=nn.Linear(di, e, bias=False), text=nn.Linear(dt, e, bias=False))
+
+
+def project(layer: nn.Linear, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return l2_normalise(layer(torch.from_numpy(np.array(x, dtype=np.float32))).numpy())
+
+
+def toy_set(n_patients: int = 40, per_patient: int = 2, di: int = 48, dt: int = 40, heads: Heads | None = None,
+            identity: float = 1.0, noise: float = 0.3, seed: int = 0,
+            splits=(("train", 0.6), ("validate", 0.2), ("test", 0.2)), cohort: str = "toy", prefix: str = "p") -> EmbeddingSet:
+    """Patients get a split (so splits are patient-disjoint); pair ids ``{prefix}{patient}_{k}``."""
+    rng = np.random.default_rng(seed)
+    n = n_patients * per_patient
+    k = 12
+    z = rng.standard_normal((n, k)) * identity
+    labels = (rng.random((n, len(CHEXPERT_LABELS))) < 0.3).astype(np.float64)
+    labels[rng.random(labels.shape) < 0.1] = np.nan
+    labels[rng.random(labels.shape) < 0.05] = -1.0
+    lab = np.nan_to_num(labels, nan=0.0).clip(0, 1)
+    maps = np.random.default_rng(1234)  # the "world": fixed across calls, so two cohorts share it
+    a_img, a_txt = maps.standard_normal((k, di)), maps.standard_normal((k, dt))
+    l_img, l_txt = maps.standard_normal((lab.shape[1], di)), maps.standard_normal((lab.shape[1], dt))
+    image_trunk = (z @ a_img + 2.0 * lab @ l_img + noise * rng.standard_normal((n, di))).astype(np.float32)
+    text_trunk = (z @ a_txt + 2.0 * lab @ l_txt + noise * rng.standard_normal((n, dt))).astype(np.float32)
+    patient = np.repeat(np.arange(n_patients), per_patient)
+    names, probs = zip(*splits)
+    patient_split = rng.choice(names, size=n_patients, p=np.asarray(probs) / sum(probs))
+    rows = pd.DataFrame({
+        "pair_id": [f"{prefix}{p}_{j}" for p, j in zip(patient, np.tile(np.arange(per_patient), n_patients))],
+        "patient_id": [f"{prefix}{p}" for p in patient], "study_id": [f"s{i}" for i in range(n)],
+        "cohort": cohort, "split": patient_split[patient],
+    })
+    for j, name in enumerate(CHEXPERT_LABELS):
+        rows[name] = labels[:, j]
+    heads = heads or toy_heads(di, dt)
+    return EmbeddingSet(rows, project(heads.image, image_trunk), project(heads.text, text_trunk),
+                        image_trunk, text_trunk, {"model": "toy"})
+
+
+def tiny_model_set(root, n: int = 60, seed: int = 0):
+    """``(checkpoint_dir, embedding_set_dir)`` made with a real tiny open_clip model."""
+    from relink.embeddings import save
+    from relink.models import load_model
+    from relink.models.checkpoint import save_checkpoint
+    from relink.models.heads import encode_trunks_and_heads
+
+    torch.manual_seed(seed)
+    loaded = load_model("relink-vit-tiny")
+    ckpt = save_checkpoint(loaded.model, root / "model", loaded.model_cfg, loaded.preprocess_cfg)
+    rng = np.random.default_rng(seed)
+    words = ["effusion", "cardiomegaly", "normal", "opacity", "left", "right", "small", "large", "no", "edema"]
+    reports = [" ".join(rng.choice(words, size=6)) for _ in range(n)]
+    images = torch.as_tensor(rng.standard_normal((n, 3, 64, 64)), dtype=torch.float32)
+    with torch.no_grad():
+        it, ip, tt, tp = encode_trunks_and_heads(loaded.model, images, loaded.tokenizer(reports))
+    es = toy_set(n_patients=n // 2, per_patient=2, seed=seed)
+    es = EmbeddingSet(es.rows, l2_normalise(ip.numpy()), l2_normalise(tp.numpy()), it.numpy(), tt.numpy(),
+                      {"model": str(ckpt), "weights_fingerprint": loaded.fingerprint})
+    return ckpt, save(es, root / "emb")
