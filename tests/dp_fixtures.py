@@ -2,7 +2,8 @@
 
 * :func:`toy_set` — an EmbeddingSet whose trunk features mix a per-pair
   identity latent (what re-linkage exploits) with the 14 labels (what a probe
-  reads), shared by image and text through different random maps; heads
+  reads), shared by image and text through different random maps, plus
+  optional modality-specific nuisance factors and isotropic noise; heads
   from :func:`toy_heads` make its projected rows;
 * :func:`tiny_model_set` — a real open_clip model (``relink-vit-tiny``,
   random weights) saved as a checkpoint folder, and an EmbeddingSet of random
@@ -11,6 +12,12 @@
 """
 
 from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +40,8 @@ def project(layer: nn.Linear, x: np.ndarray) -> np.ndarray:
 
 
 def toy_set(n_patients: int = 40, per_patient: int = 2, di: int = 48, dt: int = 40, heads: Heads | None = None,
-            identity: float = 1.0, noise: float = 0.3, seed: int = 0,
+            identity: float = 1.0, noise: float = 0.3, label_strength: float = 2.0, nuisance: int = 0, label_flip: float = 0.0,
+            seed: int = 0,
             splits=(("train", 0.6), ("validate", 0.2), ("test", 0.2)), cohort: str = "toy", prefix: str = "p") -> EmbeddingSet:
     """Patients get a split (so splits are patient-disjoint); pair ids ``{prefix}{patient}_{k}``."""
     rng = np.random.default_rng(seed)
@@ -44,11 +52,17 @@ def toy_set(n_patients: int = 40, per_patient: int = 2, di: int = 48, dt: int = 
     labels[rng.random(labels.shape) < 0.1] = np.nan
     labels[rng.random(labels.shape) < 0.05] = -1.0
     lab = np.nan_to_num(labels, nan=0.0).clip(0, 1)
+    if label_flip:  # what the pixels and words show is not exactly what the labeler recorded
+        lab = np.where(rng.random(lab.shape) < label_flip, 1 - lab, lab)
     maps = np.random.default_rng(1234)  # the "world": fixed across calls, so two cohorts share it
     a_img, a_txt = maps.standard_normal((k, di)), maps.standard_normal((k, dt))
     l_img, l_txt = maps.standard_normal((lab.shape[1], di)), maps.standard_normal((lab.shape[1], dt))
-    image_trunk = (z @ a_img + 2.0 * lab @ l_img + noise * rng.standard_normal((n, di))).astype(np.float32)
-    text_trunk = (z @ a_txt + 2.0 * lab @ l_txt + noise * rng.standard_normal((n, dt))).astype(np.float32)
+    image_trunk = z @ a_img + label_strength * lab @ l_img + noise * rng.standard_normal((n, di))
+    text_trunk = z @ a_txt + label_strength * lab @ l_txt + noise * rng.standard_normal((n, dt))
+    if nuisance:  # content one modality has and the other lacks (pose, exposure; phrasing)
+        image_trunk += rng.standard_normal((n, nuisance)) @ maps.standard_normal((nuisance, di))
+        text_trunk += rng.standard_normal((n, nuisance)) @ maps.standard_normal((nuisance, dt))
+    image_trunk, text_trunk = image_trunk.astype(np.float32), text_trunk.astype(np.float32)
     patient = np.repeat(np.arange(n_patients), per_patient)
     names, probs = zip(*splits)
     patient_split = rng.choice(names, size=n_patients, p=np.asarray(probs) / sum(probs))
@@ -64,13 +78,20 @@ def toy_set(n_patients: int = 40, per_patient: int = 2, di: int = 48, dt: int = 
                         image_trunk, text_trunk, {"model": "toy"})
 
 
-def tiny_model_set(root, n: int = 60, seed: int = 0):
-    """``(checkpoint_dir, embedding_set_dir)`` made with a real tiny open_clip model."""
+@functools.lru_cache(maxsize=None)
+def tiny_model_set(n: int = 60, seed: int = 0):
+    """``(checkpoint_dir, embedding_set_dir)`` made with a real tiny open_clip model.
+
+    Made once per test session (several test files share it) in a temporary
+    folder removed at exit; callers must not modify it.
+    """
     from relink.embeddings import save
     from relink.models import load_model
     from relink.models.checkpoint import save_checkpoint
     from relink.models.heads import encode_trunks_and_heads
 
+    root = Path(tempfile.mkdtemp(prefix="relink-dp-tests-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     torch.manual_seed(seed)
     loaded = load_model("relink-vit-tiny")
     ckpt = save_checkpoint(loaded.model, root / "model", loaded.model_cfg, loaded.preprocess_cfg)

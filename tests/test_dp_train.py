@@ -123,7 +123,7 @@ def test_apply_heads_reprojects_cached_trunks_and_records_provenance(toy, tmp_pa
 @pytest.fixture(scope="module")
 def model_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
-    ckpt, es_dir = tiny_model_set(root)
+    ckpt, es_dir = tiny_model_set(80)
     ext = toy_set(n_patients=10, per_patient=2, seed=3, prefix="x", cohort="external")
     loaded_es = emb.load(es_dir)
     ext_dir = emb.save(emb.EmbeddingSet(ext.rows, loaded_es.image[:20], loaded_es.text[:20], loaded_es.image_trunk[:20],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..dp import DEFAULTS
 from . import HelpFormatter
 
 DESCRIPTION = """\
@@ -50,9 +51,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced atomically)")
     p.add_argument("--accountant", choices=("prv", "rdp"), default="prv", help="accountant that calibrates the noise")
     p.add_argument("--clip-norm", type=float, default=1.0, help="per-unit gradient clip norm")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=256, help="expected Poisson batch size (sample rate 1/ceil(n/B))")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="expected Poisson batch size (sample rate 1/ceil(n/B))")
+    p.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="Adam learning rate (with the noise, it sets how far the heads move)")
     p.add_argument("--temperature", type=float, default=None, help="fixed InfoNCE temperature (default: the model's own, 1/exp(logit_scale))")
     p.add_argument("--privacy-unit", choices=("pair", "patient"), default="pair")
     p.add_argument("--bank-size", type=int, default=None, help="use a fixed random subset of this many bank rows")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from . import HelpFormatter
 
 EPILOG = """\
@@ -19,21 +21,22 @@ def register(sub):
     p = sub.add_parser(
         "synth",
         help="generate a synthetic cohort of chest-radiograph-like images and reports",
-        description="Generate a synthetic paired cohort: patients with several studies, one frontal "
-                    "image and one report per study, CheXpert labels as a report labeler gives them. "
-                    "Site 'internal' stands in for MIMIC-CXR, 'external' (shifted image appearance "
+        description="Generate a synthetic paired cohort: patients with several studies, one frontal\n"
+                    "image and one report per study, CheXpert labels as a report labeler gives them.\n"
+                    "Site 'internal' stands in for MIMIC-CXR, 'external' (shifted image appearance\n"
                     "and report style) for CheXpert Plus.",
         formatter_class=HelpFormatter,
         epilog=EPILOG,
     )
-    p.add_argument("--out", required=True, metavar="DIR",
+    p.add_argument("--out", required=True, metavar="DIR", default=argparse.SUPPRESS,
                    help="cohort folder to write (new, empty, or an earlier synth output)")
-    p.add_argument("--patients", required=True, type=int, metavar="N", help="number of patients")
-    p.add_argument("--seed", required=True, type=int, metavar="S", help="random seed")
+    p.add_argument("--patients", required=True, type=int, metavar="N", default=argparse.SUPPRESS,
+                   help="number of patients")
+    p.add_argument("--seed", required=True, type=int, metavar="S", default=argparse.SUPPRESS, help="random seed")
     p.add_argument("--size", type=int, default=64, metavar="PX", help="image side in pixels (>= 32)")
     p.add_argument("--site", choices=("internal", "external"), default="internal",
                    help="which stand-in cohort to generate")
-    p.add_argument("--splits", default=None, metavar="TR,VA,TE",
+    p.add_argument("--splits", default=argparse.SUPPRESS, metavar="TR,VA,TE",
                    help="patient fractions for train,validate,test "
                         "(default: 0.6,0.1,0.3 internal; all test external)")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="processes rendering in parallel")
@@ -43,7 +46,8 @@ def register(sub):
 def run(args) -> int:
     from ..synth.generate import generate_cohort, parse_splits, read_marker
 
-    splits = None if args.splits is None else parse_splits(args.splits)
+    text = getattr(args, "splits", None)
+    splits = None if text is None else parse_splits(text)
     manifest = generate_cohort(args.out, patients=args.patients, seed=args.seed, size=args.size,
                                site=args.site, split_fractions=splits, workers=args.workers)
     info = read_marker(manifest.parent)

@@ -1,6 +1,72 @@
-"""`relink train` (placeholder until its module lands)."""
+"""`relink train`: train a ladder of small open_clip models on a cohort's train split.
+
+The rungs are checkpoints of one contrastive run at increasing steps, from
+weakly to strongly aligned; each is an open_clip checkpoint folder that every
+other command takes as --model. For real cohorts, fine-tune a public model
+with open_clip's own trainer instead (docs/fine-tuning.md); --export-csv
+writes the CSV it reads.
+"""
+
+from __future__ import annotations
+
+from . import HelpFormatter, parse_int_list
+
+EPILOG = """\
+examples:
+  relink train --cohort data/synthetic --config relink-vit-tiny --out models/ladder
+  relink train --cohort data/synthetic --config relink-vit-tiny --out models/ladder --epochs 5 --rungs 4
+  relink train --cohort data/synthetic --config relink-vit-tiny --out models/l2 --save-at 20,100,400 --max-pairs 5000
+  relink train --cohort mimic.parquet --export-csv mimic-train.csv      # for open_clip_train (docs/fine-tuning.md)
+
+An interrupted run resumes after its last saved rung when started again with
+the same settings; a finished ladder is left alone.
+"""
 
 
 def register(sub):
-    p = sub.add_parser("train", help="(not yet implemented)")
-    p.set_defaults(func=lambda args: print("relink train: not yet implemented") or 1)
+    p = sub.add_parser("train", help="train a ladder of small open_clip models (or export a training CSV)",
+                       description=__doc__, epilog=EPILOG, formatter_class=HelpFormatter)
+    p.add_argument("--cohort", required=True, help="cohort folder or manifest (.parquet)")
+    p.add_argument("--config", default="relink-vit-tiny",
+                   help="model to train: an architecture name (random init) or a model spec to fine-tune")
+    p.add_argument("--out", help="ladder folder to write (rung-1, rung-2, ..., ladder.json)")
+    p.add_argument("--epochs", type=int, default=3, help="passes over the training pairs")
+    p.add_argument("--batch-size", type=int, default=128, help="pairs per step (the contrastive negatives)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate")
+    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (not on gains, biases, temperature)")
+    p.add_argument("--warmup", type=int, default=None, help="warmup steps (default: 5%% of the steps)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
+    rungs = p.add_mutually_exclusive_group()
+    rungs.add_argument("--save-at", type=parse_int_list, default=None, metavar="STEP,STEP,...",
+                       help="steps at which to save a rung (the last one ends training)")
+    rungs.add_argument("--rungs", type=int, default=3, help="number of rungs, geometrically spaced in steps (T/9, T/3, T)")
+    p.add_argument("--max-pairs", type=int, default=None, help="train on a seeded random subset of this many pairs")
+    p.add_argument("--split", default="train", help="cohort split to train on (or to export)")
+    p.add_argument("--no-augment", action="store_true", help="no random shifts / brightness jitter")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out that holds a ladder with other settings")
+    p.add_argument("--export-csv", metavar="FILE", default=None,
+                   help="only write the tab-separated CSV open_clip_train reads (absolute image paths) and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import RelinkError
+    from ..models.train import export_training_csv, read_ladder, train_ladder
+
+    if args.export_csv:
+        path = export_training_csv(args.cohort, args.export_csv, split=args.split)
+        print(path)
+        return 0
+    if not args.out:
+        raise RelinkError("--out is required (or --export-csv FILE to only write a training CSV)")
+    out = train_ladder(
+        args.cohort, config=args.config, out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup, seed=args.seed, save_at=args.save_at,
+        rungs=args.rungs, max_pairs=args.max_pairs, device=args.device, augment=not args.no_augment,
+        split=args.split, overwrite=args.overwrite, progress=not args.quiet,
+    )
+    for rung in read_ladder(out)["rungs"]:
+        print(f"{rung['path']}\tstep {rung['step']}\tpairs seen {rung['pairs_seen']}\tloss {rung['loss']:.4f}")
+    return 0

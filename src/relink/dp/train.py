@@ -36,12 +36,11 @@ from torch.utils.data import DataLoader
 
 from ..embeddings import EmbeddingSet
 from ..errors import RelinkError
-from . import accounting
+from . import DEFAULTS, accounting
 from .heads_data import bank_tensors, check_disjoint, make_dataset
 from .loss import BankInfoNCE, HeadPair, in_batch_infonce, project_bank
 
 GRAD_SAMPLE_MODES = ("ghost", "hooks", "functorch", "ew")
-DEFAULTS = {"epochs": 5, "batch_size": 256, "lr": 1e-3, "temperature": 0.07}
 # Opacus's advice to use secure_mode (we seed for reproducibility), and torch's note that the
 # backward hooks fire on outputs because trunk features need no gradient: expected, not news.
 QUIET = (".*Secure RNG turned off.*", ".*Full backward hook is firing.*")
@@ -255,8 +254,9 @@ def fit_heads(train: EmbeddingSet, bank: EmbeddingSet, init, epsilon: float | No
     }
     if private:
         sigma = float(setup.optimizer.noise_multiplier)
-        eps = {a: accounting.epsilon_for(sigma, sample_rate, steps, delta, a) for a in accounting.ACCOUNTANTS}
-        spent = float(setup.engine.get_epsilon(delta))
+        spent = float(setup.engine.get_epsilon(delta))  # the accountant that tracked the run
+        eps = {a: spent if a == accountant else accounting.epsilon_for(sigma, sample_rate, steps, delta, a)
+               for a in accounting.ACCOUNTANTS}
         report.update(noise_multiplier=sigma, epsilon=spent, prv_epsilon=eps["prv"], rdp_epsilon=eps["rdp"],
                       accountant_steps=int(sum(h[2] for h in setup.engine.accountant.history)))
     else:

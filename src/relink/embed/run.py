@@ -144,7 +144,11 @@ def embed_cohort(cohort, model, out_dir, batch_size: int = 256, num_workers: int
         "weights_fingerprint": lm.fingerprint, "cohort_fingerprint": fingerprint(cohort),
         "preprocess": _preprocess(lm), "context_length": _context_length(lm),
     }
+    if len(cohort) == 0:
+        raise EmbeddingError(f"{cohort.manifest}: the cohort has no rows to embed")
     if out_dir.exists():
+        if not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "meta.json").is_file()):
+            raise EmbeddingError(f"{out_dir} exists and is not an embedding set; choose another --out")
         why = reuse_reason(out_dir, meta, with_trunk, skip_bad)
         if why is None:
             if rank == 0:

@@ -60,7 +60,7 @@ load fails), so ``relink-timm-tiny`` uses timm's own size for ``test_vit``
 Refused with :class:`~relink.errors.ModelError`: towers without a projection
 (``proj_type='none'``, ``timm_proj='none'``, HF ``text.proj`` = Identity,
 SigLIP-style ``map`` pooling without a projection), projections fused into a
-timm attention pool (``timm_pool='abs_attn'|'rot_attn'``), CoCa, and anything
+timm attention pool (``timm_pool='abs_attn'|'rot_attn'`` with ``timm_proj=''``), CoCa, and anything
 that is not an open_clip CLIP model.
 """
 
@@ -164,16 +164,16 @@ def _image_slot(model) -> tuple[str, ProjectionSlot]:
         return "modified-resnet", _slot("visual.attnpool.c_proj", visual.attnpool.c_proj, "identity_linear", note)
     if isinstance(visual, TimmModel):
         head = visual.head
-        if "pool" in head._modules:
-            raise ModelError(
-                "the timm image tower's projection is fused into its attention pool "
-                "(timm_pool='abs_attn'/'rot_attn'); head-only training is not supported for it"
-            )
         if "proj" in head._modules:
             return "timm", _slot("visual.head.proj", head.proj, "identity")
         if "mlp" in head._modules:
             note = "final Linear of the MLP head; fc1 and its activation count as trunk"
             return "timm", _slot("visual.head.mlp.fc2", head.mlp.fc2, "identity", note)
+        if "pool" in head._modules:
+            raise ModelError(
+                "the timm image tower's projection is fused into its attention pool "
+                "(timm_pool='abs_attn'/'rot_attn', timm_proj=''); head-only training is not supported for it"
+            )
         classifier = visual.trunk.get_classifier() if hasattr(visual.trunk, "get_classifier") else None
         if isinstance(classifier, nn.Linear):
             name = next(n for n, m in visual.trunk.named_modules() if m is classifier)

@@ -52,6 +52,7 @@ import importlib.util
 import os
 import re
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from ..errors import RelinkError
@@ -59,12 +60,12 @@ from ..errors import RelinkError
 # CheXzero: Normalize((101.48761,)*3, (83.43944,)*3) on 0-255 pixels, after a
 # longest-side resize with zero padding (its data_process.preprocess) and a
 # bicubic resize to 224.
-CHEXZERO_PREPROCESS: dict[str, Any] = {
+CHEXZERO_PREPROCESS: Mapping[str, Any] = MappingProxyType({
     "image_mean": (101.48761 / 255,) * 3,
     "image_std": (83.43944 / 255,) * 3,
     "image_interpolation": "bicubic",
     "image_resize_mode": "longest",
-}
+})
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from ..io import atomic_path, write_json
 
 LADDER_FILE = "ladder.json"
 STATE_FILE = "train-state.pt"
+AUGMENT = {"max_shift": 2, "jitter": 0.0}  # see relink.models.train_data.augment
 
 
 def rung_steps(total_steps: int, rungs: int = 3, ratio: float = 3.0) -> list[int]:
@@ -72,6 +73,13 @@ def _param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
 
 
+def _fused_ok(dev: str) -> bool:
+    # One fused kernel instead of a dozen per-tensor ops per step: ~1.4x faster steps on CPU.
+    import torch
+
+    return dev.startswith("cuda") or tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 4)
+
+
 def _train_rows(cohort: Cohort, split: str, max_pairs: int | None, seed: int) -> np.ndarray:
     rows = np.flatnonzero(cohort.frame["split"].to_numpy() == split)
     if len(rows) == 0:
@@ -97,7 +105,7 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
                  batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.1, warmup: int | None = None,
                  seed: int = 0, save_at: Sequence[int] | None = None, rungs: int = 3, max_pairs: int | None = None,
                  device: str = "auto", augment: bool = True, split: str = "train", overwrite: bool = False,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, train_token_embedding: bool = True) -> Path:
     """Train ``config`` on the ``split`` rows of ``cohort``; save rungs at ``save_at`` steps (default :func:`rung_steps`).
 
     ``config``: a model spec (:func:`relink.models.load_model`): an
@@ -114,6 +122,11 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
     from .train_data import load_pairs
 
     out_dir = Path(out_dir)
+    for name, value in (("--epochs", epochs), ("--batch-size", batch_size)):
+        if value < 1:
+            raise RelinkError(f"{name} must be >= 1, got {value}")
+    if not lr > 0:
+        raise RelinkError(f"--lr must be > 0, got {lr}")
     cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     rows = _train_rows(cohort, split, max_pairs, seed)
@@ -127,7 +140,8 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
     signature = {
         "config": config, "cohort_fingerprint": fingerprint(cohort), "split": split, "pairs": n,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "warmup": warmup,
-        "seed": seed, "save_at": steps, "augment": augment, "max_pairs": max_pairs,
+        "seed": seed, "save_at": steps, "augment": AUGMENT if augment else None, "max_pairs": max_pairs,
+        "train_token_embedding": train_token_embedding,
         "precision": "amp-bf16" if dev.startswith("cuda") else "fp32",
     }
     done = _finished_rungs(out_dir, signature, overwrite)
@@ -143,7 +157,10 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
     pairs = load_pairs(files, cohort.frame["report"].to_numpy()[rows], rows, lm.preprocess, lm.tokenizer,
                        cohort.frame["pair_id"].to_numpy()[rows])
     load_s = time.perf_counter() - t0
-    optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    if not train_token_embedding:
+        model.token_embedding.weight.requires_grad_(False)
+    optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6,
+                                  fused=_fused_ok(dev))
     start = 0
     if done:
         start = _resume(out_dir, done[-1], model, optimizer, dev)
@@ -230,7 +247,7 @@ def _loop(model, optimizer, pairs, preprocess_cfg, dev: str, sig: dict[str, Any]
             idx = order[pos * bs:(pos + 1) * bs]
             x = images[idx]
             if sig["augment"]:
-                x = augment(x, step_generator(seed, step, dev))
+                x = augment(x, step_generator(seed, step, dev), **sig["augment"])
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, sig["lr"], sig["warmup"], steps[-1])
             with amp:

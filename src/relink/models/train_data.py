@@ -98,7 +98,7 @@ def normalise(images_u8: torch.Tensor, mean: Sequence[float], std: Sequence[floa
     return x.sub(m).div(s)
 
 
-def augment(images_u8: torch.Tensor, gen: torch.Generator, max_shift: int = 4, jitter: float = 0.1) -> torch.Tensor:
+def augment(images_u8: torch.Tensor, gen: torch.Generator, max_shift: int = 2, jitter: float = 0.0) -> torch.Tensor:
     """Random translation (edge-padded, up to ``max_shift`` px) and brightness/contrast jitter, per image.
 
     No flips: a report's "left"/"right" must stay true of its image.
@@ -115,6 +115,8 @@ def augment(images_u8: torch.Tensor, gen: torch.Generator, max_shift: int = 4, j
     x = padded.gather(2, idx_r)
     idx_c = cols.view(n, 1, 1, w).expand(n, c, h, w)
     x = x.gather(3, idx_c)
+    if not jitter:
+        return x.to(torch.uint8)
     gain = 1 + jitter * (2 * torch.rand(n, 1, 1, 1, generator=gen, device=dev) - 1)
     bias = 255 * jitter * (2 * torch.rand(n, 1, 1, 1, generator=gen, device=dev) - 1)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)

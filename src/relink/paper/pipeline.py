@@ -40,7 +40,7 @@ from ..io import write_json
 from ..labels import CHEXPERT_LABELS
 from ..provenance import stamp
 from ..tables import write_table
-from .cache import cached, digest, source_hash
+from .cache import cached, digest, source_hash, stored_key
 from .profiles import Profile
 from .stages import Context, RungSpec, cohort_ids, cohorts, default_root, embeddings, ladder, load
 
@@ -48,18 +48,14 @@ log = logging.getLogger(__name__)
 RESULTS = ("cohorts", "audit", "hard_negatives", "dp", "utility")
 
 
-def _rung_ids(ctx: Context) -> list[dict[str, Any]]:
-    """What identifies each rung's embeddings: spec and weight / cohort fingerprints."""
-    out = []
-    for rung in ladder(ctx):
-        entry = {"name": rung.name, "spec_fingerprint": None, "sets": {}}
-        for role in ("internal", "external"):
-            path = embeddings(ctx, rung, role)
-            if path is not None:
-                meta = json.loads((Path(path) / "meta.json").read_text())
-                entry["sets"][role] = [meta.get("weights_fingerprint"), meta.get("cohort_fingerprint")]
-        out.append(entry)
-    return out
+def _rung_ids(ctx: Context) -> dict[str, Any]:
+    """What the ladder's embeddings are a function of, known without loading a model: the
+    ladder (its training key, or the public specs), the cohorts and the embedding code."""
+    p = ctx.profile
+    rungs = [(r.name, r.spec if p.credentialed else r.index, r.load_kwargs) for r in ladder(ctx)]
+    trained = stored_key(ctx.root / "ladder") if not p.credentialed else None
+    return {"rungs": rungs, "ladder": digest(trained) if trained else None, "cohorts": cohort_ids(ctx),
+            "embed": {"batch_size": p.embed_batch_size, "source": source_hash(("embed", "models"))}}
 
 
 def _finish(tmp: Path, ctx: Context, name: str, tables: dict[str, pd.DataFrame], extra: dict[str, Any] | None = None) -> None:

@@ -42,8 +42,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import RelinkError
+from ..labels import CHEXPERT_LABELS
 from ..tables import METRIC_COLUMNS
-from .bootstrap import bootstrap_means, bootstrap_medians
+from .bootstrap import bootstrap_intervals
 from .counts import DIRECTIONS, LEVELS, rank_counts
 from .exact import TIES, chance_rank, chance_recall, expected_rank, expected_recall, reciprocal_rank
 from .inputs import FULL, check_choice, check_ks, checked_embeddings, checked_labels, checked_patients, parse_pools
@@ -148,7 +149,8 @@ def audit_arrays(
                           expected_rank(rc.above, rc.tied, ties), chance_pos))
 
     table = np.stack(values, axis=1)
-    low, high = bootstrap_means(table, patient, n_boot, random_state, ci)
+    rank_table = np.stack([r[1] for r in ranks], 1) if ranks else None
+    low, high, r_low, r_high = bootstrap_intervals(table, rank_table, patient, n_boot, random_state, ci)
     rows = []
     with np.errstate(invalid="ignore", divide="ignore"):
         for f, spec in enumerate(specs):
@@ -158,7 +160,6 @@ def audit_arrays(
             rows.append({**spec, "value": value, "ci_low": low[f], "ci_high": high[f], "chance": chance,
                          "lift": value / chance, "n_queries": int(kept.sum()), "coverage": kept.sum() / n})
         if ranks:
-            r_low, r_high = bootstrap_medians(np.stack([r[1] for r in ranks], 1), patient, n_boot, random_state, ci)
             for f, (spec, rank, chance_pos) in enumerate(ranks):
                 value, chance = float(np.median(rank)), float(np.median(chance_pos))
                 rows.append({**spec, "value": value, "ci_low": r_low[f], "ci_high": r_high[f], "chance": chance,
@@ -207,11 +208,15 @@ def audit(
     """
     base = str(es.path) if es.path is not None else "embedding set"
     where = (f"{base}/image.npy", f"{base}/text.npy", f"{base}/rows.parquet")
+    missing_cols = [c for c in ("pair_id", "patient_id") if c not in es.rows]
+    if missing_cols:
+        raise RelinkError(f"{where[2]}: lacks column(s) {', '.join(missing_cols)}")
     if cohort is None:
         cohort = "+".join(sorted(map(str, es.rows["cohort"].dropna().unique()))) if "cohort" in es.rows else ""
-    wants_labels = any(g != "random" for g in negatives)
+    has_labels = all(c in es.rows for c in CHEXPERT_LABELS)
+    labels = es.labels() if has_labels and any(g != "random" for g in negatives) else None
     return audit_arrays(
-        es.image, es.text, es.rows["patient_id"].to_numpy(), es.labels() if wants_labels else None,
+        es.image, es.text, es.rows["patient_id"].to_numpy(), labels,
         pools=pools, ks=ks, directions=directions, levels=levels, negatives=negatives, n_boot=n_boot,
         random_state=random_state, model=model or str(es.meta.get("model", "")), cohort=cohort,
         monte_carlo_pools=monte_carlo_pools, pair_ids=es.rows["pair_id"].to_numpy(), where=where, **options,

@@ -4,38 +4,48 @@ Contract. ``x`` and ``y`` are float32 torch tensors of shape (n, d) on one
 device; row i of ``x`` (an image) is paired with row i of ``y`` (its report).
 The score matrix is ``S = x @ y.T``. It is never held whole: rows are taken in
 blocks of ``block_rows`` and each block's product is formed in column tiles of
-``tile_cols`` inside one preallocated buffer, so the working memory is
-``block_rows * tile_cols`` floats plus one boolean mask of the same shape. The
-tile is small enough to stay in cache while it is compared several times,
-which is what keeps the counting cheap next to the product itself.
+``tile_cols`` inside one preallocated buffer (memory: one tile of floats and
+two of booleans per threshold). A tile stays in cache while it is compared.
 
 For every row threshold ``row_thr[:, k]`` the kernel counts, for each row i::
 
-    above[i] = #{j : S[i, j] >  row_thr[i, k] + tie_tol}
+    above[i]   = #{j : S[i, j] >  row_thr[i, k] + tie_tol}
     atleast[i] = #{j : S[i, j] >= row_thr[i, k] - tie_tol}
 
 (so the tie band is ``atleast - above``), and for every column threshold
-``col_thr[:, k]`` the same per column j over the rows i (the report->image
-direction reads the product column-wise: one product serves both directions).
+``col_thr[:, k]`` the same per column j over the rows i: the report->image
+direction reads the same product column-wise. Threshold k > 0 is evaluated
+only where ``row_active[:, k]`` (``col_active``) is true; elsewhere its counts
+are left 0 for the caller to fill (the patient-level threshold equals the
+study one for most queries, and then it needs no comparisons of its own).
 
 Each count is made over all candidates and, for every *segmentation*, over
-the candidates in the row's own group only. A segmentation is given by
-``edges`` (increasing, ``edges[0] == 0``, ``edges[-1] == n``): group g holds
-rows and columns ``edges[g]:edges[g+1]``. Rows and columns are ordered alike,
-so the in-group cells are squares on the diagonal and come from slices of the
-tiles already computed: hard negatives cost a few extra sums, not a product.
+the candidates in the row's own group. A segmentation is given by ``edges``
+(increasing, ``edges[0] == 0``, ``edges[-1] == n``): group g holds rows and
+columns ``edges[g]:edges[g+1]``. Rows and columns are ordered alike, so the
+in-group cells are squares on the diagonal and come from slices of the tiles
+already compared: hard negatives cost some sums, not another product.
 
 The diagonal ``S[i, i]`` is overwritten with ``diag[i]`` before comparing, so
 a caller whose thresholds are the diagonal knows each query's own candidate
 sits exactly at its threshold (in the band, never above).
+
+Speed (CPU). Comparisons run in numpy on views of the torch buffers (its
+``greater`` is about twice torch's), the row and the column direction in two
+threads, and a boolean mask is counted 8 bytes at a time as int64 words: each
+byte lane of a sum of at most 255 words cannot overflow into the next, so
+tiles are at most 2040 columns wide and column sums go 255 rows at a time.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+_LANES = 255  # most words (columns / 8) or rows one packed sum may cover
 
 
 @dataclass
@@ -55,8 +65,8 @@ class ThresholdCounts:
 def default_blocks(device) -> tuple[int, int]:
     """(block_rows, tile_cols): cache-sized tiles on a CPU, large ones on a GPU."""
     if getattr(device, "type", str(device)) == "cuda":
-        return 4096, 65536
-    return 512, 2048
+        return 4096, 32768
+    return 2 * _LANES, 8 * _LANES
 
 
 def _tile_slices(edges: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> list[tuple[int, int, int, int]]:
@@ -77,69 +87,197 @@ def _tile_slices(edges: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> list[
     return out
 
 
+class _Ops:
+    """The few array operations the tile loop needs, for numpy (CPU) or torch (GPU)."""
+
+    def __init__(self, device, engine: str = "auto"):
+        import torch
+
+        self.torch = torch
+        self.numpy = device.type == "cpu" if engine == "auto" else engine == "numpy"
+        self.packed = self.numpy
+        self.device = device
+        self.i64 = np.int64 if self.numpy else torch.int64
+        self.u8 = np.uint8 if self.numpy else torch.uint8
+
+    def host(self, t):
+        return t.numpy() if self.numpy else t
+
+    def zeros(self, shape, dtype=None):
+        if self.numpy:
+            return np.zeros(shape, dtype=dtype or np.int64)
+        return self.torch.zeros(shape, dtype=dtype or self.torch.int64, device=self.device)
+
+    def gt(self, a, b, out):
+        np.greater(a, b, out=out) if self.numpy else self.torch.gt(a, b, out=out)
+
+    def index(self, idx):
+        return idx if self.numpy else self.torch.as_tensor(idx, device=self.device)
+
+    def row_sum(self, mask, a: int, b: int):
+        """Ones in mask[..., a:b] per leading index (int64); mask is uint8."""
+        if not self.packed:
+            return mask[..., a:b].sum(-1, dtype=self.i64)
+        a8, b8 = a // 8, -(-b // 8)
+        words = mask.view(self.i64)[..., a8:b8]
+        total = words.sum(-1).view(self.u8).reshape(*words.shape[:-1], 8).sum(-1, dtype=self.i64)
+        if 8 * a8 < a:
+            total -= mask[..., 8 * a8:a].sum(-1, dtype=self.i64)
+        if b < 8 * b8:
+            total -= mask[..., b:8 * b8].sum(-1, dtype=self.i64)
+        return total
+
+    def col_sum(self, mask, ra: int, rb: int, u: int, v: int):
+        """Ones in mask[:, ra:rb, u:v] per (leading, column) (int64); mask (L, h, w) uint8."""
+        if not self.packed:
+            return mask[:, ra:rb, u:v].sum(1, dtype=self.i64)
+        u8, v8 = u // 8, -(-v // 8)
+        words = mask.view(self.i64)[:, :, u8:v8]
+        total = 0
+        for c in range(ra, rb, _LANES):
+            total = total + words[:, c:min(rb, c + _LANES)].sum(1).view(self.u8).astype(np.int64)
+        return total[:, u - 8 * u8:v - 8 * u8]
+
+
+def _stacked(thr, tie_tol: float, rows: int) -> np.ndarray:
+    """(rows, K, 2) float32: [..., 0] = thr + tol (above), [..., 1] = the float below thr - tol (at least)."""
+    thr = np.asarray(thr, dtype=np.float32)
+    out = np.zeros((rows, thr.shape[1], 2), dtype=np.float32)
+    out[: len(thr), :, 0] = thr + np.float32(tie_tol)
+    out[: len(thr), :, 1] = np.nextafter(thr - np.float32(tie_tol), np.float32(-np.inf))
+    return out
+
+
 def threshold_counts(
     x,
     y,
     diag,
-    row_thr,
-    col_thr,
+    row_thr: np.ndarray,
+    col_thr: np.ndarray,
+    row_active: np.ndarray | None = None,
+    col_active: np.ndarray | None = None,
     segmentations: Sequence[np.ndarray] = (),
     tie_tol: float = 1e-6,
     block_rows: int | None = None,
     tile_cols: int | None = None,
     progress: bool = False,
+    engine: str = "auto",
 ) -> ThresholdCounts:
     """Count candidates above / at least each threshold, per row and per column.
 
-    ``diag`` (n,), ``row_thr`` (n, R) and ``col_thr`` (n, C) are float32
-    tensors on the device of ``x``; R or C may be 0 (that direction is skipped).
+    ``diag`` is an (n,) float32 tensor on the device of ``x``; ``row_thr``
+    (n, R) and ``col_thr`` (n, C) float32 arrays, R or C possibly 0 (that
+    direction is skipped); ``row_active``/``col_active`` (n, R)/(n, C) bools.
+    ``engine``: ``"numpy"`` (CPU default) or ``"torch"`` (GPU default; on a
+    CPU only for testing that path).
     """
     import torch
     from tqdm.auto import tqdm
 
     n = x.shape[0]
-    device = x.device
-    br, tc = default_blocks(device)
-    br, tc = min(block_rows or br, n), min(tile_cols or tc, n)
+    ops = _Ops(x.device, engine)
+    br, tc = default_blocks(x.device)
+    br = max(1, min(block_rows or br, n))
+    tc = max(1, min(tile_cols or tc, n))
+    if ops.packed:
+        tc = max(8, min(tc, 8 * _LANES) // 8 * 8)
     n_seg = 1 + len(segmentations)
     n_row, n_col = row_thr.shape[1], col_thr.shape[1]
-    counts = {name: torch.zeros((k, n_seg, n), dtype=torch.int32, device=device)
-              for name, k in (("row_above", n_row), ("row_atleast", n_row),
-                              ("col_above", n_col), ("col_atleast", n_col))}
-    tol = float(tie_tol)
-    row_hi, row_lo = (row_thr + tol).T.contiguous(), (row_thr - tol).T.contiguous()
-    col_hi, col_lo = (col_thr + tol).T.contiguous(), (col_thr - tol).T.contiguous()
-    flat_scores = torch.empty(br * tc, dtype=torch.float32, device=device)
-    flat_mask = torch.empty(br * tc, dtype=torch.bool, device=device)
+    pad = -(-n // 8) * 8 + 8
+    row_t = ops.host(torch.as_tensor(_stacked(row_thr, tie_tol, pad), device=x.device))
+    col_t = ops.host(torch.as_tensor(_stacked(col_thr, tie_tol, pad), device=x.device))
+    row_on = np.ones((n, n_row), bool) if row_active is None else np.asarray(row_active, bool).copy()
+    col_on = np.ones((n, n_col), bool) if col_active is None else np.asarray(col_active, bool).copy()
+    row_on[:, :1] = True
+    col_on[:, :1] = True
+    acc_row = ops.zeros((n_row, n_seg, n, 2))
+    acc_col = ops.zeros((n_col, n_seg, n, 2))
+    w_max = -(-tc // 8) * 8
+    flat = torch.empty(br * w_max, dtype=torch.float32, device=x.device)
+    row_buf = ops.host(torch.empty(2 * br * w_max, dtype=torch.bool, device=x.device))
+    col_buf = ops.host(torch.empty(2 * br * w_max, dtype=torch.bool, device=x.device))
     edges = [np.asarray(e, dtype=np.int64) for e in segmentations]
+    neg_inf = float("-inf")
 
-    for r0 in tqdm(range(0, n, br), desc="score blocks", unit="block", disable=None if progress else True):
-        r1 = min(n, r0 + br)
-        xb = x[r0:r1]
-        for c0 in range(0, n, tc):
-            c1 = min(n, c0 + tc)
-            h, w = r1 - r0, c1 - c0
-            scores = flat_scores[: h * w].view(h, w)
-            mask = flat_mask[: h * w].view(h, w)
-            torch.mm(xb, y[c0:c1].T, out=scores)
-            lo, hi = max(r0, c0), min(r1, c1)
-            if lo < hi:
-                idx = torch.arange(lo, hi, device=device)
-                scores[idx - r0, idx - c0] = diag[lo:hi]
-            slices = [_tile_slices(e, r0, r1, c0, c1) for e in edges]
-            byte = mask.view(torch.uint8)
-            for k in range(n_row):
-                for op, thr, out in ((torch.gt, row_hi, counts["row_above"]), (torch.ge, row_lo, counts["row_atleast"])):
-                    op(scores, thr[k, r0:r1, None], out=mask)
-                    out[k, 0, r0:r1] += byte.sum(1, dtype=torch.int32)
-                    for s, sl in enumerate(slices, start=1):
-                        for ra, rb, ca, cb in sl:
-                            out[k, s, ra:rb] += byte[ra - r0:rb - r0, ca - c0:cb - c0].sum(1, dtype=torch.int32)
-            for k in range(n_col):
-                for op, thr, out in ((torch.gt, col_hi, counts["col_above"]), (torch.ge, col_lo, counts["col_atleast"])):
-                    op(scores, thr[k, None, c0:c1], out=mask)
-                    out[k, 0, c0:c1] += byte.sum(0, dtype=torch.int32)
-                    for s, sl in enumerate(slices, start=1):
-                        for ra, rb, ca, cb in sl:
-                            out[k, s, ca:cb] += byte[ra - r0:rb - r0, ca - c0:cb - c0].sum(0, dtype=torch.int32)
-    return ThresholdCounts(**{k: v.cpu().numpy().astype(np.int64) for k, v in counts.items()})
+    def rows_task(S, r0, c0, h, w, w8, slices):
+        for k in range(n_row):
+            on = row_on[r0:r0 + h, k]
+            if not on.any():
+                continue
+            sel = None if on.all() else np.flatnonzero(on)
+            sub = S if sel is None else S[ops.index(sel)]
+            thr = row_t[r0:r0 + h, k] if sel is None else row_t[ops.index(r0 + sel), k]
+            p = sub.shape[0]
+            mask = row_buf[: p * 2 * w8].reshape(p, 2, w8)
+            ops.gt(sub[:, None, :], thr[:, :, None], out=mask)
+            m8 = mask.view(ops.u8)
+            where = slice(r0, r0 + h) if sel is None else ops.index(r0 + sel)
+            acc_row[k, 0, where] += ops.row_sum(m8, 0, w8)
+            for s, sl in enumerate(slices, start=1):
+                for ra, rb, ca, cb in sl:
+                    u, v = (ra - r0, rb - r0) if sel is None else np.searchsorted(sel, (ra - r0, rb - r0))
+                    if u < v:
+                        at = slice(r0 + u, r0 + v) if sel is None else ops.index(r0 + sel[u:v])
+                        acc_row[k, s, at] += ops.row_sum(m8[u:v], ca - c0, cb - c0)
+
+    def cols_task(S, r0, c0, h, w, w8, slices):
+        for k in range(n_col):
+            on = col_on[c0:c0 + w, k]
+            if not on.any():
+                continue
+            sel = None if on.all() else np.flatnonzero(on)
+            if sel is None:
+                sub, thr, width = S, col_t[c0:c0 + w8, k], w
+            else:
+                width = len(sel)
+                p8 = -(-width // 8) * 8 if ops.packed else width
+                sub = ops.host(torch.full((h, p8), neg_inf, device=x.device))
+                sub[:, :width] = S[:, ops.index(sel)]
+                thr = col_t[ops.index(c0 + np.pad(sel, (0, p8 - width), constant_values=n - c0)), k]
+            mask = col_buf[: 2 * h * sub.shape[1]].reshape(2, h, sub.shape[1])
+            ops.gt(sub[None, :, :], thr.T[:, None, :], out=mask)
+            m8 = mask.view(ops.u8)
+            where = slice(c0, c0 + w) if sel is None else ops.index(c0 + sel)
+            acc_col[k, 0, where] += ops.col_sum(m8, 0, h, 0, width).T
+            for s, sl in enumerate(slices, start=1):
+                for ra, rb, ca, cb in sl:
+                    u, v = (ca - c0, cb - c0) if sel is None else np.searchsorted(sel, (ca - c0, cb - c0))
+                    if u < v:
+                        at = slice(c0 + u, c0 + v) if sel is None else ops.index(c0 + sel[u:v])
+                        acc_col[k, s, at] += ops.col_sum(m8, ra - r0, rb - r0, u, v).T
+
+    pool = ThreadPoolExecutor(max_workers=2) if ops.numpy and n_row and n_col else None
+    try:
+        for r0 in tqdm(range(0, n, br), desc="score blocks", unit="block", disable=None if progress else True):
+            r1 = min(n, r0 + br)
+            xb = x[r0:r1]
+            for c0 in range(0, n, tc):
+                c1 = min(n, c0 + tc)
+                h, w = r1 - r0, c1 - c0
+                w8 = -(-w // 8) * 8 if ops.packed else w
+                scores = flat[: h * w8].view(h, w8)
+                if w8 == w:
+                    torch.mm(xb, y[c0:c1].T, out=scores)
+                else:  # the last, ragged tile: pad columns can never count
+                    scores[:, :w] = xb @ y[c0:c1].T
+                    scores[:, w:] = neg_inf
+                lo, hi = max(r0, c0), min(r1, c1)
+                if lo < hi:
+                    idx = torch.arange(lo, hi, device=x.device)
+                    scores[idx - r0, idx - c0] = diag[lo:hi]
+                S = ops.host(scores)
+                slices = [_tile_slices(e, r0, r1, c0, c1) for e in edges]
+                args = (S, r0, c0, h, w, w8, slices)
+                if pool is not None:
+                    futures = [pool.submit(rows_task, *args), pool.submit(cols_task, *args)]
+                    for f in futures:
+                        f.result()
+                else:
+                    rows_task(*args)
+                    cols_task(*args)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    rows = acc_row if ops.numpy else acc_row.cpu().numpy()
+    cols = acc_col if ops.numpy else acc_col.cpu().numpy()
+    return ThresholdCounts(rows[..., 0], rows[..., 1], cols[..., 0], cols[..., 1])

@@ -53,26 +53,52 @@ def _interval(replicates: np.ndarray, level: float) -> tuple[np.ndarray, np.ndar
     return low, high
 
 
-def bootstrap_means(values, clusters, n_boot: int = 1000, random_state=0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of each column's mean over its non-NaN queries; shapes (F,), (F,)."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim == 1:
-        values = values[:, None]
-    codes, n_clusters = _cluster_codes(clusters)
-    if n_boot <= 0 or n_clusters == 0:
-        nan = np.full(values.shape[1], np.nan)
-        return nan, nan
+def _mean_sums(values: np.ndarray, codes: np.ndarray):
+    """Per-cluster sums and counts of the non-NaN values, side by side: (clusters, 2F) for torch."""
+    import torch
+
     order = np.argsort(codes, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
     present = ~np.isnan(values[order])
     sums = np.add.reduceat(np.where(present, values[order], 0.0), starts, axis=0)
     counts = np.add.reduceat(present.astype(np.float64), starts, axis=0)
-    reps = []
+    # float32 is ample: counts stay exact below 2**24 and the sums carry ~7 significant digits
+    return torch.from_numpy(np.ascontiguousarray(np.concatenate([sums, counts], axis=1), dtype=np.float32))
+
+
+def bootstrap_intervals(means, medians, clusters, n_boot: int = 1000, random_state=0, level: float = 0.95):
+    """Intervals of column means (NaN = left out) and column medians under the same replicates.
+
+    ``means`` (n, F) and ``medians`` (n, G) may be None. Returns
+    ``(mean_low, mean_high, median_low, median_high)``; all NaN when n_boot = 0.
+    """
+    import torch  # its BLAS: numpy's threaded one stalls when the cores are shared
+
+    means = np.zeros((len(clusters), 0)) if means is None else np.asarray(means, dtype=np.float64).reshape(len(clusters), -1)
+    medians = np.zeros((len(clusters), 0)) if medians is None else np.asarray(medians, dtype=np.float64).reshape(len(clusters), -1)
+    codes, n_clusters = _cluster_codes(clusters)
+    f, g = means.shape[1], medians.shape[1]
+    if n_boot <= 0 or n_clusters == 0:
+        return np.full(f, np.nan), np.full(f, np.nan), np.full(g, np.nan), np.full(g, np.nan)
+    both = _mean_sums(means, codes) if f else None
+    orders = [np.argsort(medians[:, j], kind="stable") for j in range(g)]
+    mean_reps, median_reps = [], []
     for w in replicate_weights(n_clusters, n_boot, random_state):
-        w = w.astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            reps.append((w @ sums) / (w @ counts))
-    return _interval(np.vstack(reps), level)
+        if f:
+            num_den = (torch.from_numpy(w) @ both).numpy().astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean_reps.append(num_den[:, :f] / num_den[:, f:])
+        if g:
+            median_reps.append(np.stack([_band_medians(medians[o, j], codes[o], n_clusters, w)
+                                         for j, o in enumerate(orders)], axis=1))
+    m_low, m_high = _interval(np.vstack(mean_reps), level) if f else (np.zeros(0), np.zeros(0))
+    d_low, d_high = _interval(np.vstack(median_reps), level) if g else (np.zeros(0), np.zeros(0))
+    return m_low, m_high, d_low, d_high
+
+
+def bootstrap_means(values, clusters, n_boot: int = 1000, random_state=0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of each column's mean over its non-NaN queries; shapes (F,), (F,)."""
+    return bootstrap_intervals(values, None, clusters, n_boot, random_state, level)[:2]
 
 
 def weighted_median(sorted_values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -84,17 +110,41 @@ def weighted_median(sorted_values: np.ndarray, weights: np.ndarray) -> np.ndarra
     return (sorted_values[lo] + sorted_values[hi]) / 2.0
 
 
+def _matvec(weights: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    # einsum's own loop: numpy's threaded BLAS stalls on a shared machine for products this small
+    return np.einsum("bp,p->b", weights, vec.astype(np.float32), optimize=False)
+
+
+def _band_medians(v: np.ndarray, c: np.ndarray, n_clusters: int, weights: np.ndarray) -> np.ndarray:
+    """Weighted medians of sorted values ``v`` (clusters ``c``) under each weight row.
+
+    A replicate's median lies near the sample median, so the cumulative sum is
+    only formed over a central band of the sorted values, starting from the
+    weight below the band (per-cluster counts times the weights). Replicates
+    whose median falls outside the band are recomputed in full: the result is
+    exact either way.
+    """
+    n = len(v)
+    per_cluster = np.bincount(c, minlength=n_clusters).astype(np.float64)
+    # spread of the weight share below a fixed point under cluster resampling
+    spread = np.sqrt((per_cluster ** 2).sum()) / (2 * n)
+    half_width = min(0.5, 12 * spread + 16 / n)
+    lo, hi = max(0, int(np.floor((0.5 - half_width) * n))), min(n, int(np.ceil((0.5 + half_width) * n)))
+    if hi <= lo:
+        return weighted_median(v, weights[:, c])
+    below = _matvec(weights, np.bincount(c[:lo], minlength=n_clusters))
+    cum = below[:, None] + np.cumsum(weights[:, c[lo:hi]], axis=1)
+    half = _matvec(weights, per_cluster) / 2.0
+    first_ge = np.argmax(cum >= half[:, None], axis=1)
+    first_gt = np.argmax(cum > half[:, None], axis=1)
+    out = (v[lo + first_ge] + v[lo + first_gt]) / 2.0
+    inside = (below < half) & (cum[:, -1] > half)  # both crossings fall within the band
+    if not inside.all():
+        redo = ~inside
+        out[redo] = weighted_median(v, weights[redo][:, c])
+    return out
+
+
 def bootstrap_medians(values, clusters, n_boot: int = 1000, random_state=0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of each column's median over queries (no NaN); shapes (F,), (F,)."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim == 1:
-        values = values[:, None]
-    codes, n_clusters = _cluster_codes(clusters)
-    if n_boot <= 0 or n_clusters == 0:
-        nan = np.full(values.shape[1], np.nan)
-        return nan, nan
-    orders = [np.argsort(values[:, f], kind="stable") for f in range(values.shape[1])]
-    reps = []
-    for w in replicate_weights(n_clusters, n_boot, random_state):
-        reps.append(np.stack([weighted_median(values[o, f], w[:, codes[o]]) for f, o in enumerate(orders)], axis=1))
-    return _interval(np.vstack(reps), level)
+    return bootstrap_intervals(None, values, clusters, n_boot, random_state, level)[2:]

@@ -23,7 +23,14 @@ and ``tie_tol`` the tie tolerance:
   ``above`` and ``tied`` compare them with that best score.
 
 A query's own pair is never a distractor, and the patient's other pairs are
-distractors at the study level only. How ties are resolved (random order,
+distractors at the study level only.
+
+Ties. A distractor is *tied* with the truth when their scores differ by at
+most ``tie_tol`` (default 1e-6, about eight float32 steps at 1): identical
+embeddings (duplicate reports are common in real cohorts) always are, and so
+are scores closer than float32 products can tell apart, since the kernels
+that compute the truth and the other scores round differently by ~1e-7.
+``tie_tol=0`` compares exactly and is then sensitive to that rounding. How ties are resolved (random order,
 pessimistic, optimistic) is decided later, in :mod:`relink.retrieval.exact`.
 
 Everything comes from one blocked pass (:mod:`relink.retrieval.blocked`) with
@@ -59,9 +66,19 @@ def pick_device(device=None):
     """A torch device: the one asked for, else CUDA when available, else the CPU."""
     import torch
 
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from ..errors import RelinkError
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise RelinkError(f"device {device!r} is not a torch device (use cpu or cuda)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RelinkError(f"device {device!r}: no CUDA device is available here")
+    if dev.type not in ("cpu", "cuda"):
+        raise RelinkError(f"device {device!r}: the audit runs on cpu or cuda")
+    return dev
 
 
 def _edges(sorted_codes: np.ndarray) -> np.ndarray:
@@ -96,8 +113,13 @@ def rank_counts(
     block_rows: int | None = None,
     tile_cols: int | None = None,
     progress: bool = False,
+    engine: str = "auto",
 ) -> dict[tuple[str, str, str], RankCounts]:
-    """Rank counts keyed by (direction, level, negatives); see the module docstring."""
+    """Rank counts keyed by (direction, level, negatives); see the module docstring.
+
+    ``block_rows``, ``tile_cols`` and ``engine`` tune the blocked pass
+    (:func:`relink.retrieval.blocked.threshold_counts`); results do not depend on them.
+    """
     import torch
 
     n = image.shape[0]
@@ -117,17 +139,27 @@ def rank_counts(
         diag = truth_scores(x, y)
         want_patient = "patient" in levels
         stats = patient_stats(x, y, diag, pat, seg_codes, tie_tol) if want_patient else None
-        row_cols, col_cols = [], []
-        if "image_to_report" in directions:
-            row_cols = [diag] + ([torch.as_tensor(stats.best_row, device=dev)] if want_patient else [])
-        if "report_to_image" in directions:
-            col_cols = [diag] + ([torch.as_tensor(stats.best_col, device=dev)] if want_patient else [])
-        empty = torch.zeros((n, 0), dtype=torch.float32, device=dev)
-        row_thr = torch.stack(row_cols, 1) if row_cols else empty
-        col_thr = torch.stack(col_cols, 1) if col_cols else empty
-        tc = threshold_counts(x, y, diag, row_thr, col_thr, edges, tie_tol, block_rows, tile_cols, progress)
+        s_host = diag.cpu().numpy()
+        thresholds = {}
+        for direction, best in (("image_to_report", "best_row"), ("report_to_image", "best_col")):
+            if direction not in directions:
+                thresholds[direction] = (np.zeros((n, 0), np.float32), np.zeros((n, 0), bool))
+            elif not want_patient:
+                thresholds[direction] = (s_host[:, None], np.ones((n, 1), bool))
+            else:
+                b = getattr(stats, best)
+                # Where the pair itself is its patient's best, the patient threshold is the study one.
+                thresholds[direction] = (np.stack([s_host, b], 1), np.stack([np.ones(n, bool), b > s_host], 1))
+        (row_thr, row_on), (col_thr, col_on) = thresholds["image_to_report"], thresholds["report_to_image"]
+        tc = threshold_counts(x, y, diag, row_thr, col_thr, row_on, col_on, edges, tie_tol, block_rows, tile_cols,
+                              progress, engine)
     finally:
         torch.set_float32_matmul_precision(precision)
+    for above, atleast, on in ((tc.row_above, tc.row_atleast, row_on), (tc.col_above, tc.col_atleast, col_on)):
+        if on.shape[1] > 1:
+            same = ~on[:, 1]
+            above[1][:, same] = above[0][:, same]
+            atleast[1][:, same] = atleast[0][:, same]
 
     names = ["random"] + [name for name, _ in groupings]
     out: dict[tuple[str, str, str], RankCounts] = {}

@@ -52,11 +52,33 @@ def log_comb(n, k) -> np.ndarray:
 
 
 def hypergeom_cdf(population: int, successes: np.ndarray, draws: int, kmax: int) -> np.ndarray:
-    """P(X <= x) for x = 0..kmax-1, X ~ Hypergeom(population, successes[j], draws); shape (len, kmax)."""
-    c = np.asarray(successes, dtype=np.float64)[:, None]
-    x = np.arange(kmax, dtype=np.float64)[None, :]
-    logpmf = log_comb(c, x) + log_comb(population - c, draws - x) - log_comb(population, draws)
-    return np.minimum(np.cumsum(np.exp(logpmf), axis=1), 1.0)
+    """P(X <= x) for x = 0..kmax-1, X ~ Hypergeom(population, successes[j], draws); shape (len, kmax).
+
+    pmf(0) comes from ``gammaln`` and the next terms from the ratio
+    pmf(x) / pmf(x-1) = (c - x + 1)(draws - x + 1) / (x (population - c - draws + x)),
+    summed in log space; rows where pmf(0) = 0 (too few failures to fill the
+    draws) take the direct formula.
+    """
+    c = np.asarray(successes, dtype=np.float64)
+    pop, n = float(population), float(draws)
+    out = np.zeros((len(c), kmax))
+    direct = pop - c < n
+    ok = ~direct
+    if ok.any():
+        cc = c[ok][:, None]
+        log0 = gammaln(pop - cc + 1) - gammaln(pop - cc - n + 1) - gammaln(pop + 1) + gammaln(pop - n + 1)
+        x = np.arange(1, kmax, dtype=np.float64)[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.log(np.clip(cc - x + 1, 0, None)) + np.log(np.clip(n - x + 1, 0, None)) \
+                - np.log(x) - np.log(pop - cc - n + x)
+        logpmf = np.concatenate([log0, log0 + np.cumsum(step, axis=1)], axis=1)
+        out[ok] = np.cumsum(np.exp(logpmf), axis=1)
+    if direct.any():
+        cd = c[direct][:, None]
+        x = np.arange(kmax, dtype=np.float64)[None, :]
+        logpmf = log_comb(cd, x) + log_comb(pop - cd, n - x) - log_comb(pop, n)
+        out[direct] = np.cumsum(np.exp(logpmf), axis=1)
+    return np.minimum(out, 1.0)
 
 
 def _tie_range(above: np.ndarray, tied: np.ndarray, ties: str) -> tuple[np.ndarray, np.ndarray]:
@@ -89,17 +111,22 @@ def expected_recall(above, tied, available, draws: int | None, ks: Sequence[int]
         return np.clip(ks[None, :] - lo[:, None], 0, hi[:, None] - lo[:, None] + 1) / width
     out = np.full((len(lo), len(ks)), np.nan)
     kmax = int(ks.max())
-    for pop in np.unique(available):
+    pops, n_each = np.unique(available, return_counts=True)
+    by_pop = np.split(np.argsort(available, kind="stable"), np.cumsum(n_each)[:-1])  # queries of each pool size
+    for pop, idx in zip(pops, by_pop):
         if pop < draws:
             continue
-        idx = np.flatnonzero(available == pop)
         qlo, qhi = np.minimum(lo[idx], pop), np.minimum(hi[idx], pop)
         points = _covered(qlo, qhi, int(pop))
         table = hypergeom_cdf(int(pop), points, int(draws), kmax)[:, ks - 1]
-        cum = np.vstack([np.zeros((1, len(ks))), np.cumsum(table, axis=0)])
         a = np.searchsorted(points, qlo)
         b = np.searchsorted(points, qhi) + 1
-        out[idx] = np.clip((cum[b] - cum[a]) / width[idx], 0.0, 1.0)
+        single = b - a == 1  # no ties: read the table directly (prefix sums would cost precision)
+        out[idx[single]] = table[a[single]]
+        if not single.all():
+            cum = np.vstack([np.zeros((1, len(ks))), np.cumsum(table, axis=0)])
+            many = ~single
+            out[idx[many]] = np.clip((cum[b[many]] - cum[a[many]]) / width[idx[many]], 0.0, 1.0)
     return out
 
 
@@ -118,30 +145,45 @@ def expected_rank(above, tied, ties: str = "random") -> np.ndarray:
     return (lo + hi) / 2.0 + 1.0
 
 
+def _unique_pairs(m: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (m, d) rows and the inverse index, via one integer key (fast)."""
+    key = m.astype(np.int64) * (int(d.max(initial=0)) + 1) + d
+    uniq, inverse = np.unique(key, return_inverse=True)
+    return np.stack([uniq // (int(d.max(initial=0)) + 1), uniq % (int(d.max(initial=0)) + 1)], 1), inverse.reshape(-1)
+
+
 def chance_recall(truth_size, draws, ks: Sequence[int]) -> np.ndarray:
     """Recall@K of a random ranking: 1 - C(d, K) / C(d + m, K) per query, shape (n, len(ks)).
 
-    ``draws`` (d) is an int or a per-query array (the full pool).
+    ``draws`` (d) is an int or a per-query array (the full pool). The ratio is
+    the product over j < K of (d - j) / (d + m - j), exact to rounding (K/N
+    when m = 1).
     """
-    m = np.asarray(truth_size, dtype=np.float64)[:, None]
-    d = np.broadcast_to(np.asarray(draws, dtype=np.float64), m.shape[:1])[:, None]
-    k = np.asarray(ks, dtype=np.float64)[None, :]
-    return 1.0 - np.exp(log_comb(d, k) - log_comb(d + m, k))
+    m = np.asarray(truth_size, dtype=np.int64)
+    d = np.broadcast_to(np.asarray(draws, dtype=np.int64), m.shape)
+    ks = np.asarray(ks, dtype=np.int64)
+    pairs, inverse = _unique_pairs(m, d)
+    j = np.arange(int(ks.max()), dtype=np.float64)
+    table = np.empty((len(pairs), len(ks)))
+    for row, (mj, dj) in enumerate(pairs):
+        table[row] = 1.0 - np.cumprod(np.clip(dj - j, 0, None) / (dj + mj - j))[ks - 1]
+    return table[inverse]
 
 
 def _best_rank_pmf(m: int, d: int) -> np.ndarray:
-    """P(best of m truths has rank r), r = 1..d+1, among d + m randomly ordered items."""
-    r = np.arange(1, d + 2, dtype=np.float64)
-    return np.exp(log_comb(d + m - r, m - 1) - log_comb(d + m, m))
+    """P(best of m truths has rank r), r = 1..d+1, among d + m randomly ordered items.
+
+    P(1) = m / (d + m) and P(r + 1) / P(r) = (d - r + 1) / (d + m - r).
+    """
+    r = np.arange(1, d + 1, dtype=np.float64)
+    return (m / (d + m)) * np.concatenate([[1.0], np.cumprod((d - r + 1) / (d + m - r))])
 
 
 def chance_rank(truth_size, available) -> tuple[np.ndarray, np.ndarray]:
     """Per-query (expected 1/rank, expected rank) of a random ranking over the full pool."""
     m = np.asarray(truth_size, dtype=np.int64)
     d = np.asarray(available, dtype=np.int64)
-    rr = np.empty(len(m))
-    pairs, inverse = np.unique(np.stack([m, d], 1), axis=0, return_inverse=True)
-    for j, (mj, dj) in enumerate(pairs):
-        pmf = _best_rank_pmf(int(mj), int(dj))
-        rr[inverse.reshape(-1) == j] = float(pmf @ (1.0 / np.arange(1, dj + 2)))
+    pairs, inverse = _unique_pairs(m, d)
+    table = np.array([_best_rank_pmf(int(mj), int(dj)) @ (1.0 / np.arange(1, dj + 2)) for mj, dj in pairs])
+    rr = table[inverse]
     return rr, (d + m + 1.0) / (m + 1.0)

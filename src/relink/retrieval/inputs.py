@@ -125,5 +125,5 @@ def checked_labels(labels, n: int, where: str = "labels") -> np.ndarray | None:
     bad = ~(np.isnan(arr) | np.isin(arr, (-1.0, 0.0, 1.0)))
     if bad.any():
         i, j = map(int, np.argwhere(bad)[0])
-        raise RelinkError(f"{where}: row {i}, label column {j} holds {arr[i, j]!r} (allowed: 1, 0, -1, missing)")
+        raise RelinkError(f"{where}: row {i}, label column {j} holds {float(arr[i, j])} (allowed: 1, 0, -1, missing)")
     return arr

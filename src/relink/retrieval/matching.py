@@ -78,9 +78,11 @@ def check_labelled(labels: np.ndarray | None, pair_ids=None, where: str = "label
                           f"(columns {CHEXPERT_LABELS[0]!r} ... {CHEXPERT_LABELS[-1]!r} are empty)")
     if empty.any():
         i = int(np.flatnonzero(empty)[0])
-        name = f" (pair_id {pair_ids[i]!r})" if pair_ids is not None else ""
-        raise RelinkError(f"{where}: row {i}{name} and {int(empty.sum()) - 1} other row(s) have no label values, "
-                          "so they belong to no pathology group; drop them or audit with random negatives only")
+        name = f" (pair_id {str(pair_ids[i])!r})" if pair_ids is not None else ""
+        others = int(empty.sum()) - 1
+        also = f" (and {others} other row{'s' if others > 1 else ''})" if others else ""
+        raise RelinkError(f"{where}: row {i}{name}{also} has no label values, so it belongs to no pathology group; "
+                          "drop such rows or audit with random negatives only")
 
 
 def group_summary(codes: np.ndarray) -> tuple[int, int]:

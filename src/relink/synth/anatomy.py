@@ -55,14 +55,16 @@ class Finding:
 
 @dataclass(frozen=True)
 class Device:
-    """A line, tube or implant. ``tip`` names where it ends, ``tip_mm`` how far
-    (ETT: above the carina) and ``side`` where it enters or sits."""
+    """A line, tube or implant. ``tip`` names where it ends (for a pacemaker,
+    ``"icd"`` marks a defibrillator), ``tip_mm`` how far (ETT: above the
+    carina), ``side`` where it enters or sits, ``leads`` a pacer's lead count."""
 
     kind: str  # ett, enteric, cvc, picc, pacemaker, sternotomy, chest_tube
     side: str | None = None
     tip: str | None = None
     tip_mm: float = 0.0
     leads: int = 0
+    variant: int = 0  # which name the reader uses for it (kept while the device stays)
 
 
 @dataclass(frozen=True)
@@ -297,7 +299,8 @@ def _lines_and_tubes(rng, p: Patient, prev: Study | None, icu: bool) -> list[Dev
         keep_or_new("ett", 0.55, lambda: Device("ett", tip_mm=float(rng.uniform(15, 75))))
         has_ett = any(d.kind == "ett" for d in out)
         keep_or_new("enteric", 0.75 if has_ett else 0.15,
-                    lambda: Device("enteric", tip=_pick(rng, ("stomach",) * 5 + ("distal esophagus",))))
+                    lambda: Device("enteric", tip=_pick(rng, ("stomach",) * 5 + ("distal esophagus",)),
+                                   variant=int(rng.random() * 3)))
         keep_or_new("cvc", 0.45, lambda: Device(
             "cvc", side=RIGHT if rng.random() < 0.7 else LEFT,
             tip=_pick(rng, ("upper SVC", "mid SVC", "mid SVC", "cavoatrial junction", "right atrium"))))

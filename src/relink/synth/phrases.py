@@ -169,7 +169,9 @@ def pneumonia_impression(f: Finding, rng, hedge: bool) -> Sentence:
     if f.kind == "consolidation":
         if hedge:
             return S(pick(rng, (f"{where} consolidation concerning for pneumonia.", f"{where} consolidation, pneumonia cannot be excluded.")), CO=1, PN=-1)
-        return S(pick(rng, (f"{where} pneumonia.", f"{where} consolidation compatible with pneumonia.")), PN=1, CO=1)
+        if rng.random() < 0.5:
+            return S(f"{where} pneumonia.", PN=1)
+        return S(f"{where} consolidation compatible with pneumonia.", PN=1, CO=1)
     return S(pick(rng, (f"{where} opacity may represent pneumonia.", f"{where} opacity suspicious for pneumonia.")), LO=1, PN=-1)
 
 
@@ -187,7 +189,7 @@ def device_sentence(d: Device, site: str, rng) -> Sentence:
                             f"the endotracheal tube tip is {cm} cm above the carina.",
                             f"ET tube in place, tip {cm} cm from the carina.")), SD=1)
     if d.kind == "enteric":
-        tube = pick(rng, ("enteric tube", "nasogastric tube", "orogastric tube"))
+        tube = ("enteric tube", "nasogastric tube", "orogastric tube")[d.variant % 3]
         if d.tip == "stomach":
             return S(pick(rng, (f"{tube} courses below the diaphragm with tip in the stomach.", f"{tube} tip in the stomach.")), SD=1)
         return S(f"{tube} terminates in the distal esophagus.", SD=1)
@@ -213,7 +215,8 @@ def device_impression(d: Device, site: str, rng) -> Sentence | None:
     if d.kind == "ett" and d.tip_mm < 25:
         return S(f"endotracheal tube {d.tip_mm / 10:.1f} cm above the carina; recommend withdrawal by 2 cm.", SD=1)
     if d.kind == "enteric" and d.tip != "stomach":
-        return S("enteric tube tip in the distal esophagus; advancement recommended.", SD=1)
+        tube = ("enteric tube", "nasogastric tube", "orogastric tube")[d.variant % 3]
+        return S(f"{tube} tip in the distal esophagus; advancement recommended.", SD=1)
     if d.kind == "cvc" and d.tip == "right atrium":
         return S("central venous catheter tip in the right atrium; consider withdrawal.", SD=1)
     return None

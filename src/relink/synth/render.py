@@ -70,7 +70,8 @@ def _base(g: Grid, c: _Chest) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     width = np.where(ys < c.apex - 30, 48.0 + (bw - 48.0) * clip01((ys - c.apex + 75) * (1 / 45)), bw)
     body = clip01((width - np.abs(xs)) * (1.0 / 6.0))
     dens = body * SOFT
-    spine = c.spine_x(ys)
+    # Without scoliosis the midline is straight and midline shapes stay 1-D until broadcast.
+    spine = c.spine_x(ys) if p.scoliosis else 0.0
     mw = st.mw + np.minimum(np.maximum((c.carina - ys) * 0.05, 0.0), 8.0)
     mediast = clip01((mw - np.abs(xs - spine)) * 0.25)
     mediast *= (ys < c.hbottom) & (ys > c.apex - 25)
@@ -82,9 +83,10 @@ def _base(g: Grid, c: _Chest) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     # Trachea and main bronchi: an air column down to the carina.
     trachea = np.zeros_like(dens)
     tx = -3.0 + float(c.spine_x(np.array([c.carina], dtype=np.float32))[0])
-    segment(trachea, g, tx, -215.0, tx, c.carina, 15.0, 1.0)
     for s in (-1.0, 1.0):
         segment(trachea, g, tx, c.carina, tx + s * 28.0, c.carina + 24.0, 9.0, 0.8)
+    trachea += clip01((7.5 + 0.5 * g.mpp - np.abs(xs - tx)) * (1.0 / g.mpp)) * (ys < c.carina)
+    np.minimum(trachea, 1.0, out=trachea)
     dens -= 0.1 * trachea
     # Vertebral bodies: faint, periodic, seen through the mediastinum.
     dens += clip01((17.0 - np.abs(xs - spine)) * 0.3) * (0.0375 + 0.0125 * np.cos(ys * 0.25))
@@ -230,10 +232,11 @@ def density(p: Patient, st: Study, size: int) -> np.ndarray:
     free = (1.0 - heart) * (1.0 - mediast)
     aerated = (air[RIGHT] + air[LEFT]) * free
     # Hilar vessels: lungs are denser towards the hila than at the periphery.
-    hil = np.exp(-((np.abs(g.xs) - 45.0) ** 2) * (1.0 / 2500.0) - ((g.ys - c.carina - 30.0) ** 2) * (1.0 / 6000.0))
+    hil = np.exp(-((np.abs(g.xs) - 45.0) ** 2) * (1.0 / 2500.0)) * (0.07 * np.exp(-((g.ys - c.carina - 30.0) ** 2) * (1.0 / 6000.0)))
     dens -= AIR * aerated
-    dens += (0.07 * hil + F) * aerated
     dens += (F * 0.2) * lung_raw * (1.0 - free)
+    F += hil
+    dens += F * aerated
     _bones(dens, g, c, lung_raw, free)
     dens += solid
     if p.aorta:

@@ -171,7 +171,7 @@ def write_report(p: Patient, st: Study, site: str, rng) -> Report:
         if item is not None:
             impression.append((-1, item))
     if any(d.kind != "sternotomy" for d in st.devices) and rng.random() < 0.6 and not any(i[0] == -1 for i in impression):
-        impression.append((len(PRIORITY), S("support devices as above.") if ext else S("lines and tubes as described above.")))
+        impression.append((len(PRIORITY), S("support devices as above.", SD=1) if ext else S("lines and tubes as described above.", SD=1)))
     if rng.random() < 0.85:
         sec["heart"].append(heart_sentence(st.ctr, st.view, site, rng))
     widened = st.mw > p.mw + 8.0

@@ -1,0 +1,195 @@
+"""The audit table: what it says about random, perfect and structured embeddings, and what it refuses."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from relink.embeddings import EmbeddingSet
+from relink.errors import RelinkError
+from relink.labels import CHEXPERT_LABELS
+from relink.retrieval.audit import audit, audit_arrays
+from relink.tables import METRIC_COLUMNS
+from test_retrieval_brute import unit
+
+FAST = dict(n_boot=200, random_state=0)
+
+
+def _recall(frame, **where):
+    sel = frame[(frame.metric == "recall") & (frame.estimator == "exact")]
+    for k, v in where.items():
+        sel = sel[sel[k] == v]
+    return sel
+
+
+def test_table_shape_and_columns():
+    rng = np.random.default_rng(0)
+    f = audit_arrays(unit(rng, 150, 8), unit(rng, 150, 8), np.arange(150) // 2, pools=(10, 100, "full"), **FAST)
+    assert tuple(f.columns) == METRIC_COLUMNS
+    assert len(f) == 2 * 2 * (3 * 3 + 2)  # directions x levels x (pools x K + mrr + median_rank)
+    assert set(f.N) == {10, 100, 150} and set(f.K) == {0, 1, 5, 10}
+    assert (f[f.metric != "recall"].K == 0).all() and (f[f.metric != "recall"].N == 150).all()
+
+
+def test_random_embeddings_give_chance_within_the_interval():
+    rng = np.random.default_rng(1)
+    n = 1500
+    f = audit_arrays(unit(rng, n, 32), unit(rng, n, 32), np.arange(n) // 3, pools=(10, 100), ks=(1,),
+                     levels=("study",), n_boot=400, random_state=0)
+    for _, row in f[f.metric == "recall"].iterrows():
+        assert row.chance == pytest.approx(1 / row.N)
+        assert row.ci_low <= 1 / row.N <= row.ci_high, row.to_dict()
+
+
+def test_identical_embeddings_are_always_linked():
+    rng = np.random.default_rng(2)
+    x = unit(rng, 200, 16)
+    f = audit_arrays(x, x.copy(), np.arange(200) // 4, pools=(10, 100, "full"), **FAST)
+    assert np.allclose(f[f.metric == "recall"].value, 1.0)
+    assert np.allclose(f[f.metric == "mrr"].value, 1.0) and np.allclose(f[f.metric == "median_rank"].value, 1.0)
+    rec = f[f.metric == "recall"]
+    assert (rec.lift[rec.K < rec.N] > 1).all() and np.allclose(rec.lift[rec.K == rec.N], 1.0)
+
+
+def test_recall_rises_with_k_and_falls_with_n():
+    rng = np.random.default_rng(3)
+    image = unit(rng, 400, 16)
+    text = unit(rng, 400, 16) + 0.4 * image
+    f = audit_arrays(image, text, np.arange(400) // 2, pools=(10, 50, 200, "full"), ks=(1, 5, 10), **FAST)
+    for (d, lvl), g in _recall(f).groupby(["direction", "level"]):
+        grid = g.pivot(index="N", columns="K", values="value")
+        assert np.all(np.diff(grid.to_numpy(), axis=1) >= 0) and np.all(np.diff(grid.to_numpy(), axis=0) <= 0)
+        assert grid.loc[10, 1] > 0.2  # the planted signal is well above chance
+
+
+def test_embeddings_are_normalised_first():
+    rng = np.random.default_rng(4)
+    image, text = unit(rng, 120, 8), unit(rng, 120, 8) + 0.5 * unit(rng, 120, 8)
+    scale = rng.uniform(0.1, 10, size=(120, 1)).astype(np.float32)
+    a = audit_arrays(image, text, np.arange(120), pools=(10,), **FAST)
+    b = audit_arrays(image * scale, text / scale, np.arange(120), pools=(10,), **FAST)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_same_seed_same_table():
+    rng = np.random.default_rng(5)
+    image, text = unit(rng, 100, 8), unit(rng, 100, 8)
+    a = audit_arrays(image, text, np.arange(100) // 3, pools=(10,), n_boot=100, random_state=3)
+    b = audit_arrays(image, text, np.arange(100) // 3, pools=(10,), n_boot=100, random_state=3)
+    c = audit_arrays(image, text, np.arange(100) // 3, pools=(10,), n_boot=100, random_state=4)
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a.ci_low, c.ci_low)
+
+
+def _labels(group, n_labels=len(CHEXPERT_LABELS)):
+    labels = np.zeros((len(group), n_labels))
+    for g in np.unique(group):
+        labels[group == g, g % n_labels] = 1.0
+    return labels
+
+
+def test_hard_negative_coverage_counts_queries_that_can_fill_the_pool():
+    rng = np.random.default_rng(6)
+    group = np.repeat([0, 1, 2], [120, 30, 6])
+    n = len(group)
+    image = unit(rng, n, 8)
+    f = audit_arrays(image, image + 0.3 * unit(rng, n, 8), np.arange(n), _labels(group), pools=(5, 20, 100, "full"),
+                     ks=(1,), levels=("study",), negatives=("random", "pathology_matched"), **FAST)
+    hard = _recall(f, negatives="pathology_matched", direction="image_to_report").set_index("N")
+    assert hard.loc[5, "n_queries"] == n and hard.loc[5, "coverage"] == 1.0
+    assert hard.loc[20, "n_queries"] == 150 and hard.loc[20, "coverage"] == pytest.approx(150 / n)
+    assert hard.loc[100, "n_queries"] == 120
+    assert n not in set(hard.index) and n in set(_recall(f, negatives="random").N)  # no full pool for hard negatives
+
+
+def test_monte_carlo_rows_sit_beside_exact_ones():
+    rng = np.random.default_rng(7)
+    image = unit(rng, 150, 8)
+    f = audit_arrays(image, image + unit(rng, 150, 8), np.arange(150), pools=(10, "full"), ks=(1, 5),
+                     levels=("study",), directions=("image_to_report",), monte_carlo_pools=300, **FAST)
+    mc = f[f.estimator == "monte_carlo"].set_index("K")
+    ex = _recall(f, N=10).set_index("K")
+    assert set(mc.N) == {10}  # the full pool has no randomness
+    assert np.allclose(mc.value, ex.value, atol=0.03)
+
+
+def test_pools_clip_drops_oversized_pools_with_a_warning():
+    rng = np.random.default_rng(8)
+    image, text = unit(rng, 50, 8), unit(rng, 50, 8)
+    with pytest.raises(RelinkError, match="N=100 is larger than the candidate set"):
+        audit_arrays(image, text, np.arange(50), pools=(10, 100), **FAST)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        f = audit_arrays(image, text, np.arange(50), pools=(10, 100, "full"), pools_clip=True, **FAST)
+    assert any("100" in str(w.message) for w in caught)
+    assert set(f.N) == {10, 50}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(pools=(5,), ks=(10,)), "K=10 exceeds the pool size N=5"),
+    (dict(pools=("full",), ks=(100,)), "K=100 exceeds the pool size N=40"),
+    (dict(pools=(0,)), "at least 1"),
+    (dict(pools=("many",)), "neither an integer nor 'full'"),
+    (dict(directions=("sideways",)), "unknown direction 'sideways'"),
+    (dict(levels=("visit",)), "unknown level 'visit'"),
+    (dict(negatives=("random", "hardest")), "unknown negatives 'hardest'"),
+    (dict(ties="coin"), "unknown ties policy"),
+    (dict(negatives=("pathology_matched",)), "hard negatives need the 14 CheXpert label columns"),
+])
+def test_bad_options_are_one_clear_error(kwargs, message):
+    rng = np.random.default_rng(9)
+    with pytest.raises(RelinkError, match=message):
+        audit_arrays(unit(rng, 40, 4), unit(rng, 40, 4), np.arange(40), **{"pools": (10,), **FAST, **kwargs})
+
+
+def test_bad_arrays_name_the_row():
+    rng = np.random.default_rng(10)
+    image, text = unit(rng, 30, 4), unit(rng, 30, 4)
+    bad = image.copy()
+    bad[7, 2] = np.nan
+    with pytest.raises(RelinkError, match="image: row 7 has non-finite values"):
+        audit_arrays(bad, text, np.arange(30), pools=(10,))
+    bad = text.copy()
+    bad[4] = 0
+    with pytest.raises(RelinkError, match="text: row 4 has zero norm"):
+        audit_arrays(image, bad, np.arange(30), pools=(10,))
+    with pytest.raises(RelinkError, match="misaligned"):
+        audit_arrays(image, text[:29], np.arange(30), pools=(10,))
+    with pytest.raises(RelinkError, match="row 3 has no patient_id"):
+        audit_arrays(image, text, [str(i) if i != 3 else None for i in range(30)], pools=(10,))
+    labels = _labels(np.arange(30) % 3)
+    labels[2] = np.nan
+    with pytest.raises(RelinkError, match="row 2 has no label values"):
+        audit_arrays(image, text, np.arange(30), labels, pools=(10,), negatives=("pathology_matched",))
+    labels[2] = 2.0
+    with pytest.raises(RelinkError, match="row 2, label column 0 holds 2.0"):
+        audit_arrays(image, text, np.arange(30), labels, pools=(10,), negatives=("pathology_matched",))
+
+
+def test_embedding_set_audit_uses_meta_and_names_files(tmp_path):
+    rng = np.random.default_rng(11)
+    n = 60
+    rows = pd.DataFrame({"pair_id": [f"a{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
+                         "cohort": "synthetic-internal"})
+    for i, name in enumerate(CHEXPERT_LABELS):
+        rows[name] = (np.arange(n) % 3 == i % 3).astype(float)
+    es = EmbeddingSet(rows, unit(rng, n, 8), unit(rng, n, 8), meta={"model": "relink-vit-tiny"}, path=tmp_path / "emb")
+    f = audit(es, pools=(10, "full"), negatives=("random", "pathology_matched", "positive_set_matched"), n_boot=50)
+    assert set(f.model) == {"relink-vit-tiny"} and set(f.cohort) == {"synthetic-internal"}
+    assert {"pathology_matched", "positive_set_matched"} <= set(f.negatives)
+    es.image[5] = 0
+    with pytest.raises(RelinkError, match=r"emb/image\.npy: row 5 has zero norm"):
+        audit(es, pools=(10,), n_boot=0)
+
+
+def test_unavailable_device_is_a_clear_error():
+    import torch
+
+    rng = np.random.default_rng(12)
+    args = (unit(rng, 20, 4), unit(rng, 20, 4), np.arange(20))
+    with pytest.raises(RelinkError, match="not a torch device"):
+        audit_arrays(*args, pools=(10,), device="abacus")
+    if not torch.cuda.is_available():
+        with pytest.raises(RelinkError, match="no CUDA device"):
+            audit_arrays(*args, pools=(10,), device="cuda")
