@@ -52,6 +52,7 @@ glue("hn_matched_lift_lo", hard["ci_low"] / hard["chance"])
 glue("hn_matched_coverage", 100 * hard["coverage"])
 glue("hn_loose_lift", loose["lift"])
 glue("hn_retained", 100 * hard["value"] / rand["value"])
+glue("hn_verdict", S.hard_negative_verdict(hard))
 
 # %% [markdown]
 # In pools of {glue:text}`hn_pool:,d` drawn within the query's label group
@@ -61,8 +62,7 @@ glue("hn_retained", 100 * hard["value"] / rand["value"])
 # {glue:text}`hn_random_lift:.1f` times chance with random distractors: the
 # pathology-matched pools keep {glue:text}`hn_retained:.0f`% of the random-pool
 # recall. With the looser matching (same positive findings) the lift is
-# {glue:text}`hn_loose_lift:.1f`. The signal is not just shared pathology: it
-# survives distractors that a label-level attacker could not tell apart.
+# {glue:text}`hn_loose_lift:.1f`. {glue:text}`hn_verdict`
 #
 # ## Coverage
 #

@@ -96,3 +96,33 @@ def test_large_patients_take_the_product_path(patient_of, monkeypatch):
     patient = np.r_[np.zeros(100, int), np.arange(1, 51)] if patient_of == "one_large" else np.arange(150) % 2
     got = rank_counts(image, text, patient, list(groups.items()))
     _assert_same(got, brute_counts(image, text, patient, groups))
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_kernel_with_several_column_groups(engine):
+    import torch
+
+    from relink.retrieval.blocked import threshold_counts
+
+    rng = np.random.default_rng(9)
+    n = 101
+    x, y = unit(rng, n, 5), unit(rng, n, 5)
+    S = (x @ y.T).astype(np.float32)
+    diag = np.einsum("ij,ij->i", x, y).astype(np.float32)
+    np.fill_diagonal(S, diag)
+    thr = np.stack([diag, diag + 0.05], 1).astype(np.float32)
+    on = np.c_[np.ones(n, bool), rng.random(n) < 0.5]
+    edges = np.array([0, 30, 31, 77, n])
+    got = threshold_counts(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(diag), thr, thr, on, on,
+                           [edges], 0.0, block_rows=16, tile_cols=16, engine=engine, group_cells=16 * 48)
+    group = np.searchsorted(edges, np.arange(n), side="right") - 1
+    same = group[:, None] == group[None, :]
+    for k in range(2):
+        for name, M in (("row", S), ("col", S.T)):
+            above = (M > thr[:, k, None]).sum(1)
+            atleast = (M >= thr[:, k, None]).sum(1)
+            above_g = ((M > thr[:, k, None]) & same).sum(1)
+            rows = on[:, k]
+            np.testing.assert_array_equal(getattr(got, f"{name}_above")[k, 0][rows], above[rows])
+            np.testing.assert_array_equal(getattr(got, f"{name}_atleast")[k, 0][rows], atleast[rows])
+            np.testing.assert_array_equal(getattr(got, f"{name}_above")[k, 1][rows], above_g[rows])

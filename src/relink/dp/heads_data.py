@@ -12,7 +12,10 @@ Contracts:
 * a **sampled unit** is one study pair (:class:`PairFeatures`, items
   ``(image_trunk (d_i,), text_trunk (d_t,))``) or one patient
   (:class:`PatientFeatures`, items ``(image (P, d_i), text (P, d_t), mask (P,))``
-  padded to the largest patient's pair count ``P``).
+  padded to the largest patient's pair count ``P``; memory per batch grows
+  with ``B x P``, so a cohort with a few patients of hundreds of studies
+  costs accordingly — cap such patients upstream if needed, which is
+  compatible with the guarantee because it uses only the patient's own data).
 """
 
 from __future__ import annotations

@@ -149,8 +149,9 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
         print(f"relink train: {out_dir} already holds this ladder ({len(steps)} rungs); nothing to do", file=sys.stderr)
         return out_dir
 
-    torch.manual_seed(seed)
-    lm = load_model(config, device="cpu")
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
+        torch.manual_seed(seed)
+        lm = load_model(config, device="cpu")
     model = lm.model.to(dev).train()
     files = [str(cohort.image_root / cohort.frame["image_path"].iat[i]) for i in rows]
     t0 = time.perf_counter()

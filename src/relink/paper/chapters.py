@@ -9,14 +9,17 @@ profile parameters, and the artifact ids of the result tables it lists.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RelinkError
 from ..provenance import REPO_ROOT
 
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-BOOK_DIR = REPO_ROOT / "book"
+# Overridable so that tests (and anyone previewing a variant) can run the paper on a
+# copy of the book without touching the repository's executed chapters.
+NOTEBOOK_DIR = Path(os.environ.get("RELINK_NOTEBOOK_DIR", REPO_ROOT / "notebooks"))
+BOOK_DIR = Path(os.environ.get("RELINK_BOOK_DIR", REPO_ROOT / "book"))
 CHAPTER_DIR = BOOK_DIR / "chapters"
 
 

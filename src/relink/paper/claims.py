@@ -65,10 +65,6 @@ def verdict(claim: Claim, value: float, holds: bool | None = None) -> str:
     return "direction" if (holds if holds is not None else ratio > 0) else "not"
 
 
-def _lift_lo(row: pd.Series) -> float:
-    return float(row["ci_low"] / row["chance"])
-
-
 def measurements(res) -> dict[str, tuple[float | None, bool | None, str]]:
     """claim key -> (reproduced value, direction/qualitative test, how it was measured)."""
     summary = res.table("cohorts", "summary.parquet")
@@ -89,17 +85,17 @@ def measurements(res) -> dict[str, tuple[float | None, bool | None, str]]:
     out["external_eval"] = (float(roles.get("external", np.nan)), None, str(external))
 
     r100 = S.one(audit, model=top, cohort=internal, N=100, K=1)
-    out["lift_n100"] = (float(r100["lift"]), _lift_lo(r100) > 1, f"{top}, {internal}")
+    out["lift_n100"] = (float(r100["lift"]), S.lift_low(r100) > 1, f"{top}, {internal}")
     rt = S.one(audit, model=top, cohort=internal, N=n_t, K=1)
-    out["lift_n10000"] = (float(rt["lift"]), _lift_lo(rt) > 1, f"{top}, {internal}, N = {n_t:,}")
+    out["lift_n10000"] = (float(rt["lift"]), S.lift_low(rt) > 1, f"{top}, {internal}, N = {n_t:,}")
     rf = S.one(audit, model=top, cohort=internal, pool="full", K=1)
-    out["above_chance_full"] = (float(rf["lift"]), _lift_lo(rf) > 1, f"lift at N = {int(rf['N']):,} (full pool)")
+    out["above_chance_full"] = (float(rf["lift"]), S.lift_low(rf) > 1, f"lift at N = {int(rf['N']):,} (full pool)")
     ladder = [float(S.one(audit, model=m, cohort=internal, N=100, K=1)["value"]) for m in S.ladder_order(audit)]
     out["ladder_rises"] = (ladder[-1] / ladder[0] if ladder[0] else np.nan, S.is_monotone(ladder),
                            "Recall@1 at N = 100, last rung / first rung")
     n_hn = S.largest_covered_pool(hn, model=top, cohort=internal, negatives="pathology_matched")
     rh = S.one(hn, model=top, cohort=internal, negatives="pathology_matched", N=n_hn, K=1)
-    out["hard_negatives"] = (float(rh["lift"]), _lift_lo(rh) > 1, f"lift, matched pools of {n_hn:,}")
+    out["hard_negatives"] = (float(rh["lift"]), S.lift_low(rh) > 1, f"lift, matched pools of {n_hn:,}")
 
     eps = res.profile.epsilon
     nd = S.largest_finite_pool(effects, cohort=internal)

@@ -16,6 +16,10 @@
 ``utility``        ``utility.parquet`` (state, features, metric, value, CI)
 =================  ============================================================
 
+The internal evaluation split must fill every requested pool (a profile that
+asks for N = 10,000 gets a real pool of 10,000 or an error); the external
+cohort, often smaller, is evaluated on the pools it can fill.
+
 Metric tables carry :data:`relink.tables.METRIC_COLUMNS` plus ``rung``,
 ``pool`` (``"100"`` ... ``"full"``) and ``role``. Each folder has
 ``provenance.json``. Keys cover the profile fields a table depends on, the
@@ -100,7 +104,7 @@ def _audit_rows(ctx: Context, negatives: tuple[str, ...], levels: tuple[str, ...
             cohort = str(es.rows["cohort"].iloc[0])
             table = audit(es, pools=p.pools, ks=p.ks, directions=("image_to_report", "report_to_image"), levels=levels,
                           negatives=negatives, n_boot=p.n_boot, random_state=p.audit_seed, model=rung.name,
-                          cohort=cohort, pools_clip=True)
+                          cohort=cohort, pools_clip=role == "external")
             frames.append(_label_table(table, es, rung, role, p.pools))
     return pd.concat(frames, ignore_index=True)
 
@@ -165,7 +169,7 @@ def _recall_rows(ctx: Context, rung: RungSpec, sets: dict[str, EmbeddingSet], st
     for role, es in sets.items():
         table = audit(es, pools=p.pools, ks=(1,), directions=("image_to_report",), levels=("study",),
                       negatives=("random",), n_boot=p.n_boot, random_state=p.audit_seed, model=rung.name,
-                      cohort=str(es.rows["cohort"].iloc[0]), pools_clip=True)
+                      cohort=str(es.rows["cohort"].iloc[0]), pools_clip=role == "external")
         table = _label_table(table, es, rung, role, p.pools)
         table = table[table["metric"] == "recall"]
         frames.append(table.assign(state=state, epsilon=np.nan if epsilon is None else float(epsilon)))

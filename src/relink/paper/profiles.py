@@ -38,7 +38,7 @@ class Profile:
     internal_patients: int = 0
     external_patients: int = 0
     image_size: int = 64
-    splits: tuple[float, float, float] = (0.55, 0.1, 0.35)
+    splits: tuple[float, float, float] = (0.5, 0.1, 0.4)
     synth_seed: int = 2606
     # the synthetic specialization ladder
     train_config: str = "relink-vit-tiny"

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def notebook_source_hash(chapter: Chapter) -> str:
     if not chapter.source.is_file():
-        raise RelinkError(f"chapter source not found: {chapter.source.relative_to(REPO_ROOT)}")
+        raise RelinkError(f"chapter source not found: {chapter.source}")
     return digest(chapter.source.read_text())
 
 
@@ -119,7 +119,8 @@ def _stamp(path: Path, chapter: Chapter, profile: Profile, inputs: dict[str, Any
 def build_book(strict: bool = False, all_files: bool = False) -> int:
     """``jupyter-book build book/`` (strict: ``-W -n --keep-going``); returns its exit code."""
     exe = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(BOOK_DIR.relative_to(REPO_ROOT)) + "/"]
+    book = BOOK_DIR.relative_to(REPO_ROOT) if BOOK_DIR.is_relative_to(REPO_ROOT) else BOOK_DIR
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", f"{book}/"]
     if strict:
         cmd[2:2] = ["-W", "-n", "--keep-going"]
     if all_files:

@@ -174,3 +174,22 @@ def utility_glue_values(util: pd.DataFrame) -> dict[str, float]:
 def utility_table(util: pd.DataFrame) -> pd.DataFrame:
     out = util.pivot_table(index=["metric", "features"], columns="state", values="value", sort=False)
     return (100 * out).round(2)
+
+
+def lift_low(row: pd.Series) -> float:
+    """Lower interval bound of a row's lift over chance."""
+    return float(row["ci_low"] / row["chance"])
+
+
+def chance_verdict(row: pd.Series) -> str:
+    """A phrase saying whether a recall row is above chance beyond its interval."""
+    return "still above chance" if lift_low(row) > 1 else "not distinguishable from chance at this scale"
+
+
+def hard_negative_verdict(row: pd.Series) -> str:
+    """A sentence on whether re-linkage survives pathology-matched distractors."""
+    if lift_low(row) > 1:
+        return ("The signal is not just shared pathology: it survives distractors that a "
+                "label-level attacker could not tell apart.")
+    return ("On this profile the matched pools bring re-linkage within the interval of chance: "
+            "the signal cannot be told apart from shared pathology here.")

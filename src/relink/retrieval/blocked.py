@@ -162,6 +162,7 @@ def threshold_counts(
     tile_cols: int | None = None,
     progress: bool = False,
     engine: str = "auto",
+    group_cells: int | None = None,
 ) -> ThresholdCounts:
     """Count candidates above / at least each threshold, per row and per column.
 
@@ -169,7 +170,8 @@ def threshold_counts(
     (n, R) and ``col_thr`` (n, C) float32 arrays, R or C possibly 0 (that
     direction is skipped); ``row_active``/``col_active`` (n, R)/(n, C) bools.
     ``engine``: ``"numpy"`` (CPU default) or ``"torch"`` (GPU default; on a
-    CPU only for testing that path).
+    CPU only for testing that path). ``group_cells`` caps the scores one
+    product writes (block rows x group columns; 2**24 on a CPU, 2**28 on a GPU).
     """
     import torch
     from tqdm.auto import tqdm
@@ -185,89 +187,99 @@ def threshold_counts(
     n_row, n_col = row_thr.shape[1], col_thr.shape[1]
     pad = -(-n // 8) * 8 + 8
     row_t = ops.host(torch.as_tensor(_stacked(row_thr, tie_tol, pad), device=x.device))
-    col_t = ops.host(torch.as_tensor(_stacked(col_thr, tie_tol, pad), device=x.device))
+    col_stacked = _stacked(col_thr, tie_tol, pad)
     row_on = np.ones((n, n_row), bool) if row_active is None else np.asarray(row_active, bool).copy()
     col_on = np.ones((n, n_col), bool) if col_active is None else np.asarray(col_active, bool).copy()
     row_on[:, :1] = True
     col_on[:, :1] = True
+    col_stacked[: n][~col_on] = np.inf  # an inactive column threshold never counts
+    col_flat = ops.host(torch.as_tensor(col_stacked, device=x.device))
     acc_row = ops.zeros((n_row, n_seg, n, 2))
     acc_col = ops.zeros((n_col, n_seg, n, 2))
     w_max = -(-tc // 8) * 8
-    flat = torch.empty(br * w_max, dtype=torch.float32, device=x.device)
+    # One product per row block and column group (as wide as memory allows), compared tile by tile.
+    cells = group_cells or (1 << 24 if x.device.type == "cpu" else 1 << 28)
+    gw = min(-(-n // tc) * tc, max(tc, (cells // br) // tc * tc))
+    flat = torch.empty(br * (-(-gw // 8) * 8), dtype=torch.float32, device=x.device)
     row_buf = ops.host(torch.empty(2 * br * w_max, dtype=torch.bool, device=x.device))
-    col_buf = ops.host(torch.empty(2 * br * w_max, dtype=torch.bool, device=x.device))
+    col_buf = ops.host(torch.empty(2 * max(1, n_col) * br * w_max, dtype=torch.bool, device=x.device))
     edges = [np.asarray(e, dtype=np.int64) for e in segmentations]
     neg_inf = float("-inf")
+    col_chunk = 128 if ops.numpy else br
 
-    def rows_task(S, r0, c0, h, w, w8, slices):
-        for k in range(n_row):
-            on = row_on[r0:r0 + h, k]
-            if not on.any():
-                continue
-            sel = None if on.all() else np.flatnonzero(on)
-            sub = S if sel is None else S[ops.index(sel)]
-            thr = row_t[r0:r0 + h, k] if sel is None else row_t[ops.index(r0 + sel), k]
-            p = sub.shape[0]
-            mask = row_buf[: p * 2 * w8].reshape(p, 2, w8)
-            ops.gt(sub[:, None, :], thr[:, :, None], out=mask)
-            m8 = mask.view(ops.u8)
-            where = slice(r0, r0 + h) if sel is None else ops.index(r0 + sel)
-            acc_row[k, 0, where] += ops.row_sum(m8, 0, w8)
-            for s, sl in enumerate(slices, start=1):
-                for ra, rb, ca, cb in sl:
-                    u, v = (ra - r0, rb - r0) if sel is None else np.searchsorted(sel, (ra - r0, rb - r0))
-                    if u < v:
-                        at = slice(r0 + u, r0 + v) if sel is None else ops.index(r0 + sel[u:v])
-                        acc_row[k, s, at] += ops.row_sum(m8[u:v], ca - c0, cb - c0)
+    def tiles(g0, g1):
+        for c0 in range(g0, g1, tc):
+            c1 = min(g1, c0 + tc)
+            yield c0, c1 - c0, (-(-(c1 - c0) // 8) * 8 if ops.packed else c1 - c0)
 
-    def cols_task(S, r0, c0, h, w, w8, slices):
-        for k in range(n_col):
-            on = col_on[c0:c0 + w, k]
-            if not on.any():
-                continue
-            sel = None if on.all() else np.flatnonzero(on)
-            if sel is None:
-                sub, thr, width = S, col_t[c0:c0 + w8, k], w
-            else:
-                width = len(sel)
-                p8 = -(-width // 8) * 8 if ops.packed else width
-                sub = ops.host(torch.full((h, p8), neg_inf, device=x.device))
-                sub[:, :width] = S[:, ops.index(sel)]
-                thr = col_t[ops.index(c0 + np.pad(sel, (0, p8 - width), constant_values=n - c0)), k]
-            mask = col_buf[: 2 * h * sub.shape[1]].reshape(2, h, sub.shape[1])
-            ops.gt(sub[None, :, :], thr.T[:, None, :], out=mask)
-            m8 = mask.view(ops.u8)
-            where = slice(c0, c0 + w) if sel is None else ops.index(c0 + sel)
-            acc_col[k, 0, where] += ops.col_sum(m8, 0, h, 0, width).T
-            for s, sl in enumerate(slices, start=1):
-                for ra, rb, ca, cb in sl:
-                    u, v = (ca - c0, cb - c0) if sel is None else np.searchsorted(sel, (ca - c0, cb - c0))
-                    if u < v:
-                        at = slice(c0 + u, c0 + v) if sel is None else ops.index(c0 + sel[u:v])
-                        acc_col[k, s, at] += ops.col_sum(m8, ra - r0, rb - r0, u, v).T
+    def rows_task(G, r0, h, g0, g1):
+        for c0, w, w8 in tiles(g0, g1):
+            S = G[:, c0 - g0:c0 - g0 + w8]
+            slices = [_tile_slices(e, r0, r0 + h, c0, c0 + w) for e in edges]
+            for k in range(n_row):
+                on = row_on[r0:r0 + h, k]
+                if not on.any():
+                    continue
+                sel = None if on.all() else np.flatnonzero(on)
+                sub = S if sel is None else S[ops.index(sel)]
+                thr = row_t[r0:r0 + h, k] if sel is None else row_t[ops.index(r0 + sel), k]
+                p = sub.shape[0]
+                mask = row_buf[: p * 2 * w8].reshape(p, 2, w8)
+                ops.gt(sub[:, None, :], thr[:, :, None], out=mask)
+                m8 = mask.view(ops.u8)
+                where = slice(r0, r0 + h) if sel is None else ops.index(r0 + sel)
+                acc_row[k, 0, where] += ops.row_sum(m8, 0, w8)
+                for s, sl in enumerate(slices, start=1):
+                    for ra, rb, ca, cb in sl:
+                        u, v = (ra - r0, rb - r0) if sel is None else np.searchsorted(sel, (ra - r0, rb - r0))
+                        if u < v:
+                            at = slice(r0 + u, r0 + v) if sel is None else ops.index(r0 + sel[u:v])
+                            acc_row[k, s, at] += ops.row_sum(m8[u:v], ca - c0, cb - c0)
+
+    def cols_task(G, r0, h, g0, g1):
+        # All column thresholds in one comparison (+inf where inactive), over row chunks that
+        # stay in cache; each chunk is at most _LANES rows, the limit of one packed column sum.
+        for c0, w, w8 in tiles(g0, g1):
+            slices = [_tile_slices(e, r0, r0 + h, c0, c0 + w) for e in edges]
+            ks = [k for k in range(n_col) if k == 0 or col_on[c0:c0 + w, k].any()]
+            thr = col_flat[c0:c0 + w8, ks].reshape(w8, -1).T[:, None, :]
+            for q0 in range(r0, r0 + h, col_chunk):
+                q1 = min(r0 + h, q0 + col_chunk)
+                S = G[q0 - r0:q1 - r0, c0 - g0:c0 - g0 + w8]
+                mask = col_buf[: 2 * len(ks) * (q1 - q0) * w8].reshape(2 * len(ks), q1 - q0, w8)
+                ops.gt(S[None, :, :], thr, out=mask)
+                m8 = mask.view(ops.u8)
+                counts = ops.col_sum(m8, 0, q1 - q0, 0, w).reshape(len(ks), 2, w)
+                for j, k in enumerate(ks):
+                    acc_col[k, 0, c0:c0 + w] += counts[j].T
+                for s, sl in enumerate(slices, start=1):
+                    for ra, rb, ca, cb in sl:
+                        ra, rb = max(ra, q0), min(rb, q1)
+                        if ra < rb:
+                            part = ops.col_sum(m8, ra - q0, rb - q0, ca - c0, cb - c0).reshape(len(ks), 2, cb - ca)
+                            for j, k in enumerate(ks):
+                                acc_col[k, s, ca:cb] += part[j].T
 
     pool = ThreadPoolExecutor(max_workers=2) if ops.numpy and n_row and n_col else None
     try:
         for r0 in tqdm(range(0, n, br), desc="score blocks", unit="block", disable=None if progress else True):
             r1 = min(n, r0 + br)
+            h = r1 - r0
             xb = x[r0:r1]
-            for c0 in range(0, n, tc):
-                c1 = min(n, c0 + tc)
-                h, w = r1 - r0, c1 - c0
-                w8 = -(-w // 8) * 8 if ops.packed else w
-                scores = flat[: h * w8].view(h, w8)
-                if w8 == w:
-                    torch.mm(xb, y[c0:c1].T, out=scores)
-                else:  # the last, ragged tile: pad columns can never count
-                    scores[:, :w] = xb @ y[c0:c1].T
-                    scores[:, w:] = neg_inf
-                lo, hi = max(r0, c0), min(r1, c1)
+            for g0 in range(0, n, gw):
+                g1 = min(n, g0 + gw)
+                width = -(-(g1 - g0) // 8) * 8 if ops.packed else g1 - g0
+                G = flat[: h * width].view(h, width)
+                if width == g1 - g0:
+                    torch.mm(xb, y[g0:g1].T, out=G)
+                else:  # a ragged last group: pad columns can never count
+                    G[:, : g1 - g0] = xb @ y[g0:g1].T
+                    G[:, g1 - g0:] = neg_inf
+                lo, hi = max(r0, g0), min(r1, g1)
                 if lo < hi:
                     idx = torch.arange(lo, hi, device=x.device)
-                    scores[idx - r0, idx - c0] = diag[lo:hi]
-                S = ops.host(scores)
-                slices = [_tile_slices(e, r0, r1, c0, c1) for e in edges]
-                args = (S, r0, c0, h, w, w8, slices)
+                    G[idx - r0, idx - g0] = diag[lo:hi]
+                args = (ops.host(G), r0, h, g0, g1)
                 if pool is not None:
                     futures = [pool.submit(rows_task, *args), pool.submit(cols_task, *args)]
                     for f in futures:

@@ -4,7 +4,7 @@ Layout of the folder (a cohort folder, see :mod:`relink.cohort`)::
 
     DIR/cohort.parquet                       the manifest, image root "."
     DIR/synth.json                           how it was made (marks a synth output)
-    DIR/images/NNNN/<patient_id>/sK.png      one frontal image per study
+    DIR/images/NNNN/<patient_id>-sK.png      one frontal image per study (1000 patients a folder)
 
 Manifest columns: the cohort contract's (``pair_id``, ``patient_id``,
 ``study_id``, ``image_path``, ``report``, ``split``, ``view``, ``cohort``, the
@@ -24,6 +24,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,14 +109,15 @@ def _make_patients(job) -> list[dict]:
         rng = np.random.default_rng(seq)
         pid = f"{prefix}-p{index:0{width}d}"
         patient = sample_patient(rng, index, pid)
-        folder = Path("images") / f"{index // 1000:04d}" / pid
-        os.makedirs(Path(root) / folder, exist_ok=True)
+        folder = Path("images") / f"{index // 1000:04d}"
+        if index % 1000 == 0 or index == batch[0][0]:  # one mkdir per folder, not per patient
+            os.makedirs(Path(root) / folder, exist_ok=True)
         prev = None
         for k in range(patient.n_studies):
             study = sample_study(rng, patient, k, prev, site)
             pixels = render(patient, study, size, rng)
             report = write_report(patient, study, site, rng)
-            rel = (folder / f"s{k}.png").as_posix()
+            rel = (folder / f"{pid}-s{k}.png").as_posix()
             Image.fromarray(pixels).save(Path(root) / rel, format="PNG")
             sid = f"{pid}-s{k}"
             rows.append({"pair_id": f"{sid}-0", "patient_id": pid, "study_id": sid, "image_path": rel,
@@ -127,11 +129,11 @@ def _make_patients(job) -> list[dict]:
 
 
 def _context():
-    methods = mp.get_all_start_methods()
-    if "forkserver" in methods:
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-        return ctx
+    # fork starts workers in milliseconds and needs no importable __main__ (stdin
+    # scripts, notebooks); workers only touch numpy, PIL and files. Elsewhere
+    # (macOS, Windows) fork is unsafe or absent: spawn.
+    if sys.platform.startswith("linux"):
+        return mp.get_context("fork")
     return mp.get_context("spawn")
 
 

@@ -1,0 +1,145 @@
+"""The smoke profile end to end, as CI runs it: artifacts, papermill chapters, then
+``jupyter-book build -W -n --keep-going --all``; then the runner's promises: a
+prose-only change executes no notebook, a stale or missing chapter fails the
+build, result tables are deterministic, outputs hold no report text or ids
+(except the synthetic examples chapter, which shows them on purpose).
+
+The book and notebooks are copied to a temporary folder (RELINK_BOOK_DIR,
+RELINK_NOTEBOOK_DIR) so the repository's executed chapters are left alone.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from relink.provenance import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+RELINK = [sys.executable, "-m", "relink"]
+
+
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory):
+    work = tmp_path_factory.mktemp("paper")
+    shutil.copytree(REPO_ROOT / "book", work / "book", ignore=shutil.ignore_patterns("_build", "*.ipynb"))
+    shutil.copytree(REPO_ROOT / "notebooks", work / "notebooks")
+    env = {**os.environ, "RELINK_BOOK_DIR": str(work / "book"), "RELINK_NOTEBOOK_DIR": str(work / "notebooks"),
+           "RELINK_ARTIFACTS": str(work / "artifacts"), "HF_HUB_OFFLINE": "1"}
+    t0 = time.perf_counter()
+    run = subprocess.run(RELINK + ["paper", "--profile", "smoke", "--strict"], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    return {"work": work, "env": env, "stdout": run.stdout, "seconds": seconds}
+
+
+def _html_text(path: Path) -> str:
+    s = path.read_text()
+    s = re.sub(r"<script.*?</script>|<style.*?</style>", "", s, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", s)
+
+
+def test_book_built_with_every_chapter_and_glued_number(paper):
+    html = paper["work"] / "book" / "_build" / "html"
+    assert (html / "index.html").is_file()
+    for stem in ("01_cohorts", "02_relinkage", "03_hard_negatives", "04_mitigation", "05_utility", "06_claims"):
+        page = html / "chapters" / f"{stem}.html"
+        assert page.is_file(), stem
+        assert "Traceback" not in page.read_text()
+    intro = _html_text(html / "intro.html")
+    assert "smoke profile" in intro
+    # numbers glued from the chapters appear where the prose expects them
+    assert re.search(r"re-links images to their reports at\s+\d+\.\d times chance", intro)
+    assert re.search(r"Of the study.s\s+\d+\s+quantitative claims", intro)
+    # every chapter page carries a Binder launch button for its own executed notebook
+    page = (html / "chapters" / "02_relinkage.html").read_text()
+    assert "mybinder.org/v2/gh/relink-paper/relink/main" in page
+    assert "book/chapters/02_relinkage.ipynb" in page
+
+
+def test_chapters_are_stamped_with_provenance(paper):
+    import json
+
+    nb = json.loads((paper["work"] / "book" / "chapters" / "04_mitigation.ipynb").read_text())
+    meta = nb["metadata"]["relink"]
+    assert meta["inputs"]["profile"]["name"] == "smoke"
+    assert set(meta["inputs"]["results"]) == {"dp"}
+    prov = meta["provenance"]
+    assert "torch" in prov["packages"] and prov["profile"] == "smoke"
+    assert prov["results"]["dp"]["privacy"]["accountant"] == "prv"
+
+
+def test_prose_only_change_executes_nothing_and_is_fast(paper):
+    methods = paper["work"] / "book" / "methods.md"
+    methods.write_text(methods.read_text() + "\n\nA sentence added by the test.\n")
+    t0 = time.perf_counter()
+    run = subprocess.run(RELINK + ["paper", "--profile", "smoke"], env=paper["env"], capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "executed in" not in run.stdout and run.stdout.count("up to date") == 6
+    assert seconds < 60, seconds
+    assert "A sentence added by the test." in (paper["work"] / "book" / "_build" / "html" / "methods.html").read_text()
+
+
+def test_stale_or_missing_chapter_fails_the_build(paper):
+    book = paper["work"] / "book"
+    build = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(book)]
+    notebook = paper["work"] / "notebooks" / "05_utility.py"
+    original = notebook.read_text()
+    notebook.write_text(original + "\n# %% [markdown]\n# An edit that was never executed.\n")
+    try:
+        run = subprocess.run(build, env=paper["env"], capture_output=True, text=True)
+        assert run.returncode != 0
+        assert "05_utility (its notebook source changed" in run.stdout + run.stderr
+    finally:
+        notebook.write_text(original)
+    chapter = book / "chapters" / "03_hard_negatives.ipynb"
+    moved = chapter.with_suffix(".bak")
+    chapter.rename(moved)
+    try:
+        run = subprocess.run(build, env=paper["env"], capture_output=True, text=True)
+        assert run.returncode != 0 and "03_hard_negatives (not executed)" in run.stdout + run.stderr
+    finally:
+        moved.rename(chapter)
+
+
+def _table_digests(root: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted((root / "results").rglob("*.parquet")):
+        if "-internal" in p.parent.name:
+            continue
+        frame = pd.read_parquet(p)  # content, not file bytes: parquet metadata carries a timestamped provenance
+        out[str(p.relative_to(root))] = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+    return out
+
+
+def test_result_tables_are_deterministic(paper, tmp_path):
+    env = {**paper["env"], "RELINK_ARTIFACTS": str(tmp_path / "again")}
+    code = ("from relink.paper.profiles import get_profile; from relink.paper.pipeline import build_results, RESULTS; "
+            "build_results(get_profile('smoke'), list(RESULTS), quiet=True)")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    first = _table_digests(paper["work"] / "artifacts" / "smoke")
+    second = _table_digests(tmp_path / "again" / "smoke")
+    assert first and first == second
+
+
+def test_outputs_hold_no_report_text_or_identifiers_outside_the_examples(paper):
+    from relink.cohort import read_cohort
+    from relink.paper.privacy import result_files, scan_paths
+
+    art = paper["work"] / "artifacts" / "smoke"
+    frames = [read_cohort(art / f"cohort-{role}" / "cohort").frame for role in ("internal", "external")]
+    chapters = sorted((paper["work"] / "book" / "chapters").glob("*.ipynb"))
+    results = {name: art / "results" / name for name in ("cohorts", "audit", "hard_negatives", "dp", "utility")}
+    findings = scan_paths(chapters + result_files(results), frames, root=paper["work"])
+    flagged = {f.file for f in findings}
+    # the synthetic cohorts chapter shows example reports on purpose (a credentialed profile shows none)
+    assert flagged == {"book/chapters/01_cohorts.ipynb", "artifacts/smoke/results/cohorts/examples.json"}, findings
