@@ -3,7 +3,7 @@
 Each pair draws a few visual findings (a bright nodule in one of four lung
 zones, an enlarged heart shadow, a basal haze on one side) and its report
 names them, so that a contrastive model can learn the image-report link in
-a few hundred steps. Everything follows the cohort contract
+a few dozen steps. Everything follows the cohort contract
 (:mod:`relink.cohort`) and is deterministic for a seed.
 
 Usage::

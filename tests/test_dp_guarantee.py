@@ -119,7 +119,6 @@ def test_reported_epsilon_matches_opacus_accountants():
 
     es = toy_set(n_patients=100, per_patient=2, seed=1)
     train, bnk = es.split("train"), es.split("validate")
-    init = heads()
     init = Heads(image=nn.Linear(48, E, bias=False), text=nn.Linear(40, E, bias=False))
     _, rep = T.fit_heads(train, bnk, init, epsilon=1.0, delta=1e-4, epochs=2, batch_size=32, lr=1e-3, progress=False)
     n = len(train)

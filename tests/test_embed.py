@@ -96,7 +96,9 @@ def test_fast_decode_is_bit_identical_to_the_eval_transform(tmp_path, cohort_dir
     Image.open(gray).resize((80, 96)).save(tmp_path / "big.png")  # takes the model's own transform
     ds = PairDataset([], [], lm.preprocess, lm.tokenizer, lm.preprocess_cfg)
     for f in (gray, tmp_path / "rgb.png", tmp_path / "big.png"):
-        assert torch.equal(ds.load_image(str(f)), lm.preprocess(Image.open(f)))
+        item = ds.load_image(str(f))
+        assert item.dtype == torch.uint8  # a quarter of float32's bytes between processes
+        assert torch.equal(ds.model_input(item[None])[0], lm.preprocess(Image.open(f)))
 
 
 def test_workers_give_identical_bytes(tmp_path, cohort_dir, lm, reference):

@@ -193,3 +193,23 @@ def test_unavailable_device_is_a_clear_error():
     if not torch.cuda.is_available():
         with pytest.raises(RelinkError, match="no CUDA device"):
             audit_arrays(*args, pools=(10,), device="cuda")
+
+
+def test_huge_and_tiny_rows_are_normalised_not_refused():
+    from relink.retrieval.inputs import checked_embeddings
+
+    rng = np.random.default_rng(13)
+    image, text = unit(rng, 10, 4), unit(rng, 10, 4)
+    image[2] *= 1e25  # its squared norm overflows float32
+    text[3] *= 1e-9
+    a, b = checked_embeddings(image, text)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-6) and np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-6)
+
+
+def test_hard_negatives_with_only_singleton_groups_is_an_error():
+    rng = np.random.default_rng(14)
+    labels = np.zeros((14, 14))
+    labels[np.arange(14), np.arange(14)] = 1.0  # fourteen different label vectors
+    with pytest.raises(RelinkError, match="every pathology_matched group holds a single pair"):
+        audit_arrays(unit(rng, 14, 4), unit(rng, 14, 4), np.arange(14), labels, pools=(5,), ks=(1,),
+                     negatives=("random", "pathology_matched"), n_boot=0)

@@ -24,26 +24,37 @@ def scores(image, text):
     return (image.astype(np.float64) @ text.astype(np.float64).T).astype(np.float32)
 
 
+def _truth(M, C, i, patient, level):
+    """Index of the truth candidate: the pair itself, or the patient's best-scoring candidate."""
+    if level == "study":
+        return i
+    members = np.flatnonzero(patient == patient[i])
+    return members[np.argmax(M[i, members])]
+
+
 def brute_counts(image, text, patient, groups=None, tol=1e-6):
-    """(direction, level, negatives) -> (above, tied, available, truth_size) from explicit masks."""
+    """(direction, level, negatives) -> (above, tied, available, truth_size) from explicit masks.
+
+    above: eligible distractors scoring more than tol above the truth; tied: eligible
+    distractors whose embedding equals the truth candidate's.
+    """
     S = scores(image, text)
     n = len(image)
     patient = np.asarray(patient)
     groupings = [("random", np.zeros(n, int))] + list((groups or {}).items())
     out = {}
-    for direction, M in (("image_to_report", S), ("report_to_image", S.T)):
+    for direction, M, C in (("image_to_report", S, text), ("report_to_image", S.T, image)):
         for neg, g in groupings:
             for level in ("study", "patient"):
                 rows = []
                 for i in range(n):
                     own = patient == patient[i]
-                    if level == "study":
-                        truth, eligible, m = M[i, i], np.arange(n) != i, 1
-                    else:
-                        truth, eligible, m = M[i, own].max(), ~own, own.sum()
+                    t = _truth(M, C, i, patient, level)
+                    eligible = (np.arange(n) != i) if level == "study" else ~own
                     eligible = eligible & (g == g[i])
                     v = M[i, eligible]
-                    rows.append(((v > truth + tol).sum(), (np.abs(v - truth) <= tol).sum(), eligible.sum(), m))
+                    twins = np.all(C[eligible] == C[t], axis=1)
+                    rows.append(((v > M[i, t] + tol).sum(), twins.sum(), eligible.sum(), 1 if level == "study" else own.sum()))
                 out[(direction, level, neg)] = tuple(np.array(c) for c in zip(*rows))
     return out
 
@@ -61,21 +72,23 @@ def enumerate_recall(image, text, patient, n_pool, k, direction="image_to_report
                      groups=None, ties="random", tol=1e-6):
     """Per-query Recall@K averaged over every possible pool (NaN: the pool cannot be filled)."""
     S = scores(image, text)
-    M = S if direction == "image_to_report" else S.T
+    M, C = (S, text) if direction == "image_to_report" else (S.T, image)
     n = len(image)
     patient = np.asarray(patient)
     g = np.zeros(n, int) if groups is None else np.asarray(groups)
     out = np.full(n, np.nan)
     for i in range(n):
         own = patient == patient[i]
-        truth = M[i, i] if level == "study" else M[i, own].max()
+        t = _truth(M, C, i, patient, level)
         eligible = (np.arange(n) != i) if level == "study" else ~own
         idx = np.flatnonzero(eligible & (g == g[i]))
         if len(idx) < n_pool - 1:
             continue
         hits = []
         for pool in itertools.combinations(idx, n_pool - 1):
-            v = M[i, list(pool)]
-            hits.append(hit_probability((v > truth + tol).sum(), (np.abs(v - truth) <= tol).sum(), k, ties))
+            pool = list(pool)
+            above = (M[i, pool] > M[i, t] + tol).sum()
+            tied = np.all(C[pool] == C[t], axis=1).sum()
+            hits.append(hit_probability(above, tied, k, ties))
         out[i] = np.mean(hits)
     return out

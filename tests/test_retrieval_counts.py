@@ -124,5 +124,43 @@ def test_kernel_with_several_column_groups(engine):
             above_g = ((M > thr[:, k, None]) & same).sum(1)
             rows = on[:, k]
             np.testing.assert_array_equal(getattr(got, f"{name}_above")[k, 0][rows], above[rows])
-            np.testing.assert_array_equal(getattr(got, f"{name}_atleast")[k, 0][rows], atleast[rows])
             np.testing.assert_array_equal(getattr(got, f"{name}_above")[k, 1][rows], above_g[rows])
+
+
+def test_outranking_needs_more_than_the_tolerance_and_ties_need_identical_embeddings():
+    def unit_vec(*v):
+        v = np.array(v + (0.0,) * (4 - len(v)), dtype=np.float64)
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    image = np.stack([unit_vec(1.0), unit_vec(0, 1.0), unit_vec(0, 0, 1.0), unit_vec(0, 0, 0, 1.0)])
+    text = np.stack([unit_vec(0.6, 0.8), unit_vec(0, 1.0), unit_vec(0, 0, 1.0), unit_vec(0, 0, 0, 1.0)])
+    text[1] = unit_vec(0.6 + 4e-7, 0, np.sqrt(1 - (0.6 + 4e-7) ** 2))  # 4e-7 above the truth: not outranking
+    text[2] = unit_vec(0.6 + 5e-6, 0, 0, np.sqrt(1 - (0.6 + 5e-6) ** 2))  # 5e-6 above: outranking
+    text[3] = text[0]  # identical to the truth: a tie
+    rc = rank_counts(image, text, np.arange(4), levels=("study",), directions=("image_to_report",))
+    got = rc[("image_to_report", "study", "random")]
+    assert got.above[0] == 1 and got.tied[0] == 1
+    strict = rank_counts(image, text, np.arange(4), levels=("study",), directions=("image_to_report",), tie_tol=1e-7)
+    assert strict[("image_to_report", "study", "random")].above[0] == 2
+
+
+def test_identical_rows_are_exact_even_under_hash_collisions(monkeypatch):
+    from relink.retrieval.counts import identical_rows
+
+    rng = np.random.default_rng(10)
+    a = rng.normal(size=(50, 6)).astype(np.float32)
+    a[[3, 17, 40]] = a[5]
+    a[22] = a[9]
+    a[23] = a[9].copy()
+    a[23, 0] = np.nextafter(a[23, 0], np.float32(1))  # one bit away: not identical
+    codes = identical_rows(a)
+    expected = np.unique(a, axis=0, return_inverse=True)[1].reshape(-1)
+    assert np.array_equal(codes[:, None] == codes[None, :], expected[:, None] == expected[None, :])
+    # with every hash constant 1, a row and its reversal collide: the exact fallback must separate them
+    monkeypatch.setattr(np.random, "default_rng", lambda seed: type("R", (), {
+        "integers": staticmethod(lambda lo, hi, size, dtype: np.zeros(size, dtype=dtype))})())
+    a[30] = a[31][::-1]
+    expected = np.unique(a, axis=0, return_inverse=True)[1].reshape(-1)
+    codes = identical_rows(a)
+    assert codes[30] != codes[31]
+    assert np.array_equal(codes[:, None] == codes[None, :], expected[:, None] == expected[None, :])

@@ -25,7 +25,7 @@ from relink.models.checkpoint import WEIGHTS_FILE  # noqa: E402
 from relink.models.train import (export_training_csv, lr_at, read_ladder, rung_steps,  # noqa: E402
                                  train_ladder)
 
-SETTINGS = dict(config="relink-vit-tiny", epochs=8, batch_size=8, lr=1e-3, seed=0, progress=False)
+SETTINGS = dict(config="relink-vit-tiny", epochs=12, batch_size=8, lr=5e-4, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,7 @@ def _weights(rung_dir) -> bytes:
 def test_rung_steps_and_schedule():
     assert rung_steps(90, 3) == [10, 30, 90]
     assert rung_steps(9, 3) == [1, 3, 9]
+    assert rung_steps(4, 3) == [1, 3, 4]  # too short for T/9, T/3, T: evenly spaced
     with pytest.raises(RelinkError, match="distinct rungs"):
         rung_steps(2, 3)
     lrs = [lr_at(s, 1.0, 5, 100) for s in range(100)]
@@ -55,8 +56,8 @@ def test_rung_steps_and_schedule():
 def test_ladder_layout_and_checkpoints_load(ladder, cohort_dir):
     info = read_ladder(ladder)
     assert info["complete"] and [r["name"] for r in info["rungs"]] == ["rung-1", "rung-2", "rung-3"]
-    assert [r["step"] for r in info["rungs"]] == [3, 8, 24]  # 24 pairs, batch 8, 8 epochs: T/9, T/3, T
-    assert [r["pairs_seen"] for r in info["rungs"]] == [24, 64, 192]
+    assert [r["step"] for r in info["rungs"]] == [4, 12, 36]  # 24 pairs, batch 8, 12 epochs: T/9, T/3, T
+    assert [r["pairs_seen"] for r in info["rungs"]] == [32, 96, 288]
     assert info["signature"]["pairs"] == 24 and info["signature"]["split"] == "train"
     fingerprints = set()
     for r in info["rungs"]:
@@ -82,12 +83,12 @@ def _alignment(spec: str, cohort_dir) -> float:
     return float(s.diag().mean() - s.mean())
 
 
-def test_training_aligns_the_towers(ladder, cohort_dir):
+def test_rungs_are_increasingly_aligned(ladder, cohort_dir):
     info = read_ladder(ladder)
     assert info["rungs"][-1]["loss"] < info["rungs"][0]["loss"]
     before = _alignment("relink-vit-tiny", cohort_dir)
-    after = _alignment(info["rungs"][-1]["path"], cohort_dir)
-    assert after > before + 0.05
+    rungs = [_alignment(r["path"], cohort_dir) for r in info["rungs"]]
+    assert before < rungs[0] < rungs[1] < rungs[2] and rungs[2] > before + 0.1
 
 
 def test_same_seed_same_weights_and_resume_after_interruption(tmp_path, ladder, cohort_dir, monkeypatch, capsys):
@@ -128,11 +129,12 @@ def test_cli_other_seed_differs_and_settings_are_guarded(tmp_path, cohort_dir, c
 
 
 def test_bad_training_inputs(tmp_path, cohort_dir, capsys):
-    with pytest.raises(RelinkError, match="--save-at steps must lie in 1..24"):
+    with pytest.raises(RelinkError, match="--save-at steps must lie in 1..36"):
         train_ladder(cohort_dir, out_dir=tmp_path / "x", save_at=[5, 50], **SETTINGS)
     with pytest.raises(RelinkError, match="no rows with split == 'nope'"):
         train_ladder(cohort_dir, out_dir=tmp_path / "x", split="nope", **SETTINGS)
-    assert cli_main(["train", "--cohort", str(cohort_dir), "--config", "relink-vit-tinyy", "--out", str(tmp_path / "y")]) == 2
+    assert cli_main(["train", "--cohort", str(cohort_dir), "--config", "relink-vit-tinyy", "--out", str(tmp_path / "y"),
+                     "--batch-size", "8"]) == 2
     assert "did you mean: relink-vit-tiny" in capsys.readouterr().err
     assert cli_main(["train", "--cohort", str(cohort_dir)]) == 2
     assert "--out is required" in capsys.readouterr().err

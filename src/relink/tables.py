@@ -59,7 +59,9 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict[s
             pq.write_table(table.replace_schema_metadata(meta), tmp)
         else:
             rows = json.loads(frame.to_json(orient="records"))
-            tmp.write_text(json.dumps({"provenance": provenance, "rows": rows}, indent=1, sort_keys=True, default=str) + "\n")
+            # Rows keep the table's column order; only the provenance is key-sorted.
+            prov = json.loads(json.dumps(provenance, sort_keys=True, default=str))
+            tmp.write_text(json.dumps({"provenance": prov, "rows": rows}, indent=1, default=str) + "\n")
     if ext == ".csv":
         write_json(path.with_name(path.name + ".provenance.json"), provenance)
     return path

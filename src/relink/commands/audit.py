@@ -48,8 +48,9 @@ def register(sub):
     p.add_argument("--monte-carlo", type=int, default=0, metavar="P", help="add Monte Carlo rows with P pools per query")
     p.add_argument("--pools-clip", action="store_true", help="drop pools larger than the candidate set instead of failing")
     p.add_argument("--ties", default="random", choices=("random", "pessimistic", "optimistic"),
-                   help="how candidates tied with the truth are ranked")
-    p.add_argument("--tie-tol", type=float, default=1e-6, help="scores within this of the truth's are ties")
+                   help="how candidates with an embedding identical to the truth's are ranked against it")
+    p.add_argument("--tie-tol", type=float, default=1e-6,
+                   help="a candidate outranks the truth only when it scores more than this above it")
     p.add_argument("--uncertain", default="own", choices=("own", "negative", "positive"),
                    help="hard negatives: how an uncertain (-1) label is matched")
     p.add_argument("--missing", default="negative", choices=("negative", "own"),

@@ -24,8 +24,9 @@ def add_arguments(p) -> None:
                    help="model spec: NAME, NAME:TAG, NAME:CHECKPOINT, hf-hub:ORG/REPO or a checkpoint folder")
     p.add_argument("--out", required=True, help="EmbeddingSet folder to write")
     p.add_argument("--batch-size", type=int, default=256, help="pairs per forward pass")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers per process (default: cores left, at most 8)")
-    p.add_argument("--shard-size", type=int, default=None, help="rows per resumable shard (default 4096)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader workers per process; None: the cores left after the model's, at most 8")
+    p.add_argument("--shard-size", type=int, default=4096, help="rows per resumable shard")
     p.add_argument("--device", default="auto", help="auto (the GPU if there is one), cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "amp"),
                    help="auto: mixed precision on a GPU, fp32 on the CPU")

@@ -62,6 +62,14 @@ def _trunk_key(es) -> tuple:
     return len(es), hashlib.sha256(head.tobytes()).hexdigest()
 
 
+def _labels(paths: list[str]) -> list[str]:
+    """Short names for the sets: the folder name, or its last three parts where names repeat."""
+    from pathlib import Path
+
+    names = [Path(p).name for p in paths]
+    return [n if names.count(n) == 1 else "/".join(Path(p).parts[-3:]) for n, p in zip(names, paths)]
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -87,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         return models[spec]
 
     frames, seen_trunks = [], set()
-    for path in args.embeddings:
+    for path, label in zip(args.embeddings, _labels(args.embeddings)):
         es = emb.load(path, require_trunk="trunk" in features)
         feats = tuple(f for f in features if f != "trunk" or _trunk_key(es) not in seen_trunks)
         if "trunk" in feats:
@@ -95,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         t = probe_embeddings(es, feats, split=args.split, uncertain=args.uncertain, max_iter=args.max_iter,
                              random_state=args.seed)
         t.insert(0, "utility", "linear_probe")
-        frames.append(t.assign(embeddings=Path(path).name))
+        frames.append(t.assign(embeddings=label))
         if args.zeroshot:
             from ..dp.apply import project
             from ..models.heads import extract_heads
@@ -110,15 +118,15 @@ def run(args: argparse.Namespace) -> int:
                 raise RelinkError(f"{path}: the text head of {head_spec!r} does not reproduce text.npy")
             z = zeroshot_auroc(es, model(args.model or head_spec), text_head=text_head, uncertain=args.uncertain)
             z.insert(0, "utility", "zeroshot")
-            frames.append(z.assign(embeddings=Path(path).name))
+            frames.append(z.assign(embeddings=label))
         if args.member_gap > 0:
             from ..utility.membership import member_gap
 
             g = member_gap(es, N=args.member_gap, random_state=args.seed).rename(columns={"queries": "label"})
             g.insert(0, "utility", "member_gap")
-            frames.append(g.assign(metric="recall", embeddings=Path(path).name))
+            frames.append(g.assign(metric="recall", embeddings=label))
     table = pd.concat(frames, ignore_index=True)
-    write_table(table, args.out, stamp(command="probe", embeddings=[Path(p).name for p in args.embeddings],
+    write_table(table, args.out, stamp(command="probe", embeddings=_labels(args.embeddings),
                                        features=list(features), split=args.split, uncertain=args.uncertain,
                                        seed=args.seed, model=args.model))
     macro = table[(table["utility"] == "linear_probe") & (table["label"] == "macro")]

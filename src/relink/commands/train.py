@@ -32,9 +32,9 @@ def register(sub):
     p.add_argument("--out", help="ladder folder to write (rung-1, rung-2, ..., ladder.json)")
     p.add_argument("--epochs", type=int, default=3, help="passes over the training pairs")
     p.add_argument("--batch-size", type=int, default=128, help="pairs per step (the contrastive negatives)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak AdamW learning rate")
     p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (not on gains, biases, temperature)")
-    p.add_argument("--warmup", type=int, default=None, help="warmup steps (default: 5%% of the steps)")
+    p.add_argument("--warmup", type=int, default=None, help="linear warmup steps; None: 5%% of the steps")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
     rungs = p.add_mutually_exclusive_group()
     rungs.add_argument("--save-at", type=parse_int_list, default=None, metavar="STEP,STEP,...",
@@ -42,7 +42,7 @@ def register(sub):
     rungs.add_argument("--rungs", type=int, default=3, help="number of rungs, geometrically spaced in steps (T/9, T/3, T)")
     p.add_argument("--max-pairs", type=int, default=None, help="train on a seeded random subset of this many pairs")
     p.add_argument("--split", default="train", help="cohort split to train on (or to export)")
-    p.add_argument("--no-augment", action="store_true", help="no random shifts / brightness jitter")
+    p.add_argument("--no-augment", action="store_true", help="no random shifts of the training images")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--overwrite", action="store_true", help="replace an --out that holds a ladder with other settings")
     p.add_argument("--export-csv", metavar="FILE", default=None,

@@ -33,6 +33,7 @@ from ..cohort import Cohort, fingerprint, read_cohort
 from ..embeddings import FORMAT_VERSION, ROW_COLUMNS
 from ..errors import CohortError, EmbeddingError, RelinkError
 from ..io import atomic_dir, write_json
+from ..provenance import package_versions
 from .dataset import PairDataset, batches_per_range, default_workers, iterate, make_loader, range_batches
 from .shards import Shard, WorkDir, plan_shards, shards_for_rank, work_path
 
@@ -129,8 +130,9 @@ def embed_cohort(cohort, model, out_dir, batch_size: int = 256, num_workers: int
     """
     out_dir = Path(out_dir)
     rank, world = (comm.rank, comm.world_size) if comm is not None else (0, 1)
-    if batch_size < 1:
-        raise RelinkError("--batch-size must be >= 1")
+    for option, value, low in (("--batch-size", batch_size, 1), ("--shard-size", shard_size, 1), ("--workers", num_workers, 0)):
+        if value is not None and value < low:
+            raise RelinkError(f"{option} must be >= {low}, got {value}")
     cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
     dev = resolve_device(device)
     lm = load_for_embedding(model, dev) if isinstance(model, str) else model
@@ -171,25 +173,32 @@ def embed_cohort(cohort, model, out_dir, batch_size: int = 256, num_workers: int
     done_before = len(shards_for_rank(shards, rank, world)) - len(todo)
     if done_before and rank == 0:
         say(f"resuming: {done_before} shard(s) already done in {work.path}")
-    error = None
+    failure = None
     try:
         _run_shards(lm, cohort, work, todo, batch_size,
-                    default_workers(world) if num_workers is None else num_workers,
+                    default_workers(world, dev) if num_workers is None else num_workers,
                     dev, amp, skip_bad, with_trunk, progress and rank == 0)
-    except RelinkError as exc:
-        if comm is None:
-            raise
-        error = str(exc)
-    if comm is not None:
-        errors = comm.gather_errors(error)
-        if errors:
-            raise RelinkError(errors[0] if error is None else error)
+    except Exception as exc:  # every rank must learn of it, or the others wait at the merge forever
+        failure = exc
+    _sync(comm, failure)
     if rank == 0:
-        merge_shards(work, shards, cohort, out_dir, {"model": lm.spec, **key, "relink_version": __version__})
-        work.remove()
-    if comm is not None:
-        comm.barrier()
+        try:
+            merge_shards(work, shards, cohort, out_dir, {"model": lm.spec, **key, "relink_version": __version__,
+                                                         "packages": package_versions(("torch", "open_clip_torch"))})
+            work.remove()
+        except Exception as exc:
+            failure = exc
+    _sync(comm, failure)
     return out_dir
+
+
+def _sync(comm: Comm | None, failure: Exception | None) -> None:
+    """Meet the other ranks (a barrier); raise this rank's failure, or the first other rank's."""
+    errors = comm.gather_errors(None if failure is None else str(failure)) if comm is not None else []
+    if failure is not None:
+        raise failure
+    if errors:
+        raise RelinkError(errors[0])
 
 
 def _write_shard(work: WorkDir, shard: Shard, arrays, kept, skipped) -> None:
@@ -217,7 +226,8 @@ def _run_shards(lm, cohort: Cohort, work: WorkDir, shards: list[Shard], batch_si
             skipped: list[dict[str, Any]] = []
             for _ in range(n_batches):
                 batch = next(batches)
-                out, keep, bad = embed_batch(lm.model, batch, device, amp, skip_bad, cohort, with_trunk)
+                out, keep, bad = embed_batch(lm.model, batch, dataset.model_input, device, amp, skip_bad, cohort,
+                                             with_trunk)
                 for n in names:
                     parts[n].append(out[n][keep])
                 kept.append(batch["index"].numpy()[keep])
@@ -237,9 +247,12 @@ def _row_problem(cohort: Cohort, i: int, what: str) -> str:
     return f"row {i}, pair_id {pair_id!r}, image {cohort.image_root / cohort.frame['image_path'].iat[i]}: {what}"
 
 
-def embed_batch(model, batch: dict[str, Any], device: str, amp: bool, skip_bad: bool, cohort: Cohort,
+def embed_batch(model, batch: dict[str, Any], prepare, device: str, amp: bool, skip_bad: bool, cohort: Cohort,
                 with_trunk: bool = True):
     """Embed one collated batch: ``(arrays, keep mask, skipped-row records)``.
+
+    ``prepare`` turns the collated images into the model's input
+    (:meth:`PairDataset.model_input`).
 
     Projections are L2-normalised in float32; trunks (with ``with_trunk``) are
     stored as computed, via :func:`relink.models.heads.encode_trunks_and_heads`.
@@ -255,7 +268,7 @@ def embed_batch(model, batch: dict[str, Any], device: str, amp: bool, skip_bad: 
         j = bad_pos[0]
         raise CohortError(_row_problem(cohort, index[j], f"cannot read image ({batch['error'][j]}); "
                                        "fix or remove the row, or pass --skip-bad to leave bad rows out"))
-    images = batch["image"].to(device, non_blocking=True)
+    images = prepare(batch["image"].to(device, non_blocking=True))  # uint8 travels; normalised here
     tokens = batch["tokens"].to(device, non_blocking=True)
     ctx = torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
     with torch.inference_mode(), ctx:

@@ -45,12 +45,18 @@ AUGMENT = {"max_shift": 2, "jitter": 0.0}  # see relink.models.train_data.augmen
 
 
 def rung_steps(total_steps: int, rungs: int = 3, ratio: float = 3.0) -> list[int]:
-    """Geometrically spaced save steps ending at ``total_steps`` (e.g. T/9, T/3, T for 3 rungs)."""
+    """Geometrically spaced save steps ending at ``total_steps`` (e.g. T/9, T/3, T for 3 rungs).
+
+    Too few steps for distinct geometric rungs (a smoke-sized cohort) fall
+    back to even spacing; fewer steps than rungs is an error.
+    """
     if rungs < 1:
         raise RelinkError("--rungs must be >= 1")
+    if total_steps < rungs:
+        raise RelinkError(f"{total_steps} training step(s) cannot make {rungs} distinct rungs; add pairs or epochs")
     steps = sorted({max(1, round(total_steps / ratio ** (rungs - 1 - k))) for k in range(rungs)})
     if len(steps) < rungs:
-        raise RelinkError(f"{total_steps} training step(s) cannot make {rungs} distinct rungs; add pairs or epochs")
+        steps = sorted({max(1, round(total_steps * (k + 1) / rungs)) for k in range(rungs)})
     return steps
 
 
@@ -102,10 +108,10 @@ def read_ladder(out_dir: str | Path) -> dict[str, Any]:
 
 
 def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = "ladder", epochs: int = 3,
-                 batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.1, warmup: int | None = None,
+                 batch_size: int = 128, lr: float = 5e-4, weight_decay: float = 0.1, warmup: int | None = None,
                  seed: int = 0, save_at: Sequence[int] | None = None, rungs: int = 3, max_pairs: int | None = None,
                  device: str = "auto", augment: bool = True, split: str = "train", overwrite: bool = False,
-                 progress: bool = True, train_token_embedding: bool = True) -> Path:
+                 progress: bool = True) -> Path:
     """Train ``config`` on the ``split`` rows of ``cohort``; save rungs at ``save_at`` steps (default :func:`rung_steps`).
 
     ``config``: a model spec (:func:`relink.models.load_model`): an
@@ -119,6 +125,7 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
 
     from .checkpoint import save_checkpoint
     from .registry import load_model
+    from ..embed.dataset import input_size
     from .train_data import load_pairs
 
     out_dir = Path(out_dir)
@@ -141,7 +148,6 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
         "config": config, "cohort_fingerprint": fingerprint(cohort), "split": split, "pairs": n,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "warmup": warmup,
         "seed": seed, "save_at": steps, "augment": AUGMENT if augment else None, "max_pairs": max_pairs,
-        "train_token_embedding": train_token_embedding,
         "precision": "amp-bf16" if dev.startswith("cuda") else "fp32",
     }
     done = _finished_rungs(out_dir, signature, overwrite)
@@ -156,10 +162,8 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
     files = [str(cohort.image_root / cohort.frame["image_path"].iat[i]) for i in rows]
     t0 = time.perf_counter()
     pairs = load_pairs(files, cohort.frame["report"].to_numpy()[rows], rows, lm.preprocess, lm.tokenizer,
-                       cohort.frame["pair_id"].to_numpy()[rows])
+                       cohort.frame["pair_id"].to_numpy()[rows], input_size(lm.preprocess_cfg))
     load_s = time.perf_counter() - t0
-    if not train_token_embedding:
-        model.token_embedding.weight.requires_grad_(False)
     optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6,
                                   fused=_fused_ok(dev))
     start = 0
@@ -231,7 +235,8 @@ def _loop(model, optimizer, pairs, preprocess_cfg, dev: str, sig: dict[str, Any]
     from open_clip.loss import ClipLoss
     from tqdm.auto import tqdm
 
-    from .train_data import augment, epoch_order, normalise, step_generator
+    from ..embed.dataset import normalise
+    from .train_data import augment, epoch_order, step_generator
 
     images, tokens = pairs.images.to(dev), pairs.tokens.to(dev)
     n, bs, seed = len(pairs), min(sig["batch_size"], len(pairs)), sig["seed"]

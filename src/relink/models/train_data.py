@@ -35,40 +35,31 @@ class Pairs:
         return len(self.rows)
 
 
-def _pil_steps(preprocess: Callable) -> tuple[Callable, Callable]:
-    """The eval transform without its final ``ToTensor`` + ``Normalize`` (PIL in, PIL out).
-
-    Returns the steps for colour images and, for grayscale ones, the same
-    steps without the final RGB conversion (a channel copy that
-    :func:`normalise` does instead, saving 3x memory).
-    """
-    from open_clip.transform import MaybeConvertMode
-    from torchvision.transforms import Compose, Normalize, ToTensor
-
-    steps = list(getattr(preprocess, "transforms", []))
-    if len(steps) < 2 or not isinstance(steps[-1], Normalize) or not isinstance(steps[-2], ToTensor):
-        raise ValueError("expected an open_clip eval transform ending in ToTensor, Normalize")
-    pil = steps[:-2]
-    gray = [t for t in pil if not (isinstance(t, MaybeConvertMode) and t.mode == "RGB")]
-    return Compose(pil), Compose(gray)
-
-
 def load_pairs(files: Sequence[str], reports: Sequence[str], rows: np.ndarray, preprocess: Callable,
-               tokenizer: Callable, pair_ids: Sequence[str] | None = None) -> Pairs:
-    """Decode every image to uint8 at the model's input size and tokenize every report."""
+               tokenizer: Callable, pair_ids: Sequence[str] | None = None,
+               size: tuple[int, int] | None = None) -> Pairs:
+    """Decode every image to uint8 at the model's input size and tokenize every report.
+
+    ``size`` (height, width) is the model's input size, when known: images of
+    that size skip the (identity) PIL steps.
+    """
     from PIL import Image
 
-    colour_steps, gray_steps = _pil_steps(preprocess)
+    from ..embed.dataset import pil_steps, to_uint8
+
+    steps = pil_steps(preprocess)
+    if steps is None:
+        raise ValueError("expected an open_clip eval transform ending in ToTensor, Normalize")
     arrays = []
     for k, path in enumerate(files):
         try:
             with Image.open(path) as im:
                 im.load()
-                arr = np.array((gray_steps if im.mode == "L" else colour_steps)(im))
+                arr = to_uint8(im, steps, size).numpy()
         except Exception as exc:  # Pillow raises many types on corrupt data
             who = f"pair_id {pair_ids[k]!r}, " if pair_ids is not None else ""
             raise CohortError(f"row {int(rows[k])}, {who}image {path}: cannot read image ({exc.__class__.__name__}: {exc})") from None
-        arrays.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+        arrays.append(arr)
     if any(a.shape[0] == 3 for a in arrays):
         arrays = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
     images = torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0, 3, 1, 1, dtype=torch.uint8)
@@ -86,16 +77,6 @@ def step_generator(seed: int, step: int, device: str | torch.device = "cpu") -> 
     g = torch.Generator(device=device)
     g.manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0] >> 1))
     return g
-
-
-def normalise(images_u8: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``Normalize(ToTensor(x))`` for a uint8 batch; grayscale is repeated to three channels like ``convert('RGB')``."""
-    x = images_u8.to(torch.float32).div(255)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    return x.sub(m).div(s)
 
 
 def augment(images_u8: torch.Tensor, gen: torch.Generator, max_shift: int = 2, jitter: float = 0.0) -> torch.Tensor:

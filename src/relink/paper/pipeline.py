@@ -91,7 +91,11 @@ def _label_table(frame: pd.DataFrame, es: EmbeddingSet, rung: RungSpec, role: st
     return frame
 
 
-def _audit_rows(ctx: Context, negatives: tuple[str, ...], levels: tuple[str, ...]) -> pd.DataFrame:
+def _audit_rows(ctx: Context, negatives: tuple[str, ...], levels: tuple[str, ...], labelled_only: bool = False) -> pd.DataFrame:
+    """Audit every rung on every cohort. ``labelled_only`` drops pairs whose report carries no
+    label at all (they belong to no pathology group), for every kind of negatives alike so that
+    random and matched pools are compared on the same queries; the count is the column
+    ``unlabelled_excluded``."""
     from ..retrieval.audit import audit
 
     p = ctx.profile
@@ -101,11 +105,17 @@ def _audit_rows(ctx: Context, negatives: tuple[str, ...], levels: tuple[str, ...
             es = _eval_set(ctx, rung, role)
             if es is None:
                 continue
+            unlabelled = np.isnan(es.labels()).all(axis=1)
+            if labelled_only:
+                es = es.subset(~unlabelled)
             cohort = str(es.rows["cohort"].iloc[0])
             table = audit(es, pools=p.pools, ks=p.ks, directions=("image_to_report", "report_to_image"), levels=levels,
                           negatives=negatives, n_boot=p.n_boot, random_state=p.audit_seed, model=rung.name,
                           cohort=cohort, pools_clip=role == "external")
-            frames.append(_label_table(table, es, rung, role, p.pools))
+            table = _label_table(table, es, rung, role, p.pools)
+            if labelled_only:
+                table["unlabelled_excluded"] = int(unlabelled.sum())
+            frames.append(table)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -146,7 +156,7 @@ def build_audit(ctx: Context, tmp: Path) -> None:
 
 
 def build_hard_negatives(ctx: Context, tmp: Path) -> None:
-    table = _audit_rows(ctx, ("random", "pathology_matched", "positive_set_matched"), ("study",))
+    table = _audit_rows(ctx, ("random", "pathology_matched", "positive_set_matched"), ("study",), labelled_only=True)
     _finish(tmp, ctx, "hard_negatives", {"hard_negatives.parquet": table})
 
 

@@ -61,8 +61,8 @@ class Profile:
     accountant: str = "prv"
     epsilons: tuple[Any, ...] = (0.1, 0.34, 1.0, 3.0, 8.0, None)
     dp_epochs: int = 5
-    dp_batch_size: int = 512
-    dp_lr: float = 0.5
+    dp_batch_size: int = 256
+    dp_lr: float = 1e-2
     dp_clip_norm: float = 1.0
     dp_temperature: float = 0.07
     dp_seed: int = 0

@@ -8,14 +8,23 @@ One row per (direction, negatives, level, N, K, estimator, metric), columns
   for the full pool). ``estimator="exact"`` comes from
   :mod:`relink.retrieval.exact`; ``"monte_carlo"`` rows (when
   ``monte_carlo_pools`` > 0, integer N only: the full pool has no randomness)
-  from :mod:`relink.retrieval.montecarlo`.
+  from :mod:`relink.retrieval.montecarlo`. An integer N larger than M is an
+  error, unless ``pools_clip=True`` drops it (with a warning; for small
+  cohorts); K larger than any N is an error.
 * ``metric="mrr"`` and ``metric="median_rank"`` (K = 0, N = M): mean
   reciprocal rank and median rank of the truth in the full pool, random
   negatives only. Ranks under ties follow ``ties`` (the expected rank for
   ``"random"``).
+* Outranking and ties (``tie_tol``, ``ties``): a distractor outranks the
+  truth when it scores more than ``tie_tol`` (1e-6) above it; it ties when its
+  embedding is identical to the truth's (duplicate reports), and ties are
+  broken at random by default (``"pessimistic"``/``"optimistic"`` on request);
+  see :mod:`relink.retrieval.counts` and :mod:`relink.retrieval.exact`.
 * ``level``: ``"study"`` (the truth is the query's own pair) or ``"patient"``
-  (any pair of the query's patient counts as a hit; see
-  :mod:`relink.retrieval.counts` for how its pools are drawn).
+  (any pair of the query's patient counts as a hit: its pools hold the same
+  N - 1 distractors, drawn from other patients, plus all of the patient's
+  pairs; ``N`` still names the pool by its distractors + 1; see
+  :mod:`relink.retrieval.counts`).
 * ``negatives``: ``"random"``, ``"pathology_matched"`` (distractors share the
   query's 14-label vector) or ``"positive_set_matched"`` (same positive
   findings); see :mod:`relink.retrieval.matching`. Hard negatives have no full
@@ -45,9 +54,10 @@ from ..errors import RelinkError
 from ..labels import CHEXPERT_LABELS
 from ..tables import METRIC_COLUMNS
 from .bootstrap import bootstrap_intervals
-from .counts import DIRECTIONS, LEVELS, rank_counts
+from .counts import DIRECTIONS, LEVELS, rank_counts, sort_groupings
 from .exact import TIES, chance_rank, chance_recall, expected_rank, expected_recall, reciprocal_rank
-from .inputs import FULL, check_choice, check_ks, checked_embeddings, checked_labels, checked_patients, parse_pools
+from .inputs import (FULL, check_choice, check_ks, check_shapes, checked_embeddings, checked_labels, checked_patients,
+                     parse_pools)
 from .matching import MISSING, UNCERTAIN, check_labelled, group_summary, label_groups
 from .montecarlo import monte_carlo_recall
 
@@ -101,8 +111,7 @@ def audit_arrays(
         raise RelinkError(f"tie_tol must be >= 0, got {tie_tol}")
     if n_boot < 0 or monte_carlo_pools < 0:
         raise RelinkError("n_boot and monte_carlo_pools must be >= 0")
-    image, text = checked_embeddings(image, text, where[0], where[1])
-    n = image.shape[0]
+    n = check_shapes(image, text, where[0], where[1])
     pools = parse_pools(pools, n, pools_clip)
     ks = check_ks(ks, pools, n)
     patient = checked_patients(patient_ids, n)
@@ -112,6 +121,17 @@ def audit_arrays(
         labels = checked_labels(labels, n, where[2])
         check_labelled(labels, pair_ids, where[2])
         codes = label_groups(labels, uncertain, missing)
+        for g in hard:
+            n_groups, alone = group_summary(codes[g])
+            if alone == n:
+                raise RelinkError(f"{where[2]}: every {g} group holds a single pair ({n_groups} groups), so no query "
+                                  "has a matched distractor; use random negatives or a looser label policy")
+    # Work in the order that makes label groups contiguous: the embeddings are copied once,
+    # normalised straight into it. Per-query arrays stay in that order; only aggregates leave.
+    order = sort_groupings([(g, codes[g]) for g in hard], n)[0]
+    image, text = checked_embeddings(image, text, where[0], where[1], order=order)
+    patient = patient[order]
+    codes = {g: c[order] for g, c in codes.items()}
     counts = rank_counts(image, text, patient, [(g, codes[g]) for g in hard], directions, levels,
                          tie_tol=tie_tol, device=device, progress=progress)
 
@@ -133,7 +153,8 @@ def audit_arrays(
         int_pools = [p for p in pools if p != FULL]
         if monte_carlo_pools and int_pools:
             mc = monte_carlo_recall(image, text, patient, [p - 1 for p in int_pools], ks, monte_carlo_pools,
-                                    direction, level, codes.get(neg), ties, tie_tol, _seed(random_state, key_index), device=device)
+                                    direction, level, codes.get(neg), ties, tie_tol, _seed(random_state, key_index),
+                                    device=device)
             for i, p in enumerate(int_pools):
                 ch = chance_recall(rc.truth_size, p - 1, ks)
                 for j, k in enumerate(ks):
@@ -180,7 +201,8 @@ def audit_arrays(
         "monte_carlo_pools": int(monte_carlo_pools), "ties": ties, "tie_tol": tie_tol,
         "uncertain_labels": uncertain, "missing_labels": missing, "n_pairs": n,
         "n_patients": int(len(np.unique(patient))),
-        "label_groups": {g: dict(zip(("groups", "queries_without_matched_distractor"), group_summary(codes[g]))) for g in hard},
+        "label_groups": {g: dict(zip(("groups", "queries_without_matched_distractor"), group_summary(codes[g])))
+                         for g in hard},
     }
     return frame
 

@@ -9,15 +9,14 @@ two of booleans per threshold). A tile stays in cache while it is compared.
 
 For every row threshold ``row_thr[:, k]`` the kernel counts, for each row i::
 
-    above[i]   = #{j : S[i, j] >  row_thr[i, k] + tie_tol}
-    atleast[i] = #{j : S[i, j] >= row_thr[i, k] - tie_tol}
+    above[i] = #{j : S[i, j] > row_thr[i, k] + tie_tol}
 
-(so the tie band is ``atleast - above``), and for every column threshold
-``col_thr[:, k]`` the same per column j over the rows i: the report->image
-direction reads the same product column-wise. Threshold k > 0 is evaluated
-only where ``row_active[:, k]`` (``col_active``) is true; elsewhere its counts
-are left 0 for the caller to fill (the patient-level threshold equals the
-study one for most queries, and then it needs no comparisons of its own).
+and for every column threshold ``col_thr[:, k]`` the same per column j over
+the rows i: the report->image direction reads the same product column-wise.
+Threshold k > 0 is evaluated only where ``row_active[:, k]``
+(``col_active``) is true; elsewhere its counts are left 0 for the caller to
+fill (the patient-level threshold equals the study one for most queries, and
+then it needs no comparisons of its own).
 
 Each count is made over all candidates and, for every *segmentation*, over
 the candidates in the row's own group. A segmentation is given by ``edges``
@@ -28,17 +27,24 @@ already compared: hard negatives cost some sums, not another product.
 
 The diagonal ``S[i, i]`` is overwritten with ``diag[i]`` before comparing, so
 a caller whose thresholds are the diagonal knows each query's own candidate
-sits exactly at its threshold (in the band, never above).
+is never counted.
 
-Speed (CPU). Comparisons run in numpy on views of the torch buffers (its
-``greater`` is about twice torch's), the row and the column direction in two
-threads, and a boolean mask is counted 8 bytes at a time as int64 words: each
-byte lane of a sum of at most 255 words cannot overflow into the next, so
-tiles are at most 2040 columns wide and column sums go 255 rows at a time.
+Speed (CPU). Each worker thread (as many as torch has) takes whole row
+blocks and runs single-threaded products and comparisons on them; torch's own
+threads are set to one meanwhile, because after every product they spin and
+would take the cores from the counting. Comparisons run in numpy on views of
+the torch buffers (its ``greater`` is about twice torch's), over tiles and row
+slabs small enough to stay in cache, and a boolean mask is counted 8 bytes at
+a time as int64 words: each byte lane of a sum of at most 255 words cannot
+overflow into the next, so tiles are at most 2040 columns wide and column
+sums go at most 255 rows at a time.
 """
 
 from __future__ import annotations
 
+import threading
+from bisect import bisect_right
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -57,9 +63,7 @@ class ThresholdCounts:
     """
 
     row_above: np.ndarray
-    row_atleast: np.ndarray
     col_above: np.ndarray
-    col_atleast: np.ndarray
 
 
 def default_blocks(device) -> tuple[int, int]:
@@ -69,22 +73,37 @@ def default_blocks(device) -> tuple[int, int]:
     return 2 * _LANES, 8 * _LANES
 
 
-def _tile_slices(edges: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> list[tuple[int, int, int, int]]:
+def _tile_slices(edges: list[int], r0: int, r1: int, c0: int, c1: int) -> list[tuple[int, int, int, int]]:
     """Intersections of the diagonal group squares with the tile [r0, r1) x [c0, c1).
 
     Group g = [a, b) meets the tile iff a < min(r1, c1) and b > max(r0, c0);
     groups are sorted, so those form one run of group indices.
     """
     lo, hi = max(r0, c0), min(r1, c1)
-    g_first = int(np.searchsorted(edges, lo, side="right")) - 1
-    g_last = int(np.searchsorted(edges, hi - 1, side="right")) - 1
     out = []
-    for g in range(g_first, g_last + 1):
-        a, b = int(edges[g]), int(edges[g + 1])
+    for g in range(bisect_right(edges, lo) - 1, bisect_right(edges, hi - 1)):
+        a, b = edges[g], edges[g + 1]
         ra, rb, ca, cb = max(a, r0), min(b, r1), max(a, c0), min(b, c1)
         if ra < rb and ca < cb:
             out.append((ra, rb, ca, cb))
     return out
+
+
+@contextmanager
+def torch_threads(k: int):
+    """Run with torch's intra-op threads set to ``k``, restored afterwards.
+
+    On a busy CPU torch's idle threads spin after each operation; numpy work
+    that follows a small torch product runs faster with them switched off.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(k)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _Ops:
@@ -139,12 +158,13 @@ class _Ops:
         return total[:, u - 8 * u8:v - 8 * u8]
 
 
-def _stacked(thr, tie_tol: float, rows: int) -> np.ndarray:
-    """(rows, K, 2) float32: [..., 0] = thr + tol (above), [..., 1] = the float below thr - tol (at least)."""
+def _shifted(thr, tie_tol: float, rows: int, active: np.ndarray | None) -> np.ndarray:
+    """(rows, K) float32 thresholds + tie_tol; +inf where inactive and in the padding rows."""
     thr = np.asarray(thr, dtype=np.float32)
-    out = np.zeros((rows, thr.shape[1], 2), dtype=np.float32)
-    out[: len(thr), :, 0] = thr + np.float32(tie_tol)
-    out[: len(thr), :, 1] = np.nextafter(thr - np.float32(tie_tol), np.float32(-np.inf))
+    out = np.full((rows, thr.shape[1]), np.inf, dtype=np.float32)
+    out[: len(thr)] = thr + np.float32(tie_tol)
+    if active is not None:
+        out[: len(thr)][~active] = np.inf
     return out
 
 
@@ -164,14 +184,14 @@ def threshold_counts(
     engine: str = "auto",
     group_cells: int | None = None,
 ) -> ThresholdCounts:
-    """Count candidates above / at least each threshold, per row and per column.
+    """Count candidates above each threshold (plus ``tie_tol``), per row and per column.
 
     ``diag`` is an (n,) float32 tensor on the device of ``x``; ``row_thr``
     (n, R) and ``col_thr`` (n, C) float32 arrays, R or C possibly 0 (that
     direction is skipped); ``row_active``/``col_active`` (n, R)/(n, C) bools.
     ``engine``: ``"numpy"`` (CPU default) or ``"torch"`` (GPU default; on a
     CPU only for testing that path). ``group_cells`` caps the scores one
-    product writes (block rows x group columns; 2**24 on a CPU, 2**28 on a GPU).
+    product writes (block rows x group columns; 2**20 on a CPU, 2**28 on a GPU).
     """
     import torch
     from tqdm.auto import tqdm
@@ -185,111 +205,120 @@ def threshold_counts(
         tc = max(8, min(tc, 8 * _LANES) // 8 * 8)
     n_seg = 1 + len(segmentations)
     n_row, n_col = row_thr.shape[1], col_thr.shape[1]
-    pad = -(-n // 8) * 8 + 8
-    row_t = ops.host(torch.as_tensor(_stacked(row_thr, tie_tol, pad), device=x.device))
-    col_stacked = _stacked(col_thr, tie_tol, pad)
     row_on = np.ones((n, n_row), bool) if row_active is None else np.asarray(row_active, bool).copy()
     col_on = np.ones((n, n_col), bool) if col_active is None else np.asarray(col_active, bool).copy()
     row_on[:, :1] = True
     col_on[:, :1] = True
-    col_stacked[: n][~col_on] = np.inf  # an inactive column threshold never counts
-    col_flat = ops.host(torch.as_tensor(col_stacked, device=x.device))
-    acc_row = ops.zeros((n_row, n_seg, n, 2))
-    acc_col = ops.zeros((n_col, n_seg, n, 2))
+    pad = -(-n // 8) * 8 + 8
+    row_t = ops.host(torch.as_tensor(_shifted(row_thr, tie_tol, pad, None), device=x.device))
+    col_t = ops.host(torch.as_tensor(_shifted(col_thr, tie_tol, pad, col_on), device=x.device))
+    acc_row = ops.zeros((n_row, n_seg, n))  # each row block writes its own rows
     w_max = -(-tc // 8) * 8
-    # One product per row block and column group (as wide as memory allows), compared tile by tile.
-    cells = group_cells or (1 << 24 if x.device.type == "cpu" else 1 << 28)
-    gw = min(-(-n // tc) * tc, max(tc, (cells // br) // tc * tc))
-    flat = torch.empty(br * (-(-gw // 8) * 8), dtype=torch.float32, device=x.device)
-    row_buf = ops.host(torch.empty(2 * br * w_max, dtype=torch.bool, device=x.device))
-    col_buf = ops.host(torch.empty(2 * max(1, n_col) * br * w_max, dtype=torch.bool, device=x.device))
-    edges = [np.asarray(e, dtype=np.int64) for e in segmentations]
+    cells = group_cells or (1 << 20 if x.device.type == "cpu" else 1 << 28)
+    gw = min(-(-n // tc) * tc, max(tc, (cells // br) // tc * tc))  # columns one product writes
+    edges = [[int(v) for v in e] for e in segmentations]
     neg_inf = float("-inf")
-    col_chunk = 128 if ops.numpy else br
+    chunk = 128 if ops.numpy else br  # rows compared at once: a cache-sized slab, <= _LANES
+    local = threading.local()
+    col_accs = []
+    lock = threading.Lock()
+
+    def own():
+        """This worker's buffers and column accumulator (made on first use)."""
+        if not hasattr(local, "flat"):
+            local.flat = torch.empty(br * (-(-gw // 8) * 8), dtype=torch.float32, device=x.device)
+            local.row_buf = ops.host(torch.empty(br * w_max, dtype=torch.bool, device=x.device))
+            local.col_buf = ops.host(torch.empty(max(1, n_col) * chunk * w_max, dtype=torch.bool, device=x.device))
+            local.acc_col = ops.zeros((n_col, n_seg, n))
+            with lock:
+                col_accs.append(local.acc_col)
+        return local
 
     def tiles(g0, g1):
         for c0 in range(g0, g1, tc):
             c1 = min(g1, c0 + tc)
             yield c0, c1 - c0, (-(-(c1 - c0) // 8) * 8 if ops.packed else c1 - c0)
 
-    def rows_task(G, r0, h, g0, g1):
+    def count_block(G, r0, r1, g0, g1, mine):
+        """Counts from the product G of rows [r0, r1) and columns [g0, g1), into acc_row (these
+        rows only) and this worker's own column accumulator."""
         for c0, w, w8 in tiles(g0, g1):
+            slices = [_tile_slices(e, r0, r1, c0, c0 + w) for e in edges]
             S = G[:, c0 - g0:c0 - g0 + w8]
-            slices = [_tile_slices(e, r0, r0 + h, c0, c0 + w) for e in edges]
             for k in range(n_row):
-                on = row_on[r0:r0 + h, k]
+                on = row_on[r0:r1, k]
                 if not on.any():
                     continue
                 sel = None if on.all() else np.flatnonzero(on)
                 sub = S if sel is None else S[ops.index(sel)]
-                thr = row_t[r0:r0 + h, k] if sel is None else row_t[ops.index(r0 + sel), k]
-                p = sub.shape[0]
-                mask = row_buf[: p * 2 * w8].reshape(p, 2, w8)
-                ops.gt(sub[:, None, :], thr[:, :, None], out=mask)
+                thr = row_t[r0:r1, k] if sel is None else row_t[ops.index(r0 + sel), k]
+                mask = mine.row_buf[: sub.shape[0] * w8].reshape(sub.shape[0], w8)
+                ops.gt(sub, thr[:, None], out=mask)
                 m8 = mask.view(ops.u8)
-                where = slice(r0, r0 + h) if sel is None else ops.index(r0 + sel)
-                acc_row[k, 0, where] += ops.row_sum(m8, 0, w8)
+                acc_row[k, 0, slice(r0, r1) if sel is None else ops.index(r0 + sel)] += ops.row_sum(m8, 0, w8)
                 for s, sl in enumerate(slices, start=1):
                     for ra, rb, ca, cb in sl:
                         u, v = (ra - r0, rb - r0) if sel is None else np.searchsorted(sel, (ra - r0, rb - r0))
                         if u < v:
                             at = slice(r0 + u, r0 + v) if sel is None else ops.index(r0 + sel[u:v])
                             acc_row[k, s, at] += ops.row_sum(m8[u:v], ca - c0, cb - c0)
-
-    def cols_task(G, r0, h, g0, g1):
-        # All column thresholds in one comparison (+inf where inactive), over row chunks that
-        # stay in cache; each chunk is at most _LANES rows, the limit of one packed column sum.
-        for c0, w, w8 in tiles(g0, g1):
-            slices = [_tile_slices(e, r0, r0 + h, c0, c0 + w) for e in edges]
+            if not n_col:
+                continue
+            # All column thresholds in one comparison (+inf where inactive), a slab of rows at a time.
             ks = [k for k in range(n_col) if k == 0 or col_on[c0:c0 + w, k].any()]
-            thr = col_flat[c0:c0 + w8, ks].reshape(w8, -1).T[:, None, :]
-            for q0 in range(r0, r0 + h, col_chunk):
-                q1 = min(r0 + h, q0 + col_chunk)
-                S = G[q0 - r0:q1 - r0, c0 - g0:c0 - g0 + w8]
-                mask = col_buf[: 2 * len(ks) * (q1 - q0) * w8].reshape(2 * len(ks), q1 - q0, w8)
-                ops.gt(S[None, :, :], thr, out=mask)
+            thr = col_t[c0:c0 + w8, ks].T[:, None, :]
+            for p0 in range(r0, r1, chunk):
+                p1 = min(r1, p0 + chunk)
+                mask = mine.col_buf[: len(ks) * (p1 - p0) * w8].reshape(len(ks), p1 - p0, w8)
+                ops.gt(S[None, p0 - r0:p1 - r0, :], thr, out=mask)
                 m8 = mask.view(ops.u8)
-                counts = ops.col_sum(m8, 0, q1 - q0, 0, w).reshape(len(ks), 2, w)
+                counts = ops.col_sum(m8, 0, p1 - p0, 0, w)
                 for j, k in enumerate(ks):
-                    acc_col[k, 0, c0:c0 + w] += counts[j].T
+                    mine.acc_col[k, 0, c0:c0 + w] += counts[j]
                 for s, sl in enumerate(slices, start=1):
                     for ra, rb, ca, cb in sl:
-                        ra, rb = max(ra, q0), min(rb, q1)
+                        ra, rb = max(ra, p0), min(rb, p1)
                         if ra < rb:
-                            part = ops.col_sum(m8, ra - q0, rb - q0, ca - c0, cb - c0).reshape(len(ks), 2, cb - ca)
+                            part = ops.col_sum(m8, ra - p0, rb - p0, ca - c0, cb - c0)
                             for j, k in enumerate(ks):
-                                acc_col[k, s, ca:cb] += part[j].T
+                                mine.acc_col[k, s, ca:cb] += part[j]
 
-    pool = ThreadPoolExecutor(max_workers=2) if ops.numpy and n_row and n_col else None
-    try:
-        for r0 in tqdm(range(0, n, br), desc="score blocks", unit="block", disable=None if progress else True):
-            r1 = min(n, r0 + br)
-            h = r1 - r0
-            xb = x[r0:r1]
-            for g0 in range(0, n, gw):
-                g1 = min(n, g0 + gw)
-                width = -(-(g1 - g0) // 8) * 8 if ops.packed else g1 - g0
-                G = flat[: h * width].view(h, width)
-                if width == g1 - g0:
-                    torch.mm(xb, y[g0:g1].T, out=G)
-                else:  # a ragged last group: pad columns can never count
-                    G[:, : g1 - g0] = xb @ y[g0:g1].T
-                    G[:, g1 - g0:] = neg_inf
-                lo, hi = max(r0, g0), min(r1, g1)
-                if lo < hi:
-                    idx = torch.arange(lo, hi, device=x.device)
-                    G[idx - r0, idx - g0] = diag[lo:hi]
-                args = (ops.host(G), r0, h, g0, g1)
-                if pool is not None:
-                    futures = [pool.submit(rows_task, *args), pool.submit(cols_task, *args)]
-                    for f in futures:
-                        f.result()
-                else:
-                    rows_task(*args)
-                    cols_task(*args)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    def block(r0):
+        """Products and counts of rows [r0, r0 + br), column group by column group."""
+        mine = own()
+        r1 = min(n, r0 + br)
+        h = r1 - r0
+        xb = x[r0:r1]
+        for g0 in range(0, n, gw):
+            g1 = min(n, g0 + gw)
+            width = -(-(g1 - g0) // 8) * 8 if ops.packed else g1 - g0
+            G = mine.flat[: h * width].view(h, width)
+            if width == g1 - g0:
+                torch.mm(xb, y[g0:g1].T, out=G)
+            else:  # a ragged last group: pad columns can never count
+                G[:, : g1 - g0] = xb @ y[g0:g1].T
+                G[:, g1 - g0:] = neg_inf
+            lo, hi = max(r0, g0), min(r1, g1)
+            if lo < hi:
+                idx = torch.arange(lo, hi, device=x.device)
+                G[idx - r0, idx - g0] = diag[lo:hi]
+            count_block(ops.host(G), r0, r1, g0, g1, mine)
+
+    # On a CPU each worker thread runs its own single-threaded products and counts: torch's
+    # threads would otherwise spin after every product and take the cores from the counting.
+    workers = torch.get_num_threads() if ops.numpy else 1
+    starts = range(0, n, br)
+    bar = dict(total=len(starts), desc="score blocks", unit="block", disable=None if progress else True)
+    if workers > 1:
+        with torch_threads(1), ThreadPoolExecutor(max_workers=workers) as pool:
+            for _ in tqdm(pool.map(block, starts), **bar):
+                pass
+    else:
+        for r0 in tqdm(starts, **bar):
+            block(r0)
+    acc_col = col_accs[0]
+    for extra in col_accs[1:]:
+        acc_col = acc_col + extra
     rows = acc_row if ops.numpy else acc_row.cpu().numpy()
     cols = acc_col if ops.numpy else acc_col.cpu().numpy()
-    return ThresholdCounts(rows[..., 0], rows[..., 1], cols[..., 0], cols[..., 1])
+    return ThresholdCounts(rows, cols)

@@ -26,6 +26,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .blocked import torch_threads
+
 
 def replicate_weights(n_clusters: int, n_boot: int, random_state=0, chunk: int = 100) -> Iterator[np.ndarray]:
     """Yield (b, n_clusters) float32 multinomial counts, b <= chunk, n_boot rows in all."""
@@ -53,17 +55,30 @@ def _interval(replicates: np.ndarray, level: float) -> tuple[np.ndarray, np.ndar
     return low, high
 
 
-def _mean_sums(values: np.ndarray, codes: np.ndarray):
-    """Per-cluster sums and counts of the non-NaN values, side by side: (clusters, 2F) for torch."""
+def _mean_sums(values: np.ndarray, codes: np.ndarray, n_clusters: int):
+    """Per-cluster sums and counts of the non-NaN values, side by side: a (clusters, 2F) float32 tensor."""
     import torch
 
-    order = np.argsort(codes, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
-    present = ~np.isnan(values[order])
-    sums = np.add.reduceat(np.where(present, values[order], 0.0), starts, axis=0)
-    counts = np.add.reduceat(present.astype(np.float64), starts, axis=0)
+    t = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
+    present = ~torch.isnan(t)
+    idx = torch.from_numpy(codes)
+    sums = torch.zeros((n_clusters, t.shape[1]), dtype=torch.float64).index_add_(0, idx, torch.where(present, t, 0.0))
+    counts = torch.zeros((n_clusters, t.shape[1]), dtype=torch.float64).index_add_(0, idx, present.double())
     # float32 is ample: counts stay exact below 2**24 and the sums carry ~7 significant digits
-    return torch.from_numpy(np.ascontiguousarray(np.concatenate([sums, counts], axis=1), dtype=np.float32))
+    return torch.cat([sums, counts], dim=1).float()
+
+
+def _replicate(w, both, f, g, medians, orders, codes, n_clusters, mean_reps, median_reps):
+    """Estimates under one chunk of replicate weights, appended to the two lists."""
+    import torch
+
+    if f:
+        num_den = (torch.from_numpy(w) @ both).double().numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_reps.append(num_den[:, :f] / num_den[:, f:])
+    if g:
+        median_reps.append(np.stack([_band_medians(medians[o, j], codes[o], n_clusters, w)
+                                     for j, o in enumerate(orders)], axis=1))
 
 
 def bootstrap_intervals(means, medians, clusters, n_boot: int = 1000, random_state=0, level: float = 0.95):
@@ -72,31 +87,27 @@ def bootstrap_intervals(means, medians, clusters, n_boot: int = 1000, random_sta
     ``means`` (n, F) and ``medians`` (n, G) may be None. Returns
     ``(mean_low, mean_high, median_low, median_high)``; all NaN when n_boot = 0.
     """
-    import torch  # its BLAS: numpy's threaded one stalls when the cores are shared
 
-    means = np.zeros((len(clusters), 0)) if means is None else np.asarray(means, dtype=np.float64).reshape(len(clusters), -1)
-    medians = np.zeros((len(clusters), 0)) if medians is None else np.asarray(medians, dtype=np.float64).reshape(len(clusters), -1)
+    n = len(clusters)
+    means = np.zeros((n, 0)) if means is None else np.asarray(means, dtype=np.float64).reshape(n, -1)
+    medians = np.zeros((n, 0)) if medians is None else np.asarray(medians, dtype=np.float64).reshape(n, -1)
     codes, n_clusters = _cluster_codes(clusters)
     f, g = means.shape[1], medians.shape[1]
     if n_boot <= 0 or n_clusters == 0:
         return np.full(f, np.nan), np.full(f, np.nan), np.full(g, np.nan), np.full(g, np.nan)
-    both = _mean_sums(means, codes) if f else None
+    both = _mean_sums(means, codes, n_clusters) if f else None
     orders = [np.argsort(medians[:, j], kind="stable") for j in range(g)]
     mean_reps, median_reps = [], []
-    for w in replicate_weights(n_clusters, n_boot, random_state):
-        if f:
-            num_den = (torch.from_numpy(w) @ both).numpy().astype(np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean_reps.append(num_den[:, :f] / num_den[:, f:])
-        if g:
-            median_reps.append(np.stack([_band_medians(medians[o, j], codes[o], n_clusters, w)
-                                         for j, o in enumerate(orders)], axis=1))
+    with torch_threads(1):  # small products between numpy steps: spare the numpy steps torch's spinning threads
+        for w in replicate_weights(n_clusters, n_boot, random_state):
+            _replicate(w, both, f, g, medians, orders, codes, n_clusters, mean_reps, median_reps)
     m_low, m_high = _interval(np.vstack(mean_reps), level) if f else (np.zeros(0), np.zeros(0))
     d_low, d_high = _interval(np.vstack(median_reps), level) if g else (np.zeros(0), np.zeros(0))
     return m_low, m_high, d_low, d_high
 
 
-def bootstrap_means(values, clusters, n_boot: int = 1000, random_state=0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_means(values, clusters, n_boot: int = 1000, random_state=0,
+                    level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of each column's mean over its non-NaN queries; shapes (F,), (F,)."""
     return bootstrap_intervals(values, None, clusters, n_boot, random_state, level)[:2]
 
@@ -145,6 +156,7 @@ def _band_medians(v: np.ndarray, c: np.ndarray, n_clusters: int, weights: np.nda
     return out
 
 
-def bootstrap_medians(values, clusters, n_boot: int = 1000, random_state=0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_medians(values, clusters, n_boot: int = 1000, random_state=0,
+                      level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of each column's median over queries (no NaN); shapes (F,), (F,)."""
     return bootstrap_intervals(None, values, clusters, n_boot, random_state, level)[2:]

@@ -8,34 +8,38 @@ positive-set groups). The output maps ``(direction, level, negatives)`` to a
 :class:`RankCounts` of four int64 arrays of length n, in input order.
 
 Definitions, for the query of pair i (an image for ``image_to_report``, a
-report for ``report_to_image``), with S its scores against all n candidates
-and ``tie_tol`` the tie tolerance:
+report for ``report_to_image``), with S its scores against all n candidates:
 
 * ``study`` level — the truth is candidate i, with score t = S_ii. The
   distractors a pool may draw from (``available``) are the other n - 1
   candidates, or for hard negatives the other members of the query's group.
-  ``above`` counts distractors scoring > t + tie_tol; ``tied`` those within
-  tie_tol of t.
+  ``above`` counts the distractors that outrank the truth, ``tied`` those
+  tied with it (below).
 * ``patient`` level — the truth set is every candidate of the query's patient
-  (``truth_size`` = m_p of them), with score t = the best of them. The
-  distractors are the candidates of *other* patients (n - m_p of them), or for
-  hard negatives the other patients' candidates in the query's group.
-  ``above`` and ``tied`` compare them with that best score.
+  (``truth_size`` = m_p of them); the one that counts is the best-scoring,
+  with score t. The distractors are the candidates of *other* patients
+  (n - m_p of them), or for hard negatives the other patients' candidates in
+  the query's group; ``above`` and ``tied`` compare them with that best
+  candidate. A pool holds all m_p truths and N - 1 distractors, and is a hit
+  at K when the best truth is in its top K (see :mod:`relink.retrieval.exact`).
 
 A query's own pair is never a distractor, and the patient's other pairs are
 distractors at the study level only.
 
-Ties. A distractor is *tied* with the truth when their scores differ by at
-most ``tie_tol`` (default 1e-6, about eight float32 steps at 1): identical
-embeddings (duplicate reports are common in real cohorts) always are, and so
-are scores closer than float32 products can tell apart, since the kernels
-that compute the truth and the other scores round differently by ~1e-7.
-``tie_tol=0`` compares exactly and is then sensitive to that rounding. How ties are resolved (random order,
-pessimistic, optimistic) is decided later, in :mod:`relink.retrieval.exact`.
+Outranking and ties. A distractor *outranks* the truth when it scores more
+than ``tie_tol`` above it (default 1e-6: the truth's score and the others come
+from kernels that round differently, by ~1e-7). It is *tied* with the truth
+when its embedding is identical to the truth's (duplicate reports are common
+in real cohorts; a collapsed encoder makes everything identical); ties are
+counted exactly by hashing embedding rows, and resolved later. Distinct
+embeddings whose scores differ by less than ``tie_tol`` count as not
+outranking: the truth gets the benefit of a difference float32 cannot
+resolve. With ``tie_tol=0`` duplicates of the truth may be counted as
+outranking it through rounding.
 
 Everything comes from one blocked pass (:mod:`relink.retrieval.blocked`) with
-rows and columns sorted by the groupings, plus per-patient products
-(:mod:`relink.retrieval.patients`).
+rows and columns sorted by the groupings, per-patient products
+(:mod:`relink.retrieval.patients`) and counts of identical rows.
 """
 
 from __future__ import annotations
@@ -81,13 +85,53 @@ def pick_device(device=None):
     return dev
 
 
+def identical_rows(a: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """(n,) int64 codes, equal exactly when two rows are bitwise identical.
+
+    Rows are hashed (their 32-bit words times random odd constants, summed
+    modulo 2**64), and rows sharing a hash are checked against each other;
+    only a hash collision between different rows falls back to sorting the
+    rows themselves.
+    """
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    n, d = a.shape
+    coeffs = np.random.default_rng(20240601).integers(1, 2 ** 62, size=d, dtype=np.uint64) * 2 + 1
+    h = np.empty(n, dtype=np.uint64)
+    for a0 in range(0, n, chunk):
+        h[a0:a0 + chunk] = (a[a0:a0 + chunk].view(np.uint32).astype(np.uint64) * coeffs).sum(axis=1)
+    _, first, codes = np.unique(h, return_index=True, return_inverse=True)
+    codes = codes.reshape(-1)
+    shared = np.flatnonzero(np.bincount(codes)[codes] > 1)
+    if len(shared) and not np.array_equal(a[shared], a[first[codes[shared]]]):
+        rows = a.view(np.dtype((np.void, 4 * d))).reshape(-1)
+        codes = np.unique(rows, return_inverse=True)[1].reshape(-1)
+    return codes.astype(np.int64)
+
+
+def _twin_counter(codes: np.ndarray, group: np.ndarray):
+    """A function (code, group) -> how many rows carry that embedding code in that group."""
+    width = int(group.max(initial=0)) + 1
+    keys, counts = np.unique(codes * width + group, return_counts=True)
+
+    def count(code, grp):
+        key = np.asarray(code) * width + np.asarray(grp)
+        pos = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+        return np.where(keys[pos] == key, counts[pos], 0)
+
+    return count
+
+
 def _edges(sorted_codes: np.ndarray) -> np.ndarray:
     change = np.flatnonzero(np.diff(sorted_codes)) + 1
     return np.concatenate([[0], change, [len(sorted_codes)]]).astype(np.int64)
 
 
-def _sort_groupings(groupings: Sequence[tuple[str, np.ndarray]], n: int):
-    """An order that makes every grouping a run of contiguous rows, and its edges."""
+def sort_groupings(groupings: Sequence[tuple[str, np.ndarray]], n: int):
+    """An order that makes every grouping a run of contiguous rows, and its edges.
+
+    Rows already in such an order keep it (the sort is stable), so a caller that
+    sorts its arrays first spares :func:`rank_counts` a copy of them.
+    """
     if not groupings:
         return np.arange(n), []
     keys = [np.asarray(codes) for _, codes in groupings]
@@ -124,7 +168,7 @@ def rank_counts(
 
     n = image.shape[0]
     dev = pick_device(device)
-    order, edges = _sort_groupings(groupings, n)
+    order, edges = sort_groupings(groupings, n)
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
     _, pat = np.unique(np.asarray(patient)[order], return_inverse=True)
@@ -134,11 +178,16 @@ def rank_counts(
     precision = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")  # TF32 would blur the comparisons
     try:
-        x = torch.as_tensor(np.ascontiguousarray(image[order], dtype=np.float32), device=dev)
-        y = torch.as_tensor(np.ascontiguousarray(text[order], dtype=np.float32), device=dev)
+        presorted = np.array_equal(order, np.arange(n))
+        sort = (lambda a: a) if presorted else (lambda a: a[order])  # noqa: E731 (no copy when in order)
+        image_s = np.ascontiguousarray(sort(image), dtype=np.float32)
+        text_s = np.ascontiguousarray(sort(text), dtype=np.float32)
+        x_codes, y_codes = identical_rows(image_s), identical_rows(text_s)
+        x = torch.as_tensor(image_s, device=dev)
+        y = torch.as_tensor(text_s, device=dev)
         diag = truth_scores(x, y)
         want_patient = "patient" in levels
-        stats = patient_stats(x, y, diag, pat, seg_codes, tie_tol) if want_patient else None
+        stats = patient_stats(x, y, diag, pat, seg_codes, x_codes, y_codes) if want_patient else None
         s_host = diag.cpu().numpy()
         thresholds = {}
         for direction, best in (("image_to_report", "best_row"), ("report_to_image", "best_col")):
@@ -155,26 +204,33 @@ def rank_counts(
                               progress, engine)
     finally:
         torch.set_float32_matmul_precision(precision)
-    for above, atleast, on in ((tc.row_above, tc.row_atleast, row_on), (tc.col_above, tc.col_atleast, col_on)):
+    for above, on in ((tc.row_above, row_on), (tc.col_above, col_on)):
         if on.shape[1] > 1:
             same = ~on[:, 1]
             above[1][:, same] = above[0][:, same]
-            atleast[1][:, same] = atleast[0][:, same]
 
     names = ["random"] + [name for name, _ in groupings]
+    seg_all = [np.zeros(n, np.int64)] + seg_codes
+    self_idx = np.arange(n)
     out: dict[tuple[str, str, str], RankCounts] = {}
-    for direction, above, atleast in (("image_to_report", tc.row_above, tc.row_atleast),
-                                      ("report_to_image", tc.col_above, tc.col_atleast)):
+    sides = (("image_to_report", tc.row_above, y_codes), ("report_to_image", tc.col_above, x_codes))
+    for direction, above, codes in sides:
         if direction not in directions:
             continue
-        band = None if stats is None else (stats.band_row if direction == "image_to_report" else stats.band_col)
+        if want_patient:
+            top = stats.top_row if direction == "image_to_report" else stats.top_col
+            twins = stats.twin_row if direction == "image_to_report" else stats.twin_col
         for s, neg in enumerate(names):
-            # study: the pair itself sits at its threshold, inside the band.
-            study = RankCounts(above[0, s], atleast[0, s] - above[0, s] - 1, group_size[s] - 1, np.ones(n, dtype=np.int64))
+            twins_in = _twin_counter(codes, seg_all[s])
             if "study" in levels:
-                out[(direction, "study", neg)] = study
+                tied = twins_in(codes[self_idx], seg_all[s]) - 1  # identical to the truth, itself excluded
+                one = np.ones(n, dtype=np.int64)
+                out[(direction, "study", neg)] = RankCounts(above[0, s], tied, group_size[s] - 1, one)
             if want_patient:
-                tied = np.maximum(atleast[1, s] - above[1, s] - band[s], 0)
-                out[(direction, "patient", neg)] = RankCounts(above[1, s], tied, group_size[s] - stats.in_group[s], stats.size)
-    return {key: RankCounts(*(np.ascontiguousarray(a[inverse]) for a in (rc.above, rc.tied, rc.available, rc.truth_size)))
+                # identical to the patient's best candidate, the patient's own candidates excluded
+                tied = np.maximum(twins_in(codes[top], seg_all[s]) - twins[s], 0)
+                available = group_size[s] - stats.in_group[s]
+                out[(direction, "patient", neg)] = RankCounts(above[1, s], tied, available, stats.size)
+    back = lambda a: np.ascontiguousarray(a[inverse])  # noqa: E731 (input order)
+    return {key: RankCounts(back(rc.above), back(rc.tied), back(rc.available), back(rc.truth_size))
             for key, rc in out.items()}

@@ -14,7 +14,8 @@ certain or impossible, 1[c_i <= K - 1]. A query with D_i < N - 1 cannot fill
 the pool: its value is NaN and it is left out of that N (the caller reports
 the coverage).
 
-Ties (``tied`` t_i distractors within the tie tolerance of the truth):
+Ties (``tied``: t_i distractors whose embedding is identical to the truth's,
+see :mod:`relink.retrieval.counts`):
 
 * ``"random"`` (default) — the truth's place among its ties is uniformly
   random, i.e. c_i + U with U ~ Uniform{0..t_i} candidates outrank it. Since
@@ -55,9 +56,9 @@ def hypergeom_cdf(population: int, successes: np.ndarray, draws: int, kmax: int)
     """P(X <= x) for x = 0..kmax-1, X ~ Hypergeom(population, successes[j], draws); shape (len, kmax).
 
     pmf(0) comes from ``gammaln`` and the next terms from the ratio
-    pmf(x) / pmf(x-1) = (c - x + 1)(draws - x + 1) / (x (population - c - draws + x)),
-    summed in log space; rows where pmf(0) = 0 (too few failures to fill the
-    draws) take the direct formula.
+    pmf(x) / pmf(x-1) = (c - x + 1)(draws - x + 1) / (x (population - c - draws + x));
+    rows where pmf(0) = 0 exactly (too few failures to fill the draws) take
+    the direct formula.
     """
     c = np.asarray(successes, dtype=np.float64)
     pop, n = float(population), float(draws)
@@ -68,11 +69,10 @@ def hypergeom_cdf(population: int, successes: np.ndarray, draws: int, kmax: int)
         cc = c[ok][:, None]
         log0 = gammaln(pop - cc + 1) - gammaln(pop - cc - n + 1) - gammaln(pop + 1) + gammaln(pop - n + 1)
         x = np.arange(1, kmax, dtype=np.float64)[None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.log(np.clip(cc - x + 1, 0, None)) + np.log(np.clip(n - x + 1, 0, None)) \
-                - np.log(x) - np.log(pop - cc - n + x)
-        logpmf = np.concatenate([log0, log0 + np.cumsum(step, axis=1)], axis=1)
-        out[ok] = np.cumsum(np.exp(logpmf), axis=1)
+        # pmf(0) below ~1e-308 underflows to 0; the next kmax terms are then below ~1e-200 too
+        step = np.clip(cc - x + 1, 0, None) * np.clip(n - x + 1, 0, None) / (x * (pop - cc - n + x))
+        pmf = np.exp(log0) * np.concatenate([np.ones_like(log0), np.cumprod(step, axis=1)], axis=1)
+        out[ok] = np.cumsum(pmf, axis=1)
     if direct.any():
         cd = c[direct][:, None]
         x = np.arange(kmax, dtype=np.float64)[None, :]
@@ -184,6 +184,7 @@ def chance_rank(truth_size, available) -> tuple[np.ndarray, np.ndarray]:
     m = np.asarray(truth_size, dtype=np.int64)
     d = np.asarray(available, dtype=np.int64)
     pairs, inverse = _unique_pairs(m, d)
-    table = np.array([_best_rank_pmf(int(mj), int(dj)) @ (1.0 / np.arange(1, dj + 2)) for mj, dj in pairs])
+    # plain sums, not a BLAS dot: numpy's threaded BLAS stalls beside torch's threads
+    table = np.array([(_best_rank_pmf(int(mj), int(dj)) / np.arange(1, dj + 2)).sum() for mj, dj in pairs])
     rr = table[inverse]
     return rr, (d + m + 1.0) / (m + 1.0)

@@ -13,7 +13,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..embeddings import l2_normalise
 from ..errors import RelinkError
 
 FULL = "full"
@@ -53,7 +52,8 @@ def parse_pools(pools: Iterable, n_candidates: int, pools_clip: bool = False) ->
                               "use 'full', a smaller N, or pools_clip=True (--pools-clip) to drop such pools")
         out.append(n)
     if dropped:
-        warnings.warn(f"pools larger than the {n_candidates} candidates dropped: {', '.join(map(str, dropped))}", stacklevel=3)
+        listed = ", ".join(map(str, dropped))
+        warnings.warn(f"pools larger than the {n_candidates} candidates dropped: {listed}", stacklevel=3)
     out = list(dict.fromkeys(out))
     if not out:
         raise RelinkError("no pool size left to audit")
@@ -80,29 +80,58 @@ def check_ks(ks: Iterable, pools: Sequence[int | str], n_candidates: int) -> lis
     return sorted(set(ks_out))
 
 
-def checked_embeddings(image, text, where_image: str = "image", where_text: str = "text") -> tuple[np.ndarray, np.ndarray]:
-    """Unit-norm float32 copies of two aligned (n, d) arrays; finite and non-zero rows required."""
-    arrays = []
-    for arr, where in ((image, where_image), (text, where_text)):
-        a = np.asarray(arr)
-        if a.ndim != 2:
-            raise RelinkError(f"{where}: embeddings must be 2-D (rows, dim), got shape {a.shape}")
-        a = a.astype(np.float32, copy=False)
-        finite = np.isfinite(a).all(axis=1)
+def _unit_rows(arr, where: str, order: np.ndarray | None = None) -> np.ndarray:
+    """A unit-norm float32 copy of (n, d) ``arr``; a non-finite or zero row is an error naming it.
+
+    Zero means a norm of at most 1e-12, as in :func:`relink.embeddings.check_arrays`.
+    With ``order`` the copy's rows come in that order (errors still name input rows).
+    """
+    a = np.asarray(arr)
+    if a.ndim != 2:
+        raise RelinkError(f"{where}: embeddings must be 2-D (rows, dim), got shape {a.shape}")
+    a = a.astype(np.float32, copy=False)
+    sq = np.einsum("ij,ij->i", a, a)  # one pass; a NaN or inf anywhere in a row shows up here
+    odd = np.flatnonzero(~np.isfinite(sq))
+    if len(odd):
+        finite = np.isfinite(a[odd]).all(axis=1)
         if not finite.all():
-            raise RelinkError(f"{where}: row {int(np.flatnonzero(~finite)[0])} has non-finite values")
-        zero = np.linalg.norm(a, axis=1) <= 1e-12
-        if zero.any():
-            raise RelinkError(f"{where}: row {int(np.flatnonzero(zero)[0])} has zero norm")
-        arrays.append(a)
-    image, text = arrays
-    if image.shape[0] != text.shape[0]:
-        raise RelinkError(f"{where_image} has {image.shape[0]} rows but {where_text} has {text.shape[0]} (misaligned)")
-    if image.shape[1] != text.shape[1]:
-        raise RelinkError(f"{where_image} dim {image.shape[1]} != {where_text} dim {text.shape[1]}")
-    if image.shape[0] < 2:
-        raise RelinkError(f"{where_image}: an audit needs at least 2 pairs, got {image.shape[0]}")
-    return l2_normalise(image), l2_normalise(text)
+            raise RelinkError(f"{where}: row {int(odd[~finite][0])} has non-finite values")
+    sq = sq.astype(np.float64)
+    if len(odd):  # squares that overflowed float32
+        sq[odd] = np.einsum("ij,ij->i", a[odd].astype(np.float64), a[odd].astype(np.float64))
+    norms = np.sqrt(sq)
+    zero = norms <= 1e-12
+    if zero.any():
+        raise RelinkError(f"{where}: row {int(np.flatnonzero(zero)[0])} has zero norm")
+    if order is not None:
+        a, norms = a[order], norms[order]
+    if norms.max() > 1e30:  # float32 cannot hold the norm itself
+        return (a / norms[:, None]).astype(np.float32)
+    out = a if order is not None else np.empty_like(a)  # a fresh copy either way, divided in place
+    np.divide(a, norms.astype(np.float32)[:, None], out=out)
+    return out
+
+
+def check_shapes(image, text, where_image: str = "image", where_text: str = "text") -> int:
+    """Both arrays 2-D, aligned row for row, same dimension, at least 2 pairs; returns n."""
+    for arr, where in ((image, where_image), (text, where_text)):
+        if len(np.shape(arr)) != 2:
+            raise RelinkError(f"{where}: embeddings must be 2-D (rows, dim), got shape {np.shape(arr)}")
+    (ni, di), (nt, dt) = np.shape(image), np.shape(text)
+    if ni != nt:
+        raise RelinkError(f"{where_image} has {ni} rows but {where_text} has {nt} (misaligned)")
+    if di != dt:
+        raise RelinkError(f"{where_image} dim {di} != {where_text} dim {dt}")
+    if ni < 2:
+        raise RelinkError(f"{where_image}: an audit needs at least 2 pairs, got {ni}")
+    return ni
+
+
+def checked_embeddings(image, text, where_image: str = "image", where_text: str = "text",
+                       order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm float32 copies of two aligned (n, d) arrays (rows in ``order`` if given); finite, non-zero rows."""
+    check_shapes(image, text, where_image, where_text)
+    return _unit_rows(image, where_image, order), _unit_rows(text, where_text, order)
 
 
 def checked_patients(patient_ids, n: int, where: str = "patient_ids") -> np.ndarray:

@@ -11,8 +11,10 @@ from the counts), then ranks the truth in each pool:
   the other patients' candidates (patient), restricted to the query's group
   when ``groups`` is given (hard negatives);
 * a distractor outranks the truth when it scores above it by more than
-  ``tie_tol``; ties within ``tie_tol`` are resolved as ``ties`` says (``"random"``
-  draws the truth's place among its tied pool members uniformly).
+  ``tie_tol``; it is tied with the truth when its embedding is identical to
+  the truth's (the best-scoring one at the patient level). Ties are resolved
+  as ``ties`` says (``"random"`` draws the truth's place among its tied pool
+  members uniformly).
 
 Result: per-query hit rates, shape (queries, len(draws), len(ks)), NaN where
 the query has fewer than N - 1 distractors. Seeded by ``random_state``: the
@@ -35,7 +37,7 @@ def _pool_hits(above, tie, draws, ks, n_pools, ties, rng) -> np.ndarray:
     d = len(above)
     if draws < d:
         keys = rng.random((n_pools, d))
-        pick = np.argpartition(keys, draws - 1, axis=1)[:, :draws] if draws > 0 else np.zeros((n_pools, 0), dtype=np.int64)
+        pick = np.argpartition(keys, draws - 1, axis=1)[:, :draws] if draws else np.zeros((n_pools, 0), np.int64)
     else:
         pick = np.broadcast_to(np.arange(d), (n_pools, d))
     a = above[pick].sum(axis=1)
@@ -79,6 +81,8 @@ def monte_carlo_recall(
     q_side, c_side = (image, text) if direction == "image_to_report" else (text, image)
     cand = torch.as_tensor(np.ascontiguousarray(c_side, dtype=np.float32), device=dev)
     patient = np.asarray(patient)
+    _, cand_codes = np.unique(np.asarray(c_side), axis=0, return_inverse=True)
+    cand_codes = cand_codes.reshape(-1)
     rng = np.random.default_rng(random_state)
     out = np.full((len(queries), len(draws), len(ks)), np.nan)
     everyone = np.arange(n)
@@ -90,14 +94,16 @@ def monte_carlo_recall(
             row = scores[r]
             own = patient == patient[i]
             if level == "study":
-                truth, eligible = row[i], everyone != i
+                t_idx, eligible = i, everyone != i
             else:
-                truth, eligible = row[own].max(), ~own
+                members = np.flatnonzero(own)
+                t_idx, eligible = members[np.argmax(row[members])], ~own
+            truth = row[t_idx]
             if groups is not None:
                 eligible &= groups == groups[i]
             distract = row[eligible]
             above = distract > truth + tie_tol
-            tie = np.abs(distract - truth) <= tie_tol
+            tie = cand_codes[eligible] == cand_codes[t_idx]
             for j, n_draw in enumerate(draws):
                 if n_draw <= len(distract):
                     out[b0 + r, j] = _pool_hits(above, tie, int(n_draw), ks, n_pools, ties, rng)
