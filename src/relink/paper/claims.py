@@ -104,10 +104,11 @@ def measurements(res) -> dict[str, tuple[float | None, bool | None, str]]:
     change = 100 * S.relative_change(b["value"], a["value"])
     out["dp_drop_internal"] = (change, bool(a["ci_high"] < b["value"]), f"ε = {eps:g}, N = {nd:,}")
     if external is not None:
-        eb = S.one(effects, state="before", cohort=external, N=nd, K=1)
-        ea = S.one(effects, state="dp", epsilon=eps, cohort=external, N=nd, K=1)
+        ne = S.largest_finite_pool(effects, cohort=external)
+        eb = S.one(effects, state="before", cohort=external, N=ne, K=1)
+        ea = S.one(effects, state="dp", epsilon=eps, cohort=external, N=ne, K=1)
         out["dp_transfer_external"] = (100 * S.relative_change(eb["value"], ea["value"]), bool(ea["ci_high"] < eb["value"]),
-                                       f"relative change (%) on {external}")
+                                       f"relative change (%) on {external}, N = {ne:,}")
     else:
         out["dp_transfer_external"] = (None, False, "no external cohort in this profile")
     probe = 100 * (S.utility_value(util, "linear_probe_macro_auroc", "dp") - S.utility_value(util, "linear_probe_macro_auroc", "before"))

@@ -123,21 +123,23 @@ def hard_negatives(table: pd.DataFrame, model: str, cohort: str, K: int = 1) -> 
     return fig
 
 
-def frontier(effects: pd.DataFrame, N: int, K: int = 1) -> Figure:
-    """Recall@K at pool N against epsilon per cohort; before and non-private as reference lines."""
+def frontier(effects: pd.DataFrame, K: int = 1) -> Figure:
+    """Recall@K against epsilon per cohort, at the largest pool each cohort fills; the model
+    before mitigation and the non-private retraining as reference lines."""
     fig, ax = _axes()
     for i, cohort in enumerate(effects["cohort"].unique()):
         color = f"C{i}"
+        N = S.largest_finite_pool(effects, cohort=cohort)
         rows = S.frontier(effects, cohort, N, K)
         ax.errorbar(rows["epsilon"], rows["value"], yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
-                    marker="o", color=color, capsize=3, label=f"{cohort}: DP")
+                    marker="o", color=color, capsize=3, label=f"{cohort} (N = {N:,}): DP")
         for state, ls in (("before", ":"), ("non_private", "--")):
             ref = S.pick(effects, state=state, cohort=cohort, N=N, K=K)
             if len(ref):
                 ax.axhline(float(ref["value"].iloc[0]), color=color, ls=ls, label=f"{cohort}: {state.replace('_', '-')}")
     ax.set_xscale("log")
     ax.set_xlabel("privacy budget ε")
-    ax.set_ylabel(f"Recall@{K} at N = {N:,}")
+    ax.set_ylabel(f"Recall@{K}")
     ax.legend(fontsize="x-small")
     ax.grid(True, which="both", alpha=0.3)
     return fig

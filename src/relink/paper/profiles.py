@@ -60,7 +60,7 @@ class Profile:
     delta: float = 6e-6
     accountant: str = "prv"
     epsilons: tuple[Any, ...] = (0.1, 0.34, 1.0, 3.0, 8.0, None)
-    dp_epochs: int = 5
+    dp_epochs: int = 10
     dp_batch_size: int = 256
     dp_lr: float = 1e-2
     dp_clip_norm: float = 1.0

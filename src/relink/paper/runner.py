@@ -26,6 +26,7 @@ from ..provenance import REPO_ROOT, stamp
 from .cache import artifact_id, digest, source_hash
 from .chapters import BOOK_DIR, CHAPTER_DIR, Chapter, select
 from .profiles import Profile
+from .stages import default_root
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,10 @@ def execute_chapter(chapter: Chapter, profile: Profile, results: dict[str, Path]
     with atomic_path(chapter.output) as out, tempfile.TemporaryDirectory() as work:
         src = Path(work) / f"{chapter.stem}.ipynb"
         _to_ipynb(chapter, src)
-        params = {"profile": profile.name, "overrides": json.dumps(_overrides(profile)), "artifacts": str(results["_root"])}
+        # The default artifact folder is left implicit so that no local path is printed in a published page.
+        root = results["_root"]
+        params = {"profile": profile.name, "overrides": json.dumps(_overrides(profile)),
+                  "artifacts": "" if Path(root) == default_root(profile) else str(root)}
         try:
             pm.execute_notebook(
                 str(src), str(out), parameters=params, kernel_name="python3", cwd=str(REPO_ROOT),
