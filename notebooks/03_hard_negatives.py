@@ -25,8 +25,9 @@
 # N, and the share of queries that could be evaluated is reported as
 # *coverage*: a pool is never shrunk silently. Pairs whose report mentions none
 # of the 14 observations belong to no pathology group; they are left out of
-# this chapter for every kind of pool alike, so that random and matched pools
-# are compared on the same queries.
+# this chapter for every kind of pool alike. Random pools are evaluated on every
+# remaining query, matched pools on the queries their group can fill (the
+# coverage), so the comparison below is between those two query sets.
 
 # %% tags=["parameters"]
 profile = "synthetic"
@@ -69,9 +70,9 @@ glue("hn_verdict", S.hard_negative_verdict(hard))
 # (coverage {glue:text}`hn_matched_coverage:.0f`% of queries), the strongest
 # model's Recall@1 is {glue:text}`hn_matched_lift:.1f` times chance (lower
 # bound {glue:text}`hn_matched_lift_lo:.1f`), against
-# {glue:text}`hn_random_lift:.1f` times chance with random distractors: the
-# pathology-matched pools keep {glue:text}`hn_retained:.0f`% of the random-pool
-# recall ({glue:text}`hn_unlabelled:,d` held-out pairs without any label were
+# {glue:text}`hn_random_lift:.1f` times chance with random distractors (all
+# queries): the pathology-matched pools keep {glue:text}`hn_retained:.0f`% of the
+# random-pool recall ({glue:text}`hn_unlabelled:,d` held-out pairs without any label were
 # left out). With the looser matching (same positive findings) the lift is
 # {glue:text}`hn_loose_lift:.1f`. {glue:text}`hn_verdict`
 #

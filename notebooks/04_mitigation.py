@@ -100,11 +100,10 @@ glue("fig_frontier", fig, display=False)
 fig
 
 # %% tags=["remove-cell"]
-glue("frontier_monotone", "is monotone" if S.frontier_is_monotone(effects, cohort=internal, N=n_target, K=1) else "is not monotone")
+glue("frontier_verdict", S.frontier_verdict(effects, cohort=internal, N=n_target, K=1))
 
 # %% [markdown]
-# Across the budgets the frontier {glue:text}`frontier_monotone` within its
-# intervals: more privacy (smaller ε) gives lower re-linkage.
+# Across the budgets on the internal cohort: {glue:text}`frontier_verdict`
 
 # %% tags=["remove-input"]
 display(sweep)

@@ -15,13 +15,15 @@ from sphinx.errors import ExtensionError
 def _check(app):
     if os.environ.get("RELINK_ALLOW_STALE") == "1":
         return
+    # Check the chapters of the book being built, wherever it is.
+    os.environ.setdefault("RELINK_BOOK_DIR", str(app.srcdir))
     from relink.paper.chapters import CHAPTERS
-    from relink.paper.runner import staleness
+    from relink.paper.runner import book_problems
 
-    problems = [f"{c.stem} ({why})" for c in CHAPTERS if (why := staleness(c))]
+    problems = book_problems(list(CHAPTERS))
     if problems:
         raise ExtensionError(
-            "missing or stale chapters: " + "; ".join(problems)
+            "missing, stale or inconsistent chapters: " + "; ".join(problems)
             + ". Run `make paper` (or `relink paper`) to execute them before building the book."
         )
 

@@ -125,12 +125,10 @@ def result_files(results: dict[str, Path]) -> list[Path]:
     return files
 
 
-def scan_outputs(profile, results: dict[str, Path], notebooks: Iterable[Path]) -> list[Finding]:
-    """Scan executed chapters and result tables of a run against its cohorts."""
+def cohort_frames(profile, results: dict[str, Path]) -> list[pd.DataFrame]:
+    """The manifests of a run's cohorts (what outputs are scanned against)."""
     from ..cohort import read_cohort
     from .stages import Context, cohorts
 
     ctx = Context(profile, results["_root"], progress=False)
-    frames = [read_cohort(p, validate_rows=False).frame for p in cohorts(ctx).values() if p is not None]
-    paths = [p for p in notebooks if Path(p).is_file()] + result_files(results)
-    return scan_paths(paths, frames, root=results["_root"])
+    return [read_cohort(p, validate_rows=False).frame for p in cohorts(ctx).values() if p is not None]

@@ -147,8 +147,8 @@ def get_profile(name: str, overrides: dict[str, str] | None = None, environ: dic
     known = {f.name for f in dataclasses.fields(Profile)}
     for key, text in (overrides or {}).items():
         key = key.replace("-", "_")
-        if key not in known or key in ("name", "credentialed", "data"):
-            raise RelinkError(f"--set {key}: not a profile field (fields: {', '.join(sorted(known - {'name', 'credentialed', 'data'}))})")
+        if key not in known or key in ("name", "credentialed", "data", "ladder"):
+            raise RelinkError(f"--set {key}: not a profile field (fields: {', '.join(sorted(known - {'name', 'credentialed', 'data', 'ladder'}))})")
         try:
             changes[key] = _coerce(getattr(profile, key), text)
         except ValueError:

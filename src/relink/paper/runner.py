@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import RelinkError
 from ..io import atomic_path
@@ -37,14 +37,24 @@ def notebook_source_hash(chapter: Chapter) -> str:
     return digest(chapter.source.read_text())
 
 
+def profile_record(profile: Profile) -> dict[str, Any]:
+    """The profile as stored in a chapter: JSON types, and data paths only as a digest
+    (executed chapters are published; local paths are not)."""
+    record = profile.as_dict()
+    record["data"] = digest(record["data"]) if record["data"] else None
+    return json.loads(json.dumps(record, sort_keys=True, default=str))
+
+
 def chapter_inputs(chapter: Chapter, profile: Profile, results: dict[str, Path]) -> dict[str, Any]:
-    """Everything a chapter's output depends on, as stored in its metadata."""
-    return {
+    """Everything a chapter's output depends on, as stored in its metadata (JSON types, so that
+    a stored copy compares equal)."""
+    inputs = {
         "notebook": notebook_source_hash(chapter),
         "relink_source": source_hash(("*",)),
-        "profile": profile.as_dict(),
+        "profile": profile_record(profile),
         "results": {name: artifact_id(results[name]) for name in chapter.results},
     }
+    return json.loads(json.dumps(inputs, sort_keys=True, default=str))
 
 
 def stored_inputs(chapter: Chapter) -> dict[str, Any] | None:
@@ -66,8 +76,13 @@ def _to_ipynb(chapter: Chapter, dest: Path) -> None:
     jupytext.write(nb, dest, fmt="ipynb")
 
 
-def execute_chapter(chapter: Chapter, profile: Profile, results: dict[str, Path], force: bool = False) -> bool:
-    """Run one chapter into ``book/chapters``; return whether it was executed (False: up to date)."""
+def execute_chapter(chapter: Chapter, profile: Profile, results: dict[str, Path], force: bool = False,
+                    scan: Callable[[Path], list] | None = None) -> bool:
+    """Run one chapter into ``book/chapters``; return whether it was executed (False: up to date).
+
+    ``scan`` (credentialed profiles) checks the executed notebook before it is put in place: a
+    finding raises and leaves no chapter behind.
+    """
     import papermill as pm
 
     inputs = chapter_inputs(chapter, profile, results)
@@ -91,6 +106,10 @@ def execute_chapter(chapter: Chapter, profile: Profile, results: dict[str, Path]
         except pm.PapermillExecutionError as exc:
             raise RelinkError(f"chapter {chapter.stem} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}") from None
         _stamp(out, chapter, profile, inputs, results)
+        findings = scan(out) if scan else []
+        if findings:
+            raise RelinkError(f"privacy scan: chapter {chapter.stem} contains {findings[0].kind} "
+                              f"({findings[0].detail}); it was not written")
     print(f"  {chapter.stem}: executed in {time.perf_counter() - t0:.1f} s")
     return True
 
@@ -115,7 +134,8 @@ def _stamp(path: Path, chapter: Chapter, profile: Profile, inputs: dict[str, Any
     nb.metadata["relink"] = {
         "chapter": chapter.stem,
         "inputs": inputs,
-        "provenance": stamp(profile=profile.name, parameters=_overrides(profile), results=meta_files),
+        "provenance": stamp(profile=profile.name, parameters=_overrides(profile), results=meta_files,
+                            privacy_scan="passed" if profile.credentialed else "not required"),
     }
     nbformat.write(nb, path)
 
@@ -143,7 +163,7 @@ def run_paper(
 ) -> int:
     """The whole paper: cached artifacts, changed chapters, privacy scan, then the book."""
     from .pipeline import build_results
-    from .privacy import scan_outputs
+    from .privacy import cohort_frames, result_files, scan_paths
 
     chapters = select(chapter_names)
     needed = sorted({r for c in chapters for r in c.results})
@@ -151,12 +171,15 @@ def run_paper(
     print(f"relink paper: profile {profile.name}; chapters {', '.join(c.number for c in chapters)}")
     results = build_results(profile, needed, artifacts_root)
     print(f"artifacts ready in {time.perf_counter() - t0:.1f} s")
-    for chapter in chapters:
-        execute_chapter(chapter, profile, results, force=force)
+    scan = None
     if profile.credentialed:
-        findings = scan_outputs(profile, results, [c.output for c in chapters])
+        frames = cohort_frames(profile, results)
+        findings = scan_paths(result_files(results), frames, root=results["_root"])
         if findings:
-            raise RelinkError(f"privacy scan: {len(findings)} output(s) contain report text or identifiers, first: {findings[0]}")
+            raise RelinkError(f"privacy scan: {len(findings)} result file(s) contain report text or identifiers, first: {findings[0]}")
+        scan = lambda path: scan_paths([path], frames)  # noqa: E731
+    for chapter in chapters:
+        execute_chapter(chapter, profile, results, force=force, scan=scan)
     if not book:
         return 0
     code = build_book(strict=strict, all_files=strict)
@@ -174,3 +197,28 @@ def staleness(chapter: Chapter) -> str | None:
     if stored.get("relink_source") != source_hash(("*",)):
         return "the relink source changed since it was executed"
     return None
+
+
+def book_problems(chapters: list[Chapter]) -> list[str]:
+    """Every reason the executed chapters cannot make one consistent book: missing or stale
+    chapters, chapters of different profiles, or chapters whose result tables were rebuilt since."""
+    from .pipeline import RESULTS
+    from .profiles import PROFILES
+    from .stages import default_root
+
+    problems = [f"{c.stem} ({why})" for c in chapters if (why := staleness(c))]
+    if problems:
+        return problems
+    stored = {c.stem: stored_inputs(c) for c in chapters}
+    profiles = {json.dumps(s["profile"], sort_keys=True) for s in stored.values()}
+    if len(profiles) > 1:
+        names = sorted({s["profile"]["name"] for s in stored.values()})
+        return [f"chapters come from different profiles or settings ({', '.join(names)}); re-run them together"]
+    name = next(iter(stored.values()))["profile"]["name"]
+    root = default_root(PROFILES[name]) / "results" if name in PROFILES else None
+    for stem, s in stored.items():
+        for result, rid in s.get("results", {}).items():
+            folder = root / result if root else None
+            if folder is not None and result in RESULTS and (folder / ".relink-key.json").is_file() and artifact_id(folder) != rid:
+                problems.append(f"{stem} (its {result} results were rebuilt since it was executed)")
+    return problems

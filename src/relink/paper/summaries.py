@@ -193,3 +193,10 @@ def hard_negative_verdict(row: pd.Series) -> str:
                 "label-level attacker could not tell apart.")
     return ("On this profile the matched pools bring re-linkage within the interval of chance: "
             "the signal cannot be told apart from shared pathology here.")
+
+
+def frontier_verdict(effects: pd.DataFrame, cohort: str, N: int, K: int = 1) -> str:
+    """A sentence on whether more privacy gives lower re-linkage, within the intervals."""
+    if frontier_is_monotone(effects, cohort, N, K):
+        return "the frontier is monotone within its intervals: more privacy (smaller ε) gives lower re-linkage."
+    return "the frontier is not monotone within its intervals on this profile."
