@@ -23,7 +23,7 @@
 # one image-report pair: one frontal image of a study and the findings and
 # impression of its report.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "synthetic"
 overrides = "{}"
 artifacts = ""

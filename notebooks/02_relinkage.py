@@ -24,7 +24,7 @@
 # synthetic internal training split at increasing steps, standing in for the
 # study's ladder of public VLMs.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "synthetic"
 overrides = "{}"
 artifacts = ""

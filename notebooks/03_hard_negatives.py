@@ -29,7 +29,7 @@
 # remaining query, matched pools on the queries their group can fill (the
 # coverage), so the comparison below is between those two query sets.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "synthetic"
 overrides = "{}"
 artifacts = ""

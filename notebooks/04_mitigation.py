@@ -22,7 +22,7 @@
 # The new heads re-project the held-out internal split and the external cohort
 # without re-encoding an image and without retraining.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "synthetic"
 overrides = "{}"
 artifacts = ""

@@ -25,7 +25,7 @@
 # from label prompts, and the member gap (re-linkage of training members
 # against held-out non-members).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "synthetic"
 overrides = "{}"
 artifacts = ""

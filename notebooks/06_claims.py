@@ -25,7 +25,7 @@
 # for most rows there; on the `mimic` profile the same table checks the study
 # itself.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "synthetic"
 overrides = "{}"
 artifacts = ""

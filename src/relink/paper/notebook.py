@@ -39,6 +39,23 @@ class Results:
         return self.paths[result] / name
 
 
+def _register_figure_display() -> None:
+    """Let IPython render bare matplotlib ``Figure`` objects (and glued ones) as PNG.
+
+    The figures are built without pyplot (so each shows once), which means the
+    inline backend never registers its formatter; without this they print as
+    ``<Figure size ...>`` text.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:  # not in IPython: nothing to display
+        return
+    shell = get_ipython()
+    if shell is not None:
+        select_figure_formats(shell, {"png"}, dpi=110)
+
+
 def open_results(profile: str, overrides: str | dict = "{}", artifacts: str = "", needed: Iterable[str] = ()) -> Results:
     """The profile's result folders named in ``needed`` (built if missing, else reused)."""
     from .pipeline import build_results
@@ -47,6 +64,7 @@ def open_results(profile: str, overrides: str | dict = "{}", artifacts: str = ""
         overrides = json.loads(overrides or "{}")
     text = {k: (",".join("none" if x is None else str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
             for k, v in overrides.items()}
+    _register_figure_display()
     prof = get_profile(profile, text)
     paths = build_results(prof, list(needed), artifacts or None, quiet=True)
     return Results(prof, paths)
