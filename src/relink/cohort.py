@@ -31,6 +31,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 from typing import Iterable
 
 import numpy as np
@@ -161,30 +162,37 @@ def validate(
         for i, p in enumerate(paths):
             if _is_escaping(p):
                 continue
-            problem = image_problem(root / p, mode=str(check_images))
+            problem = image_problem(root / p, decode=check_images == "open")
             if problem:
-                problems.append(Problem(i, pair_ids[i], "image_path", problem))
+                problems.append(Problem(i, pair_ids[i], "image_path", f"{problem}: {root / p}"))
                 if full():
                     return problems
     return problems
 
 
-def image_problem(path: Path, mode: str = "exists") -> str | None:
-    """Why the image at ``path`` is unusable, or ``None``. ``mode='open'`` also decodes it."""
-    try:
-        if not path.is_file():
-            return f"image file not found: {path}"
-        if path.stat().st_size == 0:
-            return f"image file is empty: {path}"
-        if mode == "open":
-            from PIL import Image
+def image_problem(path: str | os.PathLike, decode: bool = False) -> str | None:
+    """Why ``path`` is not a usable image file, or ``None``: a ``stat`` unless ``decode``.
 
+    The message does not repeat the path; callers say which row and file.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "image file not found"
+    except OSError as exc:
+        return f"image file unreadable ({exc.__class__.__name__})"
+    if not S_ISREG(st.st_mode):
+        return "image path is not a file"
+    if st.st_size == 0:
+        return "image file is empty"
+    if decode:
+        from PIL import Image
+
+        try:
             with Image.open(path) as im:
                 im.load()
-    except OSError as exc:
-        return f"image file unreadable: {path} ({exc.__class__.__name__}: {exc})"
-    except Exception as exc:  # Pillow raises several types on corrupt data
-        return f"image file unreadable: {path} ({exc.__class__.__name__}: {exc})"
+        except Exception as exc:  # Pillow raises several types on corrupt data
+            return f"image file unreadable ({exc.__class__.__name__})"
     return None
 
 

@@ -37,7 +37,8 @@ METRIC_COLUMNS: tuple[str, ...] = (
 FORMATS = (".csv", ".parquet", ".json")
 
 
-def _check_format(path: Path) -> str:
+def check_format(path: Path) -> str:
+    """The lower-case extension of a table path; RelinkError unless .csv, .parquet or .json."""
     ext = path.suffix.lower()
     if ext not in FORMATS:
         raise RelinkError(f"{path}: output format must be one of {', '.join(FORMATS)} (by extension)")
@@ -47,7 +48,7 @@ def _check_format(path: Path) -> str:
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
     """Write a table as .csv, .parquet or .json by extension, atomically, with provenance."""
     path = Path(path)
-    ext = _check_format(path)
+    ext = check_format(path)
     provenance = provenance or {}
     with atomic_path(path) as tmp:
         if ext == ".csv":
@@ -70,7 +71,7 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict[s
 def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read a table written by :func:`write_table`; returns ``(frame, provenance)``."""
     path = Path(path)
-    ext = _check_format(path)
+    ext = check_format(path)
     if not path.is_file():
         raise RelinkError(f"table not found: {path}")
     if ext == ".csv":

@@ -65,11 +65,10 @@ def run(args) -> int:
 
     from .. import embeddings, provenance
     from ..retrieval.audit import audit
-    from ..tables import FORMATS, write_table
+    from ..tables import check_format, write_table
 
     out = Path(args.out)
-    if out.suffix.lower() not in FORMATS:
-        raise RelinkError(f"--out {out}: the format must be one of {', '.join(FORMATS)} (by extension)")
+    check_format(out)
     directions = _split_list(args.directions)
     if directions == ["both"]:
         directions = ["image_to_report", "report_to_image"]

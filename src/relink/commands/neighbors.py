@@ -35,11 +35,10 @@ def run(args) -> int:
     from .. import embeddings, provenance
     from ..retrieval.inputs import checked_embeddings
     from ..retrieval.neighbors import neighbor_table, top_k
-    from ..tables import FORMATS, write_table
+    from ..tables import check_format, write_table
 
     out = Path(args.out)
-    if out.suffix.lower() not in FORMATS:
-        raise RelinkError(f"--out {out}: the format must be one of {', '.join(FORMATS)} (by extension)")
+    check_format(out)
     if args.k < 1:
         raise RelinkError(f"--k must be at least 1, got {args.k}")
     es = embeddings.load(args.embeddings)

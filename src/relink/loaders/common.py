@@ -14,13 +14,13 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from stat import S_ISREG
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..cohort import check
+from ..cohort import image_problem as image_file_problem
 from ..errors import RelinkError
 from ..labels import CHEXPERT_LABELS, LABEL_VALUES
 
@@ -176,29 +176,6 @@ def check_images(frame: pd.DataFrame, root: Path, bad: BadRows, progress: bool =
         problem = None if esc else image_file_problem(os.path.join(base, rel), decode)
         if problem:
             bad.add(index, "missing image", f"{problem}: {os.path.join(base, rel)}")
-
-
-def image_file_problem(path: str | os.PathLike, decode: bool = False) -> str | None:
-    """Why ``path`` is not a usable image file, or ``None``: ``stat`` only unless ``decode``."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "image file not found"
-    except OSError as exc:
-        return f"image file unreadable ({exc.__class__.__name__})"
-    if not S_ISREG(st.st_mode):
-        return "image path is not a file"
-    if st.st_size == 0:
-        return "image file is empty"
-    if decode:
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                im.load()
-        except Exception as exc:  # Pillow raises several types on corrupt data
-            return f"image file unreadable ({exc.__class__.__name__})"
-    return None
 
 
 def finish(frame: pd.DataFrame, image_root: Path, bad: BadRows, source: str) -> LoadResult:

@@ -79,15 +79,14 @@ def _eval_set(ctx: Context, rung: RungSpec, role: str) -> EmbeddingSet | None:
     return es
 
 
-def _label_table(frame: pd.DataFrame, es: EmbeddingSet, rung: RungSpec, role: str, pools) -> pd.DataFrame:
+def _label_table(frame: pd.DataFrame, rung: RungSpec, role: str, pools) -> pd.DataFrame:
+    """Add ``rung``, ``role`` and ``pool`` (the requested pool size as text, or ``full``)."""
     frame = frame.copy()
     frame.insert(0, "rung", rung.index)
     frame.insert(1, "role", role)
     finite = {int(p) for p in pools if p != "full"}
-    n_cand = frame.groupby(["direction", "negatives", "level"])["N"].transform("max") if len(frame) else frame["N"]
-    frame.insert(2, "pool", np.where(frame["N"].isin(finite) & ~((frame["N"] == n_cand) & ~frame["N"].isin(finite)),
-                                     frame["N"].astype(str), "full"))
-    frame.loc[frame["metric"] != "recall", "pool"] = "full"
+    is_finite = frame["N"].isin(finite) & (frame["metric"] == "recall")
+    frame.insert(2, "pool", np.where(is_finite, frame["N"].astype(str), "full"))
     return frame
 
 
@@ -112,7 +111,7 @@ def _audit_rows(ctx: Context, negatives: tuple[str, ...], levels: tuple[str, ...
             table = audit(es, pools=p.pools, ks=p.ks, directions=("image_to_report", "report_to_image"), levels=levels,
                           negatives=negatives, n_boot=p.n_boot, random_state=p.audit_seed, model=rung.name,
                           cohort=cohort, pools_clip=role == "external")
-            table = _label_table(table, es, rung, role, p.pools)
+            table = _label_table(table, rung, role, p.pools)
             if labelled_only:
                 table["unlabelled_excluded"] = int(unlabelled.sum())
             frames.append(table)
@@ -180,7 +179,7 @@ def _recall_rows(ctx: Context, rung: RungSpec, sets: dict[str, EmbeddingSet], st
         table = audit(es, pools=p.pools, ks=(1,), directions=("image_to_report",), levels=("study",),
                       negatives=("random",), n_boot=p.n_boot, random_state=p.audit_seed, model=rung.name,
                       cohort=str(es.rows["cohort"].iloc[0]), pools_clip=role == "external")
-        table = _label_table(table, es, rung, role, p.pools)
+        table = _label_table(table, rung, role, p.pools)
         table = table[table["metric"] == "recall"]
         frames.append(table.assign(state=state, epsilon=np.nan if epsilon is None else float(epsilon)))
     return pd.concat(frames, ignore_index=True)
