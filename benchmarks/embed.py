@@ -35,7 +35,7 @@ def forward_only(lm, cohort, batch_size: int, device: str) -> tuple[float, int]:
     import torch.nn.functional as F
 
     from relink.embed.dataset import PairDataset
-    from relink.models.heads import encode_trunks_and_heads
+    from relink.models.trunks import encode_trunks_and_heads
 
     files = [str(cohort.image_root / p) for p in cohort.frame["image_path"]]
     ds = PairDataset(files, cohort.frame["report"].tolist(), lm.preprocess, lm.tokenizer, lm.preprocess_cfg)

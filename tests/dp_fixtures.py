@@ -8,7 +8,7 @@
 * :func:`tiny_model_set` — a real open_clip model (``relink-vit-tiny``,
   random weights) saved as a checkpoint folder, and an EmbeddingSet of random
   images and reports encoded by it (trunks and projections from
-  :func:`relink.models.heads.encode_trunks_and_heads`).
+  :func:`relink.models.trunks.encode_trunks_and_heads`).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def tiny_model_set(n: int = 60, seed: int = 0):
     from relink.embeddings import save
     from relink.models import load_model
     from relink.models.checkpoint import save_checkpoint
-    from relink.models.heads import encode_trunks_and_heads
+    from relink.models.trunks import encode_trunks_and_heads
 
     root = Path(tempfile.mkdtemp(prefix="relink-dp-tests-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import RelinkError
     from ..io import atomic_dir, write_json
     from ..models import load_model
-    from ..models.heads import extract_heads
+    from ..models.heads import extract_heads, project
     from ..models.registry import weights_fingerprint
     from ..provenance import stamp
 
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise RelinkError(f"{args.embeddings}/meta.json names no model; pass --model SPEC")
     loaded = load_model(spec)
     init = extract_heads(loaded.model)
-    check = dp_apply.project(init.image, np.asarray(es.image_trunk[:16]))
+    check = project(init.image, np.asarray(es.image_trunk[:16]))
     if init.image.in_features == es.image_trunk.shape[1] and not np.allclose(check, np.asarray(es.image[:16]), atol=1e-3):
         raise RelinkError(f"the heads of model {spec!r} do not reproduce {args.embeddings}/image.npy: wrong --model?")
     temperature = args.temperature

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         t.insert(0, "utility", "linear_probe")
         frames.append(t.assign(embeddings=label))
         if args.zeroshot:
-            from ..dp.apply import project
+            from ..models.heads import project
             from ..models.heads import extract_heads
             from ..utility.zeroshot import zeroshot_auroc
 

@@ -24,12 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..embeddings import EmbeddingSet, l2_normalise
+from ..embeddings import EmbeddingSet
 from ..errors import RelinkError
+from ..models.heads import project
 from .heads_data import require_trunk
-
-BLOCK = 65536
-
 
 def heads_fingerprint(heads) -> str:
     """sha256 (16 hex) of both heads' weights and biases."""
@@ -40,16 +38,6 @@ def heads_fingerprint(heads) -> str:
             h.update(f"{name}.{key}{tuple(t.shape)}".encode())
             h.update(t.numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def project(layer: nn.Linear, trunk: np.ndarray) -> np.ndarray:
-    """``normalize(layer(trunk))`` in blocks, float32."""
-    out = np.empty((len(trunk), layer.out_features), dtype=np.float32)
-    with torch.no_grad():
-        for start in range(0, len(trunk), BLOCK):
-            block = torch.from_numpy(np.array(trunk[start:start + BLOCK], dtype=np.float32))  # a writable copy
-            out[start:start + BLOCK] = layer(block).numpy()
-    return l2_normalise(out)
 
 
 def apply_heads(es: EmbeddingSet, heads, meta_extra: dict[str, Any] | None = None) -> EmbeddingSet:

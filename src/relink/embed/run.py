@@ -255,12 +255,12 @@ def embed_batch(model, batch: dict[str, Any], prepare, device: str, amp: bool, s
     (:meth:`PairDataset.model_input`).
 
     Projections are L2-normalised in float32; trunks (with ``with_trunk``) are
-    stored as computed, via :func:`relink.models.heads.encode_trunks_and_heads`.
+    stored as computed, via :func:`relink.models.trunks.encode_trunks_and_heads`.
     """
     import torch
     import torch.nn.functional as F
 
-    from ..models.heads import encode_trunks_and_heads
+    from ..models.trunks import encode_trunks_and_heads
 
     index = batch["index"].tolist()
     bad_pos = [j for j, e in enumerate(batch["error"]) if e]

@@ -66,9 +66,7 @@ that is not an open_clip CLIP model.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -82,9 +80,7 @@ __all__ = [
     "locate_heads",
     "extract_heads",
     "write_heads",
-    "encode_image_trunk",
-    "encode_text_trunk",
-    "encode_trunks_and_heads",
+    "project",
 ]
 
 
@@ -129,16 +125,18 @@ class HeadLocation:
 # ---------------------------------------------------------------- locating
 
 
-def _get(model, path: str):
+def resolve(model, path: str):
+    """The attribute a dotted path (``visual.proj``, ``text.proj.2``) names."""
     obj = model
     for part in path.split("."):
         obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
     return obj
 
 
-def _owner(model, path: str):
+def owner_of(model, path: str):
+    """``(object holding the last attribute, its name)`` for a dotted path."""
     head, _, attr = path.rpartition(".")
-    return (_get(model, head) if head else model), attr
+    return (resolve(model, head) if head else model), attr
 
 
 def _slot(path: str, obj, blank: str, note: str = "") -> ProjectionSlot:
@@ -225,7 +223,7 @@ def locate_heads(model) -> HeadLocation:
 
 
 def _as_linear(model, slot: ProjectionSlot) -> nn.Linear:
-    obj = _get(model, slot.path)
+    obj = resolve(model, slot.path)
     lin = nn.Linear(slot.in_features, slot.out_features, bias=slot.bias)
     with torch.no_grad():
         if slot.kind == "matrix":
@@ -252,7 +250,7 @@ def _write(model, slot: ProjectionSlot, head: nn.Linear, tower: str) -> None:
     bias = head.bias.detach() if head.bias is not None else None
     if not slot.bias and bias is not None and bool(torch.any(bias != 0)):
         raise ModelError(f"the {tower} head has a non-zero bias but the model's {slot.path} has none")
-    obj = _get(model, slot.path)
+    obj = resolve(model, slot.path)
     with torch.no_grad():
         if slot.kind == "matrix":
             obj.copy_(head.weight.detach().T.to(obj.dtype))
@@ -269,61 +267,24 @@ def write_heads(model, heads: Heads) -> None:
     _write(model, loc.text, heads.text, "text")
 
 
-# ------------------------------------------------------------------ trunks
+# ---------------------------------------------------------------- project
+
+PROJECT_BLOCK = 65536  # rows per block: bounded memory for sets of any size
 
 
-@contextlib.contextmanager
-def _blanked(model, slot: ProjectionSlot) -> Iterator[None]:
-    """Switch one projection off for the duration of a forward pass (restored even on error)."""
-    owner, attr = _owner(model, slot.path)
-    original = owner._parameters.get(attr) if attr in owner._parameters else owner._modules.get(attr)
-    if slot.blank == "none":
-        stand_in = None
-    elif slot.blank == "identity":
-        stand_in = nn.Identity()
-    else:  # used functionally through .weight/.bias: an exact identity map
-        w = original.weight
-        stand_in = nn.Linear(slot.in_features, slot.in_features, device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            stand_in.weight.copy_(torch.eye(slot.in_features, device=w.device, dtype=w.dtype))
-            stand_in.bias.zero_()
-        stand_in.requires_grad_(False)
-    setattr(owner, attr, stand_in)
-    try:
-        yield
-    finally:
-        setattr(owner, attr, original)
+def project(layer: nn.Linear, trunk) -> "np.ndarray":
+    """``normalize(layer(trunk))`` as float32 (n, out), in blocks; ``trunk`` may be memory-mapped.
 
-
-def _project(model, slot: ProjectionSlot, trunk: torch.Tensor) -> torch.Tensor:
-    obj = _get(model, slot.path)
-    return trunk @ obj if slot.kind == "matrix" else obj(trunk)
-
-
-def encode_image_trunk(model, images: torch.Tensor) -> torch.Tensor:
-    """Pre-projection image features (n, trunk_dim); grad mode is the caller's."""
-    slot = locate_heads(model).image
-    with _blanked(model, slot):
-        return model.encode_image(images)
-
-
-def encode_text_trunk(model, tokens: torch.Tensor) -> torch.Tensor:
-    """Pre-projection text features (n, trunk_dim); grad mode is the caller's."""
-    slot = locate_heads(model).text
-    with _blanked(model, slot):
-        return model.encode_text(tokens)
-
-
-def encode_trunks_and_heads(model, images: torch.Tensor, tokens: torch.Tensor):
-    """One pass per tower: ``(image_trunk, image_proj, text_trunk, text_proj)``, projections unnormalised.
-
-    The projections apply the model's own projection to the trunk features,
-    so they equal ``encode_image``/``encode_text`` (bit for bit where the
-    model does the same operation, to float rounding for the ResNet pool).
+    This is how a head (the model's own, or one trained by the DP step) turns
+    cached trunk features into embeddings without re-encoding anything.
     """
-    loc = locate_heads(model)
-    with _blanked(model, loc.image):
-        image_trunk = model.encode_image(images)
-    with _blanked(model, loc.text):
-        text_trunk = model.encode_text(tokens)
-    return image_trunk, _project(model, loc.image, image_trunk), text_trunk, _project(model, loc.text, text_trunk)
+    import numpy as np
+
+    from ..embeddings import l2_normalise
+
+    out = np.empty((len(trunk), layer.out_features), dtype=np.float32)
+    with torch.no_grad():
+        for start in range(0, len(trunk), PROJECT_BLOCK):
+            block = torch.from_numpy(np.array(trunk[start:start + PROJECT_BLOCK], dtype=np.float32))  # a writable copy
+            out[start:start + PROJECT_BLOCK] = layer(block).numpy()
+    return l2_normalise(out)

@@ -2,7 +2,7 @@
 
 For each CheXpert label a pair of prompts, ``(absent, present)`` (e.g.
 ``"no pleural effusion"`` / ``"pleural effusion"``), is encoded by the
-model's text tower up to the trunk (:func:`relink.models.heads.encode_text_trunk`),
+model's text tower up to the trunk (:func:`relink.models.trunks.encode_text_trunk`),
 projected by the *given* text head and L2-normalised. An image's score for
 the label is ``cos(image, present) - cos(image, absent)``; AUROC against the
 label (targets as in :func:`relink.utility.probe.label_targets`). The
@@ -33,7 +33,7 @@ def prompt_trunks(loaded, prompts: dict[str, tuple[str, str]] = PROMPTS) -> tupl
     """``(labels, absent_trunk, present_trunk)`` from the model's text tower (no head)."""
     import torch
 
-    from ..models.heads import encode_text_trunk
+    from ..models.trunks import encode_text_trunk
 
     names = [n for n in CHEXPERT_LABELS if n in prompts]
     texts = [prompts[n][0] for n in names] + [prompts[n][1] for n in names]
@@ -44,7 +44,7 @@ def prompt_trunks(loaded, prompts: dict[str, tuple[str, str]] = PROMPTS) -> tupl
 
 def zeroshot_scores(image: np.ndarray, text_head, absent_trunk: np.ndarray, present_trunk: np.ndarray) -> np.ndarray:
     """``(n, L)`` scores ``cos(image, present) - cos(image, absent)`` through ``text_head``."""
-    from ..dp.apply import project
+    from ..models.heads import project
 
     absent = project(text_head, absent_trunk)
     present = project(text_head, present_trunk)
