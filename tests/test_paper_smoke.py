@@ -136,7 +136,8 @@ def test_result_tables_are_deterministic(paper, tmp_path):
 
 def test_outputs_hold_no_report_text_or_identifiers_outside_the_examples(paper):
     from relink.cohort import read_cohort
-    from relink.paper.privacy import result_files, scan_paths
+    from relink.leakscan import scan_paths
+    from relink.paper.leakscan import result_files
 
     art = paper["work"] / "artifacts" / "smoke"
     frames = [read_cohort(art / f"cohort-{role}" / "cohort").frame for role in ("internal", "external")]

@@ -10,7 +10,7 @@ import pytest
 from relink.errors import RelinkError
 from relink.paper import cache, claims, summaries as S
 from relink.paper.chapters import CHAPTERS, select
-from relink.paper.privacy import scan_texts
+from relink.leakscan import scan_texts
 from relink.paper.profiles import get_profile
 
 

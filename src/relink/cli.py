@@ -6,8 +6,13 @@ epilog) and sets ``func`` to a ``run(args) -> int`` callable. Command modules
 import heavy libraries (torch, open_clip, opacus) inside ``run`` so that
 ``relink --help`` stays fast.
 
-Errors: a :class:`relink.errors.RelinkError` prints one line,
-``relink <command>: error: <message>``, and exits 2; nothing else is shown.
+Errors are one line, ``relink <command>: error: <message>``, exit status 2:
+a :class:`relink.errors.RelinkError` (bad input, named by file, row or
+option), a bad option (argparse's message, without the usage block), or an
+operating-system error while reading or writing (the file and the reason).
+Anything else is a bug in relink: one line saying so, exit status 1, and the
+traceback only with ``RELINK_DEBUG=1``. Ctrl-C prints what the command
+keeps for a re-run (its module's ``INTERRUPTED`` text) and exits 130.
 """
 
 from __future__ import annotations
@@ -21,10 +26,18 @@ from . import __version__
 from .errors import RelinkError
 
 COMMANDS = ("synth", "cohort", "train", "embed", "audit", "neighbors", "mitigate", "probe", "paper")
+DEFAULT_INTERRUPTED = "interrupted; no output was written"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``relink audit: error: argument --k: ...`` (exit 2)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="relink",
         description="Audit and mitigate cross-modal re-linkage of chest radiographs to their reports.",
         epilog="Run `relink COMMAND --help` for a command's options and examples.",
@@ -35,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"relink.commands.{name}")
         module.register(sub)
     return parser
+
+
+def _interrupted_text(command: str) -> str:
+    try:
+        module = importlib.import_module(f"relink.commands.{command}")
+    except ImportError:
+        return DEFAULT_INTERRUPTED
+    return getattr(module, "INTERRUPTED", DEFAULT_INTERRUPTED)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +71,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"relink {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"relink {args.command}: interrupted (finished shards are kept; run again to resume)", file=sys.stderr)
+        print(f"relink {args.command}: {_interrupted_text(args.command)}", file=sys.stderr)
         return 130
+    except OSError as exc:
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"relink {args.command}: error: {exc.strerror or exc.__class__.__name__}{where}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if os.environ.get("RELINK_DEBUG") == "1":
+            raise
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        print(f"relink {args.command}: internal error ({exc.__class__.__name__}{': ' + first if first else ''}); "
+              "this is a bug in relink: re-run with RELINK_DEBUG=1 for the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from .errors import CohortError
 from .io import atomic_path
-from .labels import CHEXPERT_LABELS, LABEL_VALUES
+from .labels import CHEXPERT_LABELS, label_problems
 
 MANIFEST_NAME = "cohort.parquet"
 ROOT_KEY = b"relink.image_root"
@@ -141,14 +141,10 @@ def validate(
         if full():
             return problems
 
-    for col in CHEXPERT_LABELS:
-        values = pd.to_numeric(frame[col], errors="coerce")
-        not_numeric = values.isna() & frame[col].notna()
-        bad = not_numeric | (values.notna() & ~values.isin(list(LABEL_VALUES)))
-        for i in np.flatnonzero(bad.to_numpy()):
-            problems.append(Problem(int(i), pair_ids[i], col, f"label value {frame[col].iat[i]!r} is not 1, 0, -1 or missing"))
-            if full():
-                return problems
+    for i, col, kind in label_problems(frame):
+        problems.append(Problem(i, pair_ids[i], col, f"label cell holds {kind}, not 1, 0, -1 or missing"))
+        if full():
+            return problems
 
     paths = frame["image_path"].astype(str).to_numpy()
     for i, p in enumerate(paths):
@@ -287,10 +283,11 @@ def read_cohort(
     root = Path(root_str)
     if not root.is_absolute():
         root = (target.parent / root).resolve()
-    frame = normalise(table.to_pandas())
+    frame = table.to_pandas()
     if validate_rows:
+        # Before normalise(): coercing labels to numbers would turn "yes" into missing unnoticed.
         frame, _ = check(frame, root, check_images, skip_bad=skip_bad, source=str(target))
-    return Cohort(frame, root, target)
+    return Cohort(normalise(frame), root, target)
 
 
 def fingerprint(cohort: Cohort, columns: Iterable[str] = ("pair_id", "image_path", "report")) -> str:

@@ -15,6 +15,16 @@ Contract (DESIGN.md), row ``i`` of every array belongs to row ``i`` of
   ``{"format_version": 1}`` (or an empty object).
 
 Arrays are loaded memory-mapped so that a 400k-row set costs no RAM until used.
+
+Validated once, where it enters: :func:`load` (and :meth:`EmbeddingSet.from_arrays`
+for arrays made in code) checks every row in one streaming pass — shapes
+aligned, every value finite (trunks included), projected rows of non-zero
+norm, ``pair_id`` unique, ``patient_id`` present, label cells 1/0/-1/missing
+(:func:`relink.labels.label_problems`) — and raises :class:`EmbeddingError`
+naming the file and row (never a value). Every consumer (audit, DP, probe,
+report) then takes the set as valid: :meth:`EmbeddingSet.unit` gives
+unit-norm rows without re-checking, :attr:`EmbeddingSet.cohort_name` the one
+cohort label.
 """
 
 from __future__ import annotations
@@ -30,12 +40,14 @@ import pandas as pd
 
 from .errors import EmbeddingError
 from .io import atomic_dir, write_json
-from .labels import CHEXPERT_LABELS
+from .labels import CHEXPERT_LABELS, label_problems
 
 FORMAT_VERSION = 1
 ROW_COLUMNS: tuple[str, ...] = ("pair_id", "patient_id", "study_id", "cohort", "split") + CHEXPERT_LABELS
 ARRAYS = ("image", "text", "image_trunk", "text_trunk")
 REQUIRED_ARRAYS = ("image", "text")
+BLOCK_ROWS = 65536  # rows read at once when streaming a (memory-mapped) array
+ZERO_NORM = 1e-12  # a projected row at most this long has no direction to rank by
 
 
 @dataclass
@@ -76,15 +88,59 @@ class EmbeddingSet:
     def split(self, name: str) -> "EmbeddingSet":
         return self.subset(self.rows["split"].to_numpy() == name)
 
+    @property
+    def cohort_name(self) -> str:
+        """The cohort label of these rows: the one name, or the sorted names joined by ``+``."""
+        return "+".join(sorted(map(str, self.rows["cohort"].dropna().unique()))) if "cohort" in self.rows else ""
+
+    @property
+    def where(self) -> str:
+        """How messages name this set: its folder, or "embedding set" for one made in code."""
+        return str(self.path) if self.path is not None else "embedding set"
+
+    def unit(self, name: str = "image", order: np.ndarray | None = None) -> np.ndarray:
+        """Unit-norm float32 rows of ``name`` (``image``/``text``), in ``order`` if given: a fresh array.
+
+        No checks: the set was validated when it was made. Rows are normalised
+        in blocks so a memory-mapped array is read once.
+        """
+        arr = getattr(self, name)
+        n = len(arr) if order is None else len(order)
+        out = np.empty((n, arr.shape[1]), dtype=np.float32)
+        for start in range(0, n, BLOCK_ROWS):
+            rows = slice(start, start + BLOCK_ROWS)
+            block = np.asarray(arr[rows] if order is None else arr[np.asarray(order)[rows]], dtype=np.float32)
+            out[rows] = _unit_block(block)
+        return out
+
+    @classmethod
+    def from_arrays(cls, rows: pd.DataFrame, image, text, image_trunk=None, text_trunk=None,
+                    meta: dict[str, Any] | None = None, where: str = "embedding set") -> "EmbeddingSet":
+        """A set made in code, validated as :func:`load` validates a folder (rows filled as for a hand-written set)."""
+        _check_rows(rows, where)
+        rows = _fill_rows(rows)
+        arrays = {"image": image, "text": text, "image_trunk": image_trunk, "text_trunk": text_trunk}
+        arrays = {k: (None if v is None else np.asarray(v)) for k, v in arrays.items()}
+        check_arrays(len(rows), arrays, where)
+        return cls(rows, arrays["image"], arrays["text"], arrays["image_trunk"], arrays["text_trunk"], dict(meta or {}))
+
 
 def _check_rows(rows: pd.DataFrame, where: str) -> None:
     missing = [c for c in ("pair_id", "patient_id") if c not in rows.columns]
     if missing:
         raise EmbeddingError(f"{where}: rows.parquet lacks column(s) {', '.join(missing)}")
+    for col in ("pair_id", "patient_id"):
+        empty = rows[col].isna().to_numpy() | (rows[col].astype(str).str.strip() == "").to_numpy()
+        if empty.any():
+            raise EmbeddingError(f"{where}: rows.parquet row {int(np.flatnonzero(empty)[0])} has no {col}")
     dup = rows["pair_id"].astype(str).duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise EmbeddingError(f"{where}: rows.parquet row {i}: duplicate pair_id {rows['pair_id'].iat[i]!r}")
+        raise EmbeddingError(f"{where}: rows.parquet row {i}: its pair_id repeats an earlier row's")
+    bad = label_problems(rows, max_problems=1)
+    if bad:
+        i, col, kind = bad[0]
+        raise EmbeddingError(f"{where}: rows.parquet row {i}, column {col!r} holds {kind}, not 1, 0, -1 or missing")
 
 
 def _fill_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -122,22 +178,40 @@ def check_arrays(n: int, arrays: dict[str, np.ndarray | None], where: str, check
         raise EmbeddingError(f"{where}: image.npy dim {dims['image']} != text.npy dim {dims['text']}")
     if not check_values:
         return
-    for name in ("image", "text"):
-        arr = arrays.get(name)
+    for name, arr in arrays.items():
         if arr is None:
             continue
-        step = 65536
-        for start in range(0, arr.shape[0], step):
-            block = np.asarray(arr[start:start + step], dtype=np.float32)
-            finite = np.isfinite(block).all(axis=1)
-            if not finite.all():
-                i = start + int(np.flatnonzero(~finite)[0])
-                raise EmbeddingError(f"{where}: {name}.npy row {i} has non-finite values")
-            norms = np.linalg.norm(block, axis=1)
-            zero = norms <= 1e-12
-            if zero.any():
-                i = start + int(np.flatnonzero(zero)[0])
-                raise EmbeddingError(f"{where}: {name}.npy row {i} has zero norm")
+        projected = name in REQUIRED_ARRAYS
+        for start in range(0, arr.shape[0], BLOCK_ROWS):
+            block = np.asarray(arr[start:start + BLOCK_ROWS], dtype=np.float32)
+            sq = np.einsum("ij,ij->i", block, block)  # one pass: a NaN or inf anywhere in a row shows here
+            odd = np.flatnonzero(~np.isfinite(sq))
+            if len(odd):
+                finite = np.isfinite(block[odd]).all(axis=1)
+                if not finite.all():
+                    i = start + int(odd[~finite][0])
+                    raise EmbeddingError(f"{where}: {name}.npy row {i} has non-finite values")
+            if projected:
+                zero = np.flatnonzero(_norms(block, sq) <= ZERO_NORM)
+                if len(zero):
+                    raise EmbeddingError(f"{where}: {name}.npy row {start + int(zero[0])} has zero norm")
+
+
+def _norms(block: np.ndarray, sq: np.ndarray | None = None) -> np.ndarray:
+    """Row norms (float64), exact also where float32 squares overflow."""
+    sq = (np.einsum("ij,ij->i", block, block) if sq is None else sq).astype(np.float64)
+    odd = ~np.isfinite(sq)
+    if odd.any():
+        b = block[odd].astype(np.float64)
+        sq[odd] = np.einsum("ij,ij->i", b, b)
+    return np.sqrt(sq)
+
+
+def _unit_block(block: np.ndarray) -> np.ndarray:
+    norms = _norms(block)
+    if norms.max(initial=0) > 1e30:  # float32 cannot hold the norm itself
+        return (block / norms[:, None]).astype(np.float32)
+    return block / norms.astype(np.float32)[:, None]
 
 
 def load(path: str | os.PathLike, mmap: bool = True, require_trunk: bool = False, check_values: bool = True) -> EmbeddingSet:

@@ -1,21 +1,55 @@
-"""Atomic file and folder writes: a reader never sees a half-written output.
+"""Writing outputs: atomically, with the user's permissions, never over a file that is not ours.
 
-Everything is written under a temporary name in the destination's folder (so
-the final ``os.replace`` is a same-filesystem rename) and renamed only once
-complete. On any exception the temporary is removed.
+* :func:`atomic_path` / :func:`atomic_dir` write under a temporary name in the
+  destination's folder (so the final ``os.replace`` is a same-filesystem
+  rename) and rename only once complete; on any exception the temporary is
+  removed, so a reader never sees half an output. Temporary names carry the
+  writer's pid (``.NAME.<pid>.<random>.tmp``) so that a later run can tell the
+  leftovers of a killed writer from those of one still running.
+* Files and folders are created with the permissions the umask allows (as
+  ``open`` would), not ``mkstemp``'s private 0600/0700: a shared project
+  folder must be able to read them.
+* :func:`claim_output` is the one check of an ``--out``, made before any
+  expensive work: an existing path that is not this command's own earlier
+  output is refused (``--overwrite`` replaces it), a folder where a file is
+  expected and a file where a folder is expected are refused, an unwritable
+  folder is refused; leftovers of killed runs writing the same output are
+  cleaned. A folder output is marked as its command's with
+  :func:`mark_output`; tables, manifests and reports are recognised by the
+  provenance they carry.
+* :func:`write_json` writes valid JSON only: NaN and infinities become
+  ``null``, numpy scalars plain numbers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from .errors import RelinkError
+
+OUTPUT_MARKER = ".relink-output.json"
+#: folders written before :func:`mark_output` existed, recognised by the file each command writes
+LEGACY_DIR_MARKERS = {"embed": "meta.json", "synth": "synth.json", "train": "ladder.json"}
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
 
 
 @contextlib.contextmanager
@@ -28,10 +62,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, 0o666 & ~_umask())
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException:
@@ -39,20 +74,41 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
+def _chmod_tree(root: Path) -> None:
+    """Give a freshly written tree the umask's permissions (writers inside may have used mkstemp)."""
+    mask = _umask()
+    os.chmod(root, 0o777 & ~mask)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            os.chmod(os.path.join(dirpath, d), 0o777 & ~mask)
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                os.chmod(p, (0o777 if os.access(p, os.X_OK) and os.stat(p).st_mode & 0o100 else 0o666) & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder next to ``path``; it replaces ``path`` on success."""
+    """Yield a temporary folder next to ``path``; it replaces ``path`` on success.
+
+    An existing ``path`` is first renamed aside (``.NAME.<pid>.old``) and
+    deleted only after the new folder is in place; a run killed in between is
+    repaired by the next :func:`claim_output` of the same path (the old folder
+    is put back).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+        _chmod_tree(tmp)
+        if path.exists() or path.is_symlink():
+            old = path.with_name(f"{_tmp_prefix(path)}old")
+            if old.exists():
+                _remove(old)
             os.replace(path, old)
             os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
         else:
             os.replace(tmp, path)
     except BaseException:
@@ -60,10 +116,199 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clean_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Remove what killed writers of ``path`` left beside it; return what was removed.
+
+    Temporaries ``.NAME.<pid>.*`` of a pid that is no longer running are
+    deleted, except that an ``.old`` copy is moved back to ``path`` when
+    ``path`` itself is missing (the writer died between its two renames).
+    Temporaries of live processes are left alone (a concurrent writer).
+    """
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.(.*)$")
+    removed = []
+    for entry in sorted(parent.iterdir()):
+        m = pattern.match(entry.name)
+        if not m or _alive(int(m.group(1))):
+            continue
+        if m.group(2) == "old" and not (path.exists() or path.is_symlink()):
+            os.replace(entry, path)
+            continue
+        _remove(entry)
+        removed.append(entry)
+    return removed
+
+
+def mark_output(folder: str | os.PathLike, owner: str, **extra: Any) -> None:
+    """Mark ``folder`` (usually the temporary folder about to be renamed) as ``relink owner``'s output."""
+    write_json(Path(folder) / OUTPUT_MARKER, {"relink_output": owner, **extra})
+
+
+def output_owner(path: str | os.PathLike) -> str | None:
+    """Which relink command wrote ``path`` (a folder or a file), or ``None`` if none did."""
+    path = Path(path)
+    if path.is_dir():
+        marker = path / OUTPUT_MARKER
+        if marker.is_file():
+            try:
+                return str(json.loads(marker.read_text()).get("relink_output"))
+            except (ValueError, OSError, AttributeError):
+                return None
+        for owner, name in LEGACY_DIR_MARKERS.items():
+            if (path / name).is_file():
+                return owner
+        return None
+    if not path.is_file():
+        return None
+    try:
+        return _file_owner(path)
+    except Exception:  # any unreadable or foreign file is simply not ours
+        return None
+
+
+def _file_owner(path: Path) -> str | None:
+    ext = path.suffix.lower()
+    if ext == ".parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+        if b"relink.image_root" in meta:
+            return "cohort"
+        prov = json.loads(meta.get(b"provenance", b"{}"))
+        return prov.get("command") if isinstance(prov, dict) else None
+    if ext == ".csv":
+        side = path.with_name(path.name + ".provenance.json")
+        prov = json.loads(side.read_text()) if side.is_file() else {}
+        return prov.get("command") if isinstance(prov, dict) else None
+    if ext == ".json":
+        with open(path, "rb") as fh:
+            obj = json.loads(fh.read(64 << 20))
+        if not isinstance(obj, dict):
+            return None
+        if "relink_output" in obj:
+            return str(obj["relink_output"])
+        prov = obj.get("provenance")
+        return prov.get("command") if isinstance(prov, dict) else None
+    if ext in (".html", ".htm"):
+        with open(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", "replace")
+        m = re.search(r'<meta name="generator" content="relink ([a-z-]+)', head)
+        return m.group(1) if m else None
+    return None
+
+
+def claim_output(path: str | os.PathLike, kind: str = "file", owner: str = "", overwrite: bool = False,
+                 flag: str = "--out") -> Path:
+    """Check that ``path`` may be written as ``owner``'s output; clean leftovers; return it.
+
+    ``kind`` is ``"file"`` or ``"dir"``. Refused with one line: a path of the
+    other kind, an existing path that is not ``owner``'s own earlier output
+    (unless ``overwrite``; an empty folder is free), a destination whose folder
+    cannot be written.
+    """
+    if kind not in ("file", "dir"):
+        raise ValueError(f"kind must be 'file' or 'dir', got {kind!r}")
+    path = Path(path)
+    if not path.name or path.name in (".", ".."):
+        raise RelinkError(f"{flag} {path}: give a {'file' if kind == 'file' else 'folder'} name")
+    clean_leftovers(path)
+    if path.is_symlink() and not path.exists():
+        raise RelinkError(f"{flag} {path} is a broken symbolic link; remove it or choose another {flag}")
+    if path.exists():
+        if kind == "file" and path.is_dir():
+            raise RelinkError(f"{flag} {path} is a folder; give a file path")
+        if kind == "dir" and not path.is_dir():
+            raise RelinkError(f"{flag} {path} is a file; give a folder path (relink does not replace a file with a folder)")
+        empty = kind == "dir" and not any(path.iterdir())
+        if not (empty or overwrite or output_owner(path) == owner):
+            what = "folder" if kind == "dir" else "file"
+            raise RelinkError(f"{flag} {path}: an existing {what} that is not a relink {owner} output; "
+                              f"choose another {flag}, or pass --overwrite to replace it")
+    _check_writable(path.parent, flag)
+    return path
+
+
+def _check_writable(folder: Path, flag: str) -> None:
+    """The nearest existing ancestor of ``folder`` must be a folder we can create entries in."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise RelinkError(f"{flag}: {probe} is not a folder")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".relink-write-check.", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise RelinkError(f"{flag}: cannot write in {probe} ({exc.strerror or exc.__class__.__name__})") from None
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, flag: str = "--out") -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` into one line naming it (disk full, permissions, ...)."""
+    try:
+        yield
+    except OSError as exc:
+        raise RelinkError(f"{flag} {path}: cannot write ({exc.strerror or exc.__class__.__name__})") from None
+
+
+def json_safe(obj: Any) -> Any:
+    """A copy of ``obj`` that ``json.dumps(allow_nan=False)`` accepts: NaN/inf -> None, numpy -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return str(obj)
+
+
+def canonical(obj: Any) -> Any:
+    """``obj`` as it reads back from key-sorted JSON: the form to compare and hash stored keys in."""
+    return json.loads(json.dumps(json_safe(obj), sort_keys=True, allow_nan=False))
+
+
+def dumps(obj: Any, indent: int | None = 2) -> str:
+    """Valid, key-sorted JSON text (see :func:`json_safe`)."""
+    return json.dumps(json_safe(obj), indent=indent, sort_keys=True, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted JSON, atomically."""
+    """Write ``obj`` as indented, key-sorted, valid JSON, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(dumps(obj) + "\n")
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -34,3 +34,64 @@ CHEXPERT_LABELS: tuple[str, ...] = (
 LABEL_VALUES: frozenset[float] = frozenset({1.0, 0.0, -1.0})
 
 POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
+
+
+def label_value_problem(value) -> str | None:
+    """Why one label cell breaks the contract, or ``None``: the kind of value, never the value itself.
+
+    The one rule for every table that carries labels (cohort manifests,
+    EmbeddingSet rows, loaders): 1, 0, -1 or missing; anything else is an
+    error, never silently read as missing. A free-text cell may be a piece
+    of a report, so messages say "text", not what it says.
+    """
+    import math
+
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "a true/false value"
+    if isinstance(value, (int, float)) or hasattr(value, "dtype"):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            return "a value that is not a number"
+        if math.isnan(v) or v in LABEL_VALUES:
+            return None
+        return "a number other than 1, 0 and -1" if math.isfinite(v) else "an infinite number"
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "" or text.lower() in ("nan", "na", "none", "null"):
+            return None  # how CSV writers spell a missing cell
+        try:
+            v = float(text)
+        except ValueError:
+            return "text"
+        return None if v in LABEL_VALUES else "a number other than 1, 0 and -1"
+    return f"a {type(value).__name__} value"
+
+
+def label_problems(frame, max_problems: int | None = None):
+    """``(row, column, kind)`` for each label cell of ``frame`` that breaks the rule, in row order.
+
+    Vectorised for the common case (a float column); object columns are
+    checked cell by cell.
+    """
+    import numpy as np
+    import pandas as pd
+
+    found = []
+    for col in CHEXPERT_LABELS:
+        if col not in frame.columns:
+            continue
+        values = frame[col]
+        if pd.api.types.is_float_dtype(values) or pd.api.types.is_integer_dtype(values):
+            arr = values.to_numpy(dtype=np.float64)
+            bad = ~(np.isnan(arr) | np.isin(arr, list(LABEL_VALUES)))
+            found += [(int(i), col, label_value_problem(arr[i])) for i in np.flatnonzero(bad)]
+        else:
+            for i, v in enumerate(values.to_numpy(dtype=object)):
+                kind = label_value_problem(v)
+                if kind:
+                    found.append((i, col, kind))
+    found.sort()
+    return found if max_problems is None else found[:max_problems]

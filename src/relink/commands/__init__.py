@@ -4,7 +4,22 @@ import argparse
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the examples in epilogs as written and show defaults."""
+    """Keep the examples in epilogs as written; show a default only where it says something.
+
+    ``(default: None)`` after an option without a default and ``(default:
+    True)`` after a switch tell the reader nothing, so they are left out.
+    """
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if "%(default)" in help_text or "(default:" in help_text:
+            return help_text
+        default = action.default
+        if default in (None, argparse.SUPPRESS) or isinstance(default, bool) or action.nargs == 0:
+            return help_text
+        if isinstance(default, (list, tuple)) and not default:
+            return help_text
+        return help_text + " (default: %(default)s)"
 
 
 def parse_int_list(text: str) -> list[int]:

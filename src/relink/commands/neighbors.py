@@ -33,7 +33,6 @@ def run(args) -> int:
     from pathlib import Path
 
     from .. import embeddings, provenance
-    from ..retrieval.inputs import checked_embeddings
     from ..retrieval.neighbors import neighbor_table, top_k
     from ..tables import check_format, write_table
 
@@ -48,7 +47,7 @@ def run(args) -> int:
             raise RelinkError(f"--split {args.split!r}: {args.embeddings} has no such rows (splits: {', '.join(splits)})")
         es = es.split(args.split)
     base = Path(args.embeddings)
-    image, text = checked_embeddings(es.image, es.text, str(base / "image.npy"), str(base / "text.npy"))
+    image, text = es.unit("image"), es.unit("text")
     queries, candidates = (image, text) if args.direction == "image_to_report" else (text, image)
     scores, found = top_k(queries, candidates, args.k, progress=True)
     frame = neighbor_table(es.rows["pair_id"].to_numpy(), es.rows["patient_id"].to_numpy(), scores, found)

@@ -163,7 +163,8 @@ def run_paper(
 ) -> int:
     """The whole paper: cached artifacts, changed chapters, privacy scan, then the book."""
     from .pipeline import build_results
-    from .privacy import cohort_frames, result_files, scan_paths
+    from ..leakscan import scan_paths
+    from .leakscan import cohort_frames, result_files
 
     chapters = select(chapter_names)
     needed = sorted({r for c in chapters for r in c.results})

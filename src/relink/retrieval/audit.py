@@ -39,207 +39,255 @@ One row per (direction, negatives, level, N, K, estimator, metric), columns
   patient-clustered bootstrap over per-query values (:mod:`.bootstrap`), NaN
   when ``n_boot`` = 0.
 
-Settings (pools, ties, tolerance, label policy, seed) are returned in
-``frame.attrs["audit"]`` for provenance.
+Settings (the :class:`~relink.retrieval.spec.AuditSpec` and what the data
+gave) are returned in ``frame.attrs["audit"]`` for provenance.
+
+Two steps, so that any subset of queries can be summarised without a second
+pass over the scores: :func:`audit_queries` computes every per-query value
+(:class:`QueryValues`) from one blocked pass; :func:`summarise` turns the
+values of all queries, or of a subset (a label group, a view, the queries a
+matched pool covers), into the tidy table with patient-bootstrap intervals.
+:func:`audit` is the two together. The input is a validated
+:class:`~relink.embeddings.EmbeddingSet` (:func:`audit_arrays` makes one from
+plain arrays); nothing is checked twice.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..embeddings import EmbeddingSet
 from ..errors import RelinkError
-from ..labels import CHEXPERT_LABELS
 from ..tables import METRIC_COLUMNS
 from .bootstrap import bootstrap_intervals
 from .counts import DIRECTIONS, LEVELS, rank_counts, sort_groupings
-from .exact import TIES, chance_rank, chance_recall, expected_rank, expected_recall, reciprocal_rank
-from .inputs import (FULL, check_choice, check_ks, check_shapes, checked_embeddings, checked_labels, checked_patients,
-                     parse_pools)
-from .matching import MISSING, UNCERTAIN, check_labelled, group_summary, label_groups
+from .exact import chance_rank, chance_recall, expected_rank, expected_recall, reciprocal_rank
+from .inputs import FULL, check_ks, parse_pools
+from .matching import check_labelled, group_summary, label_groups
 from .montecarlo import monte_carlo_recall
+from .spec import NEGATIVES, AuditSpec
 
-NEGATIVES = ("random", "pathology_matched", "positive_set_matched")
-DEFAULT_POOLS = (10, 100, 1000, 10000, FULL)
 _ORDER = {"direction": DIRECTIONS, "negatives": NEGATIVES, "level": LEVELS,
           "metric": ("recall", "mrr", "median_rank"), "estimator": ("exact", "monte_carlo")}
+
+
+@dataclass
+class QueryValues:
+    """Every per-query value of one audit, in *work order*: work row w is set row ``order[w]``.
+
+    (The audit works with label groups contiguous; keeping its order makes a
+    summary of all queries add them up exactly as the one-step audit did.
+    :meth:`set_rows` maps set rows to work rows; :meth:`in_set_order` turns a
+    per-query array back into the set's row order.)
+
+    ``keys[f]`` names column f (``direction``, ``negatives``, ``level``, ``N``,
+    ``K``, ``estimator``, ``metric``); ``values[:, f]`` is each query's value
+    (NaN: the query is left out, e.g. a matched pool it cannot fill) and
+    ``chances[:, f]`` its chance value. Median-rank columns are kept apart
+    (``rank_keys``, ``ranks``: each query's expected rank in the full pool)
+    because a median is not a mean of per-query values; ``rank_null`` holds,
+    per rank column, each query's ``(truth_size, available)`` from which the
+    chance median is computed for whatever subset is summarised.
+    """
+
+    keys: list[dict[str, Any]]
+    values: np.ndarray
+    chances: np.ndarray
+    rank_keys: list[dict[str, Any]]
+    ranks: np.ndarray
+    rank_null: list[tuple[np.ndarray, np.ndarray]]
+    patient: np.ndarray
+    order: np.ndarray
+    spec: AuditSpec
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.patient)
+
+    def set_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Work rows of the set rows ``rows`` (a bool mask or indices in set order), ascending."""
+        idx = np.asarray(rows)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        inverse = np.empty(len(self.order), dtype=np.int64)
+        inverse[self.order] = np.arange(len(self.order))
+        return np.sort(inverse[idx])
+
+    def in_set_order(self, a: np.ndarray) -> np.ndarray:
+        """A per-query array (work order, first axis) in the set's own row order."""
+        out = np.empty_like(a)
+        out[self.order] = a
+        return out
+
+    def column(self, **where: Any) -> int:
+        """Index of the one value column matching ``where`` (e.g. direction=..., N=100, K=1)."""
+        hits = [f for f, k in enumerate(self.keys) if all(k.get(c) == v for c, v in where.items())]
+        if len(hits) != 1:
+            raise LookupError(f"expected one audit column for {where}, found {len(hits)}")
+        return hits[0]
 
 
 def _seed(random_state, i: int):
     return None if random_state is None else [int(random_state), i]
 
 
-def audit_arrays(
-    image,
-    text,
-    patient_ids,
-    labels=None,
-    *,
-    pools: Sequence = DEFAULT_POOLS,
-    ks: Sequence[int] = (1, 5, 10),
-    directions: Sequence[str] = DIRECTIONS,
-    levels: Sequence[str] = LEVELS,
-    negatives: Sequence[str] = ("random",),
-    n_boot: int = 1000,
-    random_state=0,
-    model: str = "",
-    cohort: str = "",
-    monte_carlo_pools: int = 0,
-    pools_clip: bool = False,
-    ties: str = "random",
-    tie_tol: float = 1e-6,
-    uncertain: str = "own",
-    missing: str = "negative",
-    ci: float = 0.95,
-    device=None,
-    progress: bool = False,
-    pair_ids=None,
-    where: tuple[str, str, str] = ("image", "text", "labels"),
-) -> pd.DataFrame:
-    """Audit n aligned pairs given as arrays: image, text (n, d); patient_ids (n,); labels (n, 14) or None."""
-    directions = check_choice(directions, DIRECTIONS, "direction")
-    levels = check_choice(levels, LEVELS, "level")
-    negatives = check_choice(negatives, NEGATIVES, "negatives")
-    check_choice([ties], TIES, "ties policy")
-    check_choice([uncertain], UNCERTAIN, "uncertain-labels policy")
-    check_choice([missing], MISSING, "missing-labels policy")
-    if not 0 < ci < 1:
-        raise RelinkError(f"ci must lie in (0, 1), got {ci}")
-    if tie_tol < 0:
-        raise RelinkError(f"tie_tol must be >= 0, got {tie_tol}")
-    if n_boot < 0 or monte_carlo_pools < 0:
-        raise RelinkError("n_boot and monte_carlo_pools must be >= 0")
-    n = check_shapes(image, text, where[0], where[1])
-    pools = parse_pools(pools, n, pools_clip)
-    ks = check_ks(ks, pools, n)
-    patient = checked_patients(patient_ids, n)
-    hard = [g for g in ("positive_set_matched", "pathology_matched") if g in negatives]
+def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: bool = False) -> QueryValues:
+    """Per-query values of every (direction, negatives, level, N, K, estimator, metric) of ``spec``."""
+    spec = spec or AuditSpec()
+    n = len(es)
+    if n < 2:
+        raise RelinkError(f"{es.where}: an audit needs at least 2 pairs, got {n}")
+    pools = parse_pools(spec.pools, n, spec.pools_clip)
+    ks = check_ks(spec.ks, pools, n)
+    patient = es.rows["patient_id"].to_numpy().astype(str)
+    hard = spec.hard
     codes: dict[str, np.ndarray] = {}
     if hard:
-        labels = checked_labels(labels, n, where[2])
-        check_labelled(labels, pair_ids, where[2])
-        codes = label_groups(labels, uncertain, missing)
+        labels = es.labels()
+        where = f"{es.where}/rows.parquet"
+        check_labelled(labels, es.rows["pair_id"].to_numpy(), where)
+        codes = label_groups(labels, spec.uncertain, spec.missing)
         for g in hard:
             n_groups, alone = group_summary(codes[g])
             if alone == n:
-                raise RelinkError(f"{where[2]}: every {g} group holds a single pair ({n_groups} groups), so no query "
+                raise RelinkError(f"{where}: every {g} group holds a single pair ({n_groups} groups), so no query "
                                   "has a matched distractor; use random negatives or a looser label policy")
     # Work in the order that makes label groups contiguous: the embeddings are copied once,
-    # normalised straight into it. Per-query arrays stay in that order; only aggregates leave.
+    # normalised straight into it. Per-query arrays are returned in the set's own order.
     order = sort_groupings([(g, codes[g]) for g in hard], n)[0]
-    image, text = checked_embeddings(image, text, where[0], where[1], order=order)
-    patient = patient[order]
-    codes = {g: c[order] for g, c in codes.items()}
-    counts = rank_counts(image, text, patient, [(g, codes[g]) for g in hard], directions, levels,
-                         tie_tol=tie_tol, device=device, progress=progress)
+    image, text = es.unit("image", order), es.unit("text", order)
+    patient_o = patient[order]
+    codes_o = {g: c[order] for g, c in codes.items()}
+    counts = rank_counts(image, text, patient_o, [(g, codes_o[g]) for g in hard], spec.directions, spec.levels,
+                         tie_tol=spec.tie_tol, device=spec.device, progress=progress)
 
-    specs, values, chances, ranks = [], [], [], []
+    keys, values, chances = [], [], []
+    rank_keys, ranks, rank_null = [], [], []
     for key_index, ((direction, level, neg), rc) in enumerate(counts.items()):
-        if neg not in negatives:
+        if neg not in spec.negatives:
             continue
         base = dict(direction=direction, negatives=neg, level=level)
         for p in pools:
             if p == FULL and neg != "random":
                 continue
             draws = None if p == FULL else p - 1
-            rec = expected_recall(rc.above, rc.tied, rc.available, draws, ks, ties)
+            rec = expected_recall(rc.above, rc.tied, rc.available, draws, ks, spec.ties)
             ch = chance_recall(rc.truth_size, rc.available if draws is None else draws, ks)
             for j, k in enumerate(ks):
-                specs.append({**base, "N": n if p == FULL else p, "K": k, "estimator": "exact", "metric": "recall"})
+                keys.append({**base, "N": n if p == FULL else p, "K": k, "estimator": "exact", "metric": "recall"})
                 values.append(rec[:, j])
                 chances.append(np.where(np.isnan(rec[:, j]), np.nan, ch[:, j]))
         int_pools = [p for p in pools if p != FULL]
-        if monte_carlo_pools and int_pools:
-            mc = monte_carlo_recall(image, text, patient, [p - 1 for p in int_pools], ks, monte_carlo_pools,
-                                    direction, level, codes.get(neg), ties, tie_tol, _seed(random_state, key_index),
-                                    device=device)
+        if spec.monte_carlo_pools and int_pools:
+            mc = monte_carlo_recall(image, text, patient_o, [p - 1 for p in int_pools], ks, spec.monte_carlo_pools,
+                                    direction, level, codes_o.get(neg), spec.ties, spec.tie_tol,
+                                    _seed(spec.random_state, key_index), device=spec.device)
             for i, p in enumerate(int_pools):
                 ch = chance_recall(rc.truth_size, p - 1, ks)
                 for j, k in enumerate(ks):
-                    specs.append({**base, "N": p, "K": k, "estimator": "monte_carlo", "metric": "recall"})
+                    keys.append({**base, "N": p, "K": k, "estimator": "monte_carlo", "metric": "recall"})
                     values.append(mc[:, i, j])
                     chances.append(np.where(np.isnan(mc[:, i, j]), np.nan, ch[:, j]))
         if neg == "random":
-            chance_rr, chance_pos = chance_rank(rc.truth_size, rc.available)
-            specs.append({**base, "N": n, "K": 0, "estimator": "exact", "metric": "mrr"})
-            values.append(reciprocal_rank(rc.above, rc.tied, ties))
+            chance_rr, _ = chance_rank(rc.truth_size, rc.available)
+            keys.append({**base, "N": n, "K": 0, "estimator": "exact", "metric": "mrr"})
+            values.append(reciprocal_rank(rc.above, rc.tied, spec.ties))
             chances.append(chance_rr)
-            ranks.append(({**base, "N": n, "K": 0, "estimator": "exact", "metric": "median_rank"},
-                          expected_rank(rc.above, rc.tied, ties), chance_pos))
+            rank_keys.append({**base, "N": n, "K": 0, "estimator": "exact", "metric": "median_rank"})
+            ranks.append(expected_rank(rc.above, rc.tied, spec.ties))
+            rank_null.append((rc.truth_size, rc.available))
 
-    table = np.stack(values, axis=1)
-    rank_table = np.stack([r[1] for r in ranks], 1) if ranks else None
-    low, high, r_low, r_high = bootstrap_intervals(table, rank_table, patient, n_boot, random_state, ci)
-    rows = []
+    settings = {**spec.record(), "pools": [str(p) for p in pools], "ks": list(ks), "n_pairs": n,
+                "n_patients": int(len(np.unique(patient))),
+                "label_groups": {g: dict(zip(("groups", "queries_without_matched_distractor"), group_summary(codes[g])))
+                                 for g in hard}}
+    stack = lambda cols: np.stack(cols, axis=1) if cols else np.zeros((n, 0))  # noqa: E731
+    return QueryValues(keys, stack(values), stack(chances), rank_keys, stack(ranks), rank_null, patient_o,
+                       order, spec, settings)
+
+
+def summarise(qv: QueryValues, rows: np.ndarray | None = None, model: str = "", cohort: str = "",
+              n_boot: int | None = None) -> pd.DataFrame:
+    """The tidy metric table of ``qv``'s queries, or of the subset ``rows`` of the set (a bool mask or
+    indices, in the set's row order).
+
+    Intervals resample the patients of the rows summarised; ``n_boot``
+    overrides the spec's replicate count (0: no intervals).
+    """
+    spec = qv.spec
+    idx = np.arange(len(qv)) if rows is None else qv.set_rows(rows)
+    n = len(idx)
+    table, chances, rank_table = qv.values[idx], qv.chances[idx], qv.ranks[idx]
+    patient = qv.patient[idx]
+    boots = spec.n_boot if n_boot is None else n_boot
+    low, high, r_low, r_high = bootstrap_intervals(table, rank_table if qv.rank_keys else None, patient, boots,
+                                                   spec.random_state, spec.ci)
+    rows_out = []
     with np.errstate(invalid="ignore", divide="ignore"):
-        for f, spec in enumerate(specs):
+        for f, key in enumerate(qv.keys):
             kept = ~np.isnan(table[:, f])
             value = float(table[kept, f].mean()) if kept.any() else np.nan
-            chance = float(np.nanmean(chances[f])) if kept.any() else np.nan
-            rows.append({**spec, "value": value, "ci_low": low[f], "ci_high": high[f], "chance": chance,
-                         "lift": value / chance, "n_queries": int(kept.sum()), "coverage": kept.sum() / n})
-        if ranks:
-            for f, (spec, rank, chance_pos) in enumerate(ranks):
-                value, chance = float(np.median(rank)), float(np.median(chance_pos))
-                rows.append({**spec, "value": value, "ci_low": r_low[f], "ci_high": r_high[f], "chance": chance,
+            chance = float(np.nanmean(chances[:, f])) if kept.any() else np.nan
+            rows_out.append({**key, "value": value, "ci_low": low[f], "ci_high": high[f], "chance": chance,
+                             "lift": value / chance, "n_queries": int(kept.sum()), "coverage": kept.sum() / n if n else np.nan})
+        for f, key in enumerate(qv.rank_keys):
+            m, d = qv.rank_null[f]
+            value = float(np.median(rank_table[:, f])) if n else np.nan
+            chance = median_rank_chance(m[idx], d[idx])
+            rows_out.append({**key, "value": value, "ci_low": r_low[f], "ci_high": r_high[f], "chance": chance,
                              "lift": chance / value, "n_queries": n, "coverage": 1.0})
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows_out, columns=[c for c in METRIC_COLUMNS if c not in ("model", "cohort")])
     frame.insert(0, "cohort", cohort or "")
     frame.insert(0, "model", model or "")
     sort_keys = {c: frame[c].map({v: i for i, v in enumerate(order)}) for c, order in _ORDER.items()}
     frame = frame.assign(**{f"_{c}": s for c, s in sort_keys.items()})
     frame = frame.sort_values(["_direction", "_negatives", "_level", "_metric", "N", "K", "_estimator"], kind="stable")
     frame = frame[list(METRIC_COLUMNS)].reset_index(drop=True)
-    frame["N"] = frame["N"].astype("int64")
-    frame["K"] = frame["K"].astype("int64")
-    frame["n_queries"] = frame["n_queries"].astype("int64")
-    frame.attrs["audit"] = {
-        "pools": [str(p) for p in pools], "ks": list(ks), "directions": list(directions), "levels": list(levels),
-        "negatives": list(negatives), "n_boot": int(n_boot), "ci": ci, "random_state": random_state,
-        "monte_carlo_pools": int(monte_carlo_pools), "ties": ties, "tie_tol": tie_tol,
-        "uncertain_labels": uncertain, "missing_labels": missing, "n_pairs": n,
-        "n_patients": int(len(np.unique(patient))),
-        "label_groups": {g: dict(zip(("groups", "queries_without_matched_distractor"), group_summary(codes[g])))
-                         for g in hard},
-    }
+    for col in ("N", "K", "n_queries"):
+        frame[col] = frame[col].astype("int64")
+    frame.attrs["audit"] = {**qv.settings, "n_boot": int(boots), "n_queries_summarised": int(n)}
     return frame
 
 
-def audit(
-    es,
-    pools: Sequence = DEFAULT_POOLS,
-    ks: Sequence[int] = (1, 5, 10),
-    directions: Sequence[str] = DIRECTIONS,
-    levels: Sequence[str] = LEVELS,
-    negatives: Sequence[str] = ("random",),
-    n_boot: int = 1000,
-    random_state=0,
-    model: str = "",
-    cohort: str | None = None,
-    monte_carlo_pools: int = 0,
-    **options,
-) -> pd.DataFrame:
-    """Audit a :class:`relink.embeddings.EmbeddingSet` (see the module docstring).
+def median_rank_chance(truth_size: np.ndarray, available: np.ndarray) -> float:
+    """Chance value of the median rank over these queries (see :func:`relink.retrieval.exact.chance_rank`)."""
+    return float(np.median(chance_rank(truth_size, available)[1])) if len(truth_size) else float("nan")
 
-    ``model`` defaults to the set's ``meta.json`` model spec and ``cohort`` to
-    its cohort name(s). ``options`` are the keyword options of
-    :func:`audit_arrays` (``pools_clip``, ``ties``, ``tie_tol``, ``uncertain``,
-    ``missing``, ``ci``, ``device``, ``progress``).
+
+def audit(es: EmbeddingSet, spec: AuditSpec | None = None, model: str | None = None, cohort: str | None = None,
+          progress: bool = False, **changes: Any) -> pd.DataFrame:
+    """Audit a validated :class:`~relink.embeddings.EmbeddingSet` (see the module docstring).
+
+    ``changes`` are :class:`AuditSpec` fields applied to ``spec`` (or to the
+    defaults). ``model`` defaults to the set's ``meta.json`` model spec and
+    ``cohort`` to :attr:`~relink.embeddings.EmbeddingSet.cohort_name`.
     """
-    base = str(es.path) if es.path is not None else "embedding set"
-    where = (f"{base}/image.npy", f"{base}/text.npy", f"{base}/rows.parquet")
-    missing_cols = [c for c in ("pair_id", "patient_id") if c not in es.rows]
-    if missing_cols:
-        raise RelinkError(f"{where[2]}: lacks column(s) {', '.join(missing_cols)}")
-    if cohort is None:
-        cohort = "+".join(sorted(map(str, es.rows["cohort"].dropna().unique()))) if "cohort" in es.rows else ""
-    has_labels = all(c in es.rows for c in CHEXPERT_LABELS)
-    labels = es.labels() if has_labels and any(g != "random" for g in negatives) else None
-    return audit_arrays(
-        es.image, es.text, es.rows["patient_id"].to_numpy(), labels,
-        pools=pools, ks=ks, directions=directions, levels=levels, negatives=negatives, n_boot=n_boot,
-        random_state=random_state, model=model or str(es.meta.get("model", "")), cohort=cohort,
-        monte_carlo_pools=monte_carlo_pools, pair_ids=es.rows["pair_id"].to_numpy(), where=where, **options,
-    )
+    spec = (spec or AuditSpec()).but(**changes) if changes else (spec or AuditSpec())
+    qv = audit_queries(es, spec, progress=progress)
+    model = model if model is not None else str(es.meta.get("model", ""))
+    return summarise(qv, model=model, cohort=es.cohort_name if cohort is None else cohort)
+
+
+def audit_arrays(image, text, patient_ids, labels=None, spec: AuditSpec | None = None, pair_ids=None,
+                 model: str = "", cohort: str = "", progress: bool = False, **changes: Any) -> pd.DataFrame:
+    """Audit n aligned pairs given as arrays: image, text (n, d); patient_ids (n,); labels (n, 14) or None.
+
+    The arrays are validated as a loaded set is (:meth:`EmbeddingSet.from_arrays`).
+    """
+    from ..labels import CHEXPERT_LABELS
+
+    n = len(patient_ids)
+    rows = pd.DataFrame({"pair_id": pair_ids if pair_ids is not None else np.arange(n).astype(str),
+                         "patient_id": np.asarray(patient_ids).astype(object)})
+    if labels is not None:
+        lab = np.asarray(labels, dtype=np.float64)
+        if lab.shape != (n, len(CHEXPERT_LABELS)):
+            raise RelinkError(f"labels: expected ({n}, {len(CHEXPERT_LABELS)}) labels, got shape {lab.shape}")
+        for j, name in enumerate(CHEXPERT_LABELS):
+            rows[name] = lab[:, j]
+    es = EmbeddingSet.from_arrays(rows, image, text)
+    return audit(es, spec, model=model, cohort=cohort, progress=progress, **changes)

@@ -1,4 +1,7 @@
-"""Checks of audit inputs and options; every failure is one RelinkError line.
+"""Checks of audit options against the data; every failure is one RelinkError line.
+
+The embeddings themselves were validated once, when the set was made
+(:mod:`relink.embeddings`); option ranges by :class:`relink.retrieval.spec.AuditSpec`.
 
 Pools are given as integers (the pool size N: the truth plus N - 1
 distractors) or ``"full"`` (every candidate). An integer N larger than the
@@ -10,8 +13,6 @@ from __future__ import annotations
 
 import warnings
 from typing import Iterable, Sequence
-
-import numpy as np
 
 from ..errors import RelinkError
 
@@ -78,81 +79,3 @@ def check_ks(ks: Iterable, pools: Sequence[int | str], n_candidates: int) -> lis
         if big:
             raise RelinkError(f"K={big[0]} exceeds the pool size N={n}" + (" (the full pool)" if p == FULL else ""))
     return sorted(set(ks_out))
-
-
-def _unit_rows(arr, where: str, order: np.ndarray | None = None) -> np.ndarray:
-    """A unit-norm float32 copy of (n, d) ``arr``; a non-finite or zero row is an error naming it.
-
-    Zero means a norm of at most 1e-12, as in :func:`relink.embeddings.check_arrays`.
-    With ``order`` the copy's rows come in that order (errors still name input rows).
-    """
-    a = np.asarray(arr)
-    if a.ndim != 2:
-        raise RelinkError(f"{where}: embeddings must be 2-D (rows, dim), got shape {a.shape}")
-    a = a.astype(np.float32, copy=False)
-    sq = np.einsum("ij,ij->i", a, a)  # one pass; a NaN or inf anywhere in a row shows up here
-    odd = np.flatnonzero(~np.isfinite(sq))
-    if len(odd):
-        finite = np.isfinite(a[odd]).all(axis=1)
-        if not finite.all():
-            raise RelinkError(f"{where}: row {int(odd[~finite][0])} has non-finite values")
-    sq = sq.astype(np.float64)
-    if len(odd):  # squares that overflowed float32
-        sq[odd] = np.einsum("ij,ij->i", a[odd].astype(np.float64), a[odd].astype(np.float64))
-    norms = np.sqrt(sq)
-    zero = norms <= 1e-12
-    if zero.any():
-        raise RelinkError(f"{where}: row {int(np.flatnonzero(zero)[0])} has zero norm")
-    if order is not None:
-        a, norms = a[order], norms[order]
-    if norms.max() > 1e30:  # float32 cannot hold the norm itself
-        return (a / norms[:, None]).astype(np.float32)
-    out = a if order is not None else np.empty_like(a)  # a fresh copy either way, divided in place
-    np.divide(a, norms.astype(np.float32)[:, None], out=out)
-    return out
-
-
-def check_shapes(image, text, where_image: str = "image", where_text: str = "text") -> int:
-    """Both arrays 2-D, aligned row for row, same dimension, at least 2 pairs; returns n."""
-    for arr, where in ((image, where_image), (text, where_text)):
-        if len(np.shape(arr)) != 2:
-            raise RelinkError(f"{where}: embeddings must be 2-D (rows, dim), got shape {np.shape(arr)}")
-    (ni, di), (nt, dt) = np.shape(image), np.shape(text)
-    if ni != nt:
-        raise RelinkError(f"{where_image} has {ni} rows but {where_text} has {nt} (misaligned)")
-    if di != dt:
-        raise RelinkError(f"{where_image} dim {di} != {where_text} dim {dt}")
-    if ni < 2:
-        raise RelinkError(f"{where_image}: an audit needs at least 2 pairs, got {ni}")
-    return ni
-
-
-def checked_embeddings(image, text, where_image: str = "image", where_text: str = "text",
-                       order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-norm float32 copies of two aligned (n, d) arrays (rows in ``order`` if given); finite, non-zero rows."""
-    check_shapes(image, text, where_image, where_text)
-    return _unit_rows(image, where_image, order), _unit_rows(text, where_text, order)
-
-
-def checked_patients(patient_ids, n: int, where: str = "patient_ids") -> np.ndarray:
-    """Patient ids as strings, one per pair, none missing."""
-    ids = np.asarray(patient_ids, dtype=object)
-    if ids.shape != (n,):
-        raise RelinkError(f"{where}: expected {n} patient ids (one per pair), got shape {ids.shape}")
-    missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) or str(v) == "" for v in ids])
-    if missing.any():
-        raise RelinkError(f"{where}: row {int(np.flatnonzero(missing)[0])} has no patient_id")
-    return ids.astype(str)
-
-
-def checked_labels(labels, n: int, where: str = "labels") -> np.ndarray | None:
-    if labels is None:
-        return None
-    arr = np.asarray(labels, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[0] != n:
-        raise RelinkError(f"{where}: expected ({n}, 14) labels, got shape {arr.shape}")
-    bad = ~(np.isnan(arr) | np.isin(arr, (-1.0, 0.0, 1.0)))
-    if bad.any():
-        i, j = map(int, np.argwhere(bad)[0])
-        raise RelinkError(f"{where}: row {i}, label column {j} holds {float(arr[i, j])} (allowed: 1, 0, -1, missing)")
-    return arr

@@ -1,7 +1,8 @@
-"""Privacy of outputs: no report text and no patient/study/image identifier in what is published.
+"""Leak scan: no report text and no patient/study/image identifier in what is published.
 
-For a credentialed cohort every executed chapter and result file is scanned
-before the book is built:
+Whatever relink publishes from a credentialed cohort (the book's executed
+chapters and result tables, a custodian's report) is scanned before it is
+written, and a hit refuses the write:
 
 * identifiers — every ``pair_id``, ``patient_id`` and ``study_id`` of the
   cohorts (at least :data:`MIN_ID_LENGTH` characters, so that small integers
@@ -113,22 +114,3 @@ def scan_paths(paths: Iterable[Path], frames: Iterable[pd.DataFrame], root: Path
     reports = (r for f in frames for r in f["report"].astype(str))
     ids = {col: pd.concat([f[col].astype(str) for f in frames]).unique() for col in ("pair_id", "patient_id", "study_id")}
     return scan_texts(texts, reports, ids)
-
-
-def result_files(results: dict[str, Path]) -> list[Path]:
-    files = []
-    for name, folder in results.items():
-        if name.startswith("_"):
-            continue
-        files += [p for p in sorted(Path(folder).rglob("*")) if p.suffix in (".parquet", ".csv", ".json") and p.is_file()
-                  and not any(part.endswith("-internal") or part == "checkpoint" for part in p.relative_to(folder).parts[:-1])]
-    return files
-
-
-def cohort_frames(profile, results: dict[str, Path]) -> list[pd.DataFrame]:
-    """The manifests of a run's cohorts (what outputs are scanned against)."""
-    from ..cohort import read_cohort
-    from .stages import Context, cohorts
-
-    ctx = Context(profile, results["_root"], progress=False)
-    return [read_cohort(p, validate_rows=False).frame for p in cohorts(ctx).values() if p is not None]

@@ -1,0 +1,197 @@
+"""Options checked once, named by their flag: numbers, and frozen specs that declare their own flags.
+
+A command's options travel as one frozen dataclass (an *options spec*, like
+open_clip's model configs): each field declares its flag, help and check
+with :func:`option`, the spec checks itself in ``__post_init__`` with
+:func:`check_spec`, and the command line is generated from it
+(:func:`add_spec_arguments`, :func:`spec_from_args`). So a range is written
+once and an error names the flag the user typed (``--bootstrap``), never an
+internal variable.
+
+Every number is checked for finiteness: ``float("nan")`` passes any ``<``
+comparison unnoticed and would silently turn a result into nonsense.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any, Callable, Sequence
+
+from .errors import RelinkError
+
+
+def show(value: Any) -> str:
+    """A value as a user typed it (``2.0``, not ``np.float64(2.0)``)."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return str(value) if isinstance(value, (int, str)) else repr(value)
+
+
+@dataclass(frozen=True)
+class Range:
+    """What a number must be: ``kind`` (int or float), finite, within optional bounds."""
+
+    kind: type = float
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def describe(self) -> str:
+        what = "an integer" if self.kind is int else "a finite number"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {show(self.low)}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {show(self.high)}")
+        return what + (" " + " and ".join(parts) if parts else "")
+
+    def check(self, value: Any) -> Any:
+        """``value`` as ``kind`` when it qualifies; ``ValueError`` (with :meth:`describe`) otherwise."""
+        if isinstance(value, bool):
+            raise ValueError(self.describe())
+        if isinstance(value, str):
+            try:
+                value = int(value) if self.kind is int else float(value)
+            except ValueError:
+                raise ValueError(self.describe()) from None
+        if self.kind is int:
+            if not isinstance(value, Integral):
+                if isinstance(value, Real) and math.isfinite(value) and float(value).is_integer():
+                    value = int(value)
+                else:
+                    raise ValueError(self.describe())
+            value = int(value)
+        else:
+            if not isinstance(value, Real) or not math.isfinite(float(value)):
+                raise ValueError(self.describe())
+            value = float(value)
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            raise ValueError(self.describe())
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            raise ValueError(self.describe())
+        return value
+
+
+def number(flag: str, value: Any, kind: type = float, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False) -> Any:
+    """``value`` checked against the range; a :class:`RelinkError` naming ``flag`` otherwise."""
+    rng = Range(kind, low, high, low_open, high_open)
+    try:
+        return rng.check(value)
+    except ValueError:
+        raise RelinkError(f"{flag} must be {rng.describe()}, got {show(value)}") from None
+
+
+def argtype(kind: type = float, low: float | None = None, high: float | None = None, low_open: bool = False,
+            high_open: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type=``: argparse then reports ``argument --flag: must be ..., got 'nan'``."""
+    rng = Range(kind, low, high, low_open, high_open)
+
+    def parse(text: str) -> Any:
+        try:
+            return rng.check(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rng.describe()}, got {text!r}") from None
+
+    parse.__name__ = rng.describe()  # argparse names the type in some messages
+    return parse
+
+
+positive_int = argtype(int, 1)
+nonneg_int = argtype(int, 0)
+
+
+# ----------------------------------------------------------------- specs
+
+
+def option(default: Any = dataclasses.MISSING, *, flag: str, help: str = "", check: Range | None = None,
+           parse: Callable[[Any], Any] | None = None, cli: bool = True, **argparse_kwargs: Any) -> Any:
+    """A spec field that knows its flag, help text and check.
+
+    ``parse`` turns a command-line string (or a value given in Python) into
+    the field's type (e.g. ``"10,100,full"`` into a tuple); ``check`` is the
+    numeric range each value (or each item of a tuple) must meet. ``cli=False``
+    keeps a field out of the generated command line.
+    """
+    meta = {"flag": flag, "help": help, "check": check, "parse": parse, "cli": cli, "argparse": argparse_kwargs}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("spec defaults must be immutable (use a tuple)")
+    return dataclasses.field(default=default, metadata={"relink": meta})
+
+
+def _meta(f: dataclasses.Field) -> dict[str, Any] | None:
+    return f.metadata.get("relink")
+
+
+def check_spec(spec: Any) -> None:
+    """Parse and check every declared field of a frozen spec in place (call from ``__post_init__``)."""
+    for f in dataclasses.fields(spec):
+        meta = _meta(f)
+        if meta is None:
+            continue
+        value = getattr(spec, f.name)
+        if value is None:
+            continue
+        if meta["parse"] is not None:
+            try:
+                value = meta["parse"](value)
+            except (ValueError, TypeError) as exc:
+                raise RelinkError(f"{meta['flag']}: {exc}") from None
+        rng = meta["check"]
+        if rng is not None:
+            items = value if isinstance(value, tuple) else (value,)
+            checked = []
+            for v in items:
+                try:
+                    checked.append(v if isinstance(v, str) else rng.check(v))
+                except ValueError:
+                    raise RelinkError(f"{meta['flag']} must be {rng.describe()}, got {show(v)}") from None
+            value = tuple(checked) if isinstance(value, tuple) else checked[0]
+        object.__setattr__(spec, f.name, value)
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser, spec_cls: type, skip: Sequence[str] = ()) -> None:
+    """Add one command-line option per declared field of ``spec_cls`` (its default shown in --help)."""
+    for f in dataclasses.fields(spec_cls):
+        meta = _meta(f)
+        if meta is None or not meta["cli"] or f.name in skip:
+            continue
+        kwargs = dict(meta["argparse"])
+        default = f.default
+        if isinstance(default, bool) and "action" not in kwargs:
+            kwargs["action"] = "store_false" if default else "store_true"
+        elif "type" not in kwargs and "choices" not in kwargs and meta["check"] is not None and meta["parse"] is None:
+            rng = meta["check"]
+            kwargs["type"] = argtype(rng.kind, rng.low, rng.high, rng.low_open, rng.high_open)
+        if not isinstance(default, bool) and "metavar" not in kwargs and "choices" not in kwargs:
+            kwargs["metavar"] = "LIST" if isinstance(default, tuple) else meta["flag"].lstrip("-").upper().replace("-", "_")
+        help_text = meta["help"]
+        if default is not None and not isinstance(default, bool) and "%(default)" not in help_text:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else show(default)
+            help_text = f"{help_text} (default: {shown})" if help_text else f"default: {shown}"
+        parser.add_argument(meta["flag"], dest=f.name, default=argparse.SUPPRESS, help=help_text, **kwargs)
+
+
+def spec_from_args(spec_cls: type, args: argparse.Namespace, **extra: Any) -> Any:
+    """The spec from parsed arguments (fields not given keep their defaults) and ``extra``."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(spec_cls) if hasattr(args, f.name)}
+    return spec_cls(**{**given, **extra})
+
+
+def split_list(text: Any) -> tuple:
+    """``"10, 100,full"`` -> ``("10", "100", "full")``; a tuple or list passes through as a tuple."""
+    if isinstance(text, str):
+        return tuple(t.strip() for t in text.split(",") if t.strip())
+    if isinstance(text, (list, tuple)):
+        return tuple(text)
+    return (text,)

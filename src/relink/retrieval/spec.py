@@ -1,0 +1,132 @@
+"""The audit's options as one frozen spec, shared by ``relink audit``, the library, the paper and the report.
+
+Each field declares its command-line flag, help and check once
+(:func:`relink.options.option`); ``relink audit`` is generated from it and
+an out-of-range value is refused with the flag's name, whether it comes from
+the command line or from Python. Checks that depend on the data (a pool
+larger than the candidate set, K larger than a pool) are made when the audit
+sees the data (:func:`relink.retrieval.inputs.parse_pools`, ``check_ks``).
+
+Use ``AuditSpec(pools=(100, "full"), n_boot=200)`` or
+``dataclasses.replace(spec, ks=(1,))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from ..options import Range, check_spec, option, split_list
+from .counts import DIRECTIONS, LEVELS
+from .exact import TIES
+from .inputs import FULL, check_choice
+from .matching import HARD_NEGATIVES, MISSING, UNCERTAIN
+
+NEGATIVES = ("random",) + HARD_NEGATIVES  # the order rows appear in a table
+DEFAULT_POOLS = (10, 100, 1000, 10000, FULL)
+
+
+def _pools(value: Any) -> tuple:
+    out = []
+    for p in split_list(value):
+        if isinstance(p, str) and p.strip().lower() == FULL:
+            out.append(FULL)
+            continue
+        try:
+            n = int(p)
+            if n != float(p):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ValueError(f"pool size {str(p)!r} is neither an integer nor 'full'") from None
+        if n < 1:
+            raise ValueError(f"pool size N={n} must be at least 1")
+        out.append(n)
+    if not out:
+        raise ValueError("give at least one pool size")
+    return tuple(dict.fromkeys(out))
+
+
+def _ints(value: Any) -> tuple:
+    out = []
+    for k in split_list(value):
+        try:
+            f = float(k)
+            if not f.is_integer():
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{str(k)!r} is not an integer") from None
+        out.append(int(f))
+    if not out:
+        raise ValueError("give at least one value")
+    return tuple(sorted(set(out)))
+
+
+def _choices(allowed: tuple[str, ...], what: str, both: bool = False):
+    def parse(value: Any) -> tuple[str, ...]:
+        items = split_list(value)
+        if both and items == ("both",):
+            return allowed
+        try:
+            return check_choice(items, allowed, what)
+        except Exception as exc:  # RelinkError -> ValueError, so the flag is prefixed once
+            raise ValueError(str(exc)) from None
+
+    return parse
+
+
+def _one_of(allowed: tuple[str, ...]):
+    def parse(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"choose one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return parse
+
+
+@dataclass(frozen=True)
+class AuditSpec:
+    """What to audit and how (see :mod:`relink.retrieval.audit` for what each row means)."""
+
+    pools: tuple = option(DEFAULT_POOLS, flag="--pools", parse=_pools,
+                          help="pool sizes N (the truth plus N-1 random distractors) and/or 'full'")
+    ks: tuple = option((1, 5, 10), flag="--k", parse=_ints, check=Range(int, 1), help="K values for Recall@K")
+    directions: tuple = option(DIRECTIONS, flag="--directions", parse=_choices(DIRECTIONS, "direction", both=True),
+                               help="image_to_report, report_to_image, or both")
+    levels: tuple = option(LEVELS, flag="--levels", parse=_choices(LEVELS, "level"), help="study and/or patient")
+    negatives: tuple = option(("random",), flag="--negatives", parse=_choices(NEGATIVES, "negatives"), cli=False,
+                              help="random, pathology_matched, positive_set_matched")
+    n_boot: int = option(1000, flag="--bootstrap", check=Range(int, 0, 1_000_000), metavar="B",
+                         help="patient-bootstrap replicates (0: no intervals)")
+    random_state: int = option(0, flag="--seed", check=Range(int, 0), help="seed of the bootstrap and Monte Carlo draws")
+    ci: float = option(0.95, flag="--ci", check=Range(float, 0, 1, True, True), help="interval level")
+    monte_carlo_pools: int = option(0, flag="--monte-carlo", check=Range(int, 0, 100_000), metavar="P",
+                                    help="add Monte Carlo rows with P literal pools per query (a cross-check)")
+    pools_clip: bool = option(False, flag="--pools-clip", help="drop pools larger than the candidate set instead of failing")
+    ties: str = option("random", flag="--ties", parse=_one_of(TIES), choices=TIES,
+                       help="how candidates with an embedding identical to the truth's rank against it")
+    # Zero would let float rounding count a duplicate of the truth both as tied and as outranking
+    # it; above 1e-2 a "tolerance" would hide real score differences (cosines lie in [-1, 1]).
+    tie_tol: float = option(1e-6, flag="--tie-tol", check=Range(float, 0, 1e-2, low_open=True),
+                            help="a candidate outranks the truth only when it scores more than this above it")
+    uncertain: str = option("own", flag="--uncertain", parse=_one_of(UNCERTAIN), choices=UNCERTAIN,
+                            help="hard negatives: how an uncertain (-1) label is matched")
+    missing: str = option("negative", flag="--missing", parse=_one_of(MISSING), choices=MISSING,
+                          help="hard negatives: how a missing label is matched")
+    device: str | None = option(None, flag="--device", help="torch device (default: cuda when available, else cpu)")
+
+    def __post_init__(self) -> None:
+        check_spec(self)
+
+    @property
+    def hard(self) -> tuple[str, ...]:
+        """The hard-negative kinds asked for, coarsest first (each refines the one before)."""
+        return tuple(g for g in HARD_NEGATIVES[::-1] if g in self.negatives)
+
+    def record(self) -> dict[str, Any]:
+        """The settings as plain JSON values, for provenance."""
+        return {f.name: (list(map(str, v)) if f.name == "pools" else list(v) if isinstance(v, tuple) else v)
+                for f in fields(self) for v in [getattr(self, f.name)]}
+
+    def but(self, **changes: Any) -> "AuditSpec":
+        """A copy with ``changes`` (checked like any spec)."""
+        return replace(self, **changes)
