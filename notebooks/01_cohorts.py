@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: relink,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -10,6 +10,9 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
+#   relink:
+#     results:
+#     - cohorts
 # ---
 
 # %% [markdown]
@@ -24,17 +27,17 @@
 # impression of its report.
 
 # %% tags=["parameters", "remove-cell"]
-profile = "synthetic"
-overrides = "{}"
+profile = "synthetic"  # a profile name, or the record `relink paper` passes
 artifacts = ""
 
 # %% tags=["remove-cell"]
 from IPython.display import display
 
-from relink.paper import figures, summaries
+from relink.paper import figures, sentences
+from relink.paper.display import show
 from relink.paper.notebook import glue, open_results
 
-res = open_results(profile, overrides, artifacts, needed=("cohorts",))
+res = open_results(profile, artifacts, chapter="01_cohorts")
 summary = res.table("cohorts", "summary.parquet")
 prevalence = res.table("cohorts", "prevalence.parquet")
 
@@ -42,24 +45,24 @@ prevalence = res.table("cohorts", "prevalence.parquet")
 # ## Pairs, studies and patients per cohort and split
 
 # %% tags=["remove-input"]
-display(summary.set_index(["cohort", "split"]))
+SPLITS = {"train": 0, "validate": 1, "test": 2}
+ordered = summary.sort_values(["role", "split"], key=lambda c: c.map(SPLITS) if c.name == "split" else c)
+display(show(ordered[["cohort", "role", "split", "pairs", "studies", "patients"]], uid="cohorts"))
 
 # %% tags=["remove-cell"]
-totals = summary.groupby("cohort")[["pairs", "patients"]].sum()
 internal = summary[summary["role"] == "internal"]
-external = summary[summary["role"] == "external"]
 glue("n_pairs_total", int(summary["pairs"].sum()))
 glue("n_patients_total", int(summary["patients"].sum()))
 glue("n_internal_eval", int(internal.loc[internal["split"] == res.profile.eval_split, "pairs"].sum()))
 glue("n_internal_train", int(internal.loc[internal["split"] == "train", "pairs"].sum()))
-glue("n_external_eval", int(external["pairs"].sum()))
+glue("external_cohort_sentence", sentences.external_cohort(summary))
 glue("profile_name", res.profile.name)
 
 # %% [markdown]
-# The held-out internal split holds {glue:text}`n_internal_eval:,d` pairs
-# and the external cohort {glue:text}`n_external_eval:,d`; in all
-# {glue:text}`n_pairs_total:,d` pairs from {glue:text}`n_patients_total:,d`
+# The held-out internal split holds {glue:text}`n_internal_eval:,d` pairs; in
+# all {glue:text}`n_pairs_total:,d` pairs from {glue:text}`n_patients_total:,d`
 # patients (profile: {glue:text}`profile_name`).
+# {glue:text}`external_cohort_sentence`
 #
 # ## Label prevalence
 #

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: relink,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -10,6 +10,9 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
+#   relink:
+#     results:
+#     - audit
 # ---
 
 # %% [markdown]
@@ -25,17 +28,17 @@
 # study's ladder of public VLMs.
 
 # %% tags=["parameters", "remove-cell"]
-profile = "synthetic"
-overrides = "{}"
+profile = "synthetic"  # a profile name, or the record `relink paper` passes
 artifacts = ""
 
 # %% tags=["remove-cell"]
 from IPython.display import display
 
-from relink.paper import figures, summaries as S
+from relink.paper import figures, sentences, summaries as S
+from relink.paper.display import show
 from relink.paper.notebook import glue, open_results
 
-res = open_results(profile, overrides, artifacts, needed=("audit",))
+res = open_results(profile, artifacts, chapter="02_relinkage")
 audit = res.table("audit", "audit.parquet")
 internal, external = S.cohort_names(audit)
 strongest = S.strongest_model(audit)
@@ -99,28 +102,21 @@ fig
 # strongest model.
 
 # %% tags=["remove-input"]
-display(S.wide_table(audit, model=strongest, cohort=internal))
+display(show(S.wide_table(audit, model=strongest, cohort=internal), uid="recall",
+             caption=f"Recall@K (%) of {strongest} on the held-out split of {internal}"))
 
 # %% [markdown]
 # ## The external cohort, without retraining
 
 # %% tags=["remove-cell"]
-has_external = external is not None
-if has_external:
-    ext100 = S.one(audit, model=strongest, cohort=external, N=100, K=1)
-    glue("ext_lift_n100", ext100["lift"])
-    glue("ext_r1_n100", 100 * ext100["value"])
-else:
-    glue("ext_lift_n100", float("nan"))
-    glue("ext_r1_n100", float("nan"))
+glue("external_sentence", sentences.external_relinkage(audit, strongest, external))
 
 # %% tags=["remove-input"]
-if has_external:
+if external is not None:
     fig = figures.recall_vs_pool(audit, cohort=external, K=1)
     display(fig)
 
 # %% [markdown]
-# On the external cohort the strongest model's Recall@1 at N = 100 is
-# {glue:text}`ext_r1_n100:.1f`% ({glue:text}`ext_lift_n100:.1f` times chance).
+# {glue:text}`external_sentence`
 # The full table of every model, cohort, direction, level, pool and K is the
 # result file `audit.parquet` of this profile.

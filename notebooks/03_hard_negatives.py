@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: relink,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -10,6 +10,9 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
+#   relink:
+#     results:
+#     - hard_negatives
 # ---
 
 # %% [markdown]
@@ -30,17 +33,17 @@
 # coverage), so the comparison below is between those two query sets.
 
 # %% tags=["parameters", "remove-cell"]
-profile = "synthetic"
-overrides = "{}"
+profile = "synthetic"  # a profile name, or the record `relink paper` passes
 artifacts = ""
 
 # %% tags=["remove-cell"]
 from IPython.display import display
 
 from relink.paper import figures, summaries as S
+from relink.paper.display import show
 from relink.paper.notebook import glue, open_results
 
-res = open_results(profile, overrides, artifacts, needed=("hard_negatives",))
+res = open_results(profile, artifacts, chapter="03_hard_negatives")
 hn = res.table("hard_negatives", "hard_negatives.parquet")
 internal, external = S.cohort_names(hn)
 strongest = S.strongest_model(hn)
@@ -81,10 +84,12 @@ glue("hn_verdict", S.hard_negative_verdict(hard))
 # How many queries have enough matched distractors for each pool size.
 
 # %% tags=["remove-input"]
-display(S.coverage_table(hn, model=strongest, cohort=internal))
+display(show(S.coverage_table(hn, model=strongest, cohort=internal), uid="coverage",
+             caption=f"Coverage (% of held-out queries) by pool size, {strongest}"))
 
 # %% [markdown]
 # ## All models
 
 # %% tags=["remove-input"]
-display(S.hard_negative_table(hn, cohort=internal, N=n_hn, K=1))
+display(show(S.hard_negative_table(hn, cohort=internal, N=n_hn, K=1), uid="hard-negatives",
+             caption=f"Lift of Recall@1 over chance in pools of {n_hn:,}, by kind of distractors"))

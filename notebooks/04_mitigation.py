@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: relink,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -10,6 +10,9 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
+#   relink:
+#     results:
+#     - dp
 # ---
 
 # %% [markdown]
@@ -23,17 +26,17 @@
 # without re-encoding an image and without retraining.
 
 # %% tags=["parameters", "remove-cell"]
-profile = "synthetic"
-overrides = "{}"
+profile = "synthetic"  # a profile name, or the record `relink paper` passes
 artifacts = ""
 
 # %% tags=["remove-cell"]
 from IPython.display import display
 
-from relink.paper import figures, summaries as S
+from relink.paper import figures, sentences, summaries as S
+from relink.paper.display import show
 from relink.paper.notebook import glue, open_results
 
-res = open_results(profile, overrides, artifacts, needed=("dp",))
+res = open_results(profile, artifacts, chapter="04_mitigation")
 effects = res.table("dp", "effects.parquet")
 privacy = res.json("dp", "privacy.json")
 sweep = res.table("dp", "sweep.parquet")
@@ -57,15 +60,7 @@ glue("dp_r1_before", 100 * before["value"])
 glue("dp_r1_after", 100 * after["value"])
 glue("dp_change_internal", 100 * S.relative_change(before["value"], after["value"]))
 glue("dp_after_significant", "below" if after["ci_high"] < before["value"] else "not below")
-if external is not None:
-    n_ext = S.largest_finite_pool(effects, cohort=external)
-    eb = S.one(effects, state="before", cohort=external, N=n_ext, K=1)
-    ea = S.one(effects, state="dp", epsilon=res.profile.epsilon, cohort=external, N=n_ext, K=1)
-    glue("dp_change_external", 100 * S.relative_change(eb["value"], ea["value"]))
-    glue("dp_ext_ntarget", int(n_ext))
-else:
-    glue("dp_change_external", float("nan"))
-    glue("dp_ext_ntarget", 0)
+glue("dp_external_sentence", sentences.dp_external(effects, res.profile.epsilon, external))
 
 # %% [markdown]
 # ## Before and after
@@ -79,12 +74,11 @@ else:
 # internal split goes from {glue:text}`dp_r1_before:.2f`% to
 # {glue:text}`dp_r1_after:.2f`% (a relative change of {glue:text}`dp_change_internal:+.1f`%;
 # the upper end of its interval is {glue:text}`dp_after_significant` the value before).
-# The same heads applied to the external cohort, without retraining, change its
-# Recall@1 at N = {glue:text}`dp_ext_ntarget:,d` (the largest pool it fills) by
-# {glue:text}`dp_change_external:+.1f`%.
+# {glue:text}`dp_external_sentence`
 
 # %% tags=["remove-input"]
-display(S.before_after_table(effects, epsilon=res.profile.epsilon, K=1))
+display(show(S.before_after_table(effects, epsilon=res.profile.epsilon, K=1), uid="before-after",
+             caption=f"Recall@1 before and after DP at ε = {res.profile.epsilon:g}, by cohort and pool size"))
 
 # %% [markdown]
 # ## The privacy-utility frontier
@@ -106,4 +100,6 @@ glue("frontier_verdict", S.frontier_verdict(effects, cohort=internal, N=n_target
 # Across the budgets on the internal cohort: {glue:text}`frontier_verdict`
 
 # %% tags=["remove-input"]
-display(sweep)
+display(show(S.sweep_table(sweep), uid="sweep", caption="The privacy record of each run of the sweep",
+             formats={"epsilon": ".3f", "rdp_epsilon": ".3f", "delta": ".1e", "noise_multiplier": ".3f",
+                      "clip_norm": ".2f", "sample_rate": ".4f"}))

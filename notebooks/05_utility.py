@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: relink,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -10,6 +10,9 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
+#   relink:
+#     results:
+#     - utility
 # ---
 
 # %% [markdown]
@@ -26,17 +29,17 @@
 # against held-out non-members).
 
 # %% tags=["parameters", "remove-cell"]
-profile = "synthetic"
-overrides = "{}"
+profile = "synthetic"  # a profile name, or the record `relink paper` passes
 artifacts = ""
 
 # %% tags=["remove-cell"]
 from IPython.display import display
 
 from relink.paper import figures, summaries as S
+from relink.paper.display import show
 from relink.paper.notebook import glue, open_results
 
-res = open_results(profile, overrides, artifacts, needed=("utility",))
+res = open_results(profile, artifacts, chapter="05_utility")
 util = res.table("utility", "utility.parquet")
 
 # %% tags=["remove-cell"]
@@ -59,4 +62,5 @@ glue("fig_utility", fig, display=False)
 fig
 
 # %% tags=["remove-input"]
-display(S.utility_table(util))
+display(show(S.utility_table(util), uid="utility", formats={"before": ".2f", "dp": ".2f", "non_private": ".2f"},
+             caption="Utility of the strongest model before and after DP"))

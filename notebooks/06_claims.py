@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: relink,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -10,6 +10,13 @@
 #     display_name: Python 3
 #     language: python
 #     name: python3
+#   relink:
+#     results:
+#     - cohorts
+#     - audit
+#     - hard_negatives
+#     - dp
+#     - utility
 # ---
 
 # %% [markdown]
@@ -26,18 +33,18 @@
 # itself.
 
 # %% tags=["parameters", "remove-cell"]
-profile = "synthetic"
-overrides = "{}"
+profile = "synthetic"  # a profile name, or the record `relink paper` passes
 artifacts = ""
 
 # %% tags=["remove-cell"]
 from IPython.display import display
 
-from relink.paper import claims
+from relink.paper import claims, sentences
 from relink.paper.notebook import glue, open_results
 
-res = open_results(profile, overrides, artifacts, needed=("cohorts", "audit", "hard_negatives", "dp", "utility"))
+res = open_results(profile, artifacts, chapter="06_claims")
 table = claims.reproduce(res)
+glue("split_sentence", sentences.split_sentence(res.profile, res.table("cohorts", "summary.parquet")))
 
 # %% tags=["remove-input"]
 display(claims.styled(table))
@@ -47,7 +54,5 @@ for key, value in claims.glue_values(table).items():
     glue(key, value)
 
 # %% [markdown]
-# Of {glue:text}`claims_total:d` claims, {glue:text}`claims_magnitude:d` are
-# reproduced in magnitude, {glue:text}`claims_direction:d` in direction only and
-# {glue:text}`claims_not:d` not reproduced on the {glue:text}`claims_profile`
-# profile.
+# {glue:text}`claims_sentence`
+# {glue:text}`split_sentence`

@@ -9,7 +9,7 @@ import pytest
 
 from relink.errors import RelinkError
 from relink.paper import cache, claims, summaries as S
-from relink.paper.chapters import CHAPTERS, select
+from relink.paper.chapters import chapters, select
 from relink.leakscan import scan_texts
 from relink.paper.profiles import get_profile
 
@@ -35,7 +35,7 @@ def test_credentialed_profile_names_missing_environment():
 def test_select_chapters_by_number_slug_or_list():
     assert [c.number for c in select(["2", "hard_negatives"])] == ["02", "03"]
     assert [c.number for c in select(["04,01"])] == ["01", "04"]
-    assert len(select(None)) == len(CHAPTERS)
+    assert len(select(None)) == len(chapters())
     with pytest.raises(RelinkError, match="unknown chapter"):
         select(["07"])
 
@@ -126,7 +126,7 @@ def test_privacy_scan_finds_report_runs_and_identifiers_but_not_aggregates():
 def test_staleness_names_missing_and_changed_chapters(tmp_path, monkeypatch):
     from relink.paper import runner
 
-    chapter = CHAPTERS[0]
+    chapter = chapters()[0]
     monkeypatch.setattr(type(chapter), "output", property(lambda self: tmp_path / f"{self.stem}.ipynb"))
     assert runner.staleness(chapter) == "not executed"
     nb = {"cells": [], "metadata": {"relink": {"inputs": {"notebook": runner.notebook_source_hash(chapter),
@@ -144,7 +144,7 @@ def test_notebook_pairs_are_in_sync_and_hold_no_logic():
 
     from relink.paper.chapters import NOTEBOOK_DIR
 
-    for chapter in CHAPTERS:
+    for chapter in chapters():
         py = jupytext.read(chapter.source)
         ipynb = jupytext.read(chapter.source.with_suffix(".ipynb"))
         assert [c.source for c in py.cells] == [c.source for c in ipynb.cells], f"run `jupytext --sync {chapter.source.name}`"
@@ -152,4 +152,4 @@ def test_notebook_pairs_are_in_sync_and_hold_no_logic():
         assert any("parameters" in t for t in tags), f"{chapter.stem} has no parameters cell"
         code = "\n".join(c.source for c in py.cells if c.cell_type == "code")
         assert not any(line.lstrip().startswith(("def ", "class ")) for line in code.splitlines()), chapter.stem
-    assert sorted(p.stem for p in NOTEBOOK_DIR.glob("*.py")) == [c.stem for c in CHAPTERS]
+    assert sorted(p.stem for p in NOTEBOOK_DIR.glob("*.py")) == [c.stem for c in chapters()]

@@ -17,10 +17,10 @@ def _check(app):
         return
     # Check the chapters of the book being built, wherever it is.
     os.environ.setdefault("RELINK_BOOK_DIR", str(app.srcdir))
-    from relink.paper.chapters import CHAPTERS
+    from relink.paper.chapters import chapters
     from relink.paper.runner import book_problems
 
-    problems = book_problems(list(CHAPTERS))
+    problems = book_problems(list(chapters()))
     if problems:
         raise ExtensionError(
             "missing, stale or inconsistent chapters: " + "; ".join(problems)

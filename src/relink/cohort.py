@@ -303,3 +303,31 @@ def fingerprint(cohort: Cohort, columns: Iterable[str] = ("pair_id", "image_path
         h.update(b"\x00" + col.encode() + b"\x00")
         h.update("\x1f".join(cohort.frame[col].astype(str)).encode())
     return h.hexdigest()[:16]
+
+
+def patient_resplit(frame: pd.DataFrame, heldout_pairs: int, validate_pairs: int, seed: int = 0) -> pd.DataFrame:
+    """A seeded, patient-disjoint re-split: ``test`` of about ``heldout_pairs`` pairs, ``validate`` of
+    about ``validate_pairs``, the rest ``train``.
+
+    Patients are taken in a random order (``numpy.random.default_rng(seed)``)
+    into ``test`` until it holds at least ``heldout_pairs`` pairs, then into
+    ``validate`` likewise; a patient is never split. Used to reconstruct a
+    held-out set the size of a study's when the official test split is
+    smaller. Raises :class:`CohortError` when the cohort is too small.
+    """
+    if heldout_pairs < 1 or validate_pairs < 0:
+        raise CohortError(f"re-split sizes must be positive (held-out {heldout_pairs}, validate {validate_pairs})")
+    if heldout_pairs + validate_pairs >= len(frame):
+        raise CohortError(f"cannot hold out {heldout_pairs:,} + {validate_pairs:,} pairs from a cohort of "
+                          f"{len(frame):,}: lower heldout_pairs or use the official split")
+    patients, counts = np.unique(frame["patient_id"].astype(str).to_numpy(), return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(patients))
+    cum = np.cumsum(counts[order])
+    n_test = int(np.searchsorted(cum, heldout_pairs)) + 1
+    n_val = int(np.searchsorted(cum, cum[n_test - 1] + validate_pairs)) + 1 - n_test if validate_pairs else 0
+    split = np.full(len(patients), "train", dtype=object)
+    split[order[:n_test]] = "test"
+    split[order[n_test:n_test + n_val]] = "validate"
+    out = frame.copy()
+    out["split"] = split[np.searchsorted(patients, frame["patient_id"].astype(str).to_numpy())]
+    return out

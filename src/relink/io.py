@@ -74,7 +74,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
-def _chmod_tree(root: Path) -> None:
+def apply_umask(root: Path) -> None:
     """Give a freshly written tree the umask's permissions (writers inside may have used mkstemp)."""
     mask = _umask()
     os.chmod(root, 0o777 & ~mask)
@@ -101,7 +101,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        _chmod_tree(tmp)
+        apply_umask(tmp)
         if path.exists() or path.is_symlink():
             old = path.with_name(f"{_tmp_prefix(path)}old")
             if old.exists():
@@ -219,14 +219,15 @@ def _file_owner(path: Path) -> str | None:
     return None
 
 
-def claim_output(path: str | os.PathLike, kind: str = "file", owner: str = "", overwrite: bool = False,
+def claim_output(path: str | os.PathLike, kind: str = "file", owner: str = "", overwrite: bool | None = False,
                  flag: str = "--out") -> Path:
     """Check that ``path`` may be written as ``owner``'s output; clean leftovers; return it.
 
     ``kind`` is ``"file"`` or ``"dir"``. Refused with one line: a path of the
     other kind, an existing path that is not ``owner``'s own earlier output
     (unless ``overwrite``; an empty folder is free), a destination whose folder
-    cannot be written.
+    cannot be written. ``overwrite=None`` means the command has no
+    ``--overwrite`` flag (the message then does not offer it).
     """
     if kind not in ("file", "dir"):
         raise ValueError(f"kind must be 'file' or 'dir', got {kind!r}")
@@ -244,8 +245,9 @@ def claim_output(path: str | os.PathLike, kind: str = "file", owner: str = "", o
         empty = kind == "dir" and not any(path.iterdir())
         if not (empty or overwrite or output_owner(path) == owner):
             what = "folder" if kind == "dir" else "file"
+            offer = ", or pass --overwrite to replace it" if overwrite is not None else ""
             raise RelinkError(f"{flag} {path}: an existing {what} that is not a relink {owner} output; "
-                              f"choose another {flag}, or pass --overwrite to replace it")
+                              f"choose another {flag}{offer}")
     _check_writable(path.parent, flag)
     return path
 

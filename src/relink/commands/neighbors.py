@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import RelinkError
+from ..options import positive_int
 from . import HelpFormatter
 
 EXAMPLES = """\
@@ -23,7 +24,8 @@ def register(sub):
         formatter_class=HelpFormatter, epilog=EXAMPLES)
     p.add_argument("--embeddings", required=True, metavar="DIR", help="EmbeddingSet folder")
     p.add_argument("--out", required=True, metavar="FILE", help="output table: .csv, .parquet or .json")
-    p.add_argument("--k", type=int, default=10, help="candidates listed per query")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a neighbors table")
+    p.add_argument("--k", type=positive_int, default=10, help="candidates listed per query")
     p.add_argument("--direction", default="image_to_report", choices=("image_to_report", "report_to_image"))
     p.add_argument("--split", default=None, help="only the rows of this split (default: all rows)")
     p.set_defaults(func=run)
@@ -33,13 +35,13 @@ def run(args) -> int:
     from pathlib import Path
 
     from .. import embeddings, provenance
+    from ..io import claim_output, writing
     from ..retrieval.neighbors import neighbor_table, top_k
     from ..tables import check_format, write_table
 
     out = Path(args.out)
     check_format(out)
-    if args.k < 1:
-        raise RelinkError(f"--k must be at least 1, got {args.k}")
+    claim_output(out, "file", owner="neighbors", overwrite=args.overwrite)
     es = embeddings.load(args.embeddings)
     if args.split is not None:
         splits = sorted(map(str, es.rows["split"].unique()))
@@ -53,7 +55,8 @@ def run(args) -> int:
     frame = neighbor_table(es.rows["pair_id"].to_numpy(), es.rows["patient_id"].to_numpy(), scores, found)
     prov = provenance.stamp(command="neighbors", embeddings=base.name, embedding_meta=dict(es.meta),
                             split=args.split, k=int(found.shape[1]), direction=args.direction)
-    write_table(frame, out, prov)
+    with writing(out):
+        write_table(frame, out, prov)
     hit = frame.groupby("query_pair_id", sort=False)["is_true"].any().mean()
     print(f"{len(frame)} rows -> {out}; own pair within the top {found.shape[1]} for {hit:.1%} of queries")
     return 0

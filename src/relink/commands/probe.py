@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import nonneg_int, positive_int
 from . import HelpFormatter
 
 DESCRIPTION = """\
@@ -44,12 +45,13 @@ def register(sub) -> None:
     p.add_argument("--features", choices=("projected", "trunk", "both"), default="both")
     p.add_argument("--model", metavar="SPEC", help="model for zero-shot prompts (see above)")
     p.add_argument("--zeroshot", action="store_true", help="add zero-shot AUROC from label prompt pairs")
-    p.add_argument("--member-gap", type=int, metavar="N", default=0, help="add the member gap at pool N (0 = off)")
+    p.add_argument("--member-gap", type=nonneg_int, metavar="N", default=0, help="add the member gap at pool N (0 = off)")
     p.add_argument("--split", choices=("auto", "cohort", "group"), default="auto", help="probe train/test split")
     p.add_argument("--uncertain", choices=("exclude", "negative", "positive"), default="exclude")
-    p.add_argument("--max-iter", type=int, default=5000, help="LogisticRegression max_iter")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-iter", type=positive_int, default=5000, help="LogisticRegression max_iter")
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--out", required=True, metavar="FILE", help=".csv, .parquet or .json")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a probe table")
     p.set_defaults(func=run)
 
 
@@ -78,12 +80,14 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import embeddings as emb
     from ..errors import RelinkError
+    from ..io import claim_output, writing
     from ..provenance import stamp
     from ..tables import FORMATS, write_table
     from ..utility.probe import probe_embeddings
 
     if Path(args.out).suffix.lower() not in FORMATS:
         raise RelinkError(f"--out {args.out}: the extension must be one of {', '.join(FORMATS)}")
+    claim_output(args.out, "file", owner="probe", overwrite=args.overwrite)
     features = ("projected", "trunk") if args.features == "both" else (args.features,)
     models: dict = {}
 
@@ -126,9 +130,10 @@ def run(args: argparse.Namespace) -> int:
             g.insert(0, "utility", "member_gap")
             frames.append(g.assign(metric="recall", embeddings=label))
     table = pd.concat(frames, ignore_index=True)
-    write_table(table, args.out, stamp(command="probe", embeddings=_labels(args.embeddings),
-                                       features=list(features), split=args.split, uncertain=args.uncertain,
-                                       seed=args.seed, model=args.model))
+    with writing(args.out):
+        write_table(table, args.out, stamp(command="probe", embeddings=_labels(args.embeddings),
+                                           features=list(features), split=args.split, uncertain=args.uncertain,
+                                           seed=args.seed, model=args.model))
     macro = table[(table["utility"] == "linear_probe") & (table["label"] == "macro")]
     for _, r in macro.iterrows():
         print(f"relink probe: {r['embeddings']} {r['features']}: macro AUROC {r['value']:.4f} over {int(r['n_labels'])} labels")

@@ -184,3 +184,10 @@ def load_rung(rung: Rung, device: str = "cpu"):
     if _VAR.search(rung.spec):
         raise RelinkError(f"ladder rung {rung.name!r} is not resolved (spec {rung.spec!r}); call resolve_ladder first")
     return load_model(rung.spec, device=device, **dict(rung.load_kwargs))
+
+
+def resolve_spec(rung: Rung, env: Mapping[str, str] | None = None) -> str:
+    """One rung's spec with ``${VAR}`` expanded and a local file or folder checked to exist."""
+    spec = _expand(rung, os.environ if env is None else env)
+    _check_local(rung, spec)
+    return spec

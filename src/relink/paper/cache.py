@@ -1,12 +1,18 @@
 """Content-keyed artifacts: an expensive step runs again only when its inputs change.
 
-A step's *key* is a JSON-able dict of everything that determines its output:
-its parameters, the keys of the artifacts it reads, and a hash of the relink
-source files it runs. The artifact is a folder ``<root>/<name>`` holding the
-step's output and ``.relink-key.json``; it is reused only when the stored key
-equals the new one, otherwise rebuilt (into a temporary folder, renamed when
-complete, so an interrupted step leaves the old artifact or none, never half
-of one).
+The one cache of the paper: cohorts, the trained ladder, embeddings and every
+result table go through :func:`cached`. A step's *key* is a JSON-able dict of
+everything that determines its output: its parameters, the keys of the
+artifacts it reads, and a hash of the relink source files it runs. The
+artifact is a folder ``<root>/<name>`` holding the step's output and
+``.relink-key.json``; it is reused only when the stored key equals the new
+one, otherwise rebuilt and renamed into place when complete, so an
+interrupted step leaves the old artifact or none, never half of one.
+
+Long steps that can resume (training the ladder, embedding) are built with
+``resumable=True``: they work in ``<root>/.<name>.partial``, which survives an
+interruption and is resumed by the next run with the same key (another key
+empties it first).
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..io import atomic_dir
+from ..io import apply_umask, atomic_dir, canonical, dumps
 
 KEY_FILE = ".relink-key.json"
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -30,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def digest(obj: Any) -> str:
     """sha256 (16 hex) of a JSON-able object, key-order independent."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(dumps(obj, indent=None).encode()).hexdigest()[:16]
 
 
 def source_hash(parts: Iterable[str] = (), include_core: bool = True) -> str:
@@ -70,17 +77,37 @@ def stored_key(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def cached(root: str | os.PathLike, name: str, key: dict[str, Any], build: Callable[[Path], Any], force: bool = False) -> Path:
-    """Return ``<root>/<name>``, building it with ``build(tmp_dir)`` unless its stored key matches ``key``."""
+def cached(root: str | os.PathLike, name: str, key: dict[str, Any], build: Callable[[Path], Any], force: bool = False,
+           resumable: bool = False) -> Path:
+    """Return ``<root>/<name>``, building it with ``build(folder)`` unless its stored key matches ``key``.
+
+    ``build`` fills the folder it is given. With ``resumable`` that folder is
+    ``<root>/.<name>.partial`` and outlives an interrupted build (see the module docstring).
+    """
     path = Path(root) / name
-    key = json.loads(json.dumps(key, sort_keys=True, default=str))
+    key = canonical(key)
     if not force and stored_key(path) == key:
         log.info("reusing %s", name)
         return path
     log.info("building %s", name)
-    with atomic_dir(path) as tmp:
-        build(tmp)
-        (tmp / KEY_FILE).write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
+    if not resumable:
+        with atomic_dir(path) as tmp:
+            build(tmp)
+            (tmp / KEY_FILE).write_text(dumps(key, indent=1) + "\n")
+        return path
+    partial = Path(root) / f".{name}.partial"
+    marker = Path(root) / f".{name}.partial-key.json"  # beside it: the builder owns the folder's contents
+    if partial.exists() and (force or not marker.is_file() or json.loads(marker.read_text()) != key):
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    marker.write_text(dumps(key, indent=1) + "\n")
+    build(partial)
+    marker.unlink()
+    (partial / KEY_FILE).write_text(dumps(key, indent=1) + "\n")
+    apply_umask(partial)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(partial, path)
     return path
 
 

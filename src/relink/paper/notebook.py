@@ -56,17 +56,21 @@ def _register_figure_display() -> None:
         select_figure_formats(shell, {"png"}, dpi=110)
 
 
-def open_results(profile: str, overrides: str | dict = "{}", artifacts: str = "", needed: Iterable[str] = ()) -> Results:
-    """The profile's result folders named in ``needed`` (built if missing, else reused)."""
-    from .pipeline import build_results
+def open_results(profile: str = "synthetic", artifacts: str = "", chapter: str | None = None,
+                 needed: Iterable[str] = ()) -> Results:
+    """The results a chapter reads (its header's ``results``), or those ``needed``: built if missing,
+    else reused from the profile's cache.
 
-    if isinstance(overrides, str):
-        overrides = json.loads(overrides or "{}")
-    text = {k: (",".join("none" if x is None else str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
-            for k, v in overrides.items()}
+    ``profile`` is a profile name (a reader running a chapter alone) or the
+    JSON record ``relink paper`` passes (:meth:`Profile.record`).
+    """
+    from .chapters import chapter as find_chapter
+    from .results import build_results
+
     _register_figure_display()
-    prof = get_profile(profile, text)
-    paths = build_results(prof, list(needed), artifacts or None, quiet=True)
+    prof = Profile.from_record(profile) if profile.lstrip().startswith("{") else get_profile(profile)
+    names = find_chapter(chapter).results if chapter else tuple(needed)
+    paths = build_results(prof, list(names), artifacts or None, quiet=True)
     return Results(prof, paths)
 
 

@@ -12,8 +12,18 @@
 Real data paths come from environment variables (never from code):
 ``RELINK_MIMIC_IMAGES`` (the MIMIC-CXR-JPG ``files/`` parent folder, with its
 metadata CSVs), ``RELINK_MIMIC_REPORTS`` (the MIMIC-CXR reports folder) and
-``RELINK_CHEXPERT_PLUS_ROOT``. ``relink paper --set key=value`` overrides any
-field of a profile.
+``RELINK_CHEXPERT_PLUS_ROOT``. The model ladder is the profile's default
+(trained here for the synthetic profiles; the study's public models for the
+credentialed ones) unless ``RELINK_LADDER`` or ``--set ladder=...`` names
+model specs, comma-separated, weakest first (``SPEC`` or ``NAME=SPEC``; any
+spec :func:`relink.models.load_model` takes, local checkpoint folders and
+``ARCH:/path/weights.pt`` included). ``relink paper --set key=value``
+overrides any other field of a profile.
+
+A profile travels to the chapter notebooks as one JSON record
+(:meth:`Profile.record`, :meth:`Profile.from_record`): typed on both ends,
+with data paths left out (published chapters must not hold local paths; a
+credentialed profile reads them from the environment again).
 """
 
 from __future__ import annotations
@@ -47,10 +57,15 @@ class Profile:
     train_lr: float = 5e-4
     train_rungs: int = 3
     train_seed: int = 0
-    ladder: tuple[tuple[str, str], ...] = ()  # (rung name, model spec) for real profiles
+    ladder: tuple[str, ...] = ()  # model specs ("SPEC" or "NAME=SPEC") replacing the default ladder
     embed_batch_size: int = 256
     # the audit
     eval_split: str = "test"
+    # credentialed cohorts: "official" splits, or "study": a seeded patient-disjoint re-split whose
+    # held-out part has about `heldout_pairs` pairs (the study's 43,793 MIMIC-CXR test pairs)
+    split: str = "official"
+    heldout_pairs: int = 43793
+    split_seed: int = 0
     pools: tuple[Any, ...] = (10, 100, 1000, 10000, "full")
     ks: tuple[int, ...] = (1, 5, 10)
     n_boot: int = 1000
@@ -65,7 +80,8 @@ class Profile:
     dp_lr: float = 1e-2
     dp_clip_norm: float = 1.0
     dp_temperature: float = 0.07
-    dp_seed: int = 0
+    dp_privacy_unit: str = "pair"
+    dp_seed: int = 0  # reproducible noise: the paper is a study, its heads are not for release
     # utility
     probe_seed: int = 0
     # real data (credentialed profiles), filled from the environment
@@ -73,6 +89,28 @@ class Profile:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def record(self) -> dict[str, Any]:
+        """Every field as JSON values, data paths left out: what a chapter receives and stores."""
+        from ..io import canonical
+
+        record = canonical(self.as_dict())
+        record.pop("data")
+        return record
+
+    @staticmethod
+    def from_record(record: dict[str, Any] | str, environ: dict[str, str] | None = None) -> "Profile":
+        """The profile a :meth:`record` (or its JSON text) describes; data paths from the environment."""
+        import json
+
+        record = dict(json.loads(record) if isinstance(record, str) else record)
+        base = get_profile(record.pop("name"), environ=environ)
+        changes = {}
+        for f in dataclasses.fields(Profile):
+            if f.name in record and f.name not in FIXED:
+                value = record[f.name]
+                changes[f.name] = tuple(value) if isinstance(value, list) else value
+        return _checked(dataclasses.replace(base, **changes))
 
     @property
     def n_target(self) -> Any:
@@ -101,8 +139,13 @@ PROFILES: dict[str, Profile] = {
         dp_epochs=2,
         dp_batch_size=64,
     ),
-    "mimic": Profile(name="mimic", credentialed=True, embed_batch_size=128, dp_epochs=10),
-    "chexpert-plus": Profile(name="chexpert-plus", credentialed=True, embed_batch_size=128, dp_epochs=10),
+    # MIMIC-CXR's training split holds ~2e5 frontal studies of ~6e4 patients: delta = 6e-6 is below
+    # 1/n only for patient units, so the study's (epsilon, delta) is stated per patient.
+    "mimic": Profile(name="mimic", credentialed=True, embed_batch_size=128, dp_epochs=10, dp_privacy_unit="patient"),
+    # CheXpert Plus releases train and valid only: a patient-disjoint re-split gives the held-out
+    # test set (the study's 29,296 external pairs in size) and keeps "valid"-sized data as the bank.
+    "chexpert-plus": Profile(name="chexpert-plus", credentialed=True, embed_batch_size=128, dp_epochs=10,
+                             split="study", heldout_pairs=29296),
 }
 
 DATA_ENV = {
@@ -138,26 +181,47 @@ def _coerce(current: Any, text: str) -> Any:
     return text
 
 
+FIXED = ("name", "credentialed", "data")  # set by the profile itself, never by --set
+
+
+def _ladder(text: str) -> tuple[str, ...]:
+    """``--set ladder=`` / ``RELINK_LADDER``: specs separated by commas (or new lines), weakest first."""
+    return tuple(t.strip() for t in text.replace("\n", ",").split(",") if t.strip())
+
+
+def _checked(profile: Profile) -> Profile:
+    if profile.split not in ("official", "study"):
+        raise RelinkError(f"--set split={profile.split}: choose official or study")
+    if profile.dp_privacy_unit not in ("pair", "patient"):
+        raise RelinkError(f"--set dp_privacy_unit={profile.dp_privacy_unit}: choose pair or patient")
+    return profile
+
+
 def get_profile(name: str, overrides: dict[str, str] | None = None, environ: dict[str, str] | None = None) -> Profile:
     """The named profile with ``overrides`` (``field -> text``) and, for real data, paths from the environment."""
     if name not in PROFILES:
         raise RelinkError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    environ = os.environ if environ is None else environ
     profile = PROFILES[name]
     changes: dict[str, Any] = {}
     known = {f.name for f in dataclasses.fields(Profile)}
+    if environ.get("RELINK_LADDER"):
+        changes["ladder"] = _ladder(environ["RELINK_LADDER"])
     for key, text in (overrides or {}).items():
         key = key.replace("-", "_")
-        if key not in known or key in ("name", "credentialed", "data", "ladder"):
-            raise RelinkError(f"--set {key}: not a profile field (fields: {', '.join(sorted(known - {'name', 'credentialed', 'data', 'ladder'}))})")
+        if key not in known or key in FIXED:
+            raise RelinkError(f"--set {key}: not a profile field (fields: {', '.join(sorted(known - set(FIXED)))})")
+        if key == "ladder":
+            changes[key] = _ladder(text)
+            continue
         try:
             changes[key] = _coerce(getattr(profile, key), text)
         except ValueError:
             raise RelinkError(f"--set {key}={text}: cannot read {text!r} as {type(getattr(profile, key)).__name__}") from None
     if profile.credentialed:
-        environ = os.environ if environ is None else environ
         data = {key: environ[var] for key, var in DATA_ENV[name].items() if environ.get(var)}
         missing = [DATA_ENV[name][k] for k in REQUIRED_DATA[name] if k not in data]
         if missing:
             raise RelinkError(f"profile {name!r} needs the environment variable(s) {', '.join(missing)} (see the reproducibility appendix)")
         changes["data"] = tuple(sorted(data.items()))
-    return dataclasses.replace(profile, **changes)
+    return _checked(dataclasses.replace(profile, **changes))

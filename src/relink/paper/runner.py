@@ -1,7 +1,9 @@
 """Execute chapters with papermill (only those whose inputs changed), then build the book.
 
-A chapter's input hash covers its notebook source, the whole relink source,
-the profile parameters and the artifact ids of the result tables it reads.
+A chapter receives the profile as one JSON record (:meth:`Profile.record`)
+and the artifact folder; its input hash covers its notebook source, the
+whole relink source, that record and the artifact ids of the results it
+reads.
 The hash and the provenance (commit, package versions, parameters, data and
 model fingerprints) are stamped into the executed notebook's metadata under
 ``relink``; a chapter whose stored hash equals the new one is not executed
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import RelinkError
-from ..io import atomic_path
+from ..io import atomic_path, canonical
 from ..provenance import REPO_ROOT, stamp
 from .cache import artifact_id, digest, source_hash
 from .chapters import BOOK_DIR, CHAPTER_DIR, Chapter, select
@@ -37,24 +39,17 @@ def notebook_source_hash(chapter: Chapter) -> str:
     return digest(chapter.source.read_text())
 
 
-def profile_record(profile: Profile) -> dict[str, Any]:
-    """The profile as stored in a chapter: JSON types, and data paths only as a digest
-    (executed chapters are published; local paths are not)."""
-    record = profile.as_dict()
-    record["data"] = digest(record["data"]) if record["data"] else None
-    return json.loads(json.dumps(record, sort_keys=True, default=str))
-
-
 def chapter_inputs(chapter: Chapter, profile: Profile, results: dict[str, Path]) -> dict[str, Any]:
-    """Everything a chapter's output depends on, as stored in its metadata (JSON types, so that
+    """Everything a chapter's output depends on, as stored in its metadata (canonical JSON, so that
     a stored copy compares equal)."""
-    inputs = {
+    from .results import with_upstream
+
+    return canonical({
         "notebook": notebook_source_hash(chapter),
         "relink_source": source_hash(("*",)),
-        "profile": profile_record(profile),
-        "results": {name: artifact_id(results[name]) for name in chapter.results},
-    }
-    return json.loads(json.dumps(inputs, sort_keys=True, default=str))
+        "profile": profile.record(),
+        "results": {name: artifact_id(results[name]) for name in with_upstream(chapter.results)},
+    })
 
 
 def stored_inputs(chapter: Chapter) -> dict[str, Any] | None:
@@ -96,7 +91,7 @@ def execute_chapter(chapter: Chapter, profile: Profile, results: dict[str, Path]
         _to_ipynb(chapter, src)
         # The default artifact folder is left implicit so that no local path is printed in a published page.
         root = results["_root"]
-        params = {"profile": profile.name, "overrides": json.dumps(_overrides(profile)),
+        params = {"profile": json.dumps(profile.record()),
                   "artifacts": "" if Path(root) == default_root(profile) else str(root)}
         try:
             pm.execute_notebook(
@@ -115,17 +110,22 @@ def execute_chapter(chapter: Chapter, profile: Profile, results: dict[str, Path]
 
 
 def _overrides(profile: Profile) -> dict[str, Any]:
-    """Profile fields that differ from the named default (what the notebook must re-apply)."""
+    """Profile fields that differ from the named default (what the provenance lists as parameters)."""
     from .profiles import PROFILES
 
-    base = PROFILES[profile.name].as_dict()
-    return {k: v for k, v in profile.as_dict().items() if base.get(k) != v and k != "data"}
+    base = PROFILES[profile.name].record()
+    return {k: v for k, v in profile.record().items() if base.get(k) != v}
 
 
 def _stamp(path: Path, chapter: Chapter, profile: Profile, inputs: dict[str, Any], results: dict[str, Path]) -> None:
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        # papermill's injected cell repeats the profile record: readers need none of it
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
     meta_files = {}
     for name in chapter.results:
         prov = results[name] / "provenance.json"
@@ -162,8 +162,8 @@ def run_paper(
     artifacts_root: str | os.PathLike | None = None,
 ) -> int:
     """The whole paper: cached artifacts, changed chapters, privacy scan, then the book."""
-    from .pipeline import build_results
     from ..leakscan import scan_paths
+    from .results import build_results
     from .leakscan import cohort_frames, result_files
 
     chapters = select(chapter_names)
@@ -203,8 +203,8 @@ def staleness(chapter: Chapter) -> str | None:
 def book_problems(chapters: list[Chapter]) -> list[str]:
     """Every reason the executed chapters cannot make one consistent book: missing or stale
     chapters, chapters of different profiles, or chapters whose result tables were rebuilt since."""
-    from .pipeline import RESULTS
     from .profiles import PROFILES
+    from .results import registry
     from .stages import default_root
 
     problems = [f"{c.stem} ({why})" for c in chapters if (why := staleness(c))]
@@ -220,6 +220,6 @@ def book_problems(chapters: list[Chapter]) -> list[str]:
     for stem, s in stored.items():
         for result, rid in s.get("results", {}).items():
             folder = root / result if root else None
-            if folder is not None and result in RESULTS and (folder / ".relink-key.json").is_file() and artifact_id(folder) != rid:
+            if folder is not None and result in registry() and (folder / ".relink-key.json").is_file() and artifact_id(folder) != rid:
                 problems.append(f"{stem} (its {result} results were rebuilt since it was executed)")
     return problems

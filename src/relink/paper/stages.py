@@ -1,8 +1,9 @@
-"""The expensive, cached stages every chapter stands on: cohorts, the model ladder, embeddings.
+"""The expensive, cached stages every result stands on: cohorts, the model ladder, embeddings.
 
-Each stage is a content-keyed artifact (:mod:`relink.paper.cache`) under the
-profile's artifact folder (``artifacts/<profile>`` in the repository unless
-told otherwise):
+Each stage is a content-keyed artifact of the one cache (:mod:`relink.paper.cache`)
+under the profile's artifact folder (``artifacts/<profile>`` in the
+repository unless told otherwise); training and embedding resume after an
+interruption:
 
 * ``cohort-internal/cohort``, ``cohort-external/cohort`` — cohort folders
   (generated for the synthetic profiles; for real profiles a manifest that
@@ -11,22 +12,23 @@ told otherwise):
   rungs embed only what the audit reads;
 * ``ladder`` — the synthetic specialization ladder (``relink train``);
   real profiles name public models (:mod:`relink.models.ladder`);
-* ``embeddings/<rung>-<role>`` — EmbeddingSets (``relink embed``, which keeps
-  its own fingerprint cache).
+* ``embeddings/<rung>-<role>`` — EmbeddingSets (``relink embed``), keyed by
+  the rung's weights, the cohort and the embedding code.
+
+:func:`rung_ids` is what the embeddings (and so every result) depend on,
+known without loading a model.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cohort import read_cohort, write_cohort
+from ..cohort import patient_resplit, read_cohort, write_cohort
 from ..provenance import REPO_ROOT
-from ..io import write_json
-from .cache import KEY_FILE, artifact_id, cached, source_hash, stored_key
+from .cache import artifact_id, cached, source_hash
 from .profiles import Profile
 
 
@@ -91,11 +93,18 @@ def _cohorts(ctx: Context) -> dict[str, Path | None]:
     from ..loaders.mimic_cxr import load_mimic_cxr
 
     def real(role: str, loader, **paths: str) -> Path:
-        key = {"stage": f"real-{role}", "loader": loader.__name__, "paths": paths, "source": source_hash(("loaders",))}
+        # The study's held-out set is larger than MIMIC-CXR's official test split: "study" rebuilds a
+        # patient-disjoint split of that size (the validation bank a tenth of it); see the appendix.
+        resplit = role == "internal" and p.split == "study"
+        key = {"stage": f"real-{role}", "loader": loader.__name__, "paths": paths, "source": source_hash(("loaders",)),
+               "split": [p.heldout_pairs, p.split_seed] if resplit else "official"}
 
         def build(tmp: Path) -> None:
             result = loader(**paths, progress=ctx.progress)
-            write_cohort(result.frame, tmp / "cohort.parquet", image_root=result.image_root)
+            frame = result.frame
+            if resplit:
+                frame = patient_resplit(frame, p.heldout_pairs, max(1, p.heldout_pairs // 10), p.split_seed)
+            write_cohort(frame, tmp / "cohort.parquet", image_root=result.image_root)
 
         return cached(ctx.root, f"cohort-{role}", key, build) / "cohort.parquet"
 
@@ -139,34 +148,53 @@ def ladder(ctx: Context) -> list[RungSpec]:
 
 def _ladder(ctx: Context) -> list[RungSpec]:
     p = ctx.profile
+    if p.ladder:
+        return [_custom_rung(text, i + 1) for i, text in enumerate(p.ladder)]
     if p.credentialed:
         from ..models.ladder import resolve_ladder
 
-        overrides = dict(p.ladder) if p.ladder else None
         return [RungSpec(r.name, i + 1, r.spec, tuple(sorted(dict(r.load_kwargs).items())))
-                for i, r in enumerate(resolve_ladder(p.name, overrides))]
-    from ..models.train import read_ladder, train_ladder
+                for i, r in enumerate(resolve_ladder(p.name))]
+    from ..models.ladder_store import read_ladder
+    from ..models.ladder_train import train_ladder
 
     internal = cohorts(ctx)["internal"]
     key = {"stage": "ladder", "cohort": cohort_ids(ctx)["internal"], "config": p.train_config, "epochs": p.train_epochs,
            "batch_size": p.train_batch_size, "lr": p.train_lr, "rungs": p.train_rungs, "seed": p.train_seed,
            "source": source_hash(("models",))}
-    path = ctx.root / "ladder"
-    # Not wrapped in `cached`: train_ladder resumes an interrupted run in place and
-    # keeps finished rungs; the key file only forces a retrain when inputs change.
-    if stored_key(path) != json.loads(json.dumps(key, sort_keys=True)):
-        (path / KEY_FILE).unlink(missing_ok=True)
-        train_ladder(internal, p.train_config, path, epochs=p.train_epochs, batch_size=p.train_batch_size,
-                     lr=p.train_lr, seed=p.train_seed, rungs=p.train_rungs, overwrite=True, progress=ctx.progress)
-        write_json(path / KEY_FILE, key)
+    path = cached(ctx.root, "ladder", key, resumable=True, build=lambda folder: train_ladder(
+        internal, p.train_config, folder, epochs=p.train_epochs, batch_size=p.train_batch_size, lr=p.train_lr,
+        seed=p.train_seed, rungs=p.train_rungs, progress=ctx.progress))
     info = read_ladder(path)
     return [RungSpec(f"{r['name']} ({int(r['step'])} steps)", i + 1, r["path"]) for i, r in enumerate(info["rungs"])]
+
+
+def _custom_rung(text: str, index: int) -> RungSpec:
+    """A rung from ``--set ladder=`` / ``RELINK_LADDER``: ``SPEC`` or ``NAME=SPEC``; a local path must exist."""
+    from ..models.ladder import Rung, resolve_spec
+
+    name, sep, spec = text.partition("=")
+    if not sep:
+        name, spec = "", text
+    spec = resolve_spec(Rung(name or f"rung-{index}", spec.strip(), "auto", "user-supplied"))
+    label = name.strip() or (Path(spec).name if os.path.isdir(spec) else spec)
+    return RungSpec(label, index, spec)
 
 
 def load(rung: RungSpec):
     from ..models import load_model
 
     return load_model(rung.spec, **dict(rung.load_kwargs))
+
+
+def rung_ids(ctx: Context) -> dict[str, Any]:
+    """What the ladder's embeddings are a function of, known without loading a model: the ladder
+    (its training key, or the specs), the cohorts and the embedding code."""
+    p = ctx.profile
+    trained = not p.ladder and not p.credentialed
+    rungs = [(r.name, r.index if trained else r.spec, r.load_kwargs) for r in ladder(ctx)]
+    return {"rungs": rungs, "ladder": artifact_id(ctx.root / "ladder") if trained else None,
+            "cohorts": cohort_ids(ctx), "embed": {"batch_size": p.embed_batch_size, "source": source_hash(("embed", "models"))}}
 
 
 def embeddings(ctx: Context, rung: RungSpec, role: str) -> Path | None:
@@ -182,8 +210,24 @@ def embeddings(ctx: Context, rung: RungSpec, role: str) -> Path | None:
         strongest = rung.index == len(ladder(ctx))
         if role == "internal" and not strongest:
             source = eval_cohort(ctx)
-        out = ctx.root / "embeddings" / f"{rung.slug}-{role}"
+        ids = rung_ids(ctx)
+        key = {"stage": "embeddings", "rung": ids["rungs"][rung.index - 1], "weights": _local_stamp(rung.spec),
+               "ladder": ids["ladder"], "cohort": artifact_id(_artifact_of(source)), "embed": ids["embed"]}
         model = load(rung) if rung.load_kwargs else rung.spec
-        return embed_cohort(source, model, out, batch_size=ctx.profile.embed_batch_size, progress=ctx.progress)
+        path = cached(ctx.root / "embeddings", f"{rung.slug}-{role}", key, resumable=True, build=lambda folder: embed_cohort(
+            source, model, folder / "set", batch_size=ctx.profile.embed_batch_size, progress=ctx.progress))
+        return path / "set"
 
     return _memo(ctx, f"emb:{rung.slug}:{role}", build)
+
+
+def _local_stamp(spec: str) -> list[Any] | None:
+    """Size and modification time of the local files a spec names, so that a checkpoint replaced
+    under the same path is a cache miss (hub models are immutable by their tag)."""
+    target = spec[len("local-dir:"):] if spec.startswith("local-dir:") else spec
+    if not os.path.exists(target):
+        target = spec.partition(":")[2]
+    if not target or not os.path.exists(target):
+        return None
+    files = sorted(Path(target).rglob("*")) if os.path.isdir(target) else [Path(target)]
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]

@@ -181,7 +181,7 @@ def build(layout: Layout, out_dir, patients: int, seed: int, size: int = 64, spl
     """Write one official-layout dataset at ``out_dir`` atomically; return what was written."""
     fractions, canary_phrase = _check(layout, patients, seed, size, split_fractions, canary_patient,
                                       canary_phrase, canary_reports, workers)
-    out = claim_output(out_dir, "dir", owner="synth")  # refuses a folder that is not a synth output
+    out = claim_output(out_dir, "dir", owner="synth", overwrite=None)  # refuses a folder that is not a synth output
     content = np.random.SeedSequence([int(seed), layout.code]).spawn(patients)
     quirks = np.random.SeedSequence([int(seed), layout.code, 1]).spawn(patients)
     split = assign_splits(patients, layout.splits, fractions,

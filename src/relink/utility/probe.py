@@ -57,7 +57,14 @@ def probe_split(rows: pd.DataFrame, split: str = "auto", test_size: float = 0.3,
     if split == "cohort" and not has_cohort:
         raise RelinkError("probe split 'cohort' needs rows with split == 'train' and split == 'test'")
     if split == "cohort" or (split == "auto" and has_cohort):
-        return "cohort", np.flatnonzero(parts == "train"), np.flatnonzero(parts == "test")
+        train, test = np.flatnonzero(parts == "train"), np.flatnonzero(parts == "test")
+        patients = rows["patient_id"].astype(str).to_numpy()
+        shared = np.intersect1d(patients[train], patients[test])
+        if len(shared):
+            # A patient on both sides lets the probe recognise the patient, not the finding.
+            raise RelinkError(f"probe: {len(shared)} patient(s) have rows in both the train and the test split; "
+                              "the splits must be patient-disjoint (use --split group for a patient-disjoint split)")
+        return "cohort", train, test
     from sklearn.model_selection import GroupShuffleSplit
 
     groups = rows["patient_id"].astype(str).to_numpy()

@@ -1,0 +1,113 @@
+"""The paper's results: one module per result, found by name, built in dependency order.
+
+Each module in this package (other than :mod:`.common`) declares ``RESULT``,
+a :class:`Result`: its name, the profile fields and upstream results it
+depends on, whether it reads the ladder's embeddings, and ``build(ctx, tmp,
+upstream)``, which writes its tables into ``tmp`` (``upstream`` maps each
+upstream result's name to its folder). :func:`build_results` builds (or
+reuses, from the one content-keyed cache) the results a run needs and the
+ones they stand on. A chapter names the results it reads in its notebook's
+header (:mod:`relink.paper.chapters`). Adding a result is one new module
+here; adding a chapter is one notebook and a line in ``book/_toc.yml``.
+
+Every result folder holds ``provenance.json`` and its tables (written by
+:func:`relink.paper.results.common.finish`); its key covers the profile
+fields it names, the upstream results' ids, the ladder's ids when it reads
+embeddings, and a hash of the relink source it runs, so a prose-only change
+rebuilds nothing and a code change rebuilds what it touches.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..cache import artifact_id, cached, source_hash
+from ..profiles import Profile
+from ..stages import Context, cohort_ids, default_root, rung_ids
+
+
+@dataclass(frozen=True)
+class Result:
+    """One result of the paper (see the package docstring)."""
+
+    name: str
+    build: Callable[[Context, Path, dict[str, Path]], None]
+    fields: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()
+    reads_embeddings: bool = True
+    source: tuple[str, ...] = ()  # relink subpackages/modules it runs, besides its own module and the core
+    module: str = ""
+
+    def key(self, ctx: Context, upstream: dict[str, Path]) -> dict[str, Any]:
+        p = ctx.profile.as_dict()
+        own = f"paper/results/{self.module}.py"
+        return {"result": self.name, "profile": {f: p[f] for f in self.fields},
+                "source": source_hash(self.source + (own, "paper/results/common.py", "paper/stages.py")),
+                "cohorts": cohort_ids(ctx), "rungs": rung_ids(ctx) if self.reads_embeddings else None,
+                "upstream": {name: artifact_id(upstream[name]) for name in self.upstream}}
+
+
+def registry() -> dict[str, Result]:
+    """Every result, in an order where each comes after the results it reads."""
+    found: dict[str, Result] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name == "common":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        result = getattr(module, "RESULT", None)
+        if isinstance(result, Result):
+            found[result.name] = Result(**{**result.__dict__, "module": info.name})
+    ordered: dict[str, Result] = {}
+
+    def visit(name: str, trail: tuple[str, ...] = ()) -> None:
+        if name in ordered:
+            return
+        if name in trail:
+            raise ValueError(f"results depend on each other in a circle: {' -> '.join(trail + (name,))}")
+        if name not in found:
+            raise ValueError(f"result {trail[-1] if trail else '?'} reads an unknown result {name!r}")
+        for up in found[name].upstream:
+            visit(up, trail + (name,))
+        ordered[name] = found[name]
+
+    for name in sorted(found):
+        visit(name)
+    return ordered
+
+
+def with_upstream(names) -> list[str]:
+    """``names`` and every result they stand on, in build order."""
+    reg = registry()
+    want: set[str] = set()
+
+    def add(name: str) -> None:
+        if name not in reg:
+            raise KeyError(f"unknown result {name!r}; results: {', '.join(reg)}")
+        if name not in want:
+            want.add(name)
+            for up in reg[name].upstream:
+                add(up)
+
+    for name in names:
+        add(name)
+    return [name for name in reg if name in want]
+
+
+def build_results(profile: Profile, needed, artifacts_root: str | os.PathLike | None = None,
+                  quiet: bool = False) -> dict[str, Path]:
+    """Build (or reuse) the named results and what they stand on; returns name -> folder, plus ``_root``."""
+    root = Path(artifacts_root) if artifacts_root else default_root(profile)
+    ctx = Context(profile, root, progress=not quiet)
+    reg = registry()
+    out: dict[str, Path] = {"_root": root}
+    for name in with_upstream(needed):
+        result = reg[name]
+        upstream = {up: out[up] for up in result.upstream}
+        out[name] = cached(root / "results", name, result.key(ctx, upstream),
+                           lambda tmp, r=result, u=upstream: r.build(ctx, tmp, u))
+    return out

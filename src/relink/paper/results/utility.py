@@ -1,0 +1,62 @@
+"""Result ``utility``: what the mitigated heads keep — linear probe, zero-shot AUROC, member gap.
+
+Table ``utility.parquet`` (state ``before`` | ``dp``, features, metric,
+value, interval, labels used), for the strongest model before and after the
+headline DP run of result ``dp``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...embeddings import EmbeddingSet
+from ...embeddings import load as load_embeddings
+from ..stages import Context, load
+from . import Result
+from .common import finish, headline_sets
+
+
+def _rows(ctx: Context, es: EmbeddingSet, loaded, text_head, state: str) -> list[dict[str, Any]]:
+    from ...utility.membership import member_gap
+    from ...utility.probe import probe_embeddings
+    from ...utility.zeroshot import zeroshot_auroc
+
+    p = ctx.profile
+    rows = []
+    probe = probe_embeddings(es, features=("projected", "trunk") if state == "before" else ("projected",),
+                             random_state=p.probe_seed)
+    macro = probe[probe["label"] == "macro"]
+    for _, r in macro.iterrows():
+        rows.append({"state": state, "features": r["features"], "metric": "linear_probe_macro_auroc",
+                     "value": float(r["value"]), "ci_low": np.nan, "ci_high": np.nan, "n_labels": int(r["n_labels"])})
+    zs = zeroshot_auroc(es, loaded, text_head=text_head, split=p.eval_split)
+    zm = zs[zs["label"] == "macro"].iloc[0]
+    rows.append({"state": state, "features": "projected", "metric": "zero_shot_macro_auroc", "value": float(zm["value"]),
+                 "ci_low": np.nan, "ci_high": np.nan, "n_labels": int(zm.get("n_labels", np.nan))})
+    n_gap = min(p.n_target, int((es.rows["split"] == "train").sum()), int((es.rows["split"] == p.eval_split).sum()))
+    gap = member_gap(es, N=n_gap, K=1, members="train", nonmembers=p.eval_split, n_boot=p.n_boot, random_state=p.audit_seed)
+    for _, r in gap.iterrows():
+        metric = "member_gap" if r["queries"] == "gap" else f"recall_{r['queries']}"
+        rows.append({"state": state, "features": "projected", "metric": metric, "value": float(r["value"]),
+                     "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "n_labels": np.nan})
+    return rows
+
+
+def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
+    from ...dp.apply import load_heads
+    from ...models.heads import extract_heads
+
+    rung, full, _ = headline_sets(ctx)
+    loaded = load(rung)
+    rows = _rows(ctx, full, loaded, extract_heads(loaded.model).text, "before")
+    heads = load_heads(upstream["dp"] / "heads.safetensors")
+    rows += _rows(ctx, load_embeddings(upstream["dp"] / "mitigated-internal"), loaded, heads.text, "dp")
+    finish(tmp, ctx, "utility", {"utility.parquet": pd.DataFrame(rows)}, {"model": rung.name})
+
+
+RESULT = Result("utility", build, upstream=("dp",), source=("utility", "retrieval", "models"),
+                fields=("eval_split", "pools", "ks", "n_boot", "audit_seed", "probe_seed", "epsilon"))

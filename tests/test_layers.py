@@ -1,0 +1,22 @@
+"""The layer rule of relink/__init__.py holds: import-linter's layers contract (pyproject.toml)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relink.provenance import REPO_ROOT
+
+
+def test_imports_point_one_way():
+    exe = Path(sys.executable).with_name("lint-imports")
+    if not exe.exists() and shutil.which("lint-imports") is None:
+        pytest.fail("import-linter is not installed (it is in the test extra: pip install -e '.[test]')")
+    # grimp reads the source tree; an editable install's import hook is not a path it can walk.
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    run = subprocess.run([str(exe) if exe.exists() else "lint-imports", "--no-cache"], cwd=REPO_ROOT, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
