@@ -5,13 +5,17 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import comb
+from scipy.stats import hypergeom
 
-from relink.embeddings import EmbeddingSet
+from relink.embeddings import EmbeddingSet, load, save
 from relink.errors import RelinkError
 from relink.labels import CHEXPERT_LABELS
-from relink.retrieval.audit import audit, audit_arrays
+from relink.retrieval.audit import PAIRED_COLUMNS, audit, audit_arrays, audit_queries, summarise
+from relink.retrieval.bootstrap import bootstrap_means
+from relink.retrieval.spec import AuditSpec
 from relink.tables import METRIC_COLUMNS
-from test_retrieval_brute import unit
+from test_retrieval_brute import brute_counts, unit
 
 FAST = dict(n_boot=200, random_state=0)
 
@@ -114,16 +118,19 @@ def test_monte_carlo_rows_sit_beside_exact_ones():
     assert np.allclose(mc.value, ex.value, atol=0.03)
 
 
-def test_pools_clip_drops_oversized_pools_with_a_warning():
+def test_pools_clip_drops_oversized_pools_and_says_which_in_the_settings():
     rng = np.random.default_rng(8)
     image, text = unit(rng, 50, 8), unit(rng, 50, 8)
     with pytest.raises(RelinkError, match="N=100 is larger than the candidate set"):
         audit_arrays(image, text, np.arange(50), pools=(10, 100), **FAST)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        f = audit_arrays(image, text, np.arange(50), pools=(10, 100, "full"), pools_clip=True, **FAST)
-    assert any("100" in str(w.message) for w in caught)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning with a source line: the caller says it once
+        f = audit_arrays(image, text, np.arange(50), pools=(10, 100, 200, "full"), pools_clip=True, **FAST)
+    assert f.attrs["audit"]["pools_dropped"] == [100, 200] and f.attrs["audit"]["pools"] == ["10", "full"]
     assert set(f.N) == {10, 50}
+    assert audit_arrays(image, text, np.arange(50), pools=(10,), **FAST).attrs["audit"]["pools_dropped"] == []
+    with pytest.raises(RelinkError, match=r"no pool size left to audit: every N \(100\) is larger"):
+        audit_arrays(image, text, np.arange(50), pools=(100,), pools_clip=True, **FAST)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -134,8 +141,12 @@ def test_pools_clip_drops_oversized_pools_with_a_warning():
     (dict(directions=("sideways",)), "unknown direction 'sideways'"),
     (dict(levels=("visit",)), "unknown level 'visit'"),
     (dict(negatives=("random", "hardest")), "unknown negatives 'hardest'"),
-    (dict(ties="coin"), "unknown ties policy"),
-    (dict(negatives=("pathology_matched",)), "hard negatives need the 14 CheXpert label columns"),
+    (dict(ties="coin"), "--ties: choose one of random, pessimistic, optimistic, got 'coin'"),
+    (dict(negatives=("pathology_matched",)), "hard negatives requested but every label is missing"),
+    (dict(tie_tol=0), r"--tie-tol must be a finite number > 0 and <= 0.01, got 0$"),
+    (dict(tie_tol=np.float64(0.0)), r"--tie-tol must be a finite number > 0 and <= 0.01, got 0.0$"),
+    (dict(tie_tol=float("nan")), "--tie-tol must be a finite number > 0"),
+    (dict(pools=(np.float64(2.5),)), "--pools: pool size '2.5' is neither an integer nor 'full'"),
 ])
 def test_bad_options_are_one_clear_error(kwargs, message):
     rng = np.random.default_rng(9)
@@ -148,23 +159,121 @@ def test_bad_arrays_name_the_row():
     image, text = unit(rng, 30, 4), unit(rng, 30, 4)
     bad = image.copy()
     bad[7, 2] = np.nan
-    with pytest.raises(RelinkError, match="image: row 7 has non-finite values"):
+    with pytest.raises(RelinkError, match="image.npy row 7 has non-finite values"):
         audit_arrays(bad, text, np.arange(30), pools=(10,))
     bad = text.copy()
     bad[4] = 0
-    with pytest.raises(RelinkError, match="text: row 4 has zero norm"):
+    with pytest.raises(RelinkError, match="text.npy row 4 has zero norm"):
         audit_arrays(image, bad, np.arange(30), pools=(10,))
     with pytest.raises(RelinkError, match="misaligned"):
         audit_arrays(image, text[:29], np.arange(30), pools=(10,))
     with pytest.raises(RelinkError, match="row 3 has no patient_id"):
         audit_arrays(image, text, [str(i) if i != 3 else None for i in range(30)], pools=(10,))
     labels = _labels(np.arange(30) % 3)
-    labels[2] = np.nan
-    with pytest.raises(RelinkError, match="row 2 has no label values"):
+    labels[2, 5] = 2.0
+    with pytest.raises(RelinkError, match=f"row 2, column '{CHEXPERT_LABELS[5]}' holds"):
         audit_arrays(image, text, np.arange(30), labels, pools=(10,), negatives=("pathology_matched",))
-    labels[2] = 2.0
-    with pytest.raises(RelinkError, match="row 2, label column 0 holds 2.0"):
-        audit_arrays(image, text, np.arange(30), labels, pools=(10,), negatives=("pathology_matched",))
+
+
+def test_tie_tol_zero_is_refused_by_the_spec():
+    # zero would let float rounding count a duplicate of the truth both as tied and as outranking it
+    for bad in (0, 0.0, -1e-9, 0.011, float("inf")):
+        with pytest.raises(RelinkError, match="--tie-tol must be a finite number > 0 and <= 0.01"):
+            AuditSpec(tie_tol=bad)
+    with pytest.raises(RelinkError, match="--tie-tol"):
+        AuditSpec().but(tie_tol=0)
+    assert AuditSpec(tie_tol=0.01).tie_tol == 0.01 and AuditSpec(tie_tol=1e-12).tie_tol == 1e-12
+
+
+def _hard_case(seed=20, n=240, n_unlabelled=12):
+    """Structured embeddings, three label groups of different sizes, some rows without any label."""
+    rng = np.random.default_rng(seed)
+    group = rng.choice(3, size=n, p=[0.6, 0.3, 0.1])
+    labels = _labels(group)
+    unlabelled = np.zeros(n, bool)
+    unlabelled[rng.choice(n, n_unlabelled, replace=False)] = True
+    labels[unlabelled] = np.nan
+    image = unit(rng, n, 8)
+    text = image + 0.8 * unit(rng, n, 8)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)  # unit rows: the brute-force reference scores them as given
+    return image, text, np.arange(n) // 2, labels, group, unlabelled
+
+
+def test_unlabelled_rows_are_never_matched_and_lower_coverage():
+    image, text, patient, labels, _, unlabelled = _hard_case()
+    n = len(patient)
+    kw = dict(pools=(5, 20, "full"), ks=(1, 5), negatives=("random", "pathology_matched", "positive_set_matched"),
+              n_boot=0)
+    f = audit_arrays(image, text, patient, labels, **kw)
+    assert f.attrs["audit"]["unlabelled_rows"] == unlabelled.sum() == 12
+    rand = _recall(f, negatives="random")
+    assert (rand.n_queries == n).all() and n in set(rand.N)  # random pools use every row
+    # Matched rows of the labelled queries are those of the set without the unlabelled rows: they are
+    # never anyone's matched distractor. Their own matched pools do not exist (coverage lowered).
+    keep = ~unlabelled
+    g = audit_arrays(image[keep], text[keep], patient[keep], labels[keep], **kw)
+    for neg in ("pathology_matched", "positive_set_matched"):
+        a, b = _recall(f, negatives=neg).reset_index(drop=True), _recall(g, negatives=neg).reset_index(drop=True)
+        np.testing.assert_allclose(a.value, b.value, rtol=1e-12)
+        np.testing.assert_array_equal(a.n_queries, b.n_queries)
+        assert (a.coverage <= keep.mean() + 1e-12).all()
+    assert g.attrs["audit"]["unlabelled_rows"] == 0
+    plain = audit_arrays(image, text, patient, labels, pools=(5,), ks=(1,), n_boot=0)
+    assert plain.attrs["audit"]["unlabelled_rows"] is None  # not counted when no hard negatives are audited
+
+
+def _expected_recall_brute(image, text, patient, groups, N, K, direction, level):
+    """Per-query random-negative Recall@K and its chance, from explicit masks and scipy; the matched pool's coverage."""
+    counts = brute_counts(image, text, patient, {"pathology_matched": groups})
+    above, tied, available, m = counts[(direction, level, "random")]
+    assert not tied.any()
+    value = hypergeom.cdf(K - 1, available, above, N - 1)
+    chance = 1 - comb(N - 1, K) / comb(N - 1 + m, K)  # no truth among the first K of N - 1 + m in random order
+    covered = counts[(direction, level, "pathology_matched")][2] >= N - 1
+    return value, chance, covered
+
+
+def test_paired_random_columns_compare_matched_rows_on_the_same_queries():
+    image, text, patient, labels, group, unlabelled = _hard_case(seed=21)
+    groups = np.where(unlabelled, 100 + np.arange(len(group)), group)  # no label: a group of its own
+    spec = AuditSpec(pools=(5, 40), ks=(1, 5), negatives=("random", "pathology_matched"), n_boot=300, random_state=4)
+    rows = pd.DataFrame({"pair_id": np.arange(len(patient)).astype(str), "patient_id": patient.astype(str)})
+    for j, name in enumerate(CHEXPERT_LABELS):
+        rows[name] = labels[:, j]
+    es = EmbeddingSet.from_arrays(rows, image, text)
+    qv = audit_queries(es, spec)
+    f = summarise(qv)
+    assert tuple(f.columns) == METRIC_COLUMNS + PAIRED_COLUMNS
+    matched = f[f.negatives == "pathology_matched"]
+    assert matched[list(PAIRED_COLUMNS)].notna().all().all()
+    assert f[f.negatives == "random"][list(PAIRED_COLUMNS)].isna().all().all()
+    assert matched.coverage.min() < 0.9  # N=40 leaves the small group out: the comparison needs pairing
+    for _, row in matched.iterrows():
+        value, chance, covered = _expected_recall_brute(image, text, patient, groups, row.N, row.K, row.direction,
+                                                        row.level)
+        assert covered.sum() == row.n_queries
+        assert row.paired_random_value == pytest.approx(value[covered].mean(), rel=1e-9)
+        assert row.paired_random_lift == pytest.approx(value[covered].mean() / chance[covered].mean(), rel=1e-9)
+        # the same patient-bootstrap replicates as every other column of the summary
+        masked = np.where(covered, value, np.nan)[qv.order]
+        lo, hi = bootstrap_means(masked[:, None], qv.patient, 300, random_state=4)
+        assert (row.paired_random_ci_low, row.paired_random_ci_high) == pytest.approx((lo[0], hi[0]), rel=1e-5)
+        # and the same value as a summary of the random column over the covered queries alone
+        sub = summarise(qv, rows=covered, n_boot=0)
+        twin = _recall(sub, negatives="random", direction=row.direction, level=row.level, N=row.N, K=row.K)
+        assert float(twin.value.iloc[0]) == pytest.approx(row.paired_random_value, rel=1e-12)
+    plain = audit_arrays(image, text, patient, pools=(5,), ks=(1,), n_boot=0)
+    assert tuple(plain.columns) == METRIC_COLUMNS  # no hard negatives: no paired columns
+
+
+def test_hard_negatives_alone_still_pair_with_random_pools():
+    image, text, patient, labels, _, _ = _hard_case(seed=22)
+    both = audit_arrays(image, text, patient, labels, pools=(5,), ks=(1,), negatives=("random", "pathology_matched"),
+                        n_boot=50)
+    alone = audit_arrays(image, text, patient, labels, pools=(5,), ks=(1,), negatives=("pathology_matched",), n_boot=50)
+    assert set(alone.negatives) == {"pathology_matched"}
+    pd.testing.assert_frame_equal(alone.reset_index(drop=True),
+                                  both[both.negatives == "pathology_matched"].reset_index(drop=True))
 
 
 def test_embedding_set_audit_uses_meta_and_names_files(tmp_path):
@@ -174,13 +283,17 @@ def test_embedding_set_audit_uses_meta_and_names_files(tmp_path):
                          "cohort": "synthetic-internal"})
     for i, name in enumerate(CHEXPERT_LABELS):
         rows[name] = (np.arange(n) % 3 == i % 3).astype(float)
-    es = EmbeddingSet(rows, unit(rng, n, 8), unit(rng, n, 8), meta={"model": "relink-vit-tiny"}, path=tmp_path / "emb")
+    es = EmbeddingSet(rows, unit(rng, n, 8), unit(rng, n, 8), meta={"model": "relink-vit-tiny"})
+    save(es, tmp_path / "emb")
+    es = load(tmp_path / "emb")
     f = audit(es, pools=(10, "full"), negatives=("random", "pathology_matched", "positive_set_matched"), n_boot=50)
     assert set(f.model) == {"relink-vit-tiny"} and set(f.cohort) == {"synthetic-internal"}
     assert {"pathology_matched", "positive_set_matched"} <= set(f.negatives)
-    es.image[5] = 0
-    with pytest.raises(RelinkError, match=r"emb/image\.npy: row 5 has zero norm"):
-        audit(es, pools=(10,), n_boot=0)
+    image = np.load(tmp_path / "emb" / "image.npy")
+    image[5] = 0
+    np.save(tmp_path / "emb" / "image.npy", image)
+    with pytest.raises(RelinkError, match=r"emb: image\.npy row 5 has zero norm"):
+        audit(load(tmp_path / "emb"), pools=(10,), n_boot=0)
 
 
 def test_unavailable_device_is_a_clear_error():
@@ -196,13 +309,12 @@ def test_unavailable_device_is_a_clear_error():
 
 
 def test_huge_and_tiny_rows_are_normalised_not_refused():
-    from relink.retrieval.inputs import checked_embeddings
-
     rng = np.random.default_rng(13)
     image, text = unit(rng, 10, 4), unit(rng, 10, 4)
     image[2] *= 1e25  # its squared norm overflows float32
     text[3] *= 1e-9
-    a, b = checked_embeddings(image, text)
+    es = EmbeddingSet.from_arrays(pd.DataFrame({"pair_id": np.arange(10), "patient_id": np.arange(10)}), image, text)
+    a, b = es.unit("image"), es.unit("text")
     assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-6) and np.allclose(np.linalg.norm(b, axis=1), 1, atol=1e-6)
 
 

@@ -25,6 +25,17 @@ def test_hypergeom_cdf_matches_scipy(pop, data):
     np.testing.assert_allclose(ours, theirs, atol=1e-10)
 
 
+@pytest.mark.parametrize("pop, draws, kmax", [(3064, 999, 200), (3064, 999, 300), (20000, 9999, 400)])
+def test_hypergeom_cdf_holds_for_large_k(pop, draws, kmax):
+    # pmf(0) far below the smallest float while pmf(K-1) is not: a product of ratios overflowed to NaN here
+    c = np.unique(np.linspace(0, pop, 151).astype(int))
+    ours = hypergeom_cdf(pop, c, draws, kmax)
+    assert not np.isnan(ours).any()
+    np.testing.assert_allclose(ours, hypergeom.cdf(np.arange(kmax)[None, :], pop, c[:, None], draws), atol=1e-9)
+    filled = expected_recall(c, np.zeros_like(c), np.full(len(c), pop), draws, [kmax])
+    assert not np.isnan(filled).any()  # every query can fill the pool, so none may be left out
+
+
 def _tiny(seed, n=7, d=3, duplicates=True):
     rng = np.random.default_rng(seed)
     image, text = unit(rng, n, d), unit(rng, n, d)

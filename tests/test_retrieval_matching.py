@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from relink.errors import RelinkError
-from relink.retrieval.matching import check_labelled, label_groups, map_labels
+from relink.retrieval.matching import check_labelled, group_summary, label_groups, map_labels
 
 U, M = -1.0, np.nan
 
@@ -43,12 +43,26 @@ def test_label_policies():
         label_groups(labels, uncertain="maybe")
 
 
-def test_unlabelled_rows_are_refused():
+def test_a_set_without_labels_is_refused_and_unlabelled_rows_are_named():
     with pytest.raises(RelinkError, match="there are none"):
         check_labelled(None)
     with pytest.raises(RelinkError, match="every label is missing"):
         check_labelled(np.full((3, 14), np.nan))
     labels = np.zeros((4, 14))
     labels[[1, 3]] = np.nan
-    with pytest.raises(RelinkError, match=r"row 1 \(pair_id 'b'\) \(and 1 other row\)"):
-        check_labelled(labels, pair_ids=np.array(list("abcd")))
+    labels[2, :13] = np.nan  # one label value is enough to be labelled
+    assert check_labelled(labels).tolist() == [False, True, False, True]
+
+
+@pytest.mark.parametrize("missing", ["negative", "own"])
+def test_unlabelled_rows_belong_to_no_group(missing):
+    labels = _rows([0], [0], [1], [1], [0], [0])
+    labels[[1, 4, 5]] = np.nan  # rows 1, 4, 5: no label at all; 0 is all-negative like an unlabelled row would read
+    for name, codes in label_groups(labels, missing=missing).items():
+        assert len({codes[1], codes[4], codes[5]}) == 3, name  # each alone ...
+        assert not {codes[1], codes[4], codes[5]} & {codes[0], codes[2]}, name  # ... and in no labelled row's group
+        assert codes[2] == codes[3], name
+    g = label_groups(labels)
+    for code in np.unique(g["pathology_matched"]):  # nesting still holds
+        assert len(np.unique(g["positive_set_matched"][g["pathology_matched"] == code])) == 1
+    assert group_summary(g["pathology_matched"], ~np.isnan(labels).all(axis=1)) == (2, 4)  # {0}, {2, 3}; 0,1,4,5 alone

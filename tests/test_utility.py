@@ -1,4 +1,4 @@
-"""Utility: linear probe, zero-shot AUROC, member gap, and `relink probe`."""
+"""Utility: linear probe, zero-shot AUROC and `relink probe` (the member gap: tests/test_member_gap.py)."""
 
 import numpy as np
 import pandas as pd
@@ -8,11 +8,10 @@ from torch import nn
 
 from dp_fixtures import tiny_model_set, toy_set
 from relink.cli import main
-from relink.embeddings import EmbeddingSet, l2_normalise
+from relink.embeddings import l2_normalise
 from relink.errors import RelinkError
 from relink.labels import CHEXPERT_LABELS
 from relink.tables import read_table
-from relink.utility.membership import member_gap
 from relink.utility.probe import label_targets, linear_probe, probe_embeddings, probe_split
 from relink.utility.zeroshot import zeroshot_auroc, zeroshot_scores
 
@@ -109,24 +108,6 @@ def test_zeroshot_auroc_runs_the_models_text_tower(model_set):
     vals = table["value"].dropna()
     assert ((vals >= 0) & (vals <= 1)).all()
     assert table.iloc[-1]["n_labels"] == (table.iloc[:-1]["value"].notna()).sum() > 0
-
-
-def test_member_gap_is_members_minus_nonmembers_at_equal_pools(toy):
-    es = toy.subset(np.flatnonzero(toy.rows["split"].isin(["train", "test"])))
-    rng = np.random.default_rng(0)
-    image = np.asarray(es.image)
-    text = image + 0.5 * rng.standard_normal(image.shape)  # members: well aligned
-    test = es.rows["split"].to_numpy() == "test"
-    text[test] += 1.5 * rng.standard_normal(text[test].shape)  # non-members: much less
-    leaky = EmbeddingSet(es.rows, image, l2_normalise(text), meta={"model": "toy"})
-    gap = member_gap(leaky, N=10, n_boot=20).set_index("queries")
-    assert gap.loc["members", "N"] == gap.loc["non_members", "N"] == 10
-    assert gap.loc["gap", "value"] == pytest.approx(gap.loc["members", "value"] - gap.loc["non_members", "value"])
-    assert gap.loc["gap", "value"] > 0.05
-    big = member_gap(leaky, N=10_000, n_boot=0).set_index("queries")
-    assert big.loc["members", "N"] == min(len(leaky.split("train")), len(leaky.split("test")))
-    with pytest.raises(RelinkError, match="split"):
-        member_gap(leaky.split("train"))
 
 
 def test_cli_probe_writes_a_tidy_table_with_provenance(model_set, tmp_path, capsys):

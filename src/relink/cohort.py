@@ -142,7 +142,7 @@ def validate(
             return problems
 
     for i, col, kind in label_problems(frame):
-        problems.append(Problem(i, pair_ids[i], col, f"label cell holds {kind}, not 1, 0, -1 or missing"))
+        problems.append(Problem(i, pair_ids[i], col, f"label cell holds {kind}; a label is 1, 0, -1 or missing"))
         if full():
             return problems
 

@@ -140,7 +140,7 @@ def _check_rows(rows: pd.DataFrame, where: str) -> None:
     bad = label_problems(rows, max_problems=1)
     if bad:
         i, col, kind = bad[0]
-        raise EmbeddingError(f"{where}: rows.parquet row {i}, column {col!r} holds {kind}, not 1, 0, -1 or missing")
+        raise EmbeddingError(f"{where}: rows.parquet row {i}, column {col!r} holds {kind}; a label is 1, 0, -1 or missing")
 
 
 def _fill_rows(rows: pd.DataFrame) -> pd.DataFrame:

@@ -57,7 +57,7 @@ def label_value_problem(value) -> str | None:
             return "a value that is not a number"
         if math.isnan(v) or v in LABEL_VALUES:
             return None
-        return "a number other than 1, 0 and -1" if math.isfinite(v) else "an infinite number"
+        return "another number" if math.isfinite(v) else "an infinite number"
     if isinstance(value, str):
         text = value.strip()
         if text == "" or text.lower() in ("nan", "na", "none", "null"):
@@ -66,7 +66,7 @@ def label_value_problem(value) -> str | None:
             v = float(text)
         except ValueError:
             return "text"
-        return None if v in LABEL_VALUES else "a number other than 1, 0 and -1"
+        return None if v in LABEL_VALUES else "another number"
     return f"a {type(value).__name__} value"
 
 
@@ -93,5 +93,6 @@ def label_problems(frame, max_problems: int | None = None):
                 kind = label_value_problem(v)
                 if kind:
                     found.append((i, col, kind))
-    found.sort()
+    order = {c: j for j, c in enumerate(CHEXPERT_LABELS)}
+    found.sort(key=lambda f: (f[0], order[f[1]]))  # row order, then the canonical label order
     return found if max_problems is None else found[:max_problems]

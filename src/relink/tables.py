@@ -11,6 +11,12 @@ candidate count), ``K``, ``estimator`` (``exact`` | ``monte_carlo``),
 ``coverage`` (fraction of queries whose pool could be filled; 1 for random
 pools).
 
+When hard negatives are audited, matched rows also carry
+``paired_random_value``, ``paired_random_ci_low``, ``paired_random_ci_high``
+and ``paired_random_lift``: random pools of the same N on the same covered
+queries, so that a matched figure is compared like with like (NaN on other
+rows; see :mod:`relink.retrieval.audit`).
+
 Provenance travels with the table: in the parquet schema metadata, under
 ``"provenance"`` in a JSON file (``{"provenance": ..., "rows": [...]}``), and
 in a ``<file>.provenance.json`` sidecar for CSV.

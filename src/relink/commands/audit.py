@@ -47,6 +47,7 @@ def register(sub):
 
 
 def run(args) -> int:
+    import sys
     from pathlib import Path
 
     from .. import embeddings, provenance
@@ -68,6 +69,13 @@ def run(args) -> int:
             raise RelinkError(f"--split {args.split!r}: {args.embeddings} has no such rows (splits: {', '.join(splits)})")
         es = es.split(args.split)
     frame = audit(es, spec, model=args.model_name, cohort=args.cohort_name, progress=True)
+    settings = frame.attrs.get("audit", {})
+    if settings.get("pools_dropped"):
+        dropped = ", ".join(f"{int(n):,}" for n in settings["pools_dropped"])
+        print(f"note: pools larger than the {len(es):,} candidates were left out (--pools-clip): {dropped}", file=sys.stderr)
+    if args.hard_negatives and settings.get("unlabelled_rows"):
+        print(f"note: {settings['unlabelled_rows']:,} row(s) carry no label; they are audited with random pools only "
+              "(never covered by a matched pool)", file=sys.stderr)
     prov = provenance.stamp(command="audit", embeddings=Path(args.embeddings).name, embedding_meta=dict(es.meta),
                             split=args.split, settings=frame.attrs.get("audit", {}))
     with writing(out):

@@ -12,7 +12,10 @@ Modules, one idea each:
 * :mod:`.montecarlo` — literal random pools, the cross-check;
 * :mod:`.matching` — pathology-matched groups from the 14 CheXpert labels;
 * :mod:`.bootstrap` — patient-clustered bootstrap intervals;
-* :mod:`.audit` — the tidy metric table (``audit``, ``audit_arrays``);
+* :mod:`.spec` — :class:`~relink.retrieval.spec.AuditSpec`, the audit's options as one frozen spec;
+* :mod:`.audit` — per-query values (``audit_queries``), the tidy metric table of all
+  queries or any subset (``summarise``), both at once (``audit``, ``audit_arrays``);
+* :mod:`.recall` — Recall@K at one pool (what before/after comparisons read);
 * :mod:`.neighbors` — FAISS top-k listing for inspection.
 
 Import the submodules directly (``from relink.retrieval.audit import audit``);

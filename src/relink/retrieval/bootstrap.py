@@ -16,7 +16,10 @@ becomes a ratio of weighted per-patient sums,
 sums once and every replicate is one matrix product. Medians (median rank)
 take the weighted median of the queries under the same weights.
 Replicate weights come from :func:`replicate_weights`, so every estimate made
-with one ``random_state`` sees the same replicates. Intervals are percentile
+with one ``random_state`` sees the same replicates. :func:`replicates` returns
+the replicate estimates themselves, for statistics that combine samples
+(e.g. the difference of two independent groups' means, each resampled with
+its own seed). Intervals are percentile
 intervals (``level`` = 0.95 gives the 2.5 and 97.5 percentiles).
 """
 
@@ -81,29 +84,48 @@ def _replicate(w, both, f, g, medians, orders, codes, n_clusters, mean_reps, med
                                      for j, o in enumerate(orders)], axis=1))
 
 
-def bootstrap_intervals(means, medians, clusters, n_boot: int = 1000, random_state=0, level: float = 0.95):
-    """Intervals of column means (NaN = left out) and column medians under the same replicates.
+def replicates(means, medians, clusters, n_boot: int = 1000, random_state=0) -> tuple[np.ndarray, np.ndarray]:
+    """Every replicate's column means (NaN = left out) and column medians: arrays (n_boot, F), (n_boot, G).
 
-    ``means`` (n, F) and ``medians`` (n, G) may be None. Returns
-    ``(mean_low, mean_high, median_low, median_high)``; all NaN when n_boot = 0.
+    ``means`` (n, F) and ``medians`` (n, G) may be None. For a statistic built
+    from several estimates (a difference of two independent samples'
+    means, say), combine the replicate rows and take percentiles.
     """
-
     n = len(clusters)
     means = np.zeros((n, 0)) if means is None else np.asarray(means, dtype=np.float64).reshape(n, -1)
     medians = np.zeros((n, 0)) if medians is None else np.asarray(medians, dtype=np.float64).reshape(n, -1)
     codes, n_clusters = _cluster_codes(clusters)
     f, g = means.shape[1], medians.shape[1]
     if n_boot <= 0 or n_clusters == 0:
-        return np.full(f, np.nan), np.full(f, np.nan), np.full(g, np.nan), np.full(g, np.nan)
-    both = _mean_sums(means, codes, n_clusters) if f else None
-    orders = [np.argsort(medians[:, j], kind="stable") for j in range(g)]
+        return np.zeros((0, f)), np.zeros((0, g))
     mean_reps, median_reps = [], []
-    with torch_threads(1):  # small products between numpy steps: spare the numpy steps torch's spinning threads
+    # Small torch operations between numpy steps: torch's thread pool costs more to wake (and then
+    # spins, taking the cores from numpy) than these take on one thread (~250x for index_add_ here).
+    with torch_threads(1):
+        both = _mean_sums(means, codes, n_clusters) if f else None
+        orders = [np.argsort(medians[:, j], kind="stable") for j in range(g)]
         for w in replicate_weights(n_clusters, n_boot, random_state):
             _replicate(w, both, f, g, medians, orders, codes, n_clusters, mean_reps, median_reps)
-    m_low, m_high = _interval(np.vstack(mean_reps), level) if f else (np.zeros(0), np.zeros(0))
-    d_low, d_high = _interval(np.vstack(median_reps), level) if g else (np.zeros(0), np.zeros(0))
-    return m_low, m_high, d_low, d_high
+    return (np.vstack(mean_reps) if f else np.zeros((n_boot, 0)),
+            np.vstack(median_reps) if g else np.zeros((n_boot, 0)))
+
+
+def percentile_interval(replicate_values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of each column of (B, F) replicate values; NaN for a column with none."""
+    replicate_values = np.asarray(replicate_values, dtype=np.float64)
+    if not len(replicate_values):
+        return np.full(replicate_values.shape[1], np.nan), np.full(replicate_values.shape[1], np.nan)
+    return _interval(replicate_values, level)
+
+
+def bootstrap_intervals(means, medians, clusters, n_boot: int = 1000, random_state=0, level: float = 0.95):
+    """Intervals of column means (NaN = left out) and column medians under the same replicates.
+
+    ``means`` (n, F) and ``medians`` (n, G) may be None. Returns
+    ``(mean_low, mean_high, median_low, median_high)``; all NaN when n_boot = 0.
+    """
+    mean_reps, median_reps = replicates(means, medians, clusters, n_boot, random_state)
+    return (*percentile_interval(mean_reps, level), *percentile_interval(median_reps, level))
 
 
 def bootstrap_means(values, clusters, n_boot: int = 1000, random_state=0,

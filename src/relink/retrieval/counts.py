@@ -34,8 +34,9 @@ in real cohorts; a collapsed encoder makes everything identical); ties are
 counted exactly by hashing embedding rows, and resolved later. Distinct
 embeddings whose scores differ by less than ``tie_tol`` count as not
 outranking: the truth gets the benefit of a difference float32 cannot
-resolve. With ``tie_tol=0`` duplicates of the truth may be counted as
-outranking it through rounding.
+resolve. ``tie_tol`` must be above 0 (:class:`~relink.retrieval.spec.AuditSpec`
+refuses 0): with no tolerance a duplicate of the truth could be counted both as
+tied and, through rounding, as outranking it.
 
 Everything comes from one blocked pass (:mod:`relink.retrieval.blocked`) with
 rows and columns sorted by the groupings, per-patient products

@@ -5,16 +5,21 @@ The embeddings themselves were validated once, when the set was made
 
 Pools are given as integers (the pool size N: the truth plus N - 1
 distractors) or ``"full"`` (every candidate). An integer N larger than the
-candidate count M is an error, unless ``pools_clip`` drops such pools (with a
-warning): small cohorts in the book use that. K must not exceed any N.
+candidate count M is an error, unless ``pools_clip`` drops such pools: small
+cohorts in the book use that. The dropped sizes are returned, not warned
+about, so that the caller can say so once, as a sentence (the audit records
+them in its settings as ``pools_dropped``). K must not exceed any N.
+
+Values are shown as a user typed them (:func:`relink.options.show`), never as
+a numpy repr.
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Iterable, Sequence
 
 from ..errors import RelinkError
+from ..options import show
 
 FULL = "full"
 
@@ -25,12 +30,12 @@ def check_choice(values: Iterable[str], allowed: Sequence[str], what: str) -> tu
         raise RelinkError(f"no {what} given; choose from {', '.join(allowed)}")
     for v in values:
         if v not in allowed:
-            raise RelinkError(f"unknown {what} {v!r}; choose from {', '.join(allowed)}")
+            raise RelinkError(f"unknown {what} {show(v)!r}; choose from {', '.join(allowed)}")
     return tuple(dict.fromkeys(values))
 
 
-def parse_pools(pools: Iterable, n_candidates: int, pools_clip: bool = False) -> list[int | str]:
-    """Validated pools in the order given: ints >= 1 and/or ``"full"``."""
+def parse_pools(pools: Iterable, n_candidates: int, pools_clip: bool = False) -> tuple[list[int | str], list[int]]:
+    """Validated pools in the order given (ints >= 1 and/or ``"full"``), and the sizes ``pools_clip`` dropped."""
     out: list[int | str] = []
     dropped = []
     for p in pools:
@@ -42,7 +47,7 @@ def parse_pools(pools: Iterable, n_candidates: int, pools_clip: bool = False) ->
             if n != float(p):
                 raise ValueError
         except (TypeError, ValueError):
-            raise RelinkError(f"pool size {p!r} is neither an integer nor 'full'") from None
+            raise RelinkError(f"pool size {show(p)!r} is neither an integer nor 'full'") from None
         if n < 1:
             raise RelinkError(f"pool size N={n} must be at least 1")
         if n > n_candidates:
@@ -52,13 +57,12 @@ def parse_pools(pools: Iterable, n_candidates: int, pools_clip: bool = False) ->
             raise RelinkError(f"pool size N={n} is larger than the candidate set ({n_candidates} candidates); "
                               "use 'full', a smaller N, or pools_clip=True (--pools-clip) to drop such pools")
         out.append(n)
-    if dropped:
-        listed = ", ".join(map(str, dropped))
-        warnings.warn(f"pools larger than the {n_candidates} candidates dropped: {listed}", stacklevel=3)
     out = list(dict.fromkeys(out))
     if not out:
-        raise RelinkError("no pool size left to audit")
-    return out
+        listed = ", ".join(map(str, dropped))
+        raise RelinkError(f"no pool size left to audit: every N ({listed}) is larger than the candidate set "
+                          f"({n_candidates} candidates); add 'full' or a smaller N")
+    return out, list(dict.fromkeys(dropped))
 
 
 def check_ks(ks: Iterable, pools: Sequence[int | str], n_candidates: int) -> list[int]:
@@ -67,7 +71,7 @@ def check_ks(ks: Iterable, pools: Sequence[int | str], n_candidates: int) -> lis
         try:
             k_int = int(k)
         except (TypeError, ValueError):
-            raise RelinkError(f"K {k!r} is not an integer") from None
+            raise RelinkError(f"K {show(k)!r} is not an integer") from None
         if k_int < 1:
             raise RelinkError(f"K={k_int} must be at least 1")
         ks_out.append(k_int)

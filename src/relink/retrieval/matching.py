@@ -19,9 +19,13 @@ Mapping before comparison (options, defaults first):
   reading of a report that does not mention a finding; ``"own"`` keeps it as
   a value of its own.
 
-A row whose 14 labels are all missing carries no pathology at all; with hard
-negatives requested it is an error (:func:`check_labelled`) rather than a
-silent member of the all-negative group.
+A row whose 14 labels are all missing carries no pathology at all. It is not
+a silent member of the all-negative group (its report may simply not have
+been labelled): it belongs to no group, i.e. it gets a group of its own in
+each grouping, so it is never a matched distractor of another query and has
+none of its own (the audit also leaves it out of every matched pool
+explicitly). :func:`check_labelled` returns which rows those are, and refuses
+only a set with no labels at all.
 """
 
 from __future__ import annotations
@@ -55,7 +59,10 @@ def _codes(keys: np.ndarray) -> np.ndarray:
 
 
 def label_groups(labels: np.ndarray, uncertain: str = "own", missing: str = "negative") -> dict[str, np.ndarray]:
-    """Group codes for ``pathology_matched`` and ``positive_set_matched`` (module docstring)."""
+    """Group codes for ``pathology_matched`` and ``positive_set_matched`` (module docstring).
+
+    A row with no label value at all gets a code no other row has, in both groupings.
+    """
     labels = np.asarray(labels, dtype=np.float64)
     if labels.ndim != 2 or labels.shape[1] != len(CHEXPERT_LABELS):
         raise RelinkError(f"labels must have shape (n, {len(CHEXPERT_LABELS)}), got {labels.shape}")
@@ -64,11 +71,18 @@ def label_groups(labels: np.ndarray, uncertain: str = "own", missing: str = "neg
     digit = np.where(np.isnan(mapped), 3, np.where(mapped == -1, 2, mapped)).astype(np.int64)
     weights = 4 ** np.arange(digit.shape[1], dtype=np.int64)
     positive = (mapped == 1).astype(np.int64) @ (2 ** np.arange(digit.shape[1], dtype=np.int64))
-    return {"pathology_matched": _codes(digit @ weights), "positive_set_matched": _codes(positive)}
+    empty = np.isnan(labels).all(axis=1)
+    out = {}
+    for name, keys in (("pathology_matched", digit @ weights), ("positive_set_matched", positive)):
+        codes = _codes(keys)
+        # a singleton of its own, numbered after every real group (nesting holds: both are singletons)
+        codes[empty] = codes.max(initial=-1) + 1 + np.arange(int(empty.sum()))
+        out[name] = _codes(codes)
+    return out
 
 
-def check_labelled(labels: np.ndarray | None, pair_ids=None, where: str = "labels") -> None:
-    """Raise when hard negatives cannot be formed: no labels, or rows with none."""
+def check_labelled(labels: np.ndarray | None, where: str = "labels") -> np.ndarray:
+    """Bool mask of the rows with no label value at all; raise when no row has a label."""
     if labels is None:
         raise RelinkError(f"{where}: hard negatives need the 14 CheXpert label columns, and there are none")
     labels = np.asarray(labels, dtype=np.float64)
@@ -76,16 +90,18 @@ def check_labelled(labels: np.ndarray | None, pair_ids=None, where: str = "label
     if empty.all():
         raise RelinkError(f"{where}: hard negatives requested but every label is missing "
                           f"(columns {CHEXPERT_LABELS[0]!r} ... {CHEXPERT_LABELS[-1]!r} are empty)")
-    if empty.any():
-        i = int(np.flatnonzero(empty)[0])
-        name = f" (pair_id {str(pair_ids[i])!r})" if pair_ids is not None else ""
-        others = int(empty.sum()) - 1
-        also = f" (and {others} other row{'s' if others > 1 else ''})" if others else ""
-        raise RelinkError(f"{where}: row {i}{name}{also} has no label values, so it belongs to no pathology group; "
-                          "drop such rows or audit with random negatives only")
+    return empty
 
 
-def group_summary(codes: np.ndarray) -> tuple[int, int]:
-    """(number of groups, number of queries whose group holds no other pair)."""
+def group_summary(codes: np.ndarray, among: np.ndarray | None = None) -> tuple[int, int]:
+    """(number of groups, number of queries whose group holds no other pair).
+
+    ``among`` (a bool mask) counts the groups of those rows only; the rows
+    outside it (unlabelled rows) count as queries without a matched distractor.
+    """
+    codes = np.asarray(codes)
+    among = np.ones(len(codes), dtype=bool) if among is None else np.asarray(among, dtype=bool)
     _, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
-    return len(counts), int((counts[inverse] == 1).sum())
+    inverse = inverse.reshape(-1)
+    alone = (counts[inverse] == 1) | ~among
+    return len(np.unique(codes[among])), int(alone.sum())

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ..options import Range, check_spec, option, split_list
+from ..options import Range, check_spec, option, show, split_list
 from .counts import DIRECTIONS, LEVELS
 from .exact import TIES
 from .inputs import FULL, check_choice
@@ -77,7 +77,7 @@ def _choices(allowed: tuple[str, ...], what: str, both: bool = False):
 def _one_of(allowed: tuple[str, ...]):
     def parse(value: Any) -> str:
         if value not in allowed:
-            raise ValueError(f"choose one of {', '.join(allowed)}, got {value!r}")
+            raise ValueError(f"choose one of {', '.join(allowed)}, got {show(value)!r}")
         return value
 
     return parse

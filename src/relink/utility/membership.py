@@ -1,56 +1,193 @@
-"""The member gap: how much better training members re-link than held-out non-members.
+"""The member gap: do training members re-link better than held-out non-members?
 
-Recall@K at the same pool size ``N`` for queries from the training split
-(members: the pairs the heads were fitted on) and from the test split
-(non-members), each retrieved among candidates of its own split, so that
-chance (1/N) is equal. ``N`` is capped at the smaller split's size. A gap
-near zero means the heads re-link non-members as well as members: the
+Members are the pairs the heads were fitted on (the ``train`` split),
+non-members held-out pairs (``test``). A gap in Recall@K between them is
+evidence of memorisation only if nothing *else* differs between the two
+sides. Two things do when each side is simply audited within its own split:
+
+* **Split size.** At the study level a patient's other studies are
+  distractors, and they resemble the query (same patient, similar images and
+  reports). How often one falls into a random pool of N depends on the size
+  of the split it is drawn from: almost never among 200,000 training pairs,
+  often among a few thousand test pairs. With no memorisation at all, a
+  small non-member split then looks *worse*, a spurious positive gap.
+* **Patient structure.** The number of studies per patient sets how many
+  such look-alike candidates a query has, and who is easy to re-link.
+
+The design here removes both, by construction:
+
+1. **Equal, alike samples.** Both sides are subsampled (seeded, whole
+   patients) to the same number of patients of each size: for each
+   studies-per-patient count k, as many patients of k pairs as the smaller
+   side has, drawn at random from each side. The two samples then hold the
+   same number of pairs with the same studies-per-patient distribution.
+2. **Own patient out of the distractors.** The truth is the query's own
+   report (the study level), and its distractors are the *other patients'*
+   candidates of its side: the patient-level "available" set of the audit
+   (:mod:`relink.retrieval.counts`). The query's other studies are neither
+   truth nor distractors, on either side. A pool holds the truth and N - 1
+   distractors drawn from those, and the expected Recall@K over such pools is
+   exact (:func:`relink.retrieval.exact.expected_recall`; chance K/N for
+   every query). Chosen over the audit's patient level, where any study of
+   the patient counts as a hit: that hides memorisation of a pair whenever
+   another study of the same patient already ranks first, and saturates when
+   a patient's studies resemble each other. Chosen over pools from a common
+   candidate set because that needs a third set of patients, and keeps
+   members' and non-members' pools unlike unless the set is drawn alike from
+   both. ``N`` is capped so that every query can fill its pool (N - 1 <=
+   sample pairs - largest patient).
+
+Chance is then equal on both sides (K/N), and so is everything else except
+membership. The gap is members minus non-members. Its interval is a patient
+bootstrap in which the two sides are resampled independently (they are
+disjoint patients; a patient in both splits is an error): each replicate's
+gap is the difference of the two sides' replicate means. Member and
+non-member intervals come from the same replicates.
+
+Output: rows ``members``, ``non_members`` and ``gap`` with columns
+:data:`GAP_COLUMNS` (``value``, ``ci_low``, ``ci_high``; ``chance`` is the
+side's chance, 0 for the gap).
+
+A gap near zero means the heads re-link non-members as well as members: the
 linkage risk is a property of the model, not memorisation of its training
 pairs; DP training bounds the members' excess, not the general alignment.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..embeddings import EmbeddingSet
 from ..errors import RelinkError
-from .recall import DIRECTION, recall_at
+from ..retrieval.bootstrap import percentile_interval, replicates
+from ..retrieval.exact import expected_recall
+from ..retrieval.spec import AuditSpec
 
-GAP_COLUMNS = ("model", "cohort", "heads", "queries", "split", "direction", "N", "K", "value", "ci_low", "ci_high",
-               "chance", "n_queries")
+DIRECTION = "image_to_report"
+LEVEL = "study_other_patients"  # the ``level`` column: the truth is the study, distractors other patients'
+_CELLS = 1 << 24  # score cells per block of queries (64 MB of float32)
+GAP_COLUMNS = ("model", "cohort", "heads", "queries", "split", "direction", "level", "N", "K", "value", "ci_low",
+               "ci_high", "chance", "n_queries", "n_patients")
+
+
+def matched_samples(patient_a, patient_b, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of equal-size samples of two sides with the same studies-per-patient distribution.
+
+    For each patient size k (pairs per patient) both samples take
+    min(#patients of size k on side a, on side b) whole patients of that
+    size, drawn at random (seeded) from each side. Indices ascend.
+    """
+    rng = np.random.default_rng([int(random_state), 7])
+    sides = []
+    for patient in (patient_a, patient_b):
+        ids, inverse, sizes = np.unique(np.asarray(patient).astype(str), return_inverse=True, return_counts=True)
+        sides.append((inverse.reshape(-1), sizes))
+    picked: list[list[np.ndarray]] = [[], []]
+    for k in np.intersect1d(sides[0][1], sides[1][1]):
+        t = min(int((sides[0][1] == k).sum()), int((sides[1][1] == k).sum()))
+        for s, (inverse, sizes) in enumerate(sides):
+            picked[s].append(rng.choice(np.flatnonzero(sizes == k), size=t, replace=False))
+    out = []
+    for s, (inverse, _) in enumerate(sides):
+        chosen = np.concatenate(picked[s]) if picked[s] else np.zeros(0, np.int64)
+        out.append(np.flatnonzero(np.isin(inverse, chosen)))
+    return out[0], out[1]
+
+
+def own_study_counts(es: EmbeddingSet, direction: str = DIRECTION, tie_tol: float = 1e-6,
+                     device=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query (set order): other patients' candidates that outrank its own one, tie with it, and exist.
+
+    As in :mod:`relink.retrieval.counts`: a candidate outranks the truth when it
+    scores more than ``tie_tol`` above it and ties with it when its embedding
+    is identical to the truth's; only candidates of other patients count.
+    Returns ``(above, tied, available)``, int64 arrays.
+    """
+    import torch
+
+    from ..retrieval.counts import identical_rows, pick_device
+
+    image, text = es.unit("image"), es.unit("text")
+    query, cand = (image, text) if direction == "image_to_report" else (text, image)
+    patient = np.unique(es.rows["patient_id"].astype(str).to_numpy(), return_inverse=True)[1].reshape(-1)
+    codes = identical_rows(cand)
+    n = len(patient)
+    truth = np.einsum("ij,ij->i", query, cand)
+    above, tied = np.empty(n, np.int64), np.empty(n, np.int64)
+    dev = pick_device(device)
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")  # TF32 would blur the comparisons
+    try:
+        c = torch.as_tensor(cand, device=dev)
+        step = max(1, _CELLS // max(n, 1))
+        for a in range(0, n, step):
+            rows = slice(a, a + step)
+            scores = (torch.as_tensor(query[rows], device=dev) @ c.T).cpu().numpy()
+            other = patient[None, :] != patient[rows, None]
+            above[rows] = ((scores > truth[rows, None] + tie_tol) & other).sum(1)
+            tied[rows] = ((codes[None, :] == codes[rows, None]) & other).sum(1)
+    finally:
+        torch.set_float32_matmul_precision(precision)
+    return above, tied, n - np.bincount(patient)[patient]
 
 
 def member_gap(es: EmbeddingSet, N: int = 1000, K: int = 1, members: str = "train", nonmembers: str = "test",
-               direction: str = DIRECTION, n_boot: int = 200, random_state: int = 0,
-               audit_fn: Callable | None = None) -> pd.DataFrame:
-    """Rows ``members``, ``non_members`` and ``gap`` (members minus non-members; no CI)."""
-    parts = {"members": es.split(members), "non_members": es.split(nonmembers)}
-    for name, part in parts.items():
-        if len(part) < 2:
-            raise RelinkError(f"member gap: {name} split {members if name == 'members' else nonmembers!r} has "
-                              f"{len(part)} rows (need at least 2)")
-    n_eff = min(N, len(parts["members"]), len(parts["non_members"]))
-    heads = (es.meta.get("heads") or {}).get("fingerprint", "model")
-    cohort = ",".join(sorted(map(str, es.rows["cohort"].unique())))
+               direction: str = DIRECTION, spec: AuditSpec | None = None, **changes: Any) -> pd.DataFrame:
+    """Rows ``members``, ``non_members`` and ``gap`` (members minus non-members), see the module docstring.
+
+    ``spec`` (default :class:`AuditSpec`) gives the bootstrap (``n_boot``,
+    ``ci``), the seed of the sampling and the bootstrap (``random_state``),
+    ties, tolerance and device; ``changes`` are AuditSpec fields applied to
+    it (e.g. ``n_boot=200, random_state=1``).
+    """
+    spec = (spec or AuditSpec()).but(**changes) if changes else (spec or AuditSpec())
+    names = {"members": members, "non_members": nonmembers}
+    split = es.rows["split"].astype(str).to_numpy()
+    patient = es.rows["patient_id"].astype(str).to_numpy()
+    rows_of = {q: np.flatnonzero(split == s) for q, s in names.items()}
+    for q, idx in rows_of.items():
+        if len(idx) < 2:
+            raise RelinkError(f"member gap: the {q.replace('_', '-')} split {names[q]!r} has {len(idx)} rows "
+                              "(need at least 2)")
+    shared = np.intersect1d(patient[rows_of["members"]], patient[rows_of["non_members"]])
+    if len(shared):
+        raise RelinkError(f"member gap: {len(shared)} patient(s) have pairs in both the {members!r} and the "
+                          f"{nonmembers!r} split; members and non-members must be different patients")
+    a, b = matched_samples(patient[rows_of["members"]], patient[rows_of["non_members"]], spec.random_state)
+    samples = {"members": es.subset(rows_of["members"][a]), "non_members": es.subset(rows_of["non_members"][b])}
+    n_side = len(samples["members"])
+    largest = int(samples["members"].rows["patient_id"].value_counts().max()) if n_side else 0
+    n_eff = min(int(N), n_side - largest + 1)
+    if n_eff < max(2, K):
+        raise RelinkError(f"member gap: the {members!r} and {nonmembers!r} splits have too few alike patients "
+                          f"({n_side} pairs each after matching studies per patient) for a pool of N={N} at K={K}")
+    per_side = {}
+    for q, part in samples.items():
+        above, tied, available = own_study_counts(part, direction, spec.tie_tol, spec.device)
+        v = expected_recall(above, tied, available, n_eff - 1, [K], spec.ties)[:, 0]
+        per_side[q] = (v, part.rows["patient_id"].astype(str).to_numpy())
+    reps = {q: replicates(v[:, None], None, pat, spec.n_boot, [spec.random_state, s])[0][:, 0]
+            for s, (q, (v, pat)) in enumerate(per_side.items())}
+    reps["gap"] = reps["members"] - reps["non_members"]
+    value = {q: float(np.mean(v)) for q, (v, _) in per_side.items()}
+    value["gap"] = value["members"] - value["non_members"]
+    base = {"model": str(es.meta.get("model", "")), "cohort": es.cohort_name,
+            "heads": (es.meta.get("heads") or {}).get("fingerprint", "model"), "direction": direction,
+            "level": LEVEL, "N": n_eff, "K": int(K)}
     rows = []
-    for name, part in parts.items():
-        # Equal pools (n_eff, or the whole split when that is n_eff) make chance equal.
-        r = recall_at(part, n_eff, K, direction, n_boot, random_state, audit_fn)
-        rows.append({"queries": name, "split": members if name == "members" else nonmembers, "N": int(r["N"]),
-                     "value": float(r["value"]), "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]),
-                     "chance": float(r["chance"]), "n_queries": int(r["n_queries"])})
-    if rows[0]["N"] != rows[1]["N"]:
-        raise RelinkError(f"member gap: pools differ ({rows[0]['N']} vs {rows[1]['N']})")
-    rows.append({"queries": "gap", "split": f"{members}-{nonmembers}", "N": rows[0]["N"],
-                 "value": rows[0]["value"] - rows[1]["value"], "ci_low": float("nan"), "ci_high": float("nan"),
-                 "chance": 0.0, "n_queries": rows[0]["n_queries"] + rows[1]["n_queries"]})
-    frame = pd.DataFrame(rows)
-    frame.insert(0, "heads", heads)
-    frame.insert(0, "cohort", cohort)
-    frame.insert(0, "model", str(es.meta.get("model", "")))
-    frame.insert(5, "direction", direction)
-    frame.insert(7, "K", K)
-    return frame[list(GAP_COLUMNS)]
+    for q in ("members", "non_members", "gap"):
+        low, high = percentile_interval(reps[q][:, None], spec.ci)
+        if q == "gap":
+            n_q = sum(len(v) for v, _ in per_side.values())
+            n_p = sum(len(np.unique(p)) for _, p in per_side.values())
+            extra = {"split": f"{members}-{nonmembers}", "chance": 0.0}
+        else:
+            v, p = per_side[q]
+            n_q, n_p = len(v), len(np.unique(p))
+            extra = {"split": names[q], "chance": K / n_eff}  # every query: the truth among N at random
+        rows.append({**base, **extra, "queries": q, "value": value[q], "ci_low": float(low[0]),
+                     "ci_high": float(high[0]), "n_queries": n_q, "n_patients": n_p})
+    return pd.DataFrame(rows, columns=list(GAP_COLUMNS))

@@ -1,0 +1,163 @@
+"""One audit pass and every figure of the report, as one JSON-ready record.
+
+:func:`audit_spec` is the audit the report needs: both directions, study and
+patient level, random and (when the rows carry labels) pathology-matched
+pools, at the declared pools (plus smaller standard pools for the matched
+figures, whose coverage at a large pool is often low), K = 1 and the top-K
+values. :func:`build` makes that one pass
+(:func:`~relink.retrieval.audit.audit_queries`) and derives the headline, the
+verdict, the hard-negative comparison and the breakdowns by summarising
+columns and rows of it; mitigated sets get one random-pool pass each.
+
+The record (:mod:`relink.report.schema` names its version) holds numbers,
+settings and the declared threat model; never an identifier or report text.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..embeddings import EmbeddingSet
+from ..retrieval.audit import QueryValues, audit_queries
+from ..retrieval.matching import group_summary, label_groups
+from ..retrieval.spec import AuditSpec
+from . import groups, hard, mitigation, risk, verdict
+from .columns import pick, summary
+from .threat import ReportSpec, check_against
+
+FALLBACK_POOLS = (100, 1000)  # matched pools of the whole label vector fill only at moderate N
+
+
+def hard_negatives_ok(es: EmbeddingSet) -> tuple[bool, str]:
+    """Whether pathology-matched pools can be formed, and a note for the page (a sentence without identifiers)."""
+    labels = es.labels()
+    empty = np.isnan(labels).all(axis=1)
+    if empty.all():
+        return False, "the audited rows carry no CheXpert labels, so pathology-matched pools cannot be formed"
+    _, alone = group_summary(label_groups(labels)["pathology_matched"], ~empty)
+    if alone == len(es):
+        return False, "every label vector is held by a single pair, so no query has a matched distractor"
+    if empty.any():
+        return True, (f"{int(empty.sum()):,} audited rows carry no label value at all: they belong to no pathology "
+                      "group, so no matched pool covers them")
+    return True, ""
+
+
+def audit_spec(spec: ReportSpec, n_rows: int, with_hard: bool) -> AuditSpec:
+    pools = tuple(spec.attacker_pools)
+    if with_hard:
+        pools += tuple(p for p in FALLBACK_POOLS if max(spec.ks) < p < max(pools) and p <= n_rows and p not in pools)
+    return AuditSpec(pools=pools, ks=spec.ks, directions=("image_to_report", "report_to_image"),
+                     levels=("study", "patient"), negatives=("random",) + (("pathology_matched",) if with_hard else ()),
+                     n_boot=spec.n_boot, random_state=spec.random_state, ci=spec.ci)
+
+
+def threat_model(es: EmbeddingSet, spec: ReportSpec, released: int, source: dict[str, Any]) -> dict[str, Any]:
+    """The declared threat model as given, with what identifies the model and the cohort."""
+    meta = es.meta
+    return {
+        "attacker_pools": list(spec.attacker_pools), "released": released,
+        "released_default": spec.released is None, "top_k": list(spec.top_k),
+        "audited_pairs": len(es), "audited_patients": int(es.rows["patient_id"].nunique()),
+        "model": shown_model(meta.get("model")), "weights_fingerprint": meta.get("weights_fingerprint"),
+        "cohort": es.cohort_name, "cohort_fingerprint": meta.get("cohort_fingerprint"),
+        "embeddings": source.get("embeddings"), "split": source.get("split"),
+        "statement": (f"The attacker holds the released images and, for each, a pool of N candidate reports that "
+                      f"contains the true one (N = {', '.join(f'{n:,}' for n in spec.attacker_pools)}); the custodian "
+                      f"releases M = {released:,} images"
+                      + (" (the audited rows)." if spec.released is None else ".")),
+    }
+
+
+def shown_model(spec: Any) -> str | None:
+    """The model spec as given, except a local path, which is shown by its last component only."""
+    if spec is None:
+        return None
+    text = str(spec)
+    body = text.split(":", 1)[1] if text.startswith(("local-dir:", "file:")) else text
+    if body.startswith(("/", "~", "\\")) or (len(body) > 2 and body[1] == ":" and body[2] in "/\\"):
+        name = body.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+        return f"{name} (a local checkpoint; its path is not shown)"
+    return text
+
+
+def _summary(qv: QueryValues, es: EmbeddingSet) -> pd.DataFrame:
+    """Recall and MRR rows of every column. The page shows no median rank, whose weighted-median bootstrap
+    costs more than all the means together, so its rows are left out."""
+    return summary(pick(qv, metric=("recall", "mrr")), model=str(es.meta.get("model", "")), cohort=es.cohort_name)
+
+
+def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = None, views: pd.Series | None = None,
+          mitigated: Sequence[mitigation.Mitigated] = (),
+          progress: bool = False) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The report record and the full tidy metric table it was built from (``views``: aligned to ``es.rows``)."""
+    source = source or {}
+    released = check_against(spec, len(es))
+    with_hard, hard_note = hard_negatives_ok(es)
+    aspec = audit_spec(spec, len(es), with_hard)
+    qv = audit_queries(es, aspec, progress=progress)
+    frame = _summary(qv, es)
+    random_rows = risk.risk_rows(frame[(frame.negatives == "random") & frame.N.isin(spec.attacker_pools)
+                                       & (frame.estimator == "exact")], released)
+    judged = verdict.judge(random_rows, spec, spec.ci)
+    head = risk.headline(random_rows, spec.attacker_pools[0], released, spec.ci)
+    sentences = [risk.sentence(r, released, spec.ci) for r in random_rows
+                 if r["direction"] == "image_to_report" and r["N"] in spec.attacker_pools]
+
+    runs = []
+    for m in mitigated:
+        qv_m = audit_queries(m.es, mitigation.mitigated_spec(aspec), progress=progress)
+        frame_m = _summary(qv_m, m.es)
+        rows_m = risk.risk_rows(frame_m[frame_m.N.isin(spec.attacker_pools)], released)
+        runs.append({"name": m.name, "privacy": mitigation.privacy_summary(m.privacy), "risk": rows_m,
+                     "verdict": verdict.judge(rows_m, spec, spec.ci),
+                     "drop": mitigation.compare(qv, qv_m, spec.attacker_pools, released)})
+
+    record = {
+        "generator": f"relink report {__version__}",
+        "threat_model": threat_model(es, spec, released, source),
+        "verdict": judged,
+        "headline": head,
+        "sentences": sentences,
+        "risk": random_rows,
+        "hard_negatives": {"available": with_hard, "note": hard_note,
+                           "rows": hard.hard_rows(qv, frame, spec.ks, spec.min_cell) if with_hard else [],
+                           "pools": list(aspec.pools)},
+        "concentration": groups.breakdowns(qv, es.rows, es.labels(), views, spec.attacker_pools, spec.min_cell),
+        "mitigation": {"runs": runs, "several_epsilons": len(runs) > 1},
+        "recommendation": mitigation.recommendation(judged, random_rows, spec, released, runs),
+        "methods": methods(aspec, spec),
+        "settings": {"report": spec.record(), "audit": aspec.record()},
+    }
+    return record, frame
+
+
+def methods(aspec: AuditSpec, spec: ReportSpec) -> dict[str, str]:
+    """The methods box: estimator, intervals, what the verdict means and what it does not."""
+    return {
+        "estimator": ("Exact expected Recall@K over random candidate pools: for each query the number of candidates "
+                      "scoring above its truth is counted once over all audited pairs, and the chance that a random "
+                      "pool of N holds fewer than K of them is hypergeometric, so the expectation over all possible "
+                      "pools is computed exactly, not sampled. Ties with an identical embedding are broken at random."),
+        "intervals": (f"{spec.ci:.0%} percentile intervals from {spec.n_boot:,} bootstrap replicates that resample "
+                      f"patients (all of a patient's pairs together), seed {spec.random_state}; the breakdowns "
+                      "share one set of replicates over all patients (each cell's mean over the drawn patients in "
+                      "it). Counts for the release are the recall and its interval times M, assuming the released "
+                      "images resemble the audited ones."),
+        "chance": ("Chance is what an attacker guessing at random achieves (K/N at the study level); lift is recall "
+                   "divided by chance, so 1 means no better than guessing."),
+        "hard_negatives": ("Pathology-matched pools draw every distractor from pairs with the same 14 CheXpert labels; "
+                           "they are compared with random pools on exactly the queries they cover."),
+        "verdict_means": ("The verdict grades how far the model lets an attacker, as declared above, beat guessing "
+                          "when re-linking released images to their reports, by the rule printed with it."),
+        "verdict_does_not": ("It is not a membership test, not the probability that a given patient is re-identified, "
+                             "and it bounds nothing outside the declared threat model (other pools, side information, "
+                             "other models or attacks)."),
+        "disclosure": (f"Aggregates only: no identifier or report text is shown and no cell holds fewer than "
+                       f"{spec.min_cell} pairs or patients. Both outputs were checked by relink's leak scanner before "
+                       "they were written."),
+    }

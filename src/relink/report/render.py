@@ -1,0 +1,99 @@
+"""The standalone HTML page, rendered with Jinja2 from the report record.
+
+One file: CSS and SVG figures inline, nothing fetched (the page's
+Content-Security-Policy forbids every request besides inline styles and
+``data:`` images, so a browser would refuse one even if a template asked),
+a print stylesheet, and ``<meta name="generator" content="relink report
+...">`` in the first lines so :func:`relink.io.output_owner` recognises it.
+Autoescaping is on: every string of the record is escaped; only the SVG
+figures drawn by :mod:`relink.report.figures` are inserted as markup.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from typing import Any
+
+from . import figures
+from .risk import about
+
+DIRECTIONS = {"image_to_report": "image \u2192 report", "report_to_image": "report \u2192 image"}
+
+
+def _num(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return f"{x:.{digits}g}"
+
+
+def _ci(pair: Any, kind: str = "num") -> str:
+    """An interval as ``low–high``: ``kind`` num (3 significant digits), count (:func:`about`) or pct."""
+    if not pair or any(v is None or not math.isfinite(v) for v in pair):
+        return "n/a"
+    f = {"count": about, "pct": _pct}.get(kind, _num)
+    return f"{f(pair[0])}\u2013{f(pair[1])}"
+
+
+def _pct(x: Any, digits: int = 3) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{100 * x:.{digits}g}%"
+
+
+def _code(text: str):
+    """Escape ``text`` and set `backticked` spans as code (recommendations name commands)."""
+    from markupsafe import Markup, escape
+
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+@functools.lru_cache(maxsize=1)
+def environment():
+    """The one Jinja2 environment (cached: the template compiled by :func:`warm_up` is the one rendered)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=PackageLoader("relink.report", "templates"),
+                      autoescape=select_autoescape(("html", "j2")), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(num=_num, ci=_ci, pct=_pct, count=about, direction=lambda d: DIRECTIONS.get(d, d),
+                       code=_code)
+    return env
+
+
+def warm_up() -> None:
+    """Import the plotting and templating stack, load the fonts, compile the template.
+
+    ``relink report`` runs this in a thread while the audit's score products
+    run (torch releases the GIL there), so the page costs little after the
+    audit; a failure here is left for :func:`render` to report.
+    """
+    try:
+        from matplotlib.backends import backend_svg  # noqa: F401
+
+        fig = figures._figure(1.0, 1.0)
+        fig.subplots().set_title("warm")
+        figures._svg(fig)
+        environment().get_template("report.html.j2")
+    except Exception:  # noqa: BLE001 - render() meets the same problem and says so
+        pass
+
+
+def render(document: dict[str, Any]) -> str:
+    """The page for a report document (:func:`relink.report.schema.document`)."""
+    spec = document["settings"]["report"]
+    pool = spec["attacker_pools"][0]
+    conc = document["concentration"]
+    figs = {
+        "groups": figures.group_lifts(conc, pool, document["verdict"]["thresholds"]),
+        "ranks": figures.rank_histogram(conc["rank_histogram"]) if conc["rank_histogram"] else None,
+        "frontier": None,
+    }
+    runs = document["mitigation"]["runs"]
+    if runs:
+        before = document["headline"]
+        figs["frontier"] = figures.frontier(before, runs, pool)
+    return environment().get_template("report.html.j2").render(doc=document, figs=figs, pool=pool, spec=spec)

@@ -1,0 +1,91 @@
+"""The report's JSON: a versioned schema, the leak scan, and the atomic write of page and JSON together.
+
+``relink-report/1`` — top-level keys (all always present):
+
+==================  ===============================================================
+``schema``          ``"relink-report/1"``; a reader checks it before anything else
+``relink_output``   ``"report"`` (so relink recognises its own output)
+``generator``       ``"relink report <version>"``
+``threat_model``    the declared attacker pools, released M, top K, audited counts,
+                    model spec and fingerprint, cohort name and fingerprint
+``verdict``         ``level`` (low | elevated | high), ``rule`` (the printed lines),
+                    ``scope``, ``thresholds``, ``rows`` (every judged row), ``set_by``
+``headline``        ``sentence`` and the numbers it was generated from
+``sentences``       the same sentence for every declared pool, level and K
+``risk``            per (direction, level, N, K), random pools: recall, chance,
+                    lift, expected/chance/excess images for M, each with intervals
+``hard_negatives``  ``available``, ``note``, ``rows`` (matched figures, coverage,
+                    random pools on the same queries, or ``suppressed``)
+``concentration``   ``label_groups``, ``views``, ``studies_per_patient``,
+                    ``rank_histogram``, ``min_cell``
+``mitigation``      ``runs``: name, privacy summary, risk, verdict, paired drop
+``recommendation``  generated sentences
+``methods``         the methods box
+``settings``        the report spec and the audit spec it ran
+``provenance``      relink version, commit, package versions, input names
+==================  ===============================================================
+
+Intervals are ``[low, high]`` lists; a number that does not exist is ``null``.
+A new field is a minor change (same schema); a removed or renamed one moves
+the version.
+
+Before anything is written both texts pass the leak scanner
+(:mod:`relink.leakscan`): every ``pair_id``, ``patient_id`` and
+``study_id`` of the audited rows, and with a cohort manifest its reports;
+one hit refuses both writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import RelinkError
+from ..io import atomic_path, canonical, json_safe, writing
+from ..leakscan import scan_texts
+
+SCHEMA = "relink-report/1"
+KEYS = ("schema", "relink_output", "generator", "threat_model", "verdict", "headline", "sentences", "risk",
+        "hard_negatives", "concentration", "mitigation", "recommendation", "methods", "settings", "provenance")
+
+
+def document(record: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:
+    """The versioned document: ``record`` (from :func:`relink.report.build.build`) under the schema keys."""
+    doc = canonical({"schema": SCHEMA, "relink_output": "report", **record, "provenance": provenance})
+    missing = [k for k in KEYS if k not in doc]
+    extra = [k for k in doc if k not in KEYS]
+    if missing or extra:
+        raise ValueError(f"report document does not match {SCHEMA}: missing {missing}, unexpected {extra}")
+    return doc
+
+
+def check_document(doc: Any) -> None:
+    """Raise :class:`RelinkError` unless ``doc`` reads as a ``relink-report/1`` document."""
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise RelinkError(f"not a {SCHEMA} document")
+    missing = [k for k in KEYS if k not in doc]
+    if missing:
+        raise RelinkError(f"{SCHEMA} document lacks {', '.join(missing)}")
+
+
+def leak_check(texts: dict[str, str], identifiers: dict[str, Iterable[str]], reports: Iterable[str] = ()) -> None:
+    """Refuse (one line, naming the output and the kind of hit, never the value) when an output leaks."""
+    findings = scan_texts(texts, reports, identifiers)
+    if findings:
+        raise RelinkError(f"leak scan: {'; '.join(map(str, findings))}; nothing was written")
+
+
+def write_outputs(outputs: dict[Path, tuple[str, str]]) -> None:
+    """Write every ``path -> (text, flag)`` atomically: all temporaries first, then the renames."""
+    with contextlib.ExitStack() as stack:
+        for path, (text, flag) in outputs.items():
+            tmp = stack.enter_context(atomic_path(path))
+            with writing(path, flag):
+                tmp.write_text(text, encoding="utf-8")
+
+
+def json_text(doc: dict[str, Any]) -> str:
+    """Indented, valid JSON with the schema keys in their documented order (nested keys sorted)."""
+    return json.dumps(json_safe({k: doc[k] for k in KEYS}), indent=2, allow_nan=False, ensure_ascii=False) + "\n"

@@ -1,0 +1,143 @@
+"""The declared threat model and the verdict thresholds, as one frozen spec.
+
+The custodian declares what an attacker holds and what will be released;
+the report echoes it verbatim and computes every figure for it:
+
+* the attacker holds the released images and, for each image, a pool of N
+  candidate reports that contains the true one (``--attacker-pool``, several
+  allowed; N counts the truth plus N - 1 other reports);
+* the custodian releases M images (``--released``; default: the audited
+  rows), assumed to resemble the audited ones;
+* "re-linked" means the true report ranks first (K = 1) or within the top K
+  (``--top-k``).
+
+Verdict thresholds (see :mod:`relink.report.verdict` for the rule) are all
+settable; the defaults and why:
+
+* ``--lift-elevated 2``: twice what guessing achieves. Below that the model
+  adds no more re-links than a blind attacker already gets, which a release
+  of de-identified images accepts by construction.
+* ``--lift-high 10``: an order of magnitude above guessing, with the whole
+  interval above it: the signal is then neither marginal nor a sampling
+  accident (the study's strongest model is ~50x at N = 10,000).
+* ``--excess-elevated 10`` and ``--excess-high 100``: re-linked images
+  *beyond chance* (guessing re-links M/N images at rank 1 whatever the
+  model). 10 matches the minimum cell of statistical disclosure control
+  (counts below 10 are "small numbers"); 100 is ten such cells, a scale at
+  which re-linkage is a systematic property of the release, not a handful
+  of cases. Counts are excess over chance so that a large release with a
+  harmless model is not flagged for what guessing does.
+
+The interval level, replicates and seed are the audit's. Checks against the
+data (a pool larger than the audited set, K larger than a pool) are made by
+:func:`check_against`, once the set is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..errors import RelinkError
+from ..options import Range, check_spec, option, show, split_list
+
+LEVELS_ORDER = ("low", "elevated", "high")
+MIN_BOOT = 100  # a verdict needs an interval: fewer replicates cannot place a 2.5% tail
+
+
+def _pool_sizes(value: Any) -> tuple[int, ...]:
+    items = []
+    for v in value if isinstance(value, (list, tuple)) else (value,):  # repeated flags and/or "1000,10000"
+        items.extend(split_list(v) if isinstance(v, str) else (v,))
+    out = []
+    for v in items:
+        try:
+            f = float(v)
+            if not f.is_integer():
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"pool size {str(v)!r} is not an integer") from None
+        out.append(int(f))
+    if not out:
+        raise ValueError("give at least one pool size")
+    return tuple(dict.fromkeys(out))
+
+
+def _top_k(value: Any) -> tuple[int, ...]:
+    out = _pool_sizes(value)
+    return tuple(sorted(set(out)))
+
+
+def _fail_on(value: Any) -> str:
+    if value not in ("elevated", "high"):
+        raise ValueError(f"choose elevated or high, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """The declared threat model, the verdict thresholds and the interval settings."""
+
+    attacker_pools: tuple = option((10000,), flag="--attacker-pool", parse=_pool_sizes, check=Range(int, 2),
+                                   action="append", metavar="N",
+                                   help="reports the attacker holds per image, the true one among them "
+                                        "(repeat or comma-separate for several)")
+    released: int | None = option(None, flag="--released", check=Range(int, 1), metavar="M",
+                                  help="images the custodian releases (default: the audited rows)")
+    top_k: tuple = option((10,), flag="--top-k", parse=_top_k, check=Range(int, 1),
+                          help="K of 'within the top K' figures besides rank 1")
+    lift_elevated: float = option(2.0, flag="--lift-elevated", check=Range(float, 1.0), metavar="LIFT",
+                                  help="elevated when the Recall@1 lift over chance exceeds this (and its interval "
+                                       "lies above chance)")
+    lift_high: float = option(10.0, flag="--lift-high", check=Range(float, 1.0), metavar="LIFT",
+                              help="high when the lower interval bound of the lift exceeds this")
+    excess_elevated: float = option(10.0, flag="--excess-elevated", check=Range(float, 0.0), metavar="IMAGES",
+                                    help="elevated when the released images re-linked at rank 1 beyond chance exceed "
+                                         "this (and the lift's interval lies above chance)")
+    excess_high: float = option(100.0, flag="--excess-high", check=Range(float, 0.0), metavar="IMAGES",
+                                help="high when the lower interval bound of that excess exceeds this")
+    fail_on: str | None = option(None, flag="--fail-on", parse=_fail_on, choices=("elevated", "high"),
+                                 help="exit with status 3 when the verdict reaches this level")
+    min_cell: int = option(10, flag="--min-cell", check=Range(int, 1), metavar="COUNT",
+                           help="smallest count shown in a breakdown (smaller cells are merged or suppressed)")
+    n_boot: int = option(1000, flag="--bootstrap", check=Range(int, MIN_BOOT, 1_000_000), metavar="B",
+                         help="patient-bootstrap replicates")
+    random_state: int = option(0, flag="--seed", check=Range(int, 0), help="seed of the bootstrap")
+    ci: float = option(0.95, flag="--ci", check=Range(float, 0, 1, True, True), help="interval level")
+
+    def __post_init__(self) -> None:
+        check_spec(self)
+        for low, high in (("lift_elevated", "lift_high"), ("excess_elevated", "excess_high")):
+            a, b = getattr(self, low), getattr(self, high)
+            if a > b:
+                raise RelinkError(f"{_flag(low)} {show(a)} is above {_flag(high)} {show(b)}: thresholds out of order")
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        """K = 1 and the top-K values."""
+        return tuple(sorted({1, *self.top_k}))
+
+    def record(self) -> dict[str, Any]:
+        """The settings as plain JSON values."""
+        return {f.name: list(v) if isinstance(v, tuple) else v for f in fields(self) for v in [getattr(self, f.name)]}
+
+
+def _flag(name: str) -> str:
+    return next(f.metadata["relink"]["flag"] for f in fields(ReportSpec) if f.name == name)
+
+
+def check_against(spec: ReportSpec, n_rows: int) -> int:
+    """Check the spec against an audited set of ``n_rows`` pairs; return the released count M."""
+    for n in spec.attacker_pools:
+        if n > n_rows:
+            raise RelinkError(f"--attacker-pool {n}: larger than the audited set ({n_rows} pairs); the audit cannot "
+                              "draw a pool of that size (audit more rows, or declare a smaller pool)")
+    smallest = min(spec.attacker_pools)
+    if max(spec.ks) > smallest:
+        raise RelinkError(f"--top-k {max(spec.ks)}: larger than the smallest --attacker-pool ({smallest})")
+    return int(spec.released) if spec.released is not None else int(n_rows)
+
+
+def reached(level: str, threshold: str | None) -> bool:
+    """Whether verdict ``level`` reaches ``threshold`` (``None``: never)."""
+    return threshold is not None and LEVELS_ORDER.index(level) >= LEVELS_ORDER.index(threshold)

@@ -1,0 +1,85 @@
+"""Before/after from `relink mitigate`-shaped outputs: same rows, paired drops, privacy.json read defensively."""
+
+import json
+
+import numpy as np
+import pytest
+
+from relink import embeddings
+from relink.report import build, mitigation
+from relink.report.threat import ReportSpec
+from test_report_fixtures import fake_mitigated, report_args, run, write_set
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mit")
+    emb = write_set(root / "emb", n=500, noise=1.2, seed=21)
+    strong = fake_mitigated(root / "eps1", emb, noise=4.0, privacy={
+        "private": True, "epsilon": 1.0, "delta": 1e-5, "accountant": "prv", "privacy_unit": "pair",
+        "noise_seed": "secret", "for_release": True})
+    weak = fake_mitigated(root / "eps0.34", emb, noise=8.0, privacy={
+        "private": True, "epsilon": 0.34, "delta": 6e-6, "accountant": "rdp", "seed": 0})  # an older privacy.json
+    return root, emb, strong, weak
+
+
+def test_before_after_through_the_cli(setup, tmp_path, capsys):
+    _, emb, strong, weak = setup
+    out, js = tmp_path / "r.html", tmp_path / "r.json"
+    rc, _, err = run(report_args(emb, out, "--json", str(js), "--mitigated", str(strong), "--mitigated", str(weak)),
+                     capsys)
+    assert rc == 0, err
+    doc = json.loads(js.read_text())
+    runs = {r["name"]: r for r in doc["mitigation"]["runs"]}
+    assert set(runs) == {"eps1", "eps0.34"} and doc["mitigation"]["several_epsilons"]
+    before = {(r["direction"], r["level"], r["K"]): r for r in doc["risk"] if r["N"] == 100}
+    for run_ in runs.values():
+        for drop in run_["drop"]:
+            after = next(r for r in run_["risk"] if (r["direction"], r["level"], r["K"], r["N"]) ==
+                         (drop["direction"], drop["level"], drop["K"], drop["N"]))
+            b = before[(drop["direction"], drop["level"], drop["K"])]
+            # a mean of per-query differences over the same queries is the difference of the means
+            assert drop["recall_drop"] == pytest.approx(b["recall"] - after["recall"], abs=1e-12)
+            assert drop["images_drop"] == pytest.approx(500 * drop["recall_drop"])
+            lo, hi = drop["recall_drop_ci"]
+            assert lo <= drop["recall_drop"] <= hi
+    # more noise in the text rows, less re-linkage: both drops are clearly positive, the noisier one larger
+    def key(r):
+        return next(d for d in r["drop"] if d["direction"] == "image_to_report" and d["level"] == "study"
+                    and d["K"] == 1)
+
+    assert key(runs["eps0.34"])["recall_drop"] > key(runs["eps1"])["recall_drop"] > 0
+    assert key(runs["eps1"])["recall_drop_ci"][0] > 0
+    assert runs["eps1"]["privacy"]["noise_seed"] == "secret (never written)" and runs["eps1"]["privacy"]["for_release"]
+    old = runs["eps0.34"]["privacy"]
+    assert "not for release" in old["noise_seed"] and old["for_release"] is False
+    assert old["privacy_unit"] is None  # not recorded by that version: shown as such, not guessed
+    page = out.read_text()
+    assert "Each &epsilon; covers one run" in page and "not recorded" in page and "<svg" in page
+    assert any("eps1" in line for line in doc["recommendation"])
+
+
+def test_the_same_rows_in_another_order_and_split(setup, tmp_path, capsys):
+    """A mitigated set in another row order is aligned by pair; --split applies to both sides."""
+    root, emb, strong, _ = setup
+    shuffled = tmp_path / "dp"
+    (shuffled / "embeddings" / "internal").mkdir(parents=True)
+    (shuffled / "privacy.json").write_text((strong / "privacy.json").read_text())
+    es = embeddings.load(strong / "embeddings" / "internal")
+    perm = np.random.default_rng(0).permutation(len(es))
+    embeddings.save(es.subset(perm), shuffled / "embeddings" / "internal2")
+    audited = embeddings.load(emb).split("test")
+    m = mitigation.resolve(str(shuffled), audited, "test")
+    assert (m.es.rows["pair_id"].to_numpy() == audited.rows["pair_id"].to_numpy()).all()
+    direct = mitigation.resolve(str(strong), audited, "test")
+    assert np.allclose(np.asarray(m.es.text), np.asarray(direct.es.text))
+    rc, _, err = run(report_args(emb, tmp_path / "r.html", "--split", "test", "--mitigated", str(shuffled)), capsys)
+    assert rc == 0, err
+
+
+def test_recommendation_without_mitigated_names_the_command(setup):
+    _, emb, _, _ = setup
+    record, _ = build.build(embeddings.load(emb), ReportSpec(attacker_pools=(100,), n_boot=100))
+    assert record["verdict"]["level"] in ("elevated", "high")
+    assert "relink mitigate" in record["recommendation"][0]
+    assert record["mitigation"]["runs"] == []

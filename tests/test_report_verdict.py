@@ -1,0 +1,130 @@
+"""The verdict rule on sets of known alignment, thresholds moved across the measured value, --fail-on exit codes,
+and the headline count against a brute-force reference."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import hypergeom
+
+from relink import embeddings
+from relink.errors import RelinkError
+from relink.report import build, verdict
+from relink.report.threat import ReportSpec
+from test_report_fixtures import report_args, run, write_set
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("verdict")
+    return {"random": write_set(root / "random", n=600, noise=None, seed=3),
+            "aligned": write_set(root / "aligned", n=600, noise=0.3, seed=4),
+            "weak": write_set(root / "weak", n=600, d=32, noise=6.0, seed=5)}
+
+
+@pytest.fixture(scope="module")
+def records(sets):
+    spec = ReportSpec(attacker_pools=(100,), n_boot=200)
+    return {name: build.build(embeddings.load(path), spec)[0] for name, path in sets.items()}
+
+
+def _row(record, direction="image_to_report"):
+    return next(r for r in record["verdict"]["rows"] if r["direction"] == direction)
+
+
+def test_random_embeddings_are_low_with_lift_near_one(records):
+    rec = records["random"]
+    assert rec["verdict"]["level"] == "low" and rec["verdict"]["set_by"] == []
+    for row in rec["verdict"]["rows"]:
+        lo, hi = row["lift_ci"]
+        assert lo <= 1.0 <= hi  # chance lies inside the interval: nothing to report
+    head = rec["headline"]
+    assert head["chance_images"] == pytest.approx(600 / 100)
+
+
+def test_aligned_embeddings_are_high(records):
+    rec = records["aligned"]
+    assert rec["verdict"]["level"] == "high"
+    row = _row(rec)
+    assert row["lift_ci"][0] > 10 and row["excess_images_ci"][0] > 100
+    assert {r["direction"] for r in rec["verdict"]["set_by"]} == {"image_to_report", "report_to_image"}
+
+
+def test_headline_count_matches_a_brute_force_reference(sets, records):
+    """Expected images re-linked at rank 1 = M x mean over queries of P(no outranking distractor in the pool)."""
+    es = embeddings.load(sets["weak"])
+    img, txt = es.unit("image"), es.unit("text")
+    scores = img.astype(np.float64) @ txt.astype(np.float64).T
+    truth = np.diag(scores)
+    above = (scores > truth[:, None] + 1e-6).sum(axis=1)  # the truth itself never scores above itself
+    n, pool = len(es), 100
+    recall = hypergeom.cdf(0, n - 1, above, pool - 1).mean()
+    head = records["weak"]["headline"]
+    assert head["expected_images"] == pytest.approx(n * recall, rel=1e-6)
+    assert head["chance_images"] == pytest.approx(n / pool)
+    assert head["lift"] == pytest.approx(recall * pool, rel=1e-6)
+    assert f"of {n:,} released images" in head["sentence"] and "holding 100 reports" in head["sentence"]
+
+
+def test_moving_thresholds_across_the_measured_value_flips_the_verdict(records):
+    rows = records["weak"]["risk"]
+    judged = records["weak"]["verdict"]["rows"]  # both directions at the declared pool
+    lift_lo = [r["lift_ci"][0] for r in judged]
+    lift = [r["lift"] for r in judged]
+    excess_lo = [r["excess_images_ci"][0] for r in judged]
+    excess = [r["excess_images"] for r in judged]
+    assert min(lift_lo) > 1.0  # a signal distinguishable from chance, so every level is reachable
+
+    def level(**thresholds):
+        return verdict.judge(rows, ReportSpec(attacker_pools=(100,), n_boot=200, **thresholds), 0.95)["level"]
+
+    far = dict(excess_elevated=1e6, excess_high=1e6)  # the lift alone
+    assert level(lift_elevated=1.0, lift_high=max(lift_lo) * 0.99, **far) == "high"
+    assert level(lift_elevated=1.0, lift_high=max(lift_lo) * 1.01, **far) == "elevated"
+    assert level(lift_elevated=max(lift) * 0.99, lift_high=max(lift) * 1.01, **far) == "elevated"
+    assert level(lift_elevated=max(lift) * 1.01, lift_high=max(lift) * 1.01, **far) == "low"
+    far = dict(lift_elevated=1e6, lift_high=1e6)  # the absolute count alone
+    assert level(excess_elevated=0.0, excess_high=max(excess_lo) * 0.99, **far) == "high"
+    assert level(excess_elevated=max(excess) * 0.99, excess_high=max(excess) * 1.01, **far) == "elevated"
+    assert level(excess_elevated=max(excess) * 1.01, excess_high=max(excess) * 1.01, **far) == "low"
+
+
+@pytest.mark.parametrize("lift, lo, excess, excess_lo, expected", [
+    (50.0, 20.0, 5.0, 1.0, "high"),        # the lift's lower bound clears lift_high
+    (3.0, 1.5, 150.0, 120.0, "high"),      # the count's lower bound clears excess_high
+    (3.0, 1.2, 5.0, 1.0, "elevated"),      # point lift above 2, interval above chance
+    (1.5, 1.1, 12.0, 2.0, "elevated"),     # point excess above 10, interval above chance
+    (3.0, 0.9, 12.0, -1.0, "low"),         # points above, but the interval reaches chance
+    (1.5, 1.2, 5.0, 1.0, "low"),           # above chance but under both elevated thresholds
+    (float("nan"), float("nan"), float("nan"), float("nan"), "low"),
+])
+def test_rule_on_hand_made_rows(lift, lo, excess, excess_lo, expected):
+    row = {"lift": lift, "lift_ci": [lo, lift + 1],
+           "excess_images": excess, "excess_images_ci": [excess_lo, excess + 1]}
+    assert verdict.judge_row(row, ReportSpec())[0] == expected
+
+
+def test_fail_on_exit_codes_through_the_cli(sets, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    rc, stdout, _ = run(report_args(sets["aligned"], out, "--json", str(tmp_path / "r.json"), "--fail-on", "high"),
+                        capsys)
+    assert rc == 3 and "verdict HIGH" in stdout and "exit status 3" in stdout
+    assert out.is_file() and json.loads((tmp_path / "r.json").read_text())["verdict"]["level"] == "high"
+    rc, _, _ = run(report_args(sets["aligned"], out, "--fail-on", "elevated"), capsys)
+    assert rc == 3  # high reaches elevated
+    rc, _, _ = run(report_args(sets["aligned"], out), capsys)
+    assert rc == 0  # no --fail-on: the verdict never fails the command
+    rc, stdout, _ = run(report_args(sets["random"], out, "--fail-on", "elevated"), capsys)
+    assert rc == 0 and "verdict LOW" in stdout
+    rc, stdout, _ = run(report_args(sets["aligned"], out, "--fail-on", "high", "--lift-high", "1e9",
+                                    "--excess-high", "1e9"), capsys)
+    assert rc == 0 and "verdict ELEVATED" in stdout  # thresholds raised above the measured values
+
+
+def test_spec_checks_in_python():
+    with pytest.raises(RelinkError, match="--lift-elevated 20.0 is above --lift-high 10.0"):
+        ReportSpec(lift_elevated=20)
+    with pytest.raises(RelinkError, match="--bootstrap must be an integer >= 100"):
+        ReportSpec(n_boot=10)
+    assert ReportSpec(attacker_pools=["1000,10000", "100"]).attacker_pools == (1000, 10000, 100)
+    assert ReportSpec(top_k=(10, 5)).ks == (1, 5, 10)
