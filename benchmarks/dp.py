@@ -29,8 +29,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from relink.dp import train as T
+from relink.dp import steps as T
 from relink.dp.heads_data import make_dataset
+from relink.dp.spec import MitigationSpec
 from relink.embeddings import EmbeddingSet
 from relink.models.heads import Heads
 
@@ -78,14 +79,14 @@ def main() -> None:
     init = Heads(image=nn.Linear(di, e, bias=False), text=nn.Linear(dt, e, bias=False))
     dataset = make_dataset(train, args.unit)
     bank_t = (torch.as_tensor(bank.image_trunk), torch.as_tensor(bank.text_trunk))
-    common = dict(batch_size=args.batch_size, lr=1e-3, temperature=0.07, random_state=args.seed)
+    common = dict(batch_size=args.batch_size, lr=1e-3, temperature=0.07, reproducible_noise=args.seed)
     print(f"DP head-training epoch cost: {len(dataset)} {args.unit}s, bank {args.bank}, dims {di}/{dt} -> {e}, "
           f"batch {args.batch_size}, torch threads {torch.get_num_threads()}")
-    base = epoch_seconds(T.build(dataset, bank_t, init, private=False, **common), args.repeats)
+    base = epoch_seconds(T.build(dataset, bank_t, init, MitigationSpec(private=False, **common), args.seed), args.repeats)
     print(f"  non-private epoch       1.00x  ({base:.2f} s)")
     for mode in ("hooks", "ghost"):
-        setup = T.build(dataset, bank_t, init, private=True, noise_multiplier=1.0, clip_norm=1.0,
-                        grad_sample_mode=mode, **common)
+        spec = MitigationSpec(noise_multiplier=1.0, clip_norm=1.0, grad_sample_mode=mode, **common)
+        setup = T.build(dataset, bank_t, init, spec, args.seed)
         t = epoch_seconds(setup, args.repeats)
         print(f"  private, {mode:<6} epoch  {t / base:5.2f}x  ({t:.2f} s)")
 

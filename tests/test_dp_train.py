@@ -1,21 +1,25 @@
-"""fit_heads, apply_heads, the checks on private/bank data, and `relink mitigate` end to end."""
+"""fit_heads (secret and reproducible noise), apply_heads, and the checks on private/bank data."""
 
 import json
 
 import numpy as np
 import pytest
 
-from dp_fixtures import project, tiny_model_set, toy_heads, toy_set
+from dp_fixtures import project, toy_heads, toy_set
 from relink import embeddings as emb
-from relink.cli import main
 from relink.dp.apply import apply_heads, heads_fingerprint, load_heads, save_heads
-from relink.dp.heads_data import PatientFeatures, check_disjoint, private_split
-from relink.dp.train import fit_heads
+from relink.dp.heads_data import PatientFeatures, check_bank_outside, check_disjoint, private_split
+from relink.dp.spec import NOT_FOR_RELEASE, MitigationSpec
+from relink.dp.train import fit_heads as _fit
 from relink.errors import RelinkError
 from relink.models.heads import Heads
 
 pytestmark = pytest.mark.filterwarnings("ignore:Optimal order is the largest alpha")
-FAST = dict(epochs=2, batch_size=32, lr=1e-2, progress=False)
+FAST = dict(epochs=2, batch_size=32, lr=1e-2, temperature=0.07)
+
+
+def fit_heads(train, bank, init, **kw):
+    return _fit(train, bank, init, MitigationSpec(**{**FAST, **kw}), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -27,36 +31,59 @@ def same(a: Heads, b: Heads) -> bool:
     return heads_fingerprint(a) == heads_fingerprint(b)
 
 
-def test_fit_heads_is_deterministic_and_returns_the_init_type(toy):
+def test_reproducible_noise_replays_the_run_and_says_it_is_not_for_release(toy):
     init = toy_heads(48, 40)
     train, bank = toy.split("train"), toy.split("validate")
-    kw = dict(FAST, noise_multiplier=1.0, delta=1e-4)  # sigma given: skips PRV's (slow) sigma search
-    h1, r1 = fit_heads(train, bank, init, random_state=0, **kw)
-    h2, r2 = fit_heads(train, bank, init, random_state=0, **kw)
-    h3, _ = fit_heads(train, bank, init, random_state=1, **kw)
+    kw = dict(noise_multiplier=1.0, delta=1e-4)  # sigma given: skips PRV's (slow) sigma search
+    h1, r1 = fit_heads(train, bank, init, reproducible_noise=0, **kw)
+    h2, r2 = fit_heads(train, bank, init, reproducible_noise=0, **kw)
+    h3, _ = fit_heads(train, bank, init, reproducible_noise=1, **kw)
     assert isinstance(h1, Heads) and same(h1, h2) and not same(h1, h3) and not same(h1, init)
     assert r1 == r2
+    assert r1["noise_seed"] == 0 and r1["for_release"] is False and r1["release_note"] == NOT_FOR_RELEASE
     assert r1["private"] and r1["accountant"] == "prv" and r1["privacy_unit"] == "pair"
     assert r1["n_units"] == len(train) and r1["noise_multiplier"] == 1.0 and len(r1["training_losses"]) == 2
     assert r1["epsilon"] > 0 and r1["rdp_epsilon"] > r1["epsilon"]
-    json.dumps(r1)  # JSON-ready
+    json.dumps(r1, allow_nan=False)  # valid JSON
+
+
+def test_default_noise_is_secret_different_every_run_and_never_reported(toy, monkeypatch):
+    import secrets
+
+    drawn = []
+
+    def spy(bits):
+        drawn.append(secrets.SystemRandom().getrandbits(bits))  # still the OS's entropy
+        return drawn[-1]
+
+    monkeypatch.setattr("relink.dp.train.secrets.randbits", spy)
+    init = toy_heads(48, 40)
+    train, bank = toy.split("train"), toy.split("validate")
+    h1, r1 = fit_heads(train, bank, init, noise_multiplier=1.0, delta=1e-4)
+    h2, r2 = fit_heads(train, bank, init, noise_multiplier=1.0, delta=1e-4)
+    assert len(drawn) == 2 and drawn[0] != drawn[1]
+    assert not same(h1, h2)  # nobody can replay it: not even the same process with the same data
+    assert r1["noise_seed"] == "secret" and r1["for_release"] is True and r1["release_note"] is None
+    for seed, rep in zip(drawn, (r1, r2)):
+        text = json.dumps(rep)
+        assert str(seed) not in text and hex(seed)[2:] not in text
 
 
 def test_non_private_training_learns_alignment_private_training_is_noisier(toy):
     init = toy_heads(48, 40)
     train, bank = toy.split("train"), toy.split("validate")
-    kw = dict(FAST, epochs=8)
+    kw = dict(epochs=8)
     plain, rep = fit_heads(train, bank, init, private=False, **kw)
-    assert rep["epsilon"] is None and rep["noise_multiplier"] == 0.0
+    assert rep["epsilon"] is None and rep["noise_multiplier"] == 0.0 and rep["for_release"] is False
     assert rep["bank_losses"][-1] < rep["bank_losses"][0]  # fits, and generalises to the held-out bank
-    noisy, rep_p = fit_heads(train, bank, init, noise_multiplier=8.0, delta=1e-4, **kw)
+    noisy, rep_p = fit_heads(train, bank, init, noise_multiplier=8.0, delta=1e-4, reproducible_noise=0, **kw)
     assert rep_p["bank_losses"][-1] > rep["bank_losses"][-1]
 
 
 def test_patient_unit_samples_patients(toy):
     init = toy_heads(48, 40)
     train = toy.split("train")
-    _, rep = fit_heads(train, toy.split("validate"), init, noise_multiplier=1.0, delta=1e-4, privacy_unit="patient", **FAST)
+    _, rep = fit_heads(train, toy.split("validate"), init, noise_multiplier=1.0, delta=1e-4, privacy_unit="patient")
     assert rep["privacy_unit"] == "patient"
     assert rep["n_units"] == train.rows["patient_id"].nunique() and rep["n_pairs"] == len(train)
     ds = PatientFeatures(np.arange(10, dtype=np.float32)[:, None], np.zeros((10, 1)), np.array(list("aabbbcdddd")))
@@ -81,15 +108,61 @@ def test_bank_overlapping_the_private_set_is_refused(toy):
     renamed.rows["pair_id"] = [f"new{i}" for i in range(4)]
     with pytest.raises(RelinkError, match="identical"):
         check_disjoint(train, renamed)
-    with pytest.raises(RelinkError, match="overlaps"):
-        fit_heads(train, leak, toy_heads(48, 40), epsilon=1.0, delta=1e-4, **FAST)
+    with pytest.raises(RelinkError, match="overlaps") as err:
+        fit_heads(train, leak, toy_heads(48, 40), epsilon=1.0, delta=1e-4)
+    assert not any(pid in str(err.value) for pid in leak.rows["pair_id"])  # counts, never identifiers
 
 
-@pytest.mark.parametrize("eps,delta,match", [(0.0, 1e-5, "epsilon"), (-1.0, 1e-5, "epsilon"), (float("nan"), 1e-5, "epsilon"),
-                                             (1.0, 0.0, "delta"), (1.0, 1.0, "delta"), (1.0, 0.05, "1/n")])
-def test_bad_budget_is_refused(toy, eps, delta, match):
+def test_bank_overlapping_the_evaluated_rows_is_refused_by_pair_and_by_patient(toy):
+    bank, test = toy.split("validate"), toy.split("test")
+    check_bank_outside(bank, [("the test rows", test)])  # patient-disjoint splits: fine
+    with pytest.raises(RelinkError, match=r"overlaps the apply set: 3 shared pair\(s\)"):
+        check_bank_outside(bank, [("the test rows", test), ("the apply set", bank.subset(np.arange(3)))])
+    moved = test.subset(np.arange(len(test)))
+    moved.rows.loc[:1, "patient_id"] = bank.rows["patient_id"].iat[0]  # two test pairs of a bank patient
+    with pytest.raises(RelinkError, match=r"0 shared pair\(s\), 1 shared patient\(s\)") as err:
+        check_bank_outside(bank, [("the apply set", moved)])
+    assert bank.rows["patient_id"].iat[0] not in str(err.value)  # counts, never identifiers
+
+
+@pytest.mark.parametrize("kw,match", [(dict(epsilon=0.0, delta=1e-5), "--epsilon must be"),
+                                      (dict(epsilon=-1.0, delta=1e-5), "--epsilon must be"),
+                                      (dict(epsilon=float("nan"), delta=1e-5), "--epsilon must be"),
+                                      (dict(epsilon=1e6, delta=1e-5), r"--epsilon must be .*<= 20"),
+                                      (dict(epsilon=1.0, delta=0.0), "--delta must be"),
+                                      (dict(epsilon=1.0, delta=1.0), "--delta must be"),
+                                      (dict(epsilon=1.0), "--epsilon and --delta are required"),
+                                      (dict(private=False, epsilon=1.0), "drop --epsilon"),
+                                      (dict(epsilon=1.0, delta=1e-5, lr=-1.0), "--lr must be"),
+                                      (dict(epsilon=1.0, delta=1e-5, temperature=0.0), "--temperature must be"),
+                                      (dict(epsilon=1.0, delta=1e-5, clip_norm=float("inf")), "--clip-norm must be"),
+                                      (dict(epsilon=1.0, delta=1e-5, epochs=0), "--epochs must be"),
+                                      (dict(epsilon=1.0, delta=1e-5, batch_size=0), "--batch-size must be"),
+                                      (dict(epsilon=1.0, delta=1e-5, bank_size=0), "--bank-size must be"),
+                                      (dict(epsilon=1.0, delta=1e-5, bank_size=-5), "--bank-size must be"),
+                                      (dict(epsilon=1.0, delta=1e-5, privacy_unit="study"), "--privacy-unit"),
+                                      (dict(epsilon=1.0, delta=1e-5, reproducible_noise=-1), "--reproducible-noise")])
+def test_bad_options_are_refused_by_the_spec_naming_the_flag(kw, match):
     with pytest.raises(RelinkError, match=match):
-        fit_heads(toy.split("train"), toy.split("validate"), toy_heads(48, 40), epsilon=eps, delta=delta, **FAST)
+        MitigationSpec(**kw)
+
+
+def test_delta_not_below_one_over_n_names_n_the_unit_and_the_patient_alternative(toy):
+    train, bank = toy.split("train"), toy.split("validate")
+    n, patients = len(train), train.rows["patient_id"].nunique()
+    assert patients < n  # two pairs per patient
+    delta = 1.0 / (n - 1)  # not below 1/n pairs, but below 1/patients
+    with pytest.raises(RelinkError) as err:
+        fit_heads(train, bank, toy_heads(48, 40), epsilon=1.0, delta=delta)
+    msg = str(err.value)
+    assert f"n = {n} private pairs" in msg and f"1/delta = {n - 1:,}" in msg
+    assert "--privacy-unit patient" in msg and f"{patients} patients" in msg and "would hold" in msg
+    delta = 1.0 / (patients - 1)  # not even below 1/patients
+    with pytest.raises(RelinkError, match="would not hold either"):
+        fit_heads(train, bank, toy_heads(48, 40), epsilon=1.0, delta=delta)
+    with pytest.raises(RelinkError, match=f"n = {patients} private patients") as err:
+        fit_heads(train, bank, toy_heads(48, 40), epsilon=1.0, delta=delta, privacy_unit="patient")
+    assert "--privacy-unit patient" not in str(err.value)
 
 
 def test_missing_trunk_empty_split_and_wrong_heads_are_refused(toy, tmp_path):
@@ -102,7 +175,7 @@ def test_missing_trunk_empty_split_and_wrong_heads_are_refused(toy, tmp_path):
     with pytest.raises(RelinkError, match="split == 'train'"):
         private_split(toy.split("test"))
     with pytest.raises(RelinkError, match="heads take"):
-        fit_heads(toy.split("train"), toy.split("validate"), toy_heads(30, 40), epsilon=1.0, delta=1e-4, **FAST)
+        fit_heads(toy.split("train"), toy.split("validate"), toy_heads(30, 40), epsilon=1.0, delta=1e-4)
 
 
 def test_apply_heads_reprojects_cached_trunks_and_records_provenance(toy, tmp_path):
@@ -118,51 +191,3 @@ def test_apply_heads_reprojects_cached_trunks_and_records_provenance(toy, tmp_pa
     assert (out.rows["pair_id"] == toy.rows["pair_id"]).all() and np.array_equal(out.image_trunk, toy.image_trunk)
     save_heads(new, tmp_path / "h.safetensors")
     assert same(load_heads(tmp_path / "h.safetensors"), new)
-
-
-@pytest.fixture(scope="module")
-def model_set(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    ckpt, es_dir = tiny_model_set(80)
-    ext = toy_set(n_patients=10, per_patient=2, seed=3, prefix="x", cohort="external")
-    loaded_es = emb.load(es_dir)
-    ext_dir = emb.save(emb.EmbeddingSet(ext.rows, loaded_es.image[:20], loaded_es.text[:20], loaded_es.image_trunk[:20],
-                                        loaded_es.text_trunk[:20], {"model": str(ckpt)}), root / "external")
-    return ckpt, es_dir, ext_dir
-
-
-def test_cli_mitigate_end_to_end(model_set, tmp_path, capsys):
-    from relink.models import load_model
-    from relink.models.heads import extract_heads
-
-    ckpt, es_dir, ext_dir = model_set
-    out = tmp_path / "dp"
-    rc = main(["mitigate", "--embeddings", str(es_dir), "--epsilon", "2", "--delta", "1e-4", "--epochs", "2",
-               "--batch-size", "8", "--lr", "0.01", "--apply", str(ext_dir), "--out", str(out)])
-    assert rc == 0
-    assert "PRV" in capsys.readouterr().out
-    rep = json.loads((out / "privacy.json").read_text())
-    for key in ("epsilon", "delta", "accountant", "rdp_epsilon", "noise_multiplier", "clip_norm", "sample_rate", "steps",
-                "epochs", "privacy_unit", "seed", "training_losses", "provenance"):
-        assert key in rep
-    heads = load_heads(out / "heads.safetensors")
-    reloaded = extract_heads(load_model(str(out / "checkpoint")).model)
-    assert same(heads, reloaded) and not same(heads, extract_heads(load_model(str(ckpt)).model))
-    for name, src in (("emb", es_dir), ("external", ext_dir)):
-        new, old = emb.load(out / "embeddings" / name), emb.load(src)
-        np.testing.assert_allclose(new.image, project(heads.image, old.image_trunk), atol=1e-5)
-        assert new.meta["model"] == str(out / "checkpoint") and new.meta["heads"]["accountant"] == "prv"
-        assert (new.rows["pair_id"] == old.rows["pair_id"]).all()
-
-
-def test_cli_mitigate_bad_input_exits_2_with_one_line(model_set, tmp_path, capsys):
-    ckpt, es_dir, _ = model_set
-    base = ["mitigate", "--embeddings", str(es_dir), "--out", str(tmp_path / "o")]
-    assert main(base + ["--epsilon", "1", "--delta", "0.5"]) == 2
-    assert main(base + ["--epsilon", "1", "--delta", "1e-4", "--bank", str(es_dir)]) == 2  # bank = private set
-    assert main(base + ["--delta", "1e-4"]) == 2  # no epsilon
-    assert main(base + ["--epsilon", "1", "--delta", "1e-4", "--model", "relink-vit-tiny"]) == 2  # other weights
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 4 and all(line.startswith("relink mitigate: error:") for line in err)
-    assert "overlaps" in err[1] and "do not reproduce" in err[3]
-    assert not (tmp_path / "o").exists()

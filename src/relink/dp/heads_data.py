@@ -116,11 +116,16 @@ def _row_hashes(x: np.ndarray) -> set[bytes]:
     return {hashlib.blake2b(np.ascontiguousarray(r, dtype=np.float32).tobytes(), digest_size=12).digest() for r in x}
 
 
+def _shared(a: EmbeddingSet, b: EmbeddingSet, col: str) -> int:
+    return len(set(a.rows[col].astype(str)) & set(b.rows[col].astype(str)))
+
+
 def check_disjoint(private: EmbeddingSet, bank: EmbeddingSet, unit: str = "pair") -> None:
     """Raise :class:`RelinkError` if the bank overlaps the private set.
 
     Overlap means a shared ``pair_id``, a shared ``patient_id`` when the unit
     is the patient, or an identical image trunk row (a copy under new ids).
+    Messages give counts, never identifiers.
     """
     require_trunk(bank, "negative bank")
     if len(bank) == 0:
@@ -132,11 +137,10 @@ def check_disjoint(private: EmbeddingSet, bank: EmbeddingSet, unit: str = "pair"
         )
     keys = [("pair_id", "pair")] + ([("patient_id", "patient")] if unit == "patient" else [])
     for col, what in keys:
-        shared = set(private.rows[col].astype(str)) & set(bank.rows[col].astype(str))
+        shared = _shared(private, bank, col)
         if shared:
-            first = sorted(shared)[0]
             raise RelinkError(
-                f"the negative bank overlaps the private set: {len(shared)} shared {what}(s), e.g. {col} {first!r}; "
+                f"the negative bank overlaps the private set: {shared} shared {what}(s); "
                 "the bank must be data outside the private training set"
             )
     copies = _row_hashes(np.asarray(private.image_trunk)) & _row_hashes(np.asarray(bank.image_trunk))
@@ -144,8 +148,25 @@ def check_disjoint(private: EmbeddingSet, bank: EmbeddingSet, unit: str = "pair"
         raise RelinkError(f"the negative bank holds {len(copies)} image trunk row(s) identical to private rows (a copy under other ids?)")
 
 
+def check_bank_outside(bank: EmbeddingSet, evaluated: list[tuple[str, EmbeddingSet]]) -> None:
+    """Raise :class:`RelinkError` if the bank shares a pair or a patient with a set evaluated after mitigation.
+
+    The heads are trained to push the bank's reports away from other images:
+    a bank drawn from the evaluated rows (or their patients) would tilt the
+    very re-linkage the evaluation measures. ``evaluated`` holds
+    ``(how to name it, set)``; messages give counts, never identifiers.
+    """
+    for name, es in evaluated:
+        pairs, patients = _shared(bank, es, "pair_id"), _shared(bank, es, "patient_id")
+        if pairs or patients:
+            raise RelinkError(
+                f"the negative bank overlaps {name}: {pairs} shared pair(s), {patients} shared patient(s); "
+                "the bank must lie outside both the private rows and the rows evaluated after mitigation"
+            )
+
+
 def bank_tensors(bank: EmbeddingSet, size: int | None = None, random_state: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bank trunk features as tensors, optionally a fixed random subset of ``size`` rows."""
+    """Bank trunk features as tensors, optionally a random subset of ``size`` rows (all rows if ``size`` >= the bank)."""
     idx = np.arange(len(bank))
     if size is not None and size < len(bank):
         idx = np.sort(np.random.default_rng(random_state).choice(len(bank), size=size, replace=False))

@@ -11,12 +11,20 @@ import pandas as pd
 
 
 def result_files(results: dict[str, Path]) -> list[Path]:
+    """The files of a run's results that a chapter may publish: tables, records and figures, not the
+    EmbeddingSets and checkpoints kept beside them (those hold row ids by design and are never published)."""
     files = []
     for name, folder in results.items():
         if name.startswith("_"):
             continue
-        files += [p for p in sorted(Path(folder).rglob("*")) if p.suffix in (".parquet", ".csv", ".json") and p.is_file()
-                  and not any(part.endswith("-internal") or part == "checkpoint" for part in p.relative_to(folder).parts[:-1])]
+        for p in sorted(Path(folder).rglob("*")):
+            if p.suffix not in (".parquet", ".csv", ".json", ".html") or not p.is_file():
+                continue
+            parents = p.relative_to(folder).parents
+            kept = any((Path(folder) / d / marker).is_file() for d in parents if str(d) != "."
+                       for marker in ("rows.parquet", "open_clip_config.json"))
+            if not kept:
+                files.append(p)
     return files
 
 

@@ -2,8 +2,14 @@
 
 Tables ``effects.parquet`` (Recall@1 per state ``before`` | ``dp`` |
 ``non_private``, epsilon, cohort and pool) and ``sweep.parquet`` (the privacy
-record of each run); ``privacy.json`` (the headline run), its heads, the
-mitigated checkpoint and re-projected internal sets.
+record of each run); ``privacy.json`` (the headline run's public record) and
+``mitigated/``, the headline run written exactly as ``relink mitigate``
+writes its output (heads, privacy record, checkpoint, re-projected sets), so
+that ``relink report --mitigated`` reads it like any other.
+
+Every run goes through the one mitigation service (:func:`relink.dp.service.sweep`)
+with reproducible noise (``dp_seed``): the paper is a study of many runs on
+the same private split, and its heads are marked not for release.
 """
 
 from __future__ import annotations
@@ -17,45 +23,53 @@ from ..stages import Context, load
 from . import Result
 from .common import finish, headline_sets, recall_rows
 
+#: The privacy record published per run (the sweep table's columns, in order; ``seed`` is the noise
+#: seed, published because the paper's runs use reproducible noise: see ``for_release``).
 PUBLIC_PRIVACY_FIELDS = ("epsilon", "target_epsilon", "delta", "accountant", "prv_epsilon", "rdp_epsilon",
                          "noise_multiplier", "clip_norm", "sample_rate", "expected_batch_size", "epochs", "steps",
-                         "privacy_unit", "n_units", "n_bank", "lr", "temperature", "grad_sample_mode", "seed", "private")
+                         "privacy_unit", "n_units", "n_bank", "lr", "temperature", "grad_sample_mode", "seed",
+                         "private", "for_release", "release_note")
+
+
+def mitigation_spec(ctx: Context):
+    from ...dp.spec import MitigationSpec
+
+    p = ctx.profile
+    return MitigationSpec(epsilon=p.epsilon, delta=p.delta, accountant=p.accountant, clip_norm=p.dp_clip_norm,
+                          epochs=p.dp_epochs, batch_size=p.dp_batch_size, lr=p.dp_lr, temperature=p.dp_temperature,
+                          privacy_unit=p.dp_privacy_unit, reproducible_noise=p.dp_seed)
+
+
+def _public(report: dict) -> dict:
+    return {k: report.get("noise_seed" if k == "seed" else k) for k in PUBLIC_PRIVACY_FIELDS}
 
 
 def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
-    from ...dp.apply import apply_heads, save_heads, write_checkpoint
-    from ...dp.train import fit_heads
-    from ...embeddings import save as save_embeddings
-    from ...models.heads import extract_heads
+    from ...dp.apply import apply_heads
+    from ...dp.service import Mitigation, sweep, write
 
     p = ctx.profile
     rung, full, sets = headline_sets(ctx)
     loaded = load(rung)
-    init = extract_heads(loaded.model)
+    spec = mitigation_spec(ctx)
     train, bank = full.split("train"), full.split("validate")
     frames = [recall_rows(ctx, rung, sets, "before", None)]
-    sweep, headline = [], None
+    rows, headline = [], None
     epsilons = sorted({e for e in p.epsilons if e is not None} | {p.epsilon}) + ([None] if None in p.epsilons else [])
-    for eps in epsilons:
+    for eps, heads, report in sweep(train, bank, spec, epsilons, loaded, evaluated=list(sets.items()),
+                                    progress=ctx.progress):
         private = eps is not None
-        heads, report = fit_heads(train, bank, init, epsilon=eps, delta=p.delta, accountant=p.accountant,
-                                  clip_norm=p.dp_clip_norm, epochs=p.dp_epochs, batch_size=p.dp_batch_size, lr=p.dp_lr,
-                                  temperature=p.dp_temperature, random_state=p.dp_seed, private=private,
-                                  progress=ctx.progress)
         after = {role: apply_heads(es, heads) for role, es in sets.items()}
         frames.append(recall_rows(ctx, rung, after, "dp" if private else "non_private", eps))
-        public = {k: report.get(k) for k in PUBLIC_PRIVACY_FIELDS}
-        sweep.append({"setting": f"ε = {eps:g}" if private else "no DP", **public})
+        rows.append({"setting": f"ε = {eps:g}" if private else "no DP", **_public(report)})
         if private and eps == p.epsilon:
-            headline = (heads, public)
-        if not private:
-            save_embeddings(apply_heads(full, heads), tmp / "non-private-internal")
-    heads, public = headline
-    save_heads(heads, tmp / "heads.safetensors")
-    save_embeddings(apply_heads(full, heads), tmp / "mitigated-internal")
-    write_checkpoint(loaded, heads, tmp / "checkpoint", extra={"privacy": public})
+            headline = (heads, report, spec.but(epsilon=eps, private=True))
+    heads, report, run_spec = headline
+    public = _public(report)
+    keep = [("internal", full)] + [(role, es) for role, es in sets.items() if role != "internal"]
+    write(Mitigation(heads, {**report, "model": rung.name}, run_spec, loaded, keep), tmp / "mitigated")
     write_json(tmp / "privacy.json", public)
-    finish(tmp, ctx, "dp", {"effects.parquet": pd.concat(frames, ignore_index=True), "sweep.parquet": pd.DataFrame(sweep)},
+    finish(tmp, ctx, "dp", {"effects.parquet": pd.concat(frames, ignore_index=True), "sweep.parquet": pd.DataFrame(rows)},
            {"model": rung.name, "privacy": public})
 
 

@@ -53,8 +53,9 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     rung, full, _ = headline_sets(ctx)
     loaded = load(rung)
     rows = _rows(ctx, full, loaded, extract_heads(loaded.model).text, "before")
-    heads = load_heads(upstream["dp"] / "heads.safetensors")
-    rows += _rows(ctx, load_embeddings(upstream["dp"] / "mitigated-internal"), loaded, heads.text, "dp")
+    mitigated = upstream["dp"] / "mitigated"
+    heads = load_heads(mitigated / "heads.safetensors")
+    rows += _rows(ctx, load_embeddings(mitigated / "embeddings" / "internal"), loaded, heads.text, "dp")
     finish(tmp, ctx, "utility", {"utility.parquet": pd.DataFrame(rows)}, {"model": rung.name})
 
 

@@ -1,0 +1,99 @@
+"""The mitigation service: one spec resolved once, the paper's sweep, and the trade-off it shows."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dp_fixtures import tiny_model_set, toy_heads, toy_set
+from relink import embeddings as emb
+from relink.dp.apply import apply_heads, heads_fingerprint
+from relink.dp.service import mitigate, resolve, sweep
+from relink.dp.spec import NOT_FOR_RELEASE, MitigationSpec
+from relink.dp.train import fit_heads
+from relink.errors import RelinkError
+
+pytestmark = pytest.mark.filterwarnings("ignore:Optimal order is the largest alpha")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from relink.models import load_model
+
+    ckpt, es_dir = tiny_model_set(80)
+    return load_model(str(ckpt)), emb.load(es_dir)
+
+
+def test_defaults_live_in_the_spec_and_match_the_paper():
+    spec = MitigationSpec(epsilon=0.34, delta=6e-6)
+    assert (spec.epochs, spec.batch_size, spec.lr, spec.clip_norm, spec.accountant) == (10, 256, 1e-2, 1.0, "prv")
+    assert spec.temperature is None and spec.reproducible_noise is None and spec.for_release
+    assert not spec.but(reproducible_noise=0).for_release and spec.but(reproducible_noise=0).release_note == NOT_FOR_RELEASE
+
+
+def test_resolve_takes_the_models_own_temperature_unless_given(tiny):
+    loaded, _ = tiny
+    spec = MitigationSpec(epsilon=1.0, delta=1e-4)
+    expected = 1.0 / float(loaded.model.logit_scale.detach().exp())
+    assert resolve(spec, loaded).temperature == pytest.approx(expected, rel=1e-6)
+    assert resolve(spec.but(temperature=0.05), loaded).temperature == 0.05
+
+
+def test_sweep_runs_each_epsilon_as_its_own_run_with_the_models_heads(tiny):
+    loaded, es = tiny
+    train, bank = es.split("train"), es.split("validate")
+    spec = MitigationSpec(epsilon=0.5, delta=1e-3, accountant="rdp", epochs=1, batch_size=8, temperature=0.07,
+                          reproducible_noise=0)
+    runs = list(sweep(train, bank, spec, (0.5, 4.0, None), loaded, evaluated=[("the test rows", es.split("test"))]))
+    assert [r[0] for r in runs] == [0.5, 4.0, None]
+    (_, _, low), (_, _, high), (_, plain_heads, plain) = runs
+    assert low["noise_multiplier"] > high["noise_multiplier"] > 0 and low["epsilon"] <= 0.5 + 1e-9
+    assert plain["private"] is False and plain["delta"] is None and plain["epsilon"] is None
+    assert all(r[2]["for_release"] is False for r in runs)  # a study: reproducible noise, and one run without DP
+    # the sweep's run equals the same spec run directly from the model's heads (what the paper used to call)
+    from relink.models.heads import extract_heads
+
+    direct, _ = fit_heads(train, bank, extract_heads(loaded.model), spec.but(epsilon=None, delta=None, private=False),
+                          progress=False)
+    assert heads_fingerprint(direct) == heads_fingerprint(plain_heads)
+    with pytest.raises(RelinkError, match="overlaps the validate rows"):
+        next(sweep(train, bank, spec, (1.0,), loaded, evaluated=[("the validate rows", bank)]))
+
+
+def test_mitigate_in_python_matches_the_cli_contract(tiny):
+    loaded, es = tiny
+    spec = MitigationSpec(private=False, epochs=1, batch_size=8)
+    result = mitigate(es, spec, model=loaded)
+    assert result.spec.temperature == pytest.approx(1.0 / math.exp(float(loaded.model.logit_scale.detach())), rel=1e-6)
+    assert result.report["bank"].startswith("the validate split") and result.summary["for_release"] is False
+    assert [name for name, _ in result.sets] == [es.path.name]
+
+
+def recall_at_1(es: emb.EmbeddingSet) -> float:
+    """Image-to-report Recall@1 over the whole set, by brute force (the truth must outscore every other)."""
+    scores = es.unit("image") @ es.unit("text").T
+    truth = np.diag(scores)
+    return float(np.mean((scores > truth[:, None]).sum(axis=1) == 0))
+
+
+def macro_probe(es: emb.EmbeddingSet) -> float:
+    from relink.utility.probe import probe_embeddings
+
+    table = probe_embeddings(es, "projected")
+    return float(table.loc[table["label"] == "macro", "value"].iloc[0])
+
+
+def test_private_heads_cut_relinkage_while_the_probe_holds():
+    """The paper's trade-off on toy trunks shaped like a real model's (shared identity and labels,
+    modality-specific nuisance, little isotropic noise, embed dim above the latent count)."""
+    shape = dict(di=64, dt=64, noise=0.3, identity=0.15, label_strength=1.0, nuisance=16, label_flip=0.15)
+    es = toy_set(n_patients=500, per_patient=2, heads=toy_heads(64, 64, 48), seed=0, **shape)
+    base = MitigationSpec(private=False, epochs=10, batch_size=64, lr=3e-3, temperature=0.07, reproducible_noise=0)
+    model, _ = fit_heads(es.split("train"), es.split("validate"), toy_heads(64, 64, 48), base, progress=False)
+    es = apply_heads(es, model)
+    private = MitigationSpec(epsilon=0.34, delta=1e-4, accountant="rdp", epochs=5, temperature=0.07, reproducible_noise=0)
+    heads, rep = fit_heads(es.split("train"), es.split("validate"), model, private, progress=False)
+    after = apply_heads(es, heads)
+    before_r, after_r = recall_at_1(es.split("test")), recall_at_1(after.split("test"))
+    assert before_r > 0.3 and (after_r - before_r) / before_r < -0.3 and rep["epsilon"] <= 0.34 + 1e-9
+    assert abs(macro_probe(after) - macro_probe(es)) < 0.01
