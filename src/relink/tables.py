@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import RelinkError
-from .io import atomic_path, write_json
+from .io import atomic_path, canonical, dumps, write_json
 
 METRIC_COLUMNS: tuple[str, ...] = (
     "model", "cohort", "direction", "negatives", "level", "N", "K", "estimator", "metric",
@@ -62,13 +62,13 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict[s
         elif ext == ".parquet":
             table = pa.Table.from_pandas(frame, preserve_index=False)
             meta = dict(table.schema.metadata or {})
-            meta[b"provenance"] = json.dumps(provenance, sort_keys=True, default=str).encode()
+            meta[b"provenance"] = dumps(provenance, indent=None).encode()
             pq.write_table(table.replace_schema_metadata(meta), tmp)
         else:
             rows = json.loads(frame.to_json(orient="records"))
-            # Rows keep the table's column order; only the provenance is key-sorted.
-            prov = json.loads(json.dumps(provenance, sort_keys=True, default=str))
-            tmp.write_text(json.dumps({"provenance": prov, "rows": rows}, indent=1, default=str) + "\n")
+            # Rows keep the table's column order (pandas writes NaN as null); the provenance is
+            # key-sorted and made valid JSON (no NaN) the same way.
+            tmp.write_text(json.dumps({"provenance": canonical(provenance), "rows": rows}, indent=1, allow_nan=False) + "\n")
     if ext == ".csv":
         write_json(path.with_name(path.name + ".provenance.json"), provenance)
     return path

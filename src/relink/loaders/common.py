@@ -22,7 +22,7 @@ import pandas as pd
 from ..cohort import check
 from ..cohort import image_problem as image_file_problem
 from ..errors import RelinkError
-from ..labels import CHEXPERT_LABELS, LABEL_VALUES
+from ..labels import CHEXPERT_LABELS, LABEL_VALUES, label_value_problem
 
 @dataclass
 class LoadResult:
@@ -129,8 +129,9 @@ def parse_labels(table: pd.DataFrame, source: Path, line_col: str, skip_bad: boo
             i = int(np.flatnonzero(wrong)[0])
             more = int(wrong.sum()) - 1
             tail = f" (and {more} more in this column)" if more else ""
-            shown = raw.iat[i].item() if hasattr(raw.iat[i], "item") else raw.iat[i]
-            raise RelinkError(f"{source} line {out[line_col].iat[i]}: label {name!r} is {shown!r}, "
+            # The kind of value, never the value: a free-text cell may hold a piece of a report.
+            kind = label_value_problem(raw.iat[i]) or "a value that is not a label"
+            raise RelinkError(f"{source} line {out[line_col].iat[i]}: label {name!r} holds {kind}, "
                               f"not 1, 0, -1 or blank{tail}; --skip-bad drops such rows")
         flagged |= wrong
         out[name] = values

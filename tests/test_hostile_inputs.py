@@ -1,0 +1,365 @@
+"""Hostile input, as a new user would try it: every case through the real command line.
+
+Each case builds its bad input in a fresh folder, runs ``relink ...``
+in-process (``relink.cli.main``), and checks what the project promises:
+
+* exit status 2 and exactly one line on stderr, ``relink CMD: error: ...``,
+  naming the culprit (the option, the file or the row) and never its content;
+* no ``Traceback``;
+* nothing left behind and nothing changed: every file that existed before
+  (the case's own folder and the shared inputs) is byte-identical afterwards,
+  and no new file or folder appeared.
+
+Kills and read-only folders need real processes: they are in
+tests/test_interrupted_runs.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dp_fixtures import tiny_model_set
+from fixtures_official import build_mimic, build_plus, default_plus_images
+from relink.cli import main
+
+SECRET = "the patient mentioned a very private family matter"
+
+
+@dataclass(frozen=True)
+class World:
+    root: Path
+    model: Path
+    emb: Path
+    synth: Path
+    mimic_images: Path
+    mimic_reports: Path
+    plus: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    root = tmp_path_factory.mktemp("world")
+    ckpt, emb_dir = tiny_model_set(60)
+    model, emb = root / "model", root / "emb"
+    shutil.copytree(ckpt, model)
+    shutil.copytree(emb_dir, emb)
+    assert main(["synth", "--out", str(root / "synth"), "--patients", "10", "--seed", "3", "--size", "32"]) == 0
+    images, reports = build_mimic(root)
+    plus = build_plus(root)
+    return World(root, model, emb, root / "synth", images, reports, plus)
+
+
+def snapshot(*folders: Path) -> dict[str, str]:
+    out = {}
+    for folder in folders:
+        for p in sorted(folder.rglob("*")):
+            key = str(p)
+            out[key] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+# ------------------------------------------------------------- set-ups
+
+
+def copy_emb(w: World, s: Path, name: str = "emb") -> Path:
+    return Path(shutil.copytree(w.emb, s / name))
+
+
+def edit_rows(folder: Path, fn) -> None:
+    rows = pd.read_parquet(folder / "rows.parquet")
+    fn(rows).to_parquet(folder / "rows.parquet", index=False)
+
+
+def edit_array(folder: Path, name: str, fn) -> None:
+    arr = np.load(folder / f"{name}.npy")
+    np.save(folder / f"{name}.npy", fn(arr))
+
+
+def nan_row(arr, row=5):
+    arr = arr.copy()
+    arr[row, 1] = np.nan
+    return arr
+
+
+def zero_row(arr, row=5):
+    arr = arr.copy()
+    arr[row] = 0
+    return arr
+
+
+def copy_synth(w: World, s: Path, edit=None) -> Path:
+    folder = Path(shutil.copytree(w.synth, s / "cohort"))
+    if edit is not None:
+        frame = pd.read_parquet(folder / "cohort.parquet")
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(folder / "cohort.parquet").metadata
+        frame = edit(frame, folder)
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), folder / "cohort.parquet")
+    return folder
+
+
+def first_image(folder: Path) -> Path:
+    frame = pd.read_parquet(folder / "cohort.parquet")
+    return folder / frame["image_path"].iat[2]
+
+
+def model_without_weights(w: World, s: Path) -> Path:
+    folder = Path(shutil.copytree(w.model, s / "model"))
+    for f in folder.iterdir():
+        if f.suffix in (".bin", ".pt", ".safetensors", ".pth"):
+            f.unlink()
+    return folder
+
+
+def plus_with_text_label(w: World, s: Path) -> Path:
+    root = build_plus(s)
+    f = root / "chexbert_labels" / "impression_fixed.json"
+    lines = [json.loads(x) for x in f.read_text().splitlines()]
+    lines[0]["Edema"] = SECRET
+    f.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return root
+
+
+def mimic_with_bad_report(w: World, s: Path) -> tuple[Path, Path]:
+    images, reports = build_mimic(s)
+    report = sorted(reports.rglob("*.txt"))[0]
+    report.write_bytes(b"\xff\xfe FINDINGS: \x80\x81 broken bytes\n")
+    return images, reports
+
+
+# ------------------------------------------------------------- the corpus
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: Callable[[World, Path], list[str]]
+    expect: tuple[str, ...]  # substrings of the one error line (the culprit named)
+    secret: str | None = None  # content that must NOT appear in any output
+
+
+def out_folder_with(name: str, content: str = "my thesis\n"):
+    def make(s: Path) -> Path:
+        (s / "out").mkdir()
+        (s / "out" / name).write_text(content)
+        return s / "out"
+    return make
+
+
+def user_file(s: Path, name: str) -> Path:
+    (s / name).write_text("do not touch\n")
+    return s / name
+
+
+E = lambda w: str(w.emb)  # noqa: E731
+MIT = ["--epsilon", "1", "--delta", "1e-3", "--epochs", "1"]
+
+CASES = [
+    # --- outputs that are not ours, or not what they should be
+    Case("mitigate-out-foreign-folder",
+         lambda w, s: ["mitigate", "--embeddings", E(w), *MIT, "--out", str(out_folder_with("thesis.tex")(s))],
+         ("--out", "not a relink mitigate output")),
+    Case("mitigate-out-existing-file",
+         lambda w, s: ["mitigate", "--embeddings", E(w), *MIT, "--out", str(user_file(s, "dp"))], ("--out", "is a file")),
+    Case("cohort-out-foreign-file",
+         lambda w, s: ["cohort", "mimic-cxr", "--images", str(w.mimic_images), "--reports", str(w.mimic_reports),
+                       "--out", str(user_file(s, "notes.parquet"))], ("notes.parquet",)),
+    Case("cohort-out-wrong-kind",
+         lambda w, s: ["cohort", "mimic-cxr", "--images", str(w.mimic_images), "--reports", str(w.mimic_reports),
+                       "--out", str(user_file(s, "notes.txt"))], ("notes.txt",)),
+    Case("audit-out-is-a-folder",
+         lambda w, s: ["audit", "--embeddings", E(w), "--out", str((s / "a.csv").mkdir() or s / "a.csv")],
+         ("a.csv", "is a folder")),
+    Case("audit-out-foreign-table",
+         lambda w, s: ["audit", "--embeddings", E(w), "--out", str(user_file(s, "results.csv"))],
+         ("results.csv", "not a relink audit output")),
+    Case("embed-out-foreign-folder",
+         lambda w, s: ["embed", "--cohort", str(w.synth), "--model", str(w.model), "--out",
+                       str(out_folder_with("notes.md")(s))], ("--out",)),
+    Case("probe-out-foreign", lambda w, s: ["probe", "--embeddings", E(w), "--out", str(user_file(s, "p.json"))],
+         ("p.json", "not a relink probe output")),
+    Case("neighbors-out-foreign", lambda w, s: ["neighbors", "--embeddings", E(w), "--out", str(user_file(s, "n.csv"))],
+         ("n.csv", "not a relink neighbors output")),
+    Case("report-out-foreign",
+         lambda w, s: ["report", "--embeddings", E(w), "--attacker-pool", "20", "--out", str(user_file(s, "r.html"))],
+         ("r.html", "not a relink report output")),
+    Case("report-out-and-json-same-file",
+         lambda w, s: ["report", "--embeddings", E(w), "--attacker-pool", "20", "--out", str(s / "r.html"),
+                       "--json", str(s / "r.html")], ("--json",)),
+    Case("synth-out-foreign-folder",
+         lambda w, s: ["synth", "--out", str(out_folder_with("data.csv")(s)), "--patients", "2", "--seed", "0"],
+         ("--out",)),
+    Case("train-out-foreign-folder",
+         lambda w, s: ["train", "--cohort", str(w.synth), "--out", str(out_folder_with("keep.txt")(s))], ("--out",)),
+    Case("out-under-a-file",
+         lambda w, s: ["audit", "--embeddings", E(w), "--out", str(user_file(s, "plain") / "a.csv")], ("plain",)),
+    # --- models that do not load as asked
+    Case("model-folder-without-weights",
+         lambda w, s: ["embed", "--cohort", str(w.synth), "--model", str(model_without_weights(w, s)), "--out",
+                       str(s / "e")], ("model",)),
+    Case("model-unknown-name",
+         lambda w, s: ["embed", "--cohort", str(w.synth), "--model", "ViT-Q-99", "--out", str(s / "e")],
+         ("ViT-Q-99",)),
+    Case("model-garbage-weights-file",
+         lambda w, s: ["embed", "--cohort", str(w.synth), "--model",
+                       f"relink-vit-tiny:{user_file(s, 'weights.pt')}", "--out", str(s / "e")], ("weights.pt",)),
+    Case("model-checkpoint-of-another-architecture",
+         lambda w, s: ["embed", "--cohort", str(w.synth), "--model",
+                       f"relink-timm-tiny:{next(p for p in w.model.iterdir() if p.suffix in ('.bin', '.safetensors', '.pt'))}",
+                       "--out", str(s / "e")], ("does not fit",)),
+    # --- numeric options: finite, in range, named by their flag
+    *[Case(f"audit-{flag.strip('-')}-{value}", lambda w, s, f=flag, v=value: ["audit", "--embeddings", E(w), f, v,
+                                                                               "--out", str(s / "a.csv")], (flag,))
+      for flag, value in [("--tie-tol", "nan"), ("--tie-tol", "inf"), ("--tie-tol", "0"), ("--bootstrap", "-1"),
+                          ("--k", "0"), ("--ci", "2"), ("--pools", "abc"), ("--k", "1.5"), ("--monte-carlo", "-3")]],
+    Case("audit-pool-larger-than-the-set",
+         lambda w, s: ["audit", "--embeddings", E(w), "--pools", "100000", "--out", str(s / "a.csv")], ("N=100000",)),
+    Case("audit-k-larger-than-a-pool",
+         lambda w, s: ["audit", "--embeddings", E(w), "--pools", "10", "--k", "50", "--out", str(s / "a.csv")],
+         ("K=50",)),
+    *[Case(f"mitigate-{flag.strip('-')}-{value}",
+           lambda w, s, f=flag, v=value: ["mitigate", "--embeddings", E(w), "--epsilon", "1", "--delta", "1e-3",
+                                          f, v, "--out", str(s / "dp")], (flag,))
+      for flag, value in [("--bank-size", "0"), ("--bank-size", "-5"), ("--epsilon", "1e6"), ("--epsilon", "nan"),
+                          ("--epsilon", "-1"), ("--delta", "2"), ("--lr", "-1"), ("--temperature", "0"),
+                          ("--epochs", "0"), ("--clip-norm", "inf"), ("--batch-size", "0")]],
+    Case("embed-batch-size-0",
+         lambda w, s: ["embed", "--cohort", str(w.synth), "--model", str(w.model), "--batch-size", "0", "--out",
+                       str(s / "e")], ("--batch-size",)),
+    Case("train-epochs-0", lambda w, s: ["train", "--cohort", str(w.synth), "--epochs", "0", "--out", str(s / "l")],
+         ("--epochs",)),
+    Case("train-lr-nan", lambda w, s: ["train", "--cohort", str(w.synth), "--lr", "nan", "--out", str(s / "l")],
+         ("--lr",)),
+    Case("synth-patients-0", lambda w, s: ["synth", "--out", str(s / "c"), "--patients", "0", "--seed", "0"],
+         ("--patients",)),
+    Case("synth-size-7", lambda w, s: ["synth", "--out", str(s / "c"), "--patients", "2", "--seed", "0", "--size", "7"],
+         ("--size",)),
+    Case("neighbors-k-0", lambda w, s: ["neighbors", "--embeddings", E(w), "--k", "0", "--out", str(s / "n.csv")],
+         ("--k",)),
+    Case("probe-member-gap-negative",
+         lambda w, s: ["probe", "--embeddings", E(w), "--member-gap", "-1", "--out", str(s / "p.csv")],
+         ("--member-gap",)),
+    Case("report-pool-larger-than-the-set",
+         lambda w, s: ["report", "--embeddings", E(w), "--attacker-pool", "100000", "--out", str(s / "r.html")],
+         ("--attacker-pool",)),
+    Case("report-released-0",
+         lambda w, s: ["report", "--embeddings", E(w), "--attacker-pool", "20", "--released", "0", "--out",
+                       str(s / "r.html")], ("--released",)),
+    Case("report-thresholds-out-of-order",
+         lambda w, s: ["report", "--embeddings", E(w), "--attacker-pool", "20", "--lift-elevated", "20",
+                       "--lift-high", "10", "--out", str(s / "r.html")], ("--lift-elevated", "out of order")),
+    Case("paper-unreadable-override", lambda w, s: ["paper", "--profile", "smoke", "--set", "n_boot=abc", "--no-book"],
+         ("n_boot",)),
+    Case("paper-unknown-profile", lambda w, s: ["paper", "--profile", "nope"], ("nope",)),
+    Case("paper-unknown-chapter", lambda w, s: ["paper", "--profile", "smoke", "--chapters", "99"], ("99",)),
+    # --- bad data: named by file and row, never by content
+    Case("manifest-label-is-text",
+         lambda w, s: ["embed", "--cohort", str(copy_synth(w, s, lambda f, d: f.assign(
+             Edema=f["Edema"].astype(str).where(f.index != 3, SECRET)))), "--model", str(w.model), "--out", str(s / "e")],
+         ("row 3", "Edema", "text"), secret=SECRET),
+    Case("chexpert-label-cell-is-free-text",
+         lambda w, s: ["cohort", "chexpert-plus", "--root", str(plus_with_text_label(w, s)), "--out", str(s / "c.parquet")],
+         ("Edema",), secret=SECRET),
+    Case("image-missing",
+         lambda w, s: ["embed", "--cohort", str(copy_synth(w, s, lambda f, d: (first_image(d).unlink(), f)[1])),
+                       "--model", str(w.model), "--out", str(s / "e")], ("row 2",)),
+    Case("image-corrupt",
+         lambda w, s: ["embed", "--cohort", str(copy_synth(w, s, lambda f, d: (first_image(d).write_bytes(b"\x89PNG junk"), f)[1])),
+                       "--model", str(w.model), "--out", str(s / "e")], ("row 2",)),
+    Case("image-zero-bytes",
+         lambda w, s: ["embed", "--cohort", str(copy_synth(w, s, lambda f, d: (first_image(d).write_bytes(b""), f)[1])),
+                       "--model", str(w.model), "--out", str(s / "e")], ("row 2",)),
+    Case("image-path-escapes-the-root",
+         lambda w, s: ["embed", "--cohort", str(copy_synth(w, s, lambda f, d: f.assign(
+             image_path=f["image_path"].where(f.index != 4, "../../etc/passwd")))), "--model", str(w.model),
+                       "--out", str(s / "e")], ("row 4", "image_path")),
+    Case("report-not-utf8",
+         lambda w, s: ["cohort", "mimic-cxr", *sum(zip(("--images", "--reports"), map(str, mimic_with_bad_report(w, s))), ()),
+                       "--out", str(s / "c.parquet")], (".txt",)),
+    Case("embeddings-missing", lambda w, s: ["audit", "--embeddings", str(s / "nowhere"), "--out", str(s / "a.csv")],
+         ("nowhere",)),
+    Case("embeddings-misaligned",
+         lambda w, s: ["audit", "--embeddings", str((lambda d: (edit_array(d, "image", lambda a: a[:-3]), d)[1])(copy_emb(w, s))),
+                       "--out", str(s / "a.csv")], ("image.npy", "misaligned")),
+    Case("embeddings-nan-row",
+         lambda w, s: ["audit", "--embeddings", str((lambda d: (edit_array(d, "text", nan_row), d)[1])(copy_emb(w, s))),
+                       "--out", str(s / "a.csv")], ("text.npy row 5", "non-finite")),
+    Case("embeddings-zero-norm-row",
+         lambda w, s: ["audit", "--embeddings", str((lambda d: (edit_array(d, "image", zero_row), d)[1])(copy_emb(w, s))),
+                       "--out", str(s / "a.csv")], ("image.npy row 5", "zero norm")),
+    Case("embeddings-without-patient-id",
+         lambda w, s: ["audit", "--embeddings", str((lambda d: (edit_rows(d, lambda r: r.drop(columns=["patient_id"])), d)[1])(
+             copy_emb(w, s))), "--out", str(s / "a.csv")], ("rows.parquet", "patient_id")),
+    Case("embeddings-duplicate-pair-id",
+         lambda w, s: ["audit", "--embeddings", str((lambda d: (edit_rows(d, lambda r: r.assign(
+             pair_id=r["pair_id"].where(r.index != 7, r["pair_id"].iat[2]))), d)[1])(copy_emb(w, s))),
+                       "--out", str(s / "a.csv")], ("row 7", "pair_id")),
+    Case("embeddings-meta-not-json",
+         lambda w, s: ["audit", "--embeddings", str((lambda d: ((d / "meta.json").write_text("{oops"), d)[1])(copy_emb(w, s))),
+                       "--out", str(s / "a.csv")], ("meta.json",)),
+    Case("embeddings-label-is-text",
+         lambda w, s: ["audit", "--embeddings", str((lambda d: (edit_rows(d, lambda r: r.assign(
+             Edema=r["Edema"].astype(str).where(r.index != 6, SECRET))), d)[1])(copy_emb(w, s))),
+                       "--out", str(s / "a.csv")], ("row 6", "Edema"), secret=SECRET),
+    Case("audit-split-that-does-not-exist",
+         lambda w, s: ["audit", "--embeddings", E(w), "--split", "holdout", "--out", str(s / "a.csv")], ("holdout",)),
+    Case("hard-negatives-without-labels",
+         lambda w, s: ["audit", "--embeddings", str((lambda d: (edit_rows(d, lambda r: r.drop(
+             columns=[c for c in r.columns if c[0].isupper()])), d)[1])(copy_emb(w, s))), "--hard-negatives",
+                       "--pools", "10,full", "--out", str(s / "a.csv")], ("label",)),
+    Case("mitigate-bank-overlaps-private-rows",
+         lambda w, s: ["mitigate", "--embeddings", E(w), "--bank", E(w), *MIT, "--out", str(s / "dp")], ("bank",)),
+    Case("mitigate-without-trunks",
+         lambda w, s: ["mitigate", "--embeddings", str((lambda d: ((d / "image_trunk.npy").unlink(), d)[1])(copy_emb(w, s))),
+                       *MIT, "--out", str(s / "dp")], ("trunk",)),
+    Case("mitigate-nan-in-private-trunk",
+         lambda w, s: ["mitigate", "--embeddings", str((lambda d: (edit_array(d, "image_trunk", nan_row), d)[1])(
+             copy_emb(w, s))), *MIT, "--out", str(s / "dp")], ("image_trunk.npy row 5",)),
+    Case("probe-split-shares-a-patient",
+         lambda w, s: ["probe", "--embeddings", str((lambda d: (edit_rows(d, lambda r: r.assign(
+             split=np.where(np.arange(len(r)) % 2 == 0, "train", "test"))), d)[1])(copy_emb(w, s))),
+                       "--out", str(s / "p.csv")], ("patient",)),
+    Case("report-mitigated-folder-missing",
+         lambda w, s: ["report", "--embeddings", E(w), "--attacker-pool", "20", "--mitigated", str(s / "dp"),
+                       "--out", str(s / "r.html")], ("--mitigated",)),
+    Case("neighbors-without-text",
+         lambda w, s: ["neighbors", "--embeddings", str((lambda d: ((d / "text.npy").unlink(), d)[1])(copy_emb(w, s))),
+                       "--out", str(s / "n.csv")], ("text.npy",)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_clear_line_and_changes_nothing(case, world, tmp_path, capsys):
+    scratch = tmp_path / "case"
+    scratch.mkdir()
+    argv = case.argv(world, scratch)
+    before = snapshot(world.root, scratch)
+    code = main(argv)
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    command = argv[0]
+    assert code == 2, (code, out[-500:], err[-2000:])
+    assert "Traceback" not in err + out
+    assert len(lines) == 1 and lines[0].startswith(f"relink {command}: error: "), err
+    for needle in case.expect:
+        assert needle in lines[0], (needle, lines[0])
+    if case.secret:
+        assert case.secret not in err + out and "family" not in err + out, lines[0]
+    assert snapshot(world.root, scratch) == before, "a file was written, changed or left behind"
+
+
+def test_the_corpus_is_wide():
+    assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
