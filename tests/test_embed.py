@@ -202,7 +202,7 @@ def test_corrupt_image_names_the_row_and_writes_nothing(tmp_path, corrupt_cohort
         embed_cohort(root, lm, out, batch_size=4, shard_size=10, num_workers=1, progress=False)
     msg = str(err.value)
     assert "row 13" in msg and repr(pair_id) in msg and str(bad) in msg and "--skip-bad" in msg
-    assert not out.exists()
+    assert not out.exists() and not work_path(out).exists()
 
 
 def test_skip_bad_leaves_out_and_counts(tmp_path, corrupt_cohort, lm, reference, capsys):
@@ -255,11 +255,13 @@ def test_checkpoint_that_does_not_fit_is_a_model_error(tmp_path, lm):
 def _torchrun(args: list[str], nproc: int, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "relink.embed.distributed", *args]
+           "-m", "relink", "embed", "--distributed", *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one(tmp_path, cohort_dir, reference):
+    """`torchrun -m relink embed --distributed` with 2 gloo processes writes the 1-process bytes."""
     out = tmp_path / "dist"
     res = _torchrun(["--cohort", str(cohort_dir), "--model", MODEL, "--out", str(out), "--batch-size", "4",
                      "--shard-size", "10", "--workers", "0", "--quiet"], 2, tmp_path)
@@ -276,4 +278,7 @@ def test_torchrun_error_on_one_rank_stops_all(tmp_path, corrupt_cohort):
     res = _torchrun(["--cohort", str(root), "--model", MODEL, "--out", str(tmp_path / "d"), "--batch-size", "4",
                      "--shard-size", "10", "--workers", "0", "--quiet"], 2, tmp_path)
     assert res.returncode != 0 and repr(pair_id) in res.stderr
-    assert not (tmp_path / "d").exists()
+    errors = [ln for ln in res.stderr.splitlines() if ": error: " in ln]
+    assert len(errors) == 1 and errors[0].startswith("relink embed: error: rank 1: row 13"), res.stderr[-2000:]
+    # bad input: the work folder rank 0 created (with its finished shard 0-10) is removed as well
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt"]

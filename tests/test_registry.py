@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
@@ -89,6 +90,55 @@ def test_local_dir_and_bare_dir(small, tmp_path):
         lm = load_model(spec)
         assert lm.fingerprint == small.fingerprint
         assert lm.model_cfg["embed_dim"] == small.model_cfg["embed_dim"]
+
+
+def test_model_folder_without_weights_is_an_error_not_a_random_model(small, tmp_path, caplog):
+    """open_clip builds a random model and only logs "No pretrained weights loaded"; relink refuses."""
+    out = save_checkpoint(small.model, tmp_path / "ckpt", small.model_cfg, small.preprocess_cfg)
+    (out / "open_clip_model.safetensors").unlink()
+    for spec in (str(out), f"local-dir:{out}"):
+        with pytest.raises(ModelError, match=f"^{out}: no weights file"):
+            load_model(spec)
+    torch.save(small.model.state_dict(), out / "weights.pt")  # a .pt file is not read from a folder
+    with pytest.raises(ModelError, match=r"weights\.pt is not read from a folder: give NAME:"):
+        load_model(str(out))
+    (out / "open_clip_model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelError, match="is empty"):
+        load_model(str(out))
+    (out / "open_clip_model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match=f"^{out}: the model folder does not load"):
+        load_model(str(out))
+
+
+def test_named_weights_that_do_not_load_are_errors_naming_the_file(small, tmp_path, caplog):
+    cases = {"empty.pt": b"", "garbage.pt": b"not a pickle" * 10, "garbage.safetensors": b"\xff" * 100}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    torch.save({}, tmp_path / "nothing.pt")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    for name in [*cases, "nothing.pt", "list.pt"]:
+        path = tmp_path / name
+        with pytest.raises(ModelError) as err:
+            load_model(f"{SMALL}:{path}")
+        msg = str(err.value)
+        assert str(path) in msg and "\n" not in msg and len(msg) < 300, msg
+    with pytest.raises(ModelError, match="is a folder"):
+        load_model(f"{SMALL}:{tmp_path}")
+    with pytest.raises(ModelError, match="model folder not found"):
+        load_model(str(tmp_path / "no" / "such" / "folder"))
+    with pytest.raises(ModelError, match="not a known tag"):
+        load_model(f"{SMALL}:no-such-tag")  # open_clip logs an ERROR line before it raises
+    # open_clip's own log lines about the failure are not printed on top of the one-line error
+    assert not [r for r in caplog.records if r.name == "root" and r.levelno >= logging.WARNING]
+
+
+def test_bare_name_is_random_on_purpose_and_quiet(caplog):
+    caplog.set_level(logging.WARNING)
+    torch.manual_seed(5)
+    a = load_model(SMALL)
+    torch.manual_seed(6)
+    assert load_model(SMALL).fingerprint != a.fingerprint  # really a fresh random init
+    assert not any("initialized randomly" in r.getMessage() for r in caplog.records)
 
 
 def test_hf_hub_offline_without_cache_fails_fast():

@@ -22,7 +22,8 @@ from relink.cohort import read_cohort, write_cohort  # noqa: E402
 from relink.errors import RelinkError  # noqa: E402
 from relink.models import checkpoint, load_model  # noqa: E402
 from relink.models.checkpoint import WEIGHTS_FILE  # noqa: E402
-from relink.models.train import (export_training_csv, lr_at, read_ladder, rung_steps,  # noqa: E402
+from relink.models.ladder_store import work_path  # noqa: E402
+from relink.models.ladder_train import (export_training_csv, lr_at, read_ladder, rung_steps,  # noqa: E402
                                  train_ladder)
 
 SETTINGS = dict(config="relink-vit-tiny", epochs=12, batch_size=8, lr=5e-4, seed=0, progress=False)
@@ -38,8 +39,11 @@ def ladder(tmp_path_factory, cohort_dir):
     return train_ladder(cohort_dir, out_dir=tmp_path_factory.mktemp("l") / "ladder", **SETTINGS)
 
 
-def _weights(rung_dir) -> bytes:
-    return (Path(rung_dir) / WEIGHTS_FILE).read_bytes()
+def _weights(rung_dir) -> dict[str, bytes]:
+    """The tensors of a rung, by name (safetensors files need not be byte-identical for equal tensors)."""
+    from safetensors.torch import load_file
+
+    return {k: v.numpy().tobytes() for k, v in sorted(load_file(str(Path(rung_dir) / WEIGHTS_FILE)).items())}
 
 
 def test_rung_steps_and_schedule():
@@ -105,12 +109,14 @@ def test_same_seed_same_weights_and_resume_after_interruption(tmp_path, ladder, 
     monkeypatch.setattr(checkpoint, "save_checkpoint", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
         train_ladder(cohort_dir, out_dir=out, **SETTINGS)
-    assert not read_ladder(out)["complete"] and (out / "train-state.pt").exists()
+    work = work_path(out)  # trained in OUT.work; OUT appears only when complete
+    assert not out.exists() and not read_ladder(work)["complete"] and (work / "train-state.pt").exists()
     monkeypatch.setattr(checkpoint, "save_checkpoint", real)
     train_ladder(cohort_dir, out_dir=out, **SETTINGS)
     assert "resuming after rung-2" in capsys.readouterr().err
     for k in (1, 2, 3):
         assert _weights(out / f"rung-{k}") == _weights(ladder / f"rung-{k}")
+    assert not work.exists() and not (out / "train-state.pt").exists() and read_ladder(out)["complete"]
     train_ladder(cohort_dir, out_dir=out, **SETTINGS)  # finished: nothing retrained
     assert "nothing to do" in capsys.readouterr().err
 
@@ -126,6 +132,31 @@ def test_cli_other_seed_differs_and_settings_are_guarded(tmp_path, cohort_dir, c
     assert cli_main(args(2, "s1")) == 2  # same --out, other seed
     err = capsys.readouterr().err
     assert "other settings (differs in: seed)" in err and "--overwrite" in err
+
+
+def test_overwrite_replaces_a_ladder_only_when_the_new_one_is_complete(tmp_path, cohort_dir, monkeypatch):
+    quick = dict(SETTINGS, epochs=1, save_at=[1, 2])
+    out = train_ladder(cohort_dir, out_dir=tmp_path / "l", **quick)
+    old = {p.name: _weights(p) for p in sorted(out.glob("rung-*"))}
+    real = checkpoint.save_checkpoint
+    saved = []
+
+    def interrupt_second(*args, **kwargs):
+        if saved:
+            raise KeyboardInterrupt
+        saved.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        train_ladder(cohort_dir, out_dir=out, overwrite=True, **dict(quick, seed=7))
+    assert {p.name: _weights(p) for p in sorted(out.glob("rung-*"))} == old  # untouched while the new one trains
+    assert read_ladder(out)["signature"]["seed"] == 0 and work_path(out).is_dir()
+    monkeypatch.setattr(checkpoint, "save_checkpoint", real)
+    train_ladder(cohort_dir, out_dir=out, overwrite=True, **dict(quick, seed=7))
+    assert read_ladder(out)["signature"]["seed"] == 7 and read_ladder(out)["complete"]
+    assert _weights(out / "rung-1") != old["rung-1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l"]  # no work folder, no renamed-aside copy
 
 
 def test_bad_training_inputs(tmp_path, cohort_dir, capsys):

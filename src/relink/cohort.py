@@ -331,3 +331,26 @@ def patient_resplit(frame: pd.DataFrame, heldout_pairs: int, validate_pairs: int
     out = frame.copy()
     out["split"] = split[np.searchsorted(patients, frame["patient_id"].astype(str).to_numpy())]
     return out
+
+
+def refuse_output_over_cohort(out: str | os.PathLike, cohort: Cohort, flag: str = "--out") -> None:
+    """Raise :class:`CohortError` when folder ``out`` is, or holds, the manifest or an image of ``cohort``.
+
+    An output folder is replaced in one rename when done (``--overwrite`` lets a command replace a
+    folder that is not its own): one that held the cohort would be deleted while it is read.
+    """
+    target = Path(out).resolve()
+    manifest = Path(cohort.manifest).resolve() if cohort.manifest is not None else None
+    if manifest is not None and target in manifest.parents:
+        raise CohortError(f"{flag} {out} holds the cohort's manifest ({cohort.manifest}); choose an --out outside it")
+    root = Path(cohort.image_root).resolve()
+    if target == root or target in root.parents:
+        raise CohortError(f"{flag} {out} holds the cohort's images ({cohort.image_root}); choose an --out outside it")
+    try:
+        rel = PurePosixPath(target.relative_to(root).as_posix())
+    except ValueError:
+        return
+    prefix = f"{rel}/"
+    hit = next((p for p in cohort.frame["image_path"] if str(p) == str(rel) or str(p).startswith(prefix)), None)
+    if hit is not None:
+        raise CohortError(f"{flag} {out} holds the cohort's images (e.g. {hit}); choose an --out outside it")

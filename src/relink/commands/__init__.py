@@ -20,7 +20,3 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         if isinstance(default, (list, tuple)) and not default:
             return help_text
         return help_text + " (default: %(default)s)"
-
-
-def parse_int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]

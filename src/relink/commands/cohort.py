@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import HelpFormatter
 
@@ -64,6 +65,8 @@ def parse_views(text: str) -> tuple[str, ...]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="FILE",
                    help="manifest to write (.parquet file, or a folder that gets cohort.parquet)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file that is not a cohort manifest written by relink")
     p.add_argument("--sections", type=parse_sections, default="findings+impression",
                    help="report sections used as the retrieval text, joined in this order")
     p.add_argument("--views", type=parse_views, default="PA,AP",
@@ -100,10 +103,28 @@ def register(sub) -> None:
     c.set_defaults(func=run)
 
 
+def manifest_target(out: str) -> Path:
+    """The manifest file ``--out`` names: a ``.parquet`` file, or ``cohort.parquet`` in a folder
+    (an existing folder, or a path without a suffix)."""
+    from ..cohort import MANIFEST_NAME
+    from ..errors import RelinkError
+
+    path = Path(out)
+    if path.is_dir() or (path.suffix == "" and not path.exists()):
+        return path / MANIFEST_NAME
+    if path.suffix.lower() != ".parquet":
+        raise RelinkError(f"--out {path}: a cohort manifest is a .parquet file (or give a folder)")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     from ..cohort import write_cohort
+    from ..io import claim_output
     from ..loaders import load_chexpert_plus, load_mimic_cxr, skip_summary
 
+    # First, before reading a whole dataset: never replace a file that is not an earlier cohort manifest.
+    target = claim_output(manifest_target(args.out), kind="file", owner="cohort",
+                          overwrite=getattr(args, "overwrite", False))
     sections, views = args.sections, args.views
     # argparse applies `type` to string defaults too, but not when a caller builds Namespace by hand.
     sections = parse_sections(sections) if isinstance(sections, str) else sections
@@ -115,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         result = load_chexpert_plus(args.root, sections=sections, views=views,
                                     label_source=args.label_source, labels_dir=args.labels_dir,
                                     skip_bad=args.skip_bad, decode_images=args.decode_images)
-    target = write_cohort(result.frame, args.out, image_root=result.image_root)
+    target = write_cohort(result.frame, target, image_root=result.image_root)
     if result.n_skipped:
         print(f"relink cohort: {skip_summary(result)} (--skip-bad)", file=sys.stderr)
     frame = result.frame

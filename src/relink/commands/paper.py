@@ -14,6 +14,10 @@ EPILOG = """examples:
 """
 
 
+INTERRUPTED = ("interrupted; finished stages and results are kept in the artifact folder, and a re-run resumes "
+               "(ladder training and embedding where they stopped)")
+
+
 def register(sub):
     p = sub.add_parser(
         "paper", help="run the paper end to end (artifacts, chapters, book)",

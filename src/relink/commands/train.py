@@ -9,7 +9,22 @@ writes the CSV it reads.
 
 from __future__ import annotations
 
-from . import HelpFormatter, parse_int_list
+import argparse
+
+from ..options import argtype
+from . import HelpFormatter
+
+INTERRUPTED = ("interrupted; rungs saved so far are kept in OUT.work (beside --out) with the optimizer state; "
+               "run the same command again to resume after the last one")
+
+
+def parse_steps(text: str) -> list[int]:
+    """``"20,100,400"`` -> ``[20, 100, 400]``: whole steps >= 1."""
+    check = argtype(int, 1)
+    steps = [check(t.strip()) for t in text.split(",") if t.strip()]
+    if not steps:
+        raise argparse.ArgumentTypeError("give one or more steps, e.g. 20,100,400")
+    return steps
 
 EPILOG = """\
 examples:
@@ -18,8 +33,12 @@ examples:
   relink train --cohort data/synthetic --config relink-vit-tiny --out models/l2 --save-at 20,100,400 --max-pairs 5000
   relink train --cohort mimic.parquet --export-csv mimic-train.csv      # for open_clip_train (docs/fine-tuning.md)
 
-An interrupted run resumes after its last saved rung when started again with
-the same settings; a finished ladder is left alone.
+The ladder is trained in OUT.work and appears at --out in one step when
+complete. An interrupted run resumes after its last saved rung when started
+again with the same settings; a finished ladder is left alone. An --out that
+is not an earlier `relink train` output, or a ladder trained with other
+settings, is refused unless --overwrite (and replaced only when the new
+ladder is complete).
 """
 
 
@@ -30,21 +49,27 @@ def register(sub):
     p.add_argument("--config", default="relink-vit-tiny",
                    help="model to train: an architecture name (random init) or a model spec to fine-tune")
     p.add_argument("--out", help="ladder folder to write (rung-1, rung-2, ..., ladder.json)")
-    p.add_argument("--epochs", type=int, default=3, help="passes over the training pairs")
-    p.add_argument("--batch-size", type=int, default=128, help="pairs per step (the contrastive negatives)")
-    p.add_argument("--lr", type=float, default=5e-4, help="peak AdamW learning rate")
-    p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay (not on gains, biases, temperature)")
-    p.add_argument("--warmup", type=int, default=None, help="linear warmup steps; None: 5%% of the steps")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation")
+    p.add_argument("--epochs", type=argtype(int, 1), default=3, help="passes over the training pairs")
+    p.add_argument("--batch-size", type=argtype(int, 1), default=128, help="pairs per step (the contrastive negatives)")
+    p.add_argument("--lr", type=argtype(float, 0, low_open=True), default=5e-4, help="peak AdamW learning rate")
+    p.add_argument("--weight-decay", type=argtype(float, 0), default=0.1,
+                   help="AdamW weight decay (not on gains, biases, temperature)")
+    p.add_argument("--warmup", type=argtype(int, 0), default=None,
+                   help="linear warmup steps (default: 5%% of the steps)")
+    p.add_argument("--seed", type=argtype(int, 0, 2**63 - 1), default=0,
+                   help="seed of initialisation, data order and augmentation")
     rungs = p.add_mutually_exclusive_group()
-    rungs.add_argument("--save-at", type=parse_int_list, default=None, metavar="STEP,STEP,...",
+    rungs.add_argument("--save-at", type=parse_steps, default=None, metavar="STEP,STEP,...",
                        help="steps at which to save a rung (the last one ends training)")
-    rungs.add_argument("--rungs", type=int, default=3, help="number of rungs, geometrically spaced in steps (T/9, T/3, T)")
-    p.add_argument("--max-pairs", type=int, default=None, help="train on a seeded random subset of this many pairs")
+    rungs.add_argument("--rungs", type=argtype(int, 1), default=3,
+                       help="number of rungs, geometrically spaced in steps (T/9, T/3, T)")
+    p.add_argument("--max-pairs", type=argtype(int, 1), default=None,
+                   help="train on a seeded random subset of this many pairs")
     p.add_argument("--split", default="train", help="cohort split to train on (or to export)")
     p.add_argument("--no-augment", action="store_true", help="no random shifts of the training images")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
-    p.add_argument("--overwrite", action="store_true", help="replace an --out that holds a ladder with other settings")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an --out that holds a ladder with other settings, or is not a relink train output")
     p.add_argument("--export-csv", metavar="FILE", default=None,
                    help="only write the tab-separated CSV open_clip_train reads (absolute image paths) and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -53,10 +78,13 @@ def register(sub):
 
 def run(args) -> int:
     from ..errors import RelinkError
-    from ..models.train import export_training_csv, read_ladder, train_ladder
+    from ..io import claim_output
+    from ..models.ladder_train import export_training_csv, read_ladder, train_ladder
 
     if args.export_csv:
-        path = export_training_csv(args.cohort, args.export_csv, split=args.split)
+        target = claim_output(args.export_csv, kind="file", owner="train", overwrite=args.overwrite,
+                              flag="--export-csv")
+        path = export_training_csv(args.cohort, target, split=args.split)
         print(path)
         return 0
     if not args.out:

@@ -1,10 +1,12 @@
-"""Embed a cohort with an open_clip model into an EmbeddingSet (``relink embed``).
+"""Embed cohorts with open_clip models into EmbeddingSets (``relink embed``).
 
-:func:`embed_cohort` is the entry point; :mod:`.dataset` feeds the model,
-:mod:`.shards` keeps resumable state, :mod:`.distributed` splits the work
-across ``torchrun`` processes.
+:func:`embed_cohort` (one model) and :func:`embed_many` (several models, one
+decode per row) are the entry points; :mod:`.dataset` decodes rows,
+:mod:`.stream` feeds them to the models, :mod:`.shards` keeps resumable
+state, :mod:`.merge` writes (or reuses) the finished set, :mod:`.distributed`
+joins a ``torchrun`` process group.
 """
 
-from .run import embed_cohort
+from .run import EmbedJob, embed_cohort, embed_many
 
-__all__ = ["embed_cohort"]
+__all__ = ["EmbedJob", "embed_cohort", "embed_many"]

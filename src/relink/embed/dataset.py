@@ -8,6 +8,7 @@ Contract of one item (a dict, collated into batches by the default collate):
   conversion); :func:`normalise` finishes the transform on the whole batch.
   Zeros when the file is unreadable. (A non-standard transform, one that does
   not end in ``ToTensor``, ``Normalize``, is applied whole and gives float32.)
+  See :mod:`relink.models.preprocess`, shared with ladder training.
 * ``tokens`` — int64 (context_length,), the model tokenizer's output;
 * ``error``  — ``""``, or why the image could not be read (the embedder turns
   it into an error naming the row, or skips the row under ``--skip-bad``).
@@ -28,54 +29,10 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-
-def pil_steps(preprocess: Callable) -> tuple[Callable, Callable] | None:
-    """The eval transform's PIL steps (all but ``ToTensor`` + ``Normalize``): for colour and for ``L`` images.
-
-    The second keeps ``L`` images single-channel (the RGB conversion of a
-    grayscale image is a channel copy that :func:`normalise` does). ``None``
-    when ``preprocess`` is not such a transform.
-    """
-    from open_clip.transform import MaybeConvertMode
-    from torchvision.transforms import Compose, Normalize, ToTensor
-
-    steps = list(getattr(preprocess, "transforms", []))
-    if len(steps) < 2 or not isinstance(steps[-1], Normalize) or not isinstance(steps[-2], ToTensor):
-        return None
-    pil = steps[:-2]
-    gray = [t for t in pil if not (isinstance(t, MaybeConvertMode) and t.mode == "RGB")]
-    return Compose(pil), Compose(gray)
-
-
-def to_uint8(im, steps: tuple[Callable, Callable], size: tuple[int, int] | None) -> torch.Tensor:
-    """uint8 (C, S, S), C = 1 for ``L`` images, 3 otherwise, after the PIL steps (skipped when they are the identity)."""
-    colour, gray = steps
-    if not (size and im.mode in ("L", "RGB") and im.size[::-1] == size):  # PIL sizes are (width, height)
-        im = (gray if im.mode == "L" else colour)(im)
-    arr = torch.from_numpy(np.array(im))  # a writable copy: torch refuses read-only buffers
-    return arr.unsqueeze(0) if arr.ndim == 2 else arr.permute(2, 0, 1).contiguous()
-
-
-def normalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """``Normalize(ToTensor(.))`` of a uint8 batch (n, C, S, S); C = 1 is repeated to RGB. Float input passes through."""
-    if images.dtype != torch.uint8:
-        return images
-    x = images.to(torch.float32).div(255)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    return x.sub(m).div(s)
-
-
-def input_size(preprocess_cfg: dict[str, Any] | None) -> tuple[int, int] | None:
-    """(height, width) of the model input named by an open_clip ``preprocess_cfg``."""
-    size = (preprocess_cfg or {}).get("size")
-    return (size, size) if isinstance(size, int) else tuple(size) if size else None
+from ..models.preprocess import input_size, normalise, pil_steps, to_uint8
 
 
 class PairDataset(Dataset):

@@ -1,6 +1,5 @@
-"""Embedding across processes or GPUs under ``torchrun``.
+"""The ``torch.distributed`` process group that ``relink embed --distributed`` runs in.
 
-    torchrun --nproc_per_node 2 -m relink.embed.distributed --cohort C --model M --out DIR
     torchrun --nproc_per_node 2 -m relink embed --distributed --cohort C --model M --out DIR
 
 Rank ``r`` of ``W`` embeds shards ``r, r+W, r+2W, ...`` into the shared work
@@ -9,14 +8,17 @@ the same as a one-process run with the same shard and batch sizes
 (byte-identical on the CPU), and any process count can resume any work folder.
 The process group uses gloo on the CPU and nccl on GPUs; an error on one rank
 (an unreadable image, say) stops every rank with that rank's message.
+
+This module only joins the group (:func:`init_process_group`) and carries it
+(:class:`TorchComm`); the command line lives in :mod:`relink.commands.embed`.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
-import sys
+
+from ..errors import RelinkError
 
 
 class TorchComm:
@@ -32,10 +34,10 @@ class TorchComm:
     def barrier(self) -> None:
         self.dist.barrier()
 
-    def gather_errors(self, error: str | None) -> list[str]:
-        gathered: list[str | None] = [None] * self.world_size
+    def gather_errors(self, error: tuple[str, bool] | None) -> list[tuple[str, bool]]:
+        gathered: list[tuple[str, bool] | None] = [None] * self.world_size
         self.dist.all_gather_object(gathered, error)
-        return [f"rank {r}: {e}" for r, e in enumerate(gathered) if e]
+        return [(f"rank {r}: {e[0]}", bool(e[1])) for r, e in enumerate(gathered) if e]
 
 
 def init_process_group(device: str = "auto") -> str:
@@ -44,8 +46,6 @@ def init_process_group(device: str = "auto") -> str:
     import torch.distributed as dist
 
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        from ..errors import RelinkError
-
         raise RelinkError("--distributed needs a torchrun launch (RANK and WORLD_SIZE are not set)")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
@@ -60,37 +60,8 @@ def init_process_group(device: str = "auto") -> str:
     return device
 
 
-def run_distributed(args) -> None:
-    """Run ``relink embed`` arguments as one rank of a torchrun group."""
+def destroy_process_group() -> None:
     import torch.distributed as dist
 
-    from ..commands.embed import embed_from_args
-
-    args.device = init_process_group(args.device)
-    try:
-        out = embed_from_args(args, comm=TorchComm())
-        if dist.get_rank() == 0:
-            print(out)
-    finally:
+    if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ..commands import HelpFormatter
-    from ..commands.embed import add_arguments
-    from ..errors import RelinkError
-
-    parser = argparse.ArgumentParser(prog="python -m relink.embed.distributed", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        run_distributed(args)
-    except RelinkError as exc:
-        print(f"relink embed (rank {os.environ.get('RANK', '?')}): error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,14 @@
-"""The embedding loop: a cohort and a model to an EmbeddingSet folder (:mod:`relink.embeddings`).
+"""Embedding cohorts into EmbeddingSet folders (:mod:`relink.embeddings`): ``relink embed``.
 
-``embed_cohort`` is resumable and cache-aware:
+:func:`embed_many` embeds one cohort with several models at once, each into
+its own folder (optionally a subset of the rows per model); models that take
+the same inputs share one decode and one tokenization of every row
+(:mod:`relink.embed.stream`). :func:`embed_cohort` is the one-model case.
+Both are resumable and cache-aware:
 
+* ``--out`` is claimed first (:func:`relink.io.claim_output`): a path that is
+  not an earlier ``relink embed`` output is refused unless ``overwrite``,
+  and what a killed run left beside it is removed;
 * an existing output whose ``meta.json`` names the same weights fingerprint,
   cohort fingerprint, preprocessing and tokenizer context is reused at once
   (a set with skipped rows only under ``skip_bad``; one without trunks only
@@ -10,35 +17,39 @@
   ``OUT.work`` (:mod:`relink.embed.shards`); an interrupted run resumes
   there, and the merged result is byte-identical to an uninterrupted run
   (batches never cross shards, so each shard's numbers do not depend on what
-  else ran);
+  else ran, nor on which other models shared the decoding);
 * the output folder appears at once (written under a temporary name and
-  renamed), then the work folder is removed.
+  renamed), then the work folder is removed. A run that fails on bad input
+  (an unreadable image, a non-finite embedding) removes the work folder it
+  created; an interrupted run keeps it for resuming.
 
-Under ``torchrun`` (see :mod:`relink.embed.distributed`) each rank embeds its
-shards, and rank 0 merges them in row order after all ranks are done.
+Under ``torchrun`` (``relink embed --distributed``; the process group is set
+up by :mod:`relink.embed.distributed`) each rank embeds its shards, and
+rank 0 merges them in row order after all ranks are done.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
 from .. import __version__
-from ..cohort import Cohort, fingerprint, read_cohort
-from ..embeddings import FORMAT_VERSION, ROW_COLUMNS
-from ..errors import CohortError, EmbeddingError, RelinkError
-from ..io import atomic_dir, write_json
+from ..cohort import Cohort, fingerprint, read_cohort, refuse_output_over_cohort
+from ..embeddings import FORMAT_VERSION
+from ..errors import EmbeddingError, RelinkError
+from ..io import claim_output
+from ..options import number
 from ..provenance import package_versions
-from .dataset import PairDataset, batches_per_range, default_workers, iterate, make_loader, range_batches
+from .dataset import default_workers
+from .merge import OWNER, merge_shards, reuse_reason, say
 from .shards import Shard, WorkDir, plan_shards, shards_for_rank, work_path
+from .stream import Task, run_tasks
 
 DEFAULT_SHARD_SIZE = 4096
-MAX_SKIPPED_LISTED = 1000  # meta.json lists at most this many skipped rows (the count is always exact)
 
 
 class Comm(Protocol):
@@ -49,23 +60,40 @@ class Comm(Protocol):
 
     def barrier(self) -> None: ...
 
-    def gather_errors(self, error: str | None) -> list[str]: ...
+    def gather_errors(self, error: tuple[str, bool] | None) -> list[tuple[str, bool]]:
+        """Every rank's ``(message, is_bad_input)`` of a failure (``None``: none), messages prefixed with the rank."""
+        ...
 
 
-def say(msg: str) -> None:
-    print(f"relink embed: {msg}", file=sys.stderr, flush=True)
+@dataclass
+class EmbedJob:
+    """One model and the folder it writes; ``rows`` (a boolean mask or increasing row positions of the
+    cohort) restricts it to a subset: the output is then exactly the EmbeddingSet of that subset."""
+
+    model: Any  # a spec string or a relink.models.LoadedModel
+    out_dir: str | os.PathLike
+    rows: Any = None
 
 
 def resolve_device(device: str = "auto") -> str:
     import torch
 
-    if device != "auto":
-        if device.startswith("cuda") and not torch.cuda.is_available():
+    if device == "auto":
+        if torch.cuda.is_available():
+            return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        return "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise RelinkError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
             raise RelinkError(f"--device {device}: no CUDA device is available")
-        return device
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return "cpu"
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RelinkError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise RelinkError(f"--device {device}: relink embeds on cpu or cuda")
+    return device
 
 
 def load_for_embedding(spec: str, device: str = "cpu"):
@@ -92,31 +120,10 @@ def _preprocess(lm) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in (lm.preprocess_cfg or {}).items()}
 
 
-def reuse_reason(out_dir: Path, meta: dict[str, Any], with_trunk: bool, skip_bad: bool) -> str | None:
-    """``None`` when ``out_dir`` can be reused for ``meta``; otherwise why not (for the message)."""
-    import json
-
-    try:
-        old = json.loads((out_dir / "meta.json").read_text())
-    except (OSError, ValueError):
-        return "no readable meta.json"
-    for key, what in (("weights_fingerprint", "model weights"), ("cohort_fingerprint", "cohort"),
-                      ("preprocess", "preprocessing"), ("context_length", "tokenizer context")):
-        if old.get(key) != meta.get(key):
-            return f"{what} changed"
-    needed = ["image", "text"] + (["image_trunk", "text_trunk"] if with_trunk else [])
-    missing = [n for n in needed + ["rows"] if not (out_dir / (f"{n}.npy" if n != "rows" else "rows.parquet")).is_file()]
-    if missing:
-        return f"{', '.join(missing)} missing"
-    if old.get("n_skipped", 0) and not skip_bad:
-        return f"it skipped {old['n_skipped']} unreadable row(s) and --skip-bad is not set"
-    return None
-
-
 def embed_cohort(cohort, model, out_dir, batch_size: int = 256, num_workers: int | None = None,
                  shard_size: int | None = None, device: str = "auto", skip_bad: bool = False,
                  with_trunk: bool = True, progress: bool = True, precision: str = "auto",
-                 comm: Comm | None = None) -> Path:
+                 overwrite: bool = False, comm: Comm | None = None) -> Path:
     """Embed every row of ``cohort`` with ``model`` into the EmbeddingSet folder ``out_dir``.
 
     ``cohort``: a :class:`relink.cohort.Cohort` or a cohort folder / manifest.
@@ -125,206 +132,182 @@ def embed_cohort(cohort, model, out_dir, batch_size: int = 256, num_workers: int
     fp32 on the CPU), ``fp32`` or ``amp``. An unreadable image raises a
     :class:`CohortError` naming its row, pair_id and file (nothing is written
     to ``out_dir``); with ``skip_bad`` such rows are left out, counted and
-    listed in ``meta.json``. ``comm`` is set by :mod:`relink.embed.distributed`.
-    Returns ``out_dir``.
+    listed in ``meta.json``. ``overwrite`` replaces an ``out_dir`` that is not
+    an earlier ``relink embed`` output. ``comm``: the torchrun process group
+    (:class:`relink.embed.distributed.TorchComm`). Returns ``out_dir``.
     """
-    out_dir = Path(out_dir)
+    return embed_many(cohort, [EmbedJob(model, out_dir)], batch_size=batch_size, num_workers=num_workers,
+                      shard_size=shard_size, device=device, skip_bad=skip_bad, with_trunk=with_trunk,
+                      progress=progress, precision=precision, overwrite=overwrite, comm=comm)[0]
+
+
+def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, num_workers: int | None = None,
+               shard_size: int | None = None, device: str = "auto", skip_bad: bool = False,
+               with_trunk: bool = True, progress: bool = True, precision: str = "auto",
+               overwrite: bool = False, comm: Comm | None = None) -> list[Path]:
+    """Embed ``cohort`` with every job's model into its folder; one decode per row for models with equal inputs.
+
+    ``jobs``: :class:`EmbedJob` or ``(model, out_dir)`` / ``(model, out_dir, rows)``
+    tuples. Each output is byte-identical to :func:`embed_cohort` of the job's
+    rows (``cohort.subset(rows)``) with the same settings; models whose
+    preprocessing or tokenizer differ (:func:`relink.models.preprocess.input_key`)
+    get a decoding pass of their own. Other arguments as :func:`embed_cohort`.
+    Returns the output folders in job order.
+    """
     rank, world = (comm.rank, comm.world_size) if comm is not None else (0, 1)
-    for option, value, low in (("--batch-size", batch_size, 1), ("--shard-size", shard_size, 1), ("--workers", num_workers, 0)):
-        if value is not None and value < low:
-            raise RelinkError(f"{option} must be >= {low}, got {value}")
-    cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
-    dev = resolve_device(device)
-    lm = load_for_embedding(model, dev) if isinstance(model, str) else model
+    jobs = [j if isinstance(j, EmbedJob) else EmbedJob(*j) for j in jobs]
+    batch_size = number("--batch-size", batch_size, int, 1)
+    shard_size = DEFAULT_SHARD_SIZE if shard_size is None else number("--shard-size", shard_size, int, 1)
+    if num_workers is not None:
+        num_workers = number("--workers", num_workers, int, 0)
+    outs = [Path(j.out_dir) for j in jobs]
+    if len({o.resolve() for o in outs}) < len(outs):
+        raise RelinkError("two models would write the same --out folder")
+    failure = None
+    if rank == 0:  # first, before any expensive work: refuse a foreign --out, clean a killed run's leftovers
+        try:
+            for out in outs:
+                claim_output(out, kind="dir", owner=OWNER, overwrite=overwrite)
+        except RelinkError as exc:
+            failure = exc
+    _sync(comm, failure)
+    try:  # every rank reads the cohort and loads the models; a failure on one must stop all
+        full = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
+        dev = resolve_device(device)
+        amp = {"auto": dev.startswith("cuda"), "fp32": False, "amp": True}.get(precision)
+        if amp is None:
+            raise RelinkError(f"--precision {precision!r}: choose auto, fp32 or amp")
+        if amp and not dev.startswith("cuda"):
+            raise RelinkError("--precision amp needs a CUDA device (on the CPU fp32 is used)")
+        for out in outs:
+            refuse_output_over_cohort(out, full)
+        settings = {"shard_size": shard_size, "batch_size": batch_size, "precision": "amp" if amp else "fp32",
+                    "with_trunk": with_trunk}
+        plans = [_plan(full, job, out, dev, settings, skip_bad, rank) for job, out in zip(jobs, outs)]
+    except Exception as exc:  # noqa: BLE001 - re-raised by _sync on this rank
+        failure = exc
+    _sync(comm, failure)
+    pending = [p for p in plans if p is not None]
+    created: list[WorkDir] = []
+    failure = None
+    if rank == 0:
+        try:
+            for p in pending:
+                state = p["work"].prepare()
+                if state != "resume":
+                    created.append(p["work"])
+                if state == "stale":
+                    say(f"{p['work'].path} belonged to another model, cohort or setting; started afresh")
+                done = sum(p["work"].is_done(s) for s in p["shards"])
+                if done:
+                    say(f"resuming {p['out']}: {done} shard(s) already done in {p['work'].path}")
+        except Exception as exc:  # noqa: BLE001 - every rank must learn of it
+            failure = exc
+    _sync(comm, failure)
+    workers = default_workers(world, dev) if num_workers is None else num_workers
+    try:
+        _compute(full, pending, rank, world, batch_size, workers, dev, amp, skip_bad, with_trunk, progress and rank == 0,
+                 comm)
+        failure = None
+        if rank == 0:
+            try:
+                for p in pending:
+                    merge_shards(p["work"], p["shards"], p["cohort"], p["out"], {
+                        "model": p["lm"].spec, **p["key"], "relink_version": __version__,
+                        "packages": package_versions(("torch", "open_clip_torch"))})
+                    p["work"].remove()
+            except Exception as exc:  # noqa: BLE001 - every rank must learn of it
+                failure = exc
+        _sync(comm, failure)
+    except RelinkError as exc:  # bad input: remove the work folders this run created (an interrupt keeps them)
+        if rank == 0 and not isinstance(exc, OtherRankFailed):
+            for work in created:
+                work.remove()
+        raise
+    return outs
+
+
+def _plan(full: Cohort, job: EmbedJob, out: Path, dev: str, settings: dict[str, Any], skip_bad: bool,
+          rank: int) -> dict[str, Any] | None:
+    """Load the job's model and decide: reuse the existing output (``None``) or compute (the plan)."""
+    rows = _job_rows(full, job.rows, out)
+    sub = full if len(rows) == len(full) else Cohort(full.frame.iloc[rows].reset_index(drop=True), full.image_root,
+                                                      full.manifest)
+    if len(sub) == 0:
+        raise EmbeddingError(f"{full.manifest}: the cohort has no rows to embed"
+                             + (f" into {out} (its rows select none)" if job.rows is not None else ""))
+    lm = load_for_embedding(job.model, dev) if isinstance(job.model, str) else job.model
     lm.model.to(dev).eval()
-    amp = {"auto": dev.startswith("cuda"), "fp32": False, "amp": True}.get(precision)
-    if amp is None:
-        raise RelinkError(f"--precision {precision!r}: choose auto, fp32 or amp")
-    if amp and not dev.startswith("cuda"):
-        raise RelinkError("--precision amp needs a CUDA device (on the CPU fp32 is used)")
-    meta = {
-        "weights_fingerprint": lm.fingerprint, "cohort_fingerprint": fingerprint(cohort),
-        "preprocess": _preprocess(lm), "context_length": _context_length(lm),
-    }
-    if len(cohort) == 0:
-        raise EmbeddingError(f"{cohort.manifest}: the cohort has no rows to embed")
-    if out_dir.exists():
-        if not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "meta.json").is_file()):
-            raise EmbeddingError(f"{out_dir} exists and is not an embedding set; choose another --out")
-        why = reuse_reason(out_dir, meta, with_trunk, skip_bad)
+    meta = {"weights_fingerprint": lm.fingerprint, "cohort_fingerprint": fingerprint(sub),
+            "preprocess": _preprocess(lm), "context_length": _context_length(lm)}
+    if out.is_dir() and any(out.iterdir()):
+        why = reuse_reason(out, meta, settings["with_trunk"], skip_bad)
         if why is None:
             if rank == 0:
-                say(f"reusing {out_dir} (weights {meta['weights_fingerprint']} and cohort {meta['cohort_fingerprint']} match)")
-            return out_dir
+                say(f"reusing {out} (weights {meta['weights_fingerprint']} and cohort {meta['cohort_fingerprint']} match)")
+            return None
         if rank == 0:
-            say(f"cache miss for {out_dir}: {why}; recomputing")
-    shard_size = shard_size or DEFAULT_SHARD_SIZE
-    key = {**meta, "format_version": FORMAT_VERSION, "n_rows": len(cohort), "shard_size": shard_size,
-           "batch_size": batch_size, "precision": "amp" if amp else "fp32", "with_trunk": with_trunk}
-    work = WorkDir(work_path(out_dir), key)
-    if rank == 0:
-        state = work.prepare()
-        if state == "stale":
-            say(f"{work.path} belonged to another model, cohort or setting; started afresh")
-    if comm is not None:
-        comm.barrier()
-    shards = plan_shards(len(cohort), shard_size)
-    todo = [s for s in shards_for_rank(shards, rank, world) if not work.is_done(s)]
-    done_before = len(shards_for_rank(shards, rank, world)) - len(todo)
-    if done_before and rank == 0:
-        say(f"resuming: {done_before} shard(s) already done in {work.path}")
+            say(f"cache miss for {out}: {why}; recomputing")
+    key = {**meta, "format_version": FORMAT_VERSION, "n_rows": len(sub), **settings}
+    return {"lm": lm, "rows": rows, "cohort": sub, "out": out, "key": key, "work": WorkDir(work_path(out), key),
+            "shards": plan_shards(len(sub), settings["shard_size"])}
+
+
+def _job_rows(full: Cohort, rows: Any, out: Path) -> np.ndarray:
+    if rows is None:
+        return np.arange(len(full), dtype=np.int64)
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        if rows.shape != (len(full),):
+            raise RelinkError(f"rows for {out}: a mask of {len(full)} values is needed, got shape {rows.shape}")
+        return np.flatnonzero(rows).astype(np.int64)
+    rows = rows.astype(np.int64)
+    if rows.ndim != 1 or (len(rows) and (rows[0] < 0 or rows[-1] >= len(full) or np.any(np.diff(rows) <= 0))):
+        raise RelinkError(f"rows for {out}: give increasing row positions in 0..{len(full) - 1}")
+    return rows
+
+
+def _compute(full: Cohort, pending: list[dict[str, Any]], rank: int, world: int, batch_size: int, workers: int,
+             dev: str, amp: bool, skip_bad: bool, with_trunk: bool, progress: bool, comm: Comm | None) -> None:
+    """Every rank computes its shards of every pending job, one decoding pass per group of equal inputs."""
+    from ..models.preprocess import input_key
+
+    groups: dict[str, list[Task]] = {}
+    for p in pending:
+        todo = [s for s in shards_for_rank(p["shards"], rank, world) if not p["work"].is_done(s)]
+        if not todo:
+            continue
+        names = ("image", "text", "image_trunk", "text_trunk") if with_trunk else ("image", "text")
+        task = Task(p["lm"], p["rows"], p["cohort"], p["work"], todo, names)
+        groups.setdefault(input_key(p["lm"].preprocess, p["lm"].preprocess_cfg, p["lm"].tokenizer), []).append(task)
     failure = None
     try:
-        _run_shards(lm, cohort, work, todo, batch_size,
-                    default_workers(world, dev) if num_workers is None else num_workers,
-                    dev, amp, skip_bad, with_trunk, progress and rank == 0)
+        for tasks in groups.values():
+            _run_shards(full, tasks, batch_size, workers, dev, amp, skip_bad, with_trunk, progress)
     except Exception as exc:  # every rank must learn of it, or the others wait at the merge forever
         failure = exc
     _sync(comm, failure)
-    if rank == 0:
-        try:
-            merge_shards(work, shards, cohort, out_dir, {"model": lm.spec, **key, "relink_version": __version__,
-                                                         "packages": package_versions(("torch", "open_clip_torch"))})
-            work.remove()
-        except Exception as exc:
-            failure = exc
-    _sync(comm, failure)
-    return out_dir
 
 
 def _sync(comm: Comm | None, failure: Exception | None) -> None:
     """Meet the other ranks (a barrier); raise this rank's failure, or the first other rank's."""
-    errors = comm.gather_errors(None if failure is None else str(failure)) if comm is not None else []
+    mine = None if failure is None else (str(failure), isinstance(failure, RelinkError))
+    errors = comm.gather_errors(mine) if comm is not None else []
     if failure is not None:
         raise failure
     if errors:
-        raise RelinkError(errors[0])
+        msg, bad_input = errors[0]
+        raise (RelinkError if bad_input else OtherRankFailed)(msg)
+
+
+class OtherRankFailed(RelinkError):
+    """Another rank failed for a reason other than bad input (its work is kept for a re-run)."""
+
+
+def _run_shards(full: Cohort, tasks: list[Task], batch_size: int, num_workers: int, device: str, amp: bool,
+                skip_bad: bool, with_trunk: bool, progress: bool) -> None:
+    run_tasks(full, tasks, batch_size, num_workers, device, amp, skip_bad, with_trunk, progress)
 
 
 def _write_shard(work: WorkDir, shard: Shard, arrays, kept, skipped) -> None:
     work.write(shard, arrays, kept, skipped)
-
-
-def _run_shards(lm, cohort: Cohort, work: WorkDir, shards: list[Shard], batch_size: int, num_workers: int,
-                device: str, amp: bool, skip_bad: bool, with_trunk: bool, progress: bool) -> None:
-    if not shards:
-        return
-    from tqdm.auto import tqdm
-
-    ranges = [(s.start, s.stop) for s in shards]
-    files = [str(cohort.image_root / p) for p in cohort.frame["image_path"]]
-    dataset = PairDataset(files, cohort.frame["report"].tolist(), lm.preprocess, lm.tokenizer, lm.preprocess_cfg)
-    loader = make_loader(dataset, range_batches(ranges, batch_size), num_workers, pin_memory=device.startswith("cuda"))
-    names = ("image", "text", "image_trunk", "text_trunk") if with_trunk else ("image", "text")
-    bar = tqdm(total=sum(len(s) for s in shards), desc="embed", unit="pair", disable=None if progress else True)
-    batches = iterate(loader)
-    n_skipped = 0
-    try:
-        for shard, n_batches in zip(shards, batches_per_range(ranges, batch_size)):
-            parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
-            kept: list[np.ndarray] = []
-            skipped: list[dict[str, Any]] = []
-            for _ in range(n_batches):
-                batch = next(batches)
-                out, keep, bad = embed_batch(lm.model, batch, dataset.model_input, device, amp, skip_bad, cohort,
-                                             with_trunk)
-                for n in names:
-                    parts[n].append(out[n][keep])
-                kept.append(batch["index"].numpy()[keep])
-                skipped.extend(bad)
-                bar.update(len(keep))
-            _write_shard(work, shard, {n: np.concatenate(parts[n]) for n in names}, np.concatenate(kept), skipped)
-            if skipped:
-                n_skipped += len(skipped)
-                bar.set_postfix(skipped=n_skipped)
-    finally:
-        batches.close()
-        bar.close()
-
-
-def _row_problem(cohort: Cohort, i: int, what: str) -> str:
-    pair_id = cohort.frame["pair_id"].iat[i]
-    return f"row {i}, pair_id {pair_id!r}, image {cohort.image_root / cohort.frame['image_path'].iat[i]}: {what}"
-
-
-def embed_batch(model, batch: dict[str, Any], prepare, device: str, amp: bool, skip_bad: bool, cohort: Cohort,
-                with_trunk: bool = True):
-    """Embed one collated batch: ``(arrays, keep mask, skipped-row records)``.
-
-    ``prepare`` turns the collated images into the model's input
-    (:meth:`PairDataset.model_input`).
-
-    Projections are L2-normalised in float32; trunks (with ``with_trunk``) are
-    stored as computed, via :func:`relink.models.trunks.encode_trunks_and_heads`.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from ..models.trunks import encode_trunks_and_heads
-
-    index = batch["index"].tolist()
-    bad_pos = [j for j, e in enumerate(batch["error"]) if e]
-    if bad_pos and not skip_bad:
-        j = bad_pos[0]
-        raise CohortError(_row_problem(cohort, index[j], f"cannot read image ({batch['error'][j]}); "
-                                       "fix or remove the row, or pass --skip-bad to leave bad rows out"))
-    images = prepare(batch["image"].to(device, non_blocking=True))  # uint8 travels; normalised here
-    tokens = batch["tokens"].to(device, non_blocking=True)
-    ctx = torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext()
-    with torch.inference_mode(), ctx:
-        if with_trunk:
-            img_trunk, img_proj, txt_trunk, txt_proj = encode_trunks_and_heads(model, images, tokens)
-        else:  # any open_clip model, also those without a separable head
-            img_proj, txt_proj = model.encode_image(images), model.encode_text(tokens)
-    out = {
-        "image": F.normalize(img_proj.float(), dim=-1).cpu().numpy(),
-        "text": F.normalize(txt_proj.float(), dim=-1).cpu().numpy(),
-    }
-    if with_trunk:
-        out["image_trunk"] = img_trunk.float().cpu().numpy()
-        out["text_trunk"] = txt_trunk.float().cpu().numpy()
-    keep = np.ones(len(index), dtype=bool)
-    keep[bad_pos] = False
-    finite = np.isfinite(out["image"]).all(1) & np.isfinite(out["text"]).all(1)
-    if not finite[keep].all():
-        j = int(np.flatnonzero(~finite & keep)[0])
-        hint = "; try --precision fp32" if amp else ""
-        raise EmbeddingError(_row_problem(cohort, index[j], f"the model gave a non-finite embedding{hint}"))
-    frame = cohort.frame
-    skipped = [{"row": index[j], "pair_id": frame["pair_id"].iat[index[j]],
-                "image_path": frame["image_path"].iat[index[j]], "error": batch["error"][j]} for j in bad_pos]
-    return out, keep, skipped
-
-
-def merge_shards(work: WorkDir, shards: list[Shard], cohort: Cohort, out_dir: Path, meta: dict[str, Any]) -> Path:
-    """Concatenate finished shards in row order into the EmbeddingSet folder ``out_dir`` (atomically)."""
-    missing = [s.name for s in shards if not work.is_done(s)]
-    if missing:
-        raise EmbeddingError(f"{work.path}: shard(s) {', '.join(missing[:3])} not finished; run again to resume")
-    kept = np.concatenate([work.kept(s) for s in shards]) if shards else np.zeros(0, dtype=np.int64)
-    skipped = [r for s in shards for r in work.skipped(s)]
-    if len(kept) == 0:
-        raise EmbeddingError(f"nothing to write to {out_dir}: every row was skipped ({len(skipped)} unreadable)")
-    names = ("image", "text", "image_trunk", "text_trunk") if meta["with_trunk"] else ("image", "text")
-    rows = cohort.frame.iloc[kept].loc[:, list(ROW_COLUMNS)].reset_index(drop=True)
-    dims = {}
-    with atomic_dir(out_dir) as tmp:
-        rows.to_parquet(tmp / "rows.parquet", index=False)
-        for name in names:
-            dims[name] = int(work.read_array(shards[0], name).shape[1])
-            # Stream shard by shard: the merged arrays of a full cohort need not fit in memory.
-            merged = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=np.float32, shape=(len(kept), dims[name]))
-            pos = 0
-            for s in shards:
-                part = work.read_array(s, name)
-                merged[pos:pos + len(part)] = part
-                pos += len(part)
-            merged.flush()
-            del merged
-        write_json(tmp / "meta.json", {
-            **meta, "n_rows": int(len(kept)), "n_rows_cohort": len(cohort), "n_skipped": len(skipped),
-            "skipped": skipped[:MAX_SKIPPED_LISTED], "dims": dims,
-        })
-    if skipped:
-        say(f"skipped {len(skipped)} unreadable image(s) (listed in {out_dir / 'meta.json'})")
-    return out_dir

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import RelinkError
 from ..io import write_json, write_npy
 
 MANIFEST = "manifest.json"
@@ -80,10 +81,20 @@ class WorkDir:
             return None
 
     def prepare(self) -> str:
-        """Make the folder match the key; return ``"new"``, ``"resume"`` or ``"stale"`` (emptied)."""
+        """Make the folder match the key; return ``"new"``, ``"resume"`` or ``"stale"`` (emptied).
+
+        A non-empty folder at the work path that holds no ``manifest.json`` is
+        not relink's: it is refused, never emptied.
+        """
         stored = self.stored_key()
         if stored == self.key:
             return "resume"
+        if self.path.exists() or self.path.is_symlink():
+            ours = self.path.is_dir() and not self.path.is_symlink() and (
+                (self.path / MANIFEST).is_file() or not any(self.path.iterdir()))
+            if not ours:
+                raise RelinkError(f"{self.path} exists and is not a relink embed work folder (it is where an "
+                                  "interrupted run keeps its shards); move it away or choose another --out")
         state = "stale" if self.path.exists() else "new"
         shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(parents=True)

@@ -20,6 +20,7 @@ Nothing is downloaded when ``HF_HUB_OFFLINE=1`` (tests and CI set it).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import logging
@@ -94,44 +95,128 @@ def weights_fingerprint(model) -> str:
 def load_model(spec: str, device: str = "cpu", **create_kwargs: Any) -> LoadedModel:
     """Build the model a spec names, in eval mode, with its eval transform and tokenizer.
 
-    Raises :class:`ModelError` with close matches for an unknown name, and a
-    clear message for a checkpoint that does not fit its config or a download
-    that is not possible offline.
+    Raises :class:`ModelError` (one line naming the spec, file or folder) for
+    an unknown name (with close matches), a checkpoint that does not fit its
+    config, a weights file that does not load, a model folder without a
+    weights file, and a download that is not possible offline. A spec that
+    names weights (``NAME:TAG``, ``NAME:FILE``, a folder, ``hf-hub:``) never
+    falls back to random weights: open_clip only logs that it did, so the
+    load is made with ``require_pretrained=True``. Only a bare architecture
+    name is randomly initialised, on purpose.
     """
     import open_clip
 
     register_project_configs()
     model_name, pretrained = parse_spec(spec)
-    if not model_name.startswith(("hf-hub:", "local-dir:")):
+    if model_name.startswith("local-dir:"):
+        _check_model_folder(Path(model_name[len("local-dir:"):]))
+    elif not model_name.startswith("hf-hub:"):
+        if model_name.replace("/", "-") not in open_clip.list_models() and (os.sep in model_name or model_name.startswith(".")):
+            raise ModelError(f"model folder not found: {model_name}")
         if model_name.replace("/", "-") not in open_clip.list_models():
             raise _unknown_name(model_name)
-        if pretrained and not os.path.isfile(pretrained) and os.sep in pretrained:
+        if pretrained and os.path.isdir(pretrained):
+            raise ModelError(f"checkpoint {pretrained} is a folder; give NAME:FILE for a weights file, "
+                             "or the folder alone for an open_clip checkpoint folder")
+        if pretrained and not os.path.isfile(pretrained) and (os.sep in pretrained or _looks_like_file(pretrained)):
             raise ModelError(f"checkpoint file not found: {pretrained}")
+        if pretrained and os.path.isfile(pretrained) and os.path.getsize(pretrained) == 0:
+            raise ModelError(f"checkpoint {pretrained} is empty (0 bytes)")
+    names_weights = bool(pretrained) or model_name.startswith(("hf-hub:", "local-dir:"))
     # HF text towers would otherwise fetch base weights even with pretrained=None.
     create_kwargs.setdefault("pretrained_text", False)
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=pretrained, device=device, **create_kwargs
-        )
-    except RuntimeError as exc:
-        msg = str(exc)
-        if _OFFLINE_HINTS[0] in msg or _OFFLINE_HINTS[1] in msg:
-            raise _not_cached(spec) from None
-        if "size mismatch" in msg or "Missing key" in msg or "Unexpected key" in msg:
-            first = next((ln.strip() for ln in msg.splitlines() if "size mismatch" in ln or "key" in ln), msg[:300])
-            raise ModelError(f"checkpoint does not fit the config of {spec!r}: {first}") from None
-        raise ModelError(f"cannot load model {spec!r}: {msg.splitlines()[0] if msg else exc!r}") from None
-    except AssertionError as exc:
-        # open_clip asserts while resizing position embeddings to a checkpoint of another width.
-        what = "checkpoint does not fit the config of" if pretrained or model_name.startswith("local-dir:") else "cannot load model"
-        raise ModelError(f"{what} {spec!r}: {exc or 'assertion failed in open_clip'}") from None
-    except (FileNotFoundError, ValueError, OSError, ImportError) as exc:
-        raise ModelError(f"cannot load model {spec!r}: {exc}") from None
+        with _held_logs(random_on_purpose=not names_weights):
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=pretrained, device=device, require_pretrained=names_weights, **create_kwargs
+            )
+    except Exception as exc:  # noqa: BLE001 - everything open_clip raises here is about this spec's model or weights
+        raise _load_error(spec, model_name, pretrained, exc) from None
     model.eval()
     tokenizer = _tokenizer(spec, model_name)
     pp_cfg = dict(getattr(getattr(model, "visual", None), "preprocess_cfg", {}) or {})
     logging.getLogger(__name__).debug("loaded %s", spec)
     return LoadedModel(spec, model, preprocess, tokenizer, weights_fingerprint(model), pp_cfg, model_config(model_name))
+
+
+#: what open_clip reads as the weights of a model folder (its ``_find_checkpoint_in_dir``)
+FOLDER_WEIGHTS = ("*.safetensors", "*.bin", "*.pth")
+_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz")
+
+
+def _looks_like_file(tag: str) -> bool:
+    return tag.lower().endswith(_FILE_SUFFIXES)
+
+
+def _check_model_folder(folder: Path) -> None:
+    """A model folder must hold the config and a weights file that open_clip will read (checked before building)."""
+    if not folder.is_dir():
+        raise ModelError(f"model folder not found: {folder}")
+    if not (folder / "open_clip_config.json").is_file():
+        raise ModelError(f"{folder}: not an open_clip model folder (no open_clip_config.json)")
+    weights = [p for pattern in FOLDER_WEIGHTS for p in folder.glob(pattern)]
+    if not weights:
+        others = sorted(p.name for p in folder.glob("*.pt"))
+        hint = f" ({others[0]} is not read from a folder: give NAME:{folder / others[0]})" if others else ""
+        raise ModelError(f"{folder}: no weights file (open_clip reads *.safetensors, *.bin or *.pth in a model "
+                         f"folder){hint}; refusing to use a randomly initialised model")
+    empty = [p for p in weights if p.stat().st_size == 0]
+    if empty:
+        raise ModelError(f"{folder}: weights file {empty[0].name} is empty (0 bytes)")
+
+
+class _Hold(logging.Filter):
+    """Hold back the root logger's records (open_clip logs there) so a failure can replace them with one line."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
+@contextlib.contextmanager
+def _held_logs(random_on_purpose: bool):
+    """During ``create_model``: drop open_clip's log lines on failure (the ModelError says it in one line);
+    on success pass its warnings on, except "initialized randomly" where random weights were asked for."""
+    hold = _Hold()
+    root = logging.getLogger()
+    root.addFilter(hold)
+    try:
+        yield
+    finally:
+        root.removeFilter(hold)
+    for record in hold.records:  # reached only on success
+        if record.levelno >= logging.WARNING and not (random_on_purpose and "No pretrained weights loaded" in record.getMessage()):
+            root.handle(record)
+
+
+def _load_error(spec: str, model_name: str, pretrained: str | None, exc: BaseException) -> ModelError:
+    """One line for a failed ``create_model``: what failed, named by spec, file or folder; never a traceback."""
+    msg = str(exc)
+    first = msg.strip().splitlines()[0][:300] if msg.strip() else exc.__class__.__name__
+    if _OFFLINE_HINTS[0] in msg or _OFFLINE_HINTS[1] in msg:
+        return _not_cached(spec)
+    if "size mismatch" in msg or "Missing key" in msg or "Unexpected key" in msg:
+        line = next((ln.strip() for ln in msg.splitlines() if "size mismatch" in ln or "key" in ln), first)
+        return ModelError(f"checkpoint does not fit the config of {spec!r}: {line[:300]}")
+    if isinstance(exc, AssertionError):  # open_clip asserts while resizing position embeddings to another width
+        return ModelError(f"checkpoint does not fit the config of {spec!r}: {first if msg else 'assertion failed in open_clip'}")
+    if "Required pretrained weights" in msg:
+        where = model_name[len("local-dir:"):] if model_name.startswith("local-dir:") else spec
+        return ModelError(f"{where}: no weights were loaded (open_clip found none to read); "
+                          "refusing to use a randomly initialised model")
+    if isinstance(exc, (FileNotFoundError, ImportError)) or (isinstance(exc, ValueError) and "config" in msg):
+        return ModelError(f"cannot load model {spec!r}: {first}")
+    if pretrained and os.path.isfile(pretrained):
+        return ModelError(f"checkpoint {pretrained} does not load as PyTorch or safetensors weights "
+                          f"({exc.__class__.__name__}); is the file complete?")
+    if model_name.startswith("local-dir:"):
+        return ModelError(f"{model_name[len('local-dir:'):]}: the model folder does not load "
+                          f"({exc.__class__.__name__}: {first})")
+    return ModelError(f"cannot load model {spec!r}: {first}")
 
 
 _OFFLINE_HINTS = ("cannot find the requested files in the local cache", "offline mode is enabled")

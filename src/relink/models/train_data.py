@@ -45,7 +45,7 @@ def load_pairs(files: Sequence[str], reports: Sequence[str], rows: np.ndarray, p
     """
     from PIL import Image
 
-    from ..embed.dataset import pil_steps, to_uint8
+    from .preprocess import pil_steps, to_uint8
 
     steps = pil_steps(preprocess)
     if steps is None:

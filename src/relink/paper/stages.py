@@ -8,12 +8,11 @@ interruption:
 * ``cohort-internal/cohort``, ``cohort-external/cohort`` — cohort folders
   (generated for the synthetic profiles; for real profiles a manifest that
   points at the dataset where it lies);
-* ``cohort-internal-eval`` — the evaluation split alone, so that the weaker
-  rungs embed only what the audit reads;
 * ``ladder`` — the synthetic specialization ladder (``relink train``);
   real profiles name public models (:mod:`relink.models.ladder`);
-* ``embeddings/<rung>-<role>`` — EmbeddingSets (``relink embed``), keyed by
-  the rung's weights, the cohort and the embedding code.
+* ``embeddings/<role>/<rung>`` — EmbeddingSets of every rung, made in one pass
+  per cohort (``relink embed``'s :func:`~relink.embed.embed_many`), keyed by
+  the rungs' weights, the cohort and the embedding code.
 
 :func:`rung_ids` is what the embeddings (and so every result) depend on,
 known without loading a model.
@@ -115,22 +114,6 @@ def _cohorts(ctx: Context) -> dict[str, Path | None]:
     return {"internal": real("internal", load_chexpert_plus, root=data["chexpert_plus_root"]), "external": None}
 
 
-def eval_cohort(ctx: Context) -> Path:
-    """A manifest of the internal evaluation split alone (images stay where they are)."""
-    def build() -> Path:
-        internal = cohorts(ctx)["internal"]
-        key = {"stage": "eval-split", "split": ctx.profile.eval_split, "cohort": artifact_id(_artifact_of(internal))}
-
-        def write(tmp: Path) -> None:
-            c = read_cohort(internal)
-            sub = c.frame[c.frame["split"] == ctx.profile.eval_split]
-            write_cohort(sub, tmp / "cohort.parquet", image_root=c.image_root)
-
-        return cached(ctx.root, "cohort-internal-eval", key, write) / "cohort.parquet"
-
-    return _memo(ctx, "eval_cohort", build)
-
-
 def _artifact_of(path: Path) -> Path:
     """The cached artifact folder that holds ``path`` (a cohort folder or manifest inside it)."""
     path = Path(path)
@@ -197,28 +180,36 @@ def rung_ids(ctx: Context) -> dict[str, Any]:
             "cohorts": cohort_ids(ctx), "embed": {"batch_size": p.embed_batch_size, "source": source_hash(("embed", "models"))}}
 
 
-def embeddings(ctx: Context, rung: RungSpec, role: str) -> Path | None:
-    """EmbeddingSet folder of ``role``'s cohort under ``rung``; the internal cohort is embedded whole
-    for the strongest rung (the DP step needs its training and validation splits) and only its
-    evaluation split for the others."""
-    def build() -> Path | None:
-        from ..embed import embed_cohort
+def role_embeddings(ctx: Context, role: str) -> dict[int, Path] | None:
+    """Every rung's EmbeddingSet of ``role``'s cohort, made in one pass that decodes each image and
+    tokenizes each report once for all rungs (:func:`relink.embed.embed_many`); ``None`` when the
+    profile has no such cohort. The strongest rung embeds the whole internal cohort (the DP step
+    needs its training and validation splits), the others only its evaluation split."""
+    def build() -> dict[int, Path] | None:
+        from ..embed import EmbedJob, embed_many
 
         source = cohorts(ctx)[role]
         if source is None:
             return None
-        strongest = rung.index == len(ladder(ctx))
-        if role == "internal" and not strongest:
-            source = eval_cohort(ctx)
+        rungs, cohort = ladder(ctx), read_cohort(source)
+        eval_rows = (cohort.frame["split"] == ctx.profile.eval_split).to_numpy()
+        rows = {r.index: None if role != "internal" or r.index == len(rungs) else eval_rows for r in rungs}
         ids = rung_ids(ctx)
-        key = {"stage": "embeddings", "rung": ids["rungs"][rung.index - 1], "weights": _local_stamp(rung.spec),
-               "ladder": ids["ladder"], "cohort": artifact_id(_artifact_of(source)), "embed": ids["embed"]}
-        model = load(rung) if rung.load_kwargs else rung.spec
-        path = cached(ctx.root / "embeddings", f"{rung.slug}-{role}", key, resumable=True, build=lambda folder: embed_cohort(
-            source, model, folder / "set", batch_size=ctx.profile.embed_batch_size, progress=ctx.progress))
-        return path / "set"
+        key = {"stage": "embeddings", "role": role, "rungs": ids["rungs"], "weights": [_local_stamp(r.spec) for r in rungs],
+               "ladder": ids["ladder"], "cohort": artifact_id(_artifact_of(source)),
+               "eval_split": ctx.profile.eval_split if role == "internal" else None, "embed": ids["embed"]}
+        path = cached(ctx.root / "embeddings", role, key, resumable=True, build=lambda folder: embed_many(
+            cohort, [EmbedJob(load(r) if r.load_kwargs else r.spec, folder / r.slug, rows[r.index]) for r in rungs],
+            batch_size=ctx.profile.embed_batch_size, progress=ctx.progress))
+        return {r.index: path / r.slug for r in rungs}
 
-    return _memo(ctx, f"emb:{rung.slug}:{role}", build)
+    return _memo(ctx, f"emb:{role}", build)
+
+
+def embeddings(ctx: Context, rung: RungSpec, role: str) -> Path | None:
+    """EmbeddingSet folder of ``role``'s cohort under ``rung`` (see :func:`role_embeddings`)."""
+    sets = role_embeddings(ctx, role)
+    return None if sets is None else sets[rung.index]
 
 
 def _local_stamp(spec: str) -> list[Any] | None:

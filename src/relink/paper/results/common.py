@@ -10,6 +10,7 @@ evaluated on the pools it can fill.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +78,21 @@ def audit_rows(ctx: Context, spec: AuditSpec, labelled_only: bool = False) -> pd
                 es = es.subset(~unlabelled)
             table = audit(es, spec.but(pools_clip=role == "external"), model=rung.name,
                           cohort=str(es.rows["cohort"].iloc[0]))
+            note_dropped(ctx, table, role, rung)
             table = label_table(table, rung, role, spec.pools)
             if labelled_only:
                 table["unlabelled_excluded"] = int(unlabelled.sum())
             frames.append(table)
     return pd.concat(frames, ignore_index=True)
+
+
+def note_dropped(ctx: Context, table: pd.DataFrame, role: str, rung: RungSpec) -> None:
+    """Say once, as a sentence, which pools a cohort too small for them was audited without."""
+    dropped = table.attrs.get("audit", {}).get("pools_dropped") or []
+    if dropped and ctx.progress and rung.index == 1:
+        sizes = ", ".join(f"{int(n):,}" for n in dropped)
+        print(f"note: the {role} cohort has {table.attrs['audit']['n_pairs']:,} pairs, so pools of {sizes} are left "
+              "out for it (its full pool is reported instead)", file=sys.stderr)
 
 
 def headline_sets(ctx: Context, require_trunk: bool = True) -> tuple[RungSpec, EmbeddingSet, dict[str, EmbeddingSet]]:

@@ -9,9 +9,11 @@ output folder holds
   (:func:`relink.models.checkpoint.save_checkpoint`), each loadable with
   :func:`relink.models.load_model` or ``open_clip.create_model("local-dir:...")``;
 * ``ladder.json`` — the settings (the run's *signature*) and, per rung, its
-  step, the pairs seen and the mean loss of its last epoch-fraction;
-* ``train-state.pt`` — optimizer state at the last saved rung, so that an
-  interrupted run resumes there (rungs already saved are not retrained).
+  step, the pairs seen and the mean loss of its last epoch-fraction.
+
+It is trained in ``OUT.work`` (with ``train-state.pt``, the optimizer state
+at the last saved rung, so that an interrupted run resumes there) and
+appears at ``OUT`` in one rename when complete (:mod:`relink.models.ladder_store`).
 
 Same seed, same machine -> identical weights: initialisation is seeded, data
 order and augmentation are functions of ``(seed, epoch)`` and
@@ -25,7 +27,6 @@ Real cohorts are fine-tuned with open_clip's own trainer instead
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 import sys
@@ -35,12 +36,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..cohort import Cohort, fingerprint, read_cohort
+from ..cohort import Cohort, fingerprint, read_cohort, refuse_output_over_cohort
 from ..errors import RelinkError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, claim_output, write_json
+from ..options import number
+from .ladder_store import LADDER_FILE, OWNER, STATE_FILE, LadderStore, read_ladder
 
-LADDER_FILE = "ladder.json"
-STATE_FILE = "train-state.pt"
+__all__ = ["train_ladder", "read_ladder", "rung_steps", "lr_at", "export_training_csv", "LADDER_FILE", "STATE_FILE"]
 AUGMENT = {"max_shift": 2, "jitter": 0.0}  # see relink.models.train_data.augment
 
 
@@ -89,22 +91,12 @@ def _fused_ok(dev: str) -> bool:
 def _train_rows(cohort: Cohort, split: str, max_pairs: int | None, seed: int) -> np.ndarray:
     rows = np.flatnonzero(cohort.frame["split"].to_numpy() == split)
     if len(rows) == 0:
-        raise RelinkError(f"{cohort.manifest}: no rows with split == {split!r} to train on")
+        have = ", ".join(sorted(map(str, cohort.frame["split"].unique())))
+        raise RelinkError(f"{cohort.manifest}: no rows with split == {split!r} to train on (--split; "
+                          f"the cohort has {have or 'no rows'})")
     if max_pairs is not None and max_pairs < len(rows):
         rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_pairs, replace=False))
     return rows
-
-
-def read_ladder(out_dir: str | Path) -> dict[str, Any]:
-    """``ladder.json`` of a ladder folder, with each rung's ``path`` made absolute."""
-    out_dir = Path(out_dir)
-    try:
-        ladder = json.loads((out_dir / LADDER_FILE).read_text())
-    except (OSError, ValueError) as exc:
-        raise RelinkError(f"{out_dir}: no readable {LADDER_FILE} ({exc.__class__.__name__})") from None
-    for rung in ladder.get("rungs", []):
-        rung["path"] = str(out_dir / rung["name"])
-    return ladder
 
 
 def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = "ladder", epochs: int = 3,
@@ -116,26 +108,35 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
 
     ``config``: a model spec (:func:`relink.models.load_model`): an
     architecture name such as ``relink-vit-tiny`` (seeded random init) or
-    weights to fine-tune. ``warmup`` defaults to 5% of the steps. An
-    ``out_dir`` holding a ladder with other settings is refused unless
-    ``overwrite``; one with the same settings is completed (or left alone).
-    Returns ``out_dir``.
+    weights to fine-tune. ``warmup`` defaults to 5% of the steps. Numbers are
+    checked and named by their flag (``--lr``, ...). ``out_dir`` is claimed
+    first (:func:`relink.io.claim_output`: a folder that is not an earlier
+    ``relink train`` output is refused unless ``overwrite``); a ladder with
+    other settings there is refused unless ``overwrite`` and replaced only
+    when the new one is complete; one with the same settings is completed
+    (or left alone). Training happens in ``OUT.work``
+    (:mod:`relink.models.ladder_store`). Returns ``out_dir``.
     """
     import torch
 
     from .checkpoint import save_checkpoint
+    from .preprocess import input_size
     from .registry import load_model
-    from ..embed.dataset import input_size
     from .train_data import load_pairs
 
-    out_dir = Path(out_dir)
-    for name, value in (("--epochs", epochs), ("--batch-size", batch_size)):
-        if value < 1:
-            raise RelinkError(f"{name} must be >= 1, got {value}")
-    if not lr > 0:
-        raise RelinkError(f"--lr must be > 0, got {lr}")
+    out_dir = claim_output(out_dir, kind="dir", owner=OWNER, overwrite=overwrite)
+    epochs = number("--epochs", epochs, int, 1)
+    batch_size = number("--batch-size", batch_size, int, 1)
+    lr = number("--lr", lr, float, 0, low_open=True)
+    weight_decay = number("--weight-decay", weight_decay, float, 0)
+    warmup = None if warmup is None else number("--warmup", warmup, int, 0)
+    seed = number("--seed", seed, int, 0, 2**63 - 1)
+    rungs = number("--rungs", rungs, int, 1)
+    max_pairs = None if max_pairs is None else number("--max-pairs", max_pairs, int, 1)
+    save_at = None if save_at is None else [number("--save-at", s, int, 1) for s in save_at]
     cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    refuse_output_over_cohort(out_dir, cohort)
+    dev = _device(device)
     rows = _train_rows(cohort, split, max_pairs, seed)
     n = len(rows)
     per_epoch = max(1, n // batch_size)  # full batches only: ClipLoss compares within a batch
@@ -150,8 +151,8 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
         "seed": seed, "save_at": steps, "augment": AUGMENT if augment else None, "max_pairs": max_pairs,
         "precision": "amp-bf16" if dev.startswith("cuda") else "fp32",
     }
-    done = _finished_rungs(out_dir, signature, overwrite)
-    if len(done) == len(steps):
+    store = LadderStore(out_dir, signature, overwrite)
+    if store.finished:
         print(f"relink train: {out_dir} already holds this ladder ({len(steps)} rungs); nothing to do", file=sys.stderr)
         return out_dir
 
@@ -166,64 +167,58 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
     load_s = time.perf_counter() - t0
     optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6,
                                   fused=_fused_ok(dev))
-    start = 0
-    if done:
-        start = _resume(out_dir, done[-1], model, optimizer, dev)
-    ladder = {"signature": signature, "rungs": done, "data_load_seconds": round(load_s, 2)}
-
-    def save_rung(step: int, loss: float, seconds: float) -> None:
-        name = f"rung-{steps.index(step) + 1}"
-        info = {"name": name, "step": step, "pairs_seen": step * min(batch_size, n), "epochs_seen": round(step / per_epoch, 3),
-                "loss": round(loss, 5), "train_seconds": round(seconds, 2)}
-        save_checkpoint(model, out_dir / name, lm.model_cfg, lm.preprocess_cfg, extra={"signature": signature, **info})
-        with atomic_path(out_dir / STATE_FILE) as tmp:
-            torch.save({"step": step, "optimizer": optimizer.state_dict(), "signature": signature}, tmp)
-        ladder["rungs"].append(info)
-        ladder["complete"] = len(ladder["rungs"]) == len(steps)
-        write_json(out_dir / LADDER_FILE, ladder)
-
-    _loop(model, optimizer, pairs, lm.preprocess_cfg, dev, signature, per_epoch, start, steps, save_rung, progress)
-    (out_dir / STATE_FILE).unlink(missing_ok=True)
-    return out_dir
-
-
-def _finished_rungs(out_dir: Path, signature: dict[str, Any], overwrite: bool) -> list[dict[str, Any]]:
-    """Rungs of an earlier run with the same signature that can be kept (possibly none)."""
-    if not out_dir.exists():
-        return []
+    done = store.done()
+    store.start(done)
+    work = store.work
     try:
-        old = json.loads((out_dir / LADDER_FILE).read_text())
-    except (OSError, ValueError):
-        old = None
-    if old is not None and old.get("signature") != signature:
-        if not overwrite:
-            diff = sorted(k for k in signature if old["signature"].get(k) != signature[k])
-            raise RelinkError(f"{out_dir} holds a ladder trained with other settings (differs in: {', '.join(diff)}); "
-                              "choose another --out or pass --overwrite")
-        old = None
-    if old is None:
-        if any(not p.name.startswith(".") for p in out_dir.iterdir()) and not overwrite:
-            raise RelinkError(f"{out_dir} exists and is not a ladder folder; choose another --out or pass --overwrite")
-        import shutil
+        start = _resume(work, done[-1], model, optimizer, dev) if done else 0
+        ladder = {"signature": store.signature, "rungs": done, "data_load_seconds": round(load_s, 2)}
 
-        shutil.rmtree(out_dir)
-        return []
-    rungs = [r for r in old.get("rungs", []) if (out_dir / r["name"]).is_dir()]
-    if rungs and len(rungs) < len(signature["save_at"]) and not (out_dir / STATE_FILE).is_file():
-        return []  # cannot continue without the optimizer state: retrain from the start
-    return rungs
+        def save_rung(step: int, loss: float, seconds: float) -> None:
+            name = f"rung-{steps.index(step) + 1}"
+            info = {"name": name, "step": step, "pairs_seen": step * min(batch_size, n),
+                    "epochs_seen": round(step / per_epoch, 3), "loss": round(loss, 5), "train_seconds": round(seconds, 2)}
+            save_checkpoint(model, work / name, lm.model_cfg, lm.preprocess_cfg, extra={"signature": signature, **info})
+            with atomic_path(work / STATE_FILE) as tmp:
+                torch.save({"step": step, "optimizer": optimizer.state_dict(), "signature": signature}, tmp)
+            ladder["rungs"].append(info)
+            ladder["complete"] = len(ladder["rungs"]) == len(steps)
+            store.write_ladder(ladder)
+
+        _loop(model, optimizer, pairs, lm.preprocess_cfg, dev, signature, per_epoch, start, steps, save_rung, progress)
+    except RelinkError:  # bad input: remove the work folder this run created (an interrupt keeps it)
+        store.discard()
+        raise
+    return store.finish()
 
 
-def _resume(out_dir: Path, last: dict[str, Any], model, optimizer, dev: str) -> int:
+def _device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise RelinkError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RelinkError(f"--device {device}: no CUDA device is available")
+    if dev.type not in ("cpu", "cuda"):
+        raise RelinkError(f"--device {device}: relink trains on cpu or cuda")
+    return device
+
+
+def _resume(work: Path, last: dict[str, Any], model, optimizer, dev: str) -> int:
     import torch
     from safetensors.torch import load_file
 
     from .checkpoint import WEIGHTS_FILE
 
-    state = torch.load(out_dir / STATE_FILE, map_location=dev, weights_only=True)
+    state = torch.load(work / STATE_FILE, map_location=dev, weights_only=True)
     if state["step"] != last["step"]:
-        raise RelinkError(f"{out_dir / STATE_FILE} is at step {state['step']}, not at {last['name']}; pass --overwrite")
-    model.load_state_dict(load_file(str(out_dir / last["name"] / WEIGHTS_FILE), device=str(dev)))
+        raise RelinkError(f"{work / STATE_FILE} is at step {state['step']}, not at {last['name']}; "
+                          f"remove {work} to train afresh")
+    model.load_state_dict(load_file(str(work / last["name"] / WEIGHTS_FILE), device=str(dev)))
     optimizer.load_state_dict(state["optimizer"])
     print(f"relink train: resuming after {last['name']} (step {last['step']})", file=sys.stderr)
     return int(state["step"])
@@ -235,7 +230,7 @@ def _loop(model, optimizer, pairs, preprocess_cfg, dev: str, sig: dict[str, Any]
     from open_clip.loss import ClipLoss
     from tqdm.auto import tqdm
 
-    from ..embed.dataset import normalise
+    from .preprocess import normalise
     from .train_data import augment, epoch_order, step_generator
 
     images, tokens = pairs.images.to(dev), pairs.tokens.to(dev)
@@ -282,7 +277,9 @@ def export_training_csv(cohort, out_csv: str | Path, split: str | None = "train"
     Columns ``img_key`` / ``caption_key`` (open_clip_train's defaults for
     ``--csv-img-key`` / ``--csv-caption-key``). Whitespace runs in reports
     (tabs, newlines) become single spaces so every pair is one line.
-    ``split=None`` exports every row. Returns the path.
+    ``split=None`` exports every row. A sidecar ``OUT.provenance.json``
+    (``{"command": "train", ...}``) marks the file as relink's, so that a
+    re-export may replace it (:func:`relink.io.claim_output`). Returns the path.
     """
     cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
     frame = cohort.frame if split is None else cohort.frame[cohort.frame["split"] == split]
@@ -295,6 +292,10 @@ def export_training_csv(cohort, out_csv: str | Path, split: str | None = "train"
         img_key: [str(root / p) for p in frame["image_path"]],
         caption_key: [re.sub(r"\s+", " ", str(t)).strip() for t in frame["report"]],
     })
+    out_csv = Path(out_csv)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
-    return Path(out_csv)
+    write_json(out_csv.with_name(out_csv.name + ".provenance.json"),
+               {"command": OWNER, "what": "open_clip_train CSV", "split": split, "rows": len(table),
+                "cohort_fingerprint": fingerprint(cohort)})
+    return out_csv
