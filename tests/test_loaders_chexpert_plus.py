@@ -128,7 +128,7 @@ BAD_INPUTS = [
     (_empty_image, "image file is empty", "missing image", "train/patient00002/study1/view1_frontal"),
     (_empty_report, "no findings or impression text", "empty report", "train/patient00003/study1/view1_frontal"),
     (_duplicate_row, "duplicate path_to_image 'valid/patient64541", "duplicate pair_id", None),
-    (_bad_label, "impression_fixed.json line 1: label 'Pneumonia' is 2", "bad label",
+    (_bad_label, "impression_fixed.json line 1: label 'Pneumonia' holds another number", "bad label",
      "train/patient00001/study1/view1_frontal"),
     (_escaping_path, "escapes", "image path escapes root", None),
     (_unknown_split, "split 'holdout' is not train or valid", "bad split", "valid/patient64541/study1/view1_frontal"),

@@ -135,7 +135,7 @@ BAD_INPUTS = [
     (_delete_report, "report file not found", "missing report", "bb000002-pa"),
     (_latin1_report, "s50000001.txt", "non-UTF-8 report", "aa000001-pa"),
     (_duplicate_dicom, "duplicate dicom_id aa000001-pa", "duplicate pair_id", None),
-    (_label_two, "label 'Cardiomegaly' is '2.0'", "bad label", "aa000001-pa"),
+    (_label_two, "label 'Cardiomegaly' holds another number", "bad label", "aa000001-pa"),
     (_escaping_dicom, "escapes", "image path escapes root", "ee000001-pa"),
     (_unknown_split, "split 'val' is not train, validate or test", "bad split", "cc000001-early"),
 ]

@@ -45,6 +45,7 @@ from .labels import CHEXPERT_LABELS, label_problems
 
 MANIFEST_NAME = "cohort.parquet"
 ROOT_KEY = b"relink.image_root"
+OWNER_KEY = b"relink.output"
 ID_COLUMNS: tuple[str, ...] = ("pair_id", "patient_id", "study_id")
 TEXT_COLUMNS: tuple[str, ...] = (
     "pair_id", "patient_id", "study_id", "image_path", "report", "split", "view", "cohort",
@@ -240,11 +241,14 @@ def manifest_path(path: str | os.PathLike) -> Path:
     return path / MANIFEST_NAME if path.is_dir() else path
 
 
-def write_cohort(frame: pd.DataFrame, path: str | os.PathLike, image_root: str | os.PathLike = ".") -> Path:
+def write_cohort(frame: pd.DataFrame, path: str | os.PathLike, image_root: str | os.PathLike = ".",
+                 owner: str = "cohort") -> Path:
     """Write a manifest atomically; ``path`` is a ``.parquet`` file or a cohort folder.
 
     ``image_root`` is stored verbatim: ``"."`` (or any relative path) means
     relative to the manifest's folder; absolute paths are stored resolved.
+    ``owner`` (the relink command writing it) is stored under ``relink.output``
+    so that a command replaces only its own manifests (:func:`relink.io.output_owner`).
     """
     path = Path(path)
     target = path / MANIFEST_NAME if (path.is_dir() or path.suffix == "") else path
@@ -254,6 +258,7 @@ def write_cohort(frame: pd.DataFrame, path: str | os.PathLike, image_root: str |
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[ROOT_KEY] = root_str.encode()
+    meta[OWNER_KEY] = owner.encode()
     table = table.replace_schema_metadata(meta)
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp)

@@ -194,6 +194,8 @@ def _file_owner(path: Path) -> str | None:
         import pyarrow.parquet as pq
 
         meta = pq.read_schema(path).metadata or {}
+        if b"relink.output" in meta:  # a cohort manifest names the command that wrote it
+            return meta[b"relink.output"].decode()
         if b"relink.image_root" in meta:
             return "cohort"
         prov = json.loads(meta.get(b"provenance", b"{}"))

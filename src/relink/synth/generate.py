@@ -179,7 +179,7 @@ def generate_cohort(out_dir, patients: int, seed: int, size: int = 64, site: str
         problems = validate(frame, check_images=False, max_problems=1)
         if problems:  # a generator bug, never the user's input
             raise RuntimeError(f"synthetic cohort breaks the cohort contract: {problems[0]}")
-        write_cohort(frame, tmp, image_root=".")
+        write_cohort(frame, tmp, image_root=".", owner="synth")
         write_json(tmp / MARKER, {
             "generator": "relink.synth", "format_version": 1, "relink_version": __version__,
             "site": site, "cohort": SITES[site][0], "seed": int(seed), "patients": int(patients),
