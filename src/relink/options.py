@@ -188,6 +188,33 @@ def spec_from_args(spec_cls: type, args: argparse.Namespace, **extra: Any) -> An
     return spec_cls(**{**given, **extra})
 
 
+def one_of(allowed: tuple[str, ...]) -> Callable[[Any], str]:
+    """A spec ``parse`` for a field that takes one of ``allowed``."""
+    def parse(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"choose one of {', '.join(allowed)}, got {show(value)!r}")
+        return value
+
+    return parse
+
+
+def some_of(allowed: tuple[str, ...], what: str = "value", both: bool = False) -> Callable[[Any], tuple[str, ...]]:
+    """A spec ``parse`` for a field that takes one or more of ``allowed`` (a list or ``"a,b"``), each a
+    ``what``; with ``both``, the word ``both`` means all of them. Order kept, repeats dropped."""
+    def parse(value: Any) -> tuple[str, ...]:
+        items = split_list(value)
+        if both and items == ("both",):
+            return tuple(allowed)
+        if not items:
+            raise ValueError(f"give at least one of {', '.join(allowed)}")
+        for v in items:
+            if v not in allowed:
+                raise ValueError(f"unknown {what} {show(v)!r}; choose from {', '.join(allowed)}")
+        return tuple(dict.fromkeys(items))
+
+    return parse
+
+
 def split_list(text: Any) -> tuple:
     """``"10, 100,full"`` -> ``("10", "100", "full")``; a tuple or list passes through as a tuple."""
     if isinstance(text, str):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..errors import RelinkError
-from ..options import Range, check_spec, option, show
+from ..options import Range, check_spec, one_of, option
 from .accounting import ACCOUNTANTS
 from .heads_data import PRIVACY_UNITS
 
@@ -37,15 +37,6 @@ NOT_FOR_RELEASE = "for study, not for release: the noise can be replayed from th
 NO_GUARANTEE = "trained without differential privacy: no privacy guarantee"
 
 
-def _one_of(allowed: tuple[str, ...]):
-    def parse(value: Any) -> str:
-        if value not in allowed:
-            raise ValueError(f"choose one of {', '.join(allowed)}, got {show(value)!r}")
-        return value
-
-    return parse
-
-
 @dataclass(frozen=True)
 class MitigationSpec:
     """How the projection heads are retrained (see :mod:`relink.dp.train` for the mechanism)."""
@@ -55,7 +46,7 @@ class MitigationSpec:
                                         "required unless --non-private)")
     delta: float | None = option(None, flag="--delta", check=Range(float, 0, 1, low_open=True, high_open=True),
                                  help="target delta, well below 1/n private units (required unless --non-private)")
-    accountant: str = option("prv", flag="--accountant", parse=_one_of(ACCOUNTANTS), choices=ACCOUNTANTS,
+    accountant: str = option("prv", flag="--accountant", parse=one_of(ACCOUNTANTS), choices=ACCOUNTANTS,
                              help="accountant that calibrates the noise and reports epsilon")
     clip_norm: float = option(1.0, flag="--clip-norm", check=Range(float, 0, low_open=True),
                               help="per-unit gradient clip norm")
@@ -66,12 +57,12 @@ class MitigationSpec:
                        help="Adam learning rate (with the noise, it sets how far the heads move)")
     temperature: float | None = option(None, flag="--temperature", check=Range(float, 0, low_open=True),
                                        help="fixed InfoNCE temperature (default: the model's own, 1/exp(logit_scale))")
-    privacy_unit: str = option("pair", flag="--privacy-unit", parse=_one_of(PRIVACY_UNITS), choices=PRIVACY_UNITS,
+    privacy_unit: str = option("pair", flag="--privacy-unit", parse=one_of(PRIVACY_UNITS), choices=PRIVACY_UNITS,
                                help="what one guarantee protects: one study pair, or all of a patient's pairs")
     bank_size: int | None = option(None, flag="--bank-size", check=Range(int, 1),
                                    help="use a fixed random subset of this many bank rows (at most the bank; "
                                         "a larger value uses the whole bank)")
-    grad_sample_mode: str = option("ghost", flag="--grad-sample-mode", parse=_one_of(GRAD_SAMPLE_MODES),
+    grad_sample_mode: str = option("ghost", flag="--grad-sample-mode", parse=one_of(GRAD_SAMPLE_MODES),
                                    choices=("ghost", "hooks"), help="Opacus per-sample gradient mode")
     private: bool = option(True, flag="--non-private",
                            help="the same training without clipping or noise (a comparison; no guarantee)")

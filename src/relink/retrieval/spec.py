@@ -5,7 +5,7 @@ Each field declares its command-line flag, help and check once
 an out-of-range value is refused with the flag's name, whether it comes from
 the command line or from Python. Checks that depend on the data (a pool
 larger than the candidate set, K larger than a pool) are made when the audit
-sees the data (:func:`relink.retrieval.inputs.parse_pools`, ``check_ks``).
+sees the data (:func:`relink.retrieval.inputs.fit_pools`, ``check_ks``).
 
 Use ``AuditSpec(pools=(100, "full"), n_boot=200)`` or
 ``dataclasses.replace(spec, ks=(1,))``.
@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ..options import Range, check_spec, option, show, split_list
+from ..options import Range, check_spec, one_of, option, some_of, split_list
 from .counts import DIRECTIONS, LEVELS
 from .exact import TIES
-from .inputs import FULL, check_choice
+from .inputs import FULL
 from .matching import HARD_NEGATIVES, MISSING, UNCERTAIN
 
 NEGATIVES = ("random",) + HARD_NEGATIVES  # the order rows appear in a table
@@ -61,28 +61,6 @@ def _ints(value: Any) -> tuple:
     return tuple(sorted(set(out)))
 
 
-def _choices(allowed: tuple[str, ...], what: str, both: bool = False):
-    def parse(value: Any) -> tuple[str, ...]:
-        items = split_list(value)
-        if both and items == ("both",):
-            return allowed
-        try:
-            return check_choice(items, allowed, what)
-        except Exception as exc:  # RelinkError -> ValueError, so the flag is prefixed once
-            raise ValueError(str(exc)) from None
-
-    return parse
-
-
-def _one_of(allowed: tuple[str, ...]):
-    def parse(value: Any) -> str:
-        if value not in allowed:
-            raise ValueError(f"choose one of {', '.join(allowed)}, got {show(value)!r}")
-        return value
-
-    return parse
-
-
 @dataclass(frozen=True)
 class AuditSpec:
     """What to audit and how (see :mod:`relink.retrieval.audit` for what each row means)."""
@@ -90,10 +68,10 @@ class AuditSpec:
     pools: tuple = option(DEFAULT_POOLS, flag="--pools", parse=_pools,
                           help="pool sizes N (the truth plus N-1 random distractors) and/or 'full'")
     ks: tuple = option((1, 5, 10), flag="--k", parse=_ints, check=Range(int, 1), help="K values for Recall@K")
-    directions: tuple = option(DIRECTIONS, flag="--directions", parse=_choices(DIRECTIONS, "direction", both=True),
+    directions: tuple = option(DIRECTIONS, flag="--directions", parse=some_of(DIRECTIONS, "direction", both=True),
                                help="image_to_report, report_to_image, or both")
-    levels: tuple = option(LEVELS, flag="--levels", parse=_choices(LEVELS, "level"), help="study and/or patient")
-    negatives: tuple = option(("random",), flag="--negatives", parse=_choices(NEGATIVES, "negatives"), cli=False,
+    levels: tuple = option(LEVELS, flag="--levels", parse=some_of(LEVELS, "level"), help="study and/or patient")
+    negatives: tuple = option(("random",), flag="--negatives", parse=some_of(NEGATIVES, "negatives"), cli=False,
                               help="random, pathology_matched, positive_set_matched")
     n_boot: int = option(1000, flag="--bootstrap", check=Range(int, 0, 1_000_000), metavar="B",
                          help="patient-bootstrap replicates (0: no intervals)")
@@ -102,15 +80,15 @@ class AuditSpec:
     monte_carlo_pools: int = option(0, flag="--monte-carlo", check=Range(int, 0, 100_000), metavar="P",
                                     help="add Monte Carlo rows with P literal pools per query (a cross-check)")
     pools_clip: bool = option(False, flag="--pools-clip", help="drop pools larger than the candidate set instead of failing")
-    ties: str = option("random", flag="--ties", parse=_one_of(TIES), choices=TIES,
+    ties: str = option("random", flag="--ties", parse=one_of(TIES), choices=TIES,
                        help="how candidates with an embedding identical to the truth's rank against it")
     # Zero would let float rounding count a duplicate of the truth both as tied and as outranking
     # it; above 1e-2 a "tolerance" would hide real score differences (cosines lie in [-1, 1]).
     tie_tol: float = option(1e-6, flag="--tie-tol", check=Range(float, 0, 1e-2, low_open=True),
                             help="a candidate outranks the truth only when it scores more than this above it")
-    uncertain: str = option("own", flag="--uncertain", parse=_one_of(UNCERTAIN), choices=UNCERTAIN,
+    uncertain: str = option("own", flag="--uncertain", parse=one_of(UNCERTAIN), choices=UNCERTAIN,
                             help="hard negatives: how an uncertain (-1) label is matched")
-    missing: str = option("negative", flag="--missing", parse=_one_of(MISSING), choices=MISSING,
+    missing: str = option("negative", flag="--missing", parse=one_of(MISSING), choices=MISSING,
                           help="hard negatives: how a missing label is matched")
     device: str | None = option(None, flag="--device", help="torch device (default: cuda when available, else cpu)")
 
