@@ -34,7 +34,7 @@ artifacts = ""
 from IPython.display import display
 
 from relink.paper import figures, sentences
-from relink.paper.display import show
+from relink.paper.display import prose, show
 from relink.paper.notebook import glue, open_results
 
 res = open_results(profile, artifacts, chapter="01_cohorts")
@@ -55,14 +55,14 @@ glue("n_pairs_total", int(summary["pairs"].sum()))
 glue("n_patients_total", int(summary["patients"].sum()))
 glue("n_internal_eval", int(internal.loc[internal["split"] == res.profile.eval_split, "pairs"].sum()))
 glue("n_internal_train", int(internal.loc[internal["split"] == "train", "pairs"].sum()))
-glue("external_cohort_sentence", sentences.external_cohort(summary))
+glue("external_cohort_sentence", prose(sentences.external_cohort(summary)))
 glue("profile_name", res.profile.name)
 
 # %% [markdown]
 # The held-out internal split holds {glue:text}`n_internal_eval:,d` pairs; in
 # all {glue:text}`n_pairs_total:,d` pairs from {glue:text}`n_patients_total:,d`
 # patients (profile: {glue:text}`profile_name`).
-# {glue:text}`external_cohort_sentence`
+# {glue:md}`external_cohort_sentence`
 #
 # ## Label prevalence
 #

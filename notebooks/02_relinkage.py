@@ -35,7 +35,7 @@ artifacts = ""
 from IPython.display import display
 
 from relink.paper import figures, sentences, summaries as S
-from relink.paper.display import show
+from relink.paper.display import prose, show
 from relink.paper.notebook import glue, open_results
 
 res = open_results(profile, artifacts, chapter="02_relinkage")
@@ -66,6 +66,8 @@ glue("r1_ntarget", 100 * row_t["value"])
 glue("lift_ntarget", row_t["lift"])
 glue("lift_ntarget_lo", row_t["ci_low"] / row_t["chance"])
 glue("lift_ntarget_hi", row_t["ci_high"] / row_t["chance"])
+glue("ntarget_sentence", prose(sentences.target_pool(row_t)))
+glue("ntarget_clause", prose(sentences.target_pool_clause(row_t)))
 glue("n_full", int(row_full["N"]))
 glue("r1_full", 100 * row_full["value"])
 glue("lift_full", row_full["lift"])
@@ -78,10 +80,8 @@ glue("n_rungs", len(r100))
 # %% [markdown]
 # For the strongest model ({glue:text}`strongest_model`), Recall@1 in pools of
 # 100 is {glue:text}`r1_n100:.1f`% (95% CI {glue:text}`r1_n100_lo:.1f`–{glue:text}`r1_n100_hi:.1f`%),
-# {glue:text}`lift_n100:.1f` times chance. In pools of {glue:text}`ntarget:,d`
-# it is {glue:text}`lift_ntarget:.1f` times chance
-# (CI {glue:text}`lift_ntarget_lo:.1f`–{glue:text}`lift_ntarget_hi:.1f`), and against the
-# whole held-out split ({glue:text}`n_full:,d` candidates) it is
+# {glue:text}`lift_n100:.1f` times chance. {glue:md}`ntarget_sentence` Against
+# the whole held-out split ({glue:text}`n_full:,d` candidates) it is
 # {glue:text}`lift_full:.1f` times chance (lower bound {glue:text}`lift_full_lo:.1f`):
 # {glue:text}`full_verdict`.
 # Across the {glue:text}`n_rungs:d` rungs of the ladder, Recall@1 at N = 100
@@ -102,14 +102,15 @@ fig
 # strongest model.
 
 # %% tags=["remove-input"]
-display(show(S.wide_table(audit, model=strongest, cohort=internal), uid="recall",
+recall = S.wide_table(audit, model=strongest, cohort=internal)
+display(show(recall, uid="recall", formats={c: ".2f" for c in recall.columns if c.startswith("Recall")},
              caption=f"Recall@K (%) of {strongest} on the held-out split of {internal}"))
 
 # %% [markdown]
 # ## The external cohort, without retraining
 
 # %% tags=["remove-cell"]
-glue("external_sentence", sentences.external_relinkage(audit, strongest, external))
+glue("external_sentence", prose(sentences.external_relinkage(audit, strongest, external)))
 
 # %% tags=["remove-input"]
 if external is not None:
@@ -117,6 +118,6 @@ if external is not None:
     display(fig)
 
 # %% [markdown]
-# {glue:text}`external_sentence`
+# {glue:md}`external_sentence`
 # The full table of every model, cohort, direction, level, pool and K is the
 # result file `audit.parquet` of this profile.

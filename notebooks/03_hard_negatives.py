@@ -30,7 +30,8 @@
 # of the 14 observations belong to no pathology group; they are left out of
 # this chapter for every kind of pool alike. Random pools are evaluated on every
 # remaining query, matched pools on the queries their group can fill (the
-# coverage), so the comparison below is between those two query sets.
+# coverage); the comparison below sets matched pools beside random pools of
+# the same covered queries, so that it compares like with like.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "synthetic"  # a profile name, or the record `relink paper` passes
@@ -40,7 +41,7 @@ artifacts = ""
 from IPython.display import display
 
 from relink.paper import figures, summaries as S
-from relink.paper.display import show
+from relink.paper.display import prose, show
 from relink.paper.notebook import glue, open_results
 
 res = open_results(profile, artifacts, chapter="03_hard_negatives")
@@ -65,31 +66,36 @@ glue("hn_matched_lift", hard["lift"])
 glue("hn_matched_lift_lo", hard["ci_low"] / hard["chance"])
 glue("hn_matched_coverage", 100 * hard["coverage"])
 glue("hn_loose_lift", loose["lift"])
-glue("hn_retained", 100 * hard["value"] / rand["value"])
-glue("hn_verdict", S.hard_negative_verdict(hard))
+glue("hn_paired_lift", hard["paired_random_lift"])
+glue("hn_retained", 100 * hard["value"] / hard["paired_random_value"])
+glue("hn_verdict", prose(S.hard_negative_verdict(hard)))
 
 # %% [markdown]
 # In pools of {glue:text}`hn_pool:,d` drawn within the query's label group
 # (coverage {glue:text}`hn_matched_coverage:.0f`% of queries), the strongest
 # model's Recall@1 is {glue:text}`hn_matched_lift:.1f` times chance (lower
 # bound {glue:text}`hn_matched_lift_lo:.1f`), against
-# {glue:text}`hn_random_lift:.1f` times chance with random distractors (all
-# queries): the pathology-matched pools keep {glue:text}`hn_retained:.0f`% of the
-# random-pool recall ({glue:text}`hn_unlabelled:,d` held-out pairs without any label were
-# left out). With the looser matching (same positive findings) the lift is
-# {glue:text}`hn_loose_lift:.1f`. {glue:text}`hn_verdict`
+# {glue:text}`hn_paired_lift:.1f` times chance with random distractors for the
+# same queries ({glue:text}`hn_random_lift:.1f` over all queries): the
+# pathology-matched pools keep {glue:text}`hn_retained:.0f`% of the random-pool
+# recall of those queries ({glue:text}`hn_unlabelled:,d` held-out pairs without
+# any label were left out). With the looser matching (same positive findings) the lift is
+# {glue:text}`hn_loose_lift:.1f`. {glue:md}`hn_verdict`
 #
 # ## Coverage
 #
 # How many queries have enough matched distractors for each pool size.
 
 # %% tags=["remove-input"]
-display(show(S.coverage_table(hn, model=strongest, cohort=internal), uid="coverage",
+coverage = S.coverage_table(hn, model=strongest, cohort=internal)
+display(show(coverage, uid="coverage", formats={c: ".1f" for c in coverage.columns if c != "negatives"},
              caption=f"Coverage (% of held-out queries) by pool size, {strongest}"))
 
 # %% [markdown]
 # ## All models
 
 # %% tags=["remove-input"]
-display(show(S.hard_negative_table(hn, cohort=internal, N=n_hn, K=1), uid="hard-negatives",
-             caption=f"Lift of Recall@1 over chance in pools of {n_hn:,}, by kind of distractors"))
+lifts = S.hard_negative_table(hn, cohort=internal, N=n_hn, K=1)
+display(show(lifts, uid="hard-negatives", formats={c: ".2f" for c in lifts.columns if c not in ("rung", "model")},
+             caption=f"Lift of Recall@1 over chance in pools of {n_hn:,}, by kind of distractors; "
+                     "coverage of the pathology-matched pools"))

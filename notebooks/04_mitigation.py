@@ -33,7 +33,7 @@ artifacts = ""
 from IPython.display import display
 
 from relink.paper import figures, sentences, summaries as S
-from relink.paper.display import show
+from relink.paper.display import prose, show
 from relink.paper.notebook import glue, open_results
 
 res = open_results(profile, artifacts, chapter="04_mitigation")
@@ -60,7 +60,8 @@ glue("dp_r1_before", 100 * before["value"])
 glue("dp_r1_after", 100 * after["value"])
 glue("dp_change_internal", 100 * S.relative_change(before["value"], after["value"]))
 glue("dp_after_significant", "below" if after["ci_high"] < before["value"] else "not below")
-glue("dp_external_sentence", sentences.dp_external(effects, res.profile.epsilon, external))
+glue("dp_external_sentence", prose(sentences.dp_external(effects, res.profile.epsilon, external)))
+glue("dp_caveats", prose(sentences.dp_caveats(privacy, sweep)))
 
 # %% [markdown]
 # ## Before and after
@@ -74,10 +75,11 @@ glue("dp_external_sentence", sentences.dp_external(effects, res.profile.epsilon,
 # internal split goes from {glue:text}`dp_r1_before:.2f`% to
 # {glue:text}`dp_r1_after:.2f`% (a relative change of {glue:text}`dp_change_internal:+.1f`%;
 # the upper end of its interval is {glue:text}`dp_after_significant` the value before).
-# {glue:text}`dp_external_sentence`
+# {glue:md}`dp_external_sentence`
 
 # %% tags=["remove-input"]
 display(show(S.before_after_table(effects, epsilon=res.profile.epsilon, K=1), uid="before-after",
+             formats={"recall_before_%": ".2f", "recall_after_%": ".2f", "relative_change_%": "+.1f"},
              caption=f"Recall@1 before and after DP at ε = {res.profile.epsilon:g}, by cohort and pool size"))
 
 # %% [markdown]
@@ -98,8 +100,10 @@ glue("frontier_verdict", S.frontier_verdict(effects, cohort=internal, N=n_target
 
 # %% [markdown]
 # Across the budgets on the internal cohort: {glue:text}`frontier_verdict`
+# {glue:md}`dp_caveats`
 
 # %% tags=["remove-input"]
-display(show(S.sweep_table(sweep), uid="sweep", caption="The privacy record of each run of the sweep",
-             formats={"epsilon": ".3f", "rdp_epsilon": ".3f", "delta": ".1e", "noise_multiplier": ".3f",
-                      "clip_norm": ".2f", "sample_rate": ".4f"}))
+first = sweep.iloc[0]
+display(show(S.sweep_table(sweep), uid="sweep", formats={"epsilon": ".3f", "rdp_epsilon": ".3f", "noise_multiplier": ".3f"},
+             caption=f"The privacy record of each run of the sweep: {int(first['epochs'])} epochs at sample rate "
+                     f"{first['sample_rate']:.4f}, a bank of {int(first['n_bank']):,} pairs"))

@@ -40,19 +40,20 @@ artifacts = ""
 from IPython.display import display
 
 from relink.paper import claims, sentences
+from relink.paper.display import prose
 from relink.paper.notebook import glue, open_results
 
 res = open_results(profile, artifacts, chapter="06_claims")
 table = claims.reproduce(res)
-glue("split_sentence", sentences.split_sentence(res.profile, res.table("cohorts", "summary.parquet")))
+glue("split_sentence", prose(sentences.split_sentence(res.profile, res.table("cohorts", "summary.parquet"))))
 
 # %% tags=["remove-input"]
 display(claims.styled(table))
 
 # %% tags=["remove-cell"]
 for key, value in claims.glue_values(table).items():
-    glue(key, value)
+    glue(key, prose(value) if key.endswith("_sentence") else value)
 
 # %% [markdown]
-# {glue:text}`claims_sentence`
-# {glue:text}`split_sentence`
+# {glue:md}`claims_sentence`
+# {glue:md}`split_sentence`

@@ -24,6 +24,7 @@ from relink.provenance import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 RELINK = [sys.executable, "-m", "relink"]
+CHAPTERS = ("01_cohorts", "02_relinkage", "03_hard_negatives", "04_mitigation", "05_utility", "06_claims", "07_costs")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def _html_text(path: Path) -> str:
 def test_book_built_with_every_chapter_and_glued_number(paper):
     html = paper["work"] / "book" / "_build" / "html"
     assert (html / "index.html").is_file()
-    for stem in ("01_cohorts", "02_relinkage", "03_hard_negatives", "04_mitigation", "05_utility", "06_claims"):
+    for stem in CHAPTERS:
         page = html / "chapters" / f"{stem}.html"
         assert page.is_file(), stem
         text = page.read_text()
@@ -64,6 +65,25 @@ def test_book_built_with_every_chapter_and_glued_number(paper):
     page = (html / "chapters" / "02_relinkage.html").read_text()
     assert "mybinder.org/v2/gh/relink-paper/relink/main" in page
     assert "book/chapters/02_relinkage.ipynb" in page
+
+
+def test_pages_show_readers_no_parameters_raw_names_warnings_or_missing_values(paper):
+    """What a reader sees: no papermill parameters cell, tables with readable headers and no 0-based
+    index, no warning or stack line, no nan / None / unresolved glue anywhere in a page."""
+    html = paper["work"] / "book" / "_build" / "html"
+    pages = [html / "intro.html", html / "reproducibility.html", *(html / "chapters" / f"{s}.html" for s in CHAPTERS)]
+    for page in pages:
+        raw, text = page.read_text(), _html_text(page)
+        assert not re.search(r"\bnan\b|\bNaN\b|\bNone\b|\binf\b|\{glue", text), (page.name, re.findall(r".{40}(?:nan|NaN|None|inf|\{glue).{40}", text))
+        if page.parent.name == "chapters":  # the parameters cells (the notebook's and papermill's) are removed
+            assert "profile = " not in text and "artifacts = " not in text and "eval_split" not in text, page.name
+        assert not re.search(r"Warning\b|Traceback|File \"", text), page.name
+        assert "row_heading" not in raw and not re.search(r"<tbody>\s*<tr>\s*<th[^>]*>\s*0\s*</th>", raw), page.name
+        assert not re.search(r"\w+_%|recall_before|relative_change|pathology_matched|image_to_report", text), page.name
+    tables = (html / "chapters" / "04_mitigation.html").read_text()
+    assert "Recall@1 before (%)" in tables and "Relative change (%)" in tables
+    costs = _html_text(html / "chapters" / "07_costs.html")
+    assert "is a projection, not a measurement" in costs and re.search(r"Total [\d,.]+ (min|h|days)", costs), costs[:2000]
 
 
 def test_chapters_are_stamped_with_provenance(paper):
@@ -86,7 +106,7 @@ def test_prose_only_change_executes_nothing_and_is_fast(paper):
     seconds = time.perf_counter() - t0
     assert run.returncode == 0, run.stderr[-3000:]
     assert "executed in" not in run.stdout
-    assert len(re.findall(r"^  \d\d_\w+: up to date$", run.stdout, flags=re.M)) == 6, run.stdout
+    assert len(re.findall(r"^  \d\d_\w+: up to date$", run.stdout, flags=re.M)) == len(CHAPTERS), run.stdout
     assert seconds < 60, seconds
     assert "A sentence added by the test." in (paper["work"] / "book" / "_build" / "html" / "methods.html").read_text()
 
@@ -125,8 +145,8 @@ def _table_digests(root: Path) -> dict[str, str]:
 
 def test_result_tables_are_deterministic(paper, tmp_path):
     env = {**paper["env"], "RELINK_ARTIFACTS": str(tmp_path / "again")}
-    code = ("from relink.paper.profiles import get_profile; from relink.paper.pipeline import build_results, RESULTS; "
-            "build_results(get_profile('smoke'), list(RESULTS), quiet=True)")
+    code = ("from relink.paper.profiles import get_profile; from relink.paper.results import build_results, registry; "
+            "build_results(get_profile('smoke'), list(registry()), quiet=True)")
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     first = _table_digests(paper["work"] / "artifacts" / "smoke")

@@ -112,7 +112,7 @@ def fit_heads(train: EmbeddingSet, bank: EmbeddingSet, init, spec: MitigationSpe
     del seed  # nothing below needs it; it must not reach the report
     losses, bank_losses, steps, empty = [], [], 0, 0
     bar = tqdm(total=spec.epochs * len(setup.loader), desc="private heads" if spec.private else "heads",
-               disable=None if progress is None else not progress, leave=False)
+               disable=None if progress or progress is None else True, leave=False)  # None: off when not a terminal
     for _ in range(spec.epochs):
         epoch = []
         for batch in setup.loader:

@@ -12,9 +12,11 @@ by papermill into ``book/chapters/NN_slug.ipynb`` and listed in
     #     results: [audit]
     # ---
 
-and its title is its first ``# Heading``. Its inputs, whose hash decides
-whether it runs again, are: its source, the relink source, the profile, and
-the artifact ids of the results it reads (and what they stand on).
+(``inputs: [path, ...]`` adds repository files it reads, e.g. measured
+benchmark numbers), and its title is its first ``# Heading``. Its inputs,
+whose hash decides whether it runs again, are: its source, the relink
+source, the profile, the artifact ids of the results it reads (and what they
+stand on) and the contents of those files.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Chapter:
     slug: str
     title: str
     results: tuple[str, ...]
+    inputs: tuple[str, ...] = ()  # repository files it reads, relative to the repository root
 
     @property
     def stem(self) -> str:
@@ -70,7 +73,8 @@ def read_chapter(path: Path) -> Chapter:
     if results is None:  # an empty list is a chapter that reads no result (e.g. measured costs)
         raise RelinkError(f"{path.name}: its header names no results (jupyter: relink: results: [...])")
     title = re.search(r"^# # (.+)$", text, flags=re.M)
-    return Chapter(m.group(1), m.group(2), title.group(1).strip() if title else m.group(2), tuple(results))
+    return Chapter(m.group(1), m.group(2), title.group(1).strip() if title else m.group(2), tuple(results),
+                   tuple(declared.get("inputs") or ()))
 
 
 def chapters() -> tuple[Chapter, ...]:

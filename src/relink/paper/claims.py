@@ -5,21 +5,29 @@ module (glued by the claims chapter). A verdict is one of:
 
 * ``magnitude`` — a numeric claim reproduced within a factor of two (ratios,
   relative changes), or within one point for a change measured in points;
+  a ratio or change whose own test fails (a lift whose interval reaches
+  chance, a drop whose interval reaches the value before) is ``not``,
+  whatever its size;
 * ``direction`` — same side of chance / same sign, different size; or a
   qualitative claim (above chance, rises, survives) that holds with its
   interval;
-* ``not`` — neither.
+* ``not`` — neither;
+* ``not applicable`` — the profile has nothing to compare (a claim about the
+  external cohort on a profile without one).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import summaries as S
+
+NOT_APPLICABLE = "not applicable"
+EXTERNAL_CLAIMS = ("external_eval", "dp_transfer_external")  # need an external cohort
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ def verdict(claim: Claim, value: float, holds: bool | None = None) -> str:
         if abs(value - claim.study) <= 1.0:
             return "magnitude"
         return "direction" if np.sign(value) == np.sign(claim.study) else "not"
+    if holds is not None and not holds:  # the effect itself is not there (within its interval): no size can reproduce it
+        return "not"
     ratio = value / claim.study
     if 0.5 <= ratio <= 2.0:
         return "magnitude"
@@ -82,7 +92,8 @@ def measurements(res) -> dict[str, tuple[float | None, bool | None, str]]:
     out["patients_total"] = (float(summary["patients"].sum()), None, "all cohorts")
     ev = summary[(summary["role"] == "internal") & (summary["split"] == res.profile.eval_split)]["pairs"].sum()
     out["internal_eval"] = (float(ev), None, f"{internal}, split {res.profile.eval_split}")
-    out["external_eval"] = (float(roles.get("external", np.nan)), None, str(external))
+    none = "no external cohort in this profile"
+    out["external_eval"] = (float(roles["external"]), None, str(external)) if external is not None else (None, None, none)
 
     r100 = S.one(audit, model=top, cohort=internal, N=100, K=1)
     out["lift_n100"] = (float(r100["lift"]), S.lift_low(r100) > 1, f"{top}, {internal}")
@@ -110,7 +121,7 @@ def measurements(res) -> dict[str, tuple[float | None, bool | None, str]]:
         out["dp_transfer_external"] = (100 * S.relative_change(eb["value"], ea["value"]), bool(ea["ci_high"] < eb["value"]),
                                        f"relative change (%) on {external}, N = {ne:,}")
     else:
-        out["dp_transfer_external"] = (None, False, "no external cohort in this profile")
+        out["dp_transfer_external"] = (None, None, none)
     probe = 100 * (S.utility_value(util, "linear_probe_macro_auroc", "dp") - S.utility_value(util, "linear_probe_macro_auroc", "before"))
     out["probe_change"] = (probe, None, f"ε = {eps:g}, projected image embeddings")
     return out
@@ -136,15 +147,22 @@ def reproduce(res) -> pd.DataFrame:
     rows = []
     for claim in CLAIMS:
         value, holds, how = found[claim.key]
+        applicable = not (claim.key in EXTERNAL_CLAIMS and value is None)
+        if not applicable:
+            shown = NOT_APPLICABLE
+        elif claim.kind == "qualitative":
+            kind = "relative_change" if claim.key == "dp_transfer_external" else "ratio"
+            shown = ("yes" if holds else "no") + (f" ({_fmt(value, kind)})" if value is not None else "")
+        else:
+            shown = _fmt(value, claim.kind)
         rows.append({
             "key": claim.key,
             "claim": claim.text,
             "study": "yes" if claim.study is None else _fmt(claim.study, claim.kind),
-            "reproduced": ("yes" if holds else "no") + (f" ({_fmt(value, 'ratio' if claim.key != 'dp_transfer_external' else 'relative_change')})" if value is not None else "")
-            if claim.kind == "qualitative" else _fmt(value, claim.kind),
+            "reproduced": shown,
             "measured as": how,
             "profile": res.profile.name,
-            "verdict": verdict(claim, value, holds),
+            "verdict": verdict(claim, value, holds) if applicable else NOT_APPLICABLE,
             "study_value": claim.study,
             "reproduced_value": value,
         })
@@ -152,9 +170,26 @@ def reproduce(res) -> pd.DataFrame:
 
 
 def styled(table: pd.DataFrame):
-    colors = {"magnitude": "#d5f5e3", "direction": "#fcf3cf", "not": "#fadbd8"}
-    view = table.drop(columns=["key", "study_value", "reproduced_value"]).set_index("claim")
-    return view.style.map(lambda v: f"background-color: {colors.get(v, '')}", subset=["verdict"])
+    """The claims table as the book shows it: readable headers, no index, verdicts coloured."""
+    from .display import show
+
+    colors = {"magnitude": "#d5f5e3", "direction": "#fcf3cf", "not": "#fadbd8", NOT_APPLICABLE: "#eaeded"}
+    view = table.drop(columns=["key", "study_value", "reproduced_value", "profile"])  # the prose names the profile
+    return show(view, uid="claims").map(lambda v: f"background-color: {colors.get(v, '')}", subset=["Verdict"])
+
+
+def summary_sentence(table: pd.DataFrame) -> str:
+    """How many claims reproduce, in one sentence (the introduction and the claims chapter)."""
+    counts = table["verdict"].value_counts()
+    n = lambda v: int(counts.get(v, 0))  # noqa: E731
+    verb = lambda k: "is" if k == 1 else "are"  # noqa: E731
+    text = (f"Of the study's {len(table)} quantitative claims, {n('magnitude')} {verb(n('magnitude'))} reproduced in "
+            f"magnitude, {n('direction')} in direction only and {n('not')} not at all on the "
+            f"{table['profile'].iloc[0]} profile")
+    if n(NOT_APPLICABLE):
+        return text + (f"; {n(NOT_APPLICABLE)} {verb(n(NOT_APPLICABLE))} not applicable to it "
+                       "(it has no external cohort).")
+    return text + "."
 
 
 def glue_values(table: pd.DataFrame) -> dict[str, Any]:
@@ -165,10 +200,12 @@ def glue_values(table: pd.DataFrame) -> dict[str, Any]:
         "claims_magnitude": int(counts.get("magnitude", 0)),
         "claims_direction": int(counts.get("direction", 0)),
         "claims_not": int(counts.get("not", 0)),
+        "claims_not_applicable": int(counts.get(NOT_APPLICABLE, 0)),
+        "claims_sentence": summary_sentence(table),
         "claims_profile": str(table["profile"].iloc[0]),
     }
     for _, row in table.iterrows():
-        if row["study_value"] is not None and np.isfinite(row["study_value"]):
+        if row["study_value"] is not None and np.isfinite(float(row["study_value"])):
             out[f"study_{row['key']}"] = float(row["study_value"])
         out[f"verdict_{row['key']}"] = row["verdict"]
     return out

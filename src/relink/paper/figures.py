@@ -7,6 +7,7 @@ it for other pages.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from ..labels import CHEXPERT_LABELS
 from . import summaries as S
+from .display import value
 
 STATE_COLORS = {"positive": "#c0392b", "uncertain": "#e67e22", "negative": "#2980b9", "missing": "#bdc3c7"}
 
@@ -138,6 +141,9 @@ def frontier(effects: pd.DataFrame, K: int = 1) -> Figure:
             if len(ref):
                 ax.axhline(float(ref["value"].iloc[0]), color=color, ls=ls, label=f"{cohort}: {state.replace('_', '-')}")
     ax.set_xscale("log")
+    budgets = sorted(effects.loc[effects["state"] == "dp", "epsilon"].dropna().unique())
+    ax.set_xticks(budgets, [f"{e:g}" for e in budgets])  # the budgets run, not log-scale minor labels
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("privacy budget ε")
     ax.set_ylabel(f"Recall@{K}")
     ax.legend(fontsize="x-small")
@@ -154,9 +160,10 @@ def utility(util: pd.DataFrame) -> Figure:
     width = 0.8 / len(states)
     for j, state in enumerate(states):
         vals = [float(rows[(rows["metric"] == m) & (rows["state"] == state)]["value"].sum()) for m in metrics]
-        ax.bar(np.arange(len(metrics)) + j * width, np.asarray(vals) * 100, width, label=state.replace("_", "-"))
+        ax.bar(np.arange(len(metrics)) + j * width, np.asarray(vals) * 100, width, label=value(state))
     ax.set_xticks(np.arange(len(metrics)) + width * (len(states) - 1) / 2)
-    ax.set_xticklabels([m.replace("_", " ") for m in metrics], fontsize="small")
+    names = [textwrap.fill(re.sub(r" \((%|points)\)$", "", value(m)), 16) for m in metrics]
+    ax.set_xticklabels(names, fontsize="small")
     ax.set_ylabel("percent (AUROC) or points (gap)")
     ax.legend(fontsize="small")
     return fig

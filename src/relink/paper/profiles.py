@@ -91,11 +91,17 @@ class Profile:
         return dataclasses.asdict(self)
 
     def record(self) -> dict[str, Any]:
-        """Every field as JSON values, data paths left out: what a chapter receives and stores."""
+        """Every field as JSON values, local paths left out: what a chapter receives, stores and publishes.
+
+        Data paths are dropped and a custom ladder is named by its rungs (a local
+        checkpoint by its folder name): :meth:`from_record` reads both from the
+        environment again (``RELINK_*``, ``RELINK_LADDER``).
+        """
         from ..io import canonical
 
         record = canonical(self.as_dict())
         record.pop("data")
+        record["ladder"] = [public_rung(text) for text in self.ladder]
         return record
 
     @staticmethod
@@ -107,7 +113,7 @@ class Profile:
         base = get_profile(record.pop("name"), environ=environ)
         changes = {}
         for f in dataclasses.fields(Profile):
-            if f.name in record and f.name not in FIXED:
+            if f.name in record and f.name not in FIXED + ("ladder",):  # the ladder comes from the environment
                 value = record[f.name]
                 changes[f.name] = tuple(value) if isinstance(value, list) else value
         return _checked(dataclasses.replace(base, **changes))
@@ -141,7 +147,10 @@ PROFILES: dict[str, Profile] = {
     ),
     # MIMIC-CXR's training split holds ~2e5 frontal studies of ~6e4 patients: delta = 6e-6 is below
     # 1/n only for patient units, so the study's (epsilon, delta) is stated per patient.
-    "mimic": Profile(name="mimic", credentialed=True, embed_batch_size=128, dp_epochs=10, dp_privacy_unit="patient"),
+    # The official MIMIC-CXR test split holds a few thousand studies, too few for the study's pools of
+    # 10,000: the default re-split holds out a set the study's size (--set split=official keeps the release's).
+    "mimic": Profile(name="mimic", credentialed=True, embed_batch_size=128, dp_epochs=10, dp_privacy_unit="patient",
+                     split="study"),
     # CheXpert Plus releases train and valid only: a patient-disjoint re-split gives the held-out
     # test set (the study's 29,296 external pairs in size) and keeps "valid"-sized data as the bank.
     "chexpert-plus": Profile(name="chexpert-plus", credentialed=True, embed_batch_size=128, dp_epochs=10,
@@ -182,6 +191,14 @@ def _coerce(current: Any, text: str) -> Any:
 
 
 FIXED = ("name", "credentialed", "data")  # set by the profile itself, never by --set
+
+
+def public_rung(text: str) -> str:
+    """How a custom rung is published: its name, or a hub/built-in spec, never a local path."""
+    name, sep, spec = text.partition("=")
+    if sep:
+        return name.strip()
+    return os.path.basename(text.rstrip("/")) if (os.sep in text or os.path.exists(text)) else text
 
 
 def _ladder(text: str) -> tuple[str, ...]:

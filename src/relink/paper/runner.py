@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from ..errors import RelinkError
 from ..io import atomic_path, canonical
-from ..provenance import REPO_ROOT, stamp
+from ..provenance import REPO_ROOT, file_fingerprint, stamp
 from .cache import artifact_id, digest, source_hash
 from .chapters import BOOK_DIR, CHAPTER_DIR, Chapter, select
 from .profiles import Profile
@@ -49,7 +49,13 @@ def chapter_inputs(chapter: Chapter, profile: Profile, results: dict[str, Path])
         "relink_source": source_hash(("*",)),
         "profile": profile.record(),
         "results": {name: artifact_id(results[name]) for name in with_upstream(chapter.results)},
+        "files": {name: _file_id(name) for name in chapter.inputs},
     })
+
+
+def _file_id(name: str) -> str | None:
+    path = REPO_ROOT / name
+    return file_fingerprint(path) if path.is_file() else None
 
 
 def stored_inputs(chapter: Chapter) -> dict[str, Any] | None:
@@ -93,10 +99,15 @@ def execute_chapter(chapter: Chapter, profile: Profile, results: dict[str, Path]
         root = results["_root"]
         params = {"profile": json.dumps(profile.record()),
                   "artifacts": "" if Path(root) == default_root(profile) else str(root)}
+        if profile.ladder:  # the record names the rungs only; the kernel reads their specs from here
+            os.environ["RELINK_LADDER"] = ",".join(profile.ladder)
         try:
             pm.execute_notebook(
                 str(src), str(out), parameters=params, kernel_name="python3", cwd=str(REPO_ROOT),
                 progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+                # the kernel's own start-up and shut-down chatter (a local kernel over loopback
+                # TCP) would fill the user's log with a warning per chapter
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
             )
         except pm.PapermillExecutionError as exc:
             raise RelinkError(f"chapter {chapter.stem} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}") from None
@@ -121,6 +132,8 @@ def _stamp(path: Path, chapter: Chapter, profile: Profile, inputs: dict[str, Any
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    for key in ("input_path", "output_path"):  # temporary paths of this machine: not for a published page
+        nb.metadata.get("papermill", {}).pop(key, None)
     for cell in nb.cells:
         # papermill's injected cell repeats the profile record: readers need none of it
         tags = cell.metadata.setdefault("tags", [])

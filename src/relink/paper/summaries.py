@@ -20,7 +20,7 @@ DEFAULTS = {"direction": "image_to_report", "negatives": "random", "level": "stu
 def pick(table: pd.DataFrame, **filters: Any) -> pd.DataFrame:
     """Rows matching ``filters`` (defaults: image-to-report, random pools, study level, exact recall).
 
-    Tables written by :mod:`relink.paper.pipeline` carry ``pool`` (``"100"``,
+    Tables written by :mod:`relink.paper.results` carry ``pool`` (``"100"``,
     ``"full"``, ...), ``rung`` and ``role`` (``internal`` | ``external``) beside
     the metric columns; a default whose column a table lacks is ignored.
     """
@@ -41,11 +41,26 @@ def pick(table: pd.DataFrame, **filters: Any) -> pd.DataFrame:
 
 
 def one(table: pd.DataFrame, **filters: Any) -> pd.Series:
-    """The single row matching ``filters``; LookupError if none or several."""
+    """The single row matching ``filters``; LookupError if none or several.
+
+    A finite pool as large as the whole candidate set *is* the full pool: when
+    ``N`` matches both a finite-pool row and the full-pool row of the same
+    size (a cohort of exactly 100 pairs audited at N = 100 and ``full``), the
+    two are one pool and the finite row is returned.
+    """
     rows = pick(table, **filters)
+    if len(rows) == 2 and "pool" in rows.columns and "pool" not in filters and rows["N"].nunique() == 1:
+        finite = rows[rows["pool"] != "full"]
+        if len(finite) == 1:
+            return finite.iloc[0]
     if len(rows) != 1:
         raise LookupError(f"expected one row for {filters}, found {len(rows)}")
     return rows.iloc[0]
+
+
+def pool_label(pool: Any, N: Any) -> str:
+    """How a reader sees a pool: its size, or ``full (5,317)`` for the whole candidate set."""
+    return f"full ({int(N):,})" if str(pool) == "full" else f"{int(N):,}"
 
 
 def strongest_model(table: pd.DataFrame) -> str:
@@ -96,25 +111,50 @@ def largest_covered_pool(table: pd.DataFrame, min_coverage: float = 0.5, **filte
     return int((ok if len(ok) else rows)["N"].iloc[-1 if len(ok) else 0])
 
 
+def _pool_order(rows: pd.DataFrame) -> list[tuple[str, int]]:
+    """(pool, N) in reading order: finite pools by size, then the full pool."""
+    keys = rows[["pool", "N"]].drop_duplicates()
+    return sorted(((str(p), int(n)) for p, n in keys.itertuples(index=False)), key=lambda t: (t[0] == "full", t[1]))
+
+
 def wide_table(table: pd.DataFrame, model: str, cohort: str) -> pd.DataFrame:
-    """Recall (%) by direction x level (rows) and pool x K (columns) for one model and cohort."""
+    """Recall (%) of one model and cohort: a row per direction, level and pool (finite pools by size,
+    then the full pool), a column ``Recall@K (%)`` per K."""
     rows = pick(table, model=model, cohort=cohort, direction=None, level=None)
-    rows = rows.assign(recall=100 * rows["value"])
-    out = rows.pivot_table(index=["direction", "level"], columns=["pool", "K"], values="recall", sort=False)
-    return out.round(2)
+    out = []
+    for (direction, level), part in rows.groupby(["direction", "level"], sort=False):
+        for pool, N in _pool_order(part):
+            line: dict[str, Any] = {"direction": direction, "level": level, "pool": pool_label(pool, N)}
+            at = part[(part["pool"].astype(str) == pool) & (part["N"] == N)]
+            for K in sorted(part["K"].unique()):
+                hit = at[at["K"] == K]
+                line[f"Recall@{int(K)} (%)"] = round(100 * float(hit["value"].iloc[0]), 2) if len(hit) else np.nan
+            out.append(line)
+    return pd.DataFrame(out)
 
 
 def coverage_table(table: pd.DataFrame, model: str, cohort: str) -> pd.DataFrame:
+    """Coverage (% of queries) per kind of distractors (rows) and finite pool (columns ``N = n``)."""
     rows = pick(table, model=model, cohort=cohort, K=1, negatives=None)
     rows = rows[rows["pool"] != "full"]
-    return (100 * rows.pivot_table(index="negatives", columns="N", values="coverage")).round(1)
+    out = (100 * rows.pivot_table(index="negatives", columns="N", values="coverage", sort=False)).round(1)
+    out.columns = [f"N = {int(n):,}" for n in out.columns]
+    return out.reset_index()
 
 
 def hard_negative_table(table: pd.DataFrame, cohort: str, N: int, K: int = 1) -> pd.DataFrame:
-    """Lift at pool ``N`` for every model (rows, ladder order) and negative type (columns)."""
+    """Lift at pool ``N`` for every model (rows, ladder order): random pools over all queries, matched
+    pools, random pools over the same covered queries (``paired_random``, when the table has it) and
+    the matched pools' coverage (%)."""
     rows = pick(table, cohort=cohort, N=N, K=K, negatives=None)
-    out = rows.pivot_table(index=["rung", "model"], columns="negatives", values="lift")
-    return out.round(2)
+    rows = rows[rows["pool"] != "full"] if (rows["pool"] != "full").any() else rows
+    out = rows.pivot_table(index=["rung", "model"], columns="negatives", values="lift", sort=False)
+    out.columns.name = None
+    matched = rows[rows["negatives"] == "pathology_matched"].set_index(["rung", "model"])
+    if "paired_random_lift" in matched.columns:
+        out.insert(out.columns.get_loc("pathology_matched") + 1, "paired_random", matched["paired_random_lift"])
+    out["coverage_%"] = 100 * matched["coverage"]
+    return out.round(2).reset_index()
 
 
 def before_after_table(effects: pd.DataFrame, epsilon: float, K: int = 1) -> pd.DataFrame:
@@ -123,10 +163,15 @@ def before_after_table(effects: pd.DataFrame, epsilon: float, K: int = 1) -> pd.
     after = pick(effects, state="dp", epsilon=epsilon, K=K)
     keys = ["cohort", "pool", "N"]
     merged = before[keys + ["value"]].merge(after[keys + ["value"]], on=keys, suffixes=("_before", "_after"))
-    merged["recall_before_%"] = (100 * merged["value_before"]).round(3)
-    merged["recall_after_%"] = (100 * merged["value_after"]).round(3)
-    merged["relative_change_%"] = (100 * (merged["value_after"] - merged["value_before"]) / merged["value_before"]).round(1)
-    return merged.drop(columns=["value_before", "value_after"]).sort_values(["cohort", "N"]).reset_index(drop=True)
+    order = {c: i for i, c in enumerate(dict.fromkeys(before["cohort"]))}  # internal first, as evaluated
+    merged = merged.assign(_order=merged["cohort"].map(order)).sort_values(["_order", "N"])
+    return pd.DataFrame({
+        "cohort": merged["cohort"],
+        "pool": [pool_label(p, n) for p, n in zip(merged["pool"], merged["N"])],
+        "recall_before_%": (100 * merged["value_before"]).round(3),
+        "recall_after_%": (100 * merged["value_after"]).round(3),
+        "relative_change_%": (100 * (merged["value_after"] - merged["value_before"]) / merged["value_before"]).round(1),
+    }).reset_index(drop=True)
 
 
 def frontier(effects: pd.DataFrame, cohort: str, N: int, K: int = 1) -> pd.DataFrame:
@@ -172,8 +217,19 @@ def utility_glue_values(util: pd.DataFrame) -> dict[str, float]:
 
 
 def utility_table(util: pd.DataFrame) -> pd.DataFrame:
-    out = util.pivot_table(index=["metric", "features"], columns="state", values="value", sort=False)
-    return (100 * out).round(2)
+    """Each utility (rows: metric, features) per state (columns ``before``, ``dp``, ...), in percent
+    (percentage points for the member gap)."""
+    out = (100 * util.pivot_table(index=["metric", "features"], columns="state", values="value", sort=False)).round(2)
+    out.columns.name = None
+    return out.reset_index()
+
+
+SWEEP_COLUMNS = ("setting", "epsilon", "rdp_epsilon", "noise_multiplier", "steps", "n_units", "privacy_unit")
+
+
+def sweep_table(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The privacy record of each run of the sweep, the columns a reader compares."""
+    return sweep[[c for c in SWEEP_COLUMNS if c in sweep.columns]].reset_index(drop=True)
 
 
 def lift_low(row: pd.Series) -> float:

@@ -49,14 +49,24 @@ def eval_set(ctx: Context, rung: RungSpec, role: str) -> EmbeddingSet | None:
     return es.split(ctx.profile.eval_split) if role == "internal" else es
 
 
-def label_table(frame: pd.DataFrame, rung: RungSpec, role: str, pools) -> pd.DataFrame:
-    """Add ``rung``, ``role`` and ``pool`` (the requested pool size as text, or ``full``)."""
+def pools_for(pools, n_candidates: int) -> tuple:
+    """The pools to audit on ``n_candidates`` candidates: a finite pool of exactly that size *is* the
+    full pool, so when ``full`` is requested it is audited once, as ``full`` (each row one pool)."""
+    if "full" not in pools:
+        return tuple(pools)
+    return tuple(p for p in pools if p == "full" or int(p) != n_candidates)
+
+
+def label_table(frame: pd.DataFrame, rung: RungSpec, role: str, pools, n_candidates: int) -> pd.DataFrame:
+    """Add ``rung``, ``role`` and ``pool``: ``full`` for the full pool (and the full-pool metrics MRR and
+    median rank), else the pool size as text. Labelled by what the row is, not by N's value: audit
+    with :func:`pools_for` so that a cohort whose size is a listed pool has one row for that pool."""
     frame = frame.copy()
     frame.insert(0, "rung", rung.index)
     frame.insert(1, "role", role)
-    finite = {int(p) for p in pools if p != "full"}
-    is_finite = frame["N"].isin(finite) & (frame["metric"] == "recall")
-    frame.insert(2, "pool", np.where(is_finite, frame["N"].astype(str), "full"))
+    full = (frame["metric"] != "recall") | (("full" in pools) & (frame["N"] == n_candidates)
+                                           & (frame["negatives"] == "random"))
+    frame.insert(2, "pool", np.where(full, "full", frame["N"].astype(str)))
     return frame
 
 
@@ -76,10 +86,12 @@ def audit_rows(ctx: Context, spec: AuditSpec, labelled_only: bool = False) -> pd
             unlabelled = np.isnan(es.labels()).all(axis=1)
             if labelled_only:
                 es = es.subset(~unlabelled)
-            table = audit(es, spec.but(pools_clip=role == "external"), model=rung.name,
+            # the labelled subset of the held-out split may not fill a pool the whole split fills
+            clip = role == "external" or labelled_only
+            table = audit(es, spec.but(pools=pools_for(spec.pools, len(es)), pools_clip=clip), model=rung.name,
                           cohort=str(es.rows["cohort"].iloc[0]))
             note_dropped(ctx, table, role, rung)
-            table = label_table(table, rung, role, spec.pools)
+            table = label_table(table, rung, role, spec.pools, len(es))
             if labelled_only:
                 table["unlabelled_excluded"] = int(unlabelled.sum())
             frames.append(table)
@@ -114,8 +126,9 @@ def recall_rows(ctx: Context, rung: RungSpec, sets: dict[str, EmbeddingSet], sta
     spec = audit_spec(ctx, ks=(1,), directions=("image_to_report",), levels=("study",), negatives=("random",))
     frames = []
     for role, es in sets.items():
-        table = audit(es, spec.but(pools_clip=role == "external"), model=rung.name, cohort=str(es.rows["cohort"].iloc[0]))
-        table = label_table(table, rung, role, spec.pools)
+        table = audit(es, spec.but(pools=pools_for(spec.pools, len(es)), pools_clip=role == "external"), model=rung.name,
+                      cohort=str(es.rows["cohort"].iloc[0]))
+        table = label_table(table, rung, role, spec.pools, len(es))
         table = table[table["metric"] == "recall"]
         frames.append(table.assign(state=state, epsilon=np.nan if epsilon is None else float(epsilon)))
     return pd.concat(frames, ignore_index=True)

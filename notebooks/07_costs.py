@@ -1,0 +1,142 @@
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: relink,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+#   relink:
+#     inputs:
+#     - benchmarks/results/costs.json
+#     results: []
+# ---
+
+# %% [markdown]
+# # What the `mimic` profile costs
+#
+# The credentialed profile runs the same code as the synthetic one on the
+# study's cohorts: four public models embed the held-out MIMIC-CXR split and
+# the external cohort, the strongest of them all of MIMIC-CXR (its training
+# split feeds the DP step), every model is audited on both cohorts, and the
+# heads of the strongest are retrained at every privacy budget of the sweep.
+# This page scales throughput measured by `benchmarks/costs.py`, through the
+# same code paths, by the sizes of that work at the study's scale. Run
+# `python benchmarks/costs.py` on your own machine to replace the measurements;
+# the page is rebuilt from them.
+
+# %% tags=["parameters", "remove-cell"]
+profile = "synthetic"  # a profile name, or the record `relink paper` passes (this page reads none of its results)
+artifacts = ""
+
+# %% tags=["remove-cell"]
+import json
+
+from IPython.display import display
+
+from relink.paper import costs
+from relink.paper.display import show
+from relink.paper.notebook import glue
+from relink.paper.profiles import PROFILES
+from relink.provenance import REPO_ROOT
+
+measured = json.loads((REPO_ROOT / "benchmarks" / "results" / "costs.json").read_text())
+mimic = PROFILES["mimic"]
+sizes = costs.study_sizes(mimic)
+work = costs.workload(mimic)
+gpu = costs.gpu_embedding_note(measured)
+space = costs.disk(measured, mimic)
+
+glue("cost_heldout", sizes.heldout)
+glue("cost_bank", sizes.bank)
+glue("cost_train", sizes.train)
+glue("cost_external", sizes.external)
+glue("cost_rungs", work["rungs"])
+glue("cost_embedded", work["embedded_pairs"])
+glue("cost_runs", work["dp_runs"])
+glue("cost_epochs", mimic.dp_epochs)
+glue("cost_date", measured["measured"])
+glue("cost_cpus", measured["machine"]["cpus"])
+glue("cost_matmul", measured["matmul_gflops"])
+glue("cost_model", measured["embedding"]["model"])
+glue("cost_pairs_per_s", measured["embedding"]["pairs_per_s"])
+glue("cost_cpu_gflops", gpu["cpu_gflops"])
+glue("cost_gflop_pair", gpu["gflop_per_pair"])
+glue("cost_gpu_name", gpu["gpu_name"])
+glue("cost_gpu_tflops", gpu["gpu_tflops"])
+glue("cost_gpu_pairs_per_s", gpu["gpu_pairs_per_s"])
+glue("cost_loader_cores", gpu["loader_cores"])
+glue("cost_decode_ms", 1000 * measured["decoding"]["seconds_per_image"])
+glue("cost_decode_per_s", gpu["decode_per_s"])
+glue("cost_jpeg_w", measured["decoding"]["size"][0])
+glue("cost_jpeg_h", measured["decoding"]["size"][1])
+glue("cost_audit_n", measured["audit"]["candidates"])
+glue("cost_dp_n", measured["dp"]["private_pairs"])
+glue("cost_dp_bank", measured["dp"]["bank"])
+glue("cost_dp_unit", measured["dp"].get("privacy_unit", "pair"))
+glue("cost_dp_patients", measured["dp"].get("patients", measured["dp"]["private_pairs"]))
+glue("cost_dp_width", measured["dp"].get("max_pairs_per_patient", 1))
+glue("cost_disk_gb", space["gb"])
+glue("cost_disk_pairs", space["pairs"])
+glue("cost_disk_kb", space["bytes_per_pair"] / 1024)
+
+# %% [markdown]
+# ## The work at the study's size
+#
+# With the study's split (`split = study`; the reproducibility appendix) the
+# held-out set holds {glue:text}`cost_heldout:,d` MIMIC-CXR pairs, the
+# validation bank {glue:text}`cost_bank:,d`, the training split
+# {glue:text}`cost_train:,d` and the external cohort
+# {glue:text}`cost_external:,d`. The {glue:text}`cost_rungs:d` models embed
+# {glue:text}`cost_embedded:,d` image-report pairs in all; the DP sweep trains
+# {glue:text}`cost_runs:d` runs of {glue:text}`cost_epochs:d` epochs each.
+#
+# ## Measured here, projected for a GPU
+
+# %% tags=["remove-input"]
+display(show(costs.cost_table(measured, mimic), uid="costs",
+             caption="The mimic profile at the study's size: CPU time from rates measured on this machine; "
+                     "the GPU column is a projection (see below), not a measurement"))
+
+# %% [markdown]
+# The rates were measured on {glue:text}`cost_date` on a machine with
+# {glue:text}`cost_cpus:d` CPU cores (a float32 matrix product ran at
+# {glue:text}`cost_matmul:.0f` GFLOP/s): {glue:text}`cost_model` with random
+# weights embedded {glue:text}`cost_pairs_per_s:.2f` pairs per second
+# ({glue:text}`cost_cpu_gflops:.0f` GFLOP/s achieved, at
+# {glue:text}`cost_gflop_pair:.1f` GFLOP per pair as torch's FLOP counter
+# counts it); opening and preprocessing one
+# {glue:text}`cost_jpeg_w:,d` × {glue:text}`cost_jpeg_h:,d` JPEG took
+# {glue:text}`cost_decode_ms:.0f` ms on one core. The audit was timed on
+# {glue:text}`cost_audit_n:,d` random pairs and scaled by the square of the
+# pair count (plus the bootstrap, linear in the queries); the DP step on
+# {glue:text}`cost_dp_n:,d` random private pairs of
+# {glue:text}`cost_dp_patients:,d` patients (at most
+# {glue:text}`cost_dp_width:d` pairs each; privacy unit: one
+# {glue:text}`cost_dp_unit`) against a bank of {glue:text}`cost_dp_bank:,d`.
+# With patient units each sampled patient is padded to the largest patient's
+# pair count, so a cohort with a few patients of very many studies costs more
+# per pair than this.
+#
+# **The GPU column is a projection, not a measurement** (no GPU was used).
+# It assumes {glue:text}`cost_gpu_name` sustaining
+# {glue:text}`cost_gpu_tflops:.0f` TFLOP/s on ViT-B/16 inference in mixed
+# precision (a third of its fp16 tensor-core peak), which at the counted FLOPs
+# is {glue:text}`cost_gpu_pairs_per_s:,.0f` pairs per second, and
+# {glue:text}`cost_loader_cores:d` CPU cores decoding JPEGs for it at the rate
+# measured here ({glue:text}`cost_decode_per_s:,.0f` images per second): the
+# embedding takes the longer of the two. The DP heads train on the CPU in
+# relink whatever the machine, and the audit's matrix products can use a GPU,
+# for which the CPU figure is an upper bound; neither is projected.
+#
+# ## Disk
+#
+# The cache holds every embedding set the profile makes,
+# {glue:text}`cost_disk_pairs:,d` rows of {glue:text}`cost_disk_kb:.1f` KiB
+# (projected embeddings and trunk features, float32): about
+# {glue:text}`cost_disk_gb:.1f` GB, besides the images themselves, which
+# stay where the dataset keeps them.

@@ -1,0 +1,113 @@
+"""Sentences the book glues as text where a number alone could not say it.
+
+A profile without an external cohort (``chexpert-plus``) has no external
+figure to print: the chapters and the introduction glue one of these
+sentences instead, which says so ("not applicable"), so that no page ever
+shows ``nan``. The claims chapter states which split produced its numbers
+from the profile itself (:func:`split_sentence`). Each function returns one
+or two complete sentences; numbers are formatted here, once.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import summaries as S
+
+NO_EXTERNAL = "This profile has no external cohort, so {what} is not applicable here."
+
+
+def no_external(what: str) -> str:
+    return NO_EXTERNAL.format(what=what)
+
+
+def external_cohort(summary: pd.DataFrame) -> str:
+    """Chapter 1: the external cohort's size, or that there is none (``summary``: the cohorts table)."""
+    external = summary[summary["role"] == "external"]
+    if external.empty:
+        return no_external("evaluation on a second hospital's data")
+    name = str(external["cohort"].iloc[0])
+    return (f"The external cohort ({name}), used only for evaluation, holds {int(external['pairs'].sum()):,} pairs "
+            f"from {int(external['patients'].sum()):,} patients.")
+
+
+def _external_pool(table: pd.DataFrame, external: str, want: int = 100, **filters) -> int:
+    """``want`` when the external cohort fills it, else its largest finite pool."""
+    rows = S.pick(table, cohort=external, **filters)
+    finite = sorted(int(n) for n in rows.loc[rows["pool"] != "full", "N"].unique())
+    if not finite:
+        raise LookupError(f"no finite pool on {external}")
+    return want if want in finite else finite[-1]
+
+
+def external_relinkage(audit: pd.DataFrame, model: str, external: str | None) -> str:
+    """Chapter 2: the strongest model's Recall@1 on the external cohort, or that there is none."""
+    if external is None:
+        return no_external("re-linkage on a second hospital's data without retraining")
+    N = _external_pool(audit, external, K=1, model=model)
+    row = S.one(audit, model=model, cohort=external, N=N, K=1)
+    return (f"On the external cohort ({external}) the strongest model's Recall@1 at N = {N:,} is "
+            f"{100 * row['value']:.1f}% ({row['lift']:.1f} times chance, 95% CI "
+            f"{row['ci_low'] / row['chance']:.1f}–{row['ci_high'] / row['chance']:.1f}), without retraining.")
+
+
+def target_pool(row: pd.Series) -> str:
+    """Chapter 2: the headline pool's lift, when it is larger than 100 (else nothing: it was just said)."""
+    if int(row["N"]) <= 100:
+        return ""
+    return (f"In pools of {int(row['N']):,} it is {row['lift']:.1f} times chance (95% CI "
+            f"{row['ci_low'] / row['chance']:.1f}–{row['ci_high'] / row['chance']:.1f}).")
+
+
+def target_pool_clause(row: pd.Series) -> str:
+    """The introduction's clause for the headline pool (empty when it is the pool of 100)."""
+    return "" if int(row["N"]) <= 100 else f" and {row['lift']:.1f} times chance in pools of {int(row['N']):,}"
+
+
+def dp_external(effects: pd.DataFrame, epsilon: float, external: str | None) -> str:
+    """Chapter 4 and the introduction: what the DP heads do to the external cohort, or that there is none."""
+    if external is None:
+        return no_external("the transfer of the mitigated heads to a second hospital's data")
+    N = S.largest_finite_pool(effects, cohort=external)
+    before = S.one(effects, state="before", cohort=external, N=N, K=1)
+    after = S.one(effects, state="dp", epsilon=epsilon, cohort=external, N=N, K=1)
+    change = 100 * S.relative_change(before["value"], after["value"])
+    return (f"The same heads applied to the external cohort ({external}), without retraining, change its Recall@1 "
+            f"at N = {N:,} (the largest pool it fills) by {change:+.1f}%.")
+
+
+def split_sentence(profile, summary: pd.DataFrame) -> str:
+    """Which split produced a profile's numbers (``profile``: a :class:`~relink.paper.profiles.Profile`)."""
+    internal = summary[summary["role"] == "internal"]
+    name = str(internal["cohort"].iloc[0])
+    held = int(internal.loc[internal["split"] == profile.eval_split, "pairs"].sum())
+    if not profile.credentialed:
+        return (f"These numbers come from the generator's patient-disjoint split of the synthetic {name} cohort: "
+                f"{held:,} held-out pairs (split {profile.eval_split}).")
+    if profile.split == "study":
+        return (f"These numbers come from a seeded, patient-disjoint re-split of {name} sized to the study "
+                f"(split = study, seed {profile.split_seed}): a held-out set of at least "
+                f"{profile.heldout_pairs:,} pairs ({held:,} drawn, whole patients only), a validation bank a tenth "
+                f"of that, the rest for training; see the reproducibility appendix.")
+    return (f"These numbers come from the official {name} split: its {profile.eval_split} split of {held:,} pairs is "
+            f"the held-out set, not a set the size of the study's (set split = study for that; see the "
+            f"reproducibility appendix).")
+
+
+def dp_caveats(privacy: dict, sweep: pd.DataFrame) -> str:
+    """Chapter 4: what one ε covers, and whether the published heads carry it (from ``privacy.json``)."""
+    runs = len(sweep)
+    private = int(sweep["private"].astype(bool).sum()) if "private" in sweep.columns else runs
+    unit = privacy.get("privacy_unit", "pair")
+    public = runs - private
+    without = "" if not public else (f" and {public} without DP, which carries no guarantee" if public == 1
+                                     else f" and {public} without DP, which carry no guarantee")
+    text = (f"Each ε is the guarantee of one run for one {unit}: this chapter publishes {runs} runs on the same "
+            f"private split ({private} private{without}), so the chapter as a whole is a study, not one ε-DP "
+            f"release; a custodian who releases one set of heads gets that run's ε.")
+    if privacy.get("for_release") is False:
+        note = privacy.get("release_note") or "the noise can be replayed from the published seed"
+        text += (f" The runs here use a published noise seed so that the book can be rebuilt exactly: their heads "
+                 f"are {note.rstrip('.')}. The guarantee assumes the noise is unknown, which `relink mitigate` "
+                 f"ensures by default.")
+    return text
