@@ -20,7 +20,7 @@ Measures, on the CPU, through the code paths `relink paper --profile mimic` runs
    timed apart), noise multiplier fixed, and the accountant's search for the
    study's schedule timed on its own.
 
-The appendix (notebooks/07_costs.py, :mod:`relink.paper.costs`) scales these
+The appendix (notebooks/08_costs.py, :mod:`relink.paper.costs`) scales these
 rates by the study's sizes. Times vary with the machine's load: run it on a
 quiet machine and read the ratios. Usage:
 

@@ -34,7 +34,7 @@ from relink.provenance import REPO_ROOT
 
 RELINK = [sys.executable, "-m", "relink"]
 PROFILES = ("mimic", "chexpert-plus")
-CHAPTERS = ("01_cohorts", "02_relinkage", "03_hard_negatives", "04_mitigation", "05_utility", "06_claims", "07_costs")
+CHAPTERS = ("01_cohorts", "02_relinkage", "03_hard_negatives", "04_mitigation", "05_utility", "06_claims", "07_custodian_report", "08_costs")
 RAW = re.compile(r"\bnan\b|\bNaN\b|\bNone\b|\binf\b|\{glue")
 slow = pytest.mark.slow
 

@@ -24,7 +24,7 @@ from relink.provenance import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 RELINK = [sys.executable, "-m", "relink"]
-CHAPTERS = ("01_cohorts", "02_relinkage", "03_hard_negatives", "04_mitigation", "05_utility", "06_claims", "07_costs")
+CHAPTERS = ("01_cohorts", "02_relinkage", "03_hard_negatives", "04_mitigation", "05_utility", "06_claims", "07_custodian_report", "08_costs")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_pages_show_readers_no_parameters_raw_names_warnings_or_missing_values(p
         assert not re.search(r"\w+_%|recall_before|relative_change|pathology_matched|image_to_report", text), page.name
     tables = (html / "chapters" / "04_mitigation.html").read_text()
     assert "Recall@1 before (%)" in tables and "Relative change (%)" in tables
-    costs = _html_text(html / "chapters" / "07_costs.html")
+    costs = _html_text(html / "chapters" / "08_costs.html")
     assert "is a projection, not a measurement" in costs and re.search(r"Total [\d,.]+ (min|h|days)", costs), costs[:2000]
 
 

@@ -123,3 +123,14 @@ class Prose(str):
 
 def prose(text: str) -> Prose:
     return Prose(text)
+
+
+def framed(page: str, height: int = 900) -> str:
+    """A standalone HTML page shown inside a chapter, in an ``iframe`` so that its stylesheet and the
+    book's leave each other alone. (No ``sandbox``: Chromium then draws a blank frame for a page
+    with its own Content-Security-Policy; the report's policy already forbids scripts and any request.)"""
+    import html
+
+    return (f'<div class="relink-framed"><iframe title="The custodian\'s report" '
+            f'srcdoc="{html.escape(page, quote=True)}" '
+            f'style="width:100%;height:{int(height)}px;border:1px solid #ccc;border-radius:4px"></iframe></div>')

@@ -104,10 +104,21 @@ def dp_caveats(privacy: dict, sweep: pd.DataFrame) -> str:
                                      else f" and {public} without DP, which carry no guarantee")
     text = (f"Each ε is the guarantee of one run for one {unit}: this chapter publishes {runs} runs on the same "
             f"private split ({private} private{without}), so the chapter as a whole is a study, not one ε-DP "
-            f"release; a custodian who releases one set of heads gets that run's ε.")
+            f"release; a custodian who releases one set of heads gets that run's ε, and the model before "
+            f"mitigation carries no guarantee at all.")
     if privacy.get("for_release") is False:
         note = privacy.get("release_note") or "the noise can be replayed from the published seed"
         text += (f" The runs here use a published noise seed so that the book can be rebuilt exactly: their heads "
                  f"are {note.rstrip('.')}. The guarantee assumes the noise is unknown, which `relink mitigate` "
                  f"ensures by default.")
+    return text
+
+
+def report_rule(verdict: dict) -> str:
+    """The custodian chapter: the verdict's rule as the report printed it, and what set the verdict."""
+    rules = "; ".join(r.rstrip(".") for r in verdict.get("rule", []))
+    text = f"The rule, with this report's thresholds (all settable): {rules}."
+    set_by = [s.rstrip(".") for s in verdict.get("set_by", []) if s]
+    if set_by:
+        text += f" It was set by: {'; '.join(set_by)}."
     return text

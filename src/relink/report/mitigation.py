@@ -178,10 +178,10 @@ def recommendation(verdict: dict[str, Any], rows: list[dict[str, Any]], spec, re
             p = run["privacy"]
             eps = "non-private" if p.get("private") is False else (
                 f"\u03b5 = {p['epsilon']:.3g}" if isinstance(p.get("epsilon"), (int, float)) else "\u03b5 not recorded")
-            out.append(f"With the mitigated heads {run['name']} ({eps}) the verdict is {run['verdict']['level']}.")
+            out.append(f"With the heads of {run['name']} ({eps}) the verdict is {run['verdict']['level']}.")
         releasable = [r for r in runs if r["privacy"].get("for_release")]
         if not releasable:
-            out.append("None of the mitigated runs is marked fit for release (secret noise): re-run `relink mitigate` "
+            out.append("No mitigated run here is marked fit for release (secret noise): re-run `relink mitigate` "
                        "without a reproducible noise seed before releasing heads.")
         return out
     if level == "low":

@@ -15,6 +15,7 @@ from ...provenance import stamp
 from ..stages import Context, cohorts
 from . import Result
 from .common import headline_sets
+from .dp import HEADLINE
 
 
 def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
@@ -31,7 +32,7 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
                       n_boot=max(p.n_boot, 100), random_state=p.audit_seed)
     frame = read_cohort(cohorts(ctx)["internal"], validate_rows=False).frame.set_index("pair_id")
     views = frame["view"].reindex(es.rows["pair_id"].astype(str)).reset_index(drop=True)
-    mitigated = [mitigation.resolve(str(upstream["dp"] / "mitigated"), es, split=p.eval_split)]
+    mitigated = [mitigation.resolve(str(upstream["dp"] / HEADLINE), es, split=p.eval_split)]
     source = {"embeddings": f"{rung.name}, {p.eval_split} split", "split": p.eval_split}
     record, _ = report_build.build(es, spec, source, views=views, mitigated=mitigated)
     doc = schema.document(record, stamp(profile=p.name, result="custodian", model=rung.name))

@@ -3,7 +3,7 @@
 Tables ``effects.parquet`` (Recall@1 per state ``before`` | ``dp`` |
 ``non_private``, epsilon, cohort and pool) and ``sweep.parquet`` (the privacy
 record of each run); ``privacy.json`` (the headline run's public record) and
-``mitigated/``, the headline run written exactly as ``relink mitigate``
+``headline-heads/``, the headline run written exactly as ``relink mitigate``
 writes its output (heads, privacy record, checkpoint, re-projected sets), so
 that ``relink report --mitigated`` reads it like any other.
 
@@ -29,6 +29,10 @@ PUBLIC_PRIVACY_FIELDS = ("epsilon", "target_epsilon", "delta", "accountant", "pr
                          "noise_multiplier", "clip_norm", "sample_rate", "expected_batch_size", "epochs", "steps",
                          "privacy_unit", "n_units", "n_bank", "lr", "temperature", "grad_sample_mode", "seed",
                          "private", "for_release", "release_note")
+
+
+#: the folder of the headline run (a `relink mitigate` output; reports name it)
+HEADLINE = "headline-heads"
 
 
 def mitigation_spec(ctx: Context):
@@ -67,7 +71,7 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     heads, report, run_spec = headline
     public = _public(report)
     keep = [("internal", full)] + [(role, es) for role, es in sets.items() if role != "internal"]
-    write(Mitigation(heads, {**report, "model": rung.name}, run_spec, loaded, keep), tmp / "mitigated")
+    write(Mitigation(heads, {**report, "model": rung.name}, run_spec, loaded, keep), tmp / HEADLINE)
     write_json(tmp / "privacy.json", public)
     finish(tmp, ctx, "dp", {"effects.parquet": pd.concat(frames, ignore_index=True), "sweep.parquet": pd.DataFrame(rows)},
            {"model": rung.name, "privacy": public})
