@@ -1,0 +1,114 @@
+"""relink.io: atomic writes, the output guard, leftovers of killed writers, valid JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from relink.errors import RelinkError
+from relink.io import (atomic_dir, atomic_path, canonical, claim_output, clean_leftovers, json_safe, mark_output,
+                       output_owner, write_json)
+from relink.tables import write_table
+
+
+def test_atomic_path_replaces_only_on_success_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "t.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["t.txt"]
+
+
+def test_atomic_dir_keeps_the_old_folder_until_the_new_one_is_complete(tmp_path):
+    target = tmp_path / "out"
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "a").write_text("2")
+            raise RuntimeError("interrupted")
+    assert (target / "a").read_text() == "1" and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_outputs_get_the_umasks_permissions_not_mkstemps(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "x.json", {"a": 1})
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "d" / "f").stat().st_mode) == 0o644
+
+
+def test_json_is_always_valid_json():
+    obj = {"nan": float("nan"), "inf": math.inf, "np": np.float64(2.5), "arr": np.array([1, np.nan]), "t": (1, 2)}
+    assert json_safe(obj) == {"nan": None, "inf": None, "np": 2.5, "arr": [1.0, None], "t": [1, 2]}
+    assert canonical({"b": 1, "a": float("nan")}) == {"a": None, "b": 1}
+
+
+def test_written_json_and_tables_parse_strictly(tmp_path):
+    write_json(tmp_path / "p.json", {"epsilon": float("nan")})
+    json.loads((tmp_path / "p.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    frame = pd.DataFrame({"value": [0.5, np.nan]})
+    write_table(frame, tmp_path / "t.json", {"command": "audit", "lift": float("inf")})
+    doc = json.loads((tmp_path / "t.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert doc["rows"][1]["value"] is None and doc["provenance"]["lift"] is None
+
+
+def test_the_guard_refuses_what_is_not_ours_and_allows_our_own(tmp_path):
+    user = tmp_path / "notes.csv"
+    user.write_text("mine\n")
+    with pytest.raises(RelinkError, match="not a relink audit output; choose another --out, or pass --overwrite"):
+        claim_output(user, "file", owner="audit")
+    assert claim_output(user, "file", owner="audit", overwrite=True) == user
+    write_table(pd.DataFrame({"a": [1]}), tmp_path / "ours.csv", {"command": "audit"})
+    assert output_owner(tmp_path / "ours.csv") == "audit"
+    claim_output(tmp_path / "ours.csv", "file", owner="audit")
+    with pytest.raises(RelinkError, match="not a relink probe output"):
+        claim_output(tmp_path / "ours.csv", "file", owner="probe")
+    with pytest.raises(RelinkError, match="is a folder"):
+        claim_output(tmp_path, "file", owner="audit")
+    with pytest.raises(RelinkError, match="is a file"):
+        claim_output(user, "dir", owner="mitigate", overwrite=True)
+    with pytest.raises(RelinkError, match="choose another --out$"):
+        claim_output(user, "file", owner="synth", overwrite=None)  # a command without --overwrite
+    folder = tmp_path / "dp"
+    folder.mkdir()
+    claim_output(folder, "dir", owner="mitigate")  # an empty folder is free
+    (folder / "thesis.tex").write_text("x")
+    with pytest.raises(RelinkError, match="not a relink mitigate output"):
+        claim_output(folder, "dir", owner="mitigate")
+    mark_output(folder, "mitigate")
+    assert output_owner(folder) == "mitigate"
+    claim_output(folder, "dir", owner="mitigate")
+    assert (folder / "thesis.tex").read_text() == "x"  # the guard itself never deletes anything
+
+
+def test_leftovers_of_a_dead_writer_are_removed_and_a_half_replaced_output_restored(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    out = tmp_path / "emb"
+    (tmp_path / f".emb.{dead}.abc.tmp").mkdir()  # a killed writer's temporary folder
+    (tmp_path / f".emb.{dead}.old").mkdir()  # killed between its two renames: the previous output
+    (tmp_path / f".emb.{dead}.old" / "meta.json").write_text("{}")
+    alive = tmp_path / f".emb.{os.getpid()}.xyz.tmp"  # a writer still running (this process)
+    alive.mkdir()
+    removed = clean_leftovers(out)
+    assert [p.name for p in removed] == [f".emb.{dead}.abc.tmp"]
+    assert (out / "meta.json").is_file() and alive.is_dir()
