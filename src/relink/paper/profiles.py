@@ -206,11 +206,41 @@ def _ladder(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.replace("\n", ",").split(",") if t.strip())
 
 
+#: profile field -> (the spec it feeds, that spec's field): checked by the spec itself, before any work
+SPEC_FIELDS = {
+    "pools": ("audit", "pools"), "ks": ("audit", "ks"), "n_boot": ("audit", "n_boot"),
+    "audit_seed": ("audit", "random_state"), "epsilon": ("dp", "epsilon"), "delta": ("dp", "delta"),
+    "accountant": ("dp", "accountant"), "dp_epochs": ("dp", "epochs"), "dp_batch_size": ("dp", "batch_size"),
+    "dp_lr": ("dp", "lr"), "dp_clip_norm": ("dp", "clip_norm"), "dp_temperature": ("dp", "temperature"),
+    "dp_privacy_unit": ("dp", "privacy_unit"), "dp_seed": ("dp", "reproducible_noise"),
+}
+
+
 def _checked(profile: Profile) -> Profile:
+    """Every field that feeds a spec, checked by that spec, so that a bad ``--set`` fails at once and
+    is named as the user typed it (``--set dp_lr``, not the spec's ``--lr``)."""
+    import dataclasses as dc
+
+    from ..dp.spec import MitigationSpec
+    from ..retrieval.spec import AuditSpec
+
     if profile.split not in ("official", "study"):
         raise RelinkError(f"--set split={profile.split}: choose official or study")
-    if profile.dp_privacy_unit not in ("pair", "patient"):
-        raise RelinkError(f"--set dp_privacy_unit={profile.dp_privacy_unit}: choose pair or patient")
+    specs = {"audit": AuditSpec, "dp": MitigationSpec}
+    runs = [(which, {name: getattr(profile, field) for field, (w, name) in SPEC_FIELDS.items() if w == which})
+            for which in specs]
+    runs += [("dp", {**runs[1][1], "epsilon": eps}) for eps in profile.epsilons if eps is not None]
+    for which, values in runs:
+        try:
+            specs[which](**values)
+        except RelinkError as exc:
+            message = str(exc)
+            flags = {f.metadata["relink"]["flag"]: f.name for f in dc.fields(specs[which]) if "relink" in f.metadata}
+            flag = message.split()[0].rstrip(":") if message.startswith("--") else ""
+            field = next((k for k, (w, n) in SPEC_FIELDS.items() if w == which and n == flags.get(flag)), None)
+            if field == "epsilon" and values["epsilon"] != profile.epsilon:
+                field = "epsilons"
+            raise RelinkError(f"--set {field}{message[len(flag):]}" if field else f"profile: {message}") from None
     return profile
 
 
