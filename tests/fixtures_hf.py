@@ -1,11 +1,12 @@
 """A tiny BiomedCLIP-style open_clip model (HF BERT text tower) built offline.
 
 open_clip's HF text tower reads its architecture with
-``AutoConfig.from_pretrained(text_cfg["hf_model_name"])`` even when no
-weights are loaded, and ``get_tokenizer("local-dir:DIR")`` always reads the
-tokenizer from DIR itself. Both accept a local folder, so one folder holding
-a BERT ``config.json``, the tokenizer files and ``open_clip_config.json``
-(with ``hf_model_name`` and ``hf_tokenizer_name`` pointing at that folder) is
+``AutoConfig.from_pretrained(text_cfg["hf_model_name"])`` (and its weights
+with ``AutoModel.from_pretrained`` when the folder holds a checkpoint), and
+``get_tokenizer("local-dir:DIR")`` always reads the tokenizer from DIR
+itself. Both accept a local folder, so one folder holding the tokenizer
+files, ``open_clip_config.json``, open_clip's weights and a ``text-tower/``
+BERT folder (``hf_model_name`` pointing there, ``hf_tokenizer_name`` at DIR) is
 a complete, offline HF-text model: ``relink.models.load_model(str(dir))``.
 """
 
@@ -34,14 +35,16 @@ def make_hf_clip_dir(
     ``"linear"``, or ``None`` with ``hidden == embed_dim`` for an Identity
     projection.
     """
-    from transformers import BertConfig, BertTokenizer
+    import open_clip
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     vocab = root / "vocab.txt"
     vocab.write_text("\n".join(_WORDS) + "\n")
     BertTokenizer(str(vocab), do_lower_case=True).save_pretrained(str(root))
-    BertConfig(
+    config = BertConfig(
         vocab_size=len(_WORDS),
         hidden_size=hidden,
         num_hidden_layers=1,
@@ -49,9 +52,14 @@ def make_hf_clip_dir(
         intermediate_size=2 * hidden,
         max_position_embeddings=64,
         pad_token_id=0,
-    ).save_pretrained(str(root))
+    )
+    # open_clip builds the text tower with AutoModel.from_pretrained(hf_model_name) when the folder holds
+    # weights, so the BERT weights are saved too, in a subfolder (open_clip would read a model.safetensors
+    # beside its config as its own checkpoint).
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(root / "text-tower"))
     text_cfg = {
-        "hf_model_name": str(root),
+        "hf_model_name": str(root / "text-tower"),
         "hf_tokenizer_name": str(root),
         "hf_proj_type": proj_type,
         "hf_pooler_type": pooler,
@@ -66,4 +74,9 @@ def make_hf_clip_dir(
         "text_cfg": text_cfg,
     }
     (root / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}, indent=2))
+    # relink refuses a model folder without weights (a randomly initialised model would measure nothing),
+    # so the fixture saves the weights of one seeded random initialisation, as a released folder would.
+    torch.manual_seed(0)
+    model = open_clip.create_model(f"local-dir:{root}")
+    torch.save(model.state_dict(), root / "open_clip_pytorch_model.bin")
     return root

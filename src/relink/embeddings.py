@@ -214,6 +214,20 @@ def _unit_block(block: np.ndarray) -> np.ndarray:
     return block / norms.astype(np.float32)[:, None]
 
 
+def _release_arrow_memory() -> None:
+    """Hand Arrow's freed read buffers back to the operating system.
+
+    Arrow's allocator keeps the buffers of a parquet read after the frame is
+    made (about 80 MB for 200,000 rows, twice the frame itself): memory an
+    out-of-core audit would otherwise carry for its whole run.
+    """
+    import pyarrow as pa
+
+    release = getattr(pa.default_memory_pool(), "release_unused", None)
+    if release is not None:
+        release()
+
+
 def load(path: str | os.PathLike, mmap: bool = True, require_trunk: bool = False, check_values: bool = True) -> EmbeddingSet:
     """Read an EmbeddingSet folder, checking its contract.
 
@@ -232,6 +246,7 @@ def load(path: str | os.PathLike, mmap: bool = True, require_trunk: bool = False
         rows = pd.read_parquet(rows_file)
     except Exception as exc:
         raise EmbeddingError(f"{where}: cannot read rows.parquet ({exc})") from None
+    _release_arrow_memory()
     _check_rows(rows, where)
     rows = _fill_rows(rows)
     arrays: dict[str, np.ndarray | None] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..errors import RelinkError
 from . import HelpFormatter
 
@@ -12,15 +14,24 @@ examples:
       --hard-negatives --bootstrap 200 --split test --out audit.csv
   relink audit --embeddings my_set --levels study --directions image_to_report \\
       --monte-carlo 200 --pools-clip --out audit.json
+  relink audit --embeddings archive --memory 2G --out audit.parquet
+  torchrun --nproc_per_node 4 -m relink audit --distributed --embeddings archive --out audit.parquet
 
 The table has one row per (direction, negatives, level, N, K, estimator, metric)
 with columns model, cohort, direction, negatives, level, N, K, estimator, metric,
 value, ci_low, ci_high, chance, lift, n_queries, coverage; its format follows the
 extension of --out (.csv, .parquet, .json) and it carries provenance.
+
+The embeddings are read in blocks: --memory bounds what the audit holds (the
+per-pair counts plus the blocks it streams), whatever the size of the set.
+Finished blocks are kept in OUT.work beside --out until the table is written,
+so an interrupted audit resumes where it stopped. With --distributed, each
+process of a torchrun launch takes a share of the query rows (gloo on CPUs,
+nccl on GPUs). Neither changes a number of the table.
 """
 
-
-INTERRUPTED = "interrupted; no table was written"
+INTERRUPTED = ("interrupted; finished blocks are kept in OUT.work (beside --out); "
+               "run the same command again to resume")
 
 
 def register(sub):
@@ -42,44 +53,146 @@ def register(sub):
     p.add_argument("--split", default=None, help="audit only the rows of this split (default: all rows)")
     p.add_argument("--model-name", default=None, help="model column (default: the set's meta.json model spec)")
     p.add_argument("--cohort-name", default=None, help="cohort column (default: the rows' cohort names)")
+    p.add_argument("--memory", default=None, metavar="SIZE",
+                   help="memory the audit may hold besides the interpreter, e.g. 256MB or 4G (K, M, G suffixes; "
+                        "default: half of the memory available, shared by the processes of a machine)")
+    p.add_argument("--distributed", action="store_true",
+                   help="run as one process of a torchrun launch (`torchrun --nproc_per_node P -m relink audit "
+                        "--distributed ...`): the query rows are split across processes; gloo on CPU, nccl on GPU")
     add_spec_arguments(p, AuditSpec)
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    import sys
-    from pathlib import Path
+def say(msg: str) -> None:
+    print(f"relink audit: {msg}", file=sys.stderr, flush=True)
 
-    from .. import embeddings, provenance
-    from ..io import claim_output, writing
-    from ..options import spec_from_args
-    from ..retrieval.audit import audit
-    from ..retrieval.spec import AuditSpec
-    from ..tables import check_format, write_table
 
-    out = Path(args.out)
-    check_format(out)
-    negatives = ("random",) + (("pathology_matched", "positive_set_matched") if args.hard_negatives else ())
-    spec = spec_from_args(AuditSpec, args, negatives=negatives)
-    claim_output(out, "file", owner="audit", overwrite=args.overwrite)
-    es = embeddings.load(args.embeddings)
+def _budget(text, world: int) -> int:
+    import os
+
+    from ..retrieval.memory import default_memory, parse_memory
+
+    if text is not None:
+        return parse_memory(text)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))  # processes sharing this machine's memory
+    return default_memory() // max(1, local)
+
+
+def _load(args, rank: int):
+    """The set, validated once with explicit block reads (a memory-mapped set is never read whole); rank 0
+    checks the values, the others only the shapes."""
+    from .. import embeddings
+    from ..retrieval.stream import validate
+
+    es = embeddings.load(args.embeddings, check_values=False)
+    if rank == 0:
+        validate(es)
+    rows = None
     if args.split is not None:
         splits = sorted(map(str, es.rows["split"].unique()))
         if args.split not in splits:
             raise RelinkError(f"--split {args.split!r}: {args.embeddings} has no such rows (splits: {', '.join(splits)})")
-        es = es.split(args.split)
-    frame = audit(es, spec, model=args.model_name, cohort=args.cohort_name, progress=True)
+        rows = es.rows["split"].to_numpy() == args.split
+    return es, rows
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..retrieval.memory import return_freed_memory
+
+    return_freed_memory()  # so that blocks the audit frees leave its resident set
+    out = Path(args.out)
+    comm = None
+    if args.distributed:
+        from ..embed.distributed import init_process_group
+        from ..retrieval.distributed import TorchComm
+
+        # The rank's GPU becomes its current device; the spec keeps the device as given (the table's
+        # provenance is then the one-process table's).
+        init_process_group(getattr(args, "device", None) or "auto")
+        comm = TorchComm()
+    rank = comm.rank if comm is not None else 0
+    try:
+        counted = _count(args, out, comm, rank)
+    except RelinkError:
+        if rank != 0:  # every rank holds the same error; one line is enough
+            raise SystemExit(2) from None
+        raise
+    finally:
+        if comm is not None:
+            from ..embed.distributed import destroy_process_group
+
+            destroy_process_group()
+    return _write(args, out, *counted) if rank == 0 else 0
+
+
+def _count(args, out, comm, rank: int):
+    """Options, input and the passes (every rank); returns what rank 0 summarises."""
+    from ..io import claim_output
+    from ..options import spec_from_args
+    from ..retrieval.audit import audit_queries
+    from ..retrieval.distributed import OtherRankFailed, sync
+    from ..retrieval.spec import AuditSpec
+    from ..retrieval.work import AuditWork, work_path
+    from ..tables import check_format
+
+    failure = None
+    try:
+        check_format(out)
+        negatives = ("random",) + (("pathology_matched", "positive_set_matched") if args.hard_negatives else ())
+        spec = spec_from_args(AuditSpec, args, negatives=negatives)
+        memory = _budget(args.memory, comm.world_size if comm is not None else 1)
+        if rank == 0:  # first, before any expensive work
+            claim_output(out, "file", owner="audit", overwrite=args.overwrite)
+        es, rows = _load(args, rank)
+    except Exception as exc:  # noqa: BLE001 - every rank must learn of it
+        failure = exc
+    sync(comm, failure)
+    work = work_path(out)
+    stats: dict = {}
+    try:
+        qv = audit_queries(es, spec, progress=rank == 0, rows=rows, memory=memory, comm=comm, work=work, stats=stats)
+    except RelinkError as exc:  # bad input: no work folder left behind (an interrupt keeps it)
+        if rank == 0 and stats.get("work_state") in ("new", "stale") and not isinstance(exc, OtherRankFailed):
+            AuditWork(work, {}).remove()
+        raise
+    if rank == 0 and stats.get("work_state") == "stale":
+        say(f"{work} belonged to another audit (other rows, options or embeddings); started afresh")
+    if rank == 0 and stats.get("finished_before"):
+        say(f"resumed: {stats['finished_before']} finished block(s) of query rows taken from {work}")
+    return qv, es, rows, work
+
+
+def _write(args, out, qv, es, rows, work) -> int:
+    """Summarise, write the table, remove the work folder."""
+    from pathlib import Path
+
+    from .. import provenance
+    from ..embeddings import EmbeddingSet
+    from ..io import writing
+    from ..retrieval.audit import summarise
+    from ..retrieval.work import AuditWork
+    from ..tables import write_table
+
+    model = args.model_name if args.model_name is not None else str(es.meta.get("model", ""))
+    frame_rows = es.rows if rows is None else es.rows[rows]
+    # the one cohort-name rule, applied to the rows audited
+    cohort = args.cohort_name if args.cohort_name is not None else EmbeddingSet(frame_rows, None, None).cohort_name
+    frame = summarise(qv, model=model, cohort=cohort)
     settings = frame.attrs.get("audit", {})
+    n = settings.get("n_pairs", len(frame_rows))
     if settings.get("pools_dropped"):
-        dropped = ", ".join(f"{int(n):,}" for n in settings["pools_dropped"])
-        print(f"note: pools larger than the {len(es):,} candidates were left out (--pools-clip): {dropped}", file=sys.stderr)
+        dropped = ", ".join(f"{int(v):,}" for v in settings["pools_dropped"])
+        print(f"note: pools larger than the {n:,} candidates were left out (--pools-clip): {dropped}", file=sys.stderr)
     if args.hard_negatives and settings.get("unlabelled_rows"):
         print(f"note: {settings['unlabelled_rows']:,} row(s) carry no label; they are audited with random pools only "
               "(never covered by a matched pool)", file=sys.stderr)
     prov = provenance.stamp(command="audit", embeddings=Path(args.embeddings).name, embedding_meta=dict(es.meta),
-                            split=args.split, settings=frame.attrs.get("audit", {}))
+                            split=args.split, settings=settings)
     with writing(out):
         write_table(frame, out, prov)
+    AuditWork(work, {}).remove()
     best = frame[(frame.metric == "recall") & (frame.estimator == "exact") & (frame.level == "study")
                  & (frame.negatives == "random")]
     if len(best):

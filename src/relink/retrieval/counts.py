@@ -31,27 +31,35 @@ than ``tie_tol`` above it (default 1e-6: the truth's score and the others come
 from kernels that round differently, by ~1e-7). It is *tied* with the truth
 when its embedding is identical to the truth's (duplicate reports are common
 in real cohorts; a collapsed encoder makes everything identical); ties are
-counted exactly by hashing embedding rows, and resolved later. Distinct
-embeddings whose scores differ by less than ``tie_tol`` count as not
-outranking: the truth gets the benefit of a difference float32 cannot
-resolve. ``tie_tol`` must be above 0 (:class:`~relink.retrieval.spec.AuditSpec`
-refuses 0): with no tolerance a duplicate of the truth could be counted both as
-tied and, through rounding, as outranking it.
+counted exactly by hashing embedding rows (:mod:`relink.retrieval.passes`),
+and resolved later. Distinct embeddings whose scores differ by less than
+``tie_tol`` count as not outranking: the truth gets the benefit of a
+difference float32 cannot resolve. ``tie_tol`` must be above 0
+(:class:`~relink.retrieval.spec.AuditSpec` refuses 0): with no tolerance a
+duplicate of the truth could be counted both as tied and, through rounding,
+as outranking it.
 
-Everything comes from one blocked pass (:mod:`relink.retrieval.blocked`) with
-rows and columns sorted by the groupings, per-patient products
-(:mod:`relink.retrieval.patients`) and counts of identical rows.
+Everything comes from streamed passes over the rows (:mod:`relink.retrieval.passes`):
+one over the pairs (truth scores, identical rows), products within each
+patient (:mod:`relink.retrieval.patients`), and one blocked pass of the score
+product (:mod:`relink.retrieval.blocked`) with rows and columns sorted by the
+groupings, in slabs of query rows against blocks of candidates sized by a
+memory budget, optionally split across processes and resumable
+(:func:`relink.retrieval.passes.count_pass`). :func:`stream_counts` takes row
+sources (an EmbeddingSet's arrays, read in blocks); :func:`rank_counts`
+in-memory arrays.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .blocked import threshold_counts
-from .patients import patient_stats, truth_scores
+from .memory import Meter
+from .patients import patient_stats
+from .passes import identical_rows, pair_pass, count_pass, pick_device  # noqa: F401 (re-exported)
 
 DIRECTIONS = ("image_to_report", "report_to_image")
 LEVELS = ("study", "patient")
@@ -65,48 +73,6 @@ class RankCounts:
     tied: np.ndarray
     available: np.ndarray
     truth_size: np.ndarray
-
-
-def pick_device(device=None):
-    """A torch device: the one asked for, else CUDA when available, else the CPU."""
-    import torch
-
-    from ..errors import RelinkError
-
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise RelinkError(f"device {device!r} is not a torch device (use cpu or cuda)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RelinkError(f"device {device!r}: no CUDA device is available here")
-    if dev.type not in ("cpu", "cuda"):
-        raise RelinkError(f"device {device!r}: the audit runs on cpu or cuda")
-    return dev
-
-
-def identical_rows(a: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """(n,) int64 codes, equal exactly when two rows are bitwise identical.
-
-    Rows are hashed (their 32-bit words times random odd constants, summed
-    modulo 2**64), and rows sharing a hash are checked against each other;
-    only a hash collision between different rows falls back to sorting the
-    rows themselves.
-    """
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    n, d = a.shape
-    coeffs = np.random.default_rng(20240601).integers(1, 2 ** 62, size=d, dtype=np.uint64) * 2 + 1
-    h = np.empty(n, dtype=np.uint64)
-    for a0 in range(0, n, chunk):
-        h[a0:a0 + chunk] = (a[a0:a0 + chunk].view(np.uint32).astype(np.uint64) * coeffs).sum(axis=1)
-    _, first, codes = np.unique(h, return_index=True, return_inverse=True)
-    codes = codes.reshape(-1)
-    shared = np.flatnonzero(np.bincount(codes)[codes] > 1)
-    if len(shared) and not np.array_equal(a[shared], a[first[codes[shared]]]):
-        rows = a.view(np.dtype((np.void, 4 * d))).reshape(-1)
-        codes = np.unique(rows, return_inverse=True)[1].reshape(-1)
-    return codes.astype(np.int64)
 
 
 def _twin_counter(codes: np.ndarray, group: np.ndarray):
@@ -146,6 +112,101 @@ def sort_groupings(groupings: Sequence[tuple[str, np.ndarray]], n: int):
     return order, edges
 
 
+def stream_counts(
+    xs,
+    ys,
+    patient: np.ndarray,
+    groupings: Sequence[tuple[str, np.ndarray]] = (),
+    directions: Sequence[str] = DIRECTIONS,
+    levels: Sequence[str] = LEVELS,
+    tie_tol: float = 1e-6,
+    block_rows: int | None = None,
+    tile_cols: int | None = None,
+    progress: bool = False,
+    engine: str = "auto",
+    memory: Any = None,
+    comm: Any = None,
+    work: Any = None,
+    stats: dict[str, Any] | None = None,
+) -> dict[tuple[str, str, str], RankCounts]:
+    """Rank counts keyed by (direction, level, negatives), in work order; see the module docstring.
+
+    ``xs``, ``ys``: the image and report rows in work order
+    (:class:`~relink.retrieval.stream.WorkRows`, all on one device), with every
+    grouping already contiguous in that order; ``patient`` and the grouping
+    codes in the same order. ``memory`` (bytes, or a
+    :class:`~relink.retrieval.memory.Meter` started earlier) bounds what the
+    passes hold (:mod:`relink.retrieval.memory`); ``comm`` splits the product's
+    query rows across processes (:mod:`relink.retrieval.distributed`);
+    ``work`` (a folder) keeps finished blocks for a re-run
+    (:mod:`relink.retrieval.work`). None of them changes a count. ``stats``
+    (a dict), when given, receives the plan and timings of the passes.
+    """
+    n = len(xs)
+    order, edges = sort_groupings(groupings, n)
+    if not np.array_equal(order, np.arange(n)):
+        raise ValueError("stream_counts needs rows sorted by the groupings (see sort_groupings)")
+    _, pat = np.unique(np.asarray(patient), return_inverse=True)
+    pat = pat.reshape(-1)
+    seg_codes = [np.repeat(np.arange(len(e) - 1), np.diff(e)) for e in edges]
+    want_patient = "patient" in levels
+
+    meter = memory if isinstance(memory, Meter) else Meter(memory)
+    pairs = pair_pass(xs, ys, meter, progress, digest=work is not None)
+    diag, x_codes, y_codes = pairs.diag, pairs.x_codes, pairs.y_codes
+    ps = patient_stats(xs, ys, diag, pat, seg_codes, x_codes, y_codes) if want_patient else None
+    thresholds = {}
+    for direction, best in (("image_to_report", "best_row"), ("report_to_image", "best_col")):
+        if direction not in directions:
+            thresholds[direction] = (np.zeros((n, 0), np.float32), np.zeros((n, 0), bool))
+        elif not want_patient:
+            thresholds[direction] = (diag[:, None], np.ones((n, 1), bool))
+        else:
+            b = getattr(ps, best)
+            # Where the pair itself is its patient's best, the patient threshold is the study one.
+            thresholds[direction] = (np.stack([diag, b], 1), np.stack([np.ones(n, bool), b > diag], 1))
+    (row_thr, row_on), (col_thr, col_on) = thresholds["image_to_report"], thresholds["report_to_image"]
+    key = {"n": n, "d": xs.d, "directions": list(directions), "levels": list(levels), "tie_tol": tie_tol,
+           "groupings": [name for name, _ in groupings], "digest": pairs.digest,
+           "patients": _digest(pat), "groups": [_digest(e) for e in edges]}
+    tc = count_pass(xs, ys, diag, row_thr, col_thr, row_on, col_on, edges, tie_tol, block_rows, tile_cols, engine,
+                    meter, progress, comm, work, key, stats)
+    for above, on in ((tc.row_above, row_on), (tc.col_above, col_on)):
+        if on.shape[1] > 1:
+            same = ~on[:, 1]
+            above[1][:, same] = above[0][:, same]
+
+    names = ["random"] + [name for name, _ in groupings]
+    seg_all = [np.zeros(n, np.int64)] + seg_codes
+    group_size = [np.full(n, n, dtype=np.int64)] + [np.repeat(np.diff(e), np.diff(e)) for e in edges]
+    one = np.ones(n, dtype=np.int64)
+    study_available = [g - 1 for g in group_size]  # shared by both directions
+    patient_available = [g - ps.in_group[s] for s, g in enumerate(group_size)] if want_patient else None
+    out: dict[tuple[str, str, str], RankCounts] = {}
+    sides = (("image_to_report", tc.row_above, y_codes), ("report_to_image", tc.col_above, x_codes))
+    for direction, above, codes in sides:
+        if direction not in directions:
+            continue
+        for s, neg in enumerate(names):
+            twins_in = _twin_counter(codes, seg_all[s])
+            if "study" in levels:
+                tied = twins_in(codes, seg_all[s]) - 1  # identical to the truth, itself excluded
+                out[(direction, "study", neg)] = RankCounts(above[0, s], tied, study_available[s], one)
+            if want_patient:
+                top = ps.top_row if direction == "image_to_report" else ps.top_col
+                twins = ps.twin_row if direction == "image_to_report" else ps.twin_col
+                # identical to the patient's best candidate, the patient's own candidates excluded
+                tied = np.maximum(twins_in(codes[top], seg_all[s]) - twins[s], 0)
+                out[(direction, "patient", neg)] = RankCounts(above[1, s], tied, patient_available[s], ps.size)
+    return out
+
+
+def _digest(a: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.blake2b(np.ascontiguousarray(a, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
+
+
 def rank_counts(
     image: np.ndarray,
     text: np.ndarray,
@@ -159,79 +220,31 @@ def rank_counts(
     tile_cols: int | None = None,
     progress: bool = False,
     engine: str = "auto",
+    memory: int | None = None,
 ) -> dict[tuple[str, str, str], RankCounts]:
-    """Rank counts keyed by (direction, level, negatives); see the module docstring.
+    """Rank counts keyed by (direction, level, negatives) of in-memory arrays, in input order.
 
-    ``block_rows``, ``tile_cols`` and ``engine`` tune the blocked pass
-    (:func:`relink.retrieval.blocked.threshold_counts`); results do not depend on them.
+    ``block_rows``, ``tile_cols``, ``engine`` and ``memory`` tune the passes
+    (:func:`stream_counts`); results do not depend on them.
     """
     import torch
 
+    from .stream import RowSource, WorkRows
+
     n = image.shape[0]
     dev = pick_device(device)
-    order, edges = sort_groupings(groupings, n)
+    order, _ = sort_groupings(groupings, n)
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
-    _, pat = np.unique(np.asarray(patient)[order], return_inverse=True)
-    seg_codes = [np.repeat(np.arange(len(e) - 1), np.diff(e)) for e in edges]
-    group_size = [np.full(n, n, dtype=np.int64)] + [np.repeat(np.diff(e), np.diff(e)) for e in edges]
-
     precision = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")  # TF32 would blur the comparisons
     try:
-        presorted = np.array_equal(order, np.arange(n))
-        sort = (lambda a: a) if presorted else (lambda a: a[order])  # noqa: E731 (no copy when in order)
-        image_s = np.ascontiguousarray(sort(image), dtype=np.float32)
-        text_s = np.ascontiguousarray(sort(text), dtype=np.float32)
-        x_codes, y_codes = identical_rows(image_s), identical_rows(text_s)
-        x = torch.as_tensor(image_s, device=dev)
-        y = torch.as_tensor(text_s, device=dev)
-        diag = truth_scores(x, y)
-        want_patient = "patient" in levels
-        stats = patient_stats(x, y, diag, pat, seg_codes, x_codes, y_codes) if want_patient else None
-        s_host = diag.cpu().numpy()
-        thresholds = {}
-        for direction, best in (("image_to_report", "best_row"), ("report_to_image", "best_col")):
-            if direction not in directions:
-                thresholds[direction] = (np.zeros((n, 0), np.float32), np.zeros((n, 0), bool))
-            elif not want_patient:
-                thresholds[direction] = (s_host[:, None], np.ones((n, 1), bool))
-            else:
-                b = getattr(stats, best)
-                # Where the pair itself is its patient's best, the patient threshold is the study one.
-                thresholds[direction] = (np.stack([s_host, b], 1), np.stack([np.ones(n, bool), b > s_host], 1))
-        (row_thr, row_on), (col_thr, col_on) = thresholds["image_to_report"], thresholds["report_to_image"]
-        tc = threshold_counts(x, y, diag, row_thr, col_thr, row_on, col_on, edges, tie_tol, block_rows, tile_cols,
-                              progress, engine)
+        xs = WorkRows(RowSource(image, normalise=False), order, dev)
+        ys = WorkRows(RowSource(text, normalise=False), order, dev)
+        out = stream_counts(xs, ys, np.asarray(patient)[order], [(g, np.asarray(c)[order]) for g, c in groupings],
+                            directions, levels, tie_tol, block_rows, tile_cols, progress, engine, memory)
     finally:
         torch.set_float32_matmul_precision(precision)
-    for above, on in ((tc.row_above, row_on), (tc.col_above, col_on)):
-        if on.shape[1] > 1:
-            same = ~on[:, 1]
-            above[1][:, same] = above[0][:, same]
-
-    names = ["random"] + [name for name, _ in groupings]
-    seg_all = [np.zeros(n, np.int64)] + seg_codes
-    self_idx = np.arange(n)
-    out: dict[tuple[str, str, str], RankCounts] = {}
-    sides = (("image_to_report", tc.row_above, y_codes), ("report_to_image", tc.col_above, x_codes))
-    for direction, above, codes in sides:
-        if direction not in directions:
-            continue
-        if want_patient:
-            top = stats.top_row if direction == "image_to_report" else stats.top_col
-            twins = stats.twin_row if direction == "image_to_report" else stats.twin_col
-        for s, neg in enumerate(names):
-            twins_in = _twin_counter(codes, seg_all[s])
-            if "study" in levels:
-                tied = twins_in(codes[self_idx], seg_all[s]) - 1  # identical to the truth, itself excluded
-                one = np.ones(n, dtype=np.int64)
-                out[(direction, "study", neg)] = RankCounts(above[0, s], tied, group_size[s] - 1, one)
-            if want_patient:
-                # identical to the patient's best candidate, the patient's own candidates excluded
-                tied = np.maximum(twins_in(codes[top], seg_all[s]) - twins[s], 0)
-                available = group_size[s] - stats.in_group[s]
-                out[(direction, "patient", neg)] = RankCounts(above[1, s], tied, available, stats.size)
     back = lambda a: np.ascontiguousarray(a[inverse])  # noqa: E731 (input order)
     return {key: RankCounts(back(rc.above), back(rc.tied), back(rc.available), back(rc.truth_size))
             for key, rc in out.items()}

@@ -1,6 +1,8 @@
 """Truth scores and per-patient statistics, from products within each patient.
 
-Contract. ``x``, ``y``: float32 torch tensors (n, d), row i of each one pair.
+Contract. ``xs``, ``ys``: the n image and report rows, read by work position
+(:class:`relink.retrieval.stream.WorkRows`: ``take(positions)`` gives a float32
+tensor); row i of each is one pair. ``diag`` (n,) float32 truth scores;
 ``patient`` (n,) integer codes; ``segment_ids``: a list of (n,) integer group
 codes (one per hard-negative segmentation); ``x_codes``/``y_codes`` (n,)
 integer codes equal exactly for identical embedding rows.
@@ -11,9 +13,9 @@ integer codes equal exactly for identical embedding rows.
 * :func:`patient_stats` gives, for each pair i of a patient p with m_p pairs:
 
   - ``best_row[i] = max_{k in p} S[i, k]`` (the image's best-scoring report of
-    its own patient) and ``top_row[i]``, that report's index; ``best_col``,
-    ``top_col`` likewise for the report's best-scoring image of its patient
-    (S[i, i] counts as diag[i]);
+    its own patient) and ``top_row[i]``, that report's index (the first one
+    on a tie); ``best_col``, ``top_col`` likewise for the report's
+    best-scoring image of its patient (S[i, i] counts as diag[i]);
   - ``twin_row[s, i]``: how many of the patient's reports are identical to
     ``top_row[i]`` (itself included) and lie in the query's group of
     segmentation s (s = 0: no restriction); ``twin_col`` likewise;
@@ -21,10 +23,15 @@ integer codes equal exactly for identical embedding rows.
     group (s = 0: m_p).
 
 The cost is sum over patients of m_p^2 d multiply-adds. Patients of up to
-``_SMALL`` pairs are handled together as one list of within-patient pairs
-(one batched product per patient size, statistics by segment reductions);
+``_SMALL`` pairs are handled as lists of within-patient pairs, one batched
+product per patient size and batch (statistics by segment reductions);
 larger ones by a product per patient in row chunks (their column statistics
-are the row statistics of the swapped product).
+are the row statistics of the swapped product), over column chunks of at
+most ``_MEMBERS`` members when a patient is larger still. Memory is bounded by
+those batches, whatever the cohort: at most ``_BATCH_ROWS`` rows of each side
+are read at once, and at most ``_BATCH_PAIRS`` within-patient pairs listed.
+The batches are fixed by the patients alone (never by a memory budget), so
+every run computes the same products.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ import numpy as np
 
 _BATCH_CELLS = 1 << 22  # score cells per product of a large patient (16 MB of float32)
 _SMALL = 64  # patients up to this size go through the pair list
+_BATCH_ROWS = 1 << 12  # rows of small patients read per batch (both sides: 16 MB at d = 512)
+_BATCH_PAIRS = 1 << 18  # within-patient pairs per batch (about ten int64 arrays of them: 20 MB)
+_MEMBERS = 1 << 12  # a large patient's candidates read at once (8 MB at d = 512)
 
 
 def truth_scores(x, y, chunk: int = 16384):
@@ -76,84 +86,95 @@ def _run_stats(vals, runs, lengths, cand, codes, query, seg_np):
     return best, top, twins, group
 
 
-def _small_patients(x, y, diag, order, starts, sizes, seg_np, x_codes, y_codes):
-    """Statistics of every patient of at most _SMALL pairs, from one within-patient pair list.
+def _small_batch(xs, ys, diag, rows, size, seg_np, x_codes, y_codes, out):
+    """Statistics of c patients of ``size`` pairs each, whose rows are ``rows`` (c * size, patient by patient).
 
-    Patients are taken by size, so one batched product per size gives the
-    scores of all their pairs, already in pair-list order (patient, then
-    query, then candidate).
+    One batched product gives the scores of every within-patient pair,
+    already in pair-list order (patient, then query, then candidate).
     """
     import torch
 
-    small = np.flatnonzero(sizes <= _SMALL)
-    small = small[np.argsort(sizes[small], kind="stable")]
-    if not len(small):
-        return np.zeros(0, np.int64), {}
-    st, m = starts[small], sizes[small]
-    pos = np.concatenate([[0], np.cumsum(m)])
-    # rows of the small patients, grouped by patient size: each size is one contiguous block
-    rows = order[np.repeat(st, m) + np.arange(int(pos[-1])) - np.repeat(pos[:-1], m)]
-    base = np.concatenate([[0], np.cumsum(m * m)])
-    pm = np.repeat(m, m * m)
-    t = np.arange(int(base[-1])) - np.repeat(base[:-1], m * m)
-    a, b = t // pm, t % pm
-    first = np.repeat(pos[:-1], m * m)
+    c = len(rows) // size
+    block = torch.bmm(xs.take(rows).view(c, size, -1), ys.take(rows).view(c, size, -1).transpose(1, 2))
+    v = block.reshape(-1).cpu().numpy()
+    a = np.tile(np.repeat(np.arange(size), size), c)
+    b = np.tile(np.tile(np.arange(size), size), c)
+    first = np.repeat(np.arange(c) * size, size * size)
     i, k = rows[first + a], rows[first + b]
-    v = np.empty(len(i), np.float32)
-    rows_t = torch.as_tensor(rows, device=x.device)
-    xs, ys = x[rows_t], y[rows_t]
-    for size in np.unique(m):
-        which = np.flatnonzero(m == size)
-        lo, c = int(pos[which[0]]), len(which)
-        these = slice(lo, lo + c * size)
-        block = torch.bmm(xs[these].view(c, size, -1), ys[these].view(c, size, -1).transpose(1, 2))
-        v[int(base[which[0]]):int(base[which[0]]) + c * size * size] = block.reshape(-1).cpu().numpy()
     own = i == k
-    v[own] = diag.cpu().numpy()[i[own]]  # the pair's own cell is exactly its truth score
-    transposed = np.repeat(base[:-1], m * m) + b * pm + a  # the same pairs, column-major per patient
-    runs = np.flatnonzero(b == 0)  # each run: one query against its patient's m pairs
+    v[own] = diag[i[own]]  # the pair's own cell is exactly its truth score
+    transposed = np.repeat(np.arange(c) * size * size, size * size) + b * size + a  # column-major per patient
+    runs = np.arange(0, len(v), size)  # each run: one query against its patient's pairs
     query = i[runs]
-    lengths = pm[runs]
-    result = {
-        "row": _run_stats(v, runs, lengths, k, y_codes, query, seg_np),
-        "col": _run_stats(v[transposed], runs, lengths, i[transposed], x_codes, query, seg_np),
-    }
-    return query, result
+    lengths = np.full(len(runs), size)
+    for name, (vals, cand, codes) in (("row", (v, k, y_codes)), ("col", (v[transposed], i[transposed], x_codes))):
+        best, top, twins, group = _run_stats(vals, runs, lengths, cand, codes, query, seg_np)
+        out[name]["best"][query], out[name]["top"][query] = best, top
+        out[name]["twins"][:, query], out[name]["group"][:, query] = twins, group
 
 
-def _large_patient(a, b, diag, members, seg, codes, out):
-    """Row statistics of one large patient (queries from ``a``), its product taken in row chunks."""
+def _count_of(keys: np.ndarray):
+    """A function: how many entries of ``keys`` equal each of the given values."""
+    values, counts = np.unique(keys, return_counts=True)
+
+    def count(query: np.ndarray) -> np.ndarray:
+        pos = np.minimum(np.searchsorted(values, query), len(values) - 1)
+        return np.where(values[pos] == query, counts[pos], 0)
+
+    return count
+
+
+def _large_patient(a, b, diag, members, seg_np, codes, out):
+    """Row statistics of one large patient (queries read from ``a``, candidates from ``b``).
+
+    ``members`` are increasing positions. Rows go in chunks and candidates in
+    chunks of ``_MEMBERS``; a running maximum keeps the first best candidate,
+    as one product over all members would. Twins and group sizes are counted
+    from the codes (no scores needed).
+    """
     import torch
 
     m = len(members)
-    idx = torch.as_tensor(members, device=a.device)
-    member_codes = codes[idx]
-    step = max(1, _BATCH_CELLS // m)
+    width = min(m, _MEMBERS)
+    step = max(1, _BATCH_CELLS // width)
     for r0 in range(0, m, step):
-        rows = idx[r0:r0 + step]
-        scores = a[rows] @ b[idx].T
-        ar = torch.arange(len(rows), device=a.device)
-        scores[ar, ar + r0] = diag[rows]  # the pair's own cell is exactly its truth score
-        best, arg = scores.max(1)
-        top = idx[arg]
-        twin = member_codes[None, :] == codes[top][:, None]
+        rows = members[r0:r0 + step]
+        own = np.arange(r0, r0 + len(rows))  # each query's own place among the members
+        q = a.take(rows)
+        best = top = None
+        for c0 in range(0, m, width):
+            scores = q @ b.take(members[c0:c0 + width]).T
+            here = np.flatnonzero((own >= c0) & (own < c0 + width))
+            if len(here):  # the pair's own cell is exactly its truth score
+                dev = scores.device
+                scores[torch.as_tensor(here, device=dev), torch.as_tensor(own[here] - c0, device=dev)] = \
+                    torch.as_tensor(diag[rows[here]], device=dev)
+            vals, arg = scores.max(1)  # the first maximum of each row
+            vals, arg = vals.cpu().numpy(), members[c0 + arg.cpu().numpy()]
+            if best is None:
+                best, top = vals, arg
+            else:
+                better = vals > best
+                best, top = np.where(better, vals, best), np.where(better, arg, top)
         out["best"][rows] = best
         out["top"][rows] = top
-        out["twins"][0, rows] = twin.sum(1)
-        for s, sg in enumerate(seg, start=1):
-            same = sg[rows][:, None] == sg[idx][None, :]
-            out["twins"][s, rows] = (twin & same).sum(1)
-            out["group"][s, rows] = same.sum(1)
+    rows = members
+    top = out["top"][rows]
+    out["twins"][0, rows] = _count_of(codes[members])(codes[top])
+    width_codes = int(codes.max(initial=0)) + 1
+    for s, sg in enumerate(seg_np, start=1):
+        # members identical to the query's best candidate, within the query's group: one key per (code, group)
+        key = sg[members] * width_codes + codes[members]
+        out["twins"][s, rows] = _count_of(key)(sg[rows] * width_codes + codes[top])
+        out["group"][s, rows] = _count_of(sg[members])(sg[rows])
 
 
-def patient_stats(x, y, diag, patient: np.ndarray, segment_ids: Sequence[np.ndarray] = (),
+def patient_stats(xs, ys, diag: np.ndarray, patient: np.ndarray, segment_ids: Sequence[np.ndarray] = (),
                   x_codes: np.ndarray | None = None, y_codes: np.ndarray | None = None) -> PatientStats:
     """Best own-patient scores, their candidates and twins, in-group sizes (see module docstring)."""
-    import torch
-
-    n = x.shape[0]
-    dev = x.device
+    n = len(patient)
     n_seg = 1 + len(segment_ids)
+    diag = np.asarray(diag, dtype=np.float32)
     x_codes = np.arange(n) if x_codes is None else np.asarray(x_codes, dtype=np.int64)
     y_codes = np.arange(n) if y_codes is None else np.asarray(y_codes, dtype=np.int64)
     seg_np = [np.asarray(sg, dtype=np.int64) for sg in segment_ids]
@@ -164,23 +185,18 @@ def patient_stats(x, y, diag, patient: np.ndarray, segment_ids: Sequence[np.ndar
     out = {name: {"best": np.empty(n, np.float32), "top": np.empty(n, np.int64),
                   "twins": np.zeros((n_seg, n), np.int64), "group": np.zeros((n_seg, n), np.int64)}
            for name in ("row", "col")}
-    query, small = _small_patients(x, y, diag, order, starts, sizes, seg_np, x_codes, y_codes)
-    for name, (best, top, twins, group) in small.items():
-        out[name]["best"][query], out[name]["top"][query] = best, top
-        out[name]["twins"][:, query], out[name]["group"][:, query] = twins, group
-    seg = [torch.as_tensor(sg, device=dev) for sg in seg_np]
+    small = np.flatnonzero(sizes <= _SMALL)
+    for m in np.unique(sizes[small]):
+        these = small[sizes[small] == m]  # patients of this size, in patient order
+        per = max(1, min(_BATCH_ROWS // int(m), _BATCH_PAIRS // int(m) ** 2))
+        for p0 in range(0, len(these), per):
+            batch = these[p0:p0 + per]
+            rows = order[(starts[batch][:, None] + np.arange(m)[None, :]).reshape(-1)]
+            _small_batch(xs, ys, diag, rows, int(m), seg_np, x_codes, y_codes, out)
     for first, m in zip(starts[sizes > _SMALL], sizes[sizes > _SMALL]):
         members = order[first:first + m]
-        for name, (a, b, codes) in (("row", (x, y, y_codes)), ("col", (y, x, x_codes))):
-            t = {"best": torch.empty(n, dtype=torch.float32, device=dev),
-                 "top": torch.empty(n, dtype=torch.int64, device=dev),
-                 "twins": torch.zeros((n_seg, n), dtype=torch.int64, device=dev),
-                 "group": torch.zeros((n_seg, n), dtype=torch.int64, device=dev)}
-            _large_patient(a, b, diag, members, seg, torch.as_tensor(codes, device=dev), t)
-            for key in ("best", "top"):
-                out[name][key][members] = t[key][members].cpu().numpy()
-            for key in ("twins", "group"):
-                out[name][key][:, members] = t[key][:, members].cpu().numpy()
+        for name, (a, b, codes) in (("row", (xs, ys, y_codes)), ("col", (ys, xs, x_codes))):
+            _large_patient(a, b, diag, members, seg_np, codes, out[name])
     in_group = out["row"]["group"]
     in_group[0] = size
     return PatientStats(out["row"]["best"], out["col"]["best"], out["row"]["top"], out["col"]["top"],

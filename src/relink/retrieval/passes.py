@@ -1,0 +1,284 @@
+"""The streamed passes behind the rank counts: over the pairs, then over the score product.
+
+Contract. ``xs``, ``ys``: the n image and report rows in work order
+(:class:`relink.retrieval.stream.WorkRows`); they are read in blocks, never
+whole.
+
+* :func:`pair_pass` reads pair i's image and report together, block by block:
+  the truth scores ``diag`` (:func:`relink.retrieval.patients.truth_scores`),
+  codes of identical rows on each side (:func:`identical_rows`: rows are
+  hashed block by block, and rows sharing a hash are read again and
+  compared), and optionally a digest of every row read (the key of a work
+  folder).
+* :func:`count_pass` forms the score product in *slabs* of query rows (the
+  images) against *blocks* of candidates (the reports), both sized by the
+  memory budget (:func:`relink.retrieval.memory.plan`), and counts both
+  directions from each tile (:class:`relink.retrieval.blocked.TileCounter`).
+  Slabs are split across the ranks of a process group
+  (:mod:`relink.retrieval.distributed`) and, with a work folder, kept as
+  they finish (:mod:`relink.retrieval.work`); a resumed pass computes only
+  the rows no finished slab holds.
+
+Memory: the per-query state (a few hundred bytes a pair,
+:func:`relink.retrieval.memory.state_bytes`), one slab, one block, each
+worker's tiles and the rows being read; never Q x d + M x d.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .blocked import ThresholdCounts, TileCounter
+from .distributed import split_rows, sync
+from .memory import Meter, plan, show_bytes, state_bytes
+from .patients import truth_scores
+
+_DIAG_GRID = 16384  # truth scores are computed in these chunks (as one in-core einsum call per chunk would)
+
+
+def pick_device(device=None):
+    """A torch device: the one asked for, else CUDA when available, else the CPU."""
+    import torch
+
+    from ..errors import RelinkError
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise RelinkError(f"device {device!r} is not a torch device (use cpu or cuda)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RelinkError(f"device {device!r}: no CUDA device is available here")
+    if dev.type not in ("cpu", "cuda"):
+        raise RelinkError(f"device {device!r}: the audit runs on cpu or cuda")
+    return dev
+
+
+_COEFFS: dict[int, np.ndarray] = {}
+
+
+def _hash_rows(a: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """(k,) uint64: each row's 32-bit words times random odd constants, summed modulo 2**64."""
+    d = a.shape[1]
+    if d not in _COEFFS:
+        _COEFFS[d] = np.random.default_rng(20240601).integers(1, 2 ** 62, size=d, dtype=np.uint64) * 2 + 1
+    coeffs = _COEFFS[d]
+    words = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    h = np.empty(len(a), dtype=np.uint64)
+    for a0 in range(0, len(a), chunk):
+        h[a0:a0 + chunk] = (words[a0:a0 + chunk].astype(np.uint64) * coeffs).sum(axis=1)
+    return h
+
+
+def _codes(h: np.ndarray, read: Callable[[np.ndarray], np.ndarray], chunk: int) -> np.ndarray:
+    """(n,) int64 codes, equal exactly when two rows are bitwise identical, from row hashes ``h``.
+
+    Rows sharing a hash are read again (``read(positions)``, ``chunk`` at a
+    time) and compared with the first row of their hash; only where a hash
+    is shared by different rows are that hash's rows told apart exactly.
+    """
+    _, first, codes = np.unique(h, return_index=True, return_inverse=True)
+    codes = codes.reshape(-1).astype(np.int64)
+    shared = np.flatnonzero(np.bincount(codes)[codes] > 1)
+    bad = []
+    for a in range(0, len(shared), chunk):
+        rows = shared[a:a + chunk]
+        differ = (read(rows) != read(first[codes[rows]])).any(axis=1)
+        bad.extend(np.unique(codes[rows[differ]]).tolist())
+    nxt = int(codes.max(initial=-1)) + 1
+    for code in bad:  # a hash collision: split the bucket by the rows themselves
+        members = np.flatnonzero(codes == code)
+        block = np.ascontiguousarray(read(members))
+        sub = np.unique(block.view(np.dtype((np.void, block.dtype.itemsize * block.shape[1]))).reshape(-1),
+                        return_inverse=True)[1].reshape(-1)
+        codes[members] = np.where(sub == 0, code, nxt + sub - 1)
+        nxt += int(sub.max(initial=0))
+    return codes
+
+
+def identical_rows(a: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """(n,) int64 codes of an in-memory array, equal exactly when two rows are bitwise identical.
+
+    Rows are hashed (their 32-bit words times random odd constants, summed
+    modulo 2**64), and rows sharing a hash are checked against each other;
+    only a hash collision between different rows falls back to comparing the
+    rows themselves.
+    """
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    return _codes(_hash_rows(a), lambda idx: a[idx], chunk)
+
+
+@dataclass
+class Pairs:
+    diag: np.ndarray      # float32 (n,) truth scores
+    x_codes: np.ndarray   # int64 (n,) identical image rows
+    y_codes: np.ndarray   # int64 (n,) identical report rows
+    digest: str | None    # of every row read, in work order (with ``digest=True``)
+
+
+def _pieces(n: int, piece: int):
+    """Row ranges of at most ``piece`` rows inside the chunks of :data:`_DIAG_GRID` rows; never a single row
+    where the chunk has more (a one-row product rounds differently)."""
+    for g0 in range(0, n, _DIAG_GRID):
+        g1 = min(n, g0 + _DIAG_GRID)
+        bounds = list(range(g0, g1, piece)) + [g1]
+        if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+            del bounds[-2]
+        yield from zip(bounds[:-1], bounds[1:])
+
+
+def _read_rows(d: int, read_bytes: int) -> int:
+    """Rows read at once: a power of two (so pieces tile the truth-score chunks), about ``read_bytes``."""
+    rows = max(2, read_bytes // (4 * d))
+    return min(_DIAG_GRID, 1 << (rows.bit_length() - 1))
+
+
+def pair_pass(xs, ys, meter: Meter | None = None, progress: bool = False, digest: bool = False) -> Pairs:
+    """Truth scores, identical-row codes and (optionally) a digest, from one pass over the pairs."""
+    import torch
+    from tqdm.auto import tqdm
+
+    n = len(xs)
+    piece = _read_rows(xs.d, (meter or Meter(None)).read_bytes())
+    diag = np.empty(n, dtype=np.float32)
+    hx, hy = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
+    # one hash per side, so that the digest does not depend on the size of the pieces read
+    h = (hashlib.blake2b(digest_size=16), hashlib.blake2b(digest_size=16)) if digest else None
+    for a, b in tqdm(list(_pieces(n, piece)), desc="pairs", unit="block", disable=None if progress else True):
+        x, y = xs.numpy(slice(a, b)), ys.numpy(slice(a, b))
+        diag[a:b] = truth_scores(torch.as_tensor(x, device=xs.device), torch.as_tensor(y, device=ys.device)).cpu()
+        hx[a:b], hy[a:b] = _hash_rows(x), _hash_rows(y)
+        if h is not None:
+            h[0].update(x)
+            h[1].update(y)
+    return Pairs(diag, _codes(hx, xs.numpy, piece), _codes(hy, ys.numpy, piece),
+                 h[0].hexdigest() + h[1].hexdigest() if h else None)
+
+
+def _units(n: int, grid: int, finished: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Row ranges of one tile grid step each, outside the finished ranges."""
+    done = np.zeros(-(-n // grid), dtype=bool)
+    for a, b in finished:
+        done[a // grid:-(-b // grid)] = True
+    return [(u * grid, min(n, (u + 1) * grid)) for u in np.flatnonzero(~done)]
+
+
+def _slabs(units: list[tuple[int, int]], rows: int) -> list[tuple[int, int]]:
+    """Consecutive units merged into slabs of at most ``rows`` rows."""
+    out: list[tuple[int, int]] = []
+    for a, b in units:
+        if out and out[-1][1] == a and b - out[-1][0] <= rows:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _fill(buf, rows, a: int, b: int, step: int):
+    """Rows [a, b) of ``rows`` into ``buf[:b - a]`` (a tensor), ``step`` rows read at a time."""
+    import torch
+
+    for p in range(a, b, step):
+        q = min(b, p + step)
+        buf[p - a:q - a].copy_(torch.from_numpy(rows.numpy(slice(p, q))))
+    return buf[:b - a]
+
+
+def count_pass(xs, ys, diag: np.ndarray, row_thr, col_thr, row_on, col_on, edges, tie_tol: float,
+               block_rows: int | None, tile_cols: int | None, engine: str, meter: Meter | None, progress: bool,
+               comm: Any = None, work: Any = None, key: dict[str, Any] | None = None,
+               stats: dict[str, Any] | None = None) -> ThresholdCounts:
+    """Threshold counts of every row and column (see the module docstring).
+
+    ``work`` is a folder (or None): finished slabs are kept there under
+    ``key`` plus the tile grid (:class:`relink.retrieval.work.AuditWork`).
+    ``stats``, when given, receives the plan and timings.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from .work import AuditWork
+
+    n, d, dev = len(xs), xs.d, xs.device
+    rank, world = (comm.rank, comm.world_size) if comm is not None else (0, 1)
+    counter = TileCounter(n, torch.as_tensor(diag, device=dev), row_thr, col_thr, row_on, col_on, edges, tie_tol,
+                          dev, block_rows, tile_cols, engine)
+    n_seg, n_row, n_col = counter.n_seg, counter.n_row, counter.n_col
+    tile = counter.workers * counter.buffer_bytes()
+    col_bytes = counter.workers * n_col * n_seg * 8
+    meter = meter or Meter(None)
+    store, finished, failure, p = None, [], None, None
+    try:
+        # what is left of the budget once the per-query state is held (measured where the OS tells)
+        free = meter.left(state_bytes(n, n_seg, n_row, n_col))
+        if free is not None:
+            free -= 8 * n_col * n_seg * n * 2  # this slab's column counts and their running total, made below
+            free -= meter.budget // 8  # what no estimate sees: the allocator's slack, interpreter objects
+        p = plan(n, d, free, tile, counter.row_grid, counter.col_grid, col_bytes, meter.read_bytes(), meter.budget)
+        counter.max_cols = p.block_cols
+        if work is not None:
+            grid = {"block_rows": counter.br, "group_cols": counter.gw, "tile_cols": counter.tc, "device": dev.type,
+                    "engine": "numpy" if counter.ops.numpy else "torch", "kernel": 1}
+            store = AuditWork(work, {**(key or {}), "grid": grid})
+            if rank == 0:
+                state = store.prepare()
+                if stats is not None:
+                    stats["work_state"] = state
+    except Exception as exc:  # noqa: BLE001 - every rank must learn of it (ranks measure their own memory)
+        failure = exc
+    sync(comm, failure)
+    if store is not None:
+        finished = store.finished()
+    units = _units(n, counter.row_grid, finished)
+    mine = split_rows(units, world)[rank]
+    slabs = _slabs(mine, p.slab_rows)
+    blocks = [(c, min(n, c + p.block_cols)) for c in range(0, n, p.block_cols)]
+    if stats is not None:
+        stats.update(memory=meter.budget, slab_rows=p.slab_rows, block_cols=p.block_cols, slabs=len(slabs),
+                     blocks=len(blocks), finished_before=len(finished), workers=counter.workers,
+                     tile=(counter.br, counter.gw, counter.tc),
+                     memory_plan=show_bytes(meter.budget) if meter.budget else None)
+    total_col = np.zeros((n_col, n_seg, n), dtype=np.int64)
+    t0 = time.perf_counter()
+    try:
+        x_buf = torch.empty((max((b - a for a, b in slabs), default=0), d), dtype=torch.float32, device=dev)
+        y_buf = torch.empty((p.block_cols if slabs else 0, d), dtype=torch.float32, device=dev)
+        y_held = None  # the one block, when every column fits in one: read once
+        n_steps = sum(-(-(b - a) // counter.br) for a, b in slabs) * len(blocks)
+        with counter, tqdm(total=n_steps, desc="score blocks", unit="block", disable=None if progress else True) as bar:
+            for a, b in slabs:
+                x = _fill(x_buf, xs, a, b, p.read_rows)
+                for c0, c1 in blocks:
+                    if y_held is None or len(blocks) > 1:
+                        y_held = _fill(y_buf, ys, c0, c1, p.read_rows)
+                    counter.add(x, a, y_held, c0, bar)
+                col = counter.take_cols()
+                if store is not None:
+                    store.write(a, b, counter.row_counts(a, b), col)
+                total_col += col
+        del x_buf, y_buf, y_held
+    except Exception as exc:  # noqa: BLE001 - re-raised by sync, on every rank
+        failure = exc
+    sync(comm, failure)
+    row = counter.row_counts(0, n)
+    if stats is not None:
+        stats["product_s"] = time.perf_counter() - t0
+    if rank == 0:
+        for a, b in finished:
+            r, c = store.read(a, b)
+            row[:, :, a:b] = r
+            total_col += c
+    if comm is not None:
+        t1 = time.perf_counter()
+        both = comm.all_reduce_sum(np.concatenate([row.reshape(-1), total_col.reshape(-1)]))
+        row, total_col = both[:row.size].reshape(row.shape), both[row.size:].reshape(total_col.shape)
+        if stats is not None:
+            stats["all_reduce_s"] = time.perf_counter() - t1
+            stats["all_reduce_bytes"] = int(both.nbytes)
+    return ThresholdCounts(row, total_col)

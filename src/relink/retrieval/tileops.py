@@ -1,0 +1,79 @@
+"""The few array operations the tile loop needs, for numpy (CPU) or torch (GPU).
+
+A boolean mask is counted 8 bytes at a time as int64 words (:meth:`Ops.row_sum`,
+:meth:`Ops.col_sum`): each byte lane of a sum of at most ``LANES`` = 255
+words cannot overflow into the next, so a row sum covers at most 2040
+columns at once and a column sum at most 255 rows. On a GPU the masks are
+summed as they are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LANES = 255  # most words (columns / 8) or rows one packed sum may cover
+
+
+class Ops:
+    """The few array operations the tile loop needs, for numpy (CPU) or torch (GPU)."""
+
+    def __init__(self, device, engine: str = "auto"):
+        import torch
+
+        self.torch = torch
+        self.numpy = device.type == "cpu" if engine == "auto" else engine == "numpy"
+        self.packed = self.numpy
+        self.device = device
+        self.i64 = np.int64 if self.numpy else torch.int64
+        self.u8 = np.uint8 if self.numpy else torch.uint8
+
+    def host(self, t):
+        return t.numpy() if self.numpy else t
+
+    def zeros(self, shape, dtype=None):
+        if self.numpy:
+            return np.zeros(shape, dtype=dtype or np.int64)
+        return self.torch.zeros(shape, dtype=dtype or self.torch.int64, device=self.device)
+
+    def to_numpy(self, a) -> np.ndarray:
+        return a if self.numpy else a.cpu().numpy()
+
+    def gt(self, a, b, out):
+        np.greater(a, b, out=out) if self.numpy else self.torch.gt(a, b, out=out)
+
+    def index(self, idx):
+        return idx if self.numpy else self.torch.as_tensor(idx, device=self.device)
+
+    def row_sum(self, mask, a: int, b: int):
+        """Ones in mask[..., a:b] per leading index (int64); mask is uint8."""
+        if not self.packed:
+            return mask[..., a:b].sum(-1, dtype=self.i64)
+        a8, b8 = a // 8, -(-b // 8)
+        words = mask.view(self.i64)[..., a8:b8]
+        total = words.sum(-1).view(self.u8).reshape(*words.shape[:-1], 8).sum(-1, dtype=self.i64)
+        if 8 * a8 < a:
+            total -= mask[..., 8 * a8:a].sum(-1, dtype=self.i64)
+        if b < 8 * b8:
+            total -= mask[..., b:8 * b8].sum(-1, dtype=self.i64)
+        return total
+
+    def col_sum(self, mask, ra: int, rb: int, u: int, v: int):
+        """Ones in mask[:, ra:rb, u:v] per (leading, column) (int64); mask (L, h, w) uint8."""
+        if not self.packed:
+            return mask[:, ra:rb, u:v].sum(1, dtype=self.i64)
+        u8, v8 = u // 8, -(-v // 8)
+        words = mask.view(self.i64)[:, :, u8:v8]
+        total = 0
+        for c in range(ra, rb, LANES):
+            total = total + words[:, c:min(rb, c + LANES)].sum(1).view(self.u8).astype(np.int64)
+        return total[:, u - 8 * u8:v - 8 * u8]
+
+
+def shifted(thr, tie_tol: float, rows: int, active: np.ndarray | None) -> np.ndarray:
+    """(rows, K) float32 thresholds + tie_tol; +inf where inactive and in the padding rows."""
+    thr = np.asarray(thr, dtype=np.float32)
+    out = np.full((rows, thr.shape[1]), np.inf, dtype=np.float32)
+    out[: len(thr)] = thr + np.float32(tie_tol)
+    if active is not None:
+        out[: len(thr)][~active] = np.inf
+    return out

@@ -1,0 +1,104 @@
+"""The audit's work folder: finished slabs of the product pass, kept so that a killed audit resumes.
+
+``relink audit --out T`` keeps ``T.work/`` beside the table while it runs
+(the pattern of :mod:`relink.embed.shards`):
+
+* ``manifest.json`` — the key of the computation: everything the counts
+  depend on (a digest of every unit-normalised row in work order, the
+  patients, the label groups, directions, levels, ``tie_tol``, the tile
+  grid, device type and kernel). A folder whose key differs is stale and is
+  emptied (a cache miss, never a stale hit); a non-empty folder without a
+  manifest is not relink's and is refused, never emptied;
+* per finished slab of query rows ``[a, b)``: ``rows-A-B.npz`` with ``row``,
+  the complete counts of those rows (thresholds x segmentations x (b - a)),
+  and ``col``, their part of every column's counts (thresholds x
+  segmentations x n). Each file is written atomically, so a slab counts as
+  finished exactly when its file exists.
+
+Counts are integers: finished slabs added to the rest give the counts of an
+uninterrupted run exactly, whatever the memory budget or the number of
+processes of either run (slabs of the resumed run are planned around the
+finished ones).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import RelinkError
+from ..io import atomic_path, canonical, write_json
+
+MANIFEST = "manifest.json"
+_SLAB = re.compile(r"rows-(\d{10})-(\d{10})\.npz$")
+
+
+def work_path(out: str | Path) -> Path:
+    """The work folder of table ``out``: ``OUT.work`` beside it."""
+    out = Path(out)
+    return out.with_name(out.name + ".work")
+
+
+class AuditWork:
+    """The on-disk state of one audit's product pass (see the module docstring)."""
+
+    def __init__(self, path: str | Path, key: dict[str, Any]):
+        self.path = Path(path)
+        self.key = canonical(key)
+
+    def stored_key(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def prepare(self) -> str:
+        """Make the folder match the key; return ``"new"``, ``"resume"`` or ``"stale"`` (emptied)."""
+        if self.stored_key() == self.key:
+            return "resume"
+        if self.path.exists() or self.path.is_symlink():
+            ours = self.path.is_dir() and not self.path.is_symlink() and (
+                (self.path / MANIFEST).is_file() or not any(self.path.iterdir()))
+            if not ours:
+                raise RelinkError(f"{self.path} exists and is not a relink audit work folder (it is where an "
+                                  "interrupted audit keeps its finished blocks); move it away or choose another --out")
+        state = "stale" if self.path.exists() else "new"
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.mkdir(parents=True)
+        write_json(self.path / MANIFEST, self.key)
+        return state
+
+    def finished(self) -> list[tuple[int, int]]:
+        """Row ranges ``[a, b)`` of the finished slabs, sorted; overlapping leftovers are ignored."""
+        ranges = []
+        for p in self.path.iterdir() if self.path.is_dir() else ():
+            m = _SLAB.match(p.name)
+            if m:
+                ranges.append((int(m.group(1)), int(m.group(2))))
+        kept, end = [], -1
+        for a, b in sorted(ranges):
+            if a >= end and b > a:  # a range overlapping a kept one cannot come from one key: never add it twice
+                kept.append((a, b))
+                end = b
+        return kept
+
+    def _file(self, a: int, b: int) -> Path:
+        return self.path / f"rows-{a:010d}-{b:010d}.npz"
+
+    def write(self, a: int, b: int, row: np.ndarray, col: np.ndarray) -> None:
+        """Keep the counts of finished slab ``[a, b)`` (atomically)."""
+        with atomic_path(self._file(a, b)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, row=row, col=col)
+
+    def read(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        with np.load(self._file(a, b), allow_pickle=False) as z:
+            return z["row"], z["col"]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
