@@ -13,6 +13,7 @@
 #   relink:
 #     inputs:
 #     - benchmarks/results/costs.json
+#     - benchmarks/results/audit_scale.json
 #     results: []
 # ---
 
@@ -84,6 +85,16 @@ glue("cost_disk_gb", space["gb"])
 glue("cost_disk_pairs", space["pairs"])
 glue("cost_disk_kb", space["bytes_per_pair"] / 1024)
 
+scale = json.loads((REPO_ROOT / "benchmarks" / "results" / "audit_scale.json").read_text())
+glue("scale_budget", scale["memory"])
+glue("scale_largest", max(r["n"] for r in scale["rows"]))
+glue("scale_above_start", max(r["peak_mib"] - r["ready_mib"] for r in scale["rows"]))
+glue("scale_overhead", costs.counting_overhead(scale))
+glue("scale_gpu_tflops", costs.GPU_FP32_FLOPS / 1e12)
+same = all(len({r["table_sha"] for r in scale["rows"] if r["n"] == n}) == 1 for n in {r["n"] for r in scale["rows"]})
+glue("scale_same_tables", "byte-identical at every size" if same
+     else "not identical at some size (see benchmarks/results/audit_scale.json)")
+
 # %% [markdown]
 # ## The work at the study's size
 #
@@ -140,3 +151,37 @@ display(show(costs.cost_table(measured, mimic), uid="costs",
 # (projected embeddings and trunk features, float32): about
 # {glue:text}`cost_disk_gb:.1f` GB, besides the images themselves, which
 # stay where the dataset keeps them.
+#
+# ## Auditing an archive
+#
+# A custodian's archive may hold millions of studies. `relink audit` reads
+# the embeddings in blocks under a memory budget (`--memory`) and splits the
+# query rows over the processes of a `torchrun` launch (`--distributed`);
+# neither changes a number of its table. `benchmarks/audit_scale.py` measured
+# it on random embeddings (d = 512, fp32) under a budget of
+# {glue:text}`scale_budget`, up to {glue:text}`scale_largest:,d` pairs a side:
+
+# %% tags=["remove-input"]
+display(show(costs.audit_scale_table(scale), uid="audit-scale",
+             caption="relink audit with its default options (both directions, every pool and K, bootstrap "
+                     "intervals) against the bare product of the same shapes, measured on this machine; peak RSS "
+                     "per process"))
+
+# %% [markdown]
+# What the audit holds above what the process held when it began stayed at
+# most {glue:text}`scale_above_start:,.0f` MiB at every size: the budget,
+# not the archive, sets it. The tables of one and two processes were
+# {glue:text}`scale_same_tables`.
+#
+# **The GPU columns below are a projection, not a measurement.** They take
+# the bare product of an archive's shapes at an assumed
+# {glue:text}`scale_gpu_tflops:.0f` TFLOP/s of fp32 products per GPU (the
+# audit turns TF32 off) and multiply it by the audit's overhead over the bare
+# product measured here ({glue:text}`scale_overhead:.2f`), divided evenly
+# over the GPUs. They leave out reading the embeddings from disk, which each
+# process does once per block of its query rows. The CPU column scales this
+# machine's measured time per score cell.
+
+# %% tags=["remove-input"]
+display(show(costs.archive_projection(scale), uid="archive-projection",
+             caption="The audit of an archive: measured time per score cell here, and a projection for GPUs"))

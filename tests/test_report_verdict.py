@@ -128,3 +128,16 @@ def test_spec_checks_in_python():
         ReportSpec(n_boot=10)
     assert ReportSpec(attacker_pools=["1000,10000", "100"]).attacker_pools == (1000, 10000, 100)
     assert ReportSpec(top_k=(10, 5)).ks == (1, 5, 10)
+
+
+def test_the_books_rule_sentence_names_what_set_a_high_verdict(records):
+    """The custodian chapter's sentence (paper layer) on the report's own verdict records: every row that set the
+    verdict appears with its direction, pool and reasons; a low verdict names none."""
+    from relink.paper.sentences import report_rule
+
+    high = records["aligned"]["verdict"]
+    text = report_rule(high)
+    for row in high["set_by"]:
+        assert f"at N = {row['N']:,}" in text and all(reason in text for reason in row["reasons"])
+    assert "image \u2192 report" in text and "report \u2192 image" in text
+    assert "It was set by" not in report_rule(records["random"]["verdict"])

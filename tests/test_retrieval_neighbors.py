@@ -78,12 +78,15 @@ def test_neighbors_cli_with_an_ivfpq_index(tmp_path, capsys):
     out = tmp_path / "nn.parquet"
     assert main(["neighbors", "--embeddings", str(tmp_path / "emb"), "--k", "5", "--index", "ivf,pq",
                  "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     frame, prov = read_table(out)
     index = prov["index"]
     assert index["index"] == "ivf,pq" and index["nlist"] == 3000 // 39 and index["sample_queries"] == 1000
     assert f"recall@5 vs exact {index['recall_at_k_vs_flat']:.3f}" in printed
     assert 0 < index["recall_at_k_vs_flat"] < 1
+    # a low recall is flagged, a high one is not
+    assert ("warning: the approximate index found" in captured.err) == (index["recall_at_k_vs_flat"] < 0.9)
     assert main(["neighbors", "--embeddings", str(tmp_path / "emb"), "--k", "5", "--out", str(tmp_path / "f.csv")]) == 0
     flat, prov = read_table(tmp_path / "f.csv")
     assert prov["index"] == {"index": "flat"} and len(flat) == 3000 * 5
@@ -100,3 +103,15 @@ def test_neighbors_bad_options(tmp_path, capsys, argv, message):
     assert main(["neighbors", "--embeddings", str(tmp_path / "emb"), "--out", str(tmp_path / "n.csv"), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_poor_approximate_index_is_flagged(tmp_path, capsys):
+    rng = np.random.default_rng(5)  # structureless vectors: product quantisation keeps few exact neighbours
+    image, text = rng.standard_normal((400, 64)).astype(np.float32), rng.standard_normal((400, 64)).astype(np.float32)
+    rows = pd.DataFrame({"pair_id": [f"s{i}" for i in range(400)], "patient_id": [f"p{i}" for i in range(400)]})
+    save(EmbeddingSet.from_arrays(rows, image, text), tmp_path / "emb")
+    assert main(["neighbors", "--embeddings", str(tmp_path / "emb"), "--k", "5", "--index", "ivf,pq",
+                 "--out", str(tmp_path / "nn.csv")]) == 0
+    _, prov = read_table(tmp_path / "nn.csv")
+    assert prov["index"]["recall_at_k_vs_flat"] < 0.9
+    assert "use --index flat (exact)" in capsys.readouterr().err

@@ -11,8 +11,8 @@ the import-linter contract in pyproject.toml, run by ``tests/test_layers.py``):
 5. ``embed`` — cohorts to EmbeddingSets;
 6. ``models`` — open_clip models, their heads and trunks, the synthetic ladder;
 7. ``loaders``, ``synth`` — official datasets and the synthetic cohort;
-8. ``cohort``, ``embeddings``, ``leakscan``, ``tables``, ``provenance`` — data
-   contracts and what is written;
+8. ``cohort``, ``embeddings``, ``leakscan``, ``tables``, ``provenance``,
+   ``workdir`` — data contracts, what is written, resumable work folders;
 9. ``io``, ``options``, ``labels`` — atomic writes and the output guard,
    options checked by flag, the 14 labels;
 10. ``errors``.

@@ -54,8 +54,9 @@ def register(sub):
     p.add_argument("--model-name", default=None, help="model column (default: the set's meta.json model spec)")
     p.add_argument("--cohort-name", default=None, help="cohort column (default: the rows' cohort names)")
     p.add_argument("--memory", default=None, metavar="SIZE",
-                   help="memory the audit may hold besides the interpreter, e.g. 256MB or 4G (K, M, G suffixes; "
-                        "default: half of the memory available, shared by the processes of a machine)")
+                   help="memory the audit may hold beyond the interpreter with torch loaded (the row table, the "
+                        "per-pair counts, the blocks streamed), e.g. 256MB or 4G (K, M, G suffixes; default: half "
+                        "of the memory available, shared by the processes of a machine)")
     p.add_argument("--distributed", action="store_true",
                    help="run as one process of a torchrun launch (`torchrun --nproc_per_node P -m relink audit "
                         "--distributed ...`): the query rows are split across processes; gloo on CPU, nccl on GPU")
@@ -133,6 +134,7 @@ def _count(args, out, comm, rank: int):
     from ..options import spec_from_args
     from ..retrieval.audit import audit_queries
     from ..retrieval.distributed import OtherRankFailed, sync
+    from ..retrieval.memory import resident
     from ..retrieval.spec import AuditSpec
     from ..retrieval.work import AuditWork, work_path
     from ..tables import check_format
@@ -146,13 +148,18 @@ def _count(args, out, comm, rank: int):
         if rank == 0:  # first, before any expensive work
             claim_output(out, "file", owner="audit", overwrite=args.overwrite)
         es, rows = _load(args, rank)
+        # --memory bounds data, not code: the row table at its size in memory, then all the audit adds (the
+        # libraries and allocator arenas the reading woke are the interpreter's)
+        now = resident()
+        held_from = None if now is None else now - int(es.rows.memory_usage(deep=True).sum())
     except Exception as exc:  # noqa: BLE001 - every rank must learn of it
         failure = exc
     sync(comm, failure)
     work = work_path(out)
     stats: dict = {}
     try:
-        qv = audit_queries(es, spec, progress=rank == 0, rows=rows, memory=memory, comm=comm, work=work, stats=stats)
+        qv = audit_queries(es, spec, progress=rank == 0, rows=rows, memory=memory, held_from=held_from, comm=comm,
+                           work=work, stats=stats)
     except RelinkError as exc:  # bad input: no work folder left behind (an interrupt keeps it)
         if rank == 0 and stats.get("work_state") in ("new", "stale") and not isinstance(exc, OtherRankFailed):
             AuditWork(work, {}).remove()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..errors import RelinkError
 from ..options import nonneg_int, positive_int
 from . import HelpFormatter
+
+LOW_RECALL = 0.9  # below this share of the exact top-k, an approximate listing is flagged
 
 EXAMPLES = """\
 examples:
@@ -83,4 +87,8 @@ def run(args) -> int:
         note = (f"; approximate index: recall@{params['k']} vs exact {params['recall_at_k_vs_flat']:.3f} "
                 f"on {params['sample_queries']} sampled queries")
     print(f"{len(frame)} rows -> {out}; own pair within the top {found.shape[1]} for {hit:.1%} of queries{note}")
+    if args.index != "flat" and params["recall_at_k_vs_flat"] < LOW_RECALL:
+        # product quantisation of a small or low-dimensional set loses most neighbours: say so plainly
+        print(f"warning: the approximate index found {params['recall_at_k_vs_flat']:.0%} of the exact top "
+              f"{params['k']}; raise --nprobe, or use --index flat (exact) for a set of this size", file=sys.stderr)
     return 0

@@ -45,6 +45,7 @@ from ..io import claim_output
 from ..options import number
 from ..provenance import package_versions
 from .dataset import default_workers
+from .distributed import OtherRankFailed, sync
 from .merge import OWNER, merge_shards, reuse_reason, say
 from .shards import Shard, WorkDir, plan_shards, shards_for_rank, work_path
 from .stream import Task, run_tasks
@@ -170,7 +171,7 @@ def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, 
                 claim_output(out, kind="dir", owner=OWNER, overwrite=overwrite)
         except RelinkError as exc:
             failure = exc
-    _sync(comm, failure)
+    sync(comm, failure)
     try:  # every rank reads the cohort and loads the models; a failure on one must stop all
         full = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
         dev = resolve_device(device)
@@ -186,7 +187,7 @@ def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, 
         plans = [_plan(full, job, out, dev, settings, skip_bad, rank) for job, out in zip(jobs, outs)]
     except Exception as exc:  # noqa: BLE001 - re-raised by _sync on this rank
         failure = exc
-    _sync(comm, failure)
+    sync(comm, failure)
     pending = [p for p in plans if p is not None]
     created: list[WorkDir] = []
     failure = None
@@ -203,7 +204,7 @@ def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, 
                     say(f"resuming {p['out']}: {done} shard(s) already done in {p['work'].path}")
         except Exception as exc:  # noqa: BLE001 - every rank must learn of it
             failure = exc
-    _sync(comm, failure)
+    sync(comm, failure)
     workers = default_workers(world, dev) if num_workers is None else num_workers
     try:
         _compute(full, pending, rank, world, batch_size, workers, dev, amp, skip_bad, with_trunk, progress and rank == 0,
@@ -218,7 +219,7 @@ def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, 
                     p["work"].remove()
             except Exception as exc:  # noqa: BLE001 - every rank must learn of it
                 failure = exc
-        _sync(comm, failure)
+        sync(comm, failure)
     except RelinkError as exc:  # bad input: remove the work folders this run created (an interrupt keeps them)
         if rank == 0 and not isinstance(exc, OtherRankFailed):
             for work in created:
@@ -286,22 +287,7 @@ def _compute(full: Cohort, pending: list[dict[str, Any]], rank: int, world: int,
             _run_shards(full, tasks, batch_size, workers, dev, amp, skip_bad, with_trunk, progress)
     except Exception as exc:  # every rank must learn of it, or the others wait at the merge forever
         failure = exc
-    _sync(comm, failure)
-
-
-def _sync(comm: Comm | None, failure: Exception | None) -> None:
-    """Meet the other ranks (a barrier); raise this rank's failure, or the first other rank's."""
-    mine = None if failure is None else (str(failure), isinstance(failure, RelinkError))
-    errors = comm.gather_errors(mine) if comm is not None else []
-    if failure is not None:
-        raise failure
-    if errors:
-        msg, bad_input = errors[0]
-        raise (RelinkError if bad_input else OtherRankFailed)(msg)
-
-
-class OtherRankFailed(RelinkError):
-    """Another rank failed for a reason other than bad input (its work is kept for a re-run)."""
+    sync(comm, failure)
 
 
 def _run_shards(full: Cohort, tasks: list[Task], batch_size: int, num_workers: int, device: str, amp: bool,

@@ -21,17 +21,15 @@ under torchrun; any process count can resume any work folder.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import RelinkError
 from ..io import write_json, write_npy
+from ..workdir import KeyedWork, work_path
 
-MANIFEST = "manifest.json"
+__all__ = ["Shard", "WorkDir", "plan_shards", "shards_for_rank", "work_path"]
 
 
 @dataclass(frozen=True)
@@ -61,45 +59,11 @@ def shards_for_rank(shards: list[Shard], rank: int, world_size: int) -> list[Sha
     return shards[rank::world_size]
 
 
-def work_path(out_dir: str | Path) -> Path:
-    """The work folder that belongs to output folder ``out_dir``."""
-    out_dir = Path(out_dir)
-    return out_dir.with_name(out_dir.name + ".work")
-
-
-class WorkDir:
+class WorkDir(KeyedWork):
     """The on-disk state of one embedding computation (see module doc)."""
 
-    def __init__(self, path: str | Path, key: dict[str, Any]):
-        self.path = Path(path)
-        self.key = json.loads(json.dumps(key, sort_keys=True, default=str))  # compare as JSON would store it
-
-    def stored_key(self) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.path / MANIFEST).read_text())
-        except (OSError, ValueError):
-            return None
-
-    def prepare(self) -> str:
-        """Make the folder match the key; return ``"new"``, ``"resume"`` or ``"stale"`` (emptied).
-
-        A non-empty folder at the work path that holds no ``manifest.json`` is
-        not relink's: it is refused, never emptied.
-        """
-        stored = self.stored_key()
-        if stored == self.key:
-            return "resume"
-        if self.path.exists() or self.path.is_symlink():
-            ours = self.path.is_dir() and not self.path.is_symlink() and (
-                (self.path / MANIFEST).is_file() or not any(self.path.iterdir()))
-            if not ours:
-                raise RelinkError(f"{self.path} exists and is not a relink embed work folder (it is where an "
-                                  "interrupted run keeps its shards); move it away or choose another --out")
-        state = "stale" if self.path.exists() else "new"
-        shutil.rmtree(self.path, ignore_errors=True)
-        self.path.mkdir(parents=True)
-        write_json(self.path / MANIFEST, self.key)
-        return state
+    what = "embed"
+    keeps = "its shards"
 
     def is_done(self, shard: Shard) -> bool:
         return (self.path / f"{shard.name}.done.json").is_file()
@@ -119,6 +83,3 @@ class WorkDir:
 
     def skipped(self, shard: Shard) -> list[dict[str, Any]]:
         return json.loads((self.path / f"{shard.name}.done.json").read_text())["skipped"]
-
-    def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)

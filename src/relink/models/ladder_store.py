@@ -31,15 +31,11 @@ from typing import Any
 
 from ..errors import RelinkError
 from ..io import atomic_dir, canonical, mark_output, write_json
+from ..workdir import work_path
 
 LADDER_FILE = "ladder.json"
 STATE_FILE = "train-state.pt"
 OWNER = "train"  # the owner name relink.io.claim_output / mark_output know ladders by
-
-
-def work_path(out_dir: str | os.PathLike) -> Path:
-    out_dir = Path(out_dir)
-    return out_dir.with_name(out_dir.name + ".work")
 
 
 def _read(folder: Path) -> dict[str, Any] | None:

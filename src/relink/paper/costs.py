@@ -15,6 +15,14 @@ on the CPU gives a CPU time; the GPU column is a projection, labelled so:
   the CPU whatever the machine, and the audit's blocked products can use a
   GPU, for which the CPU time is an upper bound.
 
+An archive (:func:`archive_projection`): the audit of 1 and 10 million
+pairs, from ``benchmarks/audit_scale.py``'s measurements (time per score
+cell of the product pass here, and the audit's time over the bare product of
+the same shapes). On GPUs it is a projection: the bare product at an assumed
+fp32 rate (:data:`GPU_FP32_FLOPS`), times the counting overhead measured on
+this CPU, divided over P processes (each takes a share of the query rows and
+streams every candidate; the counts gathered once are megabytes).
+
 Disk: every EmbeddingSet the profile caches (float32 arrays of the measured
 widths), the rows tables aside.
 """
@@ -32,6 +40,12 @@ GPU_FLOPS = 312e12 / 3
 GPU_NAME = "one A100-class GPU"
 #: Assumed CPU cores decoding images for that GPU (DataLoader workers).
 LOADER_CORES = 16
+#: Assumed sustained fp32 rate of that GPU on the audit's products, FLOP/s: two thirds of an A100's
+#: 19.5 TFLOP/s fp32 peak. fp32, not tensor cores: the audit turns TF32 off, as its comparisons need.
+GPU_FP32_FLOPS = 19.5e12 * 2 / 3
+#: Archive sizes (pairs) and GPU counts the appendix projects the audit to.
+ARCHIVE_PAIRS = (1_000_000, 10_000_000)
+GPU_COUNTS = (1, 8, 64)
 
 
 @dataclass(frozen=True)
@@ -150,3 +164,39 @@ def gpu_embedding_note(measured: dict[str, Any]) -> dict[str, Any]:
             "gflop_per_pair": emb["flops_per_pair"] / 1e9, "gpu_pairs_per_s": GPU_FLOPS / emb["flops_per_pair"],
             "decode_per_s": LOADER_CORES / dec["seconds_per_image"],
             "cpu_gflops": emb["pairs_per_s"] * emb["flops_per_pair"] / 1e9}
+
+
+def audit_scale_table(scale: dict[str, Any]) -> pd.DataFrame:
+    """``benchmarks/audit_scale.py``'s measurements, one row per size and process count."""
+    rows = [{"pairs (Q = M)": f"{r['n']:,}", "processes": r["processes"], "audit": hours_seconds(r["wall_s"]),
+             "bare product": hours_seconds(r["bare_s"]), "audit / product": f"{r['ratio']:.2f}",
+             "peak RSS": f"{r['peak_mib']:,.0f} MiB", "above audit start": f"{r['peak_mib'] - r['ready_mib']:,.0f} MiB"}
+            for r in scale["rows"]]
+    return pd.DataFrame(rows)
+
+
+def hours_seconds(seconds: float) -> str:
+    """Seconds under two minutes, else as :func:`hours` says it."""
+    return f"{seconds:,.1f} s" if seconds < 120 else hours(seconds)
+
+
+def counting_overhead(scale: dict[str, Any]) -> float:
+    """The one-process audit's time over the bare product of the same shapes (median over sizes)."""
+    import numpy as np
+
+    return float(np.median([r["wall_s"] / r["bare_s"] for r in scale["rows"] if r["processes"] == 1]))
+
+
+def archive_projection(scale: dict[str, Any]) -> pd.DataFrame:
+    """The audit of an archive: this CPU (from the fitted time per score cell) and P GPUs (a projection)."""
+    d = scale["d"]
+    per_cell = scale["fit"]["wall_s"]["seconds_per_cell"]
+    overhead = counting_overhead(scale)
+    rows = []
+    for n in ARCHIVE_PAIRS:
+        product = 2.0 * n * n * d / GPU_FP32_FLOPS
+        row = {"pairs (Q = M)": f"{n:,}", "embeddings (both sides, fp32)": f"{2 * n * d * 4 / 1e9:,.0f} GB",
+               "this CPU, 1 process": hours(n * n * per_cell)}
+        row.update({f"{p} GPU{'s' if p > 1 else ''} (projection)": hours(product * overhead / p) for p in GPU_COUNTS})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..report.render import DIRECTIONS
 from . import summaries as S
 
 NO_EXTERNAL = "This profile has no external cohort, so {what} is not applicable here."
@@ -118,7 +119,9 @@ def report_rule(verdict: dict) -> str:
     """The custodian chapter: the verdict's rule as the report printed it, and what set the verdict."""
     rules = "; ".join(r.rstrip(".") for r in verdict.get("rule", []))
     text = f"The rule, with this report's thresholds (all settable): {rules}."
-    set_by = [s.rstrip(".") for s in verdict.get("set_by", []) if s]
+    # each row that set the verdict, as the report page names it: direction, pool and the reasons
+    set_by = [f"{DIRECTIONS.get(r['direction'], r['direction'])} at N = {r['N']:,} ({'; '.join(r['reasons'])})"
+              for r in verdict.get("set_by", [])]
     if set_by:
         text += f" It was set by: {'; '.join(set_by)}."
     return text

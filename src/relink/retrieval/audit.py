@@ -122,14 +122,15 @@ def _masked(value: np.ndarray, chance: np.ndarray, mask: np.ndarray | None):
 
 
 def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: bool = False, *,
-                  rows: np.ndarray | None = None, memory: int | None = None, comm: Any = None, work: Any = None,
-                  stats: dict[str, Any] | None = None) -> QueryValues:
+                  rows: np.ndarray | None = None, memory: int | None = None, held_from: int | None = None,
+                  comm: Any = None, work: Any = None, stats: dict[str, Any] | None = None) -> QueryValues:
     """Per-query values of every (direction, negatives, level, N, K, estimator, metric) of ``spec``.
 
     ``rows`` (increasing set positions, or a bool mask) audits those rows
     alone, as ``es.subset(rows)`` would, without copying the arrays.
     ``memory`` (bytes; default: half of the memory available,
-    :func:`relink.retrieval.memory.default_memory`), ``comm`` and ``work``
+    :func:`relink.retrieval.memory.default_memory`; counted from the
+    resident set ``held_from``, default: when the call begins), ``comm`` and ``work``
     (a folder) change how the product is made, never its counts (module
     docstring); ``stats`` (a dict), when given, receives the plan and timings
     of the passes.
@@ -138,7 +139,7 @@ def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: boo
 
     from .memory import Meter, default_memory
 
-    meter = Meter(default_memory() if memory is None else memory)  # what the audit holds from here on
+    meter = Meter(default_memory() if memory is None else memory, start=held_from)
     spec = spec or AuditSpec()
     idx = None
     frame = es.rows

@@ -1,8 +1,8 @@
 """A memory budget for the audit, and the block sizes it allows.
 
 ``relink audit --memory 256MB`` bounds what the audit holds beyond what the
-process held when the audit began (the interpreter, its libraries and the
-set's row table): the per-query state (thresholds, counts, codes: a few
+process held when the command started (the interpreter with torch and the
+libraries its options need): the set's row table, the per-query state (thresholds, counts, codes: a few
 hundred bytes per pair, fixed by the cohort), the blocks it streams (a slab
 of query rows, a block of candidate rows, each worker's tiles, the rows
 being read) and the summary's bootstrap buffers. Sizes take K, M, G or T
@@ -97,11 +97,17 @@ def resident() -> int | None:
 
 
 class Meter:
-    """A budget of ``budget`` bytes (None: unbounded) for what the process holds from now on."""
+    """A budget of ``budget`` bytes (None: unbounded) for what the process holds beyond ``start``.
 
-    def __init__(self, budget: int | None):
+    ``start``: the resident set the budget counts from (bytes; default: now).
+    ``relink audit`` passes the resident set at its start, so the budget
+    also covers what the audit loads before counting (the row table, the
+    libraries it imports late).
+    """
+
+    def __init__(self, budget: int | None, start: int | None = None):
         self.budget = budget
-        self.start = resident()
+        self.start = resident() if start is None else start
 
     def left(self, estimate: int) -> int | None:
         """Bytes still free: the budget less what the process grew by since the start (or less

@@ -1,7 +1,7 @@
 """The audit's work folder: finished slabs of the product pass, kept so that a killed audit resumes.
 
 ``relink audit --out T`` keeps ``T.work/`` beside the table while it runs
-(the pattern of :mod:`relink.embed.shards`):
+(a :class:`relink.workdir.KeyedWork`, as ``relink embed`` keeps its shards):
 
 * ``manifest.json`` — the key of the computation: everything the counts
   depend on (a digest of every unit-normalised row in work order, the
@@ -23,55 +23,23 @@ finished ones).
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..errors import RelinkError
-from ..io import atomic_path, canonical, write_json
+from ..io import atomic_path
+from ..workdir import KeyedWork, work_path
 
-MANIFEST = "manifest.json"
+__all__ = ["AuditWork", "work_path"]
 _SLAB = re.compile(r"rows-(\d{10})-(\d{10})\.npz$")
 
 
-def work_path(out: str | Path) -> Path:
-    """The work folder of table ``out``: ``OUT.work`` beside it."""
-    out = Path(out)
-    return out.with_name(out.name + ".work")
-
-
-class AuditWork:
+class AuditWork(KeyedWork):
     """The on-disk state of one audit's product pass (see the module docstring)."""
 
-    def __init__(self, path: str | Path, key: dict[str, Any]):
-        self.path = Path(path)
-        self.key = canonical(key)
-
-    def stored_key(self) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.path / MANIFEST).read_text())
-        except (OSError, ValueError):
-            return None
-
-    def prepare(self) -> str:
-        """Make the folder match the key; return ``"new"``, ``"resume"`` or ``"stale"`` (emptied)."""
-        if self.stored_key() == self.key:
-            return "resume"
-        if self.path.exists() or self.path.is_symlink():
-            ours = self.path.is_dir() and not self.path.is_symlink() and (
-                (self.path / MANIFEST).is_file() or not any(self.path.iterdir()))
-            if not ours:
-                raise RelinkError(f"{self.path} exists and is not a relink audit work folder (it is where an "
-                                  "interrupted audit keeps its finished blocks); move it away or choose another --out")
-        state = "stale" if self.path.exists() else "new"
-        shutil.rmtree(self.path, ignore_errors=True)
-        self.path.mkdir(parents=True)
-        write_json(self.path / MANIFEST, self.key)
-        return state
+    what = "audit"
+    keeps = "its finished blocks"
 
     def finished(self) -> list[tuple[int, int]]:
         """Row ranges ``[a, b)`` of the finished slabs, sorted; overlapping leftovers are ignored."""
@@ -99,6 +67,3 @@ class AuditWork:
     def read(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
         with np.load(self._file(a, b), allow_pickle=False) as z:
             return z["row"], z["col"]
-
-    def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
