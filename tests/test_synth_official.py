@@ -8,7 +8,6 @@ loaders) and against what the loaders return.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from relink.labels import CHEXPERT_LABELS
 from relink.loaders import load_chexpert_plus, load_mimic_cxr
 from relink.synth.official_chexpert import write_chexpert_plus
 from relink.synth.official_mimic import write_mimic_cxr
+from test_synth import tree_digest
 
 PATIENTS = 60
 SEED = 5
@@ -30,14 +30,6 @@ PHRASE = "amber walrus counts seven quiet lanterns before dawn"
 MIMIC_CANARY, PLUS_CANARY = "19999999", "patient99999"
 LABELS = list(CHEXPERT_LABELS)
 COMPARED = ["patient_id", "study_id", "split", "view", "report"]
-
-
-def tree_digest(root: Path) -> str:
-    """sha256 over every file's relative path and bytes."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")

@@ -54,9 +54,9 @@ def register(sub):
     p.add_argument("--model-name", default=None, help="model column (default: the set's meta.json model spec)")
     p.add_argument("--cohort-name", default=None, help="cohort column (default: the rows' cohort names)")
     p.add_argument("--memory", default=None, metavar="SIZE",
-                   help="memory the audit may hold beyond the interpreter with torch loaded (the row table, the "
-                        "per-pair counts, the blocks streamed), e.g. 256MB or 4G (K, M, G suffixes; default: half "
-                        "of the memory available, shared by the processes of a machine)")
+                   help="memory the audit's data may take beyond the interpreter and its libraries (the row table, "
+                        "the per-pair counts, the blocks streamed), e.g. 256MB or 4G (K, M, G suffixes; default: "
+                        "half of the memory available, shared by the processes of a machine)")
     p.add_argument("--distributed", action="store_true",
                    help="run as one process of a torchrun launch (`torchrun --nproc_per_node P -m relink audit "
                         "--distributed ...`): the query rows are split across processes; gloo on CPU, nccl on GPU")

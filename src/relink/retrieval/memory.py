@@ -1,9 +1,10 @@
 """A memory budget for the audit, and the block sizes it allows.
 
-``relink audit --memory 256MB`` bounds what the audit holds beyond what the
-process held when the command started (the interpreter with torch and the
-libraries its options need): the set's row table, the per-query state (thresholds, counts, codes: a few
-hundred bytes per pair, fixed by the cohort), the blocks it streams (a slab
+``relink audit --memory 256MB`` bounds the data the audit holds beyond the
+interpreter and its libraries (torch, pandas, Arrow's parquet reader: the
+same whatever the set): the set's row table, the per-query state
+(thresholds, counts, codes: a few hundred bytes per pair, fixed by the
+cohort), the blocks it streams (a slab
 of query rows, a block of candidate rows, each worker's tiles, the rows
 being read) and the summary's bootstrap buffers. Sizes take K, M, G or T
 suffixes in powers of 1024 (``128MB`` = ``128M`` = 128 MiB); a bare number
@@ -100,9 +101,8 @@ class Meter:
     """A budget of ``budget`` bytes (None: unbounded) for what the process holds beyond ``start``.
 
     ``start``: the resident set the budget counts from (bytes; default: now).
-    ``relink audit`` passes the resident set at its start, so the budget
-    also covers what the audit loads before counting (the row table, the
-    libraries it imports late).
+    ``relink audit`` passes the resident set once the rows are read, less
+    the row table's size, so the budget covers the row table too.
     """
 
     def __init__(self, budget: int | None, start: int | None = None):

@@ -86,18 +86,23 @@ def _check_out(out: Path) -> None:
                           f"(no {MARKER}); choose a new folder")
 
 
-def assign_splits(patients: int, seed: int, site: str, fractions) -> np.ndarray:
-    """Split name per patient index: a seeded permutation cut by ``fractions``."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, SITES[site][2], 7]))
+def cut_splits(patients: int, names, fractions, rng: np.random.Generator) -> np.ndarray:
+    """Split name per patient index: a seeded permutation cut by ``fractions`` (one per name)."""
     order = rng.permutation(patients)
     bounds = np.round(np.cumsum(fractions) * patients).astype(int)
     bounds[-1] = patients
     split = np.empty(patients, dtype=object)
     start = 0
-    for name, stop in zip(SPLITS, bounds):
+    for name, stop in zip(names, bounds):
         split[order[start:stop]] = name
         start = stop
     return split
+
+
+def assign_splits(patients: int, seed: int, site: str, fractions) -> np.ndarray:
+    """Split name per patient index for one site (its own seeded stream)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, SITES[site][2], 7]))
+    return cut_splits(patients, SPLITS, fractions, rng)
 
 
 def _make_patients(job) -> list[dict]:

@@ -61,7 +61,7 @@ from ..errors import RelinkError
 from ..io import atomic_dir, claim_output, mark_output, write_json
 from ..labels import CHEXPERT_LABELS
 from ..options import number
-from .generate import MARKER, MAX_SIZE, MIN_SIZE
+from .generate import MARKER, MAX_SIZE, MIN_SIZE, cut_splits
 from .official_studies import Task, Visit, patient_visits
 
 MAX_PATIENTS = 1_000_000
@@ -143,19 +143,6 @@ def _check(layout: Layout, patients, seed, size, fractions, canary_patient, cana
     return fractions, canary_phrase
 
 
-def assign_splits(patients: int, names, fractions, rng: np.random.Generator) -> np.ndarray:
-    """Official split name per patient: a seeded permutation cut by ``fractions``."""
-    order = rng.permutation(patients)
-    bounds = np.round(np.cumsum(fractions) * patients).astype(int)
-    bounds[-1] = patients
-    split = np.empty(patients, dtype=object)
-    start = 0
-    for name, stop in zip(names, bounds):
-        split[order[start:stop]] = name
-        start = stop
-    return split
-
-
 def _work(job) -> list[tuple[Task, list[Visit], dict]]:
     root, layout, size, tasks = job
     out = []
@@ -184,8 +171,8 @@ def build(layout: Layout, out_dir, patients: int, seed: int, size: int = 64, spl
     out = claim_output(out_dir, "dir", owner="synth", overwrite=None)  # refuses a folder that is not a synth output
     content = np.random.SeedSequence([int(seed), layout.code]).spawn(patients)
     quirks = np.random.SeedSequence([int(seed), layout.code, 1]).spawn(patients)
-    split = assign_splits(patients, layout.splits, fractions,
-                          np.random.default_rng(np.random.SeedSequence([int(seed), layout.code, 7])))
+    split = cut_splits(patients, layout.splits, fractions,
+                       np.random.default_rng(np.random.SeedSequence([int(seed), layout.code, 7])))
     ids = layout.patient_ids(patients, int(seed))
     n_phrase = canary_reports if canary_phrase else 0
     picks = np.random.default_rng(np.random.SeedSequence([int(seed), layout.code, 9])).choice(
