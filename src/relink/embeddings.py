@@ -88,6 +88,13 @@ class EmbeddingSet:
     def split(self, name: str) -> "EmbeddingSet":
         return self.subset(self.rows["split"].to_numpy() == name)
 
+    def split_mask(self, name: str, flag: str = "--split") -> np.ndarray:
+        """(n,) bool: the rows of split ``name``; a split the set does not have is one error naming ``flag``."""
+        splits = sorted(map(str, self.rows["split"].unique()))
+        if name not in splits:
+            raise EmbeddingError(f"{flag} {name!r}: {self.where} has no such rows (splits: {', '.join(splits)})")
+        return self.rows["split"].to_numpy() == name
+
     @property
     def cohort_name(self) -> str:
         """The cohort label of these rows: the one name, or the sorted names joined by ``+``."""
@@ -160,10 +167,12 @@ def _fill_rows(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def check_arrays(n: int, arrays: dict[str, np.ndarray | None], where: str, check_values: bool = True) -> None:
+def check_arrays(n: int, arrays: dict[str, np.ndarray | None], where: str, check_values: bool = True,
+                 block_rows: int = BLOCK_ROWS) -> None:
     """Shapes agree with ``n`` rows; projected arrays are finite and non-zero.
 
-    Raises :class:`EmbeddingError` naming the array and the first bad row.
+    Values are read ``block_rows`` rows at a time. Raises
+    :class:`EmbeddingError` naming the array and the first bad row.
     """
     dims = {}
     for name, arr in arrays.items():
@@ -182,8 +191,8 @@ def check_arrays(n: int, arrays: dict[str, np.ndarray | None], where: str, check
         if arr is None:
             continue
         projected = name in REQUIRED_ARRAYS
-        for start in range(0, arr.shape[0], BLOCK_ROWS):
-            block = np.asarray(arr[start:start + BLOCK_ROWS], dtype=np.float32)
+        for start in range(0, arr.shape[0], block_rows):
+            block = np.asarray(arr[start:start + block_rows], dtype=np.float32)
             sq = np.einsum("ij,ij->i", block, block)  # one pass: a NaN or inf anywhere in a row shows here
             odd = np.flatnonzero(~np.isfinite(sq))
             if len(odd):

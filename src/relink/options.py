@@ -222,3 +222,25 @@ def split_list(text: Any) -> tuple:
     if isinstance(text, (list, tuple)):
         return tuple(text)
     return (text,)
+
+
+def int_list(value: Any, what: str = "value") -> tuple[int, ...]:
+    """Integers from repeated flags and/or comma lists (``["1000,10000", "100"]``), first occurrence kept.
+
+    ``"1e4"`` is 10000; a fraction or a word raises ValueError naming ``what`` (the spec names the flag).
+    """
+    items: list = []
+    for v in value if isinstance(value, (list, tuple)) else (value,):
+        items.extend(split_list(v) if isinstance(v, str) else (v,))
+    out = []
+    for v in items:
+        try:
+            f = float(v)
+            if not f.is_integer():
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{what} {str(v)!r} is not an integer") from None
+        out.append(int(f))
+    if not out:
+        raise ValueError(f"give at least one {what}")
+    return tuple(dict.fromkeys(out))

@@ -90,10 +90,7 @@ def _load(args, rank: int):
         validate(es)
     rows = None
     if args.split is not None:
-        splits = sorted(map(str, es.rows["split"].unique()))
-        if args.split not in splits:
-            raise RelinkError(f"--split {args.split!r}: {args.embeddings} has no such rows (splits: {', '.join(splits)})")
-        rows = es.rows["split"].to_numpy() == args.split
+        rows = es.split_mask(args.split)
     return es, rows
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import RelinkError
 from ..options import nonneg_int, positive_int
 from . import HelpFormatter
 
@@ -64,10 +63,7 @@ def run(args) -> int:
     validate(es)  # the one value check, read in blocks: the set is never read whole
     rows = None
     if args.split is not None:
-        splits = sorted(map(str, es.rows["split"].unique()))
-        if args.split not in splits:
-            raise RelinkError(f"--split {args.split!r}: {args.embeddings} has no such rows (splits: {', '.join(splits)})")
-        rows = np.flatnonzero(es.rows["split"].to_numpy() == args.split)
+        rows = np.flatnonzero(es.split_mask(args.split))
     frame_rows = es.rows if rows is None else es.rows.iloc[rows]
     image, text = RowSource(es.image, rows=rows), RowSource(es.text, rows=rows)
     queries, candidates = (image, text) if args.direction == "image_to_report" else (text, image)

@@ -119,7 +119,6 @@ def run(args) -> int:
     from pathlib import Path
 
     from .. import embeddings, provenance
-    from ..errors import RelinkError
     from ..options import spec_from_args
     from ..report import build, mitigation, render, schema
     from ..report.threat import ReportSpec, check_against, reached
@@ -129,11 +128,7 @@ def run(args) -> int:
     _outputs(args)
     es = loaded = embeddings.load(args.embeddings)
     if args.split is not None:
-        splits = sorted(map(str, es.rows["split"].unique()))
-        if args.split not in splits:
-            raise RelinkError(f"--split {args.split!r}: {args.embeddings} has no such rows "
-                              f"(splits: {', '.join(splits)})")
-        es = es.split(args.split)
+        es = es.subset(es.split_mask(args.split))
     check_against(spec, len(es))
     views, reports = _views(args.cohort, es.rows) if args.cohort else (None, [])
     mitigated = [mitigation.resolve(p, es, args.split) for p in args.mitigated]

@@ -42,6 +42,7 @@ from ..cohort import Cohort, fingerprint, read_cohort, refuse_output_over_cohort
 from ..embeddings import FORMAT_VERSION
 from ..errors import EmbeddingError, RelinkError
 from ..io import claim_output
+from ..models.device import resolve_device
 from ..options import number
 from ..provenance import package_versions
 from .dataset import default_workers
@@ -74,27 +75,6 @@ class EmbedJob:
     model: Any  # a spec string or a relink.models.LoadedModel
     out_dir: str | os.PathLike
     rows: Any = None
-
-
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-        return "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise RelinkError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RelinkError(f"--device {device}: no CUDA device is available")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise RelinkError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type != "cpu":
-        raise RelinkError(f"--device {device}: relink embeds on cpu or cuda")
-    return device
 
 
 def load_for_embedding(spec: str, device: str = "cpu"):

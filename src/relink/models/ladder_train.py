@@ -40,6 +40,7 @@ from ..cohort import Cohort, fingerprint, read_cohort, refuse_output_over_cohort
 from ..errors import RelinkError
 from ..io import atomic_path, claim_output, write_json
 from ..options import number
+from .device import resolve_device
 from .ladder_store import LADDER_FILE, OWNER, STATE_FILE, LadderStore, read_ladder
 
 __all__ = ["train_ladder", "read_ladder", "rung_steps", "lr_at", "export_training_csv", "LADDER_FILE", "STATE_FILE"]
@@ -136,7 +137,7 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
     save_at = None if save_at is None else [number("--save-at", s, int, 1) for s in save_at]
     cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
     refuse_output_over_cohort(out_dir, cohort)
-    dev = _device(device)
+    dev = resolve_device(device)
     rows = _train_rows(cohort, split, max_pairs, seed)
     n = len(rows)
     per_epoch = max(1, n // batch_size)  # full batches only: ClipLoss compares within a batch
@@ -190,22 +191,6 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
         store.discard()
         raise
     return store.finish()
-
-
-def _device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise RelinkError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RelinkError(f"--device {device}: no CUDA device is available")
-    if dev.type not in ("cpu", "cuda"):
-        raise RelinkError(f"--device {device}: relink trains on cpu or cuda")
-    return device
 
 
 def _resume(work: Path, last: dict[str, Any], model, optimizer, dev: str) -> int:

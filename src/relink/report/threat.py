@@ -39,33 +39,18 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import RelinkError
-from ..options import Range, check_spec, option, show, split_list
+from ..options import Range, check_spec, int_list, option, show
 
 LEVELS_ORDER = ("low", "elevated", "high")
 MIN_BOOT = 100  # a verdict needs an interval: fewer replicates cannot place a 2.5% tail
 
 
 def _pool_sizes(value: Any) -> tuple[int, ...]:
-    items = []
-    for v in value if isinstance(value, (list, tuple)) else (value,):  # repeated flags and/or "1000,10000"
-        items.extend(split_list(v) if isinstance(v, str) else (v,))
-    out = []
-    for v in items:
-        try:
-            f = float(v)
-            if not f.is_integer():
-                raise ValueError
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError(f"pool size {str(v)!r} is not an integer") from None
-        out.append(int(f))
-    if not out:
-        raise ValueError("give at least one pool size")
-    return tuple(dict.fromkeys(out))
+    return int_list(value, "pool size")  # repeated flags and/or "1000,10000", in the order given
 
 
 def _top_k(value: Any) -> tuple[int, ...]:
-    out = _pool_sizes(value)
-    return tuple(sorted(set(out)))
+    return tuple(sorted(int_list(value, "K")))
 
 
 def _fail_on(value: Any) -> str:

@@ -42,22 +42,13 @@ _DIAG_GRID = 16384  # truth scores are computed in these chunks (as one in-core 
 
 
 def pick_device(device=None):
-    """A torch device: the one asked for, else CUDA when available, else the CPU."""
+    """A torch device: the one asked for, else CUDA when available, else the CPU (one rule for every command,
+    :func:`relink.models.device.resolve_device`)."""
     import torch
 
-    from ..errors import RelinkError
+    from ..models.device import resolve_device
 
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise RelinkError(f"device {device!r} is not a torch device (use cpu or cuda)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RelinkError(f"device {device!r}: no CUDA device is available here")
-    if dev.type not in ("cpu", "cuda"):
-        raise RelinkError(f"device {device!r}: the audit runs on cpu or cuda")
-    return dev
+    return torch.device(resolve_device(device))
 
 
 _COEFFS: dict[int, np.ndarray] = {}

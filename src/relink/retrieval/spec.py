@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ..options import Range, check_spec, one_of, option, some_of, split_list
+from ..options import Range, check_spec, int_list, one_of, option, some_of, split_list
 from .counts import DIRECTIONS, LEVELS
 from .exact import TIES
 from .inputs import FULL
@@ -47,18 +47,7 @@ def _pools(value: Any) -> tuple:
 
 
 def _ints(value: Any) -> tuple:
-    out = []
-    for k in split_list(value):
-        try:
-            f = float(k)
-            if not f.is_integer():
-                raise ValueError
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError(f"{str(k)!r} is not an integer") from None
-        out.append(int(f))
-    if not out:
-        raise ValueError("give at least one value")
-    return tuple(sorted(set(out)))
+    return tuple(sorted(int_list(value, "K")))
 
 
 @dataclass(frozen=True)

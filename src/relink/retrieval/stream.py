@@ -30,7 +30,6 @@ own, so a row's unit vector never depends on which block it was read in.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -215,20 +214,6 @@ class Validated:
         return self._source.raw(rows)
 
 
-@contextmanager
-def _validation_block(d: int, block_bytes: int):
-    """:func:`relink.embeddings.check_arrays` reads ``BLOCK_ROWS`` rows at a time (128 MB at d = 512, and two
-    such blocks live while it moves to the next array); a smaller block while this validation runs."""
-    from .. import embeddings
-
-    before = embeddings.BLOCK_ROWS
-    embeddings.BLOCK_ROWS = max(1, block_bytes // (4 * max(1, d)))
-    try:
-        yield
-    finally:
-        embeddings.BLOCK_ROWS = before
-
-
 def validate(es, block_bytes: int = 8 << 20) -> None:
     """The one value check of a set loaded with ``check_values=False``, in bounded memory.
 
@@ -239,6 +224,6 @@ def validate(es, block_bytes: int = 8 << 20) -> None:
     from ..embeddings import ARRAYS, check_arrays
 
     arrays = {name: getattr(es, name) for name in ARRAYS}
-    dims = [a.shape[1] for a in arrays.values() if a is not None and a.ndim == 2]
-    with _validation_block(max(dims, default=1), block_bytes):
-        check_arrays(len(es.rows), {k: None if a is None else Validated(a) for k, a in arrays.items()}, es.where)
+    d = max((a.shape[1] for a in arrays.values() if a is not None and a.ndim == 2), default=1)
+    check_arrays(len(es.rows), {k: None if a is None else Validated(a) for k, a in arrays.items()}, es.where,
+                 block_rows=max(1, block_bytes // (4 * d)))
