@@ -13,9 +13,10 @@ interleaved runs is what stays put when its load changes):
   would run instead): the audit's target is audit / FAISS <= 1.0;
 * the bare blocked product of the same shapes two ways: ``torch.mm`` of
   512-row blocks into a preallocated output with torch's own threads, and
-  the audit's own tiling (each thread single-threaded products of 510 x 2040
-  tiles into a reused buffer), the fastest exact product found here
-  (see ``--products`` for the others tried);
+  the audit's own tiling (each thread single-threaded OpenBLAS products,
+  numpy's ``matmul``, of 510 x 2040 tiles into a reused buffer), the fastest
+  exact product found here (``--products`` times the others tried: the same
+  tiling with torch's ``mm``, other tile shapes, numpy's own threads);
 * once, outside the rounds: Monte Carlo with 100 pools per query at N = 10,000
   (one direction, study level, random negatives), timed on ``--mc-queries``
   random queries and scaled to all of them (printed as such), and peak
@@ -76,33 +77,37 @@ def bare_product(image, text, block_rows: int = 512) -> float:
     return time.perf_counter() - t0
 
 
-def tiled_product(image, text, block_rows: int = 510, cols: int = 2040, threads: int | None = None) -> float:
+def tiled_product(image, text, block_rows: int = 510, cols: int = 2040, threads: int | None = None,
+                  library: str = "numpy") -> float:
     """The audit's layout: each thread takes row blocks and runs single-threaded products of
-    ``block_rows`` x ``cols`` tiles into its own reused buffer (no counting)."""
+    ``block_rows`` x ``cols`` tiles into its own reused buffer (no counting); ``library`` "numpy"
+    (OpenBLAS's sgemm, what the audit uses on a CPU) or "torch" (torch.mm: MKL's)."""
     import torch
 
-    x, y = torch.from_numpy(image), torch.from_numpy(text)
-    n = x.shape[0]
+    from relink.retrieval.blocked import single_threaded_libraries
+
+    n = image.shape[0]
     threads = threads or torch.get_num_threads()
     local = threading.local()
+    x, y = torch.from_numpy(image), torch.from_numpy(text)
 
     def block(r0: int) -> None:
         if not hasattr(local, "buf"):
-            local.buf = torch.empty(block_rows * cols)
+            local.buf = np.empty(block_rows * cols, np.float32)
         r1 = min(n, r0 + block_rows)
         for c0 in range(0, n, cols):
             c1 = min(n, c0 + cols)
-            torch.mm(x[r0:r1], y[c0:c1].T, out=local.buf[: (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0))
+            out = local.buf[: (r1 - r0) * (c1 - c0)].reshape(r1 - r0, c1 - c0)
+            if library == "numpy":
+                np.matmul(image[r0:r1], text[c0:c1].T, out=out)
+            else:
+                torch.mm(x[r0:r1], y[c0:c1].T, out=torch.from_numpy(out))
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_threaded_libraries():
         t0 = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(block, range(0, n, block_rows)))
         return time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(before)
 
 
 def numpy_product(image, text, block_rows: int = 512) -> float:
@@ -155,7 +160,9 @@ def main(argv=None) -> None:
     work = {"audit": full_audit, "faiss": lambda: faiss_top10(image, text),
             "tiled": lambda: tiled_product(image, text), "bare": lambda: bare_product(image, text)}
     if args.products:
-        work.update({"tiled 1020x4080": lambda: tiled_product(image, text, 1020, 4080),
+        work.update({"tiled torch.mm": lambda: tiled_product(image, text, library="torch"),
+                     "tiled 1020x2040": lambda: tiled_product(image, text, 1020, 2040),
+                     "tiled 1020x4080": lambda: tiled_product(image, text, 1020, 4080),
                      "tiled 2040x1024": lambda: tiled_product(image, text, 2040, 1024),
                      "tiled 256x8160": lambda: tiled_product(image, text, 256, 8160),
                      "bare 4096 rows": lambda: bare_product(image, text, 4096),

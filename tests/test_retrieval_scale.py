@@ -264,7 +264,7 @@ def _torchrun(args: list[str], nproc: int, cwd: Path) -> subprocess.CompletedPro
 @pytest.mark.slow
 def test_torchrun_two_processes_write_the_one_process_table(disk_set, reference, tmp_path):
     out = tmp_path / "audit.csv"
-    res = _torchrun([*_argv(disk_set, out, "--memory", "48MB"), "--distributed"], 2, tmp_path)
+    res = _torchrun([*_argv(disk_set, out, "--memory", "192MB"), "--distributed"], 2, tmp_path)  # libraries count
     assert res.returncode == 0, res.stderr[-3000:]
     _same_table(out, reference)
     assert not work_path(out).exists()

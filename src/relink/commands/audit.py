@@ -22,8 +22,9 @@ with columns model, cohort, direction, negatives, level, N, K, estimator, metric
 value, ci_low, ci_high, chance, lift, n_queries, coverage; its format follows the
 extension of --out (.csv, .parquet, .json) and it carries provenance.
 
-The embeddings are read in blocks: --memory bounds what the audit holds (the
-per-pair counts plus the blocks it streams), whatever the size of the set.
+The embeddings are read in blocks: --memory bounds what the audit adds to the
+interpreter with torch (libraries, row table, per-pair counts, the blocks it
+streams), whatever the size of the set.
 Finished blocks are kept in OUT.work beside --out until the table is written,
 so an interrupted audit resumes where it stopped. With --distributed, each
 process of a torchrun launch takes a share of the query rows (gloo on CPUs,
@@ -54,9 +55,9 @@ def register(sub):
     p.add_argument("--model-name", default=None, help="model column (default: the set's meta.json model spec)")
     p.add_argument("--cohort-name", default=None, help="cohort column (default: the rows' cohort names)")
     p.add_argument("--memory", default=None, metavar="SIZE",
-                   help="memory the audit's data may take beyond the interpreter and its libraries (the row table, "
-                        "the per-pair counts, the blocks streamed), e.g. 256MB or 4G (K, M, G suffixes; default: "
-                        "half of the memory available, shared by the processes of a machine)")
+                   help="memory the audit may add to the interpreter with torch (the libraries it loads, the row "
+                        "table, the per-pair counts, the blocks streamed), e.g. 256MB or 4G (K, M, G suffixes; "
+                        "default: half of the memory available, shared by the processes of a machine)")
     p.add_argument("--distributed", action="store_true",
                    help="run as one process of a torchrun launch (`torchrun --nproc_per_node P -m relink audit "
                         "--distributed ...`): the query rows are split across processes; gloo on CPU, nccl on GPU")
@@ -83,11 +84,16 @@ def _load(args, rank: int):
     """The set, validated once with explicit block reads (a memory-mapped set is never read whole); rank 0
     checks the values, the others only the shapes."""
     from .. import embeddings
+    from ..labels import CHEXPERT_LABELS
     from ..retrieval.stream import validate
 
     es = embeddings.load(args.embeddings, check_values=False)
     if rank == 0:
         validate(es)
+    # validated whole; the audit holds only the columns it reads (ids and report-level fields are ~80% of
+    # the table's memory, inside --memory)
+    keep = ["patient_id", "cohort", "split"] + (list(CHEXPERT_LABELS) if args.hard_negatives else [])
+    es.rows = es.rows.loc[:, [c for c in keep if c in es.rows.columns]]
     rows = None
     if args.split is not None:
         rows = es.split_mask(args.split)
@@ -97,8 +103,11 @@ def _load(args, rank: int):
 def run(args) -> int:
     from pathlib import Path
 
-    from ..retrieval.memory import return_freed_memory
+    from ..retrieval.memory import resident, return_freed_memory
 
+    import torch  # noqa: F401 - the budget counts from the interpreter with torch (retrieval.memory)
+
+    start = resident()
     return_freed_memory()  # so that blocks the audit frees leave its resident set
     out = Path(args.out)
     comm = None
@@ -112,7 +121,7 @@ def run(args) -> int:
         comm = TorchComm()
     rank = comm.rank if comm is not None else 0
     try:
-        counted = _count(args, out, comm, rank)
+        counted = _count(args, out, comm, rank, start)
     except RelinkError:
         if rank != 0:  # every rank holds the same error; one line is enough
             raise SystemExit(2) from None
@@ -125,13 +134,12 @@ def run(args) -> int:
     return _write(args, out, *counted) if rank == 0 else 0
 
 
-def _count(args, out, comm, rank: int):
+def _count(args, out, comm, rank: int, start: int | None):
     """Options, input and the passes (every rank); returns what rank 0 summarises."""
     from ..io import claim_output
     from ..options import spec_from_args
     from ..retrieval.audit import audit_queries
     from ..retrieval.distributed import OtherRankFailed, sync
-    from ..retrieval.memory import resident
     from ..retrieval.spec import AuditSpec
     from ..retrieval.work import AuditWork, work_path
     from ..tables import check_format
@@ -145,17 +153,13 @@ def _count(args, out, comm, rank: int):
         if rank == 0:  # first, before any expensive work
             claim_output(out, "file", owner="audit", overwrite=args.overwrite)
         es, rows = _load(args, rank)
-        # --memory bounds data, not code: the row table at its size in memory, then all the audit adds (the
-        # libraries and allocator arenas the reading woke are the interpreter's)
-        now = resident()
-        held_from = None if now is None else now - int(es.rows.memory_usage(deep=True).sum())
     except Exception as exc:  # noqa: BLE001 - every rank must learn of it
         failure = exc
     sync(comm, failure)
     work = work_path(out)
     stats: dict = {}
     try:
-        qv = audit_queries(es, spec, progress=rank == 0, rows=rows, memory=memory, held_from=held_from, comm=comm,
+        qv = audit_queries(es, spec, progress=rank == 0, rows=rows, memory=memory, held_from=start, comm=comm,
                            work=work, stats=stats)
     except RelinkError as exc:  # bad input: no work folder left behind (an interrupt keeps it)
         if rank == 0 and stats.get("work_state") in ("new", "stale") and not isinstance(exc, OtherRankFailed):

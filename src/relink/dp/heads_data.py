@@ -28,8 +28,7 @@ from torch.utils.data import Dataset
 
 from ..embeddings import EmbeddingSet
 from ..errors import RelinkError
-
-PRIVACY_UNITS = ("pair", "patient")
+from .spec import PRIVACY_UNITS
 
 
 class PairFeatures(Dataset):

@@ -22,7 +22,8 @@ from typing import Any
 from ..errors import RelinkError
 from ..options import Range, check_spec, one_of, option
 from .accounting import ACCOUNTANTS
-from .heads_data import PRIVACY_UNITS
+
+PRIVACY_UNITS = ("pair", "patient")  # what one DP guarantee protects (relink.dp.heads_data builds each)
 
 GRAD_SAMPLE_MODES = ("ghost", "hooks", "functorch", "ew")
 #: Beyond this the guarantee says nothing a custodian can use (e^20 ~ 5e8 as the likelihood

@@ -42,7 +42,8 @@ from typing import Sequence
 import numpy as np
 from scipy.special import digamma, gammaln
 
-TIES = ("random", "pessimistic", "optimistic")
+from .inputs import TIES  # noqa: F401 (re-exported)
+
 _LOG_TINY = -700.0  # exp() of less is near the float64 underflow (denormal from -708): sum logs there
 
 

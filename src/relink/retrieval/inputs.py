@@ -17,7 +17,12 @@ from typing import Sequence
 
 from ..errors import RelinkError
 
+# The vocabularies of the audit's options live here, in a module that imports nothing heavy, so that the
+# command line builds its parser without loading torch, pandas or scipy.
 FULL = "full"
+DIRECTIONS = ("image_to_report", "report_to_image")
+LEVELS = ("study", "patient")
+TIES = ("random", "pessimistic", "optimistic")
 
 
 def fit_pools(pools: Sequence[int | str], n_candidates: int, pools_clip: bool = False) -> tuple[list[int | str], list[int]]:

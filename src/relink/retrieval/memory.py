@@ -1,8 +1,11 @@
 """A memory budget for the audit, and the block sizes it allows.
 
-``relink audit --memory 256MB`` bounds the data the audit holds beyond the
-interpreter and its libraries (torch, pandas, Arrow's parquet reader: the
-same whatever the set): the set's row table, the per-query state
+``relink audit --memory 256MB`` bounds what the audit adds to the process
+as the command began, with torch imported (Python, torch and relink's
+command line: the interpreter's baseline): the libraries it loads (pandas,
+Arrow's parquet reader, scipy: about 85 MB), the columns of the set's row
+table it needs (the others are dropped once the table is validated), the
+per-query state
 (thresholds, counts, codes: a few hundred bytes per pair, fixed by the
 cohort), the blocks it streams (a slab
 of query rows, a block of candidate rows, each worker's tiles, the rows
@@ -101,8 +104,8 @@ class Meter:
     """A budget of ``budget`` bytes (None: unbounded) for what the process holds beyond ``start``.
 
     ``start``: the resident set the budget counts from (bytes; default: now).
-    ``relink audit`` passes the resident set once the rows are read, less
-    the row table's size, so the budget covers the row table too.
+    ``relink audit`` passes the resident set when the command began, torch
+    imported, so the budget covers the libraries it loads and the row table too.
     """
 
     def __init__(self, budget: int | None, start: int | None = None):
@@ -126,13 +129,16 @@ class Meter:
 
 
 def return_freed_memory() -> None:
-    """Have the C allocator hand large freed blocks back to the operating system at once (glibc only).
+    """Have freed memory leave the resident set at once: the C allocator's large blocks (glibc) and Arrow's.
 
     glibc raises its mmap threshold after each large block is freed, and then
     serves blocks of that size from a heap it never shrinks below its top: a
     pass that allocates and frees row blocks keeps them resident. A fixed
-    threshold of 1 MB returns every freed block of 1 MB or more. A process-wide
-    setting: the command sets it, the library does not.
+    threshold of 1 MB returns every freed block of 1 MB or more. Arrow's own
+    allocator (mimalloc or jemalloc) keeps the pages of a parquet read after
+    the frame is made (about 60 MB for 200,000 rows, more than the frame
+    itself); Arrow allocating from the C allocator instead hands them back.
+    Process-wide settings: the command makes them, the library does not.
     """
     import ctypes
     import ctypes.util
@@ -144,6 +150,9 @@ def return_freed_memory() -> None:
             libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
     except OSError:
         pass
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def state_bytes(n: int, n_seg: int, n_row: int, n_col: int) -> int:

@@ -215,7 +215,7 @@ def count_pass(xs, ys, diag: np.ndarray, row_thr, col_thr, row_on, col_on, edges
         counter.max_cols = p.block_cols
         if work is not None:
             grid = {"block_rows": counter.br, "group_cols": counter.gw, "tile_cols": counter.tc, "device": dev.type,
-                    "engine": "numpy" if counter.ops.numpy else "torch", "kernel": 1}
+                    "engine": "numpy" if counter.ops.numpy else "torch", "kernel": 2}  # 2: OpenBLAS's sgemm on CPUs
             store = AuditWork(work, {**(key or {}), "grid": grid})
             if rank == 0:
                 state = store.prepare()

@@ -17,9 +17,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..options import Range, check_spec, int_list, one_of, option, some_of, split_list
-from .counts import DIRECTIONS, LEVELS
-from .exact import TIES
-from .inputs import FULL
+from .inputs import DIRECTIONS, FULL, LEVELS, TIES
 from .matching import HARD_NEGATIVES, MISSING, UNCERTAIN
 
 NEGATIVES = ("random",) + HARD_NEGATIVES  # the order rows appear in a table

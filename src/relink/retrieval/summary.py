@@ -38,7 +38,7 @@ from .spec import NEGATIVES
 PAIRED_COLUMNS = ("paired_random_value", "paired_random_ci_low", "paired_random_ci_high", "paired_random_lift")
 _SUMS_BYTES = 32 << 20  # per-patient sums and counts of one chunk of columns (float32)
 _WEIGHT_BYTES = 8 << 20  # replicate weights drawn at once (float32)
-_CACHE_BYTES = 64 << 20  # column groups kept for the twins (recomputed beyond)
+_CACHE_BYTES = 16 << 20  # column groups kept for the twins (recomputed beyond: same values, less memory)
 _REPLICATES = 100  # replicate rows per chunk, as relink.retrieval.bootstrap.replicate_weights draws them
 _ORDER = {"direction": DIRECTIONS, "negatives": NEGATIVES, "level": LEVELS,
           "metric": ("recall", "mrr", "median_rank"), "estimator": ("exact", "monte_carlo")}
