@@ -222,6 +222,38 @@ def test_a_stale_work_folder_is_emptied_and_a_foreign_one_refused(disk_set, refe
     assert (work / "notes.txt").read_text() == "mine" and not out.exists()
 
 
+def _fresh_audit(args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+    """``relink audit ARGS`` in a fresh interpreter: the result and its peak RSS above Python + torch (MiB)."""
+    script = textwrap.dedent(f"""
+        import sys
+        def hwm():
+            with open("/proc/self/status") as fh:
+                return next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:")) / 1024
+        import torch
+        base = hwm()
+        from relink.cli import main
+        code = main({args!r})
+        print("ABOVE", hwm() - base)
+        sys.exit(code)
+    """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    above = [float(ln.split()[1]) for ln in res.stdout.splitlines() if ln.startswith("ABOVE ")]
+    return res, above[0] if above else float("nan")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc to read the peak resident set")
+def test_the_budget_counts_everything_above_python_and_torch(disk_set, tmp_path):
+    # the libraries the audit loads (pandas, Arrow, scipy: ~85 MB) are inside --memory: a budget that would
+    # hold this set's data but not them is refused, naming the budget ...
+    res, _ = _fresh_audit(_argv(disk_set, tmp_path / "small.csv", "--memory", "48MB"))
+    assert res.returncode == 2 and "--memory 48 MB is too small" in res.stderr, res.stderr[-2000:]
+    # ... and a budget that is enough is kept, counted from the interpreter with torch imported
+    res, above = _fresh_audit(_argv(disk_set, tmp_path / "a.csv", "--memory", "192MB"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert above <= 192, above
+
+
 @pytest.mark.parametrize("extra, message", [(["--pools", "100000"], "N=100000"), (["--memory", "lots"], "--memory"),
                                             (["--memory", "16MB"], "is too small")])
 def test_bad_input_leaves_no_work_folder(disk_set, tmp_path, capsys, extra, message):

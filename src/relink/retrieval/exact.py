@@ -44,6 +44,7 @@ from scipy.special import digamma, gammaln
 
 from .inputs import TIES  # noqa: F401 (re-exported)
 
+_CDF_ROWS = 1 << 14  # rows of hypergeom_cdf made at once: ~8 MB of temporaries, not ~100 MB at 200,000
 _LOG_TINY = -700.0  # exp() of less is near the float64 underflow (denormal from -708): sum logs there
 
 
@@ -69,6 +70,9 @@ def hypergeom_cdf(population: int, successes: np.ndarray, draws: int, kmax: int)
     few failures to fill the draws) take the direct formula.
     """
     c = np.asarray(successes, dtype=np.float64)
+    if len(c) > _CDF_ROWS:  # every row is computed on its own, so chunks change no bit, only the memory
+        return np.concatenate([hypergeom_cdf(population, c[a:a + _CDF_ROWS], draws, kmax)
+                               for a in range(0, len(c), _CDF_ROWS)])
     pop, n = float(population), float(draws)
     out = np.zeros((len(c), kmax))
     direct = pop - c < n

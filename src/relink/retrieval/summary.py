@@ -15,7 +15,7 @@ sees the very same replicates, so intervals are those of one bootstrap of
 all columns at once. Chunk sizes follow from the number of patients and
 columns only (never from a memory budget), so any run of the same audit
 gives the same table. Where the per-patient sums of every column fit in one
-chunk (15,000 patients and up to ~270 columns, say) the intervals are
+chunk (15,000 patients and up to ~100 columns, say) the intervals are
 exactly those of :func:`relink.retrieval.bootstrap.bootstrap_intervals`;
 chunked ones were equal to them too in every case compared here.
 """
@@ -36,7 +36,7 @@ from .exact import median_rank_chance
 from .spec import NEGATIVES
 
 PAIRED_COLUMNS = ("paired_random_value", "paired_random_ci_low", "paired_random_ci_high", "paired_random_lift")
-_SUMS_BYTES = 32 << 20  # per-patient sums and counts of one chunk of columns (float32)
+_SUMS_BYTES = 12 << 20  # per-patient sums and counts of one chunk of columns (float32)
 _WEIGHT_BYTES = 8 << 20  # replicate weights drawn at once (float32)
 _CACHE_BYTES = 16 << 20  # column groups kept for the twins (recomputed beyond: same values, less memory)
 _REPLICATES = 100  # replicate rows per chunk, as relink.retrieval.bootstrap.replicate_weights draws them
@@ -75,10 +75,11 @@ def _paired_columns(qv) -> dict[int, int]:
 
 
 class _Columns:
-    """Values and chances of single columns at rows ``idx``, the groups computed last kept up to ``keep`` bytes
+    """Values and chances of single columns at rows ``idx`` (positions, or a slice: no copy), the groups computed
+    last kept up to ``keep`` bytes
     (a matched column's random twin is read again when the twins are bootstrapped)."""
 
-    def __init__(self, qv, idx: np.ndarray, keep: int = _CACHE_BYTES):
+    def __init__(self, qv, idx: np.ndarray | slice, keep: int = _CACHE_BYTES):
         self.qv, self.idx, self.keep = qv, idx, keep
         self.cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
@@ -105,8 +106,10 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
     those of the rows summarised.
     """
     spec = qv.spec
-    idx = np.arange(len(qv)) if rows is None else qv.set_rows(rows)
-    n = len(idx)
+    # every query: a slice, so that the per-query arrays are read in place, not copied (each column group's
+    # values and chances, ~10 MB at 200,000 queries, and the patient and rank columns)
+    idx = slice(None) if rows is None else qv.set_rows(rows)
+    n = len(qv) if rows is None else len(idx)
     patient = qv.patient[idx]
     rank_table = qv.ranks[idx]
     boots = spec.n_boot if n_boot is None else n_boot
