@@ -75,9 +75,9 @@ def _paired_columns(qv) -> dict[int, int]:
 
 
 class _Columns:
-    """Values and chances of single columns at rows ``idx`` (positions, or a slice: no copy), the groups computed
-    last kept up to ``keep`` bytes
-    (a matched column's random twin is read again when the twins are bootstrapped)."""
+    """Values and chances of single columns at rows ``idx`` (positions, or a slice: no copy), the groups
+    computed last kept up to ``keep`` bytes (a matched column's random twin is read again when the twins are
+    bootstrapped)."""
 
     def __init__(self, qv, idx: np.ndarray | slice, keep: int = _CACHE_BYTES):
         self.qv, self.idx, self.keep = qv, idx, keep
