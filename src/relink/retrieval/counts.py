@@ -57,7 +57,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .inputs import DIRECTIONS, LEVELS  # noqa: F401 (re-exported: the names of the count keys)
+from .inputs import DIRECTIONS, LEVELS
 from .memory import Meter
 from .patients import patient_stats
 from .passes import identical_rows, pair_pass, count_pass, pick_device  # noqa: F401 (re-exported)

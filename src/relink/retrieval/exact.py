@@ -42,7 +42,7 @@ from typing import Sequence
 import numpy as np
 from scipy.special import digamma, gammaln
 
-from .inputs import TIES  # noqa: F401 (re-exported)
+from .inputs import TIES
 
 _CDF_ROWS = 1 << 14  # rows of hypergeom_cdf made at once: ~8 MB of temporaries, not ~100 MB at 200,000
 _LOG_TINY = -700.0  # exp() of less is near the float64 underflow (denormal from -708): sum logs there

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .exact import TIES
+from .inputs import TIES
 
 
 def _pool_hits(above, tie, draws, ks, n_pools, ties, rng) -> np.ndarray:

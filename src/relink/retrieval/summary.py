@@ -31,8 +31,8 @@ import pandas as pd
 from ..tables import METRIC_COLUMNS
 from .blocked import torch_threads
 from .bootstrap import _band_medians, _cluster_codes, percentile_interval
-from .counts import DIRECTIONS, LEVELS
 from .exact import median_rank_chance
+from .inputs import DIRECTIONS, LEVELS
 from .spec import NEGATIVES
 
 PAIRED_COLUMNS = ("paired_random_value", "paired_random_ci_low", "paired_random_ci_high", "paired_random_lift")
