@@ -112,8 +112,7 @@ def run(args) -> int:
     out = Path(args.out)
     comm = None
     if args.distributed:
-        from ..embed.distributed import init_process_group
-        from ..retrieval.distributed import TorchComm
+        from ..embed.distributed import TorchComm, init_process_group
 
         # The rank's GPU becomes its current device; the spec keeps the device as given (the table's
         # provenance is then the one-process table's).
@@ -139,7 +138,7 @@ def _count(args, out, comm, rank: int, start: int | None):
     from ..io import claim_output
     from ..options import spec_from_args
     from ..retrieval.audit import audit_queries
-    from ..retrieval.distributed import OtherRankFailed, sync
+    from ..embed.distributed import OtherRankFailed, sync
     from ..retrieval.spec import AuditSpec
     from ..retrieval.work import AuditWork, work_path
     from ..tables import check_format

@@ -23,14 +23,10 @@ joined and carried as ``relink embed --distributed`` does
 * only rank 0 summarises and writes the table.
 
 An error on one rank reaches every rank at the next meeting point
-(:func:`sync`), so no rank waits for the others forever.
+(:func:`relink.embed.distributed.sync`), so no rank waits for the others forever.
 """
 
 from __future__ import annotations
-
-from ..embed.distributed import OtherRankFailed, TorchComm, sync
-
-__all__ = ["OtherRankFailed", "TorchComm", "split_rows", "sync"]
 
 
 def split_rows(units: list[tuple[int, int]], world: int) -> list[list[tuple[int, int]]]:

@@ -33,8 +33,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..embed.distributed import sync
 from .blocked import ThresholdCounts, TileCounter
-from .distributed import split_rows, sync
+from .distributed import split_rows
 from .memory import Meter, plan, show_bytes, state_bytes
 from .patients import truth_scores
 
