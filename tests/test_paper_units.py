@@ -153,3 +153,28 @@ def test_notebook_pairs_are_in_sync_and_hold_no_logic():
         code = "\n".join(c.source for c in py.cells if c.cell_type == "code")
         assert not any(line.lstrip().startswith(("def ", "class ")) for line in code.splitlines()), chapter.stem
     assert sorted(p.stem for p in NOTEBOOK_DIR.glob("*.py")) == [c.stem for c in chapters()]
+
+
+@pytest.mark.parametrize("profile", ["smoke", "synthetic"])
+def test_result_keys_never_run_a_stage(tmp_path, monkeypatch, profile):
+    """Every result's cache key comes from declared inputs: on an empty artifacts folder, computing them all
+    synthesises, trains, embeds and audits nothing, and writes nothing."""
+    import relink.models.ladder_train as ladder_train
+    import relink.synth as synth
+    from relink import embed
+    from relink.paper.results import registry, result_keys
+    from relink.paper.stages import Context, key_id
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cache key ran a stage")
+
+    for module, name in ((synth, "generate_cohort"), (ladder_train, "train_ladder"), (embed, "embed_many")):
+        monkeypatch.setattr(module, name, refuse)
+    ctx = Context(get_profile(profile), tmp_path / "artifacts", progress=False)
+    keys = result_keys(ctx, list(registry()))
+    assert set(keys) == set(registry())
+    assert not (tmp_path / "artifacts").exists()
+    # the same inputs give the same ids; a changed profile field a result names changes its id
+    assert {n: key_id(k) for n, k in keys.items()} == {n: key_id(k) for n, k in result_keys(ctx, list(keys)).items()}
+    other = Context(get_profile(profile, {"synth_seed": "99"}), tmp_path / "artifacts", progress=False)
+    assert all(key_id(k) != key_id(keys[n]) for n, k in result_keys(other, list(keys)).items())

@@ -27,7 +27,8 @@ from typing import Any
 
 from ..cohort import patient_resplit, read_cohort, write_cohort
 from ..provenance import REPO_ROOT
-from .cache import artifact_id, cached, source_hash
+from ..io import canonical
+from .cache import cached, digest, source_hash
 from .profiles import Profile
 
 
@@ -67,31 +68,36 @@ def _memo(ctx: Context, name: str, build):
 
 def cohorts(ctx: Context) -> dict[str, Path | None]:
     """Role (``internal``, ``external``) -> cohort folder or manifest (``None``: no external cohort)."""
-    return _memo(ctx, "cohorts", lambda: _cohorts(ctx))
+    def build() -> dict[str, Path | None]:
+        return {role: None if plan is None else cached(ctx.root, f"cohort-{role}", plan[0], plan[1]) / plan[2]
+                for role, plan in _cohort_plans(ctx).items()}
+
+    return _memo(ctx, "cohorts", build)
 
 
-def _cohorts(ctx: Context) -> dict[str, Path | None]:
+def _cohort_plans(ctx: Context) -> dict[str, tuple[dict[str, Any], Any, str] | None]:
+    """Role -> (cache key, builder, name of the cohort inside the artifact), or ``None``: made without
+    reading or writing anything, so that keys downstream never run a stage."""
     p = ctx.profile
     if not p.credentialed:
         from ..synth import generate_cohort
 
-        out: dict[str, Path | None] = {}
+        plans: dict[str, tuple[dict[str, Any], Any, str] | None] = {}
         for role, patients, seed, splits in (
             ("internal", p.internal_patients, p.synth_seed, p.splits),
             ("external", p.external_patients, p.synth_seed + 1, None),
         ):
             key = {"stage": f"synthetic-{role}", "patients": patients, "seed": seed, "size": p.image_size,
                    "splits": splits, "source": source_hash(("synth",))}
-            path = cached(ctx.root, f"cohort-{role}", key, lambda tmp, role=role, patients=patients, seed=seed, splits=splits:
-                          generate_cohort(tmp / "cohort", patients, seed, size=p.image_size, site=role,
-                                          split_fractions=splits, workers=os.cpu_count() or 1, progress=ctx.progress))
-            out[role] = path / "cohort"
-        return out
+            plans[role] = (key, lambda tmp, role=role, patients=patients, seed=seed, splits=splits: generate_cohort(
+                tmp / "cohort", patients, seed, size=p.image_size, site=role, split_fractions=splits,
+                workers=os.cpu_count() or 1, progress=ctx.progress), "cohort")
+        return plans
     data = dict(p.data)
     from ..loaders.chexpert_plus import load_chexpert_plus
     from ..loaders.mimic_cxr import load_mimic_cxr
 
-    def real(role: str, loader, **paths: str) -> Path:
+    def real(role: str, loader, **paths: str) -> tuple[dict[str, Any], Any, str]:
         # The study's held-out set is larger than MIMIC-CXR's official test split: "study" rebuilds a
         # patient-disjoint split of that size (the validation bank a tenth of it); see the appendix.
         resplit = role == "internal" and p.split == "study"
@@ -105,7 +111,7 @@ def _cohorts(ctx: Context) -> dict[str, Path | None]:
                 frame = patient_resplit(frame, p.heldout_pairs, max(1, p.heldout_pairs // 10), p.split_seed)
             write_cohort(frame, tmp / "cohort.parquet", image_root=result.image_root)
 
-        return cached(ctx.root, f"cohort-{role}", key, build) / "cohort.parquet"
+        return key, build, "cohort.parquet"
 
     if p.name == "mimic":
         internal = real("internal", load_mimic_cxr, images=data["mimic_images"], reports=data["mimic_reports"])
@@ -114,14 +120,13 @@ def _cohorts(ctx: Context) -> dict[str, Path | None]:
     return {"internal": real("internal", load_chexpert_plus, root=data["chexpert_plus_root"]), "external": None}
 
 
-def _artifact_of(path: Path) -> Path:
-    """The cached artifact folder that holds ``path`` (a cohort folder or manifest inside it)."""
-    path = Path(path)
-    return path.parent if path.name in ("cohort", "cohort.parquet", "ladder") else path
+def key_id(key: dict[str, Any]) -> str:
+    """The id an artifact built under ``key`` will have (:func:`relink.paper.cache.artifact_id`), known before it is built."""
+    return digest(canonical(key))
 
 
 def cohort_ids(ctx: Context) -> dict[str, str | None]:
-    return {role: (artifact_id(_artifact_of(path)) if path else None) for role, path in cohorts(ctx).items()}
+    return {role: None if plan is None else key_id(plan[0]) for role, plan in _cohort_plans(ctx).items()}
 
 
 def ladder(ctx: Context) -> list[RungSpec]:
@@ -142,14 +147,19 @@ def _ladder(ctx: Context) -> list[RungSpec]:
     from ..models.ladder_train import train_ladder
 
     internal = cohorts(ctx)["internal"]
-    key = {"stage": "ladder", "cohort": cohort_ids(ctx)["internal"], "config": p.train_config, "epochs": p.train_epochs,
-           "batch_size": p.train_batch_size, "lr": p.train_lr, "rungs": p.train_rungs, "seed": p.train_seed,
-           "source": source_hash(("models",))}
-    path = cached(ctx.root, "ladder", key, resumable=True, build=lambda folder: train_ladder(
+    path = cached(ctx.root, "ladder", _ladder_key(ctx), resumable=True, build=lambda folder: train_ladder(
         internal, p.train_config, folder, epochs=p.train_epochs, batch_size=p.train_batch_size, lr=p.train_lr,
         seed=p.train_seed, rungs=p.train_rungs, progress=ctx.progress))
     info = read_ladder(path)
     return [RungSpec(f"{r['name']} ({int(r['step'])} steps)", i + 1, r["path"]) for i, r in enumerate(info["rungs"])]
+
+
+def _ladder_key(ctx: Context) -> dict[str, Any]:
+    """The trained ladder's cache key (synthetic profiles), from the profile alone."""
+    p = ctx.profile
+    return {"stage": "ladder", "cohort": cohort_ids(ctx)["internal"], "config": p.train_config, "epochs": p.train_epochs,
+            "batch_size": p.train_batch_size, "lr": p.train_lr, "rungs": p.train_rungs, "seed": p.train_seed,
+            "source": source_hash(("models",))}
 
 
 def _custom_rung(text: str, index: int) -> RungSpec:
@@ -171,12 +181,14 @@ def load(rung: RungSpec):
 
 
 def rung_ids(ctx: Context) -> dict[str, Any]:
-    """What the ladder's embeddings are a function of, known without loading a model: the ladder
-    (its training key, or the specs), the cohorts and the embedding code."""
+    """What the ladder's embeddings are a function of, known without loading a model or training one: the
+    ladder (its training key, or the specs), the cohorts and the embedding code."""
     p = ctx.profile
     trained = not p.ladder and not p.credentialed
-    rungs = [(r.name, r.index if trained else r.spec, r.load_kwargs) for r in ladder(ctx)]
-    return {"rungs": rungs, "ladder": artifact_id(ctx.root / "ladder") if trained else None,
+    # a trained ladder is named by its key (its rungs' display names hold step counts known only after training)
+    rungs = [[i + 1] for i in range(p.train_rungs)] if trained else [
+        (r.name, r.spec, r.load_kwargs) for r in ladder(ctx)]
+    return {"rungs": rungs, "ladder": key_id(_ladder_key(ctx)) if trained else None,
             "cohorts": cohort_ids(ctx), "embed": {"batch_size": p.embed_batch_size, "source": source_hash(("embed", "models"))}}
 
 
@@ -196,7 +208,7 @@ def role_embeddings(ctx: Context, role: str) -> dict[int, Path] | None:
         rows = {r.index: None if role != "internal" or r.index == len(rungs) else eval_rows for r in rungs}
         ids = rung_ids(ctx)
         key = {"stage": "embeddings", "role": role, "rungs": ids["rungs"], "weights": [_local_stamp(r.spec) for r in rungs],
-               "ladder": ids["ladder"], "cohort": artifact_id(_artifact_of(source)),
+               "ladder": ids["ladder"], "cohort": cohort_ids(ctx)[role],
                "eval_split": ctx.profile.eval_split if role == "internal" else None, "embed": ids["embed"]}
         path = cached(ctx.root / "embeddings", role, key, resumable=True, build=lambda folder: embed_many(
             cohort, [EmbedJob(load(r) if r.load_kwargs else r.spec, folder / r.slug, rows[r.index]) for r in rungs],

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..cache import artifact_id, cached, source_hash
+from ..cache import cached, source_hash
 from ..profiles import Profile
-from ..stages import Context, cohort_ids, default_root, rung_ids
+from ..stages import Context, cohort_ids, default_root, key_id, rung_ids
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,15 @@ class Result:
     source: tuple[str, ...] = ()  # relink subpackages/modules it runs, besides its own module and the core
     module: str = ""
 
-    def key(self, ctx: Context, upstream: dict[str, Path]) -> dict[str, Any]:
+    def key(self, ctx: Context, upstream_ids: dict[str, str]) -> dict[str, Any]:
+        """The cache key, from declared inputs only (profile fields, stage and upstream keys, source): it
+        never builds anything. ``upstream_ids`` maps each upstream result to the id of its key."""
         p = ctx.profile.as_dict()
         own = f"paper/results/{self.module}.py"
         return {"result": self.name, "profile": {f: p[f] for f in self.fields},
                 "source": source_hash(self.source + (own, "paper/results/common.py", "paper/stages.py")),
                 "cohorts": cohort_ids(ctx), "rungs": rung_ids(ctx) if self.reads_embeddings else None,
-                "upstream": {name: artifact_id(upstream[name]) for name in self.upstream}}
+                "upstream": {name: upstream_ids[name] for name in self.upstream}}
 
 
 def registry() -> dict[str, Result]:
@@ -98,16 +100,26 @@ def with_upstream(names) -> list[str]:
     return [name for name in reg if name in want]
 
 
+def result_keys(ctx: Context, names) -> dict[str, dict[str, Any]]:
+    """The cache key of each named result and of what it stands on, computed without building anything."""
+    reg = registry()
+    keys: dict[str, dict[str, Any]] = {}
+    for name in with_upstream(names):
+        result = reg[name]
+        keys[name] = result.key(ctx, {up: key_id(keys[up]) for up in result.upstream})
+    return keys
+
+
 def build_results(profile: Profile, needed, artifacts_root: str | os.PathLike | None = None,
                   quiet: bool = False) -> dict[str, Path]:
     """Build (or reuse) the named results and what they stand on; returns name -> folder, plus ``_root``."""
     root = Path(artifacts_root) if artifacts_root else default_root(profile)
     ctx = Context(profile, root, progress=not quiet)
     reg = registry()
+    keys = result_keys(ctx, needed)
     out: dict[str, Path] = {"_root": root}
-    for name in with_upstream(needed):
+    for name, key in keys.items():
         result = reg[name]
         upstream = {up: out[up] for up in result.upstream}
-        out[name] = cached(root / "results", name, result.key(ctx, upstream),
-                           lambda tmp, r=result, u=upstream: r.build(ctx, tmp, u))
+        out[name] = cached(root / "results", name, key, lambda tmp, r=result, u=upstream: r.build(ctx, tmp, u))
     return out
