@@ -20,3 +20,15 @@ def test_imports_point_one_way():
     run = subprocess.run([str(exe) if exe.exists() else "lint-imports", "--no-cache"], cwd=REPO_ROOT, env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+
+
+def test_code_cites_only_files_inside_the_repository():
+    """The design lives in docs/design.md; code and tests never point at a file outside the repository."""
+    assert (REPO_ROOT / "docs" / "design.md").is_file()
+    outside = []
+    for folder in ("src", "tests", "benchmarks", "notebooks"):
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            text = path.read_text(errors="replace")
+            if any(mark in text for mark in ("DESIGN" + ".md", "../" + "shared")):
+                outside.append(str(path.relative_to(REPO_ROOT)))
+    assert outside == [], outside

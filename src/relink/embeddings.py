@@ -1,6 +1,6 @@
 """The EmbeddingSet: cached embeddings of a cohort, one folder, row-aligned arrays.
 
-Contract (DESIGN.md), row ``i`` of every array belongs to row ``i`` of
+Contract (docs/design.md), row ``i`` of every array belongs to row ``i`` of
 ``rows.parquet``:
 
 * ``rows.parquet`` — ``pair_id``, ``patient_id``, ``study_id``, ``cohort``,

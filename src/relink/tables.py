@@ -1,6 +1,6 @@
 """Tidy metric tables: one row per (model, cohort, direction, negatives, level, N, K, estimator).
 
-Columns (DESIGN.md):
+Columns (docs/design.md):
 
 ``model``, ``cohort``, ``direction`` (``image_to_report`` | ``report_to_image``),
 ``negatives`` (``random`` | ``pathology_matched`` | ``positive_set_matched`` | ...),
