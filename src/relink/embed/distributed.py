@@ -17,6 +17,7 @@ in :mod:`relink.commands.embed`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
@@ -126,24 +127,49 @@ def launch_from_env(environ=None) -> Launch:
     return Launch(rank, world, local, addr, port)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """c10d logs each failed connection attempt from C++ straight to file descriptor 2; the user gets one line
+    from relink instead, so that descriptor points at the null device while the store is reached."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _store(launch: Launch, timeout: float):
     """The launch's key-value store, reached within ``timeout`` seconds (under torchrun the agent hosts it)."""
-    import torch.distributed as dist
-
     wait = datetime.timedelta(seconds=timeout)
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     try:
-        if agent:
-            store = dist.TCPStore(launch.addr, launch.port, launch.world, False, wait)
-            return dist.PrefixStore(f"/relink/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
-        store = dist.TCPStore(launch.addr, launch.port, launch.world, launch.rank == 0, wait, wait_for_workers=False)
-        return dist.PrefixStore("/relink", store)
+        with _native_stderr_silenced():
+            return _connect(launch, wait, agent)
     except Exception as exc:  # noqa: BLE001 - torch raises several kinds; each means the same to the user
         if launch.rank == 0 and not agent:
+            reason = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
             raise RelinkError(f"--distributed: rank 0 cannot listen at MASTER_ADDR:MASTER_PORT = "
-                              f"{launch.addr}:{launch.port} ({str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__})") from None
+                              f"{launch.addr}:{launch.port} ({reason})") from None
         raise RelinkError(f"--distributed: rank 0 did not arrive at MASTER_ADDR:MASTER_PORT = {launch.addr}:{launch.port} "
                           f"within --timeout {timeout:g} s") from None
+
+
+def _connect(launch: Launch, wait: datetime.timedelta, agent: bool):
+    """Under torchrun every rank is a client of the agent's store; launched by hand, rank 0 hosts it (without
+    waiting for the others there: :func:`_meet` waits, and names who is missing)."""
+    import torch.distributed as dist
+
+    if agent:
+        store = dist.TCPStore(launch.addr, launch.port, launch.world, False, wait)
+        return dist.PrefixStore(f"/relink/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+    store = dist.TCPStore(launch.addr, launch.port, launch.world, launch.rank == 0, wait, wait_for_workers=False)
+    return dist.PrefixStore("/relink", store)
 
 
 def _meet(store, launch: Launch, timeout: float) -> None:
