@@ -440,6 +440,10 @@ CASES += [
     Case("audit-work-folder-is-the-users",
          lambda w, s: (out_folder_with("notes.md")(s).rename(s / "a.csv.work"),
                        ["audit", "--embeddings", E(w), "--out", str(s / "a.csv")])[1], ("a.csv.work", "work folder")),
+    Case("paper-artifacts-inside-the-dataset",
+         lambda w, s: ["paper", "--profile", "mimic", "--artifacts", str(w.mimic_images / "artifacts"), "--no-book"],
+         ("--artifacts", "RELINK_MIMIC_IMAGES"),
+         env=(("RELINK_MIMIC_IMAGES", "{images}"), ("RELINK_MIMIC_REPORTS", "{reports}"))),
     # --- 6: a distributed launch checked before the process group is joined
     Case("audit-distributed-without-master-addr", AUDIT_DIST, ("MASTER_ADDR",), env=launch(MASTER_ADDR=None)),
     Case("audit-distributed-rank-not-a-number", AUDIT_DIST, ("RANK='abc'",), env=launch(RANK="abc")),
@@ -509,7 +513,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(case, world, tmp_path, 
     for name, _ in LAUNCH:
         monkeypatch.delenv(name, raising=False)
     for name, value in case.env:
-        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, value.format(images=world.mimic_images, reports=world.mimic_reports))
     argv = case.argv(world, scratch)
     capsys.readouterr()  # what a set-up printed is not the case's output
     before = snapshot(world.root, scratch)

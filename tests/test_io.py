@@ -178,9 +178,9 @@ def test_an_input_given_twice_and_two_outputs_on_one_path_are_refused(tmp_path):
     with pytest.raises(RelinkError, match=r"--embeddings .*/b is given twice \(as .*/a\)"):
         check_inputs([("--embeddings", [tmp_path / "a", tmp_path / "b"])])
     check_inputs([("--embeddings", tmp_path / "a"), ("--bank", tmp_path / "a")])  # across flags: the command's call
-    with pytest.raises(RelinkError, match="--out and --json name the same file"):
+    with pytest.raises(RelinkError, match="--out and --json must name different files"):
         claim("report", [Output("--out", tmp_path / "r.html"), Output("--json", tmp_path / "r.html")])
-    with pytest.raises(RelinkError, match="--out and --audit name the same file"):
+    with pytest.raises(RelinkError, match="--out and --audit must name different files"):
         claim("report", [Output("--out", tmp_path / "t.csv.provenance.json"), table_output("--audit", tmp_path / "t.csv")])
 
 

@@ -92,9 +92,12 @@ def check_inputs(inputs: Iterable[tuple[str, PathLike | Sequence[PathLike] | Non
     return listed
 
 
-def keep_apart(outputs: Sequence[Output], inputs: Iterable[tuple[str, PathLike | Sequence[PathLike] | None]]) -> None:
-    """Refuse an output path that is an input, lies inside an input folder or holds an input."""
+def keep_apart(outputs: Sequence[Output], inputs: Iterable[tuple[str, PathLike | Sequence[PathLike] | None]],
+               overwrite_flag: bool = True) -> None:
+    """Refuse an output path that is an input, lies inside an input folder or holds an input
+    (``overwrite_flag``: the command has an ``--overwrite``, which the message says does not help)."""
     listed = _inputs(inputs)
+    even = ", even with --overwrite" if overwrite_flag else ""
     for o in outputs:
         for p, kind in o.paths():
             what = f"{o.flag} {o.path}" if p == Path(o.path) else f"{o.flag} {o.path} (its {p.name})"
@@ -109,8 +112,8 @@ def keep_apart(outputs: Sequence[Output], inputs: Iterable[tuple[str, PathLike |
                             how = "holds"
                         else:
                             continue
-                        raise RelinkError(f"{what} {how} {flag} {q}: an output never replaces or enters an input, "
-                                          f"even with --overwrite; choose another {o.flag}")
+                        raise RelinkError(f"{what} {how} {flag} {q}: an output never replaces or enters an input"
+                                          f"{even}; choose another {o.flag}")
 
 
 def _distinct(outputs: Sequence[Output]) -> None:
@@ -119,7 +122,7 @@ def _distinct(outputs: Sequence[Output]) -> None:
         for p, _ in o.paths():
             for key in _forms(p):
                 if key in seen and seen[key] != o.flag:
-                    raise RelinkError(f"{seen[key]} and {o.flag} name the same file {p}; give different paths")
+                    raise RelinkError(f"{seen[key]} and {o.flag} must name different files (both write {p})")
             for key in _forms(p):
                 seen.setdefault(key, o.flag)
 
@@ -145,7 +148,7 @@ def claim(owner: str, outputs: Sequence[Output | None],
     outs = [o for o in outputs if o is not None]
     listed = check_inputs(inputs)
     _distinct(outs)
-    keep_apart(outs, listed)
+    keep_apart(outs, listed, overwrite_flag=overwrite is not None)
     for o in outs:
         claim_output(o.path, o.kind, owner=owner, overwrite=overwrite, flag=o.flag)
         for side in o.sides:

@@ -45,7 +45,8 @@ def _keep_data_apart(profile, artifacts) -> None:
 
     root = Path(artifacts) if artifacts else default_root(profile)
     names = DATA_ENV.get(profile.name, {})
-    keep_apart([Output("--artifacts", root, "dir")], [(names.get(k, k), v) for k, v in profile.data])
+    keep_apart([Output("--artifacts", root, "dir")], [(names.get(k, k), v) for k, v in profile.data],
+               overwrite_flag=False)
 
 
 def run(args) -> int:

@@ -9,6 +9,14 @@ the same as a one-process run with the same shard and batch sizes
 The process group uses gloo on the CPU and nccl on GPUs; an error on one rank
 (an unreadable image, say) stops every rank with that rank's message.
 
+Joining is checked first: the launch's variables (``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) must be present and well
+formed (:func:`launch_from_env`: one line naming the variable), and every
+rank waits at most ``--timeout`` seconds (minutes by default) for the others
+to announce themselves in the launch's store before one line names the ranks
+that did not arrive; only then is the process group made, whose collectives
+may wait longer (rank 0 merges while the others wait).
+
 This module joins the group (:func:`init_process_group`), carries it
 (:class:`TorchComm`) and meets the other ranks with errors (:func:`sync`);
 ``relink audit --distributed`` uses the same three. The command line lives
