@@ -41,7 +41,8 @@ def register(sub):
                    help="flat: exact; ivf,pq: approximate (FAISS IndexIVFPQ, parameters from the set's size)")
     p.add_argument("--nprobe", type=argtype(int, 1, 1 << 20), default=None,
                    help="ivf,pq: lists visited per query (default: a tenth-ish of them, see the module docs)")
-    p.add_argument("--seed", type=argtype(int, 0, 2**31 - 1), default=0, help="ivf,pq: seed of the training sample and recall check")
+    p.add_argument("--seed", type=argtype(int, 0, 2**31 - 1), default=0,
+                   help="ivf,pq: seed of the training sample and recall check")
     p.set_defaults(func=run)
 
 

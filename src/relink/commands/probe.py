@@ -45,7 +45,8 @@ def register(sub) -> None:
     p.add_argument("--features", choices=("projected", "trunk", "both"), default="both")
     p.add_argument("--model", metavar="SPEC", help="model for zero-shot prompts (see above)")
     p.add_argument("--zeroshot", action="store_true", help="add zero-shot AUROC from label prompt pairs")
-    p.add_argument("--member-gap", type=argtype(int, 0, 10_000_000), metavar="N", default=0, help="add the member gap at pool N (0 = off)")
+    p.add_argument("--member-gap", type=argtype(int, 0, 10_000_000), metavar="N", default=0,
+                   help="add the member gap at pool N (0 = off)")
     p.add_argument("--split", choices=("auto", "cohort", "group"), default="auto", help="probe train/test split")
     p.add_argument("--uncertain", choices=("exclude", "negative", "positive"), default="exclude")
     p.add_argument("--max-iter", type=argtype(int, 1, 1_000_000), default=5000, help="LogisticRegression max_iter")

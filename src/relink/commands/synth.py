@@ -59,12 +59,14 @@ def register(sub):
     )
     p.add_argument("--out", required=True, metavar="DIR", default=argparse.SUPPRESS,
                    help="folder to write (new, empty, or an earlier synth output)")
-    p.add_argument("--patients", required=True, type=argtype(int, 1, 1_000_000), metavar="N", default=argparse.SUPPRESS,
+    p.add_argument("--patients", required=True, type=argtype(int, 1, 1_000_000), metavar="N",
+                   default=argparse.SUPPRESS,
                    help="number of patients")
-    p.add_argument("--seed", required=True, type=argtype(int, 0, 2**63 - 1), metavar="S", default=argparse.SUPPRESS, help="random seed")
+    p.add_argument("--seed", required=True, type=argtype(int, 0, 2**63 - 1), metavar="S", default=argparse.SUPPRESS,
+                   help="random seed")
     p.add_argument("--layout", choices=LAYOUTS, default="cohort",
                    help="cohort: a relink cohort folder; mimic-cxr / chexpert-plus: the official files")
-    p.add_argument("--size", type=argtype(int, 32, 1024), default=64, metavar="PX", help="image side in pixels (>= 32)")
+    p.add_argument("--size", type=argtype(int, 32, 1024), default=64, metavar="PX", help="image side in pixels")
     p.add_argument("--site", choices=("internal", "external"), default=argparse.SUPPRESS,
                    help="which stand-in cohort to generate (--layout cohort only; default: internal)")
     p.add_argument("--splits", default=argparse.SUPPRESS, metavar="FRACTIONS",

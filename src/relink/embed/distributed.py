@@ -164,8 +164,8 @@ def _store(launch: Launch, timeout: float):
             reason = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
             raise RelinkError(f"--distributed: rank 0 cannot listen at MASTER_ADDR:MASTER_PORT = "
                               f"{launch.addr}:{launch.port} ({reason})") from None
-        raise RelinkError(f"--distributed: rank 0 did not arrive at MASTER_ADDR:MASTER_PORT = {launch.addr}:{launch.port} "
-                          f"within --timeout {timeout:g} s") from None
+        raise RelinkError(f"--distributed: rank 0 did not arrive at MASTER_ADDR:MASTER_PORT = "
+                          f"{launch.addr}:{launch.port} within --timeout {timeout:g} s") from None
 
 
 def _connect(launch: Launch, wait: datetime.timedelta, agent: bool):
