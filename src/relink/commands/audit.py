@@ -28,7 +28,13 @@ streams), whatever the size of the set.
 Finished blocks are kept in OUT.work beside --out until the table is written,
 so an interrupted audit resumes where it stopped. With --distributed, each
 process of a torchrun launch takes a share of the query rows (gloo on CPUs,
-nccl on GPUs). Neither changes a number of the table.
+nccl on GPUs). Neither changes a number of the table. The launch's variables
+are checked first, and a process waits at most --timeout seconds for the
+others to join before it stops with one line naming those that did not.
+
+--out, its side file (a .csv table's .provenance.json) and OUT.work must not be
+or lie inside --embeddings, even with --overwrite; a symbolic link there is
+never written through.
 """
 
 INTERRUPTED = ("interrupted; finished blocks are kept in OUT.work (beside --out); "

@@ -23,7 +23,9 @@ same weights and cohort is reused at once; a changed model or cohort is
 recomputed and replaces it. An --out that is not an earlier `relink embed`
 output is refused unless --overwrite. With --distributed, each process of a
 torchrun launch embeds every P-th shard and the first merges them: the
-result equals a one-process run.
+result equals a one-process run; each process waits at most --timeout seconds
+for the others to join. --out and OUT.work never lie inside --cohort or
+--model, even with --overwrite.
 """
 
 
