@@ -189,3 +189,17 @@ def test_the_commands_default_join_timeout_is_the_librarys():
     from relink.embed.distributed import JOIN_TIMEOUT as LIBRARY
 
     assert JOIN_TIMEOUT == LIBRARY and 60 <= LIBRARY <= 3600  # minutes, not hours
+
+
+def test_a_folder_output_at_a_link_replaces_the_link_never_the_folder_it_points_to(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "thesis.tex").write_text("x")
+    (tmp_path / "dp").symlink_to(theirs)
+    with pytest.raises(RelinkError, match="is a symbolic link"):
+        claim("mitigate", [Output("--out", tmp_path / "dp", "dir")])
+    claim("mitigate", [Output("--out", tmp_path / "dp", "dir")], overwrite=True)
+    with atomic_dir(tmp_path / "dp") as tmp:
+        (tmp / "heads.safetensors").write_text("new")
+    assert not (tmp_path / "dp").is_symlink() and (tmp_path / "dp" / "heads.safetensors").is_file()
+    assert [p.name for p in theirs.iterdir()] == ["thesis.tex"]
