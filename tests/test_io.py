@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import stat
 import subprocess
@@ -112,3 +113,93 @@ def test_leftovers_of_a_dead_writer_are_removed_and_a_half_replaced_output_resto
     removed = clean_leftovers(out)
     assert [p.name for p in removed] == [f".emb.{dead}.abc.tmp"]
     assert (out / "meta.json").is_file() and alive.is_dir()
+
+
+# ------------------------------------------------------------- the output guard (relink.guard)
+
+from relink.guard import Output, check_inputs, claim, keep_apart  # noqa: E402
+from relink.tables import side_files, table_output  # noqa: E402
+
+
+def test_the_guard_claims_side_files_and_tells_a_users_file_from_our_own(tmp_path):
+    table = table_output("--out", tmp_path / "a.csv")
+    assert table.sides == (tmp_path / "a.csv.provenance.json",) and side_files(tmp_path / "a.parquet") == ()
+    (tmp_path / "a.csv.provenance.json").write_text("my notes\n")
+    with pytest.raises(RelinkError, match=r"^--out .*a\.csv\.provenance\.json: an existing file that is not a relink audit"):
+        claim("audit", [table])
+    claim("audit", [table], overwrite=True)
+    (tmp_path / "a.csv.provenance.json").unlink()
+    write_table(pd.DataFrame({"a": [1]}), tmp_path / "a.csv", {"relink_version": "x", "command": "audit"})
+    assert output_owner(tmp_path / "a.csv.provenance.json") == "audit"
+    claim("audit", [table])  # our own earlier table and side file
+    with pytest.raises(RelinkError, match="not a relink neighbors output"):
+        claim("neighbors", [table])
+
+
+def test_a_link_is_never_an_earlier_output_and_never_written_through(tmp_path):
+    write_table(pd.DataFrame({"a": [1]}), tmp_path / "ours.json", {"command": "audit"})
+    (tmp_path / "link.json").symlink_to(tmp_path / "ours.json")
+    assert output_owner(tmp_path / "ours.json") == "audit" and output_owner(tmp_path / "link.json") is None
+    with pytest.raises(RelinkError, match="is a symbolic link"):
+        claim("audit", [table_output("--out", tmp_path / "link.json")])
+    claim("audit", [table_output("--out", tmp_path / "link.json")], overwrite=True)
+    write_table(pd.DataFrame({"a": [2]}), tmp_path / "link.json", {"command": "audit"})
+    assert not (tmp_path / "link.json").is_symlink()
+    assert json.loads((tmp_path / "ours.json").read_text())["rows"] == [{"a": 1}]  # the target is untouched
+
+
+def test_an_output_never_is_enters_or_holds_an_input(tmp_path):
+    emb = tmp_path / "emb"
+    emb.mkdir()
+    (emb / "rows.parquet").write_text("x")
+    (tmp_path / "alias").symlink_to(emb)
+    cases = [
+        (Output("--out", emb, "dir"), " is --embeddings"),
+        (Output("--out", emb / "rows.parquet"), "lies inside --embeddings"),
+        (Output("--out", emb / "new.csv"), "lies inside --embeddings"),
+        (Output("--out", tmp_path / "alias" / "rows.parquet"), "--embeddings"),
+        (Output("--out", tmp_path, "dir"), "holds --embeddings"),
+        (table_output("--out", emb / "x" / ".." / "t.csv"), "lies inside"),
+        (Output("--out", tmp_path / "t.csv", sides=(emb / "side.json",)), "(its side.json) lies inside"),
+    ]
+    for output, message in cases:
+        for overwrite in (False, True):
+            with pytest.raises(RelinkError, match=re.escape(message) + ".*even with --overwrite"):
+                claim("audit", [output], inputs=[("--embeddings", emb)], overwrite=overwrite)
+    keep_apart([Output("--out", tmp_path / "emb2", "dir")], [("--embeddings", emb)])  # a sibling is fine
+    keep_apart([Output("--out", tmp_path / "emb.csv")], [("--embeddings", emb)])
+
+
+def test_an_input_given_twice_and_two_outputs_on_one_path_are_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(RelinkError, match=r"^--embeddings .*/a is given twice; give each input once$"):
+        check_inputs([("--embeddings", [tmp_path / "a", tmp_path / "a"])])
+    with pytest.raises(RelinkError, match=r"--embeddings .*/b is given twice \(as .*/a\)"):
+        check_inputs([("--embeddings", [tmp_path / "a", tmp_path / "b"])])
+    check_inputs([("--embeddings", tmp_path / "a"), ("--bank", tmp_path / "a")])  # across flags: the command's call
+    with pytest.raises(RelinkError, match="--out and --json must name different files"):
+        claim("report", [Output("--out", tmp_path / "r.html"), Output("--json", tmp_path / "r.html")])
+    with pytest.raises(RelinkError, match="--out and --audit must name different files"):
+        claim("report", [Output("--out", tmp_path / "t.csv.provenance.json"), table_output("--audit", tmp_path / "t.csv")])
+
+
+def test_the_commands_default_join_timeout_is_the_librarys():
+    from relink.commands import JOIN_TIMEOUT
+    from relink.embed.distributed import JOIN_TIMEOUT as LIBRARY
+
+    assert JOIN_TIMEOUT == LIBRARY and 60 <= LIBRARY <= 3600  # minutes, not hours
+
+
+def test_a_folder_output_at_a_link_replaces_the_link_never_the_folder_it_points_to(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "thesis.tex").write_text("x")
+    (tmp_path / "dp").symlink_to(theirs)
+    with pytest.raises(RelinkError, match="is a symbolic link"):
+        claim("mitigate", [Output("--out", tmp_path / "dp", "dir")])
+    claim("mitigate", [Output("--out", tmp_path / "dp", "dir")], overwrite=True)
+    with atomic_dir(tmp_path / "dp") as tmp:
+        (tmp / "heads.safetensors").write_text("new")
+    assert not (tmp_path / "dp").is_symlink() and (tmp_path / "dp" / "heads.safetensors").is_file()
+    assert [p.name for p in theirs.iterdir()] == ["thesis.tex"]

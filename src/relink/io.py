@@ -9,12 +9,14 @@
 * Files and folders are created with the permissions the umask allows (as
   ``open`` would), not ``mkstemp``'s private 0600/0700: a shared project
   folder must be able to read them.
-* :func:`claim_output` is the one check of an ``--out``, made before any
-  expensive work: an existing path that is not this command's own earlier
+* :func:`claim_output` is the check of one output path, made before any
+  expensive work (:func:`relink.guard.claim` applies it to every path a
+  command writes, side files included): an existing path that is not this command's own earlier
   output is refused (``--overwrite`` replaces it), a folder where a file is
   expected and a file where a folder is expected are refused, an unwritable
   folder is refused; leftovers of killed runs writing the same output are
-  cleaned. A folder output is marked as its command's with
+  cleaned; a symbolic link is never an earlier output, and with
+  ``--overwrite`` the link itself is replaced, never its target. A folder output is marked as its command's with
   :func:`mark_output`; tables, manifests and reports are recognised by the
   provenance they carry.
 * :func:`write_json` writes valid JSON only: NaN and infinities become
@@ -167,8 +169,13 @@ def mark_output(folder: str | os.PathLike, owner: str, **extra: Any) -> None:
 
 
 def output_owner(path: str | os.PathLike) -> str | None:
-    """Which relink command wrote ``path`` (a folder or a file), or ``None`` if none did."""
+    """Which relink command wrote ``path`` (a folder or a file), or ``None`` if none did.
+
+    A symbolic link is never an output (relink replaces a link, it never writes through one).
+    """
     path = Path(path)
+    if path.is_symlink():
+        return None
     if path.is_dir():
         marker = path / OUTPUT_MARKER
         if marker.is_file():
@@ -211,6 +218,9 @@ def _file_owner(path: Path) -> str | None:
             return None
         if "relink_output" in obj:
             return str(obj["relink_output"])
+        if isinstance(obj.get("command"), str) and ("relink_version" in obj or path.name.endswith(".provenance.json")):
+            # a table's provenance side file
+            return obj["command"]
         prov = obj.get("provenance")
         return prov.get("command") if isinstance(prov, dict) else None
     if ext in (".html", ".htm"):
@@ -237,8 +247,12 @@ def claim_output(path: str | os.PathLike, kind: str = "file", owner: str = "", o
     if not path.name or path.name in (".", ".."):
         raise RelinkError(f"{flag} {path}: give a {'file' if kind == 'file' else 'folder'} name")
     clean_leftovers(path)
+    offer = ", or pass --overwrite to replace it" if overwrite is not None else ""
     if path.is_symlink() and not path.exists():
         raise RelinkError(f"{flag} {path} is a broken symbolic link; remove it or choose another {flag}")
+    if path.is_symlink() and not overwrite:
+        raise RelinkError(f"{flag} {path} is a symbolic link (relink never writes through one); choose another "
+                          f"{flag}{offer.replace('replace it', 'replace the link itself')}")
     if path.exists():
         if kind == "file" and path.is_dir():
             raise RelinkError(f"{flag} {path} is a folder; give a file path")
@@ -247,7 +261,6 @@ def claim_output(path: str | os.PathLike, kind: str = "file", owner: str = "", o
         empty = kind == "dir" and not any(path.iterdir())
         if not (empty or overwrite or output_owner(path) == owner):
             what = "folder" if kind == "dir" else "file"
-            offer = ", or pass --overwrite to replace it" if overwrite is not None else ""
             raise RelinkError(f"{flag} {path}: an existing {what} that is not a relink {owner} output; "
                               f"choose another {flag}{offer}")
     _check_writable(path.parent, flag)

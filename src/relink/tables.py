@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import RelinkError
+from .guard import Output
 from .io import atomic_path, canonical, dumps, write_json
 
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -49,6 +50,23 @@ def check_format(path: Path) -> str:
     if ext not in FORMATS:
         raise RelinkError(f"{path}: output format must be one of {', '.join(FORMATS)} (by extension)")
     return ext
+
+
+def side_files(path: str | os.PathLike) -> tuple[Path, ...]:
+    """The files :func:`write_table` writes beside ``path`` (a CSV's provenance side file)."""
+    path = Path(path)
+    return (path.with_name(path.name + ".provenance.json"),) if path.suffix.lower() == ".csv" else ()
+
+
+def table_output(flag: str, path: str | os.PathLike, work: str | os.PathLike | None = None) -> Output:
+    """``path`` as a table output for :func:`relink.guard.claim`, its format checked, its side files
+    declared (``work``: the work folder kept beside it)."""
+    path = Path(path)
+    try:
+        check_format(path)
+    except RelinkError as exc:
+        raise RelinkError(f"{flag} {exc}") from None
+    return Output(flag, path, "file", sides=side_files(path), work=None if work is None else Path(work))
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict[str, Any] | None = None) -> Path:
@@ -69,8 +87,8 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict[s
             # Rows keep the table's column order (pandas writes NaN as null); the provenance is
             # key-sorted and made valid JSON (no NaN) the same way.
             tmp.write_text(json.dumps({"provenance": canonical(provenance), "rows": rows}, indent=1, allow_nan=False) + "\n")
-    if ext == ".csv":
-        write_json(path.with_name(path.name + ".provenance.json"), provenance)
+    for side in side_files(path):
+        write_json(side, provenance)
     return path
 
 

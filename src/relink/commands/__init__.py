@@ -20,3 +20,15 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         if isinstance(default, (list, tuple)) and not default:
             return help_text
         return help_text + " (default: %(default)s)"
+
+
+JOIN_TIMEOUT = 600.0  # relink.embed.distributed.JOIN_TIMEOUT (not imported here: that module loads torch)
+
+
+def add_timeout(parser) -> None:
+    """The ``--timeout`` of a command that runs under torchrun (``--distributed``)."""
+    from ..options import argtype
+
+    parser.add_argument("--timeout", type=argtype(float, 0, 86400, low_open=True), default=JOIN_TIMEOUT,
+                        metavar="SECONDS", help="--distributed: how long each process waits for the others to join "
+                                                "before it stops with one line naming the ranks that did not arrive")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import RelinkError
-from . import HelpFormatter
+from . import JOIN_TIMEOUT, HelpFormatter, add_timeout
 
 EXAMPLES = """\
 examples:
@@ -28,7 +28,13 @@ streams), whatever the size of the set.
 Finished blocks are kept in OUT.work beside --out until the table is written,
 so an interrupted audit resumes where it stopped. With --distributed, each
 process of a torchrun launch takes a share of the query rows (gloo on CPUs,
-nccl on GPUs). Neither changes a number of the table.
+nccl on GPUs). Neither changes a number of the table. The launch's variables
+are checked first, and a process waits at most --timeout seconds for the
+others to join before it stops with one line naming those that did not.
+
+--out, its side file (a .csv table's .provenance.json) and OUT.work must not be
+or lie inside --embeddings, even with --overwrite; a symbolic link there is
+never written through.
 """
 
 INTERRUPTED = ("interrupted; finished blocks are kept in OUT.work (beside --out); "
@@ -36,8 +42,8 @@ INTERRUPTED = ("interrupted; finished blocks are kept in OUT.work (beside --out)
 
 
 def register(sub):
-    from ..retrieval.spec import AuditSpec
     from ..options import add_spec_arguments
+    from ..retrieval.spec import AuditSpec
 
     p = sub.add_parser(
         "audit", help="exact Recall@K re-linkage audit of an embedding set",
@@ -61,6 +67,7 @@ def register(sub):
     p.add_argument("--distributed", action="store_true",
                    help="run as one process of a torchrun launch (`torchrun --nproc_per_node P -m relink audit "
                         "--distributed ...`): the query rows are split across processes; gloo on CPU, nccl on GPU")
+    add_timeout(p)
     add_spec_arguments(p, AuditSpec)
     p.set_defaults(func=run)
 
@@ -116,7 +123,7 @@ def run(args) -> int:
 
         # The rank's GPU becomes its current device; the spec keeps the device as given (the table's
         # provenance is then the one-process table's).
-        init_process_group(getattr(args, "device", None) or "auto")
+        init_process_group(getattr(args, "device", None) or "auto", timeout=getattr(args, "timeout", JOIN_TIMEOUT))
         comm = TorchComm()
     rank = comm.rank if comm is not None else 0
     try:
@@ -135,22 +142,22 @@ def run(args) -> int:
 
 def _count(args, out, comm, rank: int, start: int | None):
     """Options, input and the passes (every rank); returns what rank 0 summarises."""
-    from ..io import claim_output
+    from ..guard import claim
     from ..options import spec_from_args
     from ..retrieval.audit import audit_queries
     from ..embed.distributed import OtherRankFailed, sync
     from ..retrieval.spec import AuditSpec
     from ..retrieval.work import AuditWork, work_path
-    from ..tables import check_format
+    from ..tables import table_output
 
     failure = None
     try:
-        check_format(out)
+        target = table_output("--out", out, work=work_path(out))
         negatives = ("random",) + (("pathology_matched", "positive_set_matched") if args.hard_negatives else ())
         spec = spec_from_args(AuditSpec, args, negatives=negatives)
         memory = _budget(args.memory, comm.world_size if comm is not None else 1)
         if rank == 0:  # first, before any expensive work
-            claim_output(out, "file", owner="audit", overwrite=args.overwrite)
+            claim("audit", [target], inputs=[("--embeddings", args.embeddings)], overwrite=args.overwrite)
         es, rows = _load(args, rank)
     except Exception as exc:  # noqa: BLE001 - every rank must learn of it
         failure = exc

@@ -119,12 +119,15 @@ def manifest_target(out: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from ..cohort import write_cohort
-    from ..io import claim_output
+    from ..guard import Output, claim
     from ..loaders import load_chexpert_plus, load_mimic_cxr, skip_summary
 
-    # First, before reading a whole dataset: never replace a file that is not an earlier cohort manifest.
-    target = claim_output(manifest_target(args.out), kind="file", owner="cohort",
-                          overwrite=getattr(args, "overwrite", False))
+    # First, before reading a whole dataset: never replace a file that is not an earlier cohort manifest,
+    # never write into the dataset read.
+    target = manifest_target(args.out)
+    inputs = [(flag, getattr(args, name, None)) for flag, name in
+              (("--images", "images"), ("--reports", "reports"), ("--root", "root"), ("--labels-dir", "labels_dir"))]
+    claim("cohort", [Output("--out", target)], inputs=inputs, overwrite=getattr(args, "overwrite", False))
     sections, views = args.sections, args.views
     # argparse applies `type` to string defaults too, but not when a caller builds Namespace by hand.
     sections = parse_sections(sections) if isinstance(sections, str) else sections

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..options import argtype
-from . import HelpFormatter
+from . import JOIN_TIMEOUT, HelpFormatter, add_timeout
 
 INTERRUPTED = ("interrupted; finished shards are kept in OUT.work (beside --out); "
                "run the same command again to resume")
@@ -21,7 +23,9 @@ same weights and cohort is reused at once; a changed model or cohort is
 recomputed and replaces it. An --out that is not an earlier `relink embed`
 output is refused unless --overwrite. With --distributed, each process of a
 torchrun launch embeds every P-th shard and the first merges them: the
-result equals a one-process run.
+result equals a one-process run; each process waits at most --timeout seconds
+for the others to join. --out and OUT.work never lie inside --cohort or
+--model, even with --overwrite.
 """
 
 
@@ -32,11 +36,11 @@ def register(sub):
     p.add_argument("--model", required=True,
                    help="model spec: NAME, NAME:TAG, NAME:CHECKPOINT, hf-hub:ORG/REPO or a checkpoint folder")
     p.add_argument("--out", required=True, help="EmbeddingSet folder to write")
-    p.add_argument("--batch-size", type=argtype(int, 1), default=256, help="pairs per forward pass")
-    p.add_argument("--workers", type=argtype(int, 0), default=None,
+    p.add_argument("--batch-size", type=argtype(int, 1, 1 << 16), default=256, help="pairs per forward pass")
+    p.add_argument("--workers", type=argtype(int, 0, 256), default=None,
                    help="DataLoader workers per process (default: on a GPU the cores left after the model's, "
                         "at most 8; on the CPU none up to 2 cores per process, else a quarter of them)")
-    p.add_argument("--shard-size", type=argtype(int, 1), default=4096, help="rows per resumable shard")
+    p.add_argument("--shard-size", type=argtype(int, 1, 10_000_000), default=4096, help="rows per resumable shard")
     p.add_argument("--device", default="auto", help="auto (the GPU if there is one), cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "amp"),
                    help="auto: mixed precision on a GPU, fp32 on the CPU")
@@ -49,6 +53,7 @@ def register(sub):
     p.add_argument("--distributed", action="store_true",
                    help="run as one process of a torchrun launch (`torchrun --nproc_per_node P -m relink embed "
                         "--distributed ...`): gloo on CPU, nccl on GPU")
+    add_timeout(p)
     p.set_defaults(func=run)
 
 
@@ -67,7 +72,7 @@ def run_distributed(args) -> int:
     from ..embed.distributed import TorchComm, destroy_process_group, init_process_group
     from ..errors import RelinkError
 
-    args.device = init_process_group(args.device)
+    args.device = init_process_group(args.device, timeout=getattr(args, "timeout", JOIN_TIMEOUT))
     comm = TorchComm()
     try:
         out = embed_from_args(args, comm=comm)
@@ -82,7 +87,18 @@ def run_distributed(args) -> int:
     return 0
 
 
+def claim_outputs(args) -> None:
+    """The output guard (:func:`relink.guard.claim`): the set folder and its work folder, apart from the inputs."""
+    from ..guard import Output, claim, existing_path
+    from ..workdir import work_path
+
+    claim("embed", [Output("--out", Path(args.out), "dir", work=work_path(args.out))],
+          inputs=[("--cohort", args.cohort), ("--model", existing_path(args.model))],
+          overwrite=getattr(args, "overwrite", False))
+
+
 def run(args) -> int:
+    claim_outputs(args)
     if args.distributed:
         return run_distributed(args)
     out = embed_from_args(args)

@@ -77,11 +77,15 @@ def run(args: argparse.Namespace) -> int:
     from .. import embeddings as emb
     from ..dp.service import mitigate, write
     from ..dp.spec import MitigationSpec
-    from ..io import claim_output, writing
+    from ..guard import Output, claim, existing_path
+    from ..io import writing
     from ..options import spec_from_args
 
     spec = spec_from_args(MitigationSpec, args)
-    out = claim_output(args.out, kind="dir", owner="mitigate", overwrite=args.overwrite)
+    out = Path(args.out)  # the output guard: the folder, apart from every input
+    claim("mitigate", [Output("--out", out, "dir")], overwrite=args.overwrite,
+          inputs=[("--embeddings", args.embeddings), ("--bank", args.bank), ("--apply", args.apply),
+                  ("--model", existing_path(args.model))])
     es = emb.load(args.embeddings, require_trunk=True)
     bank = emb.load(args.bank, require_trunk=True) if args.bank else None
     others = [emb.load(p, require_trunk=True) for p in args.apply]

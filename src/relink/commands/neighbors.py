@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..options import nonneg_int, positive_int
+from ..options import argtype
 from . import HelpFormatter
 
 LOW_RECALL = 0.9  # below this share of the exact top-k, an approximate listing is flagged
@@ -34,14 +34,15 @@ def register(sub):
     p.add_argument("--embeddings", required=True, metavar="DIR", help="EmbeddingSet folder")
     p.add_argument("--out", required=True, metavar="FILE", help="output table: .csv, .parquet or .json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a neighbors table")
-    p.add_argument("--k", type=positive_int, default=10, help="candidates listed per query")
+    p.add_argument("--k", type=argtype(int, 1, 10_000), default=10, help="candidates listed per query")
     p.add_argument("--direction", default="image_to_report", choices=("image_to_report", "report_to_image"))
     p.add_argument("--split", default=None, help="only the rows of this split (default: all rows)")
     p.add_argument("--index", default="flat", choices=("flat", "ivf,pq"),
                    help="flat: exact; ivf,pq: approximate (FAISS IndexIVFPQ, parameters from the set's size)")
-    p.add_argument("--nprobe", type=positive_int, default=None,
+    p.add_argument("--nprobe", type=argtype(int, 1, 1 << 20), default=None,
                    help="ivf,pq: lists visited per query (default: a tenth-ish of them, see the module docs)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="ivf,pq: seed of the training sample and recall check")
+    p.add_argument("--seed", type=argtype(int, 0, 2**31 - 1), default=0,
+                   help="ivf,pq: seed of the training sample and recall check")
     p.set_defaults(func=run)
 
 
@@ -51,20 +52,25 @@ def run(args) -> int:
     import numpy as np
 
     from .. import embeddings, provenance
-    from ..io import claim_output, writing
+    from ..guard import claim
+    from ..io import writing
     from ..retrieval.neighbors import build_index, neighbor_table, recall_vs_flat, search
     from ..retrieval.stream import RowSource, validate
-    from ..tables import check_format, write_table
+    from ..errors import RelinkError
+    from ..tables import table_output, write_table
 
     out = Path(args.out)
-    check_format(out)
-    claim_output(out, "file", owner="neighbors", overwrite=args.overwrite)
+    claim("neighbors", [table_output("--out", out)], inputs=[("--embeddings", args.embeddings)],
+          overwrite=args.overwrite)
     es = embeddings.load(args.embeddings, check_values=False)
     validate(es)  # the one value check, read in blocks: the set is never read whole
     rows = None
     if args.split is not None:
         rows = np.flatnonzero(es.split_mask(args.split))
     frame_rows = es.rows if rows is None else es.rows.iloc[rows]
+    if args.k > len(frame_rows):  # a request larger than the data is refused, as the audit refuses a pool
+        raise RelinkError(f"--k {args.k} is larger than the {len(frame_rows):,} candidates"
+                          + (f" of --split {args.split}" if args.split is not None else "") + "; give a smaller --k")
     image, text = RowSource(es.image, rows=rows), RowSource(es.text, rows=rows)
     queries, candidates = (image, text) if args.direction == "image_to_report" else (text, image)
     index, params = build_index(candidates, args.index, seed=args.seed, nprobe=args.nprobe)

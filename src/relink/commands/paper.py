@@ -34,6 +34,21 @@ def register(sub):
     p.set_defaults(func=run)
 
 
+def _keep_data_apart(profile, artifacts) -> None:
+    """The output guard's one rule that applies to the paper's artifact folder (a cache the paper owns and
+    resumes): it never lies inside, is, or holds a dataset the profile reads."""
+    from pathlib import Path
+
+    from ..guard import Output, keep_apart
+    from ..paper.profiles import DATA_ENV
+    from ..paper.stages import default_root
+
+    root = Path(artifacts) if artifacts else default_root(profile)
+    names = DATA_ENV.get(profile.name, {})
+    keep_apart([Output("--artifacts", root, "dir")], [(names.get(k, k), v) for k, v in profile.data],
+               overwrite_flag=False)
+
+
 def run(args) -> int:
     from ..errors import RelinkError
     from ..paper.profiles import get_profile
@@ -46,5 +61,6 @@ def run(args) -> int:
             raise RelinkError(f"--set {item!r}: expected FIELD=VALUE")
         overrides[key.strip()] = value.strip()
     profile = get_profile(args.profile, overrides)
+    _keep_data_apart(profile, args.artifacts)
     return run_paper(profile, args.chapters, book=args.book, force=args.force, strict=args.strict,
                      artifacts_root=args.artifacts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import nonneg_int, positive_int
+from ..options import argtype
 from . import HelpFormatter
 
 DESCRIPTION = """\
@@ -45,11 +45,12 @@ def register(sub) -> None:
     p.add_argument("--features", choices=("projected", "trunk", "both"), default="both")
     p.add_argument("--model", metavar="SPEC", help="model for zero-shot prompts (see above)")
     p.add_argument("--zeroshot", action="store_true", help="add zero-shot AUROC from label prompt pairs")
-    p.add_argument("--member-gap", type=nonneg_int, metavar="N", default=0, help="add the member gap at pool N (0 = off)")
+    p.add_argument("--member-gap", type=argtype(int, 0, 10_000_000), metavar="N", default=0,
+                   help="add the member gap at pool N (0 = off)")
     p.add_argument("--split", choices=("auto", "cohort", "group"), default="auto", help="probe train/test split")
     p.add_argument("--uncertain", choices=("exclude", "negative", "positive"), default="exclude")
-    p.add_argument("--max-iter", type=positive_int, default=5000, help="LogisticRegression max_iter")
-    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--max-iter", type=argtype(int, 1, 1_000_000), default=5000, help="LogisticRegression max_iter")
+    p.add_argument("--seed", type=argtype(int, 0, 2**32 - 1), default=0)
     p.add_argument("--out", required=True, metavar="FILE", help=".csv, .parquet or .json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a probe table")
     p.set_defaults(func=run)
@@ -72,6 +73,22 @@ def _labels(paths: list[str]) -> list[str]:
     return [n if names.count(n) == 1 else "/".join(Path(p).parts[-3:]) for n, p in zip(names, paths)]
 
 
+def _member_gap(es, path: str, args):
+    """The member-gap rows of one set; a --member-gap larger than the pools its rows fill is refused, as the
+    audit refuses a pool larger than the candidate set."""
+    from ..errors import RelinkError
+    from ..utility.membership import member_gap
+
+    g = member_gap(es, N=args.member_gap, random_state=args.seed).rename(columns={"queries": "label"})
+    fillable = int(g["N"].min())
+    if fillable < args.member_gap:
+        raise RelinkError(f"--member-gap {args.member_gap} is larger than the pools the train and test rows of "
+                          f"--embeddings {path} can fill (at most N={fillable} after matching patients); "
+                          "give a smaller --member-gap")
+    g.insert(0, "utility", "member_gap")
+    return g
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -80,14 +97,16 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import embeddings as emb
     from ..errors import RelinkError
-    from ..io import claim_output, writing
+    from ..guard import claim, existing_path
+    from ..io import writing
     from ..provenance import stamp
-    from ..tables import FORMATS, write_table
+    from ..tables import table_output, write_table
     from ..utility.probe import probe_embeddings
 
-    if Path(args.out).suffix.lower() not in FORMATS:
-        raise RelinkError(f"--out {args.out}: the extension must be one of {', '.join(FORMATS)}")
-    claim_output(args.out, "file", owner="probe", overwrite=args.overwrite)
+    claim("probe", [table_output("--out", args.out)],
+          inputs=[("--embeddings", args.embeddings), ("--model", existing_path(args.model))], overwrite=args.overwrite)
+    if args.member_gap == 1:
+        raise RelinkError("--member-gap must be 0 (off) or a pool size of at least 2, got 1")
     features = ("projected", "trunk") if args.features == "both" else (args.features,)
     models: dict = {}
 
@@ -101,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     frames, seen_trunks = [], set()
     for path, label in zip(args.embeddings, _labels(args.embeddings)):
         es = emb.load(path, require_trunk="trunk" in features)
+        gap = _member_gap(es, path, args) if args.member_gap > 0 else None
         feats = tuple(f for f in features if f != "trunk" or _trunk_key(es) not in seen_trunks)
         if "trunk" in feats:
             seen_trunks.add(_trunk_key(es))
@@ -123,12 +143,8 @@ def run(args: argparse.Namespace) -> int:
             z = zeroshot_auroc(es, model(args.model or head_spec), text_head=text_head, uncertain=args.uncertain)
             z.insert(0, "utility", "zeroshot")
             frames.append(z.assign(embeddings=label))
-        if args.member_gap > 0:
-            from ..utility.membership import member_gap
-
-            g = member_gap(es, N=args.member_gap, random_state=args.seed).rename(columns={"queries": "label"})
-            g.insert(0, "utility", "member_gap")
-            frames.append(g.assign(metric="recall", embeddings=label))
+        if gap is not None:
+            frames.append(gap.assign(metric="recall", embeddings=label))
     table = pd.concat(frames, ignore_index=True)
     with writing(args.out):
         write_table(table, args.out, stamp(command="probe", embeddings=_labels(args.embeddings),

@@ -75,8 +75,8 @@ def _outputs(args):
     from pathlib import Path
 
     from ..errors import RelinkError
-    from ..io import claim_output
-    from ..tables import check_format
+    from ..guard import Output, claim
+    from ..tables import check_format, table_output
 
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
@@ -89,10 +89,10 @@ def _outputs(args):
     if args.audit:
         check_format(Path(args.audit))
         paths.append((Path(args.audit), "--audit"))
-    if len({p.resolve() for p, _ in paths}) != len(paths):
-        raise RelinkError("--out, --json and --audit must name different files")
-    for path, flag in paths:
-        claim_output(path, "file", owner="report", overwrite=args.overwrite, flag=flag)
+    # the output guard: every file written (a CSV table's side file too), apart from every input
+    claim("report", [table_output(flag, path) if flag == "--audit" else Output(flag, path) for path, flag in paths],
+          inputs=[("--embeddings", args.embeddings), ("--cohort", args.cohort), ("--mitigated", args.mitigated)],
+          overwrite=args.overwrite)
     return paths
 
 

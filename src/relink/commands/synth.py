@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..options import argtype
 from . import HelpFormatter
 
 EPILOG = """\
@@ -58,12 +59,14 @@ def register(sub):
     )
     p.add_argument("--out", required=True, metavar="DIR", default=argparse.SUPPRESS,
                    help="folder to write (new, empty, or an earlier synth output)")
-    p.add_argument("--patients", required=True, type=int, metavar="N", default=argparse.SUPPRESS,
+    p.add_argument("--patients", required=True, type=argtype(int, 1, 1_000_000), metavar="N",
+                   default=argparse.SUPPRESS,
                    help="number of patients")
-    p.add_argument("--seed", required=True, type=int, metavar="S", default=argparse.SUPPRESS, help="random seed")
+    p.add_argument("--seed", required=True, type=argtype(int, 0, 2**63 - 1), metavar="S", default=argparse.SUPPRESS,
+                   help="random seed")
     p.add_argument("--layout", choices=LAYOUTS, default="cohort",
                    help="cohort: a relink cohort folder; mimic-cxr / chexpert-plus: the official files")
-    p.add_argument("--size", type=int, default=64, metavar="PX", help="image side in pixels (>= 32)")
+    p.add_argument("--size", type=argtype(int, 32, 1024), default=64, metavar="PX", help="image side in pixels")
     p.add_argument("--site", choices=("internal", "external"), default=argparse.SUPPRESS,
                    help="which stand-in cohort to generate (--layout cohort only; default: internal)")
     p.add_argument("--splits", default=argparse.SUPPRESS, metavar="FRACTIONS",
@@ -73,15 +76,20 @@ def register(sub):
                    help="give one patient this id (official layouts only)")
     p.add_argument("--canary-phrase", default=argparse.SUPPRESS, metavar="TEXT",
                    help="add this phrase to the findings of --canary-reports reports (official layouts only)")
-    p.add_argument("--canary-reports", type=int, default=argparse.SUPPRESS, metavar="K",
+    p.add_argument("--canary-reports", type=argtype(int, 1, 10_000), default=argparse.SUPPRESS, metavar="K",
                    help="how many reports get --canary-phrase (default: 3)")
-    p.add_argument("--workers", type=int, default=1, metavar="W", help="processes rendering in parallel")
+    p.add_argument("--workers", type=argtype(int, 1, 256), default=1, metavar="W", help="processes rendering in parallel")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from ..errors import RelinkError
+    from ..guard import Output, claim
     from ..synth.generate import parse_splits
+
+    claim("synth", [Output("--out", Path(args.out), "dir")], overwrite=None)  # no inputs; no --overwrite
 
     text = getattr(args, "splits", None)
     splits = None if text is None else parse_splits(text)

@@ -77,13 +77,21 @@ def register(sub):
 
 
 def run(args) -> int:
-    from ..errors import RelinkError
-    from ..io import claim_output
-    from ..models.ladder_train import export_training_csv, read_ladder, train_ladder
+    from pathlib import Path
 
+    from ..errors import RelinkError
+    from ..guard import Output, claim, existing_path
+    from ..models.ladder_train import export_training_csv, read_ladder, train_ladder
+    from ..workdir import work_path
+
+    csv = None if not args.export_csv else Path(args.export_csv)
+    out = Path(args.out) if args.out and not csv else None
+    # the output guard: every file written (the CSV's side file too), apart from the inputs
+    claim("train", [csv and Output("--export-csv", csv, sides=(csv.with_name(csv.name + ".provenance.json"),)),
+                    out and Output("--out", out, "dir", work=work_path(out))],
+          inputs=[("--cohort", args.cohort), ("--config", existing_path(args.config))], overwrite=args.overwrite)
     if args.export_csv:
-        target = claim_output(args.export_csv, kind="file", owner="train", overwrite=args.overwrite,
-                              flag="--export-csv")
+        target = csv
         path = export_training_csv(args.cohort, target, split=args.split)
         print(path)
         return 0

@@ -9,6 +9,14 @@ the same as a one-process run with the same shard and batch sizes
 The process group uses gloo on the CPU and nccl on GPUs; an error on one rank
 (an unreadable image, say) stops every rank with that rank's message.
 
+Joining is checked first: the launch's variables (``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) must be present and well
+formed (:func:`launch_from_env`: one line naming the variable), and every
+rank waits at most ``--timeout`` seconds (minutes by default) for the others
+to announce themselves in the launch's store before one line names the ranks
+that did not arrive; only then is the process group made, whose collectives
+may wait longer (rank 0 merges while the others wait).
+
 This module joins the group (:func:`init_process_group`), carries it
 (:class:`TorchComm`) and meets the other ranks with errors (:func:`sync`);
 ``relink audit --distributed`` uses the same three. The command line lives
@@ -17,8 +25,10 @@ in :mod:`relink.commands.embed`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+from dataclasses import dataclass
 
 from ..errors import RelinkError
 
@@ -75,23 +85,146 @@ def sync(comm, failure: BaseException | None) -> None:
         raise (RelinkError if bad_input else OtherRankFailed)(msg)
 
 
-def init_process_group(device: str = "auto") -> str:
-    """Join the torchrun group; return the device this rank uses."""
+JOIN_TIMEOUT = 600.0  # seconds a rank waits for the others to join (--timeout): minutes, not hours
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)  # rank 0 merges while the others wait at a barrier
+LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a torchrun launch tells one process: its rank among ``world`` and where rank 0 listens."""
+
+    rank: int
+    world: int
+    local_rank: int
+    addr: str
+    port: int
+
+
+def _int_var(environ, name: str, low: int, high: int, what: str) -> int:
+    text = environ.get(name)
+    if text is None or not text.strip():
+        raise RelinkError(f"--distributed: {name} is not set (a torchrun launch sets {', '.join(LAUNCH_VARS)})")
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise RelinkError(f"--distributed: {name}={text[:40]!r} is not {what}")
+    return value
+
+
+def launch_from_env(environ=None) -> Launch:
+    """The launch as the environment describes it; one line naming the variable that is missing or malformed."""
+    import socket
+
+    environ = os.environ if environ is None else environ
+    if "RANK" not in environ and "WORLD_SIZE" not in environ:
+        raise RelinkError("--distributed needs a torchrun launch (RANK and WORLD_SIZE are not set)")
+    world = _int_var(environ, "WORLD_SIZE", 1, 1 << 16, "a process count from 1 to 65536")
+    rank = _int_var(environ, "RANK", 0, world - 1, f"a rank from 0 to WORLD_SIZE - 1 = {world - 1}")
+    local = _int_var(environ, "LOCAL_RANK", 0, world - 1, f"a local rank from 0 to WORLD_SIZE - 1 = {world - 1}")
+    addr = environ.get("MASTER_ADDR", "").strip()
+    if not addr:
+        raise RelinkError(f"--distributed: MASTER_ADDR is not set (a torchrun launch sets {', '.join(LAUNCH_VARS)})")
+    port = _int_var(environ, "MASTER_PORT", 1, 65535, "a port number from 1 to 65535")
+    try:
+        socket.getaddrinfo(addr, port)
+    except (OSError, UnicodeError):
+        raise RelinkError(f"--distributed: MASTER_ADDR={addr[:60]!r} is not a host this machine can find") from None
+    return Launch(rank, world, local, addr, port)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """c10d logs each failed connection attempt from C++ straight to file descriptor 2; the user gets one line
+    from relink instead, so that descriptor points at the null device while the store is reached."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _store(launch: Launch, timeout: float):
+    """The launch's key-value store, reached within ``timeout`` seconds (under torchrun the agent hosts it)."""
+    wait = datetime.timedelta(seconds=timeout)
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    try:
+        with _native_stderr_silenced():
+            return _connect(launch, wait, agent)
+    except Exception as exc:  # noqa: BLE001 - torch raises several kinds; each means the same to the user
+        if launch.rank == 0 and not agent:
+            reason = str(exc).splitlines()[0][:120] if str(exc) else exc.__class__.__name__
+            raise RelinkError(f"--distributed: rank 0 cannot listen at MASTER_ADDR:MASTER_PORT = "
+                              f"{launch.addr}:{launch.port} ({reason})") from None
+        raise RelinkError(f"--distributed: rank 0 did not arrive at MASTER_ADDR:MASTER_PORT = "
+                          f"{launch.addr}:{launch.port} within --timeout {timeout:g} s") from None
+
+
+def _connect(launch: Launch, wait: datetime.timedelta, agent: bool):
+    """Under torchrun every rank is a client of the agent's store; launched by hand, rank 0 hosts it (without
+    waiting for the others there: :func:`_meet` waits, and names who is missing)."""
+    import torch.distributed as dist
+
+    if agent:
+        store = dist.TCPStore(launch.addr, launch.port, launch.world, False, wait)
+        return dist.PrefixStore(f"/relink/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+    store = dist.TCPStore(launch.addr, launch.port, launch.world, launch.rank == 0, wait, wait_for_workers=False)
+    return dist.PrefixStore("/relink", store)
+
+
+def _meet(store, launch: Launch, timeout: float) -> None:
+    """Every rank announces itself and waits (at most ``timeout`` s) until all have; else one line naming
+    the ranks that did not arrive."""
+    import time
+
+    store.set(f"arrived/{launch.rank}", "1")
+    missing = list(range(launch.world))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            missing = [r for r in missing if not store.check([f"arrived/{r}"])]
+        except Exception:  # noqa: BLE001 - the store went away: rank 0 stopped
+            raise RelinkError("--distributed: lost rank 0 while waiting for the other ranks to join") from None
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            names = ", ".join(map(str, missing))
+            raise RelinkError(f"--distributed: rank{'s' if len(missing) > 1 else ''} {names} of WORLD_SIZE="
+                              f"{launch.world} did not arrive within --timeout {timeout:g} s")
+        time.sleep(0.1)
+
+
+def init_process_group(device: str = "auto", timeout: float = JOIN_TIMEOUT) -> str:
+    """Join the torchrun group; return the device this rank uses.
+
+    The launch's variables are checked first (:func:`launch_from_env`), then
+    every rank waits at most ``timeout`` seconds for the others to arrive
+    (one line naming the ranks that did not); only then is the process group
+    made, whose collectives may wait longer (:data:`COLLECTIVE_TIMEOUT`).
+    """
+    launch = launch_from_env()
     import torch
     import torch.distributed as dist
 
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        raise RelinkError("--distributed needs a torchrun launch (RANK and WORLD_SIZE are not set)")
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(launch.local_rank)
+        device = f"cuda:{launch.local_rank}"
     elif device == "auto":
         device = "cpu"
     if not dist.is_initialized():
-        # Rank 0 merges while the others wait at a barrier: allow a long merge of a full cohort.
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(hours=2))
+        store = _store(launch, timeout)
+        _meet(store, launch, timeout)
+        dist.init_process_group("nccl" if use_cuda else "gloo", store=store, rank=launch.rank,
+                                world_size=launch.world, timeout=COLLECTIVE_TIMEOUT)
     return device
 
 

@@ -3,7 +3,8 @@
 The process group is ``torch.distributed`` (gloo on the CPU, nccl on GPUs),
 joined and carried as ``relink embed --distributed`` does
 (:mod:`relink.embed.distributed`: ``init_process_group``, ``TorchComm``,
-``sync``), through the audit:
+``sync``; the launch is checked and the other ranks awaited for at most
+``--timeout`` seconds before the group is joined), through the audit:
 
 * the product pass splits the *query rows* across ranks: rank r takes the
   r-th of P nearly equal runs of row slabs and streams every candidate block

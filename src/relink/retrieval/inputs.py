@@ -5,7 +5,7 @@ The embeddings themselves were validated once, when the set was made
 
 Pools are given as integers (the pool size N: the truth plus N - 1
 distractors) or ``"full"`` (every candidate). An integer N larger than the
-candidate count M is an error, unless ``pools_clip`` drops such pools: small
+candidate count M is an error (named by its flag, ``--pools``), unless ``--pools-clip`` drops such pools: small
 cohorts in the book use that. The dropped sizes are returned, not warned
 about, so that the caller can say so once, as a sentence (the audit records
 them in its settings as ``pools_dropped``). K must not exceed any N.
@@ -33,7 +33,7 @@ def fit_pools(pools: Sequence[int | str], n_candidates: int, pools_clip: bool = 
     if dropped and not pools_clip:
         n = dropped[0]
         raise RelinkError(f"pool size N={n} is larger than the candidate set ({n_candidates} candidates); "
-                          "use 'full', a smaller N, or pools_clip=True (--pools-clip) to drop such pools")
+                          "use 'full', a smaller N, or --pools-clip to drop such pools")
     if not out:
         listed = ", ".join(map(str, dropped))
         raise RelinkError(f"no pool size left to audit: every N ({listed}) is larger than the candidate set "
