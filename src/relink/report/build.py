@@ -103,7 +103,9 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
     frame = _summary(qv, es)
     random_rows = risk.risk_rows(frame[(frame.negatives == "random") & frame.N.isin(spec.attacker_pools)
                                        & (frame.estimator == "exact")], released)
-    judged = verdict.judge(random_rows, spec, spec.ci)
+    n_patients = int(es.rows["patient_id"].nunique())
+    judged = verdict.judge(random_rows, spec, spec.ci, n_patients)
+    judged["decision"] = verdict.decision(judged["level"])
     head = risk.headline(random_rows, spec.attacker_pools[0], released, spec.ci)
     sentences = [risk.sentence(r, released, spec.ci) for r in random_rows
                  if r["direction"] == "image_to_report" and r["N"] in spec.attacker_pools]
@@ -114,7 +116,7 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
         frame_m = _summary(qv_m, m.es)
         rows_m = risk.risk_rows(frame_m[frame_m.N.isin(spec.attacker_pools)], released)
         runs.append({"name": m.name, "privacy": mitigation.privacy_summary(m.privacy), "risk": rows_m,
-                     "verdict": verdict.judge(rows_m, spec, spec.ci),
+                     "verdict": verdict.judge(rows_m, spec, spec.ci, n_patients),
                      "drop": mitigation.compare(qv, qv_m, spec.attacker_pools, released)})
 
     record = {
@@ -143,11 +145,13 @@ def methods(aspec: AuditSpec, spec: ReportSpec) -> dict[str, str]:
                       "scoring above its truth is counted once over all audited pairs, and the chance that a random "
                       "pool of N holds fewer than K of them is hypergeometric, so the expectation over all possible "
                       "pools is computed exactly, not sampled. Ties with an identical embedding are broken at random."),
-        "intervals": (f"{spec.ci:.0%} percentile intervals from {spec.n_boot:,} bootstrap replicates that resample "
-                      f"patients (all of a patient's pairs together), seed {spec.random_state}; the breakdowns "
-                      "share one set of replicates over all patients (each cell's mean over the drawn patients in "
-                      "it). Counts for the release are the recall and its interval times M, assuming the released "
-                      "images resemble the audited ones."),
+        "intervals": (f"{spec.ci:.0%} intervals that group each patient's pairs together (patient-clustered "
+                      "variance): for recall and MRR an exact binomial (Clopper-Pearson) interval on the effective "
+                      "number of queries after the design effect, for the median rank Woodruff's interval; paired "
+                      "comparisons use a leave-one-patient-out jackknife on the same rows. A null simulation on "
+                      "random embeddings showed these hold their coverage where the percentile bootstrap did not "
+                      "(few hits). No interval is shown from fewer than two patients. Counts for the release are the "
+                      "recall and its interval times M, assuming the released images resemble the audited ones."),
         "chance": ("Chance is what an attacker guessing at random achieves (K/N at the study level); lift is recall "
                    "divided by chance, so 1 means no better than guessing."),
         "hard_negatives": ("Pathology-matched pools draw every distractor from pairs with the same 14 CheXpert labels; "

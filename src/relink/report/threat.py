@@ -41,7 +41,7 @@ from typing import Any
 from ..errors import RelinkError
 from ..options import Range, check_spec, int_list, option, show
 
-LEVELS_ORDER = ("low", "elevated", "high")
+LEVELS_ORDER = ("low", "inconclusive", "elevated", "high")  # most severe last
 MIN_BOOT = 100  # a verdict needs an interval: fewer replicates cannot place a 2.5% tail
 
 
@@ -82,7 +82,8 @@ class ReportSpec:
     excess_high: float = option(100.0, flag="--excess-high", check=Range(float, 0.0), metavar="IMAGES",
                                 help="high when the lower interval bound of that excess exceeds this")
     fail_on: str | None = option(None, flag="--fail-on", parse=_fail_on, choices=("elevated", "high"),
-                                 help="exit with status 3 when the verdict reaches this level")
+                                 help="exit with status 3 when the verdict reaches this level (an inconclusive verdict counts as "
+                                      "elevated: it reaches --fail-on elevated)")
     min_cell: int = option(10, flag="--min-cell", check=Range(int, 1), metavar="COUNT",
                            help="smallest count shown in a breakdown (smaller cells are merged or suppressed)")
     n_boot: int = option(1000, flag="--bootstrap", check=Range(int, MIN_BOOT, 1_000_000), metavar="B",
@@ -124,5 +125,8 @@ def check_against(spec: ReportSpec, n_rows: int) -> int:
 
 
 def reached(level: str, threshold: str | None) -> bool:
-    """Whether verdict ``level`` reaches ``threshold`` (``None``: never)."""
-    return threshold is not None and LEVELS_ORDER.index(level) >= LEVELS_ORDER.index(threshold)
+    """Whether verdict ``level`` reaches ``threshold`` (``None``: never); inconclusive counts as elevated."""
+    if threshold is None:
+        return False
+    level = "elevated" if level == "inconclusive" else level
+    return LEVELS_ORDER.index(level) >= LEVELS_ORDER.index(threshold)
