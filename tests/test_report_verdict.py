@@ -70,7 +70,7 @@ def test_headline_count_matches_a_brute_force_reference(sets, records):
     assert head["expected_images"] == pytest.approx(n * recall, rel=1e-6)
     assert head["chance_images"] == pytest.approx(n / pool)
     assert head["lift"] == pytest.approx(recall * pool, rel=1e-6)
-    assert f"of {n:,} released images" in head["sentence"] and "holding 100 reports" in head["sentence"]
+    assert f"of {n:,} released images" in head["sentence"] and "with each image's own report among 100 candidates" in head["sentence"]
 
 
 def test_moving_thresholds_across_the_measured_value_flips_the_verdict(records):
@@ -174,3 +174,20 @@ def test_the_books_rule_sentence_names_what_set_a_high_verdict(records):
     assert "It was set by" not in report_rule(records["random"]["verdict"])  # low or inconclusive: nothing set it
     if records["random"]["verdict"]["level"] == "inconclusive":
         assert "It is inconclusive at:" in report_rule(records["random"]["verdict"])
+
+
+def test_report_coverage_scales_every_count_and_full_is_a_pool(sets):
+    """pi x M x Recall@K(N): a coverage share of 0.25 divides every count by four and leaves recall and lift alone;
+    --attacker-pool full is the whole audited set (N = M, the audit's full-pool row)."""
+    es = embeddings.load(sets["weak"])
+    one = build.build(es, ReportSpec(attacker_pools=(100, "full"), n_boot=200))[0]
+    quarter = build.build(es, ReportSpec(attacker_pools=(100, "full"), n_boot=200, report_coverage=0.25))[0]
+    assert one["threat_model"]["attacker_pools"] == [100, len(es)]
+    assert one["threat_model"]["declared_pools"] == ["100", "full"]
+    for a, b in zip(one["risk"], quarter["risk"]):
+        assert b["recall"] == a["recall"] and b["lift"] == a["lift"]
+        for key in ("expected_images", "chance_images", "excess_images"):
+            assert b[key] == pytest.approx(a[key] / 4)
+    assert "0.25" in quarter["threat_model"]["statement"] and "the model" in quarter["threat_model"]["statement"]
+    assert "diagnoses" in one["threat_model"]["why"]
+    assert {r["N"] for r in one["verdict"]["rows"]} == {100, len(es)}

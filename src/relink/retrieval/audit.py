@@ -89,7 +89,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..embeddings import EmbeddingSet
+from ..embeddings import EmbeddingSet, public_model_name
 from ..errors import RelinkError
 from .counts import sort_groupings, stream_counts
 from .exact import chance_rank, chance_recall, expected_rank, expected_recall, reciprocal_rank
@@ -249,12 +249,14 @@ def audit(es: EmbeddingSet, spec: AuditSpec | None = None, model: str | None = N
     """Audit a validated :class:`~relink.embeddings.EmbeddingSet` (see the module docstring).
 
     ``changes`` are :class:`AuditSpec` fields applied to ``spec`` (or to the
-    defaults). ``model`` defaults to the set's ``meta.json`` model spec and
+    defaults). ``model`` defaults to the set's ``meta.json`` model spec (a
+    local path replaced by the weights fingerprint) and
     ``cohort`` to :attr:`~relink.embeddings.EmbeddingSet.cohort_name`.
     """
     spec = (spec or AuditSpec()).but(**changes) if changes else (spec or AuditSpec())
     qv = audit_queries(es, spec, progress=progress)
-    model = model if model is not None else str(es.meta.get("model", ""))
+    if model is None:  # never a local path: see relink.embeddings.public_model_name
+        model = public_model_name(es.meta.get("model"), es.meta.get("weights_fingerprint"))
     return summarise(qv, model=model, cohort=es.cohort_name if cohort is None else cohort)
 
 
