@@ -191,3 +191,19 @@ def test_report_coverage_scales_every_count_and_full_is_a_pool(sets):
     assert "0.25" in quarter["threat_model"]["statement"] and "the model" in quarter["threat_model"]["statement"]
     assert "diagnoses" in one["threat_model"]["why"]
     assert {r["N"] for r in one["verdict"]["rows"]} == {100, len(es)}
+
+
+def test_the_report_refuses_to_mix_train_rows_unless_split_all(tmp_path, capsys):
+    from test_report_fixtures import rows_frame, write_set
+
+    rows = rows_frame(300, 9)
+    rows["split"] = np.where(np.arange(300) % 2 == 0, "train", "test")
+    emb = write_set(tmp_path / "mixed", n=300, noise=1.0, seed=9, rows=rows)
+    out = tmp_path / "r.html"
+    rc, _, err = run(report_args(emb, out), capsys)
+    assert rc == 2 and "--split" in err and "train" in err and not out.exists()
+    rc, _, _ = run(report_args(emb, out, "--json", str(tmp_path / "r.json"), "--split", "all"), capsys)
+    assert rc == 0 and json.loads((tmp_path / "r.json").read_text())["threat_model"]["split"] == "test, train"
+    rc, _, _ = run(report_args(emb, out, "--json", str(tmp_path / "r.json"), "--split", "test", "--overwrite"),
+                   capsys)
+    assert rc == 0 and json.loads((tmp_path / "r.json").read_text())["threat_model"]["split"] == "test"

@@ -38,7 +38,7 @@ Exit status: 0 written; 2 bad input (nothing written); 3 the verdict reached
 
 EPILOG = """\
 examples:
-  relink report --embeddings emb/ladder-3 --out report.html --json report.json
+  relink report --embeddings emb/ladder-3 --split test --out report.html --json report.json
   relink report --embeddings emb/internal --split test --attacker-pool 1000,10000 \\
       --released 43793 --cohort cohort/cohort.parquet --out report.html
   relink report --embeddings emb/internal --mitigated dp/eps0.34 --mitigated dp/eps1 \\
@@ -60,7 +60,9 @@ def register(sub) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the numbers as relink-report/1 JSON (.json)")
     p.add_argument("--audit", metavar="FILE", help="also write the tidy metric table the report was built from "
                                                   "(recall and MRR rows; .csv, .parquet or .json)")
-    p.add_argument("--split", default=None, help="report on the rows of this split only (default: all rows)")
+    p.add_argument("--split", default=None,
+                   help="report on the rows of this split only; 'all' for every row together (without --split, a "
+                        "set that mixes train rows with held-out rows is refused)")
     p.add_argument("--cohort", metavar="FILE",
                    help="cohort manifest (or folder) of the rows: adds the breakdown by view and scans the outputs "
                         "for its report text")
@@ -114,6 +116,26 @@ def _views(cohort_path: str, rows):
     return views.reindex(rows["pair_id"].astype(str)).reset_index(drop=True), reports
 
 
+def _audited_rows(es, split: str | None):
+    """The rows to audit and the split to apply to mitigated sets (None: every row).
+
+    Without ``--split``, training rows are never mixed silently into a held-out audit: a set holding ``train``
+    rows beside others is refused unless ``--split all`` says so.
+    """
+    from ..errors import RelinkError
+
+    if split == "all":
+        return es, None
+    if split is not None:
+        return es.subset(es.split_mask(split)), split
+    splits = sorted(map(str, es.rows["split"].dropna().unique())) if "split" in es.rows else []
+    if "train" in splits and len(splits) > 1:
+        raise RelinkError(f"--split: the embedding set mixes train rows with held-out rows (splits: "
+                          f"{', '.join(splits)}); give --split NAME to audit one split, or --split all to audit every "
+                          "row together")
+    return es, None
+
+
 def run(args) -> int:
     import threading
     from pathlib import Path
@@ -127,13 +149,13 @@ def run(args) -> int:
     spec = spec_from_args(ReportSpec, args)
     _outputs(args)
     es = loaded = embeddings.load(args.embeddings)
-    if args.split is not None:
-        es = es.subset(es.split_mask(args.split))
+    es, split = _audited_rows(es, args.split)
     check_against(spec, len(es))
     views, reports = _views(args.cohort, es.rows) if args.cohort else (None, [])
-    mitigated = [mitigation.resolve(p, es, args.split) for p in args.mitigated]
+    mitigated = [mitigation.resolve(p, es, split) for p in args.mitigated]
 
-    source = {"embeddings": Path(args.embeddings).name, "split": args.split}
+    audited_splits = sorted(map(str, es.rows["split"].dropna().unique())) if "split" in es.rows else []
+    source = {"embeddings": Path(args.embeddings).name, "split": ", ".join(audited_splits) or None}
     warm = threading.Thread(target=render.warm_up, daemon=True)  # plotting stack loads beside the audit
     warm.start()
     record, frame = build.build(es, spec, source, views=views, mitigated=mitigated, progress=True)

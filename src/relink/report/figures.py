@@ -61,8 +61,9 @@ def rank_histogram(hist: dict[str, Any]) -> str:
             x = np.arange(len(bins))
             ax.bar(x, [b["queries"] for b in bins], color=INK, width=0.7, label="audited queries")
             ax.scatter(x, [b["chance"] for b in bins], marker="_", s=300, color=ACCENT, zorder=3, label="guessing")
-            ax.set_yscale("log")
-            _plain_log(ax.yaxis)
+            if min(min(b["queries"] for b in bins), min(b["chance"] for b in bins)) > 0:
+                ax.set_yscale("log")  # an empty bin (a small audit) cannot sit on a log axis: linear then
+                _plain_log(ax.yaxis)
             ax.set_xticks(x, [b["ranks"] for b in bins], rotation=30, ha="right")
             ax.set_title(direction.replace("_", " "), fontsize=9, color=INK)
             ax.set_xlabel("rank of the true match among all audited candidates")
