@@ -69,7 +69,7 @@ glue("report_recommendation", prose(" ".join(report["recommendation"])))
 # The whole page is below, as the custodian receives it; it is also a
 # standalone file ({download}`custodian_report.html`) that opens in any browser
 # with no network access, beside a JSON file with the same numbers
-# (`report.json`, schema `relink-report/1`) for a release pipeline
+# (`report.json`, schema `relink-report/2`) for a release pipeline
 # (`relink report --fail-on high` exits with status 3 when the verdict is high).
 
 # %% tags=["remove-input"]

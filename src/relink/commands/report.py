@@ -16,7 +16,7 @@ Audit how well the model re-links released images to their own reports by
 cosine similarity, for a threat model the custodian declares (the attacker's
 pool of N candidate reports, the M images released), and write one
 standalone HTML page (no network request; prints cleanly) and, with --json,
-the same numbers under the versioned schema relink-report/1:
+the same numbers under the versioned schema relink-report/2:
 
   - the threat model as declared, with the model and cohort fingerprints;
   - expected images re-linked at rank 1 and within the top K = Recall@K(N) x M,
@@ -57,7 +57,7 @@ def register(sub) -> None:
     p.add_argument("--embeddings", required=True, metavar="DIR",
                    help="EmbeddingSet folder of the model and rows to audit")
     p.add_argument("--out", required=True, metavar="FILE", help="the HTML page (.html)")
-    p.add_argument("--json", metavar="FILE", help="also write the numbers as relink-report/1 JSON (.json)")
+    p.add_argument("--json", metavar="FILE", help="also write the numbers as relink-report/2 JSON (.json)")
     p.add_argument("--audit", metavar="FILE", help="also write the tidy metric table the report was built from "
                                                   "(recall and MRR rows; .csv, .parquet or .json)")
     p.add_argument("--split", default=None,

@@ -25,7 +25,7 @@ from ..embeddings import EmbeddingSet, public_model_name
 from ..retrieval.audit import QueryValues, audit_queries
 from ..retrieval.matching import group_summary, label_groups
 from ..retrieval.spec import AuditSpec
-from . import groups, hard, mitigation, risk, verdict
+from . import curve, groups, hard, mitigation, risk, verdict
 from .columns import pick, summary
 from .threat import ReportSpec, check_against, resolve_pools
 
@@ -127,6 +127,7 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
 
     record = {
         "generator": f"relink report {__version__}",
+        "record": decision_record(spec, judged, released),
         "threat_model": threat_model(es, spec, released, source, declared),
         "verdict": judged,
         "headline": head,
@@ -138,10 +139,36 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
         "concentration": groups.breakdowns(qv, es.rows, es.labels(), views, spec.attacker_pools, spec.min_cell),
         "mitigation": {"runs": runs, "several_epsilons": len(runs) > 1},
         "recommendation": mitigation.recommendation(judged, random_rows, spec, released, runs),
+        "risk_curve": {"rows": curve.risk_curve(es, spec.attacker_pools, released, spec.report_coverage, spec.n_boot,
+                                                spec.ci),
+                       "guide": curve.GUIDE},
         "methods": methods(aspec, spec),
         "settings": {"report": spec.record(), "audit": aspec.record()},
     }
     return record, frame
+
+
+def decision_record(spec: ReportSpec, judged: dict[str, Any], released: int) -> dict[str, Any]:
+    """What a data-protection officer signs: the decision, the assumptions it rests on and the risk that remains.
+    (The id, time, version and commit are added when the document is made: relink.report.schema.document.)"""
+    pools = ", ".join(f"{p:,}" for p in spec.attacker_pools)
+    return {
+        "release_name": spec.release_name or "not named (--release-name)",
+        "decision": judged["decision"],
+        "assumptions": [
+            f"The attacker holds the model (weights or an embedding service), the {released:,} released images and, "
+            f"for a share {spec.report_coverage:g} of them, that image's own report among N = {pools} candidates.",
+            "The released images resemble the audited ones (same model, same kind of cohort).",
+            "The attacker ranks candidates by the model's cosine similarity; side information (age, sex, dates) "
+            "that narrows a pool is not modelled beyond the declared N.",
+            f"Thresholds: lift {spec.lift_elevated:g} / {spec.lift_high:g}, images re-linked beyond chance "
+            f"{spec.excess_elevated:g} / {spec.excess_high:g} (elevated / high); intervals at {spec.ci:.0%}.",
+        ],
+        "residual_risk": ("Even a low verdict leaves the images that guessing re-links and those re-linked within the "
+                          "upper interval bounds; it says nothing of attackers with smaller pools, other side "
+                          "information, other models or other attacks."),
+        "sign_off": ["Data custodian", "Data-protection officer"],
+    }
 
 
 def methods(aspec: AuditSpec, spec: ReportSpec) -> dict[str, str]:

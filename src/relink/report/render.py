@@ -103,6 +103,8 @@ def render(document: dict[str, Any]) -> str:
         "groups": _drawn(figures.group_lifts, conc, pool, document["verdict"]["thresholds"]),
         "ranks": _drawn(figures.rank_histogram, conc["rank_histogram"]) if conc["rank_histogram"] else None,
         "frontier": None,
+        "curve": _drawn(figures.risk_against_n, document.get("risk_curve", {}).get("rows", []),
+                        spec["attacker_pools"], document["threat_model"]["released"]),
     }
     runs = document["mitigation"]["runs"]
     if runs:

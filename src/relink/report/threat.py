@@ -104,6 +104,8 @@ class ReportSpec:
                                          "this (and the lift's interval lies above chance)")
     excess_high: float = option(100.0, flag="--excess-high", check=Range(float, 0.0), metavar="IMAGES",
                                 help="high when the lower interval bound of that excess exceeds this")
+    release_name: str | None = option(None, flag="--release-name", metavar="NAME",
+                                      help="the release this report decides on, printed in the decision record")
     fail_on: str | None = option(None, flag="--fail-on", parse=_fail_on, choices=("elevated", "high"),
                                  help="exit with status 3 when the verdict reaches this level (an inconclusive verdict counts as "
                                       "elevated: it reaches --fail-on elevated)")
