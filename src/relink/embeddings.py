@@ -334,14 +334,14 @@ def public_model_name(spec: Any, fingerprint: Any = None) -> str:
     if text.startswith("hf-hub:"):
         return text
     if text.startswith(("local-dir:", "file:")):
-        return f"local model folder ({weights})"
+        return f"local checkpoint ({weights})"
     name, sep, rest = text.partition(":")
     if sep and len(name) == 1 and rest.startswith(("\\", "/")):  # a Windows drive letter, not NAME:FILE
-        return f"local model folder ({weights})"
+        return f"local checkpoint ({weights})"
     if sep and _looks_local(rest):
         return f"{name} with a local checkpoint ({weights})"
     if not sep and _looks_local(text):
-        return f"local model folder ({weights})"
+        return f"local checkpoint ({weights})"
     return text
 
 
