@@ -207,3 +207,18 @@ def test_the_report_refuses_to_mix_train_rows_unless_split_all(tmp_path, capsys)
     rc, _, _ = run(report_args(emb, out, "--json", str(tmp_path / "r.json"), "--split", "test", "--overwrite"),
                    capsys)
     assert rc == 0 and json.loads((tmp_path / "r.json").read_text())["threat_model"]["split"] == "test"
+
+
+def test_the_cohort_fingerprint_depends_on_the_audited_rows_only(sets):
+    """The same rows under two models (another meta.json, other embeddings) share one fingerprint; other rows do
+    not."""
+    import hashlib
+
+    es = embeddings.load(sets["weak"])
+    spec = ReportSpec(attacker_pools=(100,))
+    a = build.threat_model(es, spec, 600, {})
+    b = build.threat_model(es.subset(np.arange(len(es))[::-1]), spec, 600, {})
+    assert a["cohort_fingerprint"] == b["cohort_fingerprint"]
+    expect = hashlib.sha256("\n".join(sorted(es.rows.pair_id.astype(str))).encode()).hexdigest()[:16]
+    assert a["cohort_fingerprint"] == expect
+    assert build.threat_model(es.subset(np.arange(300)), spec, 600, {})["cohort_fingerprint"] != expect

@@ -56,6 +56,15 @@ def audit_spec(spec: ReportSpec, n_rows: int, with_hard: bool) -> AuditSpec:
                      n_boot=spec.n_boot, random_state=spec.random_state, ci=spec.ci)
 
 
+def audited_fingerprint(es: EmbeddingSet) -> str:
+    """sha256 (16 hex digits) of the audited rows' sorted pair ids: the same rows give the same fingerprint whatever
+    the model or the cohort file they were embedded from (meta.json's fingerprint covers the whole embedded cohort)."""
+    import hashlib
+
+    ids = sorted(es.rows["pair_id"].astype(str))
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
 def threat_model(es: EmbeddingSet, spec: ReportSpec, released: int, source: dict[str, Any],
                  declared: tuple = ()) -> dict[str, Any]:
     """The declared threat model as given, in plain words, with what identifies the model and the cohort."""
@@ -75,7 +84,8 @@ def threat_model(es: EmbeddingSet, spec: ReportSpec, released: int, source: dict
         "audited_pairs": len(es), "audited_patients": int(es.rows["patient_id"].nunique()),
         "model": public_model_name(meta.get("model"), meta.get("weights_fingerprint")),
         "weights_fingerprint": meta.get("weights_fingerprint"),
-        "cohort": es.cohort_name, "cohort_fingerprint": meta.get("cohort_fingerprint"),
+        "cohort": es.cohort_name, "cohort_fingerprint": audited_fingerprint(es),
+        "embedded_cohort_fingerprint": meta.get("cohort_fingerprint"),
         "embeddings": source.get("embeddings"), "split": source.get("split"),
         "statement": (f"The attacker holds {holds}. It ranks the candidates by the model's cosine similarity. The "
                       f"custodian releases M = {released:,} images"
