@@ -22,11 +22,13 @@ settable; the defaults and why:
   accident (the study's strongest model is ~50x at N = 10,000).
 * ``--excess-elevated 10`` and ``--excess-high 100``: re-linked images
   *beyond chance* (guessing re-links M/N images at rank 1 whatever the
-  model). 10 matches the minimum cell of statistical disclosure control
-  (counts below 10 are "small numbers"); 100 is ten such cells, a scale at
-  which re-linkage is a systematic property of the release, not a handful
-  of cases. Counts are excess over chance so that a large release with a
-  harmless model is not flagged for what guessing does.
+  model). These are acceptability thresholds, a policy choice the
+  custodian should make and state: 10 extra people whose image is tied to
+  their report is a handful of cases, 100 a systematic property of the
+  release. They are not the disclosure-control cell size (``--min-cell``,
+  the smallest count a breakdown shows), which only decides what is printed.
+  Counts are excess over chance so that a large release with a harmless
+  model is not flagged for what guessing does.
 
 The interval level, replicates and seed are the audit's. Checks against the
 data (a pool larger than the audited set, K larger than a pool) are made by
