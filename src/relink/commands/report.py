@@ -20,20 +20,26 @@ the same numbers under the versioned schema relink-report/2:
 
   - the threat model as declared, with the model and cohort fingerprints;
   - expected images re-linked at rank 1 and within the top K = Recall@K(N) x M,
-    per study and per patient, with patient-bootstrap intervals, lift over
+    per study and per patient, with patient-clustered intervals, lift over
     chance, both directions, and a sentence generated from them;
-  - a verdict (low / elevated / high) from the rule printed with it;
+  - the same against the attacker's pool N (a figure), to help choose N;
+  - a verdict (low / inconclusive / elevated / high) from the rule printed
+    with it: low only when the upper bounds are below the elevated
+    thresholds, inconclusive with the audit size that would decide it;
+  - a one-line decision and a decision record (release name, report id,
+    UTC time, version and commit, assumptions, sign-off fields);
   - pathology-matched pools beside random pools on the same queries;
   - where the risk concentrates (label groups, views with --cohort, studies
     per patient, a rank histogram), aggregates only, no cell below --min-cell;
   - before/after for --mitigated outputs of `relink mitigate`, or advice.
 
-Every figure comes from one pass over the scores. Both outputs pass the leak
+Every figure comes from one pass over the scores (the risk against N from a
+second, random pools only). Both outputs pass the leak
 scanner (identifiers of the audited rows; report text with --cohort) before
 they are written; a hit refuses the write.
 
 Exit status: 0 written; 2 bad input (nothing written); 3 the verdict reached
---fail-on (the report is still written).
+--fail-on (the report is still written; inconclusive counts as elevated).
 """
 
 EPILOG = """\

@@ -114,7 +114,8 @@ class ReportSpec:
     min_cell: int = option(10, flag="--min-cell", check=Range(int, 1), metavar="COUNT",
                            help="smallest count shown in a breakdown (smaller cells are merged or suppressed)")
     n_boot: int = option(1000, flag="--bootstrap", check=Range(int, MIN_BOOT, 1_000_000), metavar="B",
-                         help="patient-bootstrap replicates")
+                         help="replicates wherever a figure is bootstrapped (the verdict's intervals are "
+                              "patient-clustered and need none)")
     random_state: int = option(0, flag="--seed", check=Range(int, 0), help="seed of the bootstrap")
     ci: float = option(0.95, flag="--ci", check=Range(float, 0, 1, True, True), help="interval level")
 
