@@ -48,6 +48,7 @@ report = res.json("custodian", "report.json")
 shutil.copyfile(res.file("custodian", "report.html"), CHAPTER_DIR / "custodian_report.html")
 threat, verdict, head = report["threat_model"], report["verdict"], report["headline"]
 glue("report_verdict", verdict["level"].upper())
+glue("report_decision", prose(verdict["decision"]))
 glue("report_statement", prose(threat["statement"]))
 glue("report_headline", prose(head["sentence"]))
 glue("report_rule", prose(sentences.report_rule(verdict)))
@@ -60,7 +61,8 @@ glue("report_recommendation", prose(" ".join(report["recommendation"])))
 #
 # ## The verdict
 #
-# The verdict is **{glue:text}`report_verdict`**. {glue:md}`report_headline`
+# The verdict is **{glue:text}`report_verdict`**. Decision: {glue:md}`report_decision`.
+# {glue:md}`report_headline`
 #
 # {glue:md}`report_rule`
 #
@@ -69,8 +71,10 @@ glue("report_recommendation", prose(" ".join(report["recommendation"])))
 # The whole page is below, as the custodian receives it; it is also a
 # standalone file ({download}`custodian_report.html`) that opens in any browser
 # with no network access, beside a JSON file with the same numbers
-# (`report.json`, schema `relink-report/1`) for a release pipeline
-# (`relink report --fail-on high` exits with status 3 when the verdict is high).
+# (`report.json`, schema `relink-report/2`) for a release pipeline
+# (`relink report --fail-on high` exits with status 3 when the verdict is high; `--fail-on elevated` also
+# when it is inconclusive). The page below plots the expected re-linked images against the attacker's pool N,
+# with the declared pools marked, and ends with the decision record.
 
 # %% tags=["remove-input"]
 display(HTML(framed(res.file("custodian", "report.html").read_text(encoding="utf-8"))))

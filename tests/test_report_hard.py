@@ -52,16 +52,22 @@ def test_the_fallback_without_paired_columns_gives_the_same_figures(audited):
     _, qv, frame = audited
     paired = hard.hard_rows(qv, frame, (1,), min_cell=10)
     assert all(r.get("random_same_queries", {}).get("source") == "audit paired columns"
-               for r in paired if not r["suppressed"])
+               for r in paired if not (r["suppressed"] or r["not_computable"]))
     fallback = hard.hard_rows(qv, frame.drop(columns=list(hard.PAIRED)), (1,), min_cell=10)
     for a, b in zip(paired, fallback):
-        assert a["suppressed"] == b["suppressed"]
-        if not a["suppressed"]:
+        assert a["suppressed"] == b["suppressed"] and a["not_computable"] == b["not_computable"]
+        if not (a["suppressed"] or a["not_computable"]):
             assert b["random_same_queries"]["source"] == "random pools over the covered queries"
             assert b["random_same_queries"]["recall"] == pytest.approx(a["random_same_queries"]["recall"], rel=1e-9)
 
 
 def test_a_pool_too_large_to_fill_is_suppressed(audited):
+    """Disclosure control (a number not shown) and not computable (no number) are told apart."""
     _, qv, frame = audited
     rows = hard.hard_rows(qv, frame, (1,), min_cell=10**6)
-    assert rows and all(r["suppressed"] and "recall" not in r for r in rows)
+    assert rows and all((r["suppressed"] or r["not_computable"]) and "recall" not in r for r in rows)
+    for r in rows:
+        n = int(frame[(frame.negatives == "pathology_matched") & (frame.metric == "recall") & (frame.N == r["N"])
+                      & (frame.K == 1) & (frame.direction == r["direction"]) & (frame.level == r["level"])
+                      ].n_queries.iloc[0])
+        assert r["not_computable"] == (n == 0) and r["suppressed"] == (n > 0)

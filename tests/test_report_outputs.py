@@ -25,7 +25,7 @@ def test_json_schema_and_the_same_numbers_as_the_page(emb, tmp_path, capsys):
     text = js.read_text()
     doc = json.loads(text)
     check_document(doc)
-    assert list(doc) == list(KEYS) and doc["schema"] == SCHEMA == "relink-report/1"
+    assert list(doc) == list(KEYS) and doc["schema"] == SCHEMA == "relink-report/2"
     assert doc["relink_output"] == "report" and "NaN" not in text and "Infinity" not in text
     assert doc["provenance"]["command"] == "report" and doc["settings"]["report"]["top_k"] == [5, 10]
     page = html.unescape(re.sub(r"<[^>]+>", " ", out.read_text()))
@@ -56,7 +56,7 @@ def test_outputs_are_recognised_and_rewritten_without_overwrite(emb, tmp_path, c
 def test_check_document_refuses_other_json():
     from relink.errors import RelinkError
 
-    with pytest.raises(RelinkError, match="not a relink-report/1 document"):
+    with pytest.raises(RelinkError, match="not a relink-report/2 document"):
         check_document({"schema": "something/2"})
     with pytest.raises(RelinkError, match="lacks"):
         check_document({"schema": SCHEMA})

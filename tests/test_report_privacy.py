@@ -76,7 +76,9 @@ def test_a_local_checkpoint_path_is_not_shown(tmp_path, capsys):
     rc, _, err = run(report_args(emb, out, "--json", str(tmp_path / "r.json")), capsys)
     assert rc == 0, err
     for text in (out.read_text(), (tmp_path / "r.json").read_text()):
-        assert "/home/someone" not in text and "ckpt-ladder3.pt (a local checkpoint" in text
+        # no part of the path, not even the file name: the model is named by its weights fingerprint
+        assert "/home/someone" not in text and "ckpt-ladder3" not in text
+        assert f"local checkpoint (weights {META['weights_fingerprint']})" in text
 
 
 def test_labels_absent_say_so(tmp_path, capsys):

@@ -32,12 +32,19 @@ def _row(record, direction="image_to_report"):
     return next(r for r in record["verdict"]["rows"] if r["direction"] == direction)
 
 
-def test_random_embeddings_are_low_with_lift_near_one(records):
+def test_random_embeddings_are_never_elevated_and_low_only_when_shown(records):
     rec = records["random"]
-    assert rec["verdict"]["level"] == "low" and rec["verdict"]["set_by"] == []
-    for row in rec["verdict"]["rows"]:
+    v = rec["verdict"]
+    assert v["level"] in ("low", "inconclusive")
+    for row in v["rows"]:
         lo, hi = row["lift_ci"]
         assert lo <= 1.0 <= hi  # chance lies inside the interval: nothing to report
+        if row["level"] == "low":  # low has to be shown: both upper bounds at or below the elevated thresholds
+            assert hi <= 2.0 and row["excess_images_ci"][1] <= 10.0
+        else:
+            assert hi > 2.0 or row["excess_images_ci"][1] > 10.0
+    if v["level"] == "inconclusive":
+        assert v["patients_to_decide"] > v["audited_patients"] and "inconclusive" in v["decision"]
     head = rec["headline"]
     assert head["chance_images"] == pytest.approx(600 / 100)
 
@@ -63,7 +70,7 @@ def test_headline_count_matches_a_brute_force_reference(sets, records):
     assert head["expected_images"] == pytest.approx(n * recall, rel=1e-6)
     assert head["chance_images"] == pytest.approx(n / pool)
     assert head["lift"] == pytest.approx(recall * pool, rel=1e-6)
-    assert f"of {n:,} released images" in head["sentence"] and "holding 100 reports" in head["sentence"]
+    assert f"of {n:,} released images" in head["sentence"] and "with each image's own report among 100 candidates" in head["sentence"]
 
 
 def test_moving_thresholds_across_the_measured_value_flips_the_verdict(records):
@@ -82,11 +89,15 @@ def test_moving_thresholds_across_the_measured_value_flips_the_verdict(records):
     assert level(lift_elevated=1.0, lift_high=max(lift_lo) * 0.99, **far) == "high"
     assert level(lift_elevated=1.0, lift_high=max(lift_lo) * 1.01, **far) == "elevated"
     assert level(lift_elevated=max(lift) * 0.99, lift_high=max(lift) * 1.01, **far) == "elevated"
-    assert level(lift_elevated=max(lift) * 1.01, lift_high=max(lift) * 1.01, **far) == "low"
+    assert level(lift_elevated=max(lift) * 1.01, lift_high=max(lift) * 1.01, **far) == "inconclusive"
+    lift_hi = max(r["lift_ci"][1] for r in judged)
+    assert level(lift_elevated=lift_hi * 1.01, lift_high=lift_hi * 1.01, **far) == "low"  # shown low
     far = dict(lift_elevated=1e6, lift_high=1e6)  # the absolute count alone
     assert level(excess_elevated=0.0, excess_high=max(excess_lo) * 0.99, **far) == "high"
     assert level(excess_elevated=max(excess) * 0.99, excess_high=max(excess) * 1.01, **far) == "elevated"
-    assert level(excess_elevated=max(excess) * 1.01, excess_high=max(excess) * 1.01, **far) == "low"
+    assert level(excess_elevated=max(excess) * 1.01, excess_high=max(excess) * 1.01, **far) == "inconclusive"
+    excess_hi = max(r["excess_images_ci"][1] for r in judged)
+    assert level(excess_elevated=excess_hi * 1.01, excess_high=excess_hi * 1.01, **far) == "low"
 
 
 @pytest.mark.parametrize("lift, lo, excess, excess_lo, expected", [
@@ -94,14 +105,31 @@ def test_moving_thresholds_across_the_measured_value_flips_the_verdict(records):
     (3.0, 1.5, 150.0, 120.0, "high"),      # the count's lower bound clears excess_high
     (3.0, 1.2, 5.0, 1.0, "elevated"),      # point lift above 2, interval above chance
     (1.5, 1.1, 12.0, 2.0, "elevated"),     # point excess above 10, interval above chance
-    (3.0, 0.9, 12.0, -1.0, "low"),         # points above, but the interval reaches chance
-    (1.5, 1.2, 5.0, 1.0, "low"),           # above chance but under both elevated thresholds
-    (float("nan"), float("nan"), float("nan"), float("nan"), "low"),
+    (3.0, 0.9, 12.0, -1.0, "inconclusive"),  # points above, but the interval reaches chance
+    (1.5, 1.2, 5.0, 1.0, "inconclusive"),  # under both elevated thresholds, but the lift's upper bound 2.5 is not
+    (0.5, 0.2, 5.0, 1.0, "low"),           # both upper bounds (1.5 and 6) at or below the elevated thresholds
+    (float("nan"), float("nan"), float("nan"), float("nan"), "inconclusive"),
 ])
 def test_rule_on_hand_made_rows(lift, lo, excess, excess_lo, expected):
     row = {"lift": lift, "lift_ci": [lo, lift + 1],
            "excess_images": excess, "excess_images_ci": [excess_lo, excess + 1]}
     assert verdict.judge_row(row, ReportSpec())[0] == expected
+    # the same row on an audit below the minimum size is never low
+    small = verdict.judge_row(row, ReportSpec(), n_patients=verdict.MIN_PATIENTS - 1)[0]
+    assert small == (expected if expected != "low" else "inconclusive")
+
+
+def test_patients_to_decide_shrink_the_interval_to_the_threshold():
+    """Half-widths scale as 1/sqrt(patients): a row at lift 1.5 with upper bound 2.5 (half-width 1, gap 0.5) needs
+    4x the patients to be shown low; a row at lift 3 whose lower bound is 0.5 (half-width 2.5, gap 2) needs
+    (2.5/2)^2 = 1.5625x to be shown elevated."""
+    spec = ReportSpec()
+    row = {"lift": 1.5, "lift_ci": [0.5, 2.5], "excess_images": 1.0, "excess_images_ci": [-1.0, 3.0]}
+    assert verdict.patients_to_decide(row, spec, 100) == 400
+    row = {"lift": 3.0, "lift_ci": [0.5, 5.5], "excess_images": 20.0, "excess_images_ci": [-5.0, 45.0]}
+    assert verdict.patients_to_decide(row, spec, 100) == 157
+    row = {"lift": 2.0, "lift_ci": [0.5, 3.5], "excess_images": 10.0, "excess_images_ci": [-5.0, 25.0]}
+    assert verdict.patients_to_decide(row, spec, 100) is None  # on the threshold: no size decides it
 
 
 def test_fail_on_exit_codes_through_the_cli(sets, tmp_path, capsys):
@@ -114,8 +142,11 @@ def test_fail_on_exit_codes_through_the_cli(sets, tmp_path, capsys):
     assert rc == 3  # high reaches elevated
     rc, _, _ = run(report_args(sets["aligned"], out), capsys)
     assert rc == 0  # no --fail-on: the verdict never fails the command
+    rc, stdout, _ = run(report_args(sets["random"], out, "--fail-on", "high"), capsys)
+    assert rc == 0 and ("verdict LOW" in stdout or "verdict INCONCLUSIVE" in stdout)
+    level = "LOW" if "verdict LOW" in stdout else "INCONCLUSIVE"
     rc, stdout, _ = run(report_args(sets["random"], out, "--fail-on", "elevated"), capsys)
-    assert rc == 0 and "verdict LOW" in stdout
+    assert rc == (3 if level == "INCONCLUSIVE" else 0)  # inconclusive counts as elevated
     rc, stdout, _ = run(report_args(sets["aligned"], out, "--fail-on", "high", "--lift-high", "1e9",
                                     "--excess-high", "1e9"), capsys)
     assert rc == 0 and "verdict ELEVATED" in stdout  # thresholds raised above the measured values
@@ -140,4 +171,54 @@ def test_the_books_rule_sentence_names_what_set_a_high_verdict(records):
     for row in high["set_by"]:
         assert f"at N = {row['N']:,}" in text and all(reason in text for reason in row["reasons"])
     assert "image \u2192 report" in text and "report \u2192 image" in text
-    assert "It was set by" not in report_rule(records["random"]["verdict"])
+    assert "It was set by" not in report_rule(records["random"]["verdict"])  # low or inconclusive: nothing set it
+    if records["random"]["verdict"]["level"] == "inconclusive":
+        assert "It is inconclusive at:" in report_rule(records["random"]["verdict"])
+
+
+def test_report_coverage_scales_every_count_and_full_is_a_pool(sets):
+    """pi x M x Recall@K(N): a coverage share of 0.25 divides every count by four and leaves recall and lift alone;
+    --attacker-pool full is the whole audited set (N = M, the audit's full-pool row)."""
+    es = embeddings.load(sets["weak"])
+    one = build.build(es, ReportSpec(attacker_pools=(100, "full"), n_boot=200))[0]
+    quarter = build.build(es, ReportSpec(attacker_pools=(100, "full"), n_boot=200, report_coverage=0.25))[0]
+    assert one["threat_model"]["attacker_pools"] == [100, len(es)]
+    assert one["threat_model"]["declared_pools"] == ["100", "full"]
+    for a, b in zip(one["risk"], quarter["risk"]):
+        assert b["recall"] == a["recall"] and b["lift"] == a["lift"]
+        for key in ("expected_images", "chance_images", "excess_images"):
+            assert b[key] == pytest.approx(a[key] / 4)
+    assert "0.25" in quarter["threat_model"]["statement"] and "the model" in quarter["threat_model"]["statement"]
+    assert "diagnoses" in one["threat_model"]["why"]
+    assert {r["N"] for r in one["verdict"]["rows"]} == {100, len(es)}
+
+
+def test_the_report_refuses_to_mix_train_rows_unless_split_all(tmp_path, capsys):
+    from test_report_fixtures import rows_frame, write_set
+
+    rows = rows_frame(300, 9)
+    rows["split"] = np.where(np.arange(300) % 2 == 0, "train", "test")
+    emb = write_set(tmp_path / "mixed", n=300, noise=1.0, seed=9, rows=rows)
+    out = tmp_path / "r.html"
+    rc, _, err = run(report_args(emb, out), capsys)
+    assert rc == 2 and "--split" in err and "train" in err and not out.exists()
+    rc, _, _ = run(report_args(emb, out, "--json", str(tmp_path / "r.json"), "--split", "all"), capsys)
+    assert rc == 0 and json.loads((tmp_path / "r.json").read_text())["threat_model"]["split"] == "test, train"
+    rc, _, _ = run(report_args(emb, out, "--json", str(tmp_path / "r.json"), "--split", "test", "--overwrite"),
+                   capsys)
+    assert rc == 0 and json.loads((tmp_path / "r.json").read_text())["threat_model"]["split"] == "test"
+
+
+def test_the_cohort_fingerprint_depends_on_the_audited_rows_only(sets):
+    """The same rows under two models (another meta.json, other embeddings) share one fingerprint; other rows do
+    not."""
+    import hashlib
+
+    es = embeddings.load(sets["weak"])
+    spec = ReportSpec(attacker_pools=(100,))
+    a = build.threat_model(es, spec, 600, {})
+    b = build.threat_model(es.subset(np.arange(len(es))[::-1]), spec, 600, {})
+    assert a["cohort_fingerprint"] == b["cohort_fingerprint"]
+    expect = hashlib.sha256("\n".join(sorted(es.rows.pair_id.astype(str))).encode()).hexdigest()[:16]
+    assert a["cohort_fingerprint"] == expect
+    assert build.threat_model(es.subset(np.arange(300)), spec, 600, {})["cohort_fingerprint"] != expect

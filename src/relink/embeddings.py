@@ -309,3 +309,45 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Row-wise unit norm, float32."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
+
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def _looks_local(text: str) -> bool:
+    return ("/" in text or "\\" in text or text.startswith(("~", ".")) or text.lower().endswith(_CHECKPOINT_SUFFIXES))
+
+
+def public_model_name(spec: Any, fingerprint: Any = None) -> str:
+    """The model as an output may name it: its spec, except that a local path never appears.
+
+    Built-in names, pretrained tags and ``hf-hub:`` specs are public and kept;
+    a local checkpoint file (``NAME:FILE``) or model folder (``DIR``,
+    ``local-dir:DIR``) is named by its architecture, when given, and its
+    weights fingerprint, which identifies the weights without saying where
+    they lie.
+    """
+    text = "" if spec is None else str(spec).strip()
+    weights = f"weights {fingerprint}" if fingerprint else "weights not fingerprinted"
+    if not text:
+        return ""
+    if text.startswith("hf-hub:"):
+        return text
+    if text.startswith(("local-dir:", "file:")):
+        return f"local checkpoint ({weights})"
+    name, sep, rest = text.partition(":")
+    if sep and len(name) == 1 and rest.startswith(("\\", "/")):  # a Windows drive letter, not NAME:FILE
+        return f"local checkpoint ({weights})"
+    if sep and _looks_local(rest):
+        return f"{name} with a local checkpoint ({weights})"
+    if not sep and _looks_local(text):
+        return f"local checkpoint ({weights})"
+    return text
+
+
+def public_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta.json`` as an output may record it: the model named by :func:`public_model_name`."""
+    out = dict(meta)
+    if "model" in out:
+        out["model"] = public_model_name(out.get("model"), out.get("weights_fingerprint"))
+    return out

@@ -183,13 +183,14 @@ def _write(args, out, qv, es, rows, work) -> int:
     from pathlib import Path
 
     from .. import provenance
-    from ..embeddings import EmbeddingSet
+    from ..embeddings import EmbeddingSet, public_meta, public_model_name
     from ..io import writing
     from ..retrieval.audit import summarise
     from ..retrieval.work import AuditWork
     from ..tables import write_table
 
-    model = args.model_name if args.model_name is not None else str(es.meta.get("model", ""))
+    model = args.model_name if args.model_name is not None else public_model_name(es.meta.get("model"),
+                                                                                  es.meta.get("weights_fingerprint"))
     frame_rows = es.rows if rows is None else es.rows[rows]
     # the one cohort-name rule, applied to the rows audited
     cohort = args.cohort_name if args.cohort_name is not None else EmbeddingSet(frame_rows, None, None).cohort_name
@@ -202,8 +203,8 @@ def _write(args, out, qv, es, rows, work) -> int:
     if args.hard_negatives and settings.get("unlabelled_rows"):
         print(f"note: {settings['unlabelled_rows']:,} row(s) carry no label; they are audited with random pools only "
               "(never covered by a matched pool)", file=sys.stderr)
-    prov = provenance.stamp(command="audit", embeddings=Path(args.embeddings).name, embedding_meta=dict(es.meta),
-                            split=args.split, settings=settings)
+    prov = provenance.stamp(command="audit", embeddings=Path(args.embeddings).name,
+                            embedding_meta=public_meta(es.meta), split=args.split, settings=settings)
     with writing(out):
         write_table(frame, out, prov)
     AuditWork(work, {}).remove()

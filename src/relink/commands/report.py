@@ -16,29 +16,35 @@ Audit how well the model re-links released images to their own reports by
 cosine similarity, for a threat model the custodian declares (the attacker's
 pool of N candidate reports, the M images released), and write one
 standalone HTML page (no network request; prints cleanly) and, with --json,
-the same numbers under the versioned schema relink-report/1:
+the same numbers under the versioned schema relink-report/2:
 
   - the threat model as declared, with the model and cohort fingerprints;
   - expected images re-linked at rank 1 and within the top K = Recall@K(N) x M,
-    per study and per patient, with patient-bootstrap intervals, lift over
+    per study and per patient, with patient-clustered intervals, lift over
     chance, both directions, and a sentence generated from them;
-  - a verdict (low / elevated / high) from the rule printed with it;
+  - the same against the attacker's pool N (a figure), to help choose N;
+  - a verdict (low / inconclusive / elevated / high) from the rule printed
+    with it: low only when the upper bounds are below the elevated
+    thresholds, inconclusive with the audit size that would decide it;
+  - a one-line decision and a decision record (release name, report id,
+    UTC time, version and commit, assumptions, sign-off fields);
   - pathology-matched pools beside random pools on the same queries;
   - where the risk concentrates (label groups, views with --cohort, studies
     per patient, a rank histogram), aggregates only, no cell below --min-cell;
   - before/after for --mitigated outputs of `relink mitigate`, or advice.
 
-Every figure comes from one pass over the scores. Both outputs pass the leak
+Every figure comes from one pass over the scores (the risk against N from a
+second, random pools only). Both outputs pass the leak
 scanner (identifiers of the audited rows; report text with --cohort) before
 they are written; a hit refuses the write.
 
 Exit status: 0 written; 2 bad input (nothing written); 3 the verdict reached
---fail-on (the report is still written).
+--fail-on (the report is still written; inconclusive counts as elevated).
 """
 
 EPILOG = """\
 examples:
-  relink report --embeddings emb/ladder-3 --out report.html --json report.json
+  relink report --embeddings emb/ladder-3 --split test --out report.html --json report.json
   relink report --embeddings emb/internal --split test --attacker-pool 1000,10000 \\
       --released 43793 --cohort cohort/cohort.parquet --out report.html
   relink report --embeddings emb/internal --mitigated dp/eps0.34 --mitigated dp/eps1 \\
@@ -57,10 +63,12 @@ def register(sub) -> None:
     p.add_argument("--embeddings", required=True, metavar="DIR",
                    help="EmbeddingSet folder of the model and rows to audit")
     p.add_argument("--out", required=True, metavar="FILE", help="the HTML page (.html)")
-    p.add_argument("--json", metavar="FILE", help="also write the numbers as relink-report/1 JSON (.json)")
+    p.add_argument("--json", metavar="FILE", help="also write the numbers as relink-report/2 JSON (.json)")
     p.add_argument("--audit", metavar="FILE", help="also write the tidy metric table the report was built from "
                                                   "(recall and MRR rows; .csv, .parquet or .json)")
-    p.add_argument("--split", default=None, help="report on the rows of this split only (default: all rows)")
+    p.add_argument("--split", default=None,
+                   help="report on the rows of this split only; 'all' for every row together (without --split, a "
+                        "set that mixes train rows with held-out rows is refused)")
     p.add_argument("--cohort", metavar="FILE",
                    help="cohort manifest (or folder) of the rows: adds the breakdown by view and scans the outputs "
                         "for its report text")
@@ -114,6 +122,26 @@ def _views(cohort_path: str, rows):
     return views.reindex(rows["pair_id"].astype(str)).reset_index(drop=True), reports
 
 
+def _audited_rows(es, split: str | None):
+    """The rows to audit and the split to apply to mitigated sets (None: every row).
+
+    Without ``--split``, training rows are never mixed silently into a held-out audit: a set holding ``train``
+    rows beside others is refused unless ``--split all`` says so.
+    """
+    from ..errors import RelinkError
+
+    if split == "all":
+        return es, None
+    if split is not None:
+        return es.subset(es.split_mask(split)), split
+    splits = sorted(map(str, es.rows["split"].dropna().unique())) if "split" in es.rows else []
+    if "train" in splits and len(splits) > 1:
+        raise RelinkError(f"--split: the embedding set mixes train rows with held-out rows (splits: "
+                          f"{', '.join(splits)}); give --split NAME to audit one split, or --split all to audit every "
+                          "row together")
+    return es, None
+
+
 def run(args) -> int:
     import threading
     from pathlib import Path
@@ -127,13 +155,13 @@ def run(args) -> int:
     spec = spec_from_args(ReportSpec, args)
     _outputs(args)
     es = loaded = embeddings.load(args.embeddings)
-    if args.split is not None:
-        es = es.subset(es.split_mask(args.split))
+    es, split = _audited_rows(es, args.split)
     check_against(spec, len(es))
     views, reports = _views(args.cohort, es.rows) if args.cohort else (None, [])
-    mitigated = [mitigation.resolve(p, es, args.split) for p in args.mitigated]
+    mitigated = [mitigation.resolve(p, es, split) for p in args.mitigated]
 
-    source = {"embeddings": Path(args.embeddings).name, "split": args.split}
+    audited_splits = sorted(map(str, es.rows["split"].dropna().unique())) if "split" in es.rows else []
+    source = {"embeddings": Path(args.embeddings).name, "split": ", ".join(audited_splits) or None}
     warm = threading.Thread(target=render.warm_up, daemon=True)  # plotting stack loads beside the audit
     warm.start()
     record, frame = build.build(es, spec, source, views=views, mitigated=mitigated, progress=True)

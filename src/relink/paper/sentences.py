@@ -122,6 +122,10 @@ def report_rule(verdict: dict) -> str:
     # each row that set the verdict, as the report page names it: direction, pool and the reasons
     set_by = [f"{DIRECTIONS.get(r['direction'], r['direction'])} at N = {r['N']:,} ({'; '.join(r['reasons'])})"
               for r in verdict.get("set_by", [])]
-    if set_by:
+    if set_by and verdict.get("level") == "inconclusive":
+        n = verdict.get("patients_to_decide")
+        text += (f" It is inconclusive at: {'; '.join(set_by)}"
+                 + (f"; about {n:,} audited patients would decide it." if n else "."))
+    elif set_by:
         text += f" It was set by: {'; '.join(set_by)}."
     return text

@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..embeddings import EmbeddingSet
+from ..embeddings import EmbeddingSet, public_model_name
 from ..retrieval.audit import QueryValues, audit_queries
 from ..retrieval.matching import group_summary, label_groups
 from ..retrieval.spec import AuditSpec
-from . import groups, hard, mitigation, risk, verdict
+from . import curve, groups, hard, mitigation, risk, verdict
 from .columns import pick, summary
-from .threat import ReportSpec, check_against
+from .threat import ReportSpec, check_against, resolve_pools
 
 FALLBACK_POOLS = (100, 1000)  # matched pools of the whole label vector fill only at moderate N
 
@@ -56,39 +56,53 @@ def audit_spec(spec: ReportSpec, n_rows: int, with_hard: bool) -> AuditSpec:
                      n_boot=spec.n_boot, random_state=spec.random_state, ci=spec.ci)
 
 
-def threat_model(es: EmbeddingSet, spec: ReportSpec, released: int, source: dict[str, Any]) -> dict[str, Any]:
-    """The declared threat model as given, with what identifies the model and the cohort."""
+def audited_fingerprint(es: EmbeddingSet) -> str:
+    """sha256 (16 hex digits) of the audited rows' sorted pair ids: the same rows give the same fingerprint whatever
+    the model or the cohort file they were embedded from (meta.json's fingerprint covers the whole embedded cohort)."""
+    import hashlib
+
+    ids = sorted(es.rows["pair_id"].astype(str))
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
+def threat_model(es: EmbeddingSet, spec: ReportSpec, released: int, source: dict[str, Any],
+                 declared: tuple = ()) -> dict[str, Any]:
+    """The declared threat model as given, in plain words, with what identifies the model and the cohort."""
     meta = es.meta
+    pools = ", ".join("full (every audited pair: " + f"{len(es):,})" if p == "full" else f"{p:,}"
+                      for p in (declared or spec.attacker_pools))
+    pi = spec.report_coverage
+    holds = ("the model (its weights, or a service that returns its embeddings), the released images, and for each "
+             f"released image a pool of N candidate reports (N = {pools}) that contains that image's own report")
+    if pi < 1:
+        holds += f", for a share \u03c0 = {pi:g} of the released images (for the others it holds no true report)"
     return {
-        "attacker_pools": list(spec.attacker_pools), "released": released,
-        "released_default": spec.released is None, "top_k": list(spec.top_k),
+        "attacker_pools": list(spec.attacker_pools), "declared_pools": [str(p) for p in (declared or
+                                                                                        spec.attacker_pools)],
+        "released": released, "released_default": spec.released is None, "top_k": list(spec.top_k),
+        "report_coverage": pi,
         "audited_pairs": len(es), "audited_patients": int(es.rows["patient_id"].nunique()),
-        "model": shown_model(meta.get("model")), "weights_fingerprint": meta.get("weights_fingerprint"),
-        "cohort": es.cohort_name, "cohort_fingerprint": meta.get("cohort_fingerprint"),
+        "model": public_model_name(meta.get("model"), meta.get("weights_fingerprint")),
+        "weights_fingerprint": meta.get("weights_fingerprint"),
+        "cohort": es.cohort_name, "cohort_fingerprint": audited_fingerprint(es),
+        "embedded_cohort_fingerprint": meta.get("cohort_fingerprint"),
         "embeddings": source.get("embeddings"), "split": source.get("split"),
-        "statement": (f"The attacker holds the released images and, for each, a pool of N candidate reports that "
-                      f"contains the true one (N = {', '.join(f'{n:,}' for n in spec.attacker_pools)}); the custodian "
-                      f"releases M = {released:,} images"
-                      + (" (the audited rows)." if spec.released is None else ".")),
+        "statement": (f"The attacker holds {holds}. It ranks the candidates by the model's cosine similarity. The "
+                      f"custodian releases M = {released:,} images"
+                      + (" (the audited rows)" if spec.released is None else "")
+                      + f"; every count below is \u03c0 \u00d7 M \u00d7 Recall@K(N) with \u03c0 = {pi:g}."),
+        "why": ("A re-linked report matters because report text carries what de-identification removed from the "
+                "image: names, dates and places that slip through, and the patient's diagnoses and history; linking "
+                "a released image to it re-attaches them."),
     }
-
-
-def shown_model(spec: Any) -> str | None:
-    """The model spec as given, except a local path, which is shown by its last component only."""
-    if spec is None:
-        return None
-    text = str(spec)
-    body = text.split(":", 1)[1] if text.startswith(("local-dir:", "file:")) else text
-    if body.startswith(("/", "~", "\\")) or (len(body) > 2 and body[1] == ":" and body[2] in "/\\"):
-        name = body.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
-        return f"{name} (a local checkpoint; its path is not shown)"
-    return text
 
 
 def _summary(qv: QueryValues, es: EmbeddingSet) -> pd.DataFrame:
     """Recall and MRR rows of every column. The page shows no median rank, whose weighted-median bootstrap
     costs more than all the means together, so its rows are left out."""
-    return summary(pick(qv, metric=("recall", "mrr")), model=str(es.meta.get("model", "")), cohort=es.cohort_name)
+    return summary(pick(qv, metric=("recall", "mrr")), model=public_model_name(es.meta.get("model"),
+                                                                            es.meta.get("weights_fingerprint")),
+                   cohort=es.cohort_name)
 
 
 def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = None, views: pd.Series | None = None,
@@ -97,29 +111,34 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
     """The report record and the full tidy metric table it was built from (``views``: aligned to ``es.rows``)."""
     source = source or {}
     released = check_against(spec, len(es))
+    declared = spec.attacker_pools
+    spec = resolve_pools(spec, len(es))
     with_hard, hard_note = hard_negatives_ok(es)
     aspec = audit_spec(spec, len(es), with_hard)
     qv = audit_queries(es, aspec, progress=progress)
     frame = _summary(qv, es)
     random_rows = risk.risk_rows(frame[(frame.negatives == "random") & frame.N.isin(spec.attacker_pools)
-                                       & (frame.estimator == "exact")], released)
-    judged = verdict.judge(random_rows, spec, spec.ci)
-    head = risk.headline(random_rows, spec.attacker_pools[0], released, spec.ci)
-    sentences = [risk.sentence(r, released, spec.ci) for r in random_rows
+                                       & (frame.estimator == "exact")], released, spec.report_coverage)
+    n_patients = int(es.rows["patient_id"].nunique())
+    judged = verdict.judge(random_rows, spec, spec.ci, n_patients)
+    judged["decision"] = verdict.decision(judged["level"])
+    head = risk.headline(random_rows, spec.attacker_pools[0], released, spec.ci, spec.report_coverage)
+    sentences = [risk.sentence(r, released, spec.ci, spec.report_coverage) for r in random_rows
                  if r["direction"] == "image_to_report" and r["N"] in spec.attacker_pools]
 
     runs = []
     for m in mitigated:
         qv_m = audit_queries(m.es, mitigation.mitigated_spec(aspec), progress=progress)
         frame_m = _summary(qv_m, m.es)
-        rows_m = risk.risk_rows(frame_m[frame_m.N.isin(spec.attacker_pools)], released)
+        rows_m = risk.risk_rows(frame_m[frame_m.N.isin(spec.attacker_pools)], released, spec.report_coverage)
         runs.append({"name": m.name, "privacy": mitigation.privacy_summary(m.privacy), "risk": rows_m,
-                     "verdict": verdict.judge(rows_m, spec, spec.ci),
+                     "verdict": verdict.judge(rows_m, spec, spec.ci, n_patients),
                      "drop": mitigation.compare(qv, qv_m, spec.attacker_pools, released)})
 
     record = {
         "generator": f"relink report {__version__}",
-        "threat_model": threat_model(es, spec, released, source),
+        "record": decision_record(spec, judged, released),
+        "threat_model": threat_model(es, spec, released, source, declared),
         "verdict": judged,
         "headline": head,
         "sentences": sentences,
@@ -130,10 +149,36 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
         "concentration": groups.breakdowns(qv, es.rows, es.labels(), views, spec.attacker_pools, spec.min_cell),
         "mitigation": {"runs": runs, "several_epsilons": len(runs) > 1},
         "recommendation": mitigation.recommendation(judged, random_rows, spec, released, runs),
+        "risk_curve": {"rows": curve.risk_curve(es, spec.attacker_pools, released, spec.report_coverage, spec.n_boot,
+                                                spec.ci),
+                       "guide": curve.GUIDE},
         "methods": methods(aspec, spec),
         "settings": {"report": spec.record(), "audit": aspec.record()},
     }
     return record, frame
+
+
+def decision_record(spec: ReportSpec, judged: dict[str, Any], released: int) -> dict[str, Any]:
+    """What a data-protection officer signs: the decision, the assumptions it rests on and the risk that remains.
+    (The id, time, version and commit are added when the document is made: relink.report.schema.document.)"""
+    pools = ", ".join(f"{p:,}" for p in spec.attacker_pools)
+    return {
+        "release_name": spec.release_name or "not named (--release-name)",
+        "decision": judged["decision"],
+        "assumptions": [
+            f"The attacker holds the model (weights or an embedding service), the {released:,} released images and, "
+            f"for a share {spec.report_coverage:g} of them, that image's own report among N = {pools} candidates.",
+            "The released images resemble the audited ones (same model, same kind of cohort).",
+            "The attacker ranks candidates by the model's cosine similarity; side information (age, sex, dates) "
+            "that narrows a pool is not modelled beyond the declared N.",
+            f"Thresholds: lift {spec.lift_elevated:g} / {spec.lift_high:g}, images re-linked beyond chance "
+            f"{spec.excess_elevated:g} / {spec.excess_high:g} (elevated / high); intervals at {spec.ci:.0%}.",
+        ],
+        "residual_risk": ("Even a low verdict leaves the images that guessing re-links and those re-linked within the "
+                          "upper interval bounds; it says nothing of attackers with smaller pools, other side "
+                          "information, other models or other attacks."),
+        "sign_off": ["Data custodian", "Data-protection officer"],
+    }
 
 
 def methods(aspec: AuditSpec, spec: ReportSpec) -> dict[str, str]:
@@ -143,11 +188,13 @@ def methods(aspec: AuditSpec, spec: ReportSpec) -> dict[str, str]:
                       "scoring above its truth is counted once over all audited pairs, and the chance that a random "
                       "pool of N holds fewer than K of them is hypergeometric, so the expectation over all possible "
                       "pools is computed exactly, not sampled. Ties with an identical embedding are broken at random."),
-        "intervals": (f"{spec.ci:.0%} percentile intervals from {spec.n_boot:,} bootstrap replicates that resample "
-                      f"patients (all of a patient's pairs together), seed {spec.random_state}; the breakdowns "
-                      "share one set of replicates over all patients (each cell's mean over the drawn patients in "
-                      "it). Counts for the release are the recall and its interval times M, assuming the released "
-                      "images resemble the audited ones."),
+        "intervals": (f"{spec.ci:.0%} intervals that group each patient's pairs together (patient-clustered "
+                      "variance): for recall and MRR an exact binomial (Clopper-Pearson) interval on the effective "
+                      "number of queries after the design effect, for the median rank Woodruff's interval; paired "
+                      "comparisons use a leave-one-patient-out jackknife on the same rows. A null simulation on "
+                      "random embeddings showed these hold their coverage where the percentile bootstrap did not "
+                      "(few hits). No interval is shown from fewer than two patients. Counts for the release are the "
+                      "recall and its interval times M, assuming the released images resemble the audited ones."),
         "chance": ("Chance is what an attacker guessing at random achieves (K/N at the study level); lift is recall "
                    "divided by chance, so 1 means no better than guessing."),
         "hard_negatives": ("Pathology-matched pools draw every distractor from pairs with the same 14 CheXpert labels; "

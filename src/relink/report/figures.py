@@ -61,8 +61,9 @@ def rank_histogram(hist: dict[str, Any]) -> str:
             x = np.arange(len(bins))
             ax.bar(x, [b["queries"] for b in bins], color=INK, width=0.7, label="audited queries")
             ax.scatter(x, [b["chance"] for b in bins], marker="_", s=300, color=ACCENT, zorder=3, label="guessing")
-            ax.set_yscale("log")
-            _plain_log(ax.yaxis)
+            if min(min(b["queries"] for b in bins), min(b["chance"] for b in bins)) > 0:
+                ax.set_yscale("log")  # an empty bin (a small audit) cannot sit on a log axis: linear then
+                _plain_log(ax.yaxis)
             ax.set_xticks(x, [b["ranks"] for b in bins], rotation=30, ha="right")
             ax.set_title(direction.replace("_", " "), fontsize=9, color=INK)
             ax.set_xlabel("rank of the true match among all audited candidates")
@@ -138,4 +139,40 @@ def frontier(before: dict[str, Any], runs: list[dict[str, Any]], pool: int) -> s
         ax.set_xlabel("\u03b5 (each point is one run)")
         ax.set_ylabel(f"Recall@1 lift, N = {pool:,}")
         ax.legend(frameon=False, fontsize=8)
+        return _svg(fig)
+
+
+def risk_against_n(curve: list[dict[str, Any]], declared: list[int], released: int) -> str | None:
+    """Expected images re-linked against the attacker's pool N (log axes), K = 1 and 10, both directions, with
+    guessing and the declared pools marked."""
+    import matplotlib
+
+    if not curve:
+        return None
+    directions = [d for d in ("image_to_report", "report_to_image") if any(r["direction"] == d for r in curve)]
+    with matplotlib.rc_context(RC):
+        fig = _figure(7.2, 2.9, left=0.75, bottom=0.6, top=0.55)
+        axes = fig.subplots(1, len(directions), squeeze=False, sharey=True)[0]
+        for ax, direction in zip(axes, directions):
+            for k, style in ((1, "-"), (10, "--")):
+                pts = sorted((r["N"], r["expected_images"], *r["expected_images_ci"], r["chance_images"])
+                             for r in curve if r["direction"] == direction and r["K"] == k)
+                if not pts:
+                    continue
+                n, y, lo, hi, chance = (np.array(v, dtype=float) for v in zip(*pts))
+                ax.plot(n, y, style, color=INK, lw=1.2, label=f"re-linked, K = {k}")
+                ok = np.isfinite(lo) & np.isfinite(hi)
+                ax.fill_between(n[ok], lo[ok], hi[ok], color=INK, alpha=0.12, lw=0)
+                ax.plot(n, chance, style, color=CHANCE, lw=1, label=f"guessing, K = {k}")
+            for p in declared:
+                ax.axvline(p, color=ACCENT, lw=1, ls=":")
+            ax.set_xscale("log")
+            _plain_log(ax.xaxis)
+            if all(r["expected_images"] > 0 and r["chance_images"] > 0 for r in curve):
+                ax.set_yscale("log")
+                _plain_log(ax.yaxis)
+            ax.set_title(direction.replace("_", " "), fontsize=9, color=INK)
+            ax.set_xlabel("attacker's pool N (dotted red: declared)")
+        axes[0].set_ylabel(f"images re-linked of {released:,}")
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncols=4, frameon=False, fontsize=8)
         return _svg(fig)

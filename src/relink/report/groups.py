@@ -31,8 +31,7 @@ import pandas as pd
 
 from ..labels import CHEXPERT_LABELS
 from ..retrieval.audit import QueryValues
-from ..retrieval.blocked import torch_threads
-from ..retrieval.bootstrap import bootstrap_means
+from ..retrieval.intervals import cluster_sums, mean_interval
 from ..retrieval.matching import label_groups
 from .columns import pick, ranks
 
@@ -128,12 +127,10 @@ def view_cells(views: pd.Series) -> list[tuple[str, np.ndarray]]:
 class LiftCells:
     """Study-level Recall@1 and lift (random pools, both directions, declared pools) of many row subsets.
 
-    Every cell is estimated under one set of patient-bootstrap replicates:
-    each subset's per-query values become columns that are NaN outside it, so
-    one bootstrap of all patients gives every cell its interval (the usual
-    domain estimate: a replicate's cell mean is over the drawn patients that
-    fall in the cell). One bootstrap instead of one per cell keeps the whole
-    breakdown at the cost of a single summary.
+    Each subset's per-query values become columns that are NaN outside it,
+    and every cell gets the audit's own patient-clustered interval
+    (:func:`relink.retrieval.intervals.mean_interval`) from per-patient sums
+    over the cell's queries: the same method, and coverage, as the table.
     """
 
     def __init__(self, qv: QueryValues, pools: tuple[int, ...]):
@@ -156,8 +153,9 @@ class LiftCells:
         values = np.where(np.repeat(inside, f, axis=1), np.tile(base.values, len(self.masks)), np.nan)
         chances = np.where(np.isnan(values), np.nan, np.tile(base.chances, len(self.masks)))
         spec = base.spec
-        with torch_threads(1):  # see relink.report.columns.summary
-            low, high = bootstrap_means(values, base.patient, spec.n_boot, spec.random_state, spec.ci)
+        _, codes = np.unique(base.patient, return_inverse=True)
+        low, high = mean_interval(*cluster_sums(values, codes.reshape(-1), int(codes.max()) + 1 if len(codes) else 0),
+                                  spec.ci)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.nanmean(values, axis=0)
             chance = np.nanmean(chances, axis=0)

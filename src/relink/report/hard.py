@@ -10,7 +10,9 @@ covers: from the audit's own paired columns when it provides them
 (``paired_random_*``), else by summarising the random columns over the
 covered rows of the same pass.
 
-A row covering fewer than ``min_cell`` queries is suppressed.
+A row that no query can fill is ``not_computable`` (nothing to estimate); one
+covering fewer than ``min_cell`` queries is ``suppressed`` (disclosure
+control: a number exists but is not shown).
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ def hard_rows(qv: QueryValues, frame: pd.DataFrame, ks: tuple[int, ...], min_cel
     cache: dict[tuple, pd.DataFrame] = {}
     for row in matched.itertuples(index=False):
         rec: dict[str, Any] = {"direction": row.direction, "level": row.level, "N": int(row.N), "K": int(row.K),
-                               "coverage": float(row.coverage), "suppressed": bool(row.n_queries < min_cell)}
-        if rec["suppressed"]:
+                               "coverage": float(row.coverage), "not_computable": bool(row.n_queries == 0),
+                               "suppressed": bool(0 < row.n_queries < min_cell)}
+        if rec["suppressed"] or rec["not_computable"]:
             out.append(rec)
             continue
         rec.update(n_queries=int(row.n_queries), recall=float(row.value),

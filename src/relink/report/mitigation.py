@@ -8,7 +8,7 @@ after are measured on the same queries; it must come from the audited model
 (its ``heads.base_weights_fingerprint`` / ``heads.base_model`` equal the
 audited set's ``weights_fingerprint`` / ``model``, when recorded) and cohort
 (equal ``cohort_fingerprint``, when recorded). The drop is a paired figure:
-the mean per-query difference, with the same patient bootstrap.
+the mean per-query difference, with a paired patient-clustered interval.
 
 ``privacy.json`` is read defensively: fields a version of ``relink
 mitigate`` did not write are shown as not recorded.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from .. import embeddings as emb
 from ..errors import RelinkError
 from ..retrieval.audit import QueryValues
 from ..retrieval.spec import AuditSpec
-from .columns import pick, summary
+from .columns import pick
 
 
 @dataclass
@@ -148,18 +148,23 @@ def mitigated_spec(base: AuditSpec) -> AuditSpec:
 
 
 def paired_drop(before: QueryValues, after: QueryValues, released: int) -> list[dict[str, Any]]:
-    """Mean per-query drop in recall (before - after) with a patient-bootstrap interval, per shared column."""
-    b_keys = [{k: v for k, v in key.items()} for key in before.keys]
-    cols_a = [after.column(**key) for key in b_keys]
-    diff_set = before.in_set_order(before.values) - after.in_set_order(after.values[:, cols_a])
-    ones = np.ones_like(diff_set)  # a difference has no chance level; 1 keeps summarise's lift harmless (unused)
-    chances = np.where(np.isnan(diff_set), np.nan, ones)
-    qv = replace(before, values=diff_set[before.order], chances=chances[before.order])
-    frame = summary(qv)
-    return [{"direction": r.direction, "level": r.level, "N": int(r.N), "K": int(r.K), "recall_drop": float(r.value),
-             "recall_drop_ci": [float(r.ci_low), float(r.ci_high)], "images_drop": released * float(r.value),
-             "images_drop_ci": [released * float(r.ci_low), released * float(r.ci_high)]}
-            for r in frame.itertuples(index=False) if r.metric == "recall"]
+    """Mean per-query drop in recall (before - after) with a paired patient-clustered interval, per shared column
+    (:func:`relink.retrieval.contrast.paired_contrast`, the project's one paired comparison)."""
+    from ..retrieval.contrast import paired_contrast
+
+    patients = before.in_set_order(before.patient)
+    out = []
+    for f, key in enumerate(before.keys):
+        if key["metric"] != "recall":
+            continue
+        b = before.in_set_order(before.values[:, f])
+        a = after.in_set_order(after.values[:, after.column(**key)])
+        c = paired_contrast(a, b, patients, "difference", n_boot=before.spec.n_boot, level=before.spec.ci)
+        out.append({"direction": key["direction"], "level": key["level"], "N": int(key["N"]), "K": int(key["K"]),
+                    "recall_drop": c.value, "recall_drop_ci": [c.ci_low, c.ci_high],
+                    "images_drop": released * c.value,
+                    "images_drop_ci": [released * c.ci_low, released * c.ci_high]})
+    return out
 
 
 def compare(before: QueryValues, after: QueryValues, pools: tuple[int, ...], released: int) -> list[dict[str, Any]]:
@@ -168,33 +173,64 @@ def compare(before: QueryValues, after: QueryValues, pools: tuple[int, ...], rel
     return paired_drop(pick(before, **where), pick(after, **where), released)
 
 
+def _at_release(rows: list[dict[str, Any]], released: int, new: int) -> list[dict[str, Any]]:
+    """Risk rows re-scaled from ``released`` to ``new`` images (counts scale with M; recall and lift do not)."""
+    f = new / released
+    out = []
+    for r in rows:
+        r = dict(r)
+        for key in ("expected_images", "chance_images", "excess_images"):
+            r[key] = r[key] * f
+        for key in ("expected_images_ci", "excess_images_ci"):
+            r[key] = [x * f for x in r[key]]
+        out.append(r)
+    return out
+
+
+CONTROLS = ("keep the images under controlled access with a data-use agreement (no public release), or do not "
+            "release them")
+
+
 def recommendation(verdict: dict[str, Any], rows: list[dict[str, Any]], spec, released: int,
                    runs: list[dict[str, Any]]) -> list[str]:
-    """Short generated advice: what the numbers suggest a custodian does next."""
+    """Advice that is re-computed before it is given: a step appears only if applying it lowers the verdict."""
+    from .verdict import judge
+
     level = verdict["level"]
-    if runs:
-        out = []
-        for run in runs:
-            p = run["privacy"]
-            eps = "non-private" if p.get("private") is False else (
-                f"\u03b5 = {p['epsilon']:.3g}" if isinstance(p.get("epsilon"), (int, float)) else "\u03b5 not recorded")
-            out.append(f"With the heads of {run['name']} ({eps}) the verdict is {run['verdict']['level']}.")
-        releasable = [r for r in runs if r["privacy"].get("for_release")]
-        if not releasable:
-            out.append("No mitigated run here is marked fit for release (secret noise): re-run `relink mitigate` "
-                       "without a reproducible noise seed before releasing heads.")
-        return out
+    order = ("low", "inconclusive", "elevated", "high")
+    out = []
+    for run in runs:
+        p = run["privacy"]
+        eps = "non-private" if p.get("private") is False else (
+            f"\u03b5 = {p['epsilon']:.3g}" if isinstance(p.get("epsilon"), (int, float)) else "\u03b5 not recorded")
+        lower = order.index(run["verdict"]["level"]) < order.index(level)
+        out.append(f"With the heads of {run['name']} ({eps}) the verdict is {run['verdict']['level']}"
+                   + (" (lower: releasing these heads instead is a control that works here)." if lower else
+                      " (not lower than without them)."))
+        if lower and not p.get("for_release"):
+            out.append(f"{run['name']} is not marked fit for release ({p.get('release_reason') or 'reason not recorded'}"
+                       "): re-run `relink mitigate` as its record says before relying on it.")
     if level == "low":
-        return ["No action is indicated under the declared threat model and thresholds. Re-run this report when the "
-                "model, the release or the attacker's pool changes."]
-    out = ["Retrain only the projection heads with differential privacy: `relink mitigate --embeddings DIR "
-           "--epsilon E --delta D --out MITIGATED` (the noise stays secret by default), then re-run this report "
-           "with `--mitigated MITIGATED` to see the before/after at the declared pool."]
+        return out + ["No action is indicated under the declared threat model and thresholds: the upper bounds lie "
+                      "below them. Re-run this report when the model, the release or the attacker's pool changes."]
+    if level == "inconclusive":
+        n = verdict.get("patients_to_decide")
+        return out + [(f"Audit more patients (about {n:,}) to decide the verdict, " if n else
+                       "No larger audit of this kind would decide the verdict at these estimates; ")
+                      + f"until then treat it as elevated: {CONTROLS}."]
+    if not runs:
+        out.append("Retrain only the projection heads with differential privacy: `relink mitigate --embeddings DIR "
+                   "--epsilon E --delta D --out MITIGATED` (the noise stays secret by default), then re-run this "
+                   "report with `--mitigated MITIGATED`; it is advice only if the re-run verdict is lower.")
     worst = max(verdict["rows"], key=lambda r: r["excess_images"] if math.isfinite(r["excess_images"]) else -1)
     per_image = worst["excess_images"] / released if released else float("nan")
     if per_image > 0 and math.isfinite(per_image):
         m_star = int(spec.excess_elevated / per_image)
-        out.append(f"Releasing fewer images scales the counts, not the lift: at the measured rate about {m_star:,} "
-                   f"released images keep the expected excess at {spec.excess_elevated:g} or below "
-                   f"({worst['direction'].replace('_', ' ')}, N = {worst['N']:,}).")
+        if m_star >= 1:
+            again = judge(_at_release(rows, released, m_star), spec, spec.ci,
+                          verdict.get("audited_patients"))
+            if order.index(again["level"]) < order.index(level):
+                out.append(f"Releasing at most {m_star:,} images (--released {m_star}) gives the verdict "
+                           f"{again['level']} (re-computed at that size).")
+    out.append(f"Controls that remain whatever the size: {CONTROLS}.")
     return out

@@ -82,18 +82,32 @@ def warm_up() -> None:
         pass
 
 
+NOT_DRAWN = ('<p class="note">This figure cannot be drawn for an audit this small (too few queries or cells); '
+             "the table beside it holds the numbers.</p>")
+
+
+def _drawn(draw, *args):
+    """A figure's SVG, or one sentence where the audit is too small to draw it (never a crash)."""
+    try:
+        return draw(*args)
+    except (ValueError, ZeroDivisionError, IndexError):  # matplotlib's refusals of empty or degenerate data
+        return NOT_DRAWN
+
+
 def render(document: dict[str, Any]) -> str:
     """The page for a report document (:func:`relink.report.schema.document`)."""
     spec = document["settings"]["report"]
     pool = spec["attacker_pools"][0]
     conc = document["concentration"]
     figs = {
-        "groups": figures.group_lifts(conc, pool, document["verdict"]["thresholds"]),
-        "ranks": figures.rank_histogram(conc["rank_histogram"]) if conc["rank_histogram"] else None,
+        "groups": _drawn(figures.group_lifts, conc, pool, document["verdict"]["thresholds"]),
+        "ranks": _drawn(figures.rank_histogram, conc["rank_histogram"]) if conc["rank_histogram"] else None,
         "frontier": None,
+        "curve": _drawn(figures.risk_against_n, document.get("risk_curve", {}).get("rows", []),
+                        spec["attacker_pools"], document["threat_model"]["released"]),
     }
     runs = document["mitigation"]["runs"]
     if runs:
         before = document["headline"]
-        figs["frontier"] = figures.frontier(before, runs, pool)
+        figs["frontier"] = _drawn(figures.frontier, before, runs, pool)
     return environment().get_template("report.html.j2").render(doc=document, figs=figs, pool=pool, spec=spec)

@@ -26,9 +26,11 @@ DIRECTION_WORDS = {
 }
 
 
-def risk_rows(frame: pd.DataFrame, released: int) -> list[dict[str, Any]]:
-    """One JSON-ready record per recall row of ``frame`` (a summary), with counts scaled to ``released``."""
+def risk_rows(frame: pd.DataFrame, released: int, coverage: float = 1.0) -> list[dict[str, Any]]:
+    """One JSON-ready record per recall row of ``frame`` (a summary), with counts scaled to ``coverage x released``
+    (the released images whose own report the attacker holds)."""
     out = []
+    scale = coverage * released
     for row in frame.itertuples(index=False):
         if row.metric != "recall":
             continue
@@ -38,11 +40,11 @@ def risk_rows(frame: pd.DataFrame, released: int) -> list[dict[str, Any]]:
             "N": int(row.N), "K": int(row.K),
             "recall": float(row.value), "recall_ci": [float(row.ci_low), float(row.ci_high)], "chance": chance,
             "lift": _div(row.value, chance), "lift_ci": [_div(row.ci_low, chance), _div(row.ci_high, chance)],
-            "expected_images": released * float(row.value),
-            "expected_images_ci": [released * float(row.ci_low), released * float(row.ci_high)],
-            "chance_images": released * chance,
-            "excess_images": released * (float(row.value) - chance),
-            "excess_images_ci": [released * (float(row.ci_low) - chance), released * (float(row.ci_high) - chance)],
+            "expected_images": scale * float(row.value),
+            "expected_images_ci": [scale * float(row.ci_low), scale * float(row.ci_high)],
+            "chance_images": scale * chance,
+            "excess_images": scale * (float(row.value) - chance),
+            "excess_images_ci": [scale * (float(row.ci_low) - chance), scale * (float(row.ci_high) - chance)],
             "n_queries": int(row.n_queries), "coverage": float(row.coverage),
         }
         out.append(rec)
@@ -75,22 +77,24 @@ def interval(ci: list[float], level: float) -> str:
     return f"{level:.0%} CI {about(lo)}\u2013{about(hi)}"
 
 
-def sentence(row: dict[str, Any], released: int, level: float) -> str:
+def sentence(row: dict[str, Any], released: int, level: float, coverage: float = 1.0) -> str:
     """The headline sentence for one risk row, generated from its numbers."""
     where = "at rank 1" if row["K"] == 1 else f"within the top {row['K']}"
     who = "their own report" if row["level"] == "study" else "a report of their own patient"
+    share = "" if coverage >= 1 else f" (for the {coverage:.0%} of them whose report it holds)"
     if row["direction"] == "image_to_report":
-        holder = f"an attacker holding {row['N']:,} reports"
+        holder = f"an attacker with the model, with each image's own report among {row['N']:,} candidates{share}"
     else:
-        holder = f"an attacker searching {row['N']:,} images with each report"
+        holder = f"an attacker with the model, with each report's own image among {row['N']:,} candidates{share}"
     return (f"About {about(row['expected_images'])} of {released:,} released images would be re-linked to {who} "
             f"{where} by {holder} ({interval(row['expected_images_ci'], level)}); guessing alone would re-link "
             f"about {about(row['chance_images'])}, so the model's lift over chance is {row['lift']:.3g}x.")
 
 
-def headline(rows: list[dict[str, Any]], pool: int, released: int, level: float) -> dict[str, Any]:
+def headline(rows: list[dict[str, Any]], pool: int, released: int, level: float,
+             coverage: float = 1.0) -> dict[str, Any]:
     """The page's first sentence: image to report, study level, rank 1, at the first declared pool."""
     row = next(r for r in rows if r["direction"] == "image_to_report" and r["level"] == "study"
                and r["negatives"] == "random" and r["N"] == pool and r["K"] == 1)
-    return {"sentence": sentence(row, released, level), **{k: row[k] for k in (
+    return {"sentence": sentence(row, released, level, coverage), **{k: row[k] for k in (
         "direction", "level", "N", "K", "expected_images", "expected_images_ci", "chance_images", "lift", "lift_ci")}}

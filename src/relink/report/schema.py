@@ -1,15 +1,23 @@
 """The report's JSON: a versioned schema, the leak scan, and the atomic write of page and JSON together.
 
-``relink-report/1`` — top-level keys (all always present):
+``relink-report/2`` — top-level keys (all always present):
 
 ==================  ===============================================================
-``schema``          ``"relink-report/1"``; a reader checks it before anything else
+``schema``          ``"relink-report/2"``; a reader checks it before anything else
 ``relink_output``   ``"report"`` (so relink recognises its own output)
 ``generator``       ``"relink report <version>"``
-``threat_model``    the declared attacker pools, released M, top K, audited counts,
-                    model spec and fingerprint, cohort name and fingerprint
-``verdict``         ``level`` (low | elevated | high), ``rule`` (the printed lines),
-                    ``scope``, ``thresholds``, ``rows`` (every judged row), ``set_by``
+``record``          the decision record: ``report_id`` (sha256 of this JSON with
+                    the generation time and the id itself left out: the same
+                    inputs give the same id), ``generated_utc``, ``release_name``,
+                    ``relink_version``, ``commit``, ``decision``, ``assumptions``,
+                    ``residual_risk``, ``sign_off`` (roles to sign on paper)
+``threat_model``    the declared attacker pools, released M, report coverage pi,
+                    top K, audited counts and splits, the model named by spec and
+                    weights fingerprint (never a local path), cohort fingerprint
+``verdict``         ``level`` (low | inconclusive | elevated | high), ``decision``,
+                    ``rule`` (the printed lines), ``scope``, ``thresholds``,
+                    ``rows`` (every judged row), ``set_by``, and for an
+                    inconclusive verdict ``patients_to_decide``
 ``headline``        ``sentence`` and the numbers it was generated from
 ``sentences``       the same sentence for every declared pool, level and K
 ``risk``            per (direction, level, N, K), random pools: recall, chance,
@@ -19,14 +27,17 @@
 ``concentration``   ``label_groups``, ``views``, ``studies_per_patient``,
                     ``rank_histogram``, ``min_cell``
 ``mitigation``      ``runs``: name, privacy summary, risk, verdict, paired drop
-``recommendation``  generated sentences
+``risk_curve``      ``rows``: expected images re-linked and lift against N (K = 1
+                    and 10, both directions), ``guide`` to choosing N
+``recommendation``  generated sentences, each re-checked against the verdict
 ``methods``         the methods box
 ``settings``        the report spec and the audit spec it ran
 ``provenance``      relink version, commit, package versions, input names
 ==================  ===============================================================
 
 Intervals are ``[low, high]`` lists; a number that does not exist is ``null``.
-A new field is a minor change (same schema); a removed or renamed one moves
+A new field is a minor change (same schema); a removed or renamed one, or a
+new value of a closed set (version 2: the ``inconclusive`` verdict), moves
 the version.
 
 Before anything is written both texts pass the leak scanner
@@ -46,14 +57,34 @@ from ..errors import RelinkError
 from ..io import atomic_path, canonical, json_safe, writing
 from ..leakscan import scan_texts
 
-SCHEMA = "relink-report/1"
-KEYS = ("schema", "relink_output", "generator", "threat_model", "verdict", "headline", "sentences", "risk",
-        "hard_negatives", "concentration", "mitigation", "recommendation", "methods", "settings", "provenance")
+SCHEMA = "relink-report/2"
+KEYS = ("schema", "relink_output", "generator", "record", "threat_model", "verdict", "headline", "sentences", "risk",
+        "risk_curve", "hard_negatives", "concentration", "mitigation", "recommendation", "methods", "settings",
+        "provenance")
+
+
+def report_id(doc: dict[str, Any]) -> str:
+    """sha256 (16 hex digits) of the document's JSON without its generation time and its own id."""
+    import hashlib
+
+    body = dict(doc)
+    body["record"] = {k: v for k, v in doc.get("record", {}).items() if k not in ("report_id", "generated_utc")}
+    text = json.dumps(json_safe(body), sort_keys=True, allow_nan=False, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def document(record: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:
-    """The versioned document: ``record`` (from :func:`relink.report.build.build`) under the schema keys."""
+    """The versioned document: ``record`` (from :func:`relink.report.build.build`) under the schema keys, with
+    the decision record's id and time filled in."""
+    from datetime import datetime, timezone
+
     doc = canonical({"schema": SCHEMA, "relink_output": "report", **record, "provenance": provenance})
+    rec = dict(doc.get("record", {}))
+    rec.setdefault("relink_version", provenance.get("relink_version"))
+    rec.setdefault("commit", provenance.get("commit"))
+    doc["record"] = rec
+    doc["record"]["report_id"] = report_id(doc)
+    doc["record"]["generated_utc"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     missing = [k for k in KEYS if k not in doc]
     extra = [k for k in doc if k not in KEYS]
     if missing or extra:
@@ -62,7 +93,7 @@ def document(record: dict[str, Any], provenance: dict[str, Any]) -> dict[str, An
 
 
 def check_document(doc: Any) -> None:
-    """Raise :class:`RelinkError` unless ``doc`` reads as a ``relink-report/1`` document."""
+    """Raise :class:`RelinkError` unless ``doc`` reads as a ``relink-report/2`` document."""
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise RelinkError(f"not a {SCHEMA} document")
     missing = [k for k in KEYS if k not in doc]

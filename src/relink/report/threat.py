@@ -22,11 +22,13 @@ settable; the defaults and why:
   accident (the study's strongest model is ~50x at N = 10,000).
 * ``--excess-elevated 10`` and ``--excess-high 100``: re-linked images
   *beyond chance* (guessing re-links M/N images at rank 1 whatever the
-  model). 10 matches the minimum cell of statistical disclosure control
-  (counts below 10 are "small numbers"); 100 is ten such cells, a scale at
-  which re-linkage is a systematic property of the release, not a handful
-  of cases. Counts are excess over chance so that a large release with a
-  harmless model is not flagged for what guessing does.
+  model). These are acceptability thresholds, a policy choice the
+  custodian should make and state: 10 extra people whose image is tied to
+  their report is a handful of cases, 100 a systematic property of the
+  release. They are not the disclosure-control cell size (``--min-cell``,
+  the smallest count a breakdown shows), which only decides what is printed.
+  Counts are excess over chance so that a large release with a harmless
+  model is not flagged for what guessing does.
 
 The interval level, replicates and seed are the audit's. Checks against the
 data (a pool larger than the audited set, K larger than a pool) are made by
@@ -35,18 +37,36 @@ data (a pool larger than the audited set, K larger than a pool) are made by
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..errors import RelinkError
-from ..options import Range, check_spec, int_list, option, show
+from ..options import Range, check_spec, int_list, option, show, split_list
 
-LEVELS_ORDER = ("low", "elevated", "high")
+LEVELS_ORDER = ("low", "inconclusive", "elevated", "high")  # most severe last
 MIN_BOOT = 100  # a verdict needs an interval: fewer replicates cannot place a 2.5% tail
 
 
-def _pool_sizes(value: Any) -> tuple[int, ...]:
-    return int_list(value, "pool size")  # repeated flags and/or "1000,10000", in the order given
+FULL = "full"
+
+
+def _pool_sizes(value: Any) -> tuple:
+    """Pool sizes (integers >= 2) and/or ``full`` (every audited pair), repeated and/or comma-separated, in order."""
+    items: list = []
+    for v in value if isinstance(value, (list, tuple)) else (value,):
+        items.extend(split_list(v) if isinstance(v, str) else (v,))
+    out = []
+    for v in items:
+        if isinstance(v, str) and v.strip().lower() == FULL:
+            out.append(FULL)
+            continue
+        n = int_list(v, "pool size")[0]
+        if n < 2:
+            raise ValueError(f"pool size {n} must be at least 2 (the truth and one other report), or 'full'")
+        out.append(n)
+    if not out:
+        raise ValueError("give at least one pool size")
+    return tuple(dict.fromkeys(out))
 
 
 def _top_k(value: Any) -> tuple[int, ...]:
@@ -63,10 +83,15 @@ def _fail_on(value: Any) -> str:
 class ReportSpec:
     """The declared threat model, the verdict thresholds and the interval settings."""
 
-    attacker_pools: tuple = option((10000,), flag="--attacker-pool", parse=_pool_sizes, check=Range(int, 2),
+    attacker_pools: tuple = option((10000,), flag="--attacker-pool", parse=_pool_sizes,
                                    action="append", metavar="N",
-                                   help="reports the attacker holds per image, the true one among them "
-                                        "(repeat or comma-separate for several)")
+                                   help="candidate reports the attacker ranks for each released image, that image's "
+                                        "own report among them; 'full' for every audited pair (repeat or "
+                                        "comma-separate for several)")
+    report_coverage: float = option(1.0, flag="--report-coverage", check=Range(float, 0.0, 1.0, low_open=True),
+                                    metavar="PI",
+                                    help="share of the released images whose own report the attacker holds (every "
+                                         "count is PI x M x Recall@K(N); default 1: all of them)")
     released: int | None = option(None, flag="--released", check=Range(int, 1), metavar="M",
                                   help="images the custodian releases (default: the audited rows)")
     top_k: tuple = option((10,), flag="--top-k", parse=_top_k, check=Range(int, 1),
@@ -81,12 +106,16 @@ class ReportSpec:
                                          "this (and the lift's interval lies above chance)")
     excess_high: float = option(100.0, flag="--excess-high", check=Range(float, 0.0), metavar="IMAGES",
                                 help="high when the lower interval bound of that excess exceeds this")
+    release_name: str | None = option(None, flag="--release-name", metavar="NAME",
+                                      help="the release this report decides on, printed in the decision record")
     fail_on: str | None = option(None, flag="--fail-on", parse=_fail_on, choices=("elevated", "high"),
-                                 help="exit with status 3 when the verdict reaches this level")
+                                 help="exit with status 3 when the verdict reaches this level (an inconclusive verdict counts as "
+                                      "elevated: it reaches --fail-on elevated)")
     min_cell: int = option(10, flag="--min-cell", check=Range(int, 1), metavar="COUNT",
                            help="smallest count shown in a breakdown (smaller cells are merged or suppressed)")
     n_boot: int = option(1000, flag="--bootstrap", check=Range(int, MIN_BOOT, 1_000_000), metavar="B",
-                         help="patient-bootstrap replicates")
+                         help="replicates wherever a figure is bootstrapped (the verdict's intervals are "
+                              "patient-clustered and need none)")
     random_state: int = option(0, flag="--seed", check=Range(int, 0), help="seed of the bootstrap")
     ci: float = option(0.95, flag="--ci", check=Range(float, 0, 1, True, True), help="interval level")
 
@@ -111,12 +140,20 @@ def _flag(name: str) -> str:
     return next(f.metadata["relink"]["flag"] for f in fields(ReportSpec) if f.name == name)
 
 
+def resolve_pools(spec: ReportSpec, n_rows: int) -> ReportSpec:
+    """The spec with ``full`` replaced by the audited pair count (the full pool's N), first occurrence kept."""
+    pools = tuple(dict.fromkeys(n_rows if p == FULL else p for p in spec.attacker_pools))
+    return replace(spec, attacker_pools=pools) if pools != spec.attacker_pools else spec
+
+
 def check_against(spec: ReportSpec, n_rows: int) -> int:
     """Check the spec against an audited set of ``n_rows`` pairs; return the released count M."""
+    spec = resolve_pools(spec, n_rows)
     for n in spec.attacker_pools:
         if n > n_rows:
             raise RelinkError(f"--attacker-pool {n}: larger than the audited set ({n_rows} pairs); the audit cannot "
-                              "draw a pool of that size (audit more rows, or declare a smaller pool)")
+                              "draw a pool of that size (audit more rows, declare a smaller pool, or "
+                              "--attacker-pool full)")
     smallest = min(spec.attacker_pools)
     if max(spec.ks) > smallest:
         raise RelinkError(f"--top-k {max(spec.ks)}: larger than the smallest --attacker-pool ({smallest})")
@@ -124,5 +161,8 @@ def check_against(spec: ReportSpec, n_rows: int) -> int:
 
 
 def reached(level: str, threshold: str | None) -> bool:
-    """Whether verdict ``level`` reaches ``threshold`` (``None``: never)."""
-    return threshold is not None and LEVELS_ORDER.index(level) >= LEVELS_ORDER.index(threshold)
+    """Whether verdict ``level`` reaches ``threshold`` (``None``: never); inconclusive counts as elevated."""
+    if threshold is None:
+        return False
+    level = "elevated" if level == "inconclusive" else level
+    return LEVELS_ORDER.index(level) >= LEVELS_ORDER.index(threshold)

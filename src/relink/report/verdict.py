@@ -1,17 +1,30 @@
-"""The verdict: ``low``, ``elevated`` or ``high``, from a rule printed on the page with its thresholds.
+"""The verdict: ``high``, ``elevated``, ``low`` or ``inconclusive``, from a rule printed on the page.
 
 The rule is applied to every declared pool N and both directions, at the
-study level, random pools, rank 1 (an image re-linked to its own report);
-the verdict is the worst of them, since the attacker chooses the direction
-and the custodian declared every pool as possible. For each such row, with
-the lift L (Recall@1 / chance) and the excess E (images re-linked beyond
-what guessing gives, for the M released), each with its interval:
+study level, random pools, rank 1 (an image re-linked to its own report).
+For each such row, with the lift L (Recall@1 / chance) and the excess E
+(images re-linked beyond what guessing gives, for the M released), each with
+its interval:
 
-* ``high``     — lower bound of L > ``lift_high``, or lower bound of E > ``excess_high``;
-* ``elevated`` — L > ``lift_elevated`` or E > ``excess_elevated``, and the
-  interval excludes chance (lower bound of L > 1): a point estimate inside
-  sampling noise of guessing is not evidence of anything;
-* ``low``      — otherwise.
+* ``high``      -- lower bound of L > ``lift_high``, or lower bound of E > ``excess_high``;
+* ``elevated``  -- L > ``lift_elevated`` or E > ``excess_elevated``, and the
+  interval of L lies above 1 (a point estimate inside the sampling noise of
+  guessing is not evidence of anything);
+* ``low``       -- *shown* low: the upper bounds of L and of E lie at or
+  below ``lift_elevated`` and ``excess_elevated``, on an audit of at least
+  :data:`MIN_PATIENTS` patients;
+* ``inconclusive`` -- anything else (no interval, too small an audit, or an
+  interval that reaches both sides of a threshold). Low risk is never a
+  default: it has to be shown.
+
+The verdict is the most severe row, with ``inconclusive`` between ``low`` and
+``elevated``: one row shown elevated outweighs one that is undecided, and one
+undecided row keeps the whole verdict from being low. For an inconclusive
+verdict the record carries the number of audited patients that would decide
+every undecided row (:func:`patients_to_decide`): interval widths shrink as
+one over the square root of the patients audited, so if the point estimates
+held, an audit of ``P (h / g)^2`` patients turns a half-width h into the gap
+g between the estimate and the threshold it must clear.
 
 What it is not: a membership test, a probability that any one patient is
 re-identified, or a bound on anything outside the declared threat model
@@ -25,6 +38,8 @@ from typing import Any
 
 from .threat import LEVELS_ORDER, ReportSpec
 
+MIN_PATIENTS = 30  # fewer audited patients leave every verdict inconclusive: too few to stand for a release
+
 
 def rule_text(spec: ReportSpec, level: float) -> list[str]:
     """The rule as it is printed, one line per level, thresholds filled in."""
@@ -34,22 +49,28 @@ def rule_text(spec: ReportSpec, level: float) -> list[str]:
         f"or the lower {pct} bound of the images re-linked beyond chance exceeds {spec.excess_high:g}",
         f"elevated: the lift exceeds {spec.lift_elevated:g} or the images re-linked beyond chance exceed "
         f"{spec.excess_elevated:g}, and the {pct} interval of the lift lies above 1 (chance)",
-        "low: otherwise",
+        f"low: the upper {pct} bounds of the lift and of the images re-linked beyond chance are at or below "
+        f"{spec.lift_elevated:g} and {spec.excess_elevated:g}, on an audit of at least {MIN_PATIENTS} patients",
+        "inconclusive: otherwise (the audit cannot tell low from elevated)",
     ]
 
 
 SCOPE = ("Applied at every declared pool N, in both directions, at the study level and rank 1 (an image re-linked to "
-         "its own report); the verdict is the worst of them.")
+         "its own report); the verdict is the most severe of them, inconclusive counting above low.")
 
 
-def _gt(a: float, b: float) -> bool:
-    return a is not None and math.isfinite(a) and a > b
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def judge_row(row: dict[str, Any], spec: ReportSpec) -> tuple[str, list[str]]:
-    """Level of one risk row and the reasons (empty for ``low``)."""
-    lift, (lift_lo, _) = row["lift"], row["lift_ci"]
-    excess, (excess_lo, _) = row["excess_images"], row["excess_images_ci"]
+def _gt(a, b: float) -> bool:
+    return _finite(a) and a > b
+
+
+def judge_row(row: dict[str, Any], spec: ReportSpec, n_patients: int | None = None) -> tuple[str, list[str]]:
+    """Level of one risk row and the reasons, each naming the number as the rule used it."""
+    lift, (lift_lo, lift_hi) = row["lift"], row["lift_ci"]
+    excess, (excess_lo, excess_hi) = row["excess_images"], row["excess_images_ci"]
     high = []
     if _gt(lift_lo, spec.lift_high):
         high.append(f"lift lower bound {lift_lo:.3g} > {spec.lift_high:g}")
@@ -57,36 +78,90 @@ def judge_row(row: dict[str, Any], spec: ReportSpec) -> tuple[str, list[str]]:
         high.append(f"excess lower bound {excess_lo:.3g} > {spec.excess_high:g}")
     if high:
         return "high", high
-    if not _gt(lift_lo, 1.0):
-        return "low", []
-    elevated = []
-    if _gt(lift, spec.lift_elevated):
-        elevated.append(f"lift {lift:.3g} > {spec.lift_elevated:g}")
-    if _gt(excess, spec.excess_elevated):
-        elevated.append(f"excess {excess:.3g} > {spec.excess_elevated:g}")
-    return ("elevated", elevated) if elevated else ("low", [])
+    if _gt(lift_lo, 1.0):
+        elevated = []
+        if _gt(lift, spec.lift_elevated):
+            elevated.append(f"lift {lift:.3g} > {spec.lift_elevated:g}")
+        if _gt(excess, spec.excess_elevated):
+            elevated.append(f"excess {excess:.3g} > {spec.excess_elevated:g}")
+        if elevated:
+            return "elevated", elevated
+    if not (_finite(lift_hi) and _finite(excess_hi)):
+        return "inconclusive", ["no interval (too few patients or hits to compute one)"]
+    if n_patients is not None and n_patients < MIN_PATIENTS:
+        return "inconclusive", [f"{n_patients} audited patients < the minimum {MIN_PATIENTS}"]
+    open_ = []
+    if lift_hi > spec.lift_elevated:
+        open_.append(f"lift upper bound {lift_hi:.3g} > {spec.lift_elevated:g}")
+    if excess_hi > spec.excess_elevated:
+        open_.append(f"excess upper bound {excess_hi:.3g} > {spec.excess_elevated:g}")
+    return ("inconclusive", open_) if open_ else ("low", [])
 
 
-def judge(rows: list[dict[str, Any]], spec: ReportSpec, level: float) -> dict[str, Any]:
+def _scale(half: float, gap: float) -> float:
+    """Factor on the audited patients that shrinks a half-width ``half`` to ``gap`` (inf when it cannot)."""
+    if not (_finite(half) and _finite(gap)) or gap <= 0:
+        return math.inf
+    return max(1.0, (half / gap) ** 2)
+
+
+def patients_to_decide(row: dict[str, Any], spec: ReportSpec, n_patients: int) -> int | None:
+    """Audited patients that would decide an inconclusive row if its estimates held (None: no size would).
+
+    The row is decided low when both upper bounds fall to the elevated
+    thresholds, or elevated when the lift's lower bound rises above 1 with a
+    point estimate above a threshold; the smaller audit that does either.
+    """
+    lift, (lift_lo, lift_hi) = row["lift"], row["lift_ci"]
+    excess, (_, excess_hi) = row["excess_images"], row["excess_images_ci"]
+    if not (_finite(lift) and _finite(excess)):
+        return None
+    to_low = max(_scale(lift_hi - lift, spec.lift_elevated - lift), _scale(excess_hi - excess,
+                                                                          spec.excess_elevated - excess))
+    above = lift > spec.lift_elevated or excess > spec.excess_elevated
+    to_elevated = _scale(lift - lift_lo, lift - 1.0) if above else math.inf
+    factor = min(to_low, to_elevated)
+    if not math.isfinite(factor):
+        return None
+    return max(MIN_PATIENTS, int(math.ceil(factor * n_patients)))
+
+
+def judge(rows: list[dict[str, Any]], spec: ReportSpec, level: float, n_patients: int | None = None) -> dict[str, Any]:
     """The verdict over the rows the rule covers, with every row's level and what set the verdict."""
     judged = []
     for row in rows:
         if row["level"] != "study" or row["negatives"] != "random" or row["K"] != 1 \
                 or row["N"] not in spec.attacker_pools:
             continue
-        lvl, reasons = judge_row(row, spec)
-        judged.append({"direction": row["direction"], "N": row["N"], "level": lvl, "reasons": reasons,
-                       "lift": row["lift"], "lift_ci": row["lift_ci"], "excess_images": row["excess_images"],
-                       "excess_images_ci": row["excess_images_ci"]})
+        lvl, reasons = judge_row(row, spec, n_patients)
+        entry = {"direction": row["direction"], "N": row["N"], "level": lvl, "reasons": reasons,
+                 "lift": row["lift"], "lift_ci": row["lift_ci"], "excess_images": row["excess_images"],
+                 "excess_images_ci": row["excess_images_ci"]}
+        if lvl == "inconclusive" and n_patients:
+            entry["patients_to_decide"] = patients_to_decide(row, spec, n_patients)
+        judged.append(entry)
     if not judged:
         raise ValueError("no risk row matches the verdict rule")
     worst = max(judged, key=lambda r: LEVELS_ORDER.index(r["level"]))["level"]
-    return {
+    out = {
         "level": worst,
         "rule": rule_text(spec, level),
         "scope": SCOPE,
         "thresholds": {"lift_elevated": spec.lift_elevated, "lift_high": spec.lift_high,
-                       "excess_elevated": spec.excess_elevated, "excess_high": spec.excess_high},
+                       "excess_elevated": spec.excess_elevated, "excess_high": spec.excess_high,
+                       "min_patients": MIN_PATIENTS},
         "rows": judged,
         "set_by": [r for r in judged if r["level"] == worst and worst != "low"],
+        "audited_patients": n_patients,
     }
+    if worst == "inconclusive":
+        needed = [r.get("patients_to_decide") for r in judged if r["level"] == "inconclusive"]
+        out["patients_to_decide"] = None if (not needed or any(n is None for n in needed)) else max(needed)
+    return out
+
+
+def decision(level: str) -> str:
+    """The one-line decision a data-protection officer signs, from the verdict."""
+    return {"low": "release as declared",
+            "inconclusive": "inconclusive: do not release as declared until a larger audit decides it",
+            }.get(level, "do not release as declared")

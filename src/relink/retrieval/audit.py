@@ -44,9 +44,11 @@ One row per (direction, negatives, level, N, K, estimator, metric), columns
   lift = chance / value (greater than 1 means better than chance for every
   metric). Random embeddings reproduce every chance value
   (tests/test_chance.py).
-* ``ci_low``/``ci_high``: percentile interval (``ci``, default 95%) from a
-  patient-clustered bootstrap over per-query values (:mod:`.bootstrap`), NaN
-  when ``n_boot`` = 0.
+* ``ci_low``/``ci_high``: patient-clustered interval (``ci``, default 95%)
+  over per-query values, by a method per metric that a null simulation
+  showed to cover (:mod:`.intervals`: an exact binomial interval on the
+  design-effect count for recall and MRR, Woodruff's for the median rank);
+  NaN when ``n_boot`` = 0 or fewer than two patients are summarised.
 
 Optional columns, present when hard negatives are audited
 (:data:`PAIRED_COLUMNS`, after :data:`relink.tables.METRIC_COLUMNS`):
@@ -54,7 +56,7 @@ Optional columns, present when hard negatives are audited
 ``paired_random_lift``. On a matched-negatives recall row they give the
 random-negative Recall@K (exact estimator) of the *same covered queries* at
 the same N, K, direction and level, with its interval from the same
-bootstrap replicates, so that a matched figure is compared like with like
+interval method, so that a matched figure is compared like with like
 (the random row of the table averages over every query, including those a
 matched pool cannot cover). NaN on every other row.
 
@@ -66,7 +68,7 @@ pass over the scores: :func:`audit_queries` computes every per-query count
 (:class:`QueryValues`) from one blocked pass; :func:`summarise`
 (:mod:`relink.retrieval.summary`) turns the values of all queries, or of a
 subset (a label group, a view, the queries a matched pool covers), into the
-tidy table with patient-bootstrap intervals. :func:`audit` is the two
+tidy table with patient-clustered intervals. :func:`audit` is the two
 together. The input is a validated :class:`~relink.embeddings.EmbeddingSet`
 (:func:`audit_arrays` makes one from plain arrays); nothing is checked twice.
 
@@ -87,7 +89,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..embeddings import EmbeddingSet
+from ..embeddings import EmbeddingSet, public_model_name
 from ..errors import RelinkError
 from .counts import sort_groupings, stream_counts
 from .exact import chance_rank, chance_recall, expected_rank, expected_recall, reciprocal_rank
@@ -247,12 +249,14 @@ def audit(es: EmbeddingSet, spec: AuditSpec | None = None, model: str | None = N
     """Audit a validated :class:`~relink.embeddings.EmbeddingSet` (see the module docstring).
 
     ``changes`` are :class:`AuditSpec` fields applied to ``spec`` (or to the
-    defaults). ``model`` defaults to the set's ``meta.json`` model spec and
+    defaults). ``model`` defaults to the set's ``meta.json`` model spec (a
+    local path replaced by the weights fingerprint) and
     ``cohort`` to :attr:`~relink.embeddings.EmbeddingSet.cohort_name`.
     """
     spec = (spec or AuditSpec()).but(**changes) if changes else (spec or AuditSpec())
     qv = audit_queries(es, spec, progress=progress)
-    model = model if model is not None else str(es.meta.get("model", ""))
+    if model is None:  # never a local path: see relink.embeddings.public_model_name
+        model = public_model_name(es.meta.get("model"), es.meta.get("weights_fingerprint"))
     return summarise(qv, model=model, cohort=es.cohort_name if cohort is None else cohort)
 
 

@@ -13,6 +13,19 @@ value), ``clusters`` the patient of each row. ``kind``:
 * ``"difference"``: mean(b) - mean(a);
 * ``"relative"``: mean(b) / mean(a) - 1 (e.g. -0.25 = a quarter lower);
 * ``"ratio"``: mean(b) / mean(a).
+
+Interval (chosen by null simulation, as the audit's own intervals are; see
+:mod:`relink.retrieval.intervals`): the two sides are measured on the same
+rows, so the contrast is a function of per-patient sums of both. The
+difference and the log of the ratio (and of the relative change) get a
+leave-one-patient-out jackknife variance (each patient's rows leave both
+sides together, which carries the pairing), with Student's t on
+(patients - 1) degrees of freedom. The jackknife was preferred to the
+sandwich (CR1) variance, which ran a little narrow at 100 patients
+(93.7% coverage of a difference of two 20% rates). No resampling: the same rows give the same interval. The former
+percentile bootstrap under-covered where hits were few (a ratio of rare
+events). A side whose mean is 0 has no ratio: the contrast is then not
+computable (NaN), not a number.
 """
 
 from __future__ import annotations
@@ -21,7 +34,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .bootstrap import percentile_interval, replicates
+from scipy import stats
 
 KINDS = ("difference", "relative", "ratio")
 
@@ -51,6 +64,7 @@ class Contrast:
 
 
 def _combine(mean_a, mean_b, kind: str):
+    mean_a, mean_b = np.float64(mean_a), np.float64(mean_b)  # a zero mean gives inf or NaN, not an exception
     with np.errstate(invalid="ignore", divide="ignore"):
         if kind == "difference":
             return mean_b - mean_a
@@ -59,12 +73,41 @@ def _combine(mean_a, mean_b, kind: str):
         return mean_b / mean_a
 
 
+def _interval(a: np.ndarray, b: np.ndarray, clusters: np.ndarray, kind: str, level: float) -> tuple[float, float]:
+    """Clustered interval of the contrast of b against a (same rows, no NaN), at least two patients."""
+    _, codes = np.unique(clusters, return_inverse=True)
+    g = int(codes.max()) + 1
+    sa = np.bincount(codes, weights=a, minlength=g)
+    sb = np.bincount(codes, weights=b, minlength=g)
+    n = np.bincount(codes, minlength=g).astype(np.float64)
+    t = stats.t.ppf(0.5 + level / 2, g - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if kind == "difference":
+            point = (sb.sum() - sa.sum()) / n.sum()
+            leave_out = (sb.sum() - sb - sa.sum() + sa) / (n.sum() - n)
+        else:
+            if sa.sum() <= 0 or sb.sum() <= 0:
+                return float("nan"), float("nan")  # no ratio of a zero mean: not computable
+            point = np.log(sb.sum() / sa.sum())
+            leave_out = np.log((sb.sum() - sb) / (sa.sum() - sa))
+    if not np.isfinite(leave_out).all():
+        return float("nan"), float("nan")  # all of one side's hits in one patient: not computable
+    se = np.sqrt((g - 1.0) / g * ((leave_out - leave_out.mean()) ** 2).sum())
+    lo, hi = point - t * se, point + t * se
+    if kind == "difference":
+        return float(lo), float(hi)
+    lo, hi = np.exp(lo), np.exp(hi)
+    return (float(lo), float(hi)) if kind == "ratio" else (float(lo - 1.0), float(hi - 1.0))
+
+
 def paired_contrast(a, b, clusters, kind: str = "relative", n_boot: int = 1000, random_state=0,
                     level: float = 0.95) -> Contrast:
-    """The contrast of ``b`` against ``a`` over the queries both measure, with a paired patient-bootstrap interval.
+    """The contrast of ``b`` against ``a`` over the queries both measure, with a paired patient-clustered interval.
 
-    Fewer than two patients give no interval (NaN bounds): resampling one
-    patient only re-weights its own queries, which says nothing about others.
+    Fewer than two patients give no interval (NaN bounds): one patient's
+    queries say nothing about others. ``n_boot`` = 0 asks for no interval
+    (the interval needs no replicates; ``n_boot`` and ``random_state`` are
+    kept so that callers written for the bootstrap keep working).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
@@ -81,9 +124,7 @@ def paired_contrast(a, b, clusters, kind: str = "relative", n_boot: int = 1000, 
     value = float(_combine(mean_a, mean_b, kind))
     low = high = float("nan")
     if n_patients >= 2 and n_boot > 0:
-        reps, _ = replicates(np.stack([a, b], axis=1), None, clusters, n_boot, random_state)
-        lo, hi = percentile_interval(_combine(reps[:, :1], reps[:, 1:], kind), level)
-        low, high = float(lo[0]), float(hi[0])
+        low, high = _interval(a, b, clusters, kind, level)
     return Contrast(kind, mean_a, mean_b, value, low, high, int(len(a)), n_patients, level)
 
 

@@ -61,7 +61,8 @@ class AuditSpec:
     negatives: tuple = option(("random",), flag="--negatives", parse=some_of(NEGATIVES, "negatives"), cli=False,
                               help="random, pathology_matched, positive_set_matched")
     n_boot: int = option(1000, flag="--bootstrap", check=Range(int, 0, 1_000_000), metavar="B",
-                         help="patient-bootstrap replicates (0: no intervals)")
+                         help="0: no intervals; otherwise patient-clustered intervals (no resampling) and B replicates "
+                              "where a statistic is bootstrapped")
     random_state: int = option(0, flag="--seed", check=Range(int, 0), help="seed of the bootstrap and Monte Carlo draws")
     ci: float = option(0.95, flag="--ci", check=Range(float, 0, 1, True, True), help="interval level")
     monte_carlo_pools: int = option(0, flag="--monte-carlo", check=Range(int, 0, 100_000), metavar="P",

@@ -6,59 +6,33 @@ rank counts as it needs it (:meth:`relink.retrieval.values.QueryValues.column_va
 never the whole (queries x columns) table: at 200,000 queries the ~60
 columns of values and their chances alone would take 200 MB.
 
-The patient bootstrap (:mod:`relink.retrieval.bootstrap`: a replicate is a
-multinomial weight per patient, a mean a ratio of weighted per-patient
-sums) is made column chunk by column chunk: per-patient sums of at most
-``_SUMS_BYTES`` at a time, and for each chunk the replicate weights drawn
-again from the same seed, ``_WEIGHT_BYTES`` of them at a time. Every chunk
-sees the very same replicates, so intervals are those of one bootstrap of
-all columns at once. Chunk sizes follow from the number of patients and
-columns only (never from a memory budget), so any run of the same audit
-gives the same table. Where the per-patient sums of every column fit in one
-chunk (15,000 patients and up to ~100 columns, say) the intervals are
-exactly those of :func:`relink.retrieval.bootstrap.bootstrap_intervals`;
-chunked ones were equal to them too in every case compared here.
+Intervals (:mod:`relink.retrieval.intervals`, where the choice of method
+is justified by a null simulation) need only per-patient sums and counts of
+each column: they are made column chunk by column chunk, at most
+``_SUMS_BYTES`` of sums at a time, so memory stays bounded however many
+columns an audit has. They involve no random draw: any run of the same audit
+gives the same table, and chunking cannot change a number. ``n_boot`` = 0
+(``--bootstrap 0``) still means "no intervals".
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
-
 import numpy as np
 import pandas as pd
 
 from ..tables import METRIC_COLUMNS
-from .blocked import torch_threads
-from .bootstrap import _band_medians, _cluster_codes, percentile_interval
+from .bootstrap import _cluster_codes
 from .exact import median_rank_chance
+from .intervals import mean_interval, median_interval
 from .inputs import DIRECTIONS, LEVELS
 from .spec import NEGATIVES
 
 PAIRED_COLUMNS = ("paired_random_value", "paired_random_ci_low", "paired_random_ci_high", "paired_random_lift")
-_SUMS_BYTES = 12 << 20  # per-patient sums and counts of one chunk of columns (float32)
-_WEIGHT_BYTES = 8 << 20  # replicate weights drawn at once (float32)
+_SUMS_BYTES = 24 << 20  # per-patient sums and counts of one chunk of columns (float64)
 _CACHE_BYTES = 16 << 20  # column groups kept for the twins (recomputed beyond: same values, less memory)
-_REPLICATES = 100  # replicate rows per chunk, as relink.retrieval.bootstrap.replicate_weights draws them
 _ORDER = {"direction": DIRECTIONS, "negatives": NEGATIVES, "level": LEVELS,
           "metric": ("recall", "mrr", "median_rank"), "estimator": ("exact", "monte_carlo")}
-
-
-def replicate_weights(n_clusters: int, n_boot: int, random_state=0) -> Iterator[np.ndarray]:
-    """The weights of :func:`relink.retrieval.bootstrap.replicate_weights`, drawn one replicate at a time.
-
-    The same random stream gives the same multinomial counts (numpy's
-    bounded integers do not depend on how a draw is split), in chunks of
-    100 replicates, or fewer when 100 rows of weights exceed ``_WEIGHT_BYTES``.
-    """
-    rng = np.random.default_rng(random_state)
-    rows = max(16, min(_REPLICATES, _WEIGHT_BYTES // max(1, 4 * n_clusters)))
-    for start in range(0, n_boot, rows):
-        b = min(rows, n_boot - start)
-        w = np.empty((b, n_clusters), dtype=np.float32)
-        for r in range(b):
-            w[r] = np.bincount(rng.integers(0, n_clusters, size=n_clusters), minlength=n_clusters)
-        yield w
 
 
 def _paired_columns(qv) -> dict[int, int]:
@@ -112,7 +86,7 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
     n = len(qv) if rows is None else len(idx)
     patient = qv.patient[idx]
     rank_table = qv.ranks[idx]
-    boots = spec.n_boot if n_boot is None else n_boot
+    boots = spec.n_boot if n_boot is None else n_boot  # 0: no intervals
     pairs = _paired_columns(qv)
     paired = {f: j for j, f in enumerate(pairs)}
     n_keys = len(qv.keys)
@@ -122,15 +96,15 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
     codes, n_clusters = _cluster_codes(patient)
     columns = _Columns(qv, idx)
     stats: dict[int, tuple[float, float, int]] = {}  # boot column -> (mean, chance mean, kept)
-    width = max(1, _SUMS_BYTES // max(1, 8 * n_clusters))
-    mean_reps = np.full((max(boots, 0) if n_clusters else 0, len(boot_cols)), np.nan)
-    median_reps = np.zeros((mean_reps.shape[0], rank_table.shape[1]))
-    orders = [np.argsort(rank_table[:, j], kind="stable") for j in range(rank_table.shape[1])]
-    chunks = [(j0, min(len(boot_cols), j0 + width)) for j0 in range(0, len(boot_cols), width)] or [(0, 0)]
+    width = max(1, _SUMS_BYTES // max(1, 16 * n_clusters))
+    low, high = np.full(len(boot_cols), np.nan), np.full(len(boot_cols), np.nan)
+    intervals = boots > 0 and n_clusters > 0
+    chunks = [(j0, min(len(boot_cols), j0 + width)) for j0 in range(0, len(boot_cols), width)]
     with np.errstate(invalid="ignore", divide="ignore"):
-        for c, (j0, j1) in enumerate(chunks):
+        for j0, j1 in chunks:
             f = j1 - j0
-            both = np.empty((n_clusters, 2 * f), dtype=np.float32)
+            sums = np.zeros((n_clusters, f))
+            counts = np.zeros((n_clusters, f))
             for jj, (col, twin) in enumerate(boot_cols[j0:j1]):
                 v, ch = columns.get(col)
                 if twin is not None:
@@ -140,15 +114,15 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
                 stats[j0 + jj] = (float(v[kept].mean()) if twin is None and kept.any() else
                                   float(np.nanmean(v)) if kept.any() else np.nan,
                                   float(np.nanmean(ch)) if kept.any() else np.nan, int(kept.sum()))
-                if n_clusters:
-                    both[:, jj] = np.bincount(codes, weights=np.where(kept, v, 0.0), minlength=n_clusters)
-                    both[:, f + jj] = np.bincount(codes, weights=kept.astype(np.float64), minlength=n_clusters)
-            if not len(mean_reps):
-                continue
-            _replicates(both, f, j0, c == 0, rank_table, orders, codes, n_clusters, boots, spec.random_state,
-                        mean_reps, median_reps)
-    low, high = percentile_interval(mean_reps, spec.ci)
-    r_low, r_high = percentile_interval(median_reps, spec.ci)
+                if intervals:
+                    sums[:, jj] = np.bincount(codes, weights=np.where(kept, v, 0.0), minlength=n_clusters)
+                    counts[:, jj] = np.bincount(codes, weights=kept.astype(np.float64), minlength=n_clusters)
+            if intervals:
+                low[j0:j1], high[j0:j1] = mean_interval(sums, counts, spec.ci)
+    r_low, r_high = np.full(rank_table.shape[1], np.nan), np.full(rank_table.shape[1], np.nan)
+    if intervals:
+        for j in range(rank_table.shape[1]):
+            r_low[j], r_high[j] = median_interval(rank_table[:, j], codes, n_clusters, spec.ci)
     shown = set(spec.negatives)
     rows_out = []
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -182,22 +156,3 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
         frame[col] = frame[col].astype("int64")
     frame.attrs["audit"] = {**qv.settings, "n_boot": int(boots), "n_queries_summarised": int(n)}
     return frame
-
-
-def _replicates(both: np.ndarray, f: int, j0: int, with_medians: bool, rank_table, orders, codes, n_clusters: int,
-                n_boot: int, random_state, mean_reps: np.ndarray, median_reps: np.ndarray) -> None:
-    """Replicate means of one column chunk (and, for the first chunk, the medians) into the output arrays."""
-    import torch
-
-    sums = torch.from_numpy(both)
-    at = 0
-    with torch_threads(1):  # small products between numpy steps: spare the numpy steps torch's spinning threads
-        for w in replicate_weights(n_clusters, n_boot, random_state):
-            b = len(w)
-            if f:
-                num_den = (torch.from_numpy(w) @ sums).double().numpy()
-                mean_reps[at:at + b, j0:j0 + f] = num_den[:, :f] / num_den[:, f:]
-            if with_medians:
-                for j, o in enumerate(orders):
-                    median_reps[at:at + b, j] = _band_medians(rank_table[o, j], codes[o], n_clusters, w)
-            at += b

@@ -1,7 +1,7 @@
 """Result ``custodian``: the custodian's report (``relink report``) for the profile's strongest model.
 
 ``report.html`` (the standalone page) and ``report.json`` (the same numbers,
-schema ``relink-report/1``) for the internal evaluation split: the attacker
+schema ``relink-report/2``) for the internal evaluation split: the attacker
 holds the profile's headline pool of reports (10,000, or the largest finite
 pool the split fills), the custodian releases every image of the split, and
 the headline DP run of result ``dp`` is the mitigation compared before/after.
