@@ -96,7 +96,7 @@ def test_reproducible_noise_replays_and_every_output_says_not_for_release(model_
     assert heads_of(outs[0]) == heads_of(outs[1])
     a = emb.load(tmp_path / "a-study" / "embeddings" / "emb")
     np.testing.assert_array_equal(a.image, emb.load(tmp_path / "b-study" / "embeddings" / "emb").image)
-    assert "for_release: false" in lines[0] and NOT_FOR_RELEASE.capitalize() in lines[0]
+    assert "for_release: false" in lines[0] and NOT_FOR_RELEASE[1:] in lines[0]
     rep = json.loads((outs[0] / "privacy.json").read_text())
     assert rep["for_release"] is False and NOT_FOR_RELEASE in rep["release_note"].lower() and rep["noise_seed"] == 7
     ckpt_meta = json.loads((outs[0] / "checkpoint" / "relink.json").read_text())["relink_heads"]

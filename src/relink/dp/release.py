@@ -47,6 +47,10 @@ def bank_note(bank: str) -> str:
     return BANK_NOTE.format(bank=bank)
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _part(record: str) -> str:
     if record.startswith(records.PRIVATE):
         return "was trained without DP on private rows"
@@ -68,11 +72,11 @@ def status(spec: MitigationSpec, start: str, trunk: str, rows: str) -> tuple[boo
         part = "was trained on these rows without DP" if record == rows else _part(record)
         reasons.append(f"the {what} {part} ({record})")
     if reasons:
-        return False, (f"{'; '.join(reasons).capitalize()}: epsilon covers the heads' training given that "
+        return False, (f"{_sentence('; '.join(reasons))}: epsilon covers the heads' training given that "
                        f"{'trunk and start' if len(reasons) == 2 else 'trunk' if 'trunk' in reasons[0] else 'start'}, "
                        "not the model.")
     if not spec.for_release:
-        return False, NOT_FOR_RELEASE.capitalize() + "."
+        return False, _sentence(NOT_FOR_RELEASE) + "."
     return True, (f"The heads start from {start} and the trunk is {trunk}, neither trained on the private rows, and "
                   "the noise is secret: epsilon covers the released heads (not the negative bank's patients).")
 
