@@ -18,7 +18,7 @@ from ...embeddings import load as load_embeddings
 from ..stages import Context, load
 from . import Result
 from .common import finish, headline_sets
-from .dp import HEADLINE
+from .dp import HEADLINE, RELEASE
 
 
 def _rows(ctx: Context, es: EmbeddingSet, loaded, text_head, state: str) -> list[dict[str, Any]]:
@@ -55,7 +55,7 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     loaded = load(rung)
     rows = _rows(ctx, full, loaded, extract_heads(loaded.model).text, "before")
     mitigated = upstream["dp"] / HEADLINE
-    heads = load_heads(mitigated / "heads.safetensors")
+    heads = load_heads(upstream["dp"] / RELEASE / "heads.safetensors")
     rows += _rows(ctx, load_embeddings(mitigated / "embeddings" / "internal"), loaded, heads.text, "dp")
     finish(tmp, ctx, "utility", {"utility.parquet": pd.DataFrame(rows)}, {"model": rung.name})
 
