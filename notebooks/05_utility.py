@@ -46,6 +46,18 @@ util = res.table("utility", "utility.parquet")
 for key, value in S.utility_glue_values(util).items():
     glue(key, value)
 
+
+def gap_interval(state: str) -> str:
+    r = util[(util["metric"] == "member_gap") & (util["state"] == state)].iloc[0]
+    holds = r["ci_low"] <= 0 <= r["ci_high"]
+    return f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}] ({'contains' if holds else 'excludes'} 0)"
+
+
+gaps = util[util["metric"] == "member_gap"]
+glue("gap_intervals", f"{gap_interval('before')} before and {gap_interval('dp')} after")
+glue("gap_matched_on", str(gaps["matched_on"].dropna().iloc[0]) if "matched_on" in gaps and gaps["matched_on"].notna().any()
+     else "studies per patient")
+
 # %% [markdown]
 # The linear-probe macro AUROC over {glue:text}`probe_n_labels:d` labels goes
 # from {glue:text}`probe_before:.2f`% to {glue:text}`probe_after:.2f`%
@@ -53,8 +65,11 @@ for key, value in S.utility_glue_values(util).items():
 # cannot change: {glue:text}`probe_trunk:.2f`%). Zero-shot AUROC from label
 # prompts, which needs the image and text heads to stay aligned, goes from
 # {glue:text}`zeroshot_before:.2f`% to {glue:text}`zeroshot_after:.2f`%. The member
-# gap in Recall@1 (training members minus held-out non-members) goes from
-# {glue:text}`gap_before:.2f` to {glue:text}`gap_after:.2f` percentage points.
+# gap in Recall@1 (training members minus held-out non-members, matched on size and on
+# {glue:text}`gap_matched_on`) goes from {glue:text}`gap_before:.2f` to {glue:text}`gap_after:.2f`
+# percentage points; its 95% patient-bootstrap intervals are {glue:text}`gap_intervals`. An interval
+# that contains 0 shows no memorisation either way; a difference between the splits that the labels
+# do not record would show as a gap too.
 
 # %% tags=["remove-input"]
 fig = figures.utility(util)

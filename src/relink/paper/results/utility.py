@@ -43,7 +43,8 @@ def _rows(ctx: Context, es: EmbeddingSet, loaded, text_head, state: str) -> list
     for _, r in gap.iterrows():
         metric = "member_gap" if r["queries"] == "gap" else f"recall_{r['queries']}"
         rows.append({"state": state, "features": "projected", "metric": metric, "value": float(r["value"]),
-                     "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "n_labels": np.nan})
+                     "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "n_labels": np.nan,
+                     "matched_on": gap.attrs.get("matched_on")})
     return rows
 
 
