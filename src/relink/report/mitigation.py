@@ -1,8 +1,9 @@
 """What to do: before/after from ``relink mitigate`` outputs, or a generated recommendation.
 
-A ``--mitigated DIR`` is a ``relink mitigate`` output folder: ``privacy.json``
-and ``embeddings/<name>/``, the mitigated heads applied to cached trunk
-features. The set compared is the one holding exactly the audited pairs
+A ``--mitigated DIR`` is a ``relink mitigate`` study folder (``--study``):
+``privacy.json`` and ``embeddings/<name>/``, the mitigated heads applied to
+cached trunk features (the release folder, ``--out``, holds only the heads
+and the privacy record). The set compared is the one holding exactly the audited pairs
 (after the same ``--split``), re-ordered to the audited rows, so before and
 after are measured on the same queries; it must come from the audited model
 (its ``heads.base_weights_fingerprint`` / ``heads.base_model`` equal the
@@ -181,15 +182,18 @@ def recommendation(verdict: dict[str, Any], rows: list[dict[str, Any]], spec, re
             out.append(f"With the heads of {run['name']} ({eps}) the verdict is {run['verdict']['level']}.")
         releasable = [r for r in runs if r["privacy"].get("for_release")]
         if not releasable:
-            out.append("No mitigated run here is marked fit for release (secret noise): re-run `relink mitigate` "
-                       "without a reproducible noise seed before releasing heads.")
+            reasons = sorted({str(r["privacy"]["release_reason"]) for r in runs
+                              if isinstance(r["privacy"].get("release_reason"), str)})
+            out.append("No mitigated run here is marked fit for release" + (f" ({' '.join(reasons)})" if reasons else "")
+                       + ": release only heads that `relink mitigate` marks for_release (secret noise, a start and a "
+                       "trunk independent of the private rows).")
         return out
     if level == "low":
         return ["No action is indicated under the declared threat model and thresholds. Re-run this report when the "
                 "model, the release or the attacker's pool changes."]
     out = ["Retrain only the projection heads with differential privacy: `relink mitigate --embeddings DIR "
-           "--epsilon E --delta D --out MITIGATED` (the noise stays secret by default), then re-run this report "
-           "with `--mitigated MITIGATED` to see the before/after at the declared pool."]
+           "--bank PUBLIC --epsilon E --delta D --out RELEASE --study STUDY` (the noise stays secret by default), "
+           "then re-run this report with `--mitigated STUDY` to see the before/after at the declared pool."]
     worst = max(verdict["rows"], key=lambda r: r["excess_images"] if math.isfinite(r["excess_images"]) else -1)
     per_image = worst["excess_images"] / released if released else float("nan")
     if per_image > 0 and math.isfinite(per_image):

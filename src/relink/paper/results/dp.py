@@ -101,10 +101,11 @@ def contrast_rows(ctx: Context, sets: dict, state_sets: dict, epsilons: list) ->
     pairs += [("dp_vs_next_epsilon", lo, hi, lo) for lo, hi in zip(dp_eps, dp_eps[1:])]
     rows = []
     for role, (n, qv) in _values(ctx, sets, state_sets).items():
+        cohort = str(sets[role].rows["cohort"].iloc[0])  # named as the effects table names it
         for name, eps, a, b in pairs:
             c = contrast_of_audits(qv[a], qv[b], "relative", random_state=ctx.profile.audit_seed,
                                    direction="image_to_report", N=n, K=1)
-            rows.append({"contrast": name, "cohort": role, "epsilon": np.nan if eps is None else float(eps),
+            rows.append({"contrast": name, "cohort": cohort, "epsilon": np.nan if eps is None else float(eps),
                          "direction": "image_to_report", "N": n, "K": 1, "a": _label(a), "b": _label(b),
                          "value": c.value, "ci_low": c.ci_low, "ci_high": c.ci_high, "n_patients": c.n_patients})
     return pd.DataFrame(rows)
