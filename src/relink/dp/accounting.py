@@ -52,7 +52,7 @@ def default_delta(n_units: int) -> float:
     """A round delta within the rule: ``1 / (10 n)`` rounded down to one significant digit (n = 6,000 -> 1e-5)."""
     limit = max_delta(n_units)
     exponent = math.floor(math.log10(limit))
-    return math.floor(limit / 10.0 ** exponent) * 10.0 ** exponent
+    return float(f"{math.floor(limit / 10.0 ** exponent)}e{exponent}")  # 3e-4, not 3.0000000000000003e-4
 
 
 def check_budget(delta: float, n_units: int, unit: str = "pair", n_patients: int | None = None) -> None:

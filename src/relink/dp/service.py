@@ -153,7 +153,7 @@ def _unique(names: Sequence[str]) -> list[str]:
 
 
 def sweep(train: EmbeddingSet, bank: EmbeddingSet, spec: MitigationSpec, epsilons: Iterable[float | None], model,
-          evaluated: Sequence[tuple[str, EmbeddingSet]] = (), init: str | None = None,
+          evaluated: Sequence[tuple[str, EmbeddingSet]] = (), init: str | None = None, bank_name: str | None = None,
           progress: bool | None = None) -> Iterator[tuple[float | None, Any, dict[str, Any]]]:
     """``(epsilon, heads, report)`` per epsilon (``None``: the same training without DP).
 
@@ -161,7 +161,8 @@ def sweep(train: EmbeddingSet, bank: EmbeddingSet, spec: MitigationSpec, epsilon
     shared settings (its ``epsilon`` and ``private`` are set per run; a
     non-private run takes no epsilon or delta); ``model``: the LoadedModel
     whose trunk features the sets hold; ``evaluated``: ``(name, set)`` pairs
-    the bank must stay outside of. Every run starts from the same heads
+    the bank must stay outside of; ``bank_name``: how records name the bank.
+    Every run starts from the same heads
     (``init`` or the random start of ``spec.init_seed``) with the same
     temperature, so the run without DP is the control of each DP run.
     """
@@ -174,6 +175,7 @@ def sweep(train: EmbeddingSet, bank: EmbeddingSet, spec: MitigationSpec, epsilon
         run = spec.but(epsilon=eps, private=True) if eps is not None else spec.but(
             epsilon=None, delta=None, private=False, noise_multiplier=None)
         heads, report = fit_heads(train, bank, heads0, run, progress=progress)
-        report.update(heads_fingerprint=heads_fingerprint(heads), spec=run.record(), bank=_name(bank),
-                      **describe(run, start, trunk, train, _name(bank)))
+        name = bank_name or _name(bank)
+        report.update(heads_fingerprint=heads_fingerprint(heads), spec=run.record(), bank=name,
+                      **describe(run, start, trunk, train, name))
         yield eps, heads, report

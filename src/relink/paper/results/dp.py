@@ -148,8 +148,10 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     state_sets = {"before": sets}
     rows, headline = [], None
     epsilons = sorted({e for e in p.epsilons if e is not None} | {p.epsilon}) + ([None] if None in p.epsilons else [])
+    # the bank: the internal cohort's validate split (the external cohort is evaluated, so it cannot be the bank)
+    bank_name = "the validate split of the internal cohort"
     for eps, heads, report in sweep(train, bank, spec, epsilons, loaded, evaluated=list(sets.items()),
-                                    progress=ctx.progress):
+                                    bank_name=bank_name, progress=ctx.progress):
         private = eps is not None
         after = {role: apply_heads(es, heads) for role, es in sets.items()}
         state_sets[eps if private else "no_dp"] = after
