@@ -35,7 +35,7 @@ artifacts = ""
 # %% tags=["remove-cell"]
 from IPython.display import display
 
-from relink.paper import figures, summaries as S
+from relink.paper import dp_effects, figures, summaries as S
 from relink.paper.display import show
 from relink.paper.notebook import glue, open_results
 
@@ -46,17 +46,8 @@ util = res.table("utility", "utility.parquet")
 for key, value in S.utility_glue_values(util).items():
     glue(key, value)
 
-
-def gap_interval(state: str) -> str:
-    r = util[(util["metric"] == "member_gap") & (util["state"] == state)].iloc[0]
-    holds = r["ci_low"] <= 0 <= r["ci_high"]
-    return f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}] ({'contains' if holds else 'excludes'} 0)"
-
-
-gaps = util[util["metric"] == "member_gap"]
-glue("gap_intervals", f"{gap_interval('before')} before and {gap_interval('dp')} after")
-glue("gap_matched_on", str(gaps["matched_on"].dropna().iloc[0]) if "matched_on" in gaps and gaps["matched_on"].notna().any()
-     else "studies per patient")
+glue("gap_intervals", dp_effects.gap_intervals(util))
+glue("gap_matched_on", dp_effects.gap_matched_on(util))
 
 # %% [markdown]
 # The linear-probe macro AUROC over {glue:text}`probe_n_labels:d` labels goes

@@ -107,3 +107,21 @@ def audit_figure(audits: pd.DataFrame):
     ax.legend(fontsize="x-small")
     ax.grid(True, alpha=0.3)
     return fig
+
+
+def gap_intervals(util: pd.DataFrame) -> str:
+    """Chapter 5: the member gap's 95% intervals before and after DP, in points, each said to contain 0 or not."""
+    def one(state: str) -> str:
+        r = util[(util["metric"] == "member_gap") & (util["state"] == state)].iloc[0]
+        holds = r["ci_low"] <= 0 <= r["ci_high"]
+        return f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}] ({'contains' if holds else 'excludes'} 0)"
+
+    return f"{one('before')} before and {one('dp')} after"
+
+
+def gap_matched_on(util: pd.DataFrame) -> str:
+    """What the member gap's two sides were matched on (beyond size)."""
+    gaps = util[util["metric"] == "member_gap"]
+    if "matched_on" in gaps and gaps["matched_on"].notna().any():
+        return str(gaps["matched_on"].dropna().iloc[0])
+    return "studies per patient"
