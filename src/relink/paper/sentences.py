@@ -109,7 +109,7 @@ def dp_caveats(privacy: dict, sweep: pd.DataFrame) -> str:
             f"mitigation carries no guarantee at all.")
     if privacy.get("for_release") is False:
         reason = privacy.get("release_reason") or privacy.get("release_note") or "for study, not for release"
-        text += (f" None of these heads is for release: {reason[:1].lower() + reason[1:].rstrip('.')}. The runs "
+        text += (f" No heads here are for release: {reason[:1].lower() + reason[1:].rstrip('.')}. The runs "
                  "also use a published noise seed so that the book can be rebuilt exactly; `relink mitigate` "
                  "keeps the noise secret by default, starts the heads from a random initialisation, and says "
                  "whether its heads may be released.")
