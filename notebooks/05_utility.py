@@ -35,7 +35,7 @@ artifacts = ""
 # %% tags=["remove-cell"]
 from IPython.display import display
 
-from relink.paper import figures, summaries as S
+from relink.paper import dp_effects, figures, summaries as S
 from relink.paper.display import show
 from relink.paper.notebook import glue, open_results
 
@@ -46,6 +46,9 @@ util = res.table("utility", "utility.parquet")
 for key, value in S.utility_glue_values(util).items():
     glue(key, value)
 
+glue("gap_intervals", dp_effects.gap_intervals(util))
+glue("gap_matched_on", dp_effects.gap_matched_on(util))
+
 # %% [markdown]
 # The linear-probe macro AUROC over {glue:text}`probe_n_labels:d` labels goes
 # from {glue:text}`probe_before:.2f`% to {glue:text}`probe_after:.2f`%
@@ -53,8 +56,11 @@ for key, value in S.utility_glue_values(util).items():
 # cannot change: {glue:text}`probe_trunk:.2f`%). Zero-shot AUROC from label
 # prompts, which needs the image and text heads to stay aligned, goes from
 # {glue:text}`zeroshot_before:.2f`% to {glue:text}`zeroshot_after:.2f`%. The member
-# gap in Recall@1 (training members minus held-out non-members) goes from
-# {glue:text}`gap_before:.2f` to {glue:text}`gap_after:.2f` percentage points.
+# gap in Recall@1 (training members minus held-out non-members, matched on size and on
+# {glue:text}`gap_matched_on`) goes from {glue:text}`gap_before:.2f` to {glue:text}`gap_after:.2f`
+# percentage points; its 95% patient-bootstrap intervals are {glue:text}`gap_intervals`. An interval
+# that contains 0 shows no memorisation either way; a difference between the splits that the labels
+# do not record would show as a gap too.
 
 # %% tags=["remove-input"]
 fig = figures.utility(util)

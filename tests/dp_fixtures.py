@@ -94,7 +94,9 @@ def tiny_model_set(n: int = 60, seed: int = 0):
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     torch.manual_seed(seed)
     loaded = load_model("relink-vit-tiny")
-    ckpt = save_checkpoint(loaded.model, root / "model", loaded.model_cfg, loaded.preprocess_cfg)
+    # a random initialisation, recorded as such (what the DP run reads to judge its trunk)
+    ckpt = save_checkpoint(loaded.model, root / "model", loaded.model_cfg, loaded.preprocess_cfg,
+                           extra={"trained_on": "random-init"})
     rng = np.random.default_rng(seed)
     words = ["effusion", "cardiomegaly", "normal", "opacity", "left", "right", "small", "large", "no", "edema"]
     reports = [" ".join(rng.choice(words, size=6)) for _ in range(n)]

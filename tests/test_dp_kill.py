@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Optimal order
 
 def argv(es_dir, out):
     return ["mitigate", "--embeddings", str(es_dir), "--epsilon", "2", "--delta", "1e-4", "--accountant", "rdp",
-            "--epochs", "1", "--batch-size", "8", "--reproducible-noise", "3", "--out", str(out)]
+            "--epochs", "1", "--batch-size", "8", "--reproducible-noise", "3", "--out", str(out),
+            "--study", f"{out}-study"]
 
 
 def snapshot(out: Path) -> dict:
@@ -31,9 +32,12 @@ def snapshot(out: Path) -> dict:
     privacy.pop("provenance")
     arrays = {f"heads/{k}": v for k, v in load_file(out / "heads.safetensors").items()}
     arrays.update({f"checkpoint/{k}": v for k, v in load_file(out / "checkpoint" / "open_clip_model.safetensors").items()})
+    study = out.parent / f"{out.name}-study"  # what is derived from the private rows: the re-projected set
     for name in ("image", "text", "image_trunk", "text_trunk"):
-        arrays[f"emb/{name}"] = np.load(out / "embeddings" / Path(privacy["embeddings"]) / f"{name}.npy")
-    return {"privacy": privacy, "arrays": arrays, "files": sorted(str(p.relative_to(out)) for p in out.rglob("*"))}
+        arrays[f"emb/{name}"] = np.load(study / "embeddings" / "emb" / f"{name}.npy")
+    files = sorted(str(p.relative_to(out.parent)).replace(out.name, "OUT", 1)
+                   for p in [*out.rglob("*"), *study.rglob("*")])
+    return {"privacy": privacy, "arrays": arrays, "files": files}
 
 
 def assert_same(a: dict, b: dict) -> None:
@@ -84,4 +88,4 @@ def test_sigkill_during_the_write_then_rerun_gives_the_same_output_and_no_leftov
     assert_same(snapshot(ref), expected)
     assert main(argv(es_dir, ref)) == 0
     assert_same(snapshot(ref), expected)
-    assert temporaries(ref) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "ref"]
+    assert temporaries(ref) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "fresh-study", "ref", "ref-study"]

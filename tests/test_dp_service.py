@@ -4,11 +4,13 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from dp_fixtures import tiny_model_set, toy_heads, toy_set
 from relink import embeddings as emb
 from relink.dp.apply import apply_heads, heads_fingerprint
-from relink.dp.service import mitigate, resolve, sweep
+from relink.dp.service import mitigate, sweep
+from relink.dp.start import random_heads
 from relink.dp.spec import NOT_FOR_RELEASE, MitigationSpec
 from relink.dp.train import fit_heads
 from relink.errors import RelinkError
@@ -27,19 +29,29 @@ def tiny():
 def test_defaults_live_in_the_spec_and_match_the_paper():
     spec = MitigationSpec(epsilon=0.34, delta=6e-6)
     assert (spec.epochs, spec.batch_size, spec.lr, spec.clip_norm, spec.accountant) == (10, 256, 1e-2, 1.0, "prv")
-    assert spec.temperature is None and spec.reproducible_noise is None and spec.for_release
+    assert spec.temperature == 0.07 and spec.init_seed == 0 and spec.reproducible_noise is None and spec.for_release
     assert not spec.but(reproducible_noise=0).for_release and spec.but(reproducible_noise=0).release_note == NOT_FOR_RELEASE
 
 
-def test_resolve_takes_the_models_own_temperature_unless_given(tiny):
-    loaded, _ = tiny
-    spec = MitigationSpec(epsilon=1.0, delta=1e-4)
-    expected = 1.0 / float(loaded.model.logit_scale.detach().exp())
-    assert resolve(spec, loaded).temperature == pytest.approx(expected, rel=1e-6)
-    assert resolve(spec.but(temperature=0.05), loaded).temperature == 0.05
+def test_the_temperature_is_the_specs_never_the_models_learned_one(tiny):
+    loaded, es = tiny
+    scale = loaded.model.logit_scale
+    kept = float(scale.detach())
+    try:
+        with torch.no_grad():
+            scale.fill_(math.log(30.0))  # as if learned on the private rows: temperature 1/30
+        result = mitigate(es, MitigationSpec(private=False, epochs=1, batch_size=8), model=loaded)
+    finally:
+        with torch.no_grad():
+            scale.fill_(kept)
+    assert result.report["temperature"] == 0.07
+    result = mitigate(es, MitigationSpec(private=False, epochs=1, batch_size=8, temperature=0.05), model=loaded)
+    assert result.report["temperature"] == 0.05
 
 
-def test_sweep_runs_each_epsilon_as_its_own_run_with_the_models_heads(tiny):
+def test_sweep_runs_each_epsilon_as_its_own_run_from_one_random_start(tiny):
+    from relink.models.heads import extract_heads
+
     loaded, es = tiny
     train, bank = es.split("train"), es.split("validate")
     spec = MitigationSpec(epsilon=0.5, delta=1e-3, accountant="rdp", epochs=1, batch_size=8, temperature=0.07,
@@ -50,22 +62,37 @@ def test_sweep_runs_each_epsilon_as_its_own_run_with_the_models_heads(tiny):
     assert low["noise_multiplier"] > high["noise_multiplier"] > 0 and low["epsilon"] <= 0.5 + 1e-9
     assert plain["private"] is False and plain["delta"] is None and plain["epsilon"] is None
     assert all(r[2]["for_release"] is False for r in runs)  # a study: reproducible noise, and one run without DP
-    # the sweep's run equals the same spec run directly from the model's heads (what the paper used to call)
-    from relink.models.heads import extract_heads
-
-    direct, _ = fit_heads(train, bank, extract_heads(loaded.model), spec.but(epsilon=None, delta=None, private=False),
-                          progress=False)
+    assert all(r[2]["trained_on"]["start"] == "random-init" for r in runs)
+    # the control (no DP) starts where the DP runs start: the seeded random heads, not the model's own
+    own = extract_heads(loaded.model)
+    start = random_heads(own, spec.init_seed)
+    assert heads_fingerprint(start) != heads_fingerprint(own)
+    direct, _ = fit_heads(train, bank, start, spec.but(epsilon=None, delta=None, private=False), progress=False)
     assert heads_fingerprint(direct) == heads_fingerprint(plain_heads)
     with pytest.raises(RelinkError, match="overlaps the validate rows"):
         next(sweep(train, bank, spec, (1.0,), loaded, evaluated=[("the validate rows", bank)]))
+
+
+def test_random_start_follows_open_clips_rule_and_its_seed_alone(tiny):
+    from relink.models.heads import extract_heads
+
+    own = extract_heads(tiny[0].model)
+    a, b, c = random_heads(own, 3), random_heads(own, 3), random_heads(own, 4)
+    assert heads_fingerprint(a) == heads_fingerprint(b) != heads_fingerprint(c)
+    for name in ("image", "text"):
+        w = getattr(a, name).weight.detach().numpy()
+        assert w.shape == getattr(own, name).weight.shape
+        # open_clip draws a projection N(0, width^-1/2): the sample std within 10% of it
+        assert w.std() == pytest.approx(w.shape[1] ** -0.5, rel=0.1) and abs(w.mean()) < 0.02
 
 
 def test_mitigate_in_python_matches_the_cli_contract(tiny):
     loaded, es = tiny
     spec = MitigationSpec(private=False, epochs=1, batch_size=8)
     result = mitigate(es, spec, model=loaded)
-    assert result.spec.temperature == pytest.approx(1.0 / math.exp(float(loaded.model.logit_scale.detach())), rel=1e-6)
-    assert result.report["bank"].startswith("the validate split") and result.summary["for_release"] is False
+    assert result.report["bank"].startswith("the validate split") and result.report["for_release"] is False
+    assert "no privacy guarantee" in result.report["release_reason"]
+    assert "get no guarantee" in result.report["bank_note"]
     assert [name for name, _ in result.sets] == [es.path.name]
 
 

@@ -147,22 +147,35 @@ def test_bad_options_are_refused_by_the_spec_naming_the_flag(kw, match):
         MitigationSpec(**kw)
 
 
-def test_delta_not_below_one_over_n_names_n_the_unit_and_the_patient_alternative(toy):
+def test_delta_above_one_over_ten_n_names_n_the_unit_the_largest_delta_and_the_patient_alternative(toy):
     train, bank = toy.split("train"), toy.split("validate")
     n, patients = len(train), train.rows["patient_id"].nunique()
     assert patients < n  # two pairs per patient
-    delta = 1.0 / (n - 1)  # not below 1/n pairs, but below 1/patients
+    fit_heads(train, bank, toy_heads(48, 40), epsilon=1.0, delta=1.0 / (10 * n), epochs=1)  # the limit itself holds
+    delta = 1.0 / (10 * n - 1)  # just above 1/(10 n) pairs, below 1/(10 patients)
+    assert delta < 1.0 / n  # the old rule (below 1/n) would have let it through
     with pytest.raises(RelinkError) as err:
         fit_heads(train, bank, toy_heads(48, 40), epsilon=1.0, delta=delta)
     msg = str(err.value)
-    assert f"n = {n} private pairs" in msg and f"1/delta = {n - 1:,}" in msg
-    assert "--privacy-unit patient" in msg and f"{patients} patients" in msg and "would hold" in msg
-    delta = 1.0 / (patients - 1)  # not even below 1/patients
-    with pytest.raises(RelinkError, match="would not hold either"):
+    assert f"n = {n} private pairs" in msg and f"largest delta allowed is {1 / (10 * n):.3g}" in msg
+    assert "--privacy-unit patient" in msg and f"{patients} patients" in msg and "would be allowed" in msg
+    delta = 1.0 / (10 * patients - 1)  # not within the rule for patients either
+    with pytest.raises(RelinkError, match=f"at most {1 / (10 * patients):.3g}"):
         fit_heads(train, bank, toy_heads(48, 40), epsilon=1.0, delta=delta)
     with pytest.raises(RelinkError, match=f"n = {patients} private patients") as err:
         fit_heads(train, bank, toy_heads(48, 40), epsilon=1.0, delta=delta, privacy_unit="patient")
     assert "--privacy-unit patient" not in str(err.value)
+
+
+def test_default_delta_is_a_round_value_within_the_rule():
+    from relink.dp.accounting import default_delta, max_delta
+
+    for n in (1, 7, 240, 6000, 59_999, 60_000, 200_000):
+        d = default_delta(n)
+        assert d <= 1 / (10 * n) and d == max_delta(n) or d < max_delta(n)
+        assert d > 1 / (10 * n) / 10  # rounded down by less than a factor 10
+        assert float(f"{d:.0e}") == pytest.approx(d)  # one significant digit
+    assert default_delta(6000) == pytest.approx(1e-5) and default_delta(60_000) == pytest.approx(1e-6)
 
 
 def test_missing_trunk_empty_split_and_wrong_heads_are_refused(toy, tmp_path):

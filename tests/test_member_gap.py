@@ -128,3 +128,42 @@ def test_own_study_counts_leave_the_patients_other_studies_out(direction, monkey
         assert tied[i] == np.all(C[other] == C[i], axis=1).sum(), i
         assert available[i] == other.sum(), i
     assert tied.sum() > 0
+
+
+def case_mix_cohort(n_members: int, n_non_members: int, easy_members: float, easy_non_members: float,
+                    seed: int = 0, d: int = 32) -> EmbeddingSet:
+    """No memorisation, but a finding (Edema) that makes a pair easy to re-link, more common on one side."""
+    from relink.labels import CHEXPERT_LABELS
+
+    rng = np.random.default_rng(seed)
+    rows, image, text = [], [], []
+    for split, target, easy_share in (("train", n_members, easy_members), ("test", n_non_members, easy_non_members)):
+        for p in range(target):
+            easy = rng.random() < easy_share
+            study = rng.standard_normal(d)
+            image.append(study + 1.0 * rng.standard_normal(d))
+            text.append(study + (1.0 if easy else 3.0) * rng.standard_normal(d))
+            labels = {c: np.nan for c in CHEXPERT_LABELS}
+            labels["Edema"] = 1.0 if easy else 0.0
+            rows.append({"pair_id": f"{split}{p}", "patient_id": f"{split}{p}", "split": split, "cohort": "gen",
+                         **labels})
+    return EmbeddingSet.from_arrays(pd.DataFrame(rows), np.asarray(image, np.float32), np.asarray(text, np.float32),
+                                    meta={"model": "generator"})
+
+
+def test_a_case_mix_shift_without_memorisation_is_matched_away():
+    es = case_mix_cohort(1500, 1500, easy_members=0.8, easy_non_members=0.2, seed=5)
+    gap = member_gap(es, N=100, K=1, n_boot=1000, random_state=0)
+    assert gap.attrs["matched_on"] == "studies per patient and label vector"
+    row = gap.set_index("queries").loc["gap"]
+    assert row.ci_low <= 0 <= row.ci_high
+    # the reference: matched on size and studies per patient only (the earlier design), the shift shows as a gap
+    from relink.utility import membership
+
+    plain = membership.matched_samples
+    try:
+        membership.matched_samples = lambda a, b, seed=0, *_: plain(a, b, seed)
+        shifted = member_gap(es, N=100, K=1, n_boot=1000, random_state=0).set_index("queries").loc["gap"]
+    finally:
+        membership.matched_samples = plain
+    assert shifted.ci_low > 0 and shifted.value > row.value + 0.1

@@ -14,11 +14,12 @@ pytestmark = pytest.mark.slow  # a real Opacus run on a tiny model
 @pytest.fixture(scope="module")
 def mitigated(tmp_path_factory):
     ckpt, es_dir = tiny_model_set(80)
-    out = tmp_path_factory.mktemp("real") / "dp"
+    root = tmp_path_factory.mktemp("real")
+    # the report reads the study folder (the re-projected sets); the release folder holds only heads and record
     rc = relink_main(["mitigate", "--embeddings", str(es_dir), "--epsilon", "2", "--delta", "1e-4", "--epochs", "2",
-                      "--batch-size", "8", "--lr", "0.01", "--out", str(out)])
+                      "--batch-size", "8", "--lr", "0.01", "--out", str(root / "release"), "--study", str(root / "dp")])
     assert rc == 0
-    return ckpt, es_dir, out
+    return ckpt, es_dir, root / "dp"
 
 
 def test_report_reads_a_real_mitigate_output(mitigated, tmp_path, capsys):
@@ -34,6 +35,7 @@ def test_report_reads_a_real_mitigate_output(mitigated, tmp_path, capsys):
     assert p["epsilon"] == pytest.approx(record["epsilon"]) and p["delta"] == record["delta"]
     assert p["accountant"] == record["accountant"] and p["privacy_unit"] == record["privacy_unit"]
     assert isinstance(p["noise_seed"], str) and p["noise_seed"]
+    assert record["for_release"] is True and "get no guarantee" in record["bank_note"]
     before = next(r for r in doc["risk"] if r["direction"] == "image_to_report" and r["level"] == "study"
                   and r["K"] == 1)
     after = next(r for r in run_["risk"] if r["direction"] == "image_to_report" and r["level"] == "study"

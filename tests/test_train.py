@@ -69,6 +69,12 @@ def test_ladder_layout_and_checkpoints_load(ladder, cohort_dir):
         assert not lm.model.training and lm.model_cfg["embed_dim"] == 64
         fingerprints.add(lm.fingerprint)
         assert json.loads((Path(r["path"]) / "relink.json").read_text())["step"] == r["step"]
+        # what it was trained on: the fingerprint of its training rows' pair ids (a DP run reads it)
+        from relink.cohort import read_cohort
+        from relink.models import trained_on
+
+        frame = read_cohort(cohort_dir).frame
+        assert trained_on.of_spec(r["path"]) == trained_on.private(frame.loc[frame["split"] == "train", "pair_id"])
     assert len(fingerprints) == 3
     assert not (ladder / "train-state.pt").exists()
 

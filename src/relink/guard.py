@@ -125,6 +125,17 @@ def _distinct(outputs: Sequence[Output]) -> None:
                     raise RelinkError(f"{seen[key]} and {o.flag} must name different files (both write {p})")
             for key in _forms(p):
                 seen.setdefault(key, o.flag)
+    # a folder output never holds another output (a study folder inside a release folder would be released)
+    for o in outputs:
+        if o.kind != "dir":
+            continue
+        for other in outputs:
+            if other.flag == o.flag:
+                continue
+            for q, _ in other.paths():
+                if any(_within(a, b) for a in _forms(q) for b in _forms(Path(o.path))):
+                    raise RelinkError(f"{other.flag} {other.path} lies inside {o.flag} {o.path}; "
+                                      f"choose a {other.flag} outside it")
 
 
 def _claim_work(o: Output) -> None:

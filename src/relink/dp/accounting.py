@@ -38,27 +38,43 @@ def check_accountant(name: str) -> str:
     return name
 
 
-def check_budget(delta: float, n_units: int, unit: str = "pair", n_patients: int | None = None) -> None:
-    """``delta`` must lie below ``1/n`` for ``n`` private units of kind ``unit``.
+#: delta may be at most 1/(DELTA_FACTOR n) for n private units: 1/n would permit publishing one unit outright, and
+#: a delta near 1/n leaves a real chance (n x delta) that some unit's record is exposed.
+DELTA_FACTOR = 10
 
-    A delta of 1/n or more allows a mechanism that publishes one unit's data
-    outright. When the unit is the pair and the private set holds
-    ``n_patients`` patients, the message says whether the patient unit
-    (fewer units, each a whole patient) would satisfy the bound. The ranges
-    of epsilon and delta themselves are checked by
-    :class:`relink.dp.spec.MitigationSpec`.
+
+def max_delta(n_units: int) -> float:
+    """The largest delta allowed for ``n_units`` private units: ``1 / (10 n)``."""
+    return 1.0 / (DELTA_FACTOR * n_units)
+
+
+def default_delta(n_units: int) -> float:
+    """A round delta within the rule: ``1 / (10 n)`` rounded down to one significant digit (n = 6,000 -> 1e-5)."""
+    limit = max_delta(n_units)
+    exponent = math.floor(math.log10(limit))
+    return float(f"{math.floor(limit / 10.0 ** exponent)}e{exponent}")  # 3e-4, not 3.0000000000000003e-4
+
+
+def check_budget(delta: float, n_units: int, unit: str = "pair", n_patients: int | None = None) -> None:
+    """``delta`` must be at most ``1/(10 n)`` for ``n`` private units of kind ``unit``.
+
+    Refused in one line naming n, the unit and the largest delta allowed.
+    When the unit is the pair and the private set holds ``n_patients``
+    patients, the message says whether the patient unit (fewer units, each a
+    whole patient) would allow this delta. The ranges of epsilon and delta
+    themselves are checked by :class:`relink.dp.spec.MitigationSpec`.
     """
     if n_units <= 0:
         raise RelinkError("the private training set is empty")
-    if delta < 1.0 / n_units:
+    if delta <= max_delta(n_units):
         return
-    msg = (f"--delta {delta:g} is not below 1/n for n = {n_units:,} private {unit}s (1/delta = {1.0 / delta:,.0f}): "
-           f"such a delta permits releasing one {unit}'s data outright")
+    msg = (f"--delta {delta:g} is above 1/(10 n) for n = {n_units:,} private {unit}s: the largest delta allowed is "
+           f"{max_delta(n_units):.3g}")
     if unit == "pair" and n_patients:
-        holds = delta < 1.0 / n_patients
-        msg += (f"; with --privacy-unit patient the unit is the patient ({n_patients:,} patients, and "
-                f"delta < 1/{n_patients:,} {'would hold' if holds else 'would not hold either'})")
-    raise RelinkError(msg + "; choose delta well below 1/n")
+        holds = delta <= max_delta(n_patients)
+        msg += (f" (with --privacy-unit patient, n = {n_patients:,} patients: "
+                f"{'this delta would be allowed' if holds else f'at most {max_delta(n_patients):.3g}'})")
+    raise RelinkError(msg)
 
 
 def steps_per_epoch(n_units: int, batch_size: int) -> int:

@@ -1,28 +1,28 @@
 """The one mitigation service: what `relink mitigate` and the paper both call.
 
-* :func:`resolve` fills what a :class:`relink.dp.spec.MitigationSpec` leaves
-  to the model (the temperature: ``1/exp(logit_scale)``), once;
 * :func:`mitigate` trains new heads for one spec on the ``train`` rows of an
   EmbeddingSet (the private rows) against a negative bank (default: its
   ``validate`` rows), after checking that the model's heads reproduce the
   set and that the bank lies outside the private and the evaluated rows;
-  with ``out`` it writes the result folder (:func:`write`);
+  with ``out`` it writes the release folder and, with ``study``, the study
+  folder (:func:`relink.dp.release.write`);
 * :func:`sweep` yields ``(epsilon, heads, report)`` for several epsilons
-  (``None`` = non-private) on the same data: the paper's privacy-utility
-  study. Each run is its own (epsilon, delta) guarantee; the runs together
-  are a study, not one release.
+  (``None`` = non-private) on the same data, from the same start: the
+  paper's privacy-utility study. Each run is its own (epsilon, delta)
+  guarantee; the runs together are a study, not one release.
 
-The result folder (``--out``): ``heads.safetensors``, ``privacy.json`` (the
-report, with the spec and provenance), ``checkpoint/`` (an ordinary
-open_clip checkpoint with the new heads; its ``relink.json`` carries the
-privacy summary) and ``embeddings/<name>/`` (each given set re-projected,
-nothing re-encoded). Every one of them states ``for_release`` and, when
-false, why (:attr:`MitigationSpec.release_note`).
+The heads start from a seeded random initialisation unless ``init`` names a
+model whose heads to start from (:mod:`relink.dp.start`), and the
+temperature is the spec's fixed value (never the model's learned
+``logit_scale``, which saw the private rows). Every report records what the
+start and the trunk were trained on (``trained_on``), whether the heads may
+be released and why (``for_release``, ``release_reason``: see
+:func:`relink.dp.release.status`), and that the bank's patients get no
+guarantee (``bank_note``).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,16 +32,13 @@ import numpy as np
 
 from ..embeddings import EmbeddingSet
 from ..errors import RelinkError
+from ..models import trained_on
+from . import release
 from .apply import heads_fingerprint
 from .heads_data import check_bank_outside, default_bank, private_split
 from .spec import MitigationSpec
+from .start import starting_heads, trunk_record
 from .train import fit_heads
-
-#: CLIP's initial temperature, for a model without a ``logit_scale``.
-FALLBACK_TEMPERATURE = 0.07
-SUMMARY_FIELDS = ("private", "accountant", "epsilon", "rdp_epsilon", "delta", "noise_multiplier", "clip_norm",
-                  "privacy_unit", "heads_fingerprint", "noise_seed", "for_release", "release_note")
-
 
 @dataclass
 class Mitigation:
@@ -53,19 +50,6 @@ class Mitigation:
     model: Any  # relink.models.LoadedModel
     sets: list[tuple[str, EmbeddingSet]]  # (name, set) to re-project when written
 
-    @property
-    def summary(self) -> dict[str, Any]:
-        """The fields every derived output (checkpoint, re-projected sets) carries."""
-        return {k: self.report.get(k) for k in SUMMARY_FIELDS}
-
-
-def resolve(spec: MitigationSpec, model) -> MitigationSpec:
-    """``spec`` with its temperature fixed: given, or the model's own ``1/exp(logit_scale)``."""
-    if spec.temperature is not None:
-        return spec
-    scale = getattr(getattr(model, "model", model), "logit_scale", None)
-    temperature = float(1.0 / math.exp(float(scale.detach()))) if scale is not None else FALLBACK_TEMPERATURE
-    return spec.but(temperature=temperature)
 
 
 def _load(model, es: EmbeddingSet):
@@ -97,16 +81,21 @@ def _check_reproduces(init, es: EmbeddingSet, label: str, rows: int = 16) -> Non
 
 
 def mitigate(embeddings: EmbeddingSet, spec: MitigationSpec, *, bank: EmbeddingSet | None = None, model=None,
-             apply: Sequence[EmbeddingSet] = (), names: Sequence[str] | None = None,
-             out: str | os.PathLike | None = None, progress: bool | None = None) -> Mitigation:
-    """Retrain the heads of ``model`` on ``embeddings``' ``train`` rows per ``spec``.
+             init: str | None = None, trunk_trained_on: str | None = None, apply: Sequence[EmbeddingSet] = (),
+             names: Sequence[str] | None = None, out: str | os.PathLike | None = None,
+             study: str | os.PathLike | None = None, progress: bool | None = None) -> Mitigation:
+    """Train new heads for ``model`` on ``embeddings``' ``train`` rows per ``spec``.
 
     ``bank``: the negative bank (default: ``embeddings``' ``validate``
     rows). ``model``: a LoadedModel, a model spec, or ``None`` for the one
-    named in ``embeddings.meta``. ``apply``: more sets to re-project.
-    ``names``: folder names of ``embeddings`` and each ``apply`` set under
-    ``embeddings/`` (default: their folder names). ``out``: write the result
-    folder there (claim it first with :func:`relink.io.claim_output`).
+    named in ``embeddings.meta``; its heads must reproduce the set, its
+    trunk features are what the heads read. ``init``: a model spec whose
+    heads start training (default: a random start from ``spec.init_seed``).
+    ``trunk_trained_on``: a ``public:<name>`` declaration for a trunk whose
+    weights record nothing. ``apply``: more sets to re-project (study
+    folder). ``names``: folder names of ``embeddings`` and each ``apply`` set
+    under ``embeddings/``. ``out`` / ``study``: write the release / study
+    folder there (claim them first with :func:`relink.io.claim_output`).
     """
     from ..models.heads import extract_heads
 
@@ -116,20 +105,38 @@ def mitigate(embeddings: EmbeddingSet, spec: MitigationSpec, *, bank: EmbeddingS
     if bank is None:
         bank = default_bank(embeddings)
         rest = rest.subset(rest.rows["split"].to_numpy() != "validate")
-    evaluated = [(f"the non-train rows of {embeddings.where}", rest)] + [(s.where, s) for s in apply]
+    _check_apply(embeddings, apply)
+    evaluated = [(f"the non-train rows of {embeddings.where}", rest)] + [(f"--apply {s.where}", s) for s in apply]
     check_bank_outside(bank, evaluated)
     loaded, label = _load(model, embeddings)
-    init = extract_heads(loaded.model)
-    _check_reproduces(init, embeddings, label)
-    spec = resolve(spec, loaded)
-    heads, report = fit_heads(train, bank, init, spec, progress=progress)
-    report.update(model=loaded.spec, embeddings=_name(embeddings), bank=bank_name,
-                  heads_fingerprint=heads_fingerprint(heads), spec=spec.record())
+    own = extract_heads(loaded.model)
+    _check_reproduces(own, embeddings, label)
+    heads0, start = starting_heads(own, init, spec.init_seed)
+    trunk = trunk_record(loaded.spec, trunk_trained_on)
+    heads, report = fit_heads(train, bank, heads0, spec, progress=progress)
+    report.update(heads_fingerprint=heads_fingerprint(heads), spec=spec.record(), bank=bank_name,
+                  **describe(spec, start, trunk, train, bank_name))
     sets = [embeddings, *apply]
     result = Mitigation(heads, report, spec, loaded, list(zip(_unique(names or [_name(s) for s in sets]), sets)))
     if out is not None:
-        write(result, out)
+        release.write(result, out, study)
     return result
+
+
+def describe(spec: MitigationSpec, start: str, trunk: str, train: EmbeddingSet, bank: str) -> dict[str, Any]:
+    """The release fields of a run's report: what it was trained on, its release status and why, the bank's."""
+    rows = trained_on.private(train.rows["pair_id"])
+    ok, why = release.status(spec, start, trunk, rows)
+    return {"trained_on": {"start": start, "trunk": trunk}, "private_rows": rows, "for_release": ok,
+            "release_reason": why, "release_note": None if ok else why, "bank_note": release.bank_note(bank)}
+
+
+def _check_apply(embeddings: EmbeddingSet, apply: Sequence[EmbeddingSet]) -> None:
+    mine = set(embeddings.rows["pair_id"].astype(str))
+    for s in apply:
+        if mine & set(s.rows["pair_id"].astype(str)):
+            raise RelinkError(f"--apply {s.where}: shares pairs with --embeddings (which is re-projected already); "
+                              "give --apply only sets outside it")
 
 
 def _name(es: EmbeddingSet) -> str:
@@ -145,49 +152,30 @@ def _unique(names: Sequence[str]) -> list[str]:
     return out
 
 
-def write(result: Mitigation, out: str | os.PathLike) -> Path:
-    """Write the result folder atomically, marked as `relink mitigate`'s own output."""
-    from .. import embeddings as emb
-    from ..io import atomic_dir, json_safe, mark_output, write_json
-    from ..models.registry import weights_fingerprint
-    from ..provenance import stamp
-    from .apply import apply_heads, save_heads, write_checkpoint
-
-    out = Path(out)
-    summary = result.summary
-    provenance = stamp(command="mitigate", base_weights_fingerprint=result.model.fingerprint)
-    with atomic_dir(out) as tmp:
-        save_heads(result.heads, tmp / "heads.safetensors")
-        write_json(tmp / "privacy.json", {**result.report, "provenance": provenance})
-        write_checkpoint(result.model, result.heads, tmp / "checkpoint",
-                         extra=json_safe({"relink_heads": summary, "base_model": result.model.spec}))
-        fp = weights_fingerprint(result.model.model)  # the model now carries the new heads
-        for name, es in result.sets:
-            extra = {"heads": summary, "model": str(out / "checkpoint"), "weights_fingerprint": fp,
-                     "for_release": summary["for_release"], "release_note": summary["release_note"]}
-            emb.save(apply_heads(es, result.heads, json_safe(extra)), tmp / "embeddings" / name)
-        mark_output(tmp, "mitigate")
-    return out
-
-
 def sweep(train: EmbeddingSet, bank: EmbeddingSet, spec: MitigationSpec, epsilons: Iterable[float | None], model,
-          evaluated: Sequence[tuple[str, EmbeddingSet]] = (),
+          evaluated: Sequence[tuple[str, EmbeddingSet]] = (), init: str | None = None, bank_name: str | None = None,
           progress: bool | None = None) -> Iterator[tuple[float | None, Any, dict[str, Any]]]:
     """``(epsilon, heads, report)`` per epsilon (``None``: the same training without DP).
 
     ``train``: the private rows; ``bank``: the negative bank; ``spec``: the
     shared settings (its ``epsilon`` and ``private`` are set per run; a
     non-private run takes no epsilon or delta); ``model``: the LoadedModel
-    whose heads start each run (and whose temperature fills a ``None``);
-    ``evaluated``: ``(name, set)`` pairs the bank must stay outside of.
+    whose trunk features the sets hold; ``evaluated``: ``(name, set)`` pairs
+    the bank must stay outside of; ``bank_name``: how records name the bank.
+    Every run starts from the same heads
+    (``init`` or the random start of ``spec.init_seed``) with the same
+    temperature, so the run without DP is the control of each DP run.
     """
     from ..models.heads import extract_heads
 
     check_bank_outside(bank, list(evaluated))
-    init = extract_heads(model.model)
-    spec = resolve(spec, model)
+    heads0, start = starting_heads(extract_heads(model.model), init, spec.init_seed)
+    trunk = trunk_record(model.spec)
     for eps in epsilons:
         run = spec.but(epsilon=eps, private=True) if eps is not None else spec.but(
             epsilon=None, delta=None, private=False, noise_multiplier=None)
-        heads, report = fit_heads(train, bank, init, run, progress=progress)
+        heads, report = fit_heads(train, bank, heads0, run, progress=progress)
+        name = bank_name or _name(bank)
+        report.update(heads_fingerprint=heads_fingerprint(heads), spec=run.record(), bank=name,
+                      **describe(run, start, trunk, train, name))
         yield eps, heads, report

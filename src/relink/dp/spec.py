@@ -3,7 +3,7 @@
 Every default lives here, once; each field declares its command-line flag,
 help and range (:func:`relink.options.option`), so an out-of-range value is
 refused naming the flag the user typed, whether it comes from the command
-line or from Python. Checks that need the data (delta below 1/n, the bank's
+line or from Python. Checks that need the data (delta at most 1/(10 n), the bank's
 disjointness) are made when the data is seen (:mod:`relink.dp.accounting`,
 :mod:`relink.dp.heads_data`).
 
@@ -46,7 +46,7 @@ class MitigationSpec:
                                    help="target epsilon of the run, at most 20 (beyond it the guarantee says nothing; "
                                         "required unless --non-private)")
     delta: float | None = option(None, flag="--delta", check=Range(float, 0, 1, low_open=True, high_open=True),
-                                 help="target delta, well below 1/n private units (required unless --non-private)")
+                                 help="target delta, at most 1/(10 n) for n private units (required unless --non-private)")
     accountant: str = option("prv", flag="--accountant", parse=one_of(ACCOUNTANTS), choices=ACCOUNTANTS,
                              help="accountant that calibrates the noise and reports epsilon")
     clip_norm: float = option(1.0, flag="--clip-norm", check=Range(float, 0, low_open=True),
@@ -56,8 +56,11 @@ class MitigationSpec:
                              help="expected Poisson batch size (sample rate 1/ceil(n/B))")
     lr: float = option(1e-2, flag="--lr", check=Range(float, 0, low_open=True),
                        help="Adam learning rate (with the noise, it sets how far the heads move)")
-    temperature: float | None = option(None, flag="--temperature", check=Range(float, 0, low_open=True),
-                                       help="fixed InfoNCE temperature (default: the model's own, 1/exp(logit_scale))")
+    temperature: float = option(0.07, flag="--temperature", check=Range(float, 0, low_open=True),
+                                help="fixed InfoNCE temperature, set before training (never the model's learned "
+                                     "one, which saw the private rows; default: CLIP's initial 0.07)")
+    init_seed: int = option(0, flag="--init-seed", check=Range(int, 0, SEED_MAX),
+                            help="seed of the heads' random start (depends on no data, so it may be published)")
     privacy_unit: str = option("pair", flag="--privacy-unit", parse=one_of(PRIVACY_UNITS), choices=PRIVACY_UNITS,
                                help="what one guarantee protects: one study pair, or all of a patient's pairs")
     bank_size: int | None = option(None, flag="--bank-size", check=Range(int, 1),
@@ -85,7 +88,8 @@ class MitigationSpec:
 
     @property
     def for_release(self) -> bool:
-        """Whether the heads carry a guarantee that holds as published: private, with secret noise."""
+        """Whether the noise allows a release: private, with secret noise (the start and the trunk are
+        judged with the data, :func:`relink.dp.release.status`)."""
         return self.private and self.reproducible_noise is None
 
     @property

@@ -8,6 +8,8 @@ output folder holds
 * ``rung-1``, ``rung-2``, ... — open_clip checkpoint folders
   (:func:`relink.models.checkpoint.save_checkpoint`), each loadable with
   :func:`relink.models.load_model` or ``open_clip.create_model("local-dir:...")``;
+  each ``relink.json`` says what it was trained on (``trained_on``:
+  ``private:<fingerprint of its training rows>``, :mod:`relink.models.trained_on`);
 * ``ladder.json`` — the settings (the run's *signature*) and, per rung, its
   step, the pairs seen and the mean loss of its last epoch-fraction.
 
@@ -37,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..cohort import Cohort, fingerprint, read_cohort, refuse_output_over_cohort
+from .trained_on import private as private_rows
 from ..errors import RelinkError
 from ..io import atomic_path, claim_output, write_json
 from ..options import number
@@ -152,6 +155,9 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
         "seed": seed, "save_at": steps, "augment": AUGMENT if augment else None, "max_pairs": max_pairs,
         "precision": "amp-bf16" if dev.startswith("cuda") else "fp32",
     }
+    # What every rung saw, whatever it started from: a DP run on these rows reads it to refuse a release
+    # (relink.models.trained_on); only a fingerprint of the pair ids, never the rows.
+    trained_on = private_rows(cohort.frame["pair_id"].to_numpy()[rows])
     store = LadderStore(out_dir, signature, overwrite)
     if store.finished:
         print(f"relink train: {out_dir} already holds this ladder ({len(steps)} rungs); nothing to do", file=sys.stderr)
@@ -173,13 +179,15 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
     work = store.work
     try:
         start = _resume(work, done[-1], model, optimizer, dev) if done else 0
-        ladder = {"signature": store.signature, "rungs": done, "data_load_seconds": round(load_s, 2)}
+        ladder = {"signature": store.signature, "trained_on": trained_on, "rungs": done,
+                  "data_load_seconds": round(load_s, 2)}
 
         def save_rung(step: int, loss: float, seconds: float) -> None:
             name = f"rung-{steps.index(step) + 1}"
             info = {"name": name, "step": step, "pairs_seen": step * min(batch_size, n),
                     "epochs_seen": round(step / per_epoch, 3), "loss": round(loss, 5), "train_seconds": round(seconds, 2)}
-            save_checkpoint(model, work / name, lm.model_cfg, lm.preprocess_cfg, extra={"signature": signature, **info})
+            save_checkpoint(model, work / name, lm.model_cfg, lm.preprocess_cfg,
+                            extra={"signature": signature, "trained_on": trained_on, **info})
             with atomic_path(work / STATE_FILE) as tmp:
                 torch.save({"step": step, "optimizer": optimizer.state_dict(), "signature": signature}, tmp)
             ladder["rungs"].append(info)

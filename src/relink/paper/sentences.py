@@ -108,10 +108,14 @@ def dp_caveats(privacy: dict, sweep: pd.DataFrame) -> str:
             f"release; a custodian who releases one set of heads gets that run's ε, and the model before "
             f"mitigation carries no guarantee at all.")
     if privacy.get("for_release") is False:
-        note = privacy.get("release_note") or "the noise can be replayed from the published seed"
-        text += (f" The runs here use a published noise seed so that the book can be rebuilt exactly: their heads "
-                 f"are {note.rstrip('.')}. The guarantee assumes the noise is unknown, which `relink mitigate` "
-                 f"ensures by default.")
+        reason = privacy.get("release_reason") or privacy.get("release_note") or "for study, not for release"
+        text += (f" No heads here are for release: {reason[:1].lower() + reason[1:].rstrip('.')}. The runs "
+                 "also use a published noise seed so that the book can be rebuilt exactly; `relink mitigate` "
+                 "keeps the noise secret by default, starts the heads from a random initialisation, and says "
+                 "whether its heads may be released.")
+    if privacy.get("bank_note"):
+        bank = privacy["bank_note"]
+        text += f" The guarantee does not reach the bank: {bank[:1].lower() + bank[1:].rstrip('.')}."
     return text
 
 

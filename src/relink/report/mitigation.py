@@ -1,8 +1,9 @@
 """What to do: before/after from ``relink mitigate`` outputs, or a generated recommendation.
 
-A ``--mitigated DIR`` is a ``relink mitigate`` output folder: ``privacy.json``
-and ``embeddings/<name>/``, the mitigated heads applied to cached trunk
-features. The set compared is the one holding exactly the audited pairs
+A ``--mitigated DIR`` is a ``relink mitigate`` study folder (``--study``):
+``privacy.json`` and ``embeddings/<name>/``, the mitigated heads applied to
+cached trunk features (the release folder, ``--out``, holds only the heads
+and the privacy record). The set compared is the one holding exactly the audited pairs
 (after the same ``--split``), re-ordered to the audited rows, so before and
 after are measured on the same queries; it must come from the audited model
 (its ``heads.base_weights_fingerprint`` / ``heads.base_model`` equal the
@@ -220,8 +221,8 @@ def recommendation(verdict: dict[str, Any], rows: list[dict[str, Any]], spec, re
                       + f"until then treat it as elevated: {CONTROLS}."]
     if not runs:
         out.append("Retrain only the projection heads with differential privacy: `relink mitigate --embeddings DIR "
-                   "--epsilon E --delta D --out MITIGATED` (the noise stays secret by default), then re-run this "
-                   "report with `--mitigated MITIGATED`; it is advice only if the re-run verdict is lower.")
+                   "--bank PUBLIC --epsilon E --delta D --out RELEASE --study STUDY` (the noise stays secret by default), "
+                   "then re-run this report with `--mitigated STUDY`; it is advice only if the re-run verdict is lower.")
     worst = max(verdict["rows"], key=lambda r: r["excess_images"] if math.isfinite(r["excess_images"]) else -1)
     per_image = worst["excess_images"] / released if released else float("nan")
     if per_image > 0 and math.isfinite(per_image):

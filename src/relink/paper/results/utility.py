@@ -18,7 +18,7 @@ from ...embeddings import load as load_embeddings
 from ..stages import Context, load
 from . import Result
 from .common import finish, headline_sets
-from .dp import HEADLINE
+from .dp import HEADLINE, RELEASE
 
 
 def _rows(ctx: Context, es: EmbeddingSet, loaded, text_head, state: str) -> list[dict[str, Any]]:
@@ -43,7 +43,8 @@ def _rows(ctx: Context, es: EmbeddingSet, loaded, text_head, state: str) -> list
     for _, r in gap.iterrows():
         metric = "member_gap" if r["queries"] == "gap" else f"recall_{r['queries']}"
         rows.append({"state": state, "features": "projected", "metric": metric, "value": float(r["value"]),
-                     "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "n_labels": np.nan})
+                     "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "n_labels": np.nan,
+                     "matched_on": gap.attrs.get("matched_on")})
     return rows
 
 
@@ -55,7 +56,7 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     loaded = load(rung)
     rows = _rows(ctx, full, loaded, extract_heads(loaded.model).text, "before")
     mitigated = upstream["dp"] / HEADLINE
-    heads = load_heads(mitigated / "heads.safetensors")
+    heads = load_heads(upstream["dp"] / RELEASE / "heads.safetensors")
     rows += _rows(ctx, load_embeddings(mitigated / "embeddings" / "internal"), loaded, heads.text, "dp")
     finish(tmp, ctx, "utility", {"utility.parquet": pd.DataFrame(rows)}, {"model": rung.name})
 

@@ -1,0 +1,85 @@
+"""What a model was trained on: the record every checkpoint's ``relink.json`` carries as ``trained_on``.
+
+A DP guarantee on retrained heads covers the heads' training *given* a
+start and a trunk. If either was learned without DP on the same private
+rows, the released model is not DP with respect to them. So each model says
+what it saw, as one string:
+
+* ``"random-init"``: a seeded random initialisation (no data);
+* ``"public:<name>"``: weights trained only on data that is public or
+  outside the private cohort (declared by whoever publishes them: a hub
+  model, a built-in pretrained tag);
+* ``"private:<fingerprint>"``: trained on these rows, named by
+  :func:`rows_fingerprint` of their pair ids (the rows themselves are never
+  written).
+
+``relink train`` writes ``private:<fingerprint of its training rows>`` into
+each rung; :func:`of_spec` reads a spec's record (``None``: not recorded, so
+not declared independent of anything).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+RANDOM_INIT = "random-init"
+PUBLIC = "public:"
+PRIVATE = "private:"
+
+
+def rows_fingerprint(pair_ids: Iterable[object]) -> str:
+    """sha256 (16 hex) of the sorted pair ids: the same rows give the same fingerprint, in any order."""
+    h = hashlib.sha256()
+    h.update("\x1f".join(sorted(str(p) for p in pair_ids)).encode())
+    return h.hexdigest()[:16]
+
+
+def private(pair_ids: Iterable[object]) -> str:
+    """The record of a model trained on these rows."""
+    return PRIVATE + rows_fingerprint(pair_ids)
+
+
+def is_independent(record: str | None) -> bool:
+    """Whether a record declares the weights independent of any private rows."""
+    return isinstance(record, str) and (record == RANDOM_INIT or (record.startswith(PUBLIC) and len(record) > len(PUBLIC)))
+
+
+def is_valid(record: object) -> bool:
+    """A well-formed record (what ``--init`` and a checkpoint's ``relink.json`` may hold)."""
+    return isinstance(record, str) and (is_independent(record) or (record.startswith(PRIVATE) and len(record) > len(PRIVATE)))
+
+
+def of_folder(folder: str | os.PathLike) -> str | None:
+    """``trained_on`` of a checkpoint folder's ``relink.json`` (``None`` when absent or malformed)."""
+    f = Path(folder) / "relink.json"
+    try:
+        record = json.loads(f.read_text()).get("trained_on")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return record if is_valid(record) else None
+
+
+def of_spec(spec: str) -> str | None:
+    """What a model spec's weights were trained on, as far as it says.
+
+    A local folder answers from its ``relink.json``; a bare architecture
+    name is a random initialisation; a hub model or a built-in pretrained
+    tag is public (published weights, named by their spec); a local weights
+    file (``NAME:FILE``) says nothing and gives ``None``.
+    """
+    from .registry import parse_spec
+
+    name, pretrained = parse_spec(spec)
+    if name.startswith("local-dir:"):
+        return of_folder(name[len("local-dir:"):])
+    if name.startswith("hf-hub:"):
+        return PUBLIC + name
+    if pretrained is None:
+        return RANDOM_INIT
+    if os.path.isfile(pretrained) or os.sep in pretrained:
+        return None
+    return f"{PUBLIC}{name}:{pretrained}"

@@ -1,0 +1,127 @@
+"""The DP effect in words and claim rows, from result ``dp``'s paired contrasts (``contrasts.parquet``).
+
+DP's own effect is the contrast of DP heads with heads trained the same way
+without DP (``dp_vs_no_dp``: same start, bank, epochs, temperature); the
+contrast with the model before mitigation (``dp_vs_before``) mixes it with
+what retraining the heads does by itself (``no_dp_vs_before``). Every figure
+here is a paired patient-bootstrap relative change on the same rows, with
+its 95% interval; "monotone" is said only where each step's interval
+excludes 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+
+def contrast(table: pd.DataFrame, name: str, cohort: str, epsilon: float | None = None) -> dict[str, Any] | None:
+    """The one row of ``name`` for ``cohort`` (and ``epsilon``), or ``None`` when the profile has none."""
+    rows = table[(table["contrast"] == name) & (table["cohort"] == cohort)]
+    if epsilon is not None:
+        rows = rows[(rows["epsilon"] - float(epsilon)).abs() < 1e-12]
+    return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def pct(row: dict[str, Any] | None) -> str:
+    """``-16.0% [-30.1, -2.2]`` (a relative change in percent with its interval), or ``n/a``."""
+    if row is None or not math.isfinite(row["value"]):
+        return "n/a"
+    lo, hi = row["ci_low"], row["ci_high"]
+    interval = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{100 * row['value']:+.1f}%{interval}"
+
+
+def excludes_zero(row: dict[str, Any] | None) -> bool:
+    return row is not None and math.isfinite(row["ci_high"]) and (row["ci_high"] < 0 or row["ci_low"] > 0)
+
+
+def effect_sentence(table: pd.DataFrame, epsilon: float, cohort: str, name: str = "the internal cohort") -> str:
+    """DP's own effect beside the change from before and from retraining alone, for one cohort."""
+    own = contrast(table, "dp_vs_no_dp", cohort, epsilon)
+    before = contrast(table, "dp_vs_before", cohort, epsilon)
+    retrain = contrast(table, "no_dp_vs_before", cohort)
+    if before is None:
+        return f"No DP contrast was computed on {name}."
+    text = f"On {name}, DP heads at ε = {epsilon:g} change Recall@1 by {pct(before)} against the model before mitigation"
+    if own is None:
+        return text + " (this profile trains no heads without DP, so DP's own effect is not separated from retraining)."
+    verdict = "an interval that excludes 0" if excludes_zero(own) else "an interval that includes 0"
+    return (text + f"; retraining the heads the same way without DP changes it by {pct(retrain)}, so DP's own effect, "
+            f"against that control, is {pct(own)} ({verdict}).")
+
+
+def monotone_sentence(table: pd.DataFrame, cohort: str) -> str:
+    """Whether recall rises with epsilon step by step, each step a paired interval."""
+    steps = table[(table["contrast"] == "dp_vs_next_epsilon") & (table["cohort"] == cohort)].sort_values("epsilon")
+    if steps.empty:
+        return "One DP budget only: no frontier to order."
+    clear = [excludes_zero(r) and r["value"] < 0 for r in steps.to_dict("records")]
+    parts = "; ".join(f"{r['a']} vs {r['b']}: {pct(r)}" for r in steps.to_dict("records"))
+    if all(clear):
+        return f"Each smaller ε lowers Recall@1 against the next larger one, each step's paired interval below 0 ({parts})."
+    return (f"The frontier is not shown to be monotone: not every step between budgets has a paired interval below 0 "
+            f"({parts}).")
+
+
+def claim_rows(table: pd.DataFrame, epsilon: float, internal: str, external: str | None) -> dict[str, tuple]:
+    """Chapter 6's DP rows: the study's design (DP heads vs the model before mitigation), with DP's own effect named.
+
+    The study's -61.8% compares the mitigated model with the model before
+    mitigation; the matching contrast here is ``dp_vs_before``, paired; the
+    "how" column also gives DP's own effect against retraining without DP.
+    """
+    out = {}
+    for key, cohort in (("dp_drop_internal", internal), ("dp_transfer_external", external)):
+        row = None if cohort is None else contrast(table, "dp_vs_before", cohort, epsilon)
+        if row is None:
+            out[key] = (None, None, "no external cohort in this profile" if cohort is None else "not computed")
+            continue
+        own = contrast(table, "dp_vs_no_dp", cohort, epsilon)
+        how = (f"paired relative change vs the model before mitigation (the study's design), ε = {epsilon:g}, "
+               f"N = {int(row['N']):,}, {cohort}; DP's own effect vs retraining without DP: {pct(own)}")
+        out[key] = (100 * float(row["value"]), bool(row["ci_high"] < 0), how)
+    return out
+
+
+def audit_figure(audits: pd.DataFrame):
+    """The one-run audit per run: the empirical 95% lower bound on ε against the claimed ε (the diagonal: claim =
+    bound; a point above it would be a bug). The run without DP, which claims nothing, is drawn at the right edge."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.6, 4.0), layout="constrained")
+    ax = fig.subplots()
+    dp = audits[audits["claimed_epsilon"].notna()]
+    plain = audits[audits["claimed_epsilon"].isna()]
+    top = max([1.0, *dp["claimed_epsilon"].tolist(), *audits["epsilon_lower_bound"].tolist()]) * 1.3
+    ax.plot([0, top], [0, top], color="grey", ls=":", label="bound = claim")
+    ax.scatter(dp["claimed_epsilon"], dp["epsilon_lower_bound"], color="C0", zorder=3, label="DP runs")
+    for x in plain["epsilon_lower_bound"]:
+        ax.axhline(float(x), color="C3", ls="--", label="run without DP (no claim)")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("claimed ε (accountant)")
+    ax.set_ylabel("empirical ε, 95% lower bound")
+    ax.legend(fontsize="x-small")
+    ax.grid(True, alpha=0.3)
+    return fig
+
+
+def gap_intervals(util: pd.DataFrame) -> str:
+    """Chapter 5: the member gap's 95% intervals before and after DP, in points, each said to contain 0 or not."""
+    def one(state: str) -> str:
+        r = util[(util["metric"] == "member_gap") & (util["state"] == state)].iloc[0]
+        holds = r["ci_low"] <= 0 <= r["ci_high"]
+        return f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}] ({'contains' if holds else 'excludes'} 0)"
+
+    return f"{one('before')} before and {one('dp')} after"
+
+
+def gap_matched_on(util: pd.DataFrame) -> str:
+    """What the member gap's two sides were matched on (beyond size)."""
+    gaps = util[util["metric"] == "member_gap"]
+    if "matched_on" in gaps and gaps["matched_on"].notna().any():
+        return str(gaps["matched_on"].dropna().iloc[0])
+    return "studies per patient"
