@@ -143,6 +143,8 @@ def _inputs(args: argparse.Namespace) -> list:
 
 
 def _audit(args: argparse.Namespace, spec) -> int:
+    from pathlib import Path
+
     from .. import embeddings as emb
     from ..dp.audit import run_audit
     from ..errors import RelinkError
