@@ -4,7 +4,7 @@ with the network off (a proxy that answers nothing), then checked for what a rev
 * a broken image (an ``<img>`` that did not load);
 * a figure the text promises and does not show: every ``{numref}`` link to a figure (a link to an
   anchor ``#fig-...``: the marker) must reach a ``<figure>`` holding a loaded image and a numbered
-  caption; every figure must have both;
+  caption; every figure must have both, and every image a chapter's code outputs must be in one;
 * raw LaTeX: math that MathJax left untypeset (a ``.math`` element with no ``mjx-container``),
   a ``$`` or TeX command in the prose, or MathJax loaded from the network;
 * a doubled word in the prose ("the the", "synthetic synthetic");
@@ -60,6 +60,8 @@ CHECK_JS = r"""
                       number: !!(cap && cap.querySelector('.caption-number')),
                       caption: cap ? cap.textContent.replace(/\s+/g, ' ').trim() : ''});
     });
+    f.uncaptioned = Array.from(document.querySelectorAll('.cell_output img'))
+      .filter(img => !img.closest('figure')).map(img => img.getAttribute('src'));
     document.querySelectorAll('a[href*="#fig-"]').forEach(a => f.promises.push(a.getAttribute('href')));
     document.querySelectorAll('.math').forEach(m => { if (!m.querySelector('mjx-container')) f.untypeset += 1; });
     document.querySelectorAll('script[src]').forEach(s => {
@@ -100,9 +102,11 @@ CHECK_JS = r"""
 
 
 def pages(html: Path) -> list[Path]:
-    """Every content page of a built book."""
+    """Every content page of a built book (not the files it offers for download, such as the custodian's
+    report, a standalone page whose policy forbids scripts; its own browser test checks it)."""
     return sorted(p for p in html.rglob("*.html")
-                  if p.name not in SKIP and not {"_static", "_sources", "_images"} & set(p.relative_to(html).parts))
+                  if p.name not in SKIP
+                  and not {"_static", "_sources", "_images", "_downloads"} & set(p.relative_to(html).parts))
 
 
 def _instrumented_copy(html: Path, dest: Path) -> Path:
@@ -126,7 +130,7 @@ def open_page(page: Path, profile: Path) -> dict:
            page.resolve().as_uri()]
     for _ in range(2):  # one retry: a headless start on a busy machine now and then returns an empty DOM
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-        found = re.search(rf'<pre id="{MARK}">(.*?)</pre>', done.stdout, flags=re.S)
+        found = re.search(rf'<pre id="{MARK}"[^>]*>(.*?)</pre>', done.stdout, flags=re.S)
         if found:
             break
     if not found:
@@ -136,10 +140,12 @@ def open_page(page: Path, profile: Path) -> dict:
     return json.loads(htmllib.unescape(found.group(1)))
 
 
-def check_book(html: Path, work: Path, expected_figures: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+def check_book(html: Path, work: Path, expected_figures: dict[str, list[str]] | None = None,
+               uncaptioned_ok: frozenset[str] = frozenset()) -> dict[str, list[str]]:
     """Problems per page (relative path -> messages); empty when every page passes.
 
-    ``expected_figures``: page -> figure ids it must show (for a figure that no prose links to).
+    ``expected_figures``: page -> figure ids it must show (for a figure that no prose links to);
+    ``uncaptioned_ok``: pages whose output images may still lack a numbered caption.
     """
     if CHROMIUM is None:
         raise RuntimeError("headless Chromium is not installed")
@@ -161,6 +167,8 @@ def check_book(html: Path, work: Path, expected_figures: dict[str, list[str]] | 
                 msgs.append(f"figure {fig['id'] or '(no id)'} shows no image")
             if not fig["number"] or len(fig["caption"]) < 20:
                 msgs.append(f"figure {fig['id'] or '(no id)'} has no numbered caption")
+        if name not in uncaptioned_ok:
+            msgs += [f"figure {src} has no number or caption (not in a figure)" for src in r["uncaptioned"]]
         for href in r["promises"]:
             target, _, anchor = href.partition("#")
             target_page = (page.parent / target).resolve().relative_to(copy.resolve()).as_posix() if target else name
