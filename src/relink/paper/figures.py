@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..labels import CHEXPERT_LABELS
 from . import summaries as S
@@ -24,6 +24,7 @@ from .display import value
 STATE_COLORS = {"positive": "#c0392b", "uncertain": "#e67e22", "negative": "#2980b9", "missing": "#bdc3c7"}
 #: one colour per kind of distractor, the same in a chapter's lines, markers and bands
 NEGATIVE_COLORS = {"random": "C0", "pathology_matched": "C1", "positive_set_matched": "C2", "paired_random": "C3"}
+NEGATIVE_MARKERS = {"random": "o", "pathology_matched": "s", "positive_set_matched": "^", "paired_random": "v"}
 
 
 def _axes(width: float = 6.4, height: float = 4.0, ncols: int = 1):
@@ -86,6 +87,14 @@ def _band(ax, x, value, low, high, color, label, **kw) -> None:
     ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
 
 
+def _plain_log_axes(ax) -> None:
+    """Log axes labelled with plain numbers at 1-2-5 steps (0.5, 1, 2, 1,000), not 10^3 or 5 x 10^-1."""
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+
+
 def _recall_lines(ax, table: pd.DataFrame, cohort: str, K: int, lift: bool) -> None:
     for i, model in enumerate(S.ladder_order(table)):
         rows = S.pick(table, model=model, cohort=cohort, K=K)
@@ -107,6 +116,7 @@ def recall_vs_pool(table: pd.DataFrame, cohort: str, K: int = 1) -> Figure:
     ax.plot(Ns, 100 * np.minimum(K, Ns) / Ns, "k--", label="chance")
     ax.set_ylabel(f"Recall@{K}, image → report (%)")
     ax.set_title(cohort)
+    _plain_log_axes(ax)
     _legend_below(fig, ax, ncols=4)
     return fig
 
@@ -118,6 +128,7 @@ def lift_vs_pool(table: pd.DataFrame, cohort: str, K: int = 1) -> Figure:
     ax.axhline(1, color="k", ls="--", label="chance")
     ax.set_ylabel(f"lift of Recall@{K} over chance (×)")
     ax.set_title(cohort)
+    _plain_log_axes(ax)
     _legend_below(fig, ax, ncols=4)
     return fig
 
@@ -131,10 +142,13 @@ def hard_negatives(table: pd.DataFrame, model: str, cohort: str, K: int = 1) -> 
         color = NEGATIVE_COLORS.get(negatives, f"C{4 + i}")
         rows = S.pick(table, model=model, cohort=cohort, K=K, negatives=negatives)
         rows = rows[(rows["pool"] != "full") & (rows["coverage"] > 0)].sort_values("N")
+        if rows.empty:  # no pool this kind could fill: no mark, so no legend entry either
+            continue
         chance = rows["chance"].to_numpy()
         x, y = rows["N"], rows["value"] / chance
-        ax.plot(x, y, color=color, label=negatives.replace("_", " "))
-        ax.scatter(x, y, s=10 + 60 * rows["coverage"], color=color, zorder=3)
+        shape = NEGATIVE_MARKERS.get(negatives, "D")  # a shape too: kinds with equal values stay visible
+        ax.plot(x, y, color=color, marker=shape, markersize=0, label=negatives.replace("_", " "))
+        ax.scatter(x, y, s=10 + 60 * rows["coverage"], color=color, marker=shape, alpha=0.85, zorder=3)
         ax.fill_between(x, rows["ci_low"] / chance, rows["ci_high"] / chance, color=color, alpha=0.2, linewidth=0)
     ax.axhline(1, color="k", ls="--", label="chance")
     ax.set_xscale("log")
@@ -143,7 +157,10 @@ def hard_negatives(table: pd.DataFrame, model: str, cohort: str, K: int = 1) -> 
     ax.set_ylabel(f"lift of Recall@{K} over chance (×)")
     ax.set_title(f"{model}, {cohort}")
     ax.grid(True, which="both", alpha=0.3)
+    _plain_log_axes(ax)
     handles, labels = ax.get_legend_handles_labels()
+    handles = [Line2D([], [], color=h.get_color(), marker=h.get_marker(), markersize=6) if h.get_marker() not in
+               (None, "None", "") else h for h in handles]
     for share in (1.0, 0.5):  # what a marker's size means
         handles.append(Line2D([], [], ls="", marker="o", color="0.5", markersize=np.sqrt(10 + 60 * share)))
         labels.append(f"coverage {share:.0%}")
@@ -197,8 +214,8 @@ def utility(util: pd.DataFrame) -> Figure:
     panels: dict[str, list[str]] = {}
     for m in metrics:
         panels.setdefault(_quantity(m), []).append(m)
-    fig, axes = _axes(3.2 + 2.4 * len(metrics), 4.2, len(panels))
-    axes = np.atleast_1d(axes)
+    fig = Figure(figsize=(3.2 + 2.4 * len(metrics), 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), width_ratios=[len(g) for g in panels.values()]))
     width = 0.8 / len(states)
     for ax, (quantity, group) in zip(axes, panels.items()):
         for j, state in enumerate(states):
