@@ -9,7 +9,8 @@ with the network off (a proxy that answers nothing), then checked for what a rev
   a ``$`` or TeX command in the prose, or MathJax loaded from the network;
 * a doubled word in the prose ("the the", "synthetic synthetic");
 * horizontal overflow: a page wider than the window, or a table, code block, output, figure or
-  equation that needs sideways scrolling or sticks out of the text column.
+  equation that needs sideways scrolling or sticks out of the text column; a framed page (the
+  custodian's report) shown in a frame shorter than itself.
 
 Used by tests/test_paper_smoke.py on the smoke book it builds (no second build) and by hand on
 any built book: ``python tests/book_browser.py book/_build/html``.
@@ -76,6 +77,13 @@ CHECK_JS = r"""
       let m;
       while ((m = re.exec(t)) !== null) f.doubled.push(t.slice(Math.max(0, m.index - 30), m.index + m[0].length + 30));
     }
+    document.querySelectorAll('iframe').forEach(fr => {
+      let doc = null;
+      try { doc = fr.contentDocument; } catch (e) { doc = null; }
+      if (doc && doc.documentElement && doc.documentElement.scrollHeight > fr.clientHeight + 4)
+        f.overflow.push('iframe "' + (fr.title || '') + '": ' + doc.documentElement.scrollHeight +
+                        ' px of content in a ' + fr.clientHeight + ' px frame (not at full height)');
+    });
     const de = document.documentElement;
     if (de.scrollWidth > window.innerWidth + 1) f.overflow.push('page ' + de.scrollWidth + ' px wide');
     const right = article.getBoundingClientRect().right;

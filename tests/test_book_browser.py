@@ -44,6 +44,8 @@ FAULTS = {
                    + '</tr></table>', "overflow"),
     "wide-code": ('<p>Code</p><pre style="overflow-x:auto">' + "x" * 400 + '</pre>', "overflow"),
     "no-caption": ('<figure id="fig-c"><img src="_images/a.png"></figure>', "no numbered caption"),
+    "short-frame": ('<iframe title="r" style="height:100px" srcdoc="<p style=&quot;height:900px&quot;>tall</p>"></iframe>',
+                    "not at full height"),
     "bare-output": ('<div class="cell_output"><img src="_images/a.png"></div>', "not in a figure"),
 }
 

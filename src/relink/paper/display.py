@@ -131,6 +131,9 @@ def framed(page: str, height: int = 900) -> str:
     with its own Content-Security-Policy; the report's policy already forbids scripts and any request.)"""
     import html
 
+    # Full height once loaded: the book page (not the report, whose policy forbids scripts) sizes the
+    # frame to its content, so the report reads as part of the page; ``height`` holds without scripts.
+    fit = "this.style.height=(this.contentDocument.documentElement.scrollHeight+2)+'px'"
     return (f'<div class="relink-framed"><iframe title="The custodian\'s report" '
-            f'srcdoc="{html.escape(page, quote=True)}" '
+            f'srcdoc="{html.escape(page, quote=True)}" onload="{fit}" '
             f'style="width:100%;height:{int(height)}px;border:1px solid #ccc;border-radius:4px"></iframe></div>')
