@@ -1,8 +1,9 @@
 """Peak resident memory of `relink paper`, stage by stage, and of every chapter in a fresh kernel.
 
-Each result of the paper (cohorts, audit with the ladder's training and embeddings, hard negatives,
-DP, utility, ...) is built in its own fresh process, in dependency order, into an empty artifacts
-folder, so each peak is that stage's alone; then each chapter is executed again (``--force``) in a
+The stages the results stand on (generated cohorts, the ladder's training, each cohort's
+embeddings), then each result of the paper (audit, hard negatives, DP, utility, ...), are built
+each in its own fresh process, in dependency order, into an empty artifacts folder, so each peak
+is that stage's alone; then each chapter is executed again (``--force``) in a
 fresh kernel with every artifact present; then the book is built. Memory is sampled from /proc
 (psutil) every 0.1 s over the whole process tree: ``peak_process_mib`` is the largest single process
 (the one a 2 GB Binder limit would stop first), ``peak_tree_mib`` the largest sum over the tree.
@@ -87,6 +88,14 @@ def main(argv: list[str]) -> int:
     needed = sorted({r for c in chapters() for r in c.results})
     order = [name for name in registry() if name in needed or any(name in registry()[n].upstream for n in needed)]
     report = {"profile": args.profile, "cpus": os.cpu_count(), "stages": {}, "chapters": {}}
+    # the stages the results stand on, each alone: generated cohorts, the ladder's training, embeddings
+    ctx = (f"from relink.paper.profiles import get_profile; from relink.paper import stages as S; "
+           f"p = get_profile({args.profile!r}); ctx = S.Context(p, S.default_root(p)); ")
+    for name, call in (("cohorts (generate)", "S.cohorts(ctx)"), ("ladder (train)", "S.rung_ids(ctx)"),
+                       ("embeddings (internal)", "S.role_embeddings(ctx, 'internal')"),
+                       ("embeddings (external)", "S.role_embeddings(ctx, 'external')")):
+        report["stages"][name] = measure([sys.executable, "-c", ctx + call], env)
+        print(name, {k: v for k, v in report["stages"][name].items() if k != "tail"}, flush=True)
     for name in order:
         code = (f"from relink.paper.profiles import get_profile; from relink.paper.results import build_results; "
                 f"build_results(get_profile({args.profile!r}), [{name!r}])")
