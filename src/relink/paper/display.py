@@ -107,7 +107,7 @@ def show(frame: pd.DataFrame, formats: Mapping[str, str] | None = None, caption:
         style = style.set_uuid(uid)  # stable HTML ids: an unchanged table renders the same page
     if caption:
         style = style.set_caption(caption)
-    cell = [("padding", "0.25em 0.8em")]
+    cell = [("padding", "0.25em 0.55em")]  # narrow enough for a seven-column table in the book's column
     return style.set_table_styles([{"selector": "th", "props": [("text-align", "left"), *cell]},
                                    {"selector": "td", "props": [("text-align", "left"), *cell]},
                                    {"selector": "caption", "props": [("caption-side", "top"), ("text-align", "left")]}])
