@@ -29,7 +29,7 @@ from pathlib import Path
 
 CHROMIUM = next((p for p in (os.environ.get("RELINK_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
                              shutil.which("chromium-browser")) if p and Path(p).is_file()), None)
-WIDTH = 1280
+WIDTH = int(os.environ.get("RELINK_BROWSER_WIDTH", "1280"))  # px; the narrow-screen check sets it
 MARK = "relink-browser-check"
 # Sphinx's own utility pages hold no content of the book
 SKIP = {"genindex.html", "search.html", "py-modindex.html"}
