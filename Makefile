@@ -46,3 +46,7 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) artifacts
+
+# environment.yml (conda, Binder) is generated from pyproject.toml: one dependency list.
+environment.yml: pyproject.toml tools/environment_yml.py
+	$(PYTHON) tools/environment_yml.py

@@ -70,9 +70,9 @@ glue("profile_name", res.profile.name)
 # uncertain (hedged mention), negative (explicit negation) or missing (not
 # mentioned). Pathology-matched hard negatives (chapter 3) are drawn within
 # groups of identical label vectors, so the prevalence decides how large those
-# groups are.
+# groups are ({numref}`fig-prevalence`).
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-prevalence", "caption": "Label states of the 14 CheXpert observations in each cohort, as a share of its image-report pairs: positive, uncertain (hedged), negative (explicitly negated) or missing (not mentioned)."}}
 fig = figures.prevalence(prevalence)
 glue("fig_prevalence", fig, display=False)
 fig
@@ -84,7 +84,7 @@ fig
 # credentialed profiles never show an image, a report or an identifier: their
 # chapters print aggregates only, and a scan of every executed chapter checks it.
 
-# %% tags=["remove-input"]
-if not res.profile.credentialed:
+# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-examples", "caption": "Synthetic examples: each image (left, with its cohort) beside the findings and impression of its own report (right), as the generator wrote them. Credentialed profiles never show this figure."}}
+if not res.profile.credentialed:  # shown, not only drawn: the figure is the cell's displayed output
     examples = res.json("cohorts", "examples.json")
-    figures.example_pairs(examples, res.file("cohorts", "."))
+    display(figures.example_pairs(examples, res.file("cohorts", ".")))

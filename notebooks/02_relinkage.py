@@ -46,8 +46,11 @@ n_target = S.largest_finite_pool(audit, cohort=internal)
 
 # %% [markdown]
 # ## Recall@1 against the pool size
+#
+# {numref}`fig-recall-vs-pool` shows Recall@1 for every rung of the ladder as the
+# pool grows, beside the chance level $1/N$.
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-recall-vs-pool", "caption": "Recall@1 (image \u2192 report, %) against the candidate pool size N on the held-out internal split, one line per model of the ladder; bands: 95% patient-bootstrap intervals; dashed: chance, 1/N."}}
 fig = figures.recall_vs_pool(audit, cohort=internal, K=1)
 glue("fig_recall_vs_pool", fig, display=False)
 fig
@@ -88,8 +91,11 @@ glue("n_rungs", len(r100))
 # {glue:text}`ladder_monotone` with specialization.
 #
 # ## Lift over chance
+#
+# The same recall divided by chance ({numref}`fig-lift`): how many times more
+# often than a blind guess the true report wins.
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-lift", "caption": "Lift of Recall@1 over chance (\u00d7) against the pool size N, internal held-out split, one line per model; bands: 95% patient-bootstrap intervals; dashed: chance (lift 1)."}}
 fig = figures.lift_vs_pool(audit, cohort=internal, K=1)
 glue("fig_lift", fig, display=False)
 fig
@@ -112,7 +118,7 @@ display(show(recall, uid="recall", formats={c: ".2f" for c in recall.columns if 
 # %% tags=["remove-cell"]
 glue("external_sentence", prose(sentences.external_relinkage(audit, strongest, external)))
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-recall-external", "caption": "Recall@1 (image \u2192 report, %) against the pool size N on the external cohort, with the models trained on the internal cohort and no retraining; bands: 95% patient-bootstrap intervals; dashed: chance, 1/N."}}
 if external is not None:
     fig = figures.recall_vs_pool(audit, cohort=external, K=1)
     display(fig)

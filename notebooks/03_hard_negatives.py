@@ -49,7 +49,7 @@ hn = res.table("hard_negatives", "hard_negatives.parquet")
 internal, external = S.cohort_names(hn)
 strongest = S.strongest_model(hn)
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-hard-negatives", "caption": "Lift of the strongest model's Recall@1 over chance (\u00d7) against the pool size N, internal held-out split, for random and label-matched distractors; marker area: coverage (the share of queries whose label group fills a pool of N); bands: 95% patient-bootstrap intervals; dashed: chance."}}
 fig = figures.hard_negatives(hn, model=strongest, cohort=internal, K=1)
 glue("fig_hard_negatives", fig, display=False)
 fig
@@ -71,6 +71,7 @@ glue("hn_retained", 100 * hard["value"] / hard["paired_random_value"])
 glue("hn_verdict", prose(S.hard_negative_verdict(hard)))
 
 # %% [markdown]
+# {numref}`fig-hard-negatives` sets the kinds of distractors side by side.
 # In pools of {glue:text}`hn_pool:,d` drawn within the query's label group
 # (coverage {glue:text}`hn_matched_coverage:.0f`% of queries), the strongest
 # model's Recall@1 is {glue:text}`hn_matched_lift:.1f` times chance (lower

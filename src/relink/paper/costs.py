@@ -168,7 +168,7 @@ def gpu_embedding_note(measured: dict[str, Any]) -> dict[str, Any]:
 
 def audit_scale_table(scale: dict[str, Any]) -> pd.DataFrame:
     """``benchmarks/audit_scale.py``'s measurements, one row per size and process count."""
-    rows = [{"pairs (Q = M)": f"{r['n']:,}", "processes": r["processes"], "audit": hours_seconds(r["wall_s"]),
+    rows = [{"pairs (Q = R)": f"{r['n']:,}", "processes": r["processes"], "audit": hours_seconds(r["wall_s"]),
              "bare product": hours_seconds(r["bare_s"]), "audit / product": f"{r['ratio']:.2f}",
              "peak RSS": f"{r['peak_mib']:,.0f} MiB",
              "above Python + torch": f"{r['over_torch_mib']:,.0f} MiB"}
@@ -205,7 +205,7 @@ def archive_projection(scale: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for n in ARCHIVE_PAIRS:
         product = 2.0 * n * n * d / GPU_FP32_FLOPS
-        row = {"pairs (Q = M)": f"{n:,}", "embeddings (both sides, fp32)": f"{2 * n * d * 4 / 1e9:,.0f} GB",
+        row = {"pairs (Q = R)": f"{n:,}", "embeddings (both sides, fp32)": f"{2 * n * d * 4 / 1e9:,.0f} GB",
                "this CPU, 1 process": hours(n * n * per_cell)}
         row.update({f"{p} GPU{'s' if p > 1 else ''} (projection)": hours(product * overhead / p) for p in GPU_COUNTS})
         rows.append(row)

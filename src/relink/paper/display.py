@@ -107,7 +107,7 @@ def show(frame: pd.DataFrame, formats: Mapping[str, str] | None = None, caption:
         style = style.set_uuid(uid)  # stable HTML ids: an unchanged table renders the same page
     if caption:
         style = style.set_caption(caption)
-    cell = [("padding", "0.25em 0.8em")]
+    cell = [("padding", "0.25em 0.55em")]  # narrow enough for a seven-column table in the book's column
     return style.set_table_styles([{"selector": "th", "props": [("text-align", "left"), *cell]},
                                    {"selector": "td", "props": [("text-align", "left"), *cell]},
                                    {"selector": "caption", "props": [("caption-side", "top"), ("text-align", "left")]}])
@@ -131,6 +131,9 @@ def framed(page: str, height: int = 900) -> str:
     with its own Content-Security-Policy; the report's policy already forbids scripts and any request.)"""
     import html
 
+    # Full height once loaded: the book page (not the report, whose policy forbids scripts) sizes the
+    # frame to its content, so the report reads as part of the page; ``height`` holds without scripts.
+    fit = "this.style.height=(this.contentDocument.documentElement.scrollHeight+2)+'px'"
     return (f'<div class="relink-framed"><iframe title="The custodian\'s report" '
-            f'srcdoc="{html.escape(page, quote=True)}" '
+            f'srcdoc="{html.escape(page, quote=True)}" onload="{fit}" '
             f'style="width:100%;height:{int(height)}px;border:1px solid #ccc;border-radius:4px"></iframe></div>')

@@ -15,13 +15,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..labels import CHEXPERT_LABELS
 from . import summaries as S
 from .display import value
 
 STATE_COLORS = {"positive": "#c0392b", "uncertain": "#e67e22", "negative": "#2980b9", "missing": "#bdc3c7"}
+#: one colour per kind of distractor, the same in a chapter's lines, markers and bands
+NEGATIVE_COLORS = {"random": "C0", "pathology_matched": "C1", "positive_set_matched": "C2", "paired_random": "C3"}
+NEGATIVE_MARKERS = {"random": "o", "pathology_matched": "s", "positive_set_matched": "^", "paired_random": "v"}
 
 
 def _axes(width: float = 6.4, height: float = 4.0, ncols: int = 1):
@@ -30,24 +33,32 @@ def _axes(width: float = 6.4, height: float = 4.0, ncols: int = 1):
     return fig, axes
 
 
+def _legend_below(fig: Figure, ax, ncols: int = 3) -> None:
+    """The legend under the axes, outside them, so it never covers a mark."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(ncols, max(1, len(labels))), fontsize="small",
+               frameon=False)
+
+
 def prevalence(table: pd.DataFrame) -> Figure:
-    """Stacked bars of label states per cohort (rows: cohort x label, fractions)."""
+    """Stacked bars of label states per cohort (rows: cohort x label, fractions), in % of pairs."""
     cohorts = list(table["cohort"].unique())
-    fig, axes = _axes(4.2 * len(cohorts), 4.6, len(cohorts))
+    fig, axes = _axes(4.2 * len(cohorts), 4.9, len(cohorts))
     axes = np.atleast_1d(axes)
     for ax, cohort in zip(axes, cohorts):
         rows = table[table["cohort"] == cohort].set_index("label").reindex(list(CHEXPERT_LABELS))
         left = np.zeros(len(rows))
         for state, color in STATE_COLORS.items():
-            ax.barh(rows.index, rows[state], left=left, color=color, label=state)
-            left += rows[state].to_numpy()
+            share = 100 * rows[state].to_numpy()
+            ax.barh(rows.index, share, left=left, color=color, label=state)
+            left += share
         ax.invert_yaxis()
-        ax.set_xlim(0, 1)
+        ax.set_xlim(0, 100)
         ax.set_title(cohort)
-        ax.set_xlabel("fraction of pairs")
-    axes[0].legend(loc="lower right", fontsize="small")
+        ax.set_xlabel("share of the cohort's pairs (%)")
     for ax in axes[1:]:
         ax.set_yticklabels([])
+    _legend_below(fig, axes[0], ncols=4)
     return fig
 
 
@@ -69,101 +80,152 @@ def example_pairs(examples: list[dict[str, Any]], root: Path, width: int = 60) -
     return fig
 
 
+def _band(ax, x, value, low, high, color, label, **kw) -> None:
+    """A line with markers and its interval band, all in one explicit colour (matplotlib's line and
+    patch colour cycles advance separately, so implicit colours drift apart)."""
+    ax.plot(x, value, marker="o", color=color, label=label, **kw)
+    ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
+
+
+def _plain_log_axes(ax) -> None:
+    """Log axes labelled with plain numbers at 1-2-5 steps (0.5, 1, 2, 1,000), not 10^3 or 5 x 10^-1."""
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+
+
 def _recall_lines(ax, table: pd.DataFrame, cohort: str, K: int, lift: bool) -> None:
-    for model in S.ladder_order(table):
+    for i, model in enumerate(S.ladder_order(table)):
         rows = S.pick(table, model=model, cohort=cohort, K=K)
         rows = rows[rows["pool"] != "full"].sort_values("N")
-        scale = rows["chance"].to_numpy() if lift else 1.0
-        ax.plot(rows["N"], rows["value"] / scale, marker="o", label=model)
-        ax.fill_between(rows["N"], rows["ci_low"] / scale, rows["ci_high"] / scale, alpha=0.2)
+        scale = rows["chance"].to_numpy() if lift else 0.01  # lift: times chance; recall: percent
+        _band(ax, rows["N"], rows["value"] / scale, rows["ci_low"] / scale, rows["ci_high"] / scale, f"C{i}", model)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("candidate pool size N")
+    ax.set_xlabel("candidate pool size N (reports)")
     ax.grid(True, which="both", alpha=0.3)
 
 
 def recall_vs_pool(table: pd.DataFrame, cohort: str, K: int = 1) -> Figure:
-    """Recall@K against N per rung, with intervals and the chance line."""
-    fig, ax = _axes()
+    """Recall@K (%) against N per rung, with intervals and the chance line."""
+    fig, ax = _axes(6.4, 4.4)
     _recall_lines(ax, table, cohort, K, lift=False)
     rows = S.pick(table, cohort=cohort, K=K)
     Ns = np.sort(rows.loc[rows["pool"] != "full", "N"].unique())
-    ax.plot(Ns, np.minimum(K, Ns) / Ns, "k--", label="chance")
-    ax.set_ylabel(f"Recall@{K} (image to report)")
+    ax.plot(Ns, 100 * np.minimum(K, Ns) / Ns, "k--", label="chance")
+    ax.set_ylabel(f"Recall@{K}, image → report (%)")
     ax.set_title(cohort)
-    ax.legend(fontsize="small")
+    _plain_log_axes(ax)
+    _legend_below(fig, ax, ncols=4)
     return fig
 
 
 def lift_vs_pool(table: pd.DataFrame, cohort: str, K: int = 1) -> Figure:
-    fig, ax = _axes()
+    """Recall@K over chance (x) against N per rung, with intervals."""
+    fig, ax = _axes(6.4, 4.4)
     _recall_lines(ax, table, cohort, K, lift=True)
     ax.axhline(1, color="k", ls="--", label="chance")
-    ax.set_ylabel(f"lift of Recall@{K} over chance")
+    ax.set_ylabel(f"lift of Recall@{K} over chance (×)")
     ax.set_title(cohort)
-    ax.legend(fontsize="small")
+    _plain_log_axes(ax)
+    _legend_below(fig, ax, ncols=4)
     return fig
 
 
 def hard_negatives(table: pd.DataFrame, model: str, cohort: str, K: int = 1) -> Figure:
-    """Lift against N for random and matched distractors (one model); marker size = coverage."""
-    fig, ax = _axes()
-    for negatives in table["negatives"].unique():
+    """Lift against N for random and matched distractors (one model); marker area = coverage."""
+    from matplotlib.lines import Line2D
+
+    fig, ax = _axes(6.4, 4.6)
+    for i, negatives in enumerate(table["negatives"].unique()):
+        color = NEGATIVE_COLORS.get(negatives, f"C{4 + i}")
         rows = S.pick(table, model=model, cohort=cohort, K=K, negatives=negatives)
         rows = rows[(rows["pool"] != "full") & (rows["coverage"] > 0)].sort_values("N")
+        if rows.empty:  # no pool this kind could fill: no mark, so no legend entry either
+            continue
         chance = rows["chance"].to_numpy()
-        ax.plot(rows["N"], rows["value"] / chance, label=negatives.replace("_", " "))
-        ax.scatter(rows["N"], rows["value"] / chance, s=10 + 60 * rows["coverage"])
-        ax.fill_between(rows["N"], rows["ci_low"] / chance, rows["ci_high"] / chance, alpha=0.2)
+        x, y = rows["N"], rows["value"] / chance
+        shape = NEGATIVE_MARKERS.get(negatives, "D")  # a shape too: kinds with equal values stay visible
+        ax.plot(x, y, color=color, marker=shape, markersize=0, label=negatives.replace("_", " "))
+        ax.scatter(x, y, s=10 + 60 * rows["coverage"], color=color, marker=shape, alpha=0.85, zorder=3)
+        ax.fill_between(x, rows["ci_low"] / chance, rows["ci_high"] / chance, color=color, alpha=0.2, linewidth=0)
     ax.axhline(1, color="k", ls="--", label="chance")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("candidate pool size N (marker size: coverage)")
-    ax.set_ylabel(f"lift of Recall@{K} over chance")
+    ax.set_xlabel("candidate pool size N (reports)")
+    ax.set_ylabel(f"lift of Recall@{K} over chance (×)")
     ax.set_title(f"{model}, {cohort}")
-    ax.legend(fontsize="small")
     ax.grid(True, which="both", alpha=0.3)
+    _plain_log_axes(ax)
+    handles, labels = ax.get_legend_handles_labels()
+    handles = [Line2D([], [], color=h.get_color(), marker=h.get_marker(), markersize=6) if h.get_marker() not in
+               (None, "None", "") else h for h in handles]
+    for share in (1.0, 0.5):  # what a marker's size means
+        handles.append(Line2D([], [], ls="", marker="o", color="0.5", markersize=np.sqrt(10 + 60 * share)))
+        labels.append(f"coverage {share:.0%}")
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize="small", frameon=False)
     return fig
 
 
 def frontier(effects: pd.DataFrame, K: int = 1) -> Figure:
-    """Recall@K against epsilon per cohort, at the largest pool each cohort fills; the model
+    """Recall@K (%) against epsilon per cohort, at the largest pool each cohort fills; the model
     before mitigation and the non-private retraining as reference lines."""
-    fig, ax = _axes()
+    fig, ax = _axes(6.4, 4.8)
     for i, cohort in enumerate(effects["cohort"].unique()):
         color = f"C{i}"
         N = S.largest_finite_pool(effects, cohort=cohort)
         rows = S.frontier(effects, cohort, N, K)
-        ax.errorbar(rows["epsilon"], rows["value"], yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
+        v = 100 * rows["value"]
+        ax.errorbar(rows["epsilon"], v, yerr=[v - 100 * rows["ci_low"], 100 * rows["ci_high"] - v],
                     marker="o", color=color, capsize=3, label=f"{cohort} (N = {N:,}): DP")
         for state, ls in (("before", ":"), ("non_private", "--")):
             ref = S.pick(effects, state=state, cohort=cohort, N=N, K=K)
             if len(ref):
-                ax.axhline(float(ref["value"].iloc[0]), color=color, ls=ls, label=f"{cohort}: {state.replace('_', '-')}")
+                ax.axhline(100 * float(ref["value"].iloc[0]), color=color, ls=ls,
+                           label=f"{cohort}: {state.replace('_', '-')}")
     ax.set_xscale("log")
     budgets = sorted(effects.loc[effects["state"] == "dp", "epsilon"].dropna().unique())
     ax.set_xticks(budgets, [f"{e:g}" for e in budgets])  # the budgets run, not log-scale minor labels
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("privacy budget ε")
-    ax.set_ylabel(f"Recall@{K}")
-    ax.legend(fontsize="x-small")
+    ax.set_xlabel("privacy budget ε (per run)")
+    ax.set_ylabel(f"Recall@{K}, image → report (%)")
     ax.grid(True, which="both", alpha=0.3)
+    _legend_below(fig, ax, ncols=2)
     return fig
 
 
+def _quantity(metric: str) -> str:
+    """The axis a utility metric belongs on: one quantity, one unit, per panel."""
+    if "auroc" in metric:
+        return "macro AUROC (%)"
+    if "gap" in metric:
+        return "member gap (percentage points)"
+    return "Recall@1 (%)"
+
+
 def utility(util: pd.DataFrame) -> Figure:
-    """Grouped bars: each utility metric before / after DP (/ non-private)."""
+    """Grouped bars of each utility metric before / after DP (/ non-private): one panel per quantity
+    (AUROC, Recall@1, the member gap), so a small value is never drawn beside a large one of
+    another kind."""
     rows = util[util["features"] == "projected"]
     metrics = list(rows["metric"].unique())
     states = list(rows["state"].unique())
-    fig, ax = _axes(7.0, 3.8)
+    panels: dict[str, list[str]] = {}
+    for m in metrics:
+        panels.setdefault(_quantity(m), []).append(m)
+    fig = Figure(figsize=(3.2 + 2.4 * len(metrics), 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), width_ratios=[len(g) for g in panels.values()]))
     width = 0.8 / len(states)
-    for j, state in enumerate(states):
-        vals = [float(rows[(rows["metric"] == m) & (rows["state"] == state)]["value"].sum()) for m in metrics]
-        ax.bar(np.arange(len(metrics)) + j * width, np.asarray(vals) * 100, width, label=value(state))
-    ax.set_xticks(np.arange(len(metrics)) + width * (len(states) - 1) / 2)
-    names = [textwrap.fill(re.sub(r" \((%|points)\)$", "", value(m)), 16) for m in metrics]
-    ax.set_xticklabels(names, fontsize="small")
-    ax.set_ylabel("percent (AUROC) or points (gap)")
-    ax.legend(fontsize="small")
+    for ax, (quantity, group) in zip(axes, panels.items()):
+        for j, state in enumerate(states):
+            vals = [float(rows[(rows["metric"] == m) & (rows["state"] == state)]["value"].sum()) for m in group]
+            ax.bar(np.arange(len(group)) + j * width, np.asarray(vals) * 100, width, color=f"C{j}", label=value(state))
+        ax.set_xticks(np.arange(len(group)) + width * (len(states) - 1) / 2)
+        names = [textwrap.fill(re.sub(r" \((%|points)\)$", "", value(m)), 16) for m in group]
+        ax.set_xticklabels(names, fontsize="small")
+        ax.set_ylabel(quantity)
+        if "gap" in quantity:
+            ax.axhline(0, color="k", lw=0.8)
+    _legend_below(fig, axes[0], ncols=len(states))
     return fig

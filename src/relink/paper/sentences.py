@@ -83,7 +83,9 @@ def split_sentence(profile, summary: pd.DataFrame) -> str:
     name = str(internal["cohort"].iloc[0])
     held = int(internal.loc[internal["split"] == profile.eval_split, "pairs"].sum())
     if not profile.credentialed:
-        return (f"These numbers come from the generator's patient-disjoint split of the synthetic {name} cohort: "
+        # the synthetic cohorts' names already say so ("synthetic-internal"): no "synthetic synthetic-..."
+        cohort = name if name.startswith("synthetic") else f"synthetic {name}"
+        return (f"These numbers come from the generator's patient-disjoint split of the {cohort} cohort: "
                 f"{held:,} held-out pairs (split {profile.eval_split}).")
     if profile.split == "study":
         return (f"These numbers come from a seeded, patient-disjoint re-split of {name} sized to the study "

@@ -1,0 +1,117 @@
+"""Peak resident memory of `relink paper`, stage by stage, and of every chapter in a fresh kernel.
+
+The stages the results stand on (generated cohorts, the ladder's training, each cohort's
+embeddings), then each result of the paper (audit, hard negatives, DP, utility, ...), are built
+each in its own fresh process, in dependency order, into an empty artifacts folder, so each peak
+is that stage's alone; then each chapter is executed again (``--force``) in a
+fresh kernel with every artifact present; then the book is built. Memory is sampled from /proc
+(psutil) every 0.1 s over the whole process tree: ``peak_process_mib`` is the largest single process
+(the one a 2 GB Binder limit would stop first), ``peak_tree_mib`` the largest sum over the tree.
+
+    python tools/paper_memory.py --profile smoke --out mem-smoke.json [--work DIR]
+
+The book and notebooks are copied into the work folder (the repository's are left alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+MIB = 1024 * 1024
+
+
+def measure(cmd: list[str], env: dict[str, str], every: float = 0.1) -> dict:
+    """Run ``cmd``; its wall time and the peaks of its process tree's resident memory."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = {"process": 0, "tree": 0, "name": ""}
+    done = threading.Event()
+
+    def sample():
+        root = psutil.Process(proc.pid)
+        while not done.is_set():
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            total = 0
+            for p in procs:
+                try:
+                    rss = p.memory_info().rss
+                    name = " ".join(p.cmdline()[:3])[-80:]
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+                total += rss
+                if rss > peak["process"]:
+                    peak.update(process=rss, name=name)
+            peak["tree"] = max(peak["tree"], total)
+            time.sleep(every)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    out, _ = proc.communicate()
+    done.set()
+    thread.join()
+    return {"command": " ".join(cmd[1:]) if cmd[0] == sys.executable else " ".join(cmd), "rc": proc.returncode,
+            "wall_s": round(time.perf_counter() - t0, 1), "peak_process_mib": round(peak["process"] / MIB),
+            "peak_tree_mib": round(peak["tree"] / MIB), "largest": peak["name"], "tail": out[-600:]}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--work", default=None, help="work folder (default: a new temporary folder)")
+    args = parser.parse_args(argv)
+    work = Path(args.work or tempfile.mkdtemp(prefix="relink-mem-"))
+    shutil.copytree(ROOT / "book", work / "book", ignore=shutil.ignore_patterns("_build", "*.ipynb"), dirs_exist_ok=True)
+    shutil.copytree(ROOT / "notebooks", work / "notebooks", dirs_exist_ok=True)
+    env = {**os.environ, "RELINK_BOOK_DIR": str(work / "book"), "RELINK_NOTEBOOK_DIR": str(work / "notebooks"),
+           "RELINK_ARTIFACTS": str(work / "artifacts"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONHASHSEED": "0"}
+    sys.path.insert(0, str(ROOT / "src"))
+    from relink.paper.chapters import chapters
+    from relink.paper.results import registry
+
+    needed = sorted({r for c in chapters() for r in c.results})
+    order = [name for name in registry() if name in needed or any(name in registry()[n].upstream for n in needed)]
+    report = {"profile": args.profile, "cpus": os.cpu_count(), "stages": {}, "chapters": {}}
+    # the stages the results stand on, each alone: generated cohorts, the ladder's training, embeddings
+    ctx = (f"from relink.paper.profiles import get_profile; from relink.paper import stages as S; "
+           f"p = get_profile({args.profile!r}); ctx = S.Context(p, S.default_root(p)); ")
+    for name, call in (("cohorts (generate)", "S.cohorts(ctx)"), ("ladder (train)", "S.rung_ids(ctx)"),
+                       ("embeddings (internal)", "S.role_embeddings(ctx, 'internal')"),
+                       ("embeddings (external)", "S.role_embeddings(ctx, 'external')")):
+        report["stages"][name] = measure([sys.executable, "-c", ctx + call], env)
+        print(name, {k: v for k, v in report["stages"][name].items() if k != "tail"}, flush=True)
+    for name in order:
+        code = (f"from relink.paper.profiles import get_profile; from relink.paper.results import build_results; "
+                f"build_results(get_profile({args.profile!r}), [{name!r}])")
+        report["stages"][name] = measure([sys.executable, "-c", code], env)
+        print(name, {k: v for k, v in report["stages"][name].items() if k != "tail"}, flush=True)
+    relink = [sys.executable, "-m", "relink", "paper", "--profile", args.profile, "--no-book", "--force"]
+    for chapter in chapters():
+        report["chapters"][chapter.stem] = measure(relink + ["--chapters", chapter.number], env)
+        print(chapter.stem, {k: v for k, v in report["chapters"][chapter.stem].items() if k != "tail"}, flush=True)
+    report["book"] = measure([sys.executable, "-m", "relink", "paper", "--profile", args.profile], env)
+    print("book", {k: v for k, v in report["book"].items() if k != "tail"}, flush=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    failed = [k for part in ("stages", "chapters") for k, v in report[part].items() if v["rc"]] + \
+             (["book"] if report["book"]["rc"] else [])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
