@@ -21,8 +21,8 @@
 # Each image of the held-out split is a query; the candidates are the
 # held-out reports. For pools of N candidates that contain the true report,
 # Recall@K is computed exactly over all random pools (the hypergeometric
-# estimator of the methods page), with 95% intervals from a bootstrap over
-# patients. The ladder goes from weakly to strongly specialised models: in the
+# estimator of the methods page), with 95% patient-clustered intervals (the
+# methods page says which, and the null simulation that chose them). The ladder goes from weakly to strongly specialised models: in the
 # default profile, checkpoints of one contrastive training run on the
 # synthetic internal training split at increasing steps, standing in for the
 # study's ladder of public VLMs.
@@ -50,7 +50,7 @@ n_target = S.largest_finite_pool(audit, cohort=internal)
 # {numref}`fig-recall-vs-pool` shows Recall@1 for every rung of the ladder as the
 # pool grows, beside the chance level $1/N$.
 
-# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-recall-vs-pool", "caption": "Recall@1 (image \u2192 report, %) against the candidate pool size N on the held-out internal split, one line per model of the ladder; bands: 95% patient-bootstrap intervals; dashed: chance, 1/N."}}
+# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-recall-vs-pool", "caption": "Recall@1 (image \u2192 report, %) against the candidate pool size N on the held-out internal split, one line per model of the ladder; bands: 95% patient-clustered intervals; dashed: chance, 1/N."}}
 fig = figures.recall_vs_pool(audit, cohort=internal, K=1)
 glue("fig_recall_vs_pool", fig, display=False)
 fig
@@ -95,7 +95,7 @@ glue("n_rungs", len(r100))
 # The same recall divided by chance ({numref}`fig-lift`): how many times more
 # often than a blind guess the true report wins.
 
-# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-lift", "caption": "Lift of Recall@1 over chance (\u00d7) against the pool size N, internal held-out split, one line per model; bands: 95% patient-bootstrap intervals; dashed: chance (lift 1)."}}
+# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-lift", "caption": "Lift of Recall@1 over chance (\u00d7) against the pool size N, internal held-out split, one line per model; bands: 95% patient-clustered intervals; dashed: chance (lift 1)."}}
 fig = figures.lift_vs_pool(audit, cohort=internal, K=1)
 glue("fig_lift", fig, display=False)
 fig
@@ -118,7 +118,7 @@ display(show(recall, uid="recall", formats={c: ".2f" for c in recall.columns if 
 # %% tags=["remove-cell"]
 glue("external_sentence", prose(sentences.external_relinkage(audit, strongest, external)))
 
-# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-recall-external", "caption": "Recall@1 (image \u2192 report, %) against the pool size N on the external cohort, with the models trained on the internal cohort and no retraining; bands: 95% patient-bootstrap intervals; dashed: chance, 1/N."}}
+# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-recall-external", "caption": "Recall@1 (image \u2192 report, %) against the pool size N on the external cohort, with the models trained on the internal cohort and no retraining; bands: 95% patient-clustered intervals; dashed: chance, 1/N."}}
 if external is not None:
     fig = figures.recall_vs_pool(audit, cohort=external, K=1)
     display(fig)

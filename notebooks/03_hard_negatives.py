@@ -49,7 +49,7 @@ hn = res.table("hard_negatives", "hard_negatives.parquet")
 internal, external = S.cohort_names(hn)
 strongest = S.strongest_model(hn)
 
-# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-hard-negatives", "caption": "Lift of the strongest model's Recall@1 over chance (\u00d7) against the pool size N, internal held-out split, for random and label-matched distractors; marker area: coverage (the share of queries whose label group fills a pool of N); bands: 95% patient-bootstrap intervals; dashed: chance."}}
+# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-hard-negatives", "caption": "Lift of the strongest model's Recall@1 over chance (\u00d7) against the pool size N, internal held-out split, for random and label-matched distractors; marker area: coverage (the share of queries whose label group fills a pool of N); bands: 95% patient-clustered intervals; dashed: chance."}}
 fig = figures.hard_negatives(hn, model=strongest, cohort=internal, K=1)
 glue("fig_hard_negatives", fig, display=False)
 fig

@@ -62,7 +62,7 @@ glue("gap_matched_on", dp_effects.gap_matched_on(util))
 # that contains 0 shows no memorisation either way; a difference between the splits that the labels
 # do not record would show as a gap too.
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input"] mystnb={"figure": {"name": "fig-utility", "caption": "Utility of the strongest model before DP, with the DP heads and with heads trained the same way without DP: macro AUROC of the linear probe and of zero-shot label prompts (%), Recall@1 (%), and the member gap (percentage points), each in its own panel."}}
 fig = figures.utility(util)
 glue("fig_utility", fig, display=False)
 fig

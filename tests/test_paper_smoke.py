@@ -69,7 +69,7 @@ def test_book_built_with_every_chapter_and_glued_number(paper):
 
 # Chapters whose figures still lack a numbered caption (chapters 4 and 5 draw theirs through
 # relink.paper.figures but caption them in their own notebooks): empty once they do.
-UNCAPTIONED_OK = frozenset({"chapters/04_mitigation.html", "chapters/05_utility.html"})
+UNCAPTIONED_OK = frozenset()
 
 
 def test_every_page_passes_the_browser_check_offline_at_1280_px(paper, tmp_path):

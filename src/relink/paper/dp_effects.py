@@ -4,7 +4,7 @@ DP's own effect is the contrast of DP heads with heads trained the same way
 without DP (``dp_vs_no_dp``: same start, bank, epochs, temperature); the
 contrast with the model before mitigation (``dp_vs_before``) mixes it with
 what retraining the heads does by itself (``no_dp_vs_before``). Every figure
-here is a paired patient-bootstrap relative change on the same rows, with
+here is a paired relative change (patient jackknife interval) on the same rows, with
 its 95% interval; "monotone" is said only where each step's interval
 excludes 0.
 """
@@ -88,7 +88,7 @@ def claim_rows(table: pd.DataFrame, epsilon: float, internal: str, external: str
 
 def audit_figure(audits: pd.DataFrame):
     """The one-run audit per run: the empirical 95% lower bound on ε against the claimed ε (the diagonal: claim =
-    bound; a point above it would be a bug). The run without DP, which claims nothing, is drawn at the right edge."""
+    bound; a point above it would be a bug). The run without DP, which claims nothing, is a dashed horizontal line."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.6, 4.0), layout="constrained")

@@ -8,7 +8,7 @@ holding the same numbers. Modules, one idea each:
   thresholds (one frozen spec: flags, defaults, checks), and its checks
   against the data;
 * :mod:`.risk` — headline figures: expected re-linked images = Recall@K(N) x M
-  with patient-bootstrap intervals, lift over chance, both directions, both
+  with patient-clustered intervals, lift over chance, both directions, both
   levels, and the generated headline sentence;
 * :mod:`.hard` — the same figures in pathology-matched pools beside random
   pools on the same covered queries;

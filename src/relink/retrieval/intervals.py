@@ -26,9 +26,9 @@ were chosen by that null simulation, one per metric:
   variance; the quantiles at 0.5 -/+ t times its standard error (one order
   statistic further out each way) bound the median (distribution-free: a rank is no mean, and the bootstrap of a
   median of discrete values is notoriously lumpy).
-* **Paired contrasts** (:mod:`relink.retrieval.contrast`) use the same
-  clustered variance on the difference of the two sides, and on the log of
-  their ratio (delta method), with Student's t on G - 1 degrees of freedom.
+* **Paired contrasts** (:mod:`relink.retrieval.contrast`): a
+  leave-one-patient-out jackknife of the difference (or of the log ratio),
+  with Student's t on G - 1 degrees of freedom.
 
 Fewer than two patients give no interval (NaN): a single patient's queries
 say nothing about anyone else. Every function here is deterministic: the same
