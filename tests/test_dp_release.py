@@ -42,7 +42,7 @@ def test_records_of_specs():
     assert trained_on.of_spec("relink-vit-tiny") == "random-init"
     assert trained_on.of_spec("hf-hub:org/model") == "public:hf-hub:org/model"
     assert trained_on.of_spec("ViT-B-16:openai") == "public:ViT-B-16:openai"
-    assert trained_on.of_spec("ViT-B-32:/data/weights.pt") is None  # a local file says nothing
+    assert trained_on.of_spec("ViT-B-32:/data/weights.pt") is None  # a local file without a record says nothing
     assert trained_on.rows_fingerprint(["b", "a"]) == trained_on.rows_fingerprint(["a", "b"])
     assert trained_on.rows_fingerprint(["a"]) != trained_on.rows_fingerprint(["a", "b"])
     assert not trained_on.is_independent("public:") and not trained_on.is_independent("private:abc")
@@ -128,11 +128,46 @@ def test_the_release_folder_holds_nothing_derived_from_the_private_rows(tiny, tm
     assert full["n_units"] == len(train) and "not for release" in full["study_note"]
 
 
+def test_a_weights_file_answers_from_the_record_beside_it_and_a_declaration_cannot_overrule_it(tmp_path):
+    """Review finding: NAME:FILE ignored the relink.json beside the file, so --trunk-trained-on public:x passed over
+    a trunk recorded as trained on the private rows; a damaged record let it pass too."""
+    from relink.dp.start import trunk_record
+
+    weights = tmp_path / "open_clip_model.safetensors"
+    weights.write_bytes(b"not read here")
+    spec = f"relink-vit-tiny:{weights}"
+    assert trained_on.of_spec(spec) is None and trunk_record(spec, "public:x") == "public:x"  # no record: may be declared
+    (tmp_path / "relink.json").write_text(json.dumps({"trained_on": trained_on.private(["p1", "p2"])}))
+    assert trained_on.of_spec(spec) == trained_on.private(["p1", "p2"])
+    with pytest.raises(RelinkError, match="cannot overrule"):
+        trunk_record(spec, "public:x")
+    for damaged in ("{not json", json.dumps({"trained_on": "private:"}), json.dumps(["trained_on"])):
+        (tmp_path / "relink.json").write_text(damaged)
+        assert trained_on.of_spec(spec) == trained_on.UNREADABLE
+        with pytest.raises(RelinkError, match="cannot overrule"):
+            trunk_record(spec, "public:x")
+
+
+def test_the_release_never_holds_a_fingerprint_of_the_private_rows(tiny, tmp_path):
+    """Review finding: a hash of the training rows' ids is an exact membership test for an adversary who knows every
+    row but one; the release says that a start or trunk saw private rows, never which."""
+    _, memorised, es = tiny
+    out, study = tmp_path / "release", tmp_path / "study"
+    mitigate(es, MitigationSpec(epsilon=2.0, delta=1e-4, **QUICK), model=str(memorised), out=out, study=study)
+    fingerprint = trained_on.rows_fingerprint(es.split("train").rows["pair_id"]).encode()
+    assert not [p for p in out.rglob("*") if p.is_file() and fingerprint in p.read_bytes()]
+    assert fingerprint in (study / "privacy.json").read_bytes()  # the study keeps it (so the scan can fail)
+    record = json.loads((out / "privacy.json").read_text())
+    assert record["trained_on"]["trunk"] == release.UNDISCLOSED and record["for_release"] is False
+    assert (out / "NOT_FOR_RELEASE.txt").read_text().strip() == record["release_reason"]
+
+
 def test_a_private_trunk_keeps_the_checkpoint_out_of_the_release(tiny, tmp_path):
     _, memorised, es = tiny
     out, study = tmp_path / "release", tmp_path / "study"
     mitigate(es, MitigationSpec(private=False, **QUICK), model=str(memorised), out=out, study=study)
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["heads.safetensors", "privacy.json"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "NOT_FOR_RELEASE.txt", "heads.safetensors", "privacy.json"]
     assert (study / "checkpoint" / "relink.json").is_file()
     # the new model saw the private rows: a later run cannot take it as an independent start
     assert trained_on.of_folder(study / "checkpoint") == trained_on.private(es.split("train").rows["pair_id"])

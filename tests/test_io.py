@@ -203,3 +203,23 @@ def test_a_folder_output_at_a_link_replaces_the_link_never_the_folder_it_points_
         (tmp / "heads.safetensors").write_text("new")
     assert not (tmp_path / "dp").is_symlink() and (tmp_path / "dp" / "heads.safetensors").is_file()
     assert [p.name for p in theirs.iterdir()] == ["thesis.tex"]
+
+
+def test_the_model_an_embedding_set_names_is_an_input_too(tmp_path):
+    """Review finding: `mitigate` without --model loads the model --embeddings/meta.json names; an --out inside that
+    model folder was not refused (and with --overwrite replaced it)."""
+    from relink.guard import Output, claim, set_models
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "open_clip_model.safetensors").write_bytes(b"weights")
+    emb = tmp_path / "emb"
+    emb.mkdir()
+    (emb / "meta.json").write_text(json.dumps({"format_version": 1, "model": str(model)}))
+    inputs = [("--embeddings", str(emb)), *set_models("--embeddings", str(emb))]
+    for target in (model, model / "release"):
+        with pytest.raises(RelinkError, match=r"--embeddings \(its model\)"):
+            claim("mitigate", [Output("--out", target, "dir")], inputs=inputs, overwrite=True)
+    assert (model / "open_clip_model.safetensors").read_bytes() == b"weights"
+    assert set_models("--embeddings", str(tmp_path / "no-such-set")) == []
+    claim("mitigate", [Output("--out", tmp_path / "elsewhere", "dir")], inputs=inputs, overwrite=False)

@@ -130,6 +130,9 @@ def test_patients_to_decide_shrink_the_interval_to_the_threshold():
     assert verdict.patients_to_decide(row, spec, 100) == 157
     row = {"lift": 2.0, "lift_ci": [0.5, 3.5], "excess_images": 10.0, "excess_images_ci": [-5.0, 25.0]}
     assert verdict.patients_to_decide(row, spec, 100) is None  # on the threshold: no size decides it
+    # just under a threshold: the factor explodes; no practical audit (over 100x this one) is offered
+    row = {"lift": 1.9999999, "lift_ci": [0.5, 3.5], "excess_images": 5.0, "excess_images_ci": [-5.0, 8.0]}
+    assert verdict.patients_to_decide(row, spec, 100) is None
 
 
 def test_fail_on_exit_codes_through_the_cli(sets, tmp_path, capsys):

@@ -177,3 +177,20 @@ def existing_path(spec: str | None) -> str | None:
         if candidate and Path(candidate).exists():
             return candidate
     return None
+
+
+def set_models(flag: str, folders) -> list[tuple[str, str | None]]:
+    """The local model each EmbeddingSet folder's ``meta.json`` names, as inputs (``"FLAG (its model)"``): a
+    command that loads that model must not write into it. Sets without a readable ``meta.json`` name none."""
+    import json
+
+    out = []
+    for folder in folders if isinstance(folders, (list, tuple)) else [folders]:
+        try:
+            meta = json.loads((Path(folder) / "meta.json").read_text())
+        except (OSError, ValueError, UnicodeDecodeError, TypeError):
+            continue
+        model = meta.get("model") if isinstance(meta, dict) else None
+        if isinstance(model, str):
+            out.append((f"{flag} (its model)", existing_path(model)))
+    return out

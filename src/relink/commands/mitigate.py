@@ -136,10 +136,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _inputs(args: argparse.Namespace) -> list:
-    from ..guard import existing_path
+    from ..guard import existing_path, set_models
 
+    # without --model the trunk is loaded from the model --embeddings names: an input like the others
+    named = [] if args.model else set_models("--embeddings", args.embeddings)
     return [("--embeddings", args.embeddings), ("--bank", args.bank), ("--apply", args.apply),
-            ("--model", existing_path(args.model)), ("--init", existing_path(args.init))]
+            ("--model", existing_path(args.model)), ("--init", existing_path(args.init)), *named]
 
 
 def _audit(args: argparse.Namespace, spec) -> int:

@@ -97,14 +97,15 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import embeddings as emb
     from ..errors import RelinkError
-    from ..guard import claim, existing_path
+    from ..guard import claim, existing_path, set_models
     from ..io import writing
     from ..provenance import stamp
     from ..tables import table_output, write_table
     from ..utility.probe import probe_embeddings
 
     claim("probe", [table_output("--out", args.out)],
-          inputs=[("--embeddings", args.embeddings), ("--model", existing_path(args.model))], overwrite=args.overwrite)
+          inputs=[("--embeddings", args.embeddings), ("--model", existing_path(args.model)),
+                  *(set_models("--embeddings", args.embeddings) if args.zeroshot else [])], overwrite=args.overwrite)
     if args.member_gap == 1:
         raise RelinkError("--member-gap must be 0 (off) or a pool size of at least 2, got 1")
     features = ("projected", "trunk") if args.features == "both" else (args.features,)

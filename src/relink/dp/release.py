@@ -26,6 +26,7 @@ heads' training *given* that start and trunk, but not the model.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +78,35 @@ def status(spec: MitigationSpec, start: str, trunk: str, rows: str) -> tuple[boo
                        "not the model.")
     if not spec.for_release:
         return False, _sentence(NOT_FOR_RELEASE) + "."
-    return True, (f"The heads start from {start} and the trunk is {trunk}, neither trained on the private rows, and "
-                  "the noise is secret: epsilon covers the released heads (not the negative bank's patients).")
+    hub = (" (public as its name or --trunk-trained-on declares it: if it was fine-tuned on these rows, it is not)"
+           if trunk.startswith(records.PUBLIC) else "")
+    return True, (f"The heads start from {start} and the trunk is {trunk}{hub}, neither trained on the private rows, "
+                  "and the noise is secret: epsilon covers the released heads (not the negative bank's patients).")
+
+
+UNDISCLOSED = records.PRIVATE + "undisclosed"
+_FINGERPRINT = re.compile(re.escape(records.PRIVATE) + r"[0-9a-f]{8,}")
+
+
+def undisclosed(obj: Any) -> Any:
+    """``obj`` with every ``private:<fingerprint>`` record replaced by ``private:undisclosed``.
+
+    A fingerprint of the private rows' ids is computed from them without DP:
+    an adversary who knows every row but one can test membership against it.
+    The release keeps that a start or trunk saw private rows, not which.
+    """
+    if isinstance(obj, str):
+        return _FINGERPRINT.sub(UNDISCLOSED, obj)
+    if isinstance(obj, dict):
+        return {k: undisclosed(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [undisclosed(v) for v in obj]
+    return obj
 
 
 def release_record(report: dict[str, Any]) -> dict[str, Any]:
-    """The release folder's privacy.json: :data:`RELEASE_FIELDS` of the run report."""
-    return {k: report.get(k) for k in RELEASE_FIELDS}
+    """The release folder's privacy.json: :data:`RELEASE_FIELDS` of the run report, fingerprints undisclosed."""
+    return undisclosed({k: report.get(k) for k in RELEASE_FIELDS})
 
 
 def write(result, out: str | os.PathLike, study: str | os.PathLike | None = None) -> Path:
@@ -109,8 +132,9 @@ def write(result, out: str | os.PathLike, study: str | os.PathLike | None = None
     # if it were independent of them.
     ckpt_extra = json_safe({"relink_heads": summary, "trained_on": report["private_rows"]})
 
-    def checkpoint(folder: Path) -> str:
-        write_checkpoint(result.model, result.heads, folder / "checkpoint", extra=ckpt_extra)
+    def checkpoint(folder: Path, released: bool = False) -> str:
+        write_checkpoint(result.model, result.heads, folder / "checkpoint",
+                         extra=undisclosed(ckpt_extra) if released else ckpt_extra)
         return weights_fingerprint(result.model.model)  # the model now carries the new heads
 
     out = Path(out)
@@ -129,6 +153,8 @@ def write(result, out: str | os.PathLike, study: str | os.PathLike | None = None
         save_heads(result.heads, tmp / "heads.safetensors")
         write_json(tmp / "privacy.json", {**release_record(report), "provenance": provenance})
         if trunk_public:
-            checkpoint(tmp)
+            checkpoint(tmp, released=True)
+        if not report["for_release"]:  # seen by whoever opens the folder, not only by readers of privacy.json
+            (tmp / "NOT_FOR_RELEASE.txt").write_text(undisclosed(report["release_reason"]) + "\n")
         mark_output(tmp, "mitigate")
     return out

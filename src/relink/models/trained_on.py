@@ -53,14 +53,27 @@ def is_valid(record: object) -> bool:
     return isinstance(record, str) and (is_independent(record) or (record.startswith(PRIVATE) and len(record) > len(PRIVATE)))
 
 
+#: the record of a ``relink.json`` that exists but cannot be read: treated as private, so that a damaged record
+#: never lets a declaration of independence through
+UNREADABLE = PRIVATE + "unreadable-record"
+
+
 def of_folder(folder: str | os.PathLike) -> str | None:
-    """``trained_on`` of a checkpoint folder's ``relink.json`` (``None`` when absent or malformed)."""
+    """``trained_on`` of a checkpoint folder's ``relink.json``: ``None`` when it has none (absent file, or a file
+    without the field); :data:`UNREADABLE` when the file or its record is malformed."""
     f = Path(folder) / "relink.json"
-    try:
-        record = json.loads(f.read_text()).get("trained_on")
-    except (OSError, ValueError, AttributeError):
+    if not f.is_file():
         return None
-    return record if is_valid(record) else None
+    try:
+        meta = json.loads(f.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return UNREADABLE
+    if not isinstance(meta, dict):
+        return UNREADABLE
+    record = meta.get("trained_on")
+    if record is None:
+        return None
+    return record if is_valid(record) else UNREADABLE
 
 
 def of_spec(spec: str) -> str | None:
@@ -69,7 +82,8 @@ def of_spec(spec: str) -> str | None:
     A local folder answers from its ``relink.json``; a bare architecture
     name is a random initialisation; a hub model or a built-in pretrained
     tag is public (published weights, named by their spec); a local weights
-    file (``NAME:FILE``) says nothing and gives ``None``.
+    file (``NAME:FILE``) answers from the ``relink.json`` beside it, and
+    gives ``None`` when there is none.
     """
     from .registry import parse_spec
 
@@ -80,6 +94,8 @@ def of_spec(spec: str) -> str | None:
         return PUBLIC + name
     if pretrained is None:
         return RANDOM_INIT
-    if os.path.isfile(pretrained) or os.sep in pretrained:
+    if os.path.isfile(pretrained):
+        return of_folder(Path(pretrained).parent)
+    if os.sep in pretrained:
         return None
     return f"{PUBLIC}{name}:{pretrained}"

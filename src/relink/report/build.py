@@ -133,7 +133,8 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
         rows_m = risk.risk_rows(frame_m[frame_m.N.isin(spec.attacker_pools)], released, spec.report_coverage)
         runs.append({"name": m.name, "privacy": mitigation.privacy_summary(m.privacy), "risk": rows_m,
                      "verdict": verdict.judge(rows_m, spec, spec.ci, n_patients),
-                     "drop": mitigation.compare(qv, qv_m, spec.attacker_pools, released)})
+                     # counts are of the images whose report the attacker holds, as in the risk rows
+                     "drop": mitigation.compare(qv, qv_m, spec.attacker_pools, released * spec.report_coverage)})
 
     record = {
         "generator": f"relink report {__version__}",

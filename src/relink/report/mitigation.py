@@ -148,7 +148,7 @@ def mitigated_spec(base: AuditSpec) -> AuditSpec:
     return base.but(negatives=("random",))
 
 
-def paired_drop(before: QueryValues, after: QueryValues, released: int) -> list[dict[str, Any]]:
+def paired_drop(before: QueryValues, after: QueryValues, released: float) -> list[dict[str, Any]]:
     """Mean per-query drop in recall (before - after) with a paired patient-clustered interval, per shared column
     (:func:`relink.retrieval.contrast.paired_contrast`, the project's one paired comparison)."""
     from ..retrieval.contrast import paired_contrast
@@ -168,7 +168,7 @@ def paired_drop(before: QueryValues, after: QueryValues, released: int) -> list[
     return out
 
 
-def compare(before: QueryValues, after: QueryValues, pools: tuple[int, ...], released: int) -> list[dict[str, Any]]:
+def compare(before: QueryValues, after: QueryValues, pools: tuple[int, ...], released: float) -> list[dict[str, Any]]:
     """Paired drops at the declared pools (all K, both directions and levels, random pools)."""
     where = dict(negatives="random", N=pools, estimator="exact", metric="recall")
     return paired_drop(pick(before, **where), pick(after, **where), released)
@@ -217,7 +217,8 @@ def recommendation(verdict: dict[str, Any], rows: list[dict[str, Any]], spec, re
     if level == "inconclusive":
         n = verdict.get("patients_to_decide")
         return out + [(f"Audit more patients (about {n:,}) to decide the verdict, " if n else
-                       "No larger audit of this kind would decide the verdict at these estimates; ")
+                       "No practical audit of this kind (at most a hundred times this one) would decide the verdict "
+                       "at these estimates; ")
                       + f"until then treat it as elevated: {CONTROLS}."]
     if not runs:
         out.append("Retrain only the projection heads with differential privacy: `relink mitigate --embeddings DIR "

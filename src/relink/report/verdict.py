@@ -39,6 +39,10 @@ from typing import Any
 from .threat import LEVELS_ORDER, ReportSpec
 
 MIN_PATIENTS = 30  # fewer audited patients leave every verdict inconclusive: too few to stand for a release
+# an estimate sitting on a threshold needs an audit without end: beyond this many times the audit (and beyond
+# any plausible cohort) the page says no practical audit size would decide it
+MAX_AUDIT_FACTOR = 100.0
+MAX_PATIENTS = 10_000_000
 
 
 def rule_text(spec: ReportSpec, level: float) -> list[str]:
@@ -106,7 +110,8 @@ def _scale(half: float, gap: float) -> float:
 
 
 def patients_to_decide(row: dict[str, Any], spec: ReportSpec, n_patients: int) -> int | None:
-    """Audited patients that would decide an inconclusive row if its estimates held (None: no size would).
+    """Audited patients that would decide an inconclusive row if its estimates held (None: no practical size would:
+    more than :data:`MAX_AUDIT_FACTOR` times this audit or :data:`MAX_PATIENTS`).
 
     The row is decided low when both upper bounds fall to the elevated
     thresholds, or elevated when the lift's lower bound rises above 1 with a
@@ -121,7 +126,7 @@ def patients_to_decide(row: dict[str, Any], spec: ReportSpec, n_patients: int) -
     above = lift > spec.lift_elevated or excess > spec.excess_elevated
     to_elevated = _scale(lift - lift_lo, lift - 1.0) if above else math.inf
     factor = min(to_low, to_elevated)
-    if not math.isfinite(factor):
+    if not math.isfinite(factor) or factor > MAX_AUDIT_FACTOR or factor * n_patients > MAX_PATIENTS:
         return None
     return max(MIN_PATIENTS, int(math.ceil(factor * n_patients)))
 

@@ -16,8 +16,9 @@ were chosen by that null simulation, one per metric:
   the mean is then treated as ``x = m n_eff`` successes of ``n_eff = n /
   deff`` trials (Korn and Graubard 1998, for proportions from clustered
   samples; the beta form takes non-integer counts). A query's expected
-  recall over random pools varies less than a 0/1 hit, so ``deff`` can be
-  below 1: the interval narrows where the data say so. With few hits the
+  recall over random pools varies less than a 0/1 hit, so the measured
+  ``deff`` can fall below 1; it is floored at 1 (independent 0/1 queries),
+  since letting it narrow the interval under-covered in the null simulation. With few hits the
   exact interval does not collapse (no hit still gives an upper bound) and
   stays conservative. With no variation at all (every value 0, or all 1)
   the design effect is unknown and taken as 1 (independent queries).
