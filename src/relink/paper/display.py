@@ -133,4 +133,7 @@ def framed(page: str, height: int = 900) -> str:
 
     return (f'<div class="relink-framed"><iframe title="The custodian\'s report" '
             f'srcdoc="{html.escape(page, quote=True)}" '
+            # full height once loaded: the frame is same-origin (srcdoc), so the book page can read its height;
+            # ``height`` stays the fallback where the book's scripts do not run
+            f'onload="this.style.height=(this.contentDocument.documentElement.scrollHeight+24)+\'px\'" '
             f'style="width:100%;height:{int(height)}px;border:1px solid #ccc;border-radius:4px"></iframe></div>')
