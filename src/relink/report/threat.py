@@ -44,7 +44,8 @@ from ..errors import RelinkError
 from ..options import Range, check_spec, int_list, option, show, split_list
 
 LEVELS_ORDER = ("low", "inconclusive", "elevated", "high")  # most severe last
-# a release beyond any cohort there is (a billion images) is a typo; larger counts would also print float noise as digits
+# a release beyond any cohort there is (a billion images) is a typo; larger counts would also print float
+# noise as digits
 MAX_RELEASED = 10**9
 MIN_BOOT = 100  # a verdict needs an interval: fewer replicates cannot place a 2.5% tail
 
