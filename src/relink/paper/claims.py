@@ -261,8 +261,8 @@ def reproduce(res) -> pd.DataFrame:
             "reproduced": shown,
             "measured as": how,
             "profile": res.profile.name,
-            "interval": _fmt_interval(iv, value) if iv else "",
-            "paired contrast": _fmt_paired(paired) if paired else "",
+            "Interval the test read": _fmt_interval(iv, value) if iv else "",
+            "Paired contrast": _fmt_paired(paired) if paired else "",
             "verdict": verdict(claim, value, holds) if applicable else NOT_APPLICABLE,
             "study_value": claim.study,
             "reproduced_value": value,
@@ -316,10 +316,10 @@ def glue_values(table: pd.DataFrame) -> dict[str, Any]:
         if row["study_value"] is not None and np.isfinite(float(row["study_value"])):
             out[f"study_{row['key']}"] = float(row["study_value"])
         out[f"verdict_{row['key']}"] = row["verdict"]
-        if row["interval"]:
-            out[f"interval_{row['key']}"] = row["interval"]
-        if row["paired contrast"]:
-            out[f"paired_{row['key']}"] = row["paired contrast"]
+        if row["Interval the test read"]:
+            out[f"interval_{row['key']}"] = row["Interval the test read"]
+        if row["Paired contrast"]:
+            out[f"paired_{row['key']}"] = row["Paired contrast"]
             for part in ("value", "low", "high"):
                 out[f"paired_{row['key']}_{part}"] = float(row[f"paired_{part}"])
     out["claims_rule"] = RULE
