@@ -23,14 +23,14 @@
 # # The study's claims, reproduced
 #
 # Every quantitative claim of the study, the number reproduced here, the
-# profile it came from, and a verdict computed from the two: **magnitude**
-# (the reproduced number is within a factor of two of the study's, or within
-# the stated tolerance for changes measured in points), **direction** (same
-# sign or side of chance, different size), or **not**. On the synthetic
-# profile the cohort sizes are not meant to match, and absolute recall depends
-# on a small model trained for minutes, so "direction" is the expected verdict
-# for most rows there; on the `mimic` profile the same table checks the study
-# itself.
+# profile it came from, the interval its test read, and a verdict computed
+# from them by the one rule stated below the table. Where a claim compares
+# two measurements (a later model against the first, pathology-matched
+# against random pools), both are measured on the same queries and the
+# interval is a paired one. On the synthetic profile the cohort sizes are
+# not meant to match, and absolute recall depends on a small model trained
+# for minutes, so "direction" is the expected verdict for most rows there; on
+# the `mimic` profile the same table checks the study itself.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "synthetic"  # a profile name, or the record `relink paper` passes
@@ -52,8 +52,15 @@ display(claims.styled(table))
 
 # %% tags=["remove-cell"]
 for key, value in claims.glue_values(table).items():
-    glue(key, prose(value) if key.endswith("_sentence") else value)
+    glue(key, prose(value) if key.endswith(("_sentence", "_rule", "_abstract")) else value)
 
 # %% [markdown]
+# ## The rating rule
+#
+# {glue:md}`claims_rule`
+#
+# ## What the table says
+#
 # {glue:md}`claims_sentence`
 # {glue:md}`split_sentence`
+# {glue:md}`claims_abstract`

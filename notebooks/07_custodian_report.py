@@ -44,8 +44,9 @@ from relink.paper.notebook import glue, open_results
 
 res = open_results(profile, artifacts, chapter="07_custodian_report")
 report = res.json("custodian", "report.json")
-# The standalone page travels with the chapter, so the book links to it (and a reader downloads it).
+# The standalone page and its JSON travel with the chapter, so the book links to both (a reader downloads them).
 shutil.copyfile(res.file("custodian", "report.html"), CHAPTER_DIR / "custodian_report.html")
+shutil.copyfile(res.file("custodian", "report.json"), CHAPTER_DIR / "custodian_report.json")
 threat, verdict, head = report["threat_model"], report["verdict"], report["headline"]
 glue("report_verdict", verdict["level"].upper())
 glue("report_decision", prose(verdict["decision"]))
@@ -68,10 +69,10 @@ glue("report_recommendation", prose(" ".join(report["recommendation"])))
 #
 # {glue:md}`report_recommendation`
 #
-# The whole page is below, as the custodian receives it; it is also a
+# The whole page is below at its full height, as the custodian receives it; it is also a
 # standalone file ({download}`custodian_report.html`) that opens in any browser
 # with no network access, beside a JSON file with the same numbers
-# (`report.json`, schema `relink-report/2`) for a release pipeline
+# ({download}`custodian_report.json`, schema `relink-report/2`) for a release pipeline
 # (`relink report --fail-on high` exits with status 3 when the verdict is high; `--fail-on elevated` also
 # when it is inconclusive). The page below plots the expected re-linked images against the attacker's pool N,
 # with the declared pools marked, and ends with the decision record.

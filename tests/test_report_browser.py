@@ -135,3 +135,20 @@ def test_the_page_prints_on_a4_with_the_print_stylesheet(report, tmp_path):
     boxes = {tuple(round(float(v)) for v in m.split()) for m in re.findall(rb"/MediaBox\s*\[\s*([\d.\s]+)\]", data)}
     assert 2 <= len(pages) <= 12  # the whole report, on a handful of pages
     assert boxes == {(0, 0, 595, 842)}  # A4 in points: the print stylesheet's @page, not the browser's Letter
+
+
+def test_the_chapter_shows_the_report_at_its_full_height(tmp_path):
+    """The book frames the page (relink.paper.display.framed); once loaded the frame is as tall as the page."""
+    from relink.paper.display import framed
+
+    emb = write_set(tmp_path / "emb", n=300, noise=1.0, seed=4)
+    out = tmp_path / "r.html"
+    assert main(["report", *report_args(emb, out)]) == 0
+    book_page = tmp_path / "chapter.html"
+    book_page.write_text("<!doctype html><html><body>" + framed(out.read_text(), height=300) + "</body></html>")
+    dom = chromium(tmp_path, book_page.as_uri(), "--window-size=1000,800", "--virtual-time-budget=5000",
+                   "--dump-dom").stdout
+    height = re.search(r'<iframe[^>]*style="[^"]*height:\s*(\d+)px', dom)
+    assert height, dom[:500]
+    # the report is many screens long: the frame grew from its 300 px fallback to the page's own height
+    assert int(height.group(1)) > 3000, height.group(0)

@@ -35,7 +35,7 @@ def test_pool_larger_than_the_audited_set(emb, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, expect", [
-    (["--released", "0"], "--released: must be an integer >= 1, got '0'"),
+    (["--released", "0"], "--released: must be an integer >= 1 and <= 1000000000, got '0'"),
     (["--released", "-5"], "--released"),
     (["--lift-elevated", "20", "--lift-high", "10"],
      "--lift-elevated 20.0 is above --lift-high 10.0: thresholds out of order"),

@@ -25,7 +25,8 @@ def mitigated(tmp_path_factory):
 def test_report_reads_a_real_mitigate_output(mitigated, tmp_path, capsys):
     ckpt, es_dir, dp = mitigated
     out, js = tmp_path / "r.html", tmp_path / "r.json"
-    rc, _, err = run(["--embeddings", str(es_dir), "--out", str(out), "--json", str(js), "--attacker-pool", "40",
+    rc, _, err = run(["--embeddings", str(es_dir), "--split", "all", "--out", str(out), "--json", str(js),
+                      "--attacker-pool", "40",
                       "--top-k", "5", "--bootstrap", "100", "--min-cell", "5", "--mitigated", str(dp)], capsys)
     assert rc == 0, err
     doc = json.loads(js.read_text())

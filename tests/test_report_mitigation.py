@@ -83,3 +83,47 @@ def test_recommendation_without_mitigated_names_the_command(setup):
     assert record["verdict"]["level"] in ("elevated", "high")
     assert "relink mitigate" in record["recommendation"][0]
     assert record["mitigation"]["runs"] == []
+
+
+GOOD_NEW_FIELDS = {"for_release": False, "release_reason": "the noise seed is published: for study, not for release",
+                   "trained_on": {"start": "public:tiny-clip", "trunk": "random-init"},
+                   "bank_note": "the negative bank's patients get no guarantee"}
+
+
+@pytest.mark.parametrize("field,value", [
+    ("epsilon", "inf"), ("epsilon", True), ("delta", "1e-5"), ("epsilon", [1.0]), ("private", "yes"),
+    ("for_release", "false"), ("for_release", 1), ("release_reason", 3), ("trained_on", "public:x"),
+    ("trained_on", {"start": 1}), ("bank_note", ["a"]), ("noise_seed", "0"), ("epochs", 2.5), ("accountant", 1),
+])
+def test_privacy_json_of_a_wrong_type_is_one_line_naming_the_file_and_field(setup, tmp_path, capsys, field, value):
+    root, emb, strong, _ = setup
+    bad = tmp_path / "bad"
+    import shutil
+    shutil.copytree(strong, bad)
+    record = json.loads((bad / "privacy.json").read_text())
+    (bad / "privacy.json").write_text(json.dumps({**record, field: value}))
+    out = tmp_path / "r.html"
+    rc, _, err = run(report_args(emb, out, "--mitigated", str(bad)), capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "privacy.json" in lines[0] and f"'{field}'" in lines[0] and "--mitigated" in lines[0]
+    assert not out.exists()
+
+
+def test_the_release_fields_are_shown_when_present_and_not_recorded_when_absent(setup, tmp_path, capsys):
+    _, emb, strong, weak = setup
+    new = tmp_path / "new"
+    import shutil
+    shutil.copytree(strong, new)
+    record = json.loads((new / "privacy.json").read_text())
+    (new / "privacy.json").write_text(json.dumps({**record, **GOOD_NEW_FIELDS}))
+    out, js = tmp_path / "r.html", tmp_path / "r.json"
+    rc, _, err = run(report_args(emb, out, "--json", str(js), "--mitigated", str(new), "--mitigated", str(weak)),
+                     capsys)
+    assert rc == 0, err
+    runs = {r["name"]: r["privacy"] for r in json.loads(js.read_text())["mitigation"]["runs"]}
+    assert runs["new"]["for_release"] is False and runs["new"]["trained_on"] == GOOD_NEW_FIELDS["trained_on"]
+    assert runs["eps0.34"]["release_reason"] is None and runs["eps0.34"]["trained_on"] is None
+    page = out.read_text()
+    for text in ("the noise seed is published", "public:tiny-clip", "random-init", "negative bank&#39;s patients"):
+        assert text in page, text

@@ -92,3 +92,14 @@ def test_null_coverage_with_clustered_and_rare_hits(kind, rate):
         above += c.ci_low > null
         below += c.ci_high < null
     assert covered / seeds >= 0.93 and above / seeds <= 0.035 and below / seeds <= 0.035
+
+
+def test_a_ratio_against_a_zero_mean_is_not_computable_not_infinite():
+    a = np.zeros(40)
+    b = np.r_[np.ones(5), np.zeros(35)]
+    patients = np.repeat(np.arange(20), 2)
+    for kind in ("ratio", "relative"):
+        c = paired_contrast(a, b, patients, kind=kind)
+        assert np.isnan(c.value) and np.isnan(c.ci_low) and np.isnan(c.ci_high)
+    d = paired_contrast(a, b, patients, kind="difference")
+    assert d.value == pytest.approx(5 / 40)

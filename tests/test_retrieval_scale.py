@@ -218,7 +218,7 @@ def test_a_stale_work_folder_is_emptied_and_a_foreign_one_refused(disk_set, refe
     (work / "notes.txt").write_text("mine")
     out.unlink()
     assert main(_argv(disk_set, out)) == 2
-    assert "is not a relink audit work folder" in capsys.readouterr().err
+    assert "is not a relink work folder" in capsys.readouterr().err
     assert (work / "notes.txt").read_text() == "mine" and not out.exists()
 
 

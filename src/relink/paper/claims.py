@@ -1,19 +1,28 @@
 """The study's quantitative claims, and a computed verdict for each reproduced number.
 
 The study's numbers live here, as data, and reach the book only through this
-module (glued by the claims chapter). A verdict is one of:
+module (glued by the claims chapter). The one rating rule is
+:func:`verdict`; :data:`RULE` states it in words, and the claims chapter
+prints that text, so the rule stated is the rule applied. A claim's *test*
+is an interval: the reproduced effect's 95% interval must lie wholly on the
+side of "no effect" that the claim states (a lift's interval above 1; a
+paired ratio's above 1 for a rise; a change's below 0 for a drop).
+Comparisons of two measurements are paired on the same queries
+(:func:`relink.retrieval.contrast.paired_contrast`, computed by the result
+that holds the per-query values: ``contrasts.parquet`` of the ``audit`` and
+``hard_negatives`` results). A verdict is one of:
 
-* ``magnitude`` — a numeric claim reproduced within a factor of two (ratios,
-  relative changes), or within one point for a change measured in points;
-  a ratio or change whose own test fails (a lift whose interval reaches
-  chance, a drop whose interval reaches the value before) is ``not``,
-  whatever its size;
-* ``direction`` — same side of chance / same sign, different size; or a
-  qualitative claim (above chance, rises, survives) that holds with its
-  interval;
-* ``not`` — neither;
+* ``magnitude`` — the test holds and the number is within a factor of
+  :data:`MAGNITUDE_FACTOR` of the study's (a change in points: within
+  :data:`POINTS_TOLERANCE` point; a count: within the factor, no test);
+* ``direction`` — the test holds, different size; or a qualitative claim
+  whose test holds;
+* ``not`` — the test fails (whatever the size), or neither;
 * ``not applicable`` — the profile has nothing to compare (a claim about the
   external cohort on a profile without one).
+
+The internal and external cohorts are different patients: no claim pairs
+them, and any comparison of the two is descriptive.
 """
 
 from __future__ import annotations
@@ -28,6 +37,18 @@ from . import dp_effects
 from . import summaries as S
 
 NOT_APPLICABLE = "not applicable"
+MAGNITUDE_FACTOR = 2.0
+POINTS_TOLERANCE = 1.0
+RULE = (
+    "Each claim is rated by one rule. Its *test* is an interval: the 95% interval of the reproduced effect must "
+    "lie wholly on the side of no effect that the claim states (a lift over chance above 1; a rise, measured as "
+    "a ratio of two models' Recall@1 on the same queries, above 1; a drop below 0). Comparisons of two "
+    "measurements are paired: both are measured on the same queries and the interval resamples patients. "
+    f"**Magnitude**: the test holds and the reproduced number is within a factor of {MAGNITUDE_FACTOR:g} of the "
+    f"study's (a change in points: within {POINTS_TOLERANCE:g} point; a count: within the factor, with no test). "
+    "**Direction**: the test holds but the size differs, or a qualitative claim's test holds. **Not**: the test "
+    "fails, whatever the size. The internal and external cohorts are different patients, so no claim pairs "
+    "them; where the book sets them side by side the comparison is descriptive.")
 EXTERNAL_CLAIMS = ("external_eval", "dp_transfer_external")  # need an external cohort
 
 
@@ -64,21 +85,47 @@ def verdict(claim: Claim, value: float, holds: bool | None = None) -> str:
     if value is None or not np.isfinite(value):
         return "not"
     if claim.kind == "points_change":
-        if abs(value - claim.study) <= 1.0:
+        if abs(value - claim.study) <= POINTS_TOLERANCE:
             return "magnitude"
         return "direction" if np.sign(value) == np.sign(claim.study) else "not"
     if holds is not None and not holds:  # the effect itself is not there (within its interval): no size can reproduce it
         return "not"
     ratio = value / claim.study
-    if 0.5 <= ratio <= 2.0:
+    if 1 / MAGNITUDE_FACTOR <= ratio <= MAGNITUDE_FACTOR:
         return "magnitude"
     if claim.kind == "count":
         return "not"
     return "direction" if (holds if holds is not None else ratio > 0) else "not"
 
 
-def measurements(res) -> dict[str, tuple[float | None, bool | None, str]]:
-    """claim key -> (reproduced value, direction/qualitative test, how it was measured)."""
+def _lift_interval(row: pd.Series) -> dict[str, Any]:
+    """The interval a lift claim is tested on: the recall interval over the row's chance."""
+    return {"low": float(row["ci_low"] / row["chance"]), "high": float(row["ci_high"] / row["chance"]),
+            "of": "lift over chance"}
+
+
+def contrast(table: pd.DataFrame, **filters: Any) -> pd.Series:
+    """The one row of a result's ``contrasts.parquet`` matching ``filters``; LookupError if none or several."""
+    mask = np.ones(len(table), dtype=bool)
+    for col, value in filters.items():
+        mask &= (table[col] == value).to_numpy()
+    if mask.sum() != 1:
+        raise LookupError(f"expected one contrast for {filters}, found {int(mask.sum())}")
+    return table[mask].iloc[0]
+
+
+def _paired(row: pd.Series, of: str) -> dict[str, Any]:
+    return {"value": float(row["value"]), "low": float(row["ci_low"]), "high": float(row["ci_high"]), "of": of,
+            "n_queries": int(row["n_queries"]), "n_patients": int(row["n_patients"])}
+
+
+def measurements(res) -> dict[str, tuple]:
+    """claim key -> (reproduced value, direction/qualitative test, how it was measured[, intervals]).
+
+    ``intervals`` (non-DP rows): ``{"low", "high", "of"}``, the interval the
+    test reads, and optionally ``"paired"``: a paired contrast on the same
+    queries (``value``, ``low``, ``high``, ``of``, ``n_queries``, ``n_patients``).
+    """
     summary = res.table("cohorts", "summary.parquet")
     audit = res.table("audit", "audit.parquet")
     hn = res.table("hard_negatives", "hard_negatives.parquet")
@@ -97,17 +144,33 @@ def measurements(res) -> dict[str, tuple[float | None, bool | None, str]]:
     out["external_eval"] = (float(roles["external"]), None, str(external)) if external is not None else (None, None, none)
 
     r100 = S.one(audit, model=top, cohort=internal, N=100, K=1)
-    out["lift_n100"] = (float(r100["lift"]), S.lift_low(r100) > 1, f"{top}, {internal}")
+    out["lift_n100"] = (float(r100["lift"]), S.lift_low(r100) > 1, f"{top}, {internal}", _lift_interval(r100))
     rt = S.one(audit, model=top, cohort=internal, N=n_t, K=1)
-    out["lift_n10000"] = (float(rt["lift"]), S.lift_low(rt) > 1, f"{top}, {internal}, N = {n_t:,}")
+    out["lift_n10000"] = (float(rt["lift"]), S.lift_low(rt) > 1, f"{top}, {internal}, N = {n_t:,}",
+                          _lift_interval(rt))
     rf = S.one(audit, model=top, cohort=internal, pool="full", K=1)
-    out["above_chance_full"] = (float(rf["lift"]), S.lift_low(rf) > 1, f"lift at N = {int(rf['N']):,} (full pool)")
-    ladder = [float(S.one(audit, model=m, cohort=internal, N=100, K=1)["value"]) for m in S.ladder_order(audit)]
-    out["ladder_rises"] = (ladder[-1] / ladder[0] if ladder[0] else np.nan, S.is_monotone(ladder),
-                           "Recall@1 at N = 100, last rung / first rung")
+    out["above_chance_full"] = (float(rf["lift"]), S.lift_low(rf) > 1, f"lift at N = {int(rf['N']):,} (full pool)",
+                                _lift_interval(rf))
+    # a rise is a comparison of two models on the same queries: the paired ratio, last rung over first
+    order = S.ladder_order(audit)
+    ladder = [float(S.one(audit, model=m, cohort=internal, N=100, K=1)["value"]) for m in order]
+    rise = contrast(res.table("audit", "contrasts.parquet"), contrast="rung_vs_first", model=order[-1],
+                    cohort=internal, direction="image_to_report", level="study", N=100, K=1)
+    steps = "every step rises" if S.is_monotone(ladder) else "not every step rises"
+    ratio = _paired(rise, "paired ratio of Recall@1, last rung / first")
+    out["ladder_rises"] = (ratio["value"], bool(ratio["low"] > 1),
+                           f"Recall@1 at N = 100, last rung / first rung, paired ({steps})",
+                           {**{k: ratio[k] for k in ("low", "high", "of")}, "paired": ratio})
+    # survival is the matched pools' lift over chance; how much of the random-pool signal they keep is the
+    # paired ratio on the queries a matched pool covers
     n_hn = S.largest_covered_pool(hn, model=top, cohort=internal, negatives="pathology_matched")
     rh = S.one(hn, model=top, cohort=internal, negatives="pathology_matched", N=n_hn, K=1)
-    out["hard_negatives"] = (float(rh["lift"]), S.lift_low(rh) > 1, f"lift, matched pools of {n_hn:,}")
+    kept = contrast(res.table("hard_negatives", "contrasts.parquet"), contrast="matched_vs_random", model=top,
+                    cohort=internal, negatives="pathology_matched", direction="image_to_report", level="study",
+                    N=n_hn, K=1)
+    out["hard_negatives"] = (float(rh["lift"]), S.lift_low(rh) > 1, f"lift, matched pools of {n_hn:,}",
+                             {**_lift_interval(rh), "paired": _paired(
+                                 kept, "Recall@1 in matched / random pools of the same size, same queries")})
 
     eps = res.profile.epsilon
     # the DP rows: paired contrasts of result dp (relink.paper.dp_effects), in the study's design
@@ -131,15 +194,51 @@ def _fmt(value: float | None, kind: str) -> str:
     return f"{value:.3g}"
 
 
+def _numbers(*values: float) -> list[str]:
+    """One precision style for the lifts and ratios of the claims page: a number and its interval bounds share
+    their decimals (two, or one when the largest is 10 or more), so "0.62 (0.50–0.75)", never "0.62 (0.5–0.754)"."""
+    finite = [abs(v) for v in values if np.isfinite(v)]
+    digits = 1 if finite and max(finite) >= 10 else 2
+    return [f"{v:.{digits}f}" if np.isfinite(v) else "n/a" for v in values]
+
+
+def _span(low: float, high: float) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "no interval"
+    lo, hi = _numbers(low, high)
+    return f"{lo}–{hi}"
+
+
+def _fmt_interval(iv: dict[str, Any], value: float | None) -> str:
+    """The interval a test read, as the rule read it, in the precision of the number it brackets:
+    "lift over chance: 3.10–5.20"."""
+    if value is None or not (np.isfinite(iv["low"]) and np.isfinite(iv["high"])):
+        return f"{iv['of']}: {_span(iv['low'], iv['high'])}"
+    _, lo, hi = _numbers(value, iv["low"], iv["high"])
+    return f"{iv['of']}: {lo}–{hi}"
+
+
+def _fmt_paired(p: dict[str, Any]) -> str:
+    """A paired contrast with its interval, its rows and patients."""
+    value, lo, hi = _numbers(p["value"], p["low"], p["high"])
+    span = f"{lo}–{hi}" if np.isfinite(p["low"]) and np.isfinite(p["high"]) else "no interval"
+    return f"{p['of']}: {value} (95% interval {span}; {p['n_queries']:,} queries, {p['n_patients']:,} patients)"
+
+
 def reproduce(res) -> pd.DataFrame:
     """One row per claim: study number, reproduced number, profile, verdict."""
     found = measurements(res)
     rows = []
     for claim in CLAIMS:
-        value, holds, how = found[claim.key]
+        value, holds, how, *more = found[claim.key]
+        iv = more[0] if more else {}
+        paired = iv.get("paired") or {}
         applicable = not (claim.key in EXTERNAL_CLAIMS and value is None)
         if not applicable:
             shown = NOT_APPLICABLE
+        elif iv and value is not None:  # the number and the interval its test read, in one precision
+            shown = _numbers(value, iv["low"], iv["high"])[0] + "x"
+            shown = ("yes" if holds else "no") + f" ({shown})" if claim.kind == "qualitative" else shown
         elif claim.kind == "qualitative":
             kind = "relative_change" if claim.key == "dp_transfer_external" else "ratio"
             shown = ("yes" if holds else "no") + (f" ({_fmt(value, kind)})" if value is not None else "")
@@ -152,9 +251,16 @@ def reproduce(res) -> pd.DataFrame:
             "reproduced": shown,
             "measured as": how,
             "profile": res.profile.name,
+            "Interval the test read": _fmt_interval(iv, value) if iv else "",
+            "Paired contrast": _fmt_paired(paired) if paired else "",
             "verdict": verdict(claim, value, holds) if applicable else NOT_APPLICABLE,
             "study_value": claim.study,
             "reproduced_value": value,
+            "ci_low_value": iv.get("low", np.nan),
+            "ci_high_value": iv.get("high", np.nan),
+            "paired_value": paired.get("value", np.nan),
+            "paired_low": paired.get("low", np.nan),
+            "paired_high": paired.get("high", np.nan),
         })
     return pd.DataFrame(rows)
 
@@ -164,7 +270,9 @@ def styled(table: pd.DataFrame):
     from .display import show
 
     colors = {"magnitude": "#d5f5e3", "direction": "#fcf3cf", "not": "#fadbd8", NOT_APPLICABLE: "#eaeded"}
-    view = table.drop(columns=["key", "study_value", "reproduced_value", "profile"])  # the prose names the profile
+    hidden = ["key", "study_value", "reproduced_value", "profile", "ci_low_value", "ci_high_value", "paired_value",
+              "paired_low", "paired_high"]
+    view = table.drop(columns=hidden)  # the prose names the profile
     return show(view, uid="claims").map(lambda v: f"background-color: {colors.get(v, '')}", subset=["Verdict"])
 
 
@@ -198,4 +306,39 @@ def glue_values(table: pd.DataFrame) -> dict[str, Any]:
         if row["study_value"] is not None and np.isfinite(float(row["study_value"])):
             out[f"study_{row['key']}"] = float(row["study_value"])
         out[f"verdict_{row['key']}"] = row["verdict"]
+        if row["Interval the test read"]:
+            out[f"interval_{row['key']}"] = row["Interval the test read"]
+        if row["Paired contrast"]:
+            out[f"paired_{row['key']}"] = row["Paired contrast"]
+            for part in ("value", "low", "high"):
+                out[f"paired_{row['key']}_{part}"] = float(row[f"paired_{part}"])
+    out["claims_rule"] = RULE
+    out["claims_abstract"] = abstract_sentence(table)
     return out
+
+
+VERDICT_WORDS = {"magnitude": "reproduced in magnitude", "direction": "reproduced in direction only",
+                 "not": "not reproduced", NOT_APPLICABLE: "not applicable"}
+
+
+def abstract_sentence(table: pd.DataFrame) -> str:
+    """What chapter 6 says of each claim the abstract repeats (the lifts, the rise, the hard negatives)."""
+    row = table.set_index("key")
+    said = []
+    for key, what in (("lift_n100", "the lift at N = 100"), ("lift_n10000", "the lift in the largest pools"),
+                      ("above_chance_full", "re-linkage above chance against the full pool"),
+                      ("ladder_rises", "the rise with specialisation"),
+                      ("hard_negatives", "survival of pathology-matched distractors")):
+        if key in row.index:
+            said.append(f"{what}, {VERDICT_WORDS[row.loc[key, 'verdict']]}")
+    text = "Chapter 6 rates the study's claims: " + "; ".join(said) + "."
+    for key, lead, tail in (
+            ("ladder_rises", "From the first rung to the last, Recall@1 at N = 100 is multiplied by ",
+             " on the same queries"),
+            ("hard_negatives", "In pathology-matched pools Recall@1 is ",
+             " times its value in random pools of the same size on the same queries")):
+        if key in row.index and np.isfinite(row.loc[key, "paired_value"]):
+            value = _numbers(row.loc[key, "paired_value"], row.loc[key, "paired_low"], row.loc[key, "paired_high"])[0]
+            span = _span(row.loc[key, "paired_low"], row.loc[key, "paired_high"])
+            text += f" {lead}{value}{tail} (paired 95% interval {span})."
+    return text

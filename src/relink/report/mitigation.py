@@ -56,7 +56,37 @@ def _privacy(folder: Path, path: str) -> dict[str, Any]:
         raise _fail(path, "privacy.json is not valid JSON") from None
     if not isinstance(record, dict):
         raise _fail(path, "privacy.json must hold a JSON object")
+    for field, (check, what) in PRIVACY_TYPES.items():
+        if field in record and not check(record[field]):
+            raise _fail(path, f"privacy.json field '{field}' must be {what}")
     return record
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _or_null(check):
+    return lambda v: v is None or check(v)
+
+
+_NUMBER = (_or_null(_number), "a finite number or null")
+_TEXT = (_or_null(lambda v: isinstance(v, str)), "a string or null")
+# What the report reads of privacy.json, and the JSON type of each: a field of another type (``"epsilon": "inf"``)
+# is refused by name rather than printed, compared or formatted as if it were right. Fields not listed are not read.
+PRIVACY_TYPES: dict[str, tuple[Any, str]] = {
+    "private": (lambda v: isinstance(v, bool), "true or false"),
+    "for_release": (lambda v: isinstance(v, bool), "true or false"),
+    **{f: _NUMBER for f in ("epsilon", "target_epsilon", "rdp_epsilon", "prv_epsilon", "delta", "noise_multiplier",
+                            "clip_norm")},
+    "epochs": (_or_null(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+               "a whole number >= 0 or null"),
+    **{f: _TEXT for f in ("accountant", "privacy_unit", "release_note", "release_reason", "bank_note")},
+    "noise_seed": (_or_null(lambda v: v == "secret" or (isinstance(v, int) and not isinstance(v, bool))),
+                   "\"secret\", an integer or null"),
+    "trained_on": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+                   "an object whose values are strings"),
+}
 
 
 def _pair_ids(folder: Path, split: str | None) -> set[str] | None:
@@ -134,7 +164,7 @@ def noise_status(record: dict[str, Any]) -> tuple[str, bool | None]:
 
 
 PRIVACY_FIELDS = ("private", "epsilon", "delta", "accountant", "rdp_epsilon", "noise_multiplier", "privacy_unit",
-                  "epochs", "clip_norm", "release_note")
+                  "epochs", "clip_norm", "release_note", "release_reason", "trained_on", "bank_note")
 
 
 def privacy_summary(record: dict[str, Any]) -> dict[str, Any]:

@@ -23,11 +23,15 @@ DIRECTIONS = {"image_to_report": "image \u2192 report", "report_to_image": "repo
 
 
 def _num(x: Any, digits: int = 3) -> str:
+    """One precision style for the page: ``digits`` significant figures, trailing zeros kept (2.60, 0.0474),
+    never an exponent (a "6e-06" breaks across lines and reads as a typo); whole numbers with separators."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     if isinstance(x, int):
         return f"{x:,}"
-    return f"{x:.{digits}g}"
+    from .verdict import _plain
+
+    return _plain(float(x), digits)
 
 
 def _ci(pair: Any, kind: str = "num") -> str:
@@ -41,7 +45,32 @@ def _ci(pair: Any, kind: str = "num") -> str:
 def _pct(x: Any, digits: int = 3) -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
-    return f"{100 * x:.{digits}g}%"
+    return _num(100 * float(x), digits) + "%"
+
+
+def _ruled(x: Any, thresholds: dict[str, float], quantity: str) -> str:
+    """A verdict quantity (``lift`` or ``excess``) as the rule printed it (:func:`relink.report.verdict.as_ruled`)."""
+    from .verdict import as_ruled
+
+    ts = ((1.0, thresholds["lift_elevated"], thresholds["lift_high"]) if quantity == "lift"
+          else (thresholds["excess_elevated"], thresholds["excess_high"]))
+    if isinstance(x, (list, tuple)):
+        return "n/a" if any(v is None or not math.isfinite(v) for v in x) else \
+            "\u2013".join(as_ruled(v, ts) for v in x)
+    return as_ruled(x, ts)
+
+
+def apportion(values: Any) -> list[int]:
+    """Whole numbers for expected counts that add up to their own rounded total (largest remainder): a
+    column of counts never sums to more than the rows it counts."""
+    xs = [max(float(v), 0.0) if v is not None and math.isfinite(v) else 0.0 for v in values]
+    total = int(round(sum(xs)))
+    floors = [int(math.floor(v)) for v in xs]
+    rest = total - sum(floors)
+    order = sorted(range(len(xs)), key=lambda i: (-(xs[i] - floors[i]), i))
+    for i in order[:max(rest, 0)]:
+        floors[i] += 1
+    return floors
 
 
 def _code(text: str):
@@ -60,7 +89,7 @@ def environment():
                       autoescape=select_autoescape(("html", "j2")), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(num=_num, ci=_ci, pct=_pct, count=about, direction=lambda d: DIRECTIONS.get(d, d),
-                       code=_code)
+                       code=_code, ruled=_ruled, apportion=apportion)
     return env
 
 

@@ -44,6 +44,9 @@ from ..errors import RelinkError
 from ..options import Range, check_spec, int_list, option, show, split_list
 
 LEVELS_ORDER = ("low", "inconclusive", "elevated", "high")  # most severe last
+# a release beyond any cohort there is (a billion images) is a typo; larger counts would also print float
+# noise as digits
+MAX_RELEASED = 10**9
 MIN_BOOT = 100  # a verdict needs an interval: fewer replicates cannot place a 2.5% tail
 
 
@@ -92,7 +95,7 @@ class ReportSpec:
                                     metavar="PI",
                                     help="share of the released images whose own report the attacker holds (every "
                                          "count is PI x M x Recall@K(N); default 1: all of them)")
-    released: int | None = option(None, flag="--released", check=Range(int, 1), metavar="M",
+    released: int | None = option(None, flag="--released", check=Range(int, 1, MAX_RELEASED), metavar="M",
                                   help="images the custodian releases (default: the audited rows)")
     top_k: tuple = option((10,), flag="--top-k", parse=_top_k, check=Range(int, 1),
                           help="K of 'within the top K' figures besides rank 1")

@@ -71,23 +71,57 @@ def _gt(a, b: float) -> bool:
     return _finite(a) and a > b
 
 
+def _plain(x: float, significant: int) -> str:
+    """``x`` to ``significant`` figures, never in exponent form (whole digits are all kept: 12,346)."""
+    if x == 0:
+        return "0"
+    decimals = max(significant - 1 - int(math.floor(math.log10(abs(x)))), 0)
+    return f"{round(x, decimals):,.{decimals}f}"
+
+
+def as_ruled(x: Any, thresholds: tuple[float, ...] = ()) -> str:
+    """A number as the rule read it: three significant figures, no exponent, and more figures where three
+    would put it onto or across one of ``thresholds`` (100.4 against 100 is "100.4", never "100 > 100").
+
+    The verdict's reasons and the verdict table both print through this, with the same thresholds, so the
+    band and the table show the same figure.
+    """
+    if x is None or not _finite(x):
+        return "n/a"
+    x = float(x)
+    for significant in range(3, 17):
+        shown = _plain(x, significant)
+        v = float(shown.replace(",", ""))
+        if all((v > t) == (x > t) and (v < t) == (x < t) for t in thresholds):
+            return shown
+    return repr(x)
+
+
+def rule_thresholds(spec: ReportSpec) -> dict[str, tuple[float, ...]]:
+    """The thresholds each verdict quantity is compared with (the arguments of :func:`as_ruled`)."""
+    return {"lift": (1.0, spec.lift_elevated, spec.lift_high), "excess": (spec.excess_elevated, spec.excess_high)}
+
+
 def judge_row(row: dict[str, Any], spec: ReportSpec, n_patients: int | None = None) -> tuple[str, list[str]]:
     """Level of one risk row and the reasons, each naming the number as the rule used it."""
     lift, (lift_lo, lift_hi) = row["lift"], row["lift_ci"]
     excess, (excess_lo, excess_hi) = row["excess_images"], row["excess_images_ci"]
+    t = rule_thresholds(spec)
+    L = lambda x: as_ruled(x, t["lift"])  # noqa: E731
+    X = lambda x: as_ruled(x, t["excess"])  # noqa: E731
     high = []
     if _gt(lift_lo, spec.lift_high):
-        high.append(f"lift lower bound {lift_lo:.3g} > {spec.lift_high:g}")
+        high.append(f"lift lower bound {L(lift_lo)} > {spec.lift_high:g}")
     if _gt(excess_lo, spec.excess_high):
-        high.append(f"excess lower bound {excess_lo:.3g} > {spec.excess_high:g}")
+        high.append(f"excess lower bound {X(excess_lo)} > {spec.excess_high:g}")
     if high:
         return "high", high
     if _gt(lift_lo, 1.0):
         elevated = []
         if _gt(lift, spec.lift_elevated):
-            elevated.append(f"lift {lift:.3g} > {spec.lift_elevated:g}")
+            elevated.append(f"lift {L(lift)} > {spec.lift_elevated:g}")
         if _gt(excess, spec.excess_elevated):
-            elevated.append(f"excess {excess:.3g} > {spec.excess_elevated:g}")
+            elevated.append(f"excess {X(excess)} > {spec.excess_elevated:g}")
         if elevated:
             return "elevated", elevated
     if not (_finite(lift_hi) and _finite(excess_hi)):
@@ -96,9 +130,9 @@ def judge_row(row: dict[str, Any], spec: ReportSpec, n_patients: int | None = No
         return "inconclusive", [f"{n_patients} audited patients < the minimum {MIN_PATIENTS}"]
     open_ = []
     if lift_hi > spec.lift_elevated:
-        open_.append(f"lift upper bound {lift_hi:.3g} > {spec.lift_elevated:g}")
+        open_.append(f"lift upper bound {L(lift_hi)} > {spec.lift_elevated:g}")
     if excess_hi > spec.excess_elevated:
-        open_.append(f"excess upper bound {excess_hi:.3g} > {spec.excess_elevated:g}")
+        open_.append(f"excess upper bound {X(excess_hi)} > {spec.excess_elevated:g}")
     return ("inconclusive", open_) if open_ else ("low", [])
 
 

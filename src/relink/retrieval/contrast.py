@@ -122,6 +122,8 @@ def paired_contrast(a, b, clusters, kind: str = "relative", n_boot: int = 1000, 
     mean_a = float(a.mean()) if len(a) else float("nan")
     mean_b = float(b.mean()) if len(b) else float("nan")
     value = float(_combine(mean_a, mean_b, kind))
+    if not np.isfinite(value):  # a ratio or relative change of a zero mean: not computable, not infinite
+        value = float("nan")
     low = high = float("nan")
     if n_patients >= 2 and n_boot > 0:
         low, high = _interval(a, b, clusters, kind, level)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -70,12 +70,15 @@ def label_table(frame: pd.DataFrame, rung: RungSpec, role: str, pools, n_candida
     return frame
 
 
-def audit_rows(ctx: Context, spec: AuditSpec, labelled_only: bool = False) -> pd.DataFrame:
+def audit_rows(ctx: Context, spec: AuditSpec, labelled_only: bool = False,
+               per_query: Callable[[RungSpec, str, EmbeddingSet, Any], None] | None = None) -> pd.DataFrame:
     """Audit every rung on every cohort. ``labelled_only`` drops pairs whose report carries no
     label at all (they belong to no pathology group), for every kind of negatives alike so that
     random and matched pools are compared on the same queries; the count is the column
-    ``unlabelled_excluded``."""
-    from ...retrieval.audit import audit
+    ``unlabelled_excluded``. ``per_query(rung, role, es, qv)``, when given, receives each audit's
+    per-query values (:class:`relink.retrieval.values.QueryValues` of ``es``'s rows) before they are
+    dropped: the paired contrasts of a result are computed from them (the tables hold no per-query value)."""
+    from ...retrieval.audit import audit_queries, summarise
 
     frames = []
     for rung in ladder(ctx):
@@ -88,14 +91,25 @@ def audit_rows(ctx: Context, spec: AuditSpec, labelled_only: bool = False) -> pd
                 es = es.subset(~unlabelled)
             # the labelled subset of the held-out split may not fill a pool the whole split fills
             clip = role == "external" or labelled_only
-            table = audit(es, spec.but(pools=pools_for(spec.pools, len(es)), pools_clip=clip), model=rung.name,
-                          cohort=str(es.rows["cohort"].iloc[0]))
+            qv = audit_queries(es, spec.but(pools=pools_for(spec.pools, len(es)), pools_clip=clip))
+            table = summarise(qv, model=rung.name, cohort=str(es.rows["cohort"].iloc[0]))
+            if per_query is not None:
+                per_query(rung, role, es, qv)
             note_dropped(ctx, table, role, rung)
             table = label_table(table, rung, role, spec.pools, len(es))
             if labelled_only:
                 table["unlabelled_excluded"] = int(unlabelled.sum())
             frames.append(table)
     return pd.concat(frames, ignore_index=True)
+
+
+def contrast_row(c, **labels: Any) -> dict[str, Any]:
+    """One row of a result's ``contrasts.parquet``: what was compared (``labels``: ``contrast``, ``rung``,
+    ``role``, ``cohort``, ``direction``, ``level``, ``N``, ``K``, ...), then the
+    :class:`relink.retrieval.contrast.Contrast` of ``b`` against ``a`` (``kind``, ``a``, ``b``, ``value``,
+    ``ci_low``, ``ci_high``, ``n_queries``, ``n_patients``, ``ci_level``: its confidence level)."""
+    return {**labels, "kind": c.kind, "a": c.a, "b": c.b, "value": c.value, "ci_low": c.ci_low, "ci_high": c.ci_high,
+            "n_queries": c.n_queries, "n_patients": c.n_patients, "ci_level": c.level}
 
 
 def note_dropped(ctx: Context, table: pd.DataFrame, role: str, rung: RungSpec) -> None:
