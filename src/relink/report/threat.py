@@ -41,7 +41,9 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..errors import RelinkError
-from ..options import Range, check_spec, int_list, option, show, split_list
+from ..options import Range, check_spec, int_list, option, show
+from ..retrieval.inputs import FULL
+from ..retrieval.spec import parse_pools
 
 LEVELS_ORDER = ("low", "inconclusive", "elevated", "high")  # most severe last
 # a release beyond any cohort there is (a billion images) is a typo; larger counts would also print float
@@ -50,26 +52,9 @@ MAX_RELEASED = 10**9
 MIN_BOOT = 100  # a verdict needs an interval: fewer replicates cannot place a 2.5% tail
 
 
-FULL = "full"
-
-
 def _pool_sizes(value: Any) -> tuple:
     """Pool sizes (integers >= 2) and/or ``full`` (every audited pair), repeated and/or comma-separated, in order."""
-    items: list = []
-    for v in value if isinstance(value, (list, tuple)) else (value,):
-        items.extend(split_list(v) if isinstance(v, str) else (v,))
-    out = []
-    for v in items:
-        if isinstance(v, str) and v.strip().lower() == FULL:
-            out.append(FULL)
-            continue
-        n = int_list(v, "pool size")[0]
-        if n < 2:
-            raise ValueError(f"pool size {n} must be at least 2 (the truth and one other report), or 'full'")
-        out.append(n)
-    if not out:
-        raise ValueError("give at least one pool size")
-    return tuple(dict.fromkeys(out))
+    return parse_pools(value, minimum=2)
 
 
 def _top_k(value: Any) -> tuple[int, ...]:

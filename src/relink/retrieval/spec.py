@@ -24,9 +24,14 @@ NEGATIVES = ("random",) + HARD_NEGATIVES  # the order rows appear in a table
 DEFAULT_POOLS = (10, 100, 1000, 10000, FULL)
 
 
-def _pools(value: Any) -> tuple:
+def parse_pools(value: Any, minimum: int = 1) -> tuple:
+    """Pool sizes (integers >= ``minimum``) and/or ``full``, from repeated flags and/or comma lists, in order,
+    each once: the one parser of ``--pools`` (the audit) and ``--attacker-pool`` (the report, minimum 2)."""
+    items: list = []
+    for v in value if isinstance(value, (list, tuple)) else (value,):
+        items.extend(split_list(v) if isinstance(v, str) else (v,))
     out = []
-    for p in split_list(value):
+    for p in items:
         if isinstance(p, str) and p.strip().lower() == FULL:
             out.append(FULL)
             continue
@@ -36,8 +41,9 @@ def _pools(value: Any) -> tuple:
                 raise ValueError
         except (TypeError, ValueError):
             raise ValueError(f"pool size {str(p)!r} is neither an integer nor 'full'") from None
-        if n < 1:
-            raise ValueError(f"pool size N={n} must be at least 1")
+        if n < minimum:
+            raise ValueError(f"pool size N={n} must be at least {minimum}"
+                             + (" (the truth and one other report), or 'full'" if minimum == 2 else ""))
         out.append(n)
     if not out:
         raise ValueError("give at least one pool size")
@@ -52,7 +58,7 @@ def _ints(value: Any) -> tuple:
 class AuditSpec:
     """What to audit and how (see :mod:`relink.retrieval.audit` for what each row means)."""
 
-    pools: tuple = option(DEFAULT_POOLS, flag="--pools", parse=_pools,
+    pools: tuple = option(DEFAULT_POOLS, flag="--pools", parse=parse_pools,
                           help="pool sizes N (the truth plus N-1 random distractors) and/or 'full'")
     ks: tuple = option((1, 5, 10), flag="--k", parse=_ints, check=Range(int, 1), help="K values for Recall@K")
     directions: tuple = option(DIRECTIONS, flag="--directions", parse=some_of(DIRECTIONS, "direction", both=True),
