@@ -18,7 +18,13 @@ were chosen by that null simulation, one per metric:
   samples; the beta form takes non-integer counts). A query's expected
   recall over random pools varies less than a 0/1 hit, so the measured
   ``deff`` can fall below 1; it is floored at 1 (independent 0/1 queries),
-  since letting it narrow the interval under-covered in the null simulation. With few hits the
+  since letting it narrow the interval under-covered in the null simulation. The *upper* bound,
+  which a LOW verdict rests on, uses the larger of that design effect and
+  the one of perfectly correlated patients (``sum n_p^2 / n``): when a few
+  patients carry most of the hits (a memorised minority) a sample holding
+  few of them under-states the variance, and the upper bound missed the
+  truth in 3.3-4.7% of draws at a nominal 2.5% (true lift 2-3, 300-1,500
+  patients); with the floor, 0-0.5%. With few hits the
   exact interval does not collapse (no hit still gives an upper bound) and
   stays conservative. With no variation at all (every value 0, or all 1)
   the design effect is unknown and taken as 1 (independent queries).
@@ -61,7 +67,8 @@ def clustered_variance(sums: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray
 
 
 def mean_interval(sums, counts, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Clopper-Pearson interval on the design-effect count of each column's mean of values in [0, 1]."""
+    """Clopper-Pearson interval on the design-effect count of each column's mean of values in [0, 1]; the upper
+    bound on the count of perfectly correlated patients when that is smaller (see the module docstring)."""
     m, v, g = clustered_variance(sums, counts)
     n = np.asarray(counts, dtype=np.float64).sum(axis=0)
     alpha = 1.0 - level
@@ -73,10 +80,15 @@ def mean_interval(sums, counts, level: float = 0.95) -> tuple[np.ndarray, np.nda
     binomial = mo * (1.0 - mo) / no
     with np.errstate(invalid="ignore", divide="ignore"):
         deff = np.where(binomial > 0, np.maximum(vo / binomial, 1.0), 1.0)
-    n_eff = no / deff
-    x = mo * n_eff
+    # The upper bound is what a LOW verdict rests on. The measured design effect is too small exactly when the
+    # sample holds few of the patients who carry the hits (a memorised minority), and the upper bound then
+    # fell below the truth in ~4% of draws at a nominal 2.5%; so the upper bound takes the design effect of
+    # perfectly correlated patients (size-weighted mean queries per patient) when that is larger.
+    deff_upper = np.maximum(deff, (np.asarray(counts, dtype=np.float64)[:, ok] ** 2).sum(axis=0) / no)
+    n_eff, n_up = no / deff, no / deff_upper
+    x, x_up = mo * n_eff, mo * n_up
     lo = np.where(x > 0, stats.beta.ppf(alpha / 2, np.maximum(x, 1e-300), n_eff - x + 1), 0.0)
-    hi = np.where(n_eff - x > 0, stats.beta.ppf(1 - alpha / 2, x + 1, np.maximum(n_eff - x, 1e-300)), 1.0)
+    hi = np.where(n_up - x_up > 0, stats.beta.ppf(1 - alpha / 2, x_up + 1, np.maximum(n_up - x_up, 1e-300)), 1.0)
     low[ok], high[ok] = np.minimum(lo, mo), np.maximum(hi, mo)
     return low, high
 
