@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from relink.retrieval.audit import audit_arrays
-from relink.retrieval.bootstrap import bootstrap_means, bootstrap_medians, replicate_weights, weighted_median
+from relink.retrieval.bootstrap import percentile_interval, replicate_weights, replicates
 from test_retrieval_brute import unit
 
 
@@ -14,6 +14,10 @@ def test_replicate_weights_are_multinomial_counts_and_seeded():
     assert np.all(w.sum(axis=1) == 50) and np.all(w >= 0)
     assert abs(w.mean() - 1.0) < 0.02 and abs(w.var() - (1 - 1 / 50)) < 0.1  # multinomial(50, 1/50) moments
     np.testing.assert_array_equal(w, np.vstack(list(replicate_weights(50, 230, random_state=3))))
+
+
+def bootstrap_means(values, clusters, n_boot, random_state):
+    return percentile_interval(replicates(values, clusters, n_boot, random_state))
 
 
 def test_one_big_perfect_patient_widens_the_interval():
@@ -33,22 +37,6 @@ def test_nan_queries_are_left_out_of_each_column():
     assert 0 <= lo[0] < hi[0] <= 1
 
 
-def test_weighted_median_matches_numpy_for_unit_weights():
-    rng = np.random.default_rng(0)
-    for n in (1, 2, 5, 8):
-        v = np.sort(rng.integers(0, 10, n).astype(float))
-        assert weighted_median(v, np.ones((1, n)))[0] == np.median(v)
-    v = np.array([1.0, 2.0, 3.0])
-    assert weighted_median(v, np.array([[0, 0, 5.0]]))[0] == 3.0
-
-
-def test_median_interval_brackets_the_median():
-    rng = np.random.default_rng(1)
-    ranks = rng.integers(1, 100, 300).astype(float)
-    lo, hi = bootstrap_medians(ranks, np.arange(300) // 3, 500, random_state=0)
-    assert lo[0] <= np.median(ranks) <= hi[0] and hi[0] - lo[0] < 40
-
-
 def test_audit_intervals_resample_patients():
     rng = np.random.default_rng(5)
     n = 160
@@ -61,16 +49,3 @@ def test_audit_intervals_resample_patients():
     width = lambda f: float((f.ci_high - f.ci_low)[f.metric == "recall"].iloc[0])  # noqa: E731
     assert by_patient.value.iloc[0] == pytest.approx(by_pair.value.iloc[0])
     assert width(by_patient) > 2 * width(by_pair)
-
-
-def test_band_medians_equal_full_weighted_medians():
-    from relink.retrieval.bootstrap import _band_medians
-
-    rng = np.random.default_rng(2)
-    for n, n_clusters in [(1000, 300), (50, 5), (7, 7), (400, 2)]:
-        values = np.sort(rng.integers(1, 60, n).astype(float))
-        clusters = rng.integers(0, n_clusters, n)
-        _, codes = np.unique(clusters, return_inverse=True)
-        k = codes.max() + 1
-        w = np.vstack(list(replicate_weights(k, 300, random_state=1)))
-        np.testing.assert_array_equal(_band_medians(values, codes, k, w), weighted_median(values, w[:, codes]))

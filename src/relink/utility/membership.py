@@ -224,7 +224,7 @@ def member_gap(es: EmbeddingSet, N: int = 1000, K: int = 1, members: str = "trai
         above, tied, available = own_study_counts(part, direction, spec.tie_tol, spec.device)
         v = expected_recall(above, tied, available, n_eff - 1, [K], spec.ties)[:, 0]
         per_side[q] = (v, part.rows["patient_id"].astype(str).to_numpy())
-    reps = {q: replicates(v[:, None], None, pat, spec.n_boot, [spec.random_state, s])[0][:, 0]
+    reps = {q: replicates(v[:, None], pat, spec.n_boot, [spec.random_state, s])[:, 0]
             for s, (q, (v, pat)) in enumerate(per_side.items())}
     reps["gap"] = reps["members"] - reps["non_members"]
     value = {q: float(np.mean(v)) for q, (v, _) in per_side.items()}
