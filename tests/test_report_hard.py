@@ -7,7 +7,7 @@ from scipy.stats import hypergeom
 from relink import embeddings
 from relink.labels import CHEXPERT_LABELS
 from relink.report import build, hard
-from relink.report.columns import summary
+from relink.retrieval.audit import summarise
 from relink.report.threat import ReportSpec
 from relink.retrieval.audit import audit_queries
 from relink.retrieval.matching import label_groups
@@ -25,7 +25,7 @@ def audited(tmp_path_factory):
     es = embeddings.load(write_set(tmp_path_factory.mktemp("hard") / "emb", n=600, noise=2.0, seed=61, rows=rows))
     spec = ReportSpec(attacker_pools=(100,), n_boot=200)
     qv = audit_queries(es, build.audit_spec(spec, len(es), True))
-    return es, qv, summary(qv)
+    return es, qv, summarise(qv)
 
 
 def test_random_on_the_covered_queries_matches_a_brute_force_reference(audited):

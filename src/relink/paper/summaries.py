@@ -180,14 +180,6 @@ def frontier(effects: pd.DataFrame, cohort: str, N: int, K: int = 1) -> pd.DataF
     return rows.sort_values("epsilon")
 
 
-def frontier_is_monotone(effects: pd.DataFrame, cohort: str, N: int, K: int = 1) -> bool:
-    """Recall does not decrease with epsilon beyond the intervals: each step up in epsilon has
-    a point estimate no lower than the previous one's lower CI bound."""
-    rows = frontier(effects, cohort, N, K)
-    values, lows = rows["value"].to_numpy(), rows["ci_low"].to_numpy()
-    return bool(np.all(values[1:] >= lows[:-1]))
-
-
 def utility_row(util: pd.DataFrame, metric: str, state: str, features: str = "projected") -> pd.Series:
     rows = util[(util["metric"] == metric) & (util["state"] == state) & (util["features"] == features)]
     if len(rows) != 1:
@@ -249,10 +241,3 @@ def hard_negative_verdict(row: pd.Series) -> str:
                 "label-level attacker could not tell apart.")
     return ("On this profile the matched pools bring re-linkage within the interval of chance: "
             "the signal cannot be told apart from shared pathology here.")
-
-
-def frontier_verdict(effects: pd.DataFrame, cohort: str, N: int, K: int = 1) -> str:
-    """A sentence on whether more privacy gives lower re-linkage, within the intervals."""
-    if frontier_is_monotone(effects, cohort, N, K):
-        return "the frontier is monotone within its intervals: more privacy (smaller ε) gives lower re-linkage."
-    return "the frontier is not monotone within its intervals on this profile."

@@ -22,11 +22,11 @@ import pandas as pd
 
 from .. import __version__
 from ..embeddings import EmbeddingSet, public_model_name
-from ..retrieval.audit import QueryValues, audit_queries
+from ..retrieval.audit import QueryValues, audit_queries, summarise
 from ..retrieval.matching import group_summary, label_groups
 from ..retrieval.spec import AuditSpec
 from . import curve, groups, hard, mitigation, risk, verdict
-from .columns import pick, summary
+from .columns import pick
 from .threat import ReportSpec, check_against, resolve_pools
 
 FALLBACK_POOLS = (100, 1000)  # matched pools of the whole label vector fill only at moderate N
@@ -100,7 +100,7 @@ def threat_model(es: EmbeddingSet, spec: ReportSpec, released: int, source: dict
 def _summary(qv: QueryValues, es: EmbeddingSet) -> pd.DataFrame:
     """Recall and MRR rows of every column. The page shows no median rank, whose weighted-median bootstrap
     costs more than all the means together, so its rows are left out."""
-    return summary(pick(qv, metric=("recall", "mrr")), model=public_model_name(es.meta.get("model"),
+    return summarise(pick(qv, metric=("recall", "mrr")), model=public_model_name(es.meta.get("model"),
                                                                             es.meta.get("weights_fingerprint")),
                    cohort=es.cohort_name)
 

@@ -3,9 +3,8 @@
 The report makes exactly one pass over the scores
 (:func:`relink.retrieval.audit.audit_queries`); every figure on the page is a
 :func:`~relink.retrieval.audit.summarise` of some of its columns over some of
-its rows (all rows, a label group, the queries a matched pool covers). A
-summary of few columns costs a small bootstrap, so breakdowns pick the
-columns they show first.
+its rows (all rows, a label group, the queries a matched pool covers).
+Breakdowns pick the columns they show first, so a summary reads only those.
 """
 
 from __future__ import annotations
@@ -17,19 +16,6 @@ import numpy as np
 import pandas as pd
 
 from ..retrieval.audit import QueryValues, summarise
-from ..retrieval.blocked import torch_threads
-
-
-def summary(qv: QueryValues, rows: np.ndarray | None = None, **kwargs: Any) -> pd.DataFrame:
-    """:func:`~relink.retrieval.audit.summarise` with torch on one thread.
-
-    The bootstrap's per-patient sums are a torch ``index_add_``: on a busy
-    2-core machine, with torch's default threads, it took ~0.25 s for a
-    12,000 x 20 table against ~1 ms on one thread; the summary does nothing
-    else in torch that threads would speed up.
-    """
-    with torch_threads(1):
-        return summarise(qv, rows=rows, **kwargs)
 
 
 def _matches(key: dict[str, Any], where: dict[str, Any]) -> bool:
@@ -56,7 +42,7 @@ def pick(qv: QueryValues, **where: Any) -> QueryValues:
 
 def table(qv: QueryValues, rows: np.ndarray | None = None, **where: Any) -> pd.DataFrame:
     """The tidy summary of the columns matching ``where`` over set rows ``rows`` (all when None)."""
-    return summary(pick(qv, **where), rows=rows)
+    return summarise(pick(qv, **where), rows=rows)
 
 
 def covered(qv: QueryValues, **where: Any) -> np.ndarray:

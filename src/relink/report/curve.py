@@ -14,9 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..embeddings import EmbeddingSet
-from ..retrieval.audit import audit_queries
+from ..retrieval.audit import audit_queries, summarise
 from ..retrieval.spec import AuditSpec
-from .columns import summary
 from .risk import risk_rows
 
 GUIDE = ("Choosing N: N is how many candidate reports an attacker could plausibly hold for one released image, its "
@@ -42,7 +41,7 @@ def risk_curve(es: EmbeddingSet, pools: tuple[int, ...], released: int, coverage
     ks = (1, 10) if n >= 10 else (1,)  # the audit refuses K above a pool: the K = 10 curve starts at N = 10
     spec = AuditSpec(pools=tuple(p for p in grid(n, pools) if p >= max(ks)), ks=ks, directions=("image_to_report", "report_to_image"),
                      levels=("study",), negatives=("random",), n_boot=n_boot, ci=ci)
-    frame = summary(audit_queries(es, spec))
+    frame = summarise(audit_queries(es, spec))
     rows = risk_rows(frame[(frame.metric == "recall") & (frame.N >= frame.K)], released, coverage)
     keep = ("direction", "N", "K", "expected_images", "expected_images_ci", "chance_images", "lift", "lift_ci")
     return [{k: r[k] for k in keep} for r in rows]

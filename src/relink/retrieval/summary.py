@@ -51,7 +51,7 @@ def _paired_columns(qv) -> dict[int, int]:
 class _Columns:
     """Values and chances of single columns at rows ``idx`` (positions, or a slice: no copy), the groups
     computed last kept up to ``keep`` bytes (a matched column's random twin is read again when the twins are
-    bootstrapped)."""
+    summarised)."""
 
     def __init__(self, qv, idx: np.ndarray | slice, keep: int = _CACHE_BYTES):
         self.qv, self.idx, self.keep = qv, idx, keep
@@ -90,8 +90,8 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
     pairs = _paired_columns(qv)
     paired = {f: j for j, f in enumerate(pairs)}
     n_keys = len(qv.keys)
-    # Bootstrap columns: every value column, then each matched column's random twin masked to the queries the
-    # matched pool covers (bootstrapped beside the others, so under the very same replicates).
+    # Interval columns: every value column, then each matched column's random twin masked to the queries the
+    # matched pool covers (so a matched figure and its twin rest on the same queries).
     boot_cols = [(f, None) for f in range(n_keys)] + [(f, r) for f, r in pairs.items()]
     codes, n_clusters = _cluster_codes(patient)
     columns = _Columns(qv, idx)
