@@ -15,12 +15,20 @@ examples:
   relink audit --embeddings my_set --levels study --directions image_to_report \\
       --monte-carlo 200 --pools-clip --out audit.json
   relink audit --embeddings archive --memory 2G --out audit.parquet
+  relink audit --embeddings runs/emb/ladder-3 --confident 0.9,0.99 --confident-curve pr.csv --out audit.csv
   torchrun --nproc_per_node 4 -m relink audit --distributed --embeddings archive --out audit.parquet
 
 The table has one row per (direction, negatives, level, N, K, estimator, metric)
 with columns model, cohort, direction, negatives, level, N, K, estimator, metric,
 value, ci_low, ci_high, chance, lift, n_queries, coverage; its format follows the
 extension of --out (.csv, .parquet, .json) and it carries provenance.
+
+--confident P,... adds the threshold attacker (random negatives): rows with metric
+relinked_best (the threshold that re-links the most images at precision >= P) and
+relinked_calibrated (a threshold set on --confident-calibration S labelled pairs held
+apart), K = 0 and a precision_target column; --confident-curve FILE writes its
+precision-recall curve (direction, level, N, threshold, expected_correct,
+expected_links, precision, recall, links_exact).
 
 The embeddings are read in blocks: --memory bounds what the audit adds to the
 interpreter with torch (libraries, row table, per-pair counts, the blocks it
@@ -67,6 +75,9 @@ def register(sub):
     p.add_argument("--distributed", action="store_true",
                    help="run as one process of a torchrun launch (`torchrun --nproc_per_node P -m relink audit "
                         "--distributed ...`): the query rows are split across processes; gloo on CPU, nccl on GPU")
+    p.add_argument("--confident-curve", default=None, metavar="FILE",
+                   help="also write the threshold attacker's precision-recall curve (.csv, .parquet, .json; needs "
+                        "--confident)")
     add_timeout(p)
     add_spec_arguments(p, AuditSpec)
     p.set_defaults(func=run)
@@ -142,6 +153,8 @@ def run(args) -> int:
 
 def _count(args, out, comm, rank: int, start: int | None):
     """Options, input and the passes (every rank); returns what rank 0 summarises."""
+    from pathlib import Path
+
     from ..guard import claim
     from ..options import spec_from_args
     from ..retrieval.audit import audit_queries
@@ -155,9 +168,14 @@ def _count(args, out, comm, rank: int, start: int | None):
         target = table_output("--out", out, work=work_path(out))
         negatives = ("random",) + (("pathology_matched", "positive_set_matched") if args.hard_negatives else ())
         spec = spec_from_args(AuditSpec, args, negatives=negatives)
+        targets = [target]
+        if args.confident_curve is not None:
+            if not spec.confident:
+                raise RelinkError("--confident-curve needs --confident (the precision targets)")
+            targets.append(table_output("--confident-curve", Path(args.confident_curve)))
         memory = _budget(args.memory, comm.world_size if comm is not None else 1)
         if rank == 0:  # first, before any expensive work
-            claim("audit", [target], inputs=[("--embeddings", args.embeddings)], overwrite=args.overwrite)
+            claim("audit", targets, inputs=[("--embeddings", args.embeddings)], overwrite=args.overwrite)
         es, rows = _load(args, rank)
     except Exception as exc:  # noqa: BLE001 - every rank must learn of it
         failure = exc
@@ -205,6 +223,12 @@ def _write(args, out, qv, es, rows, work) -> int:
               "(never covered by a matched pool)", file=sys.stderr)
     prov = provenance.stamp(command="audit", embeddings=Path(args.embeddings).name,
                             embedding_meta=public_meta(es.meta), split=args.split, settings=settings)
+    if args.confident_curve is not None:
+        from ..retrieval.summary import confident_curve
+
+        curve = Path(args.confident_curve)
+        with writing(curve):
+            write_table(confident_curve(qv, rows), curve, {**prov, "table": "confident_curve"})
     with writing(out):
         write_table(frame, out, prov)
     AuditWork(work, {}).remove()

@@ -102,6 +102,8 @@ from .stream import RowSource, WorkRows
 from .summary import PAIRED_COLUMNS, summarise  # noqa: F401 (part of this module's interface)
 from .values import QueryValues
 
+CONFIDENT_CELLS = 0.01  # share of all scores the threshold attacker's counted thresholds reach (the rest: bounds)
+
 
 
 def _seed(random_state, i: int):
@@ -184,7 +186,8 @@ def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: boo
     try:
         xs, ys = (WorkRows(s, order, dev) for s in sources)
         counts = stream_counts(xs, ys, patient_o, [(g, codes_o[g]) for g in hard], spec.directions, spec.levels,
-                               spec.tie_tol, progress=progress, memory=meter, comm=comm, work=work, stats=stats)
+                               spec.tie_tol, progress=progress, memory=meter, comm=comm, work=work, stats=stats,
+                               confident=(spec.confident_grid, CONFIDENT_CELLS) if spec.confident else None)
     finally:
         torch.set_float32_matmul_precision(precision)
         for s in sources:
@@ -240,8 +243,14 @@ def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: boo
                 "label_groups": {g: dict(zip(("groups", "queries_without_matched_distractor"),
                                              group_summary(codes[g], ~unlabelled))) for g in hard}}
     stack = np.stack(ranks, axis=1) if ranks else np.zeros((n, 0))
+    confident = None
+    if spec.confident:
+        cc = counts.confident
+        confident = {"counts": cc, "ranks": {key: counts[(*key, "random")] for key in cc.truth}, "pools": pools}
+        settings["confident_thresholds"] = {"counted": len(cc.counted), "below": len(cc.low),
+                                            "lowest_counted": float(cc.counted[0]), "cells": CONFIDENT_CELLS}
     return QueryValues(keys, rank_keys=rank_keys, ranks=stack, rank_null=rank_null, patient=patient_o, order=order,
-                       spec=spec, settings=settings, groups=groups)
+                       spec=spec, settings=settings, groups=groups, confident=confident)
 
 
 def audit(es: EmbeddingSet, spec: AuditSpec | None = None, model: str | None = None, cohort: str | None = None,

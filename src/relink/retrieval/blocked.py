@@ -71,7 +71,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .tileops import LANES, Ops, shifted
+from .tileops import LANES, Ops, bin_rows, shifted
 
 _CPU_CELLS = 1 << 20  # scores one CPU product writes (block rows x group columns): 4 MB, cache-friendly
 _GPU_CELLS = 1 << 28
@@ -87,6 +87,8 @@ class ThresholdCounts:
 
     row_above: np.ndarray
     col_above: np.ndarray
+    row_hist: np.ndarray | None = None  # (n, G) int32: scores of each row in each bin of the grid (TileCounter)
+    col_hist: np.ndarray | None = None
 
 
 def default_blocks(device) -> tuple[int, int]:
@@ -157,7 +159,7 @@ class TileCounter:
     def __init__(self, n: int, diag, row_thr: np.ndarray, col_thr: np.ndarray, row_active: np.ndarray | None = None,
                  col_active: np.ndarray | None = None, segmentations: Sequence[np.ndarray] = (), tie_tol: float = 1e-6,
                  device=None, block_rows: int | None = None, tile_cols: int | None = None, engine: str = "auto",
-                 group_cells: int | None = None, max_cols: int | None = None):
+                 group_cells: int | None = None, max_cols: int | None = None, grid: np.ndarray | None = None):
         import torch
 
         self.torch = torch
@@ -186,11 +188,20 @@ class TileCounter:
         self.acc_row = ops.zeros((self.n_row, self.n_seg, n))  # each row block writes its own rows
         self.acc_col = ops.zeros((self.n_col, self.n_seg, n))
         self.max_cols = min(n, max_cols or n)
+        # confident re-links: each row's and column's scores binned on ``grid`` (only scores >= grid[0])
+        self.n_grid = 0 if grid is None else len(grid)
+        self.i32 = np.int32 if ops.numpy else torch.int32
+        if self.n_grid:
+            g = np.ascontiguousarray(grid, dtype=np.float32)
+            self.grid = g if ops.numpy else torch.as_tensor(g, device=self.device)
+            self.hist_row = ops.zeros((n, self.n_grid), self.i32)
+            self.hist_col = ops.zeros((n, self.n_grid), self.i32)
         self.w_max = -(-tc // 8) * 8
         self.chunk = 128 if ops.numpy else br  # rows compared at once: a cache-sized slab, <= LANES
         self.workers = torch.get_num_threads() if ops.numpy else 1
         self._local = threading.local()
         self._col_accs: list = []
+        self._col_hists: list = []
         self._lock = threading.Lock()
         self._pool = None
         self._threads = None
@@ -222,7 +233,20 @@ class TileCounter:
             self._threads = None
 
     def result(self) -> ThresholdCounts:
-        return ThresholdCounts(self.ops.to_numpy(self.acc_row), self.ops.to_numpy(self.acc_col))
+        hist = (self.ops.to_numpy(self.hist_row), self.ops.to_numpy(self.hist_col)) if self.n_grid else (None, None)
+        return ThresholdCounts(self.ops.to_numpy(self.acc_row), self.ops.to_numpy(self.acc_col), *hist)
+
+    def row_hist(self, a: int, b: int) -> np.ndarray | None:
+        """A copy of rows [a, b) of the binned scores (None without a grid)."""
+        return np.array(self.ops.to_numpy(self.hist_row[a:b])) if self.n_grid else None
+
+    def take_col_hist(self) -> np.ndarray | None:
+        """The columns' binned scores so far; they start again from zero (None without a grid)."""
+        if not self.n_grid:
+            return None
+        out = np.array(self.ops.to_numpy(self.hist_col))
+        self.hist_col = self.ops.zeros((self.n, self.n_grid), self.i32)
+        return out
 
     def row_counts(self, a: int, b: int) -> np.ndarray:
         """A copy of the row counts of rows [a, b): (thresholds, 1 + segmentations, b - a) int64."""
@@ -250,8 +274,11 @@ class TileCounter:
             local.col_buf = self.ops.host(torch.empty(max(1, self.n_col) * self.chunk * self.w_max, dtype=torch.bool,
                                                       device=dev))
             local.acc_col = self.ops.zeros((self.n_col, self.n_seg, self.max_cols))
+            local.hist_col = self.ops.zeros((self.max_cols, self.n_grid), self.i32) if self.n_grid else None
             with self._lock:
                 self._col_accs.append(local.acc_col)
+                if self.n_grid:
+                    self._col_hists.append(local.hist_col)
         return local
 
     def add(self, x, r0: int, y, c0: int, progress=None) -> None:
@@ -283,6 +310,9 @@ class TileCounter:
         for acc in self._col_accs:  # every worker's counts of these columns, then zero for the next block
             self.acc_col[:, :, c0:c0 + w] += acc[:, :, :w]
             acc[:, :, :w] = 0
+        for acc in self._col_hists:
+            self.hist_col[c0:c0 + w] += acc[:w]
+            acc[:w] = 0
 
     def _block(self, x, xr0: int, y, yc0: int, r0: int, r1: int) -> None:
         """Products and counts of rows [r0, r1), column group by column group."""
@@ -360,6 +390,8 @@ class TileCounter:
                                 part = ops.col_sum(m8, ra - p0, rb - p0, ca - c0, cb - c0)
                                 for j, k in enumerate(ck):
                                     acc[k, s, ca - yc0:cb - yc0] += part[j]
+                if self.n_grid:
+                    bin_rows(ops, rows[0], w, self.grid, self.hist_row[p0:p1], mine.hist_col[a0:a0 + w])
 
 
 def threshold_counts(

@@ -58,9 +58,33 @@ from typing import Any, Sequence
 import numpy as np
 
 from .inputs import DIRECTIONS, LEVELS
+from .confident import low_threshold, threshold_grid
 from .memory import Meter
 from .patients import patient_stats
 from .passes import identical_rows, pair_pass, count_pass, pick_device  # noqa: F401 (re-exported)
+
+
+class Counts(dict):
+    """Rank counts keyed by (direction, level, negatives); ``confident`` holds the threshold attacker's counts
+    (:class:`ConfidentCounts`) when they were asked for, else None."""
+
+    confident: "ConfidentCounts | None" = None
+
+
+@dataclass
+class ConfidentCounts:
+    """What the threshold attacker needs beyond the rank counts (:mod:`relink.retrieval.confident`).
+
+    ``counted``: thresholds counted per query (ascending, from ``counted[0]``); ``low``: points below them;
+    ``at_or_above[direction]`` (n, len(counted)) int32: candidates scoring at or above each counted
+    threshold (the query's own pair and patient included: they enter only where they lie below the
+    threshold); ``truth[(direction, level)]`` (n,) float32: the (best) truth score.
+    """
+
+    counted: np.ndarray
+    low: np.ndarray
+    at_or_above: dict
+    truth: dict
 
 
 @dataclass
@@ -126,8 +150,12 @@ def stream_counts(
     comm: Any = None,
     work: Any = None,
     stats: dict[str, Any] | None = None,
-) -> dict[tuple[str, str, str], RankCounts]:
+    confident: tuple[int, float] | None = None,
+) -> Counts:
     """Rank counts keyed by (direction, level, negatives), in work order; see the module docstring.
+
+    ``confident`` = (grid points, share of cells binned) also counts, per query, the candidates at or above
+    a grid of thresholds (:class:`ConfidentCounts`, in ``.confident`` of the result).
 
     ``xs``, ``ys``: the image and report rows in work order
     (:class:`~relink.retrieval.stream.WorkRows`, all on one device), with every
@@ -167,8 +195,17 @@ def stream_counts(
     key = {"n": n, "d": xs.d, "directions": list(directions), "levels": list(levels), "tie_tol": tie_tol,
            "groupings": [name for name, _ in groupings], "digest": pairs.digest,
            "patients": _digest(pat), "groups": [_digest(e) for e in edges]}
+    truths, grid = {}, None
+    if confident:
+        for direction, best in (("image_to_report", "best_row"), ("report_to_image", "best_col")):
+            if direction in directions:
+                for level in levels:
+                    truths[(direction, level)] = diag if level == "study" else getattr(ps, best)
+        pooled = np.concatenate(list(truths.values()))
+        t_low = low_threshold(_sample_scores(xs, ys), pooled, confident[1])
+        grid, low = threshold_grid(pooled, t_low, confident[0])
     tc = count_pass(xs, ys, diag, row_thr, col_thr, row_on, col_on, edges, tie_tol, block_rows, tile_cols, engine,
-                    meter, progress, comm, work, key, stats)
+                    meter, progress, comm, work, key, stats, grid=grid)
     for above, on in ((tc.row_above, row_on), (tc.col_above, col_on)):
         if on.shape[1] > 1:
             same = ~on[:, 1]
@@ -180,7 +217,16 @@ def stream_counts(
     one = np.ones(n, dtype=np.int64)
     study_available = [g - 1 for g in group_size]  # shared by both directions
     patient_available = [g - ps.in_group[s] for s, g in enumerate(group_size)] if want_patient else None
-    out: dict[tuple[str, str, str], RankCounts] = {}
+    out = Counts()
+    if confident:
+        at = {}
+        for direction, hist in (("image_to_report", tc.row_hist), ("report_to_image", tc.col_hist)):
+            if direction in directions:  # candidates at or above each threshold: suffix sums of the bins, in place
+                for g in range(hist.shape[1] - 2, -1, -1):
+                    hist[:, g] += hist[:, g + 1]
+                at[direction] = hist
+        tc.row_hist = tc.col_hist = None
+        out.confident = ConfidentCounts(grid, low, at, truths)
     sides = (("image_to_report", tc.row_above, y_codes), ("report_to_image", tc.col_above, x_codes))
     for direction, above, codes in sides:
         if direction not in directions:
@@ -197,6 +243,16 @@ def stream_counts(
                 tied = np.maximum(twins_in(codes[top], seg_all[s]) - twins[s], 0)
                 out[(direction, "patient", neg)] = RankCounts(above[1, s], tied, patient_available[s], ps.size)
     return out
+
+
+def _sample_scores(xs, ys, rows: int = 256, cols: int = 4096) -> np.ndarray:
+    """Scores of evenly spaced rows against evenly spaced columns (never a pair itself): where the threshold
+    attacker's lowest counted threshold is set. The same on every process and every run."""
+    n = len(xs)
+    r = np.unique(np.linspace(0, n - 1, min(n, rows)).astype(np.int64))
+    c = np.unique(np.linspace(0, n - 1, min(n, cols)).astype(np.int64))
+    scores = (xs.take(r) @ ys.take(c).T).cpu().numpy()
+    return scores[r[:, None] != c[None, :]]
 
 
 def _digest(a: np.ndarray) -> str:

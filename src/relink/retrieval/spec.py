@@ -50,6 +50,16 @@ def parse_pools(value: Any, minimum: int = 1) -> tuple:
     return tuple(dict.fromkeys(out))
 
 
+def _targets(value: Any) -> tuple:
+    items: list = []
+    for v in value if isinstance(value, (list, tuple)) else (value,):
+        items.extend(split_list(v) if isinstance(v, str) else (v,))
+    try:
+        return tuple(sorted(set(float(v) for v in items)))
+    except (TypeError, ValueError):
+        raise ValueError(f"precision targets must be numbers between 0 and 1, got {value!r}") from None
+
+
 def _ints(value: Any) -> tuple:
     return tuple(sorted(int_list(value, "K")))
 
@@ -85,6 +95,14 @@ class AuditSpec:
     missing: str = option("negative", flag="--missing", parse=one_of(MISSING), choices=MISSING,
                           help="hard negatives: how a missing label is matched")
     device: str | None = option(None, flag="--device", help="torch device (default: cuda when available, else cpu)")
+    confident: tuple = option((), flag="--confident", parse=_targets, check=Range(float, 0, 1, True, True),
+                              metavar="P", help="also report the images re-linked at precision >= P by a threshold "
+                                                "attacker (e.g. 0.9,0.99; random negatives)")
+    confident_calibration: int = option(1000, flag="--confident-calibration", check=Range(int, 1), metavar="S",
+                                        help="labelled pairs (whole patients, held apart) on which the calibrating "
+                                             "attacker sets its threshold")
+    confident_grid: int = option(32, flag="--confident-grid", check=Range(int, 2, 4096), metavar="G",
+                                 help="thresholds counted per query for the threshold attacker")
 
     def __post_init__(self) -> None:
         check_spec(self)

@@ -73,6 +73,7 @@ class QueryValues:
     settings: dict[str, Any] = field(default_factory=dict)
     groups: list[tuple[list[int], Callable[[], tuple[np.ndarray, np.ndarray]]]] = field(default_factory=list,
                                                                                          repr=False)
+    confident: dict[str, Any] | None = field(default=None, repr=False)  # the threshold attacker's counts
 
     def __len__(self) -> int:
         return len(self.patient)
