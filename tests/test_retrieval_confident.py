@@ -43,15 +43,14 @@ def _monte_carlo(S, patient, thresholds, N, level, pools, rng):
         others = np.flatnonzero(~own) if level == "patient" else np.flatnonzero(np.arange(n) != i)
         best_truth = S[i, truths].max()
         if N is None:
-            draws = [others]
-        else:
-            draws = [rng.choice(others, size=N - 1, replace=False) for _ in range(pools)]
-        for pool in draws:
-            top_distractor = S[i, pool].max()
-            top = max(best_truth, top_distractor)
-            hit = best_truth >= top_distractor  # continuous scores: no ties
-            correct += (top >= thresholds) * hit / len(draws)
-            links += (top >= thresholds) / len(draws)
+            top_distractor = np.array([S[i, others].max()])
+        else:  # pools of N - 1 distinct distractors: the first N - 1 of random permutations
+            pick = np.argsort(rng.random((pools, len(others))), axis=1)[:, : N - 1]
+            top_distractor = S[i, others[pick]].max(axis=1)
+        top = np.maximum(best_truth, top_distractor)[:, None]
+        hit = (best_truth >= top_distractor)[:, None]  # continuous scores: no ties
+        correct += ((top >= thresholds) & hit).mean(0)
+        links += (top >= thresholds).mean(0)
     return correct, links
 
 
@@ -175,3 +174,31 @@ def test_confident_rows_leave_the_other_rows_unchanged():
     kept = both[~both.metric.str.startswith("relinked")].drop(columns="precision_target").reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, plain)
     assert both.loc[~both.metric.str.startswith("relinked"), "precision_target"].isna().all()
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_counts_at_or_above_equal_brute_force_whatever_the_blocks(engine):
+    import torch
+
+    from relink.retrieval.counts import stream_counts
+    from relink.retrieval.stream import RowSource, WorkRows
+
+    image, text, patient = _aligned(4, 300, 8, 1.0)
+    xs = WorkRows(RowSource(image, normalise=False), np.arange(300), torch.device("cpu"))
+    ys = WorkRows(RowSource(text, normalise=False), np.arange(300), torch.device("cpu"))
+    whole = stream_counts(xs, ys, patient, engine=engine, confident=(16, 0.05))
+    tiled = stream_counts(xs, ys, patient, engine=engine, confident=(16, 0.05), block_rows=7, tile_cols=24)
+    cc = whole.confident
+    S = image.astype(np.float64) @ text.astype(np.float64).T
+    # the pair's own cell is its truth score as the audit computes it (one float32 dot product)
+    np.fill_diagonal(S, torch.einsum("ij,ij->i", torch.from_numpy(image), torch.from_numpy(text)).numpy())
+    # thresholds are truth scores, some of them off-diagonal cells (a patient's best report): a cell within
+    # rounding of a threshold may fall on either side, so those (row, threshold) entries are not compared
+    near = np.abs(S[:, :, None] - cc.counted) < 1e-5
+    want = {"image_to_report": ((S[:, :, None] >= cc.counted).sum(1), near.any(1)),
+            "report_to_image": ((S[:, :, None] >= cc.counted).sum(0), near.any(0))}
+    for direction, (counts, unsure) in want.items():
+        assert unsure.mean() < 0.01
+        for got in (cc.at_or_above[direction], tiled.confident.at_or_above[direction]):
+            np.testing.assert_array_equal(got[~unsure], counts[~unsure])
+    assert cc.counted[0] >= np.quantile(S[~np.eye(300, dtype=bool)], 0.9)  # only the top cells are binned

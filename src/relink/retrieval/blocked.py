@@ -339,6 +339,8 @@ class TileCounter:
                 idx = torch.arange(lo, hi, device=self.device)
                 G[idx - r0, idx - g0] = self.diag[lo:hi]
             self._count(ops.host(G), r0, r1, g0, g1, yc0, mine)
+            if self.n_grid:  # the threshold attacker's bins, the whole group at once
+                bin_rows(ops, ops.host(G), g1 - g0, self.grid, self.hist_row[r0:r1], mine.hist_col[g0 - yc0:g1 - yc0])
 
     def _count(self, G, r0, r1, g0, g1, yc0, mine) -> None:
         """Counts from the product G of rows [r0, r1) and columns [g0, g1): into acc_row (these rows
@@ -390,8 +392,6 @@ class TileCounter:
                                 part = ops.col_sum(m8, ra - p0, rb - p0, ca - c0, cb - c0)
                                 for j, k in enumerate(ck):
                                     acc[k, s, ca - yc0:cb - yc0] += part[j]
-                if self.n_grid:
-                    bin_rows(ops, rows[0], w, self.grid, self.hist_row[p0:p1], mine.hist_col[a0:a0 + w])
 
 
 def threshold_counts(

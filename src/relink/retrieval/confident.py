@@ -46,6 +46,7 @@ figure at a precision target above that is 0.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -81,56 +82,56 @@ def low_threshold(sample_scores: np.ndarray, truths: np.ndarray, cells: float) -
 def p_none(d: np.ndarray, available: np.ndarray, draws: int | None) -> np.ndarray:
     """P(none of ``d`` marked candidates among ``draws`` drawn without replacement from ``available``):
     C(D - d, n) / C(D, n); the full pool (``draws=None``): [d = 0]. NaN where D < n (no such pool)."""
-    d = np.asarray(d, dtype=np.float64)
-    D = np.asarray(available, dtype=np.float64)
-    D = np.broadcast_to(D[:, None] if d.ndim == 2 else D, d.shape)
+    d = np.asarray(d, dtype=np.int64)
+    avail = np.asarray(available, dtype=np.int64)
     if draws is None:
-        return (d <= 0).astype(np.float64)
-    n = float(draws)
+        return np.where((avail < 0)[:, None] if d.ndim == 2 else avail < 0, np.nan, (d <= 0).astype(np.float64))
+    out = np.empty(d.shape)
+    # one table over d = 0..D per distinct D (most queries share a few), read by index
+    pops, inverse = np.unique(avail, return_inverse=True)
+    groups = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse.reshape(-1)))[:-1])
+    for pop, idx in zip(pops.tolist(), groups):
+        table = _p_none_table(int(pop), int(draws))
+        out[idx] = table[np.clip(d[idx], 0, pop)]
+    return out
+
+
+@lru_cache(maxsize=256)
+def _p_none_table(pop: int, draws: int) -> np.ndarray:
+    """P(none of d marked among ``draws`` from ``pop``) for d = 0..pop (NaN throughout when pop < draws)."""
+    if pop < draws:
+        return np.full(pop + 1, np.nan)
+    x = np.arange(pop + 1, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        out = np.exp(gammaln(D - d + 1) - gammaln(np.maximum(D - d - n, 0) + 1) - gammaln(D + 1) + gammaln(D - n + 1))
-    out = np.where(D - d < n, 0.0, out)
-    return np.where(D < n, np.nan, np.minimum(out, 1.0))
+        table = np.exp(gammaln(pop - x + 1) - gammaln(np.maximum(pop - x - draws, 0) + 1) - gammaln(pop + 1)
+                       + gammaln(pop - draws + 1))
+    table = np.where(pop - x < draws, 0.0, np.minimum(table, 1.0))
+    table.setflags(write=False)
+    return table
 
 
 def link_values(truth, r1, d_counted, d_floor, above, available, draws, counted, low):
-    """Per-query (correct, links_high, links_low) at the thresholds ``low`` + ``counted`` (ascending):
-    arrays (n, len(low) + len(counted)); NaN rows where the pool cannot be filled.
+    """Per-query (correct, links) at the thresholds ``low`` + ``counted`` (ascending), arrays (n, points), and
+    the lower bound of the links at the ``low`` points, (n, len(low)) (at the counted points the links are
+    exact); NaN rows where the pool cannot be filled.
 
     ``r1``: each query's P(no outranking distractor in the pool); ``d_counted`` (n, len(counted)): the
     distractors at or above each counted threshold (read only where it exceeds the truth); ``d_floor``: those
-    at or above the lowest counted threshold; ``above``: those outranking the truth.
+    at or above the lowest counted threshold; ``above``: those outranking the truth (the upper bound of the
+    distractors at or above a low point that exceeds the truth).
     """
     truth = np.asarray(truth, dtype=np.float32)
     thr = np.concatenate([low, counted]).astype(np.float32)
-    links = truth[:, None] >= thr[None, :]
-    correct = np.where(links, np.asarray(r1, dtype=np.float64)[:, None], 0.0)
+    linked = truth[:, None] >= thr[None, :]  # the truth itself clears t: a link for sure
+    correct = linked * np.asarray(r1, dtype=np.float64)[:, None]
     n_low = len(low)
-    hi = np.empty(correct.shape)
-    lo = np.empty(correct.shape)
-    hi[:, n_low:] = lo[:, n_low:] = 1.0 - p_none(d_counted, available, draws)
-    if n_low:
-        hi[:, :n_low] = (1.0 - p_none(np.asarray(above), available, draws))[:, None]
-        lo[:, :n_low] = (1.0 - p_none(np.asarray(d_floor), available, draws))[:, None]
-    hi = np.where(links, 1.0, hi)
-    lo = np.where(links, 1.0, lo)
-    bad = np.isnan(np.asarray(r1, dtype=np.float64))
-    for a in (correct, hi, lo):
-        a[bad] = np.nan
-    return correct, hi, lo
-
-
-def curve_sums(parts) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Summed (C, L_high, L_low) over query chunks ``parts`` (iterable of :func:`link_values` results) and the
-    number of queries kept."""
-    C = Lh = Ll = None
-    kept = 0
-    for correct, hi, lo in parts:
-        ok = ~np.isnan(correct[:, 0]) if correct.shape[1] else np.zeros(len(correct), bool)
-        c, h, l_ = correct[ok].sum(0), hi[ok].sum(0), lo[ok].sum(0)
-        C, Lh, Ll = (c, h, l_) if C is None else (C + c, Lh + h, Ll + l_)
-        kept += int(ok.sum())
-    return C, Lh, Ll, kept
+    links = np.empty(correct.shape)
+    links[:, n_low:] = 1.0 - p_none(d_counted, available, draws)
+    links[:, :n_low] = (1.0 - p_none(np.asarray(above), available, draws))[:, None]
+    low_links = np.repeat((1.0 - p_none(np.asarray(d_floor), available, draws))[:, None], n_low, axis=1)
+    np.maximum(links, linked, out=links)
+    np.maximum(low_links, linked[:, :n_low], out=low_links)
+    return correct, links, low_links
 
 
 def best_point(C: np.ndarray, L_high: np.ndarray, target: float) -> int | None:
@@ -178,20 +179,22 @@ def targets_of(value: Sequence[float]) -> tuple[float, ...]:
 
 def _pool_sums(truth, r1, at, above, available, draws, counted, low, masks):
     """Per mask: (C, L_high, L_low, kept) over the queries it selects, a chunk of queries at a time."""
-    K = len(low) + len(counted)
-    out = [[np.zeros(K), np.zeros(K), np.zeros(K), 0] for _ in masks]
+    n_low = len(low)
+    K = n_low + len(counted)
+    sums = np.zeros((3, len(masks), K))
+    kept = np.zeros(len(masks), np.int64)
     for a in range(0, len(truth), _ROWS):
         b = min(len(truth), a + _ROWS)
-        correct, hi, lo = link_values(truth[a:b], r1[a:b], at[a:b], at[a:b, 0], above[a:b], available[a:b], draws,
-                                      counted, low)
+        parts = link_values(truth[a:b], r1[a:b], at[a:b], at[a:b, 0], above[a:b], available[a:b], draws, counted, low)
         ok = ~np.isnan(r1[a:b])
-        for acc, m in zip(out, masks):
-            sel = ok & m[a:b]
-            acc[0] += correct[sel].sum(0)
-            acc[1] += hi[sel].sum(0)
-            acc[2] += lo[sel].sum(0)
-            acc[3] += int(sel.sum())
-    return out
+        weights = np.stack([ok & m[a:b] for m in masks]).astype(np.float64)
+        for j, part in enumerate(parts):
+            part[~ok] = 0.0
+            # einsum, not a BLAS product: numpy's threaded BLAS stalls beside torch's threads
+            sums[j, :, :part.shape[1]] += np.einsum("mq,qk->mk", weights, part)
+        kept += weights.sum(1).astype(np.int64)
+    sums[2, :, n_low:] = sums[1, :, n_low:]  # exact at the counted points
+    return [[sums[0, i], sums[1, i], sums[2, i], int(kept[i])] for i in range(len(masks))]
 
 
 def confident_tables(conf, idx, patient, codes, n_clusters: int, pools, n: int, spec):
