@@ -181,13 +181,14 @@ def test_counts_at_or_above_equal_brute_force_whatever_the_blocks(engine):
     import torch
 
     from relink.retrieval.counts import stream_counts
+    from relink.retrieval.scale import Scale
     from relink.retrieval.stream import RowSource, WorkRows
 
     image, text, patient = _aligned(4, 300, 8, 1.0)
     xs = WorkRows(RowSource(image, normalise=False), np.arange(300), torch.device("cpu"))
     ys = WorkRows(RowSource(text, normalise=False), np.arange(300), torch.device("cpu"))
-    whole = stream_counts(xs, ys, patient, engine=engine, confident=(16, 0.05))
-    tiled = stream_counts(xs, ys, patient, engine=engine, confident=(16, 0.05), block_rows=7, tile_cols=24)
+    whole = stream_counts(xs, ys, patient, scale=Scale(engine=engine), confident=(16, 0.05))
+    tiled = stream_counts(xs, ys, patient, scale=Scale(engine=engine, tiles=(7, 24)), confident=(16, 0.05))
     cc = whole.confident
     S = image.astype(np.float64) @ text.astype(np.float64).T
     # the pair's own cell is its truth score as the audit computes it (one float32 dot product)

@@ -46,18 +46,14 @@ Speed (CPU). Each worker thread (as many as torch has) takes whole row
 blocks and runs single-threaded products and comparisons on them; torch's
 and the BLAS libraries' own threads are set to one meanwhile (after every
 product torch's spin and would take the cores from the counting). The
-product is numpy's ``matmul`` (OpenBLAS's sgemm, which picks its AVX-512
-kernel here), measured at about 1.3x torch's ``mm`` (MKL) on the same tiles
-on this machine (95-100 GFLOP/s a core) and a few percent faster than
-FAISS's own sgemm. Comparisons run in numpy on views of
-the torch buffers (its ``greater`` is about twice torch's), a slab of 128 rows
-of a tile at a time (it stays in cache for the row and the column
-comparisons), every threshold of a direction in one call, and a boolean mask
-is counted 8 bytes at a time as int64 words: each byte lane of a sum of at
-most 255 words cannot overflow into the next, so tiles are at most 2040
-columns wide and column sums go at most 255 rows at a time. Measured here
-(2 busy cores, d = 512, 510 x 2040 tiles): counting both directions at two
-thresholds costs about 10% of the product it reads.
+product is numpy's ``matmul`` (OpenBLAS's sgemm), faster than torch's ``mm``
+on these tiles; comparisons run in numpy on views of the torch buffers, a
+slab of 128 rows of a tile at a time (it stays in cache for the row and the
+column comparisons), every threshold of a direction in one call, and a
+boolean mask is counted 8 bytes at a time as int64 words: each byte lane of
+a sum of at most 255 words cannot overflow into the next, so tiles are at
+most 2040 columns wide and column sums go at most 255 rows at a time.
+``benchmarks/audit.py`` measures all of this against the bare product.
 """
 
 from __future__ import annotations
@@ -89,6 +85,7 @@ class ThresholdCounts:
     col_above: np.ndarray
     row_hist: np.ndarray | None = None  # (n, G) int32: scores of each row in each bin of the grid (TileCounter)
     col_hist: np.ndarray | None = None
+    run: dict | None = None  # the plan and timings of the pass that made them
 
 
 def default_blocks(device) -> tuple[int, int]:
@@ -392,32 +389,3 @@ class TileCounter:
                                 part = ops.col_sum(m8, ra - p0, rb - p0, ca - c0, cb - c0)
                                 for j, k in enumerate(ck):
                                     acc[k, s, ca - yc0:cb - yc0] += part[j]
-
-
-def threshold_counts(
-    x,
-    y,
-    diag,
-    row_thr: np.ndarray,
-    col_thr: np.ndarray,
-    row_active: np.ndarray | None = None,
-    col_active: np.ndarray | None = None,
-    segmentations: Sequence[np.ndarray] = (),
-    tie_tol: float = 1e-6,
-    block_rows: int | None = None,
-    tile_cols: int | None = None,
-    progress: bool = False,
-    engine: str = "auto",
-    group_cells: int | None = None,
-) -> ThresholdCounts:
-    """Count candidates above each threshold (plus ``tie_tol``), per row and per column, in one pass
-    over the whole of ``x`` (n, d) and ``y`` (n, d) (tensors on one device); see :class:`TileCounter`."""
-    from tqdm.auto import tqdm
-
-    n = x.shape[0]
-    counter = TileCounter(n, diag, row_thr, col_thr, row_active, col_active, segmentations, tie_tol, x.device,
-                          block_rows, tile_cols, engine, group_cells)
-    with counter, tqdm(total=-(-n // counter.br), desc="score blocks", unit="block",
-                       disable=None if progress else True) as bar:
-        counter.add(x, 0, y, 0, bar)
-    return counter.result()

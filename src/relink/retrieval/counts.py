@@ -46,8 +46,7 @@ product (:mod:`relink.retrieval.blocked`) with rows and columns sorted by the
 groupings, in slabs of query rows against blocks of candidates sized by a
 memory budget, optionally split across processes and resumable
 (:func:`relink.retrieval.passes.count_pass`). :func:`stream_counts` takes row
-sources (an EmbeddingSet's arrays, read in blocks); :func:`rank_counts`
-in-memory arrays.
+sources (an EmbeddingSet's arrays, read in blocks).
 """
 
 from __future__ import annotations
@@ -60,8 +59,9 @@ import numpy as np
 from .inputs import DIRECTIONS, LEVELS
 from .confident import low_threshold, threshold_grid
 from .memory import Meter
+from .scale import Scale
 from .patients import patient_stats
-from .passes import identical_rows, pair_pass, count_pass, pick_device  # noqa: F401 (re-exported)
+from .passes import count_pass, identical_rows, pair_pass, pick_device  # noqa: F401 (used by relink.utility)
 
 
 class Counts(dict):
@@ -69,6 +69,7 @@ class Counts(dict):
     (:class:`ConfidentCounts`) when they were asked for, else None."""
 
     confident: "ConfidentCounts | None" = None
+    run: dict = {}  # the plan and timings of the passes (how they ran, not what they counted)
 
 
 @dataclass
@@ -118,8 +119,7 @@ def _edges(sorted_codes: np.ndarray) -> np.ndarray:
 def sort_groupings(groupings: Sequence[tuple[str, np.ndarray]], n: int):
     """An order that makes every grouping a run of contiguous rows, and its edges.
 
-    Rows already in such an order keep it (the sort is stable), so a caller that
-    sorts its arrays first spares :func:`rank_counts` a copy of them.
+    Rows already in such an order keep it (the sort is stable).
     """
     if not groupings:
         return np.arange(n), []
@@ -142,14 +142,8 @@ def stream_counts(
     directions: Sequence[str] = DIRECTIONS,
     levels: Sequence[str] = LEVELS,
     tie_tol: float = 1e-6,
-    block_rows: int | None = None,
-    tile_cols: int | None = None,
-    progress: bool = False,
-    engine: str = "auto",
-    memory: Any = None,
-    comm: Any = None,
-    work: Any = None,
-    stats: dict[str, Any] | None = None,
+    scale: Scale | None = None,
+    meter: Meter | None = None,
     confident: tuple[int, float] | None = None,
 ) -> Counts:
     """Rank counts keyed by (direction, level, negatives), in work order; see the module docstring.
@@ -160,13 +154,10 @@ def stream_counts(
     ``xs``, ``ys``: the image and report rows in work order
     (:class:`~relink.retrieval.stream.WorkRows`, all on one device), with every
     grouping already contiguous in that order; ``patient`` and the grouping
-    codes in the same order. ``memory`` (bytes, or a
-    :class:`~relink.retrieval.memory.Meter` started earlier) bounds what the
-    passes hold (:mod:`relink.retrieval.memory`); ``comm`` splits the product's
-    query rows across processes (:mod:`relink.retrieval.distributed`);
-    ``work`` (a folder) keeps finished blocks for a re-run
-    (:mod:`relink.retrieval.work`). None of them changes a count. ``stats``
-    (a dict), when given, receives the plan and timings of the passes.
+    codes in the same order. ``scale`` (:class:`~relink.retrieval.scale.Scale`)
+    says how the passes run, never what they count; ``meter`` is the budget's
+    meter when it was started earlier (default: from ``scale.memory``, now).
+    The plan and timings of the passes are in ``.run`` of the result.
     """
     n = len(xs)
     order, edges = sort_groupings(groupings, n)
@@ -177,8 +168,9 @@ def stream_counts(
     seg_codes = [np.repeat(np.arange(len(e) - 1), np.diff(e)) for e in edges]
     want_patient = "patient" in levels
 
-    meter = memory if isinstance(memory, Meter) else Meter(memory)
-    pairs = pair_pass(xs, ys, meter, progress, digest=work is not None)
+    scale = scale or Scale()
+    meter = meter or Meter(scale.memory, start=scale.held_from)
+    pairs = pair_pass(xs, ys, meter, scale.progress, digest=scale.work is not None)
     diag, x_codes, y_codes = pairs.diag, pairs.x_codes, pairs.y_codes
     ps = patient_stats(xs, ys, diag, pat, seg_codes, x_codes, y_codes) if want_patient else None
     thresholds = {}
@@ -204,8 +196,7 @@ def stream_counts(
         pooled = np.concatenate(list(truths.values()))
         t_low = low_threshold(_sample_scores(xs, ys), pooled, confident[1])
         grid, low = threshold_grid(pooled, t_low, confident[0])
-    tc = count_pass(xs, ys, diag, row_thr, col_thr, row_on, col_on, edges, tie_tol, block_rows, tile_cols, engine,
-                    meter, progress, comm, work, key, stats, grid=grid)
+    tc = count_pass(xs, ys, diag, (row_thr, row_on), (col_thr, col_on), edges, tie_tol, scale, meter, key, grid)
     for above, on in ((tc.row_above, row_on), (tc.col_above, col_on)):
         if on.shape[1] > 1:
             same = ~on[:, 1]
@@ -218,6 +209,7 @@ def stream_counts(
     study_available = [g - 1 for g in group_size]  # shared by both directions
     patient_available = [g - ps.in_group[s] for s, g in enumerate(group_size)] if want_patient else None
     out = Counts()
+    out.run = tc.run
     if confident:
         at = {}
         for direction, hist in (("image_to_report", tc.row_hist), ("report_to_image", tc.col_hist)):
@@ -259,46 +251,3 @@ def _digest(a: np.ndarray) -> str:
     import hashlib
 
     return hashlib.blake2b(np.ascontiguousarray(a, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
-
-
-def rank_counts(
-    image: np.ndarray,
-    text: np.ndarray,
-    patient: np.ndarray,
-    groupings: Sequence[tuple[str, np.ndarray]] = (),
-    directions: Sequence[str] = DIRECTIONS,
-    levels: Sequence[str] = LEVELS,
-    tie_tol: float = 1e-6,
-    device=None,
-    block_rows: int | None = None,
-    tile_cols: int | None = None,
-    progress: bool = False,
-    engine: str = "auto",
-    memory: int | None = None,
-) -> dict[tuple[str, str, str], RankCounts]:
-    """Rank counts keyed by (direction, level, negatives) of in-memory arrays, in input order.
-
-    ``block_rows``, ``tile_cols``, ``engine`` and ``memory`` tune the passes
-    (:func:`stream_counts`); results do not depend on them.
-    """
-    import torch
-
-    from .stream import RowSource, WorkRows
-
-    n = image.shape[0]
-    dev = pick_device(device)
-    order, _ = sort_groupings(groupings, n)
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[order] = np.arange(n)
-    precision = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")  # TF32 would blur the comparisons
-    try:
-        xs = WorkRows(RowSource(image, normalise=False), order, dev)
-        ys = WorkRows(RowSource(text, normalise=False), order, dev)
-        out = stream_counts(xs, ys, np.asarray(patient)[order], [(g, np.asarray(c)[order]) for g, c in groupings],
-                            directions, levels, tie_tol, block_rows, tile_cols, progress, engine, memory)
-    finally:
-        torch.set_float32_matmul_precision(precision)
-    back = lambda a: np.ascontiguousarray(a[inverse])  # noqa: E731 (input order)
-    return {key: RankCounts(back(rc.above), back(rc.tied), back(rc.available), back(rc.truth_size))
-            for key, rc in out.items()}

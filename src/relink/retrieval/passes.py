@@ -37,6 +37,7 @@ from ..embed.distributed import sync
 from .blocked import ThresholdCounts, TileCounter
 from .distributed import split_rows
 from .memory import Meter, plan, show_bytes, state_bytes
+from .scale import Scale
 from .patients import truth_scores
 
 _DIAG_GRID = 16384  # truth scores are computed in these chunks (as one in-core einsum call per chunk would)
@@ -182,15 +183,14 @@ def _fill(buf, rows, a: int, b: int, step: int):
     return buf[:b - a]
 
 
-def count_pass(xs, ys, diag: np.ndarray, row_thr, col_thr, row_on, col_on, edges, tie_tol: float,
-               block_rows: int | None, tile_cols: int | None, engine: str, meter: Meter | None, progress: bool,
-               comm: Any = None, work: Any = None, key: dict[str, Any] | None = None,
-               stats: dict[str, Any] | None = None, grid: np.ndarray | None = None) -> ThresholdCounts:
-    """Threshold counts of every row and column (see the module docstring).
+def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_tol: float, scale: Scale,
+               meter: Meter, key: dict[str, Any], grid: np.ndarray | None = None) -> ThresholdCounts:
+    """Threshold counts of every row and column (see the module docstring); ``rows`` and ``cols`` are
+    (thresholds, active) of each direction (:class:`relink.retrieval.blocked.TileCounter`).
 
-    ``work`` is a folder (or None): finished slabs are kept there under
-    ``key`` plus the tile grid (:class:`relink.retrieval.work.AuditWork`).
-    ``stats``, when given, receives the plan and timings.
+    With ``scale.work``, finished slabs are kept there under ``key`` plus the
+    tile grid (:class:`relink.retrieval.work.AuditWork`). The plan and timings
+    are in ``.run`` of the result.
     """
     import torch
     from tqdm.auto import tqdm
@@ -198,14 +198,14 @@ def count_pass(xs, ys, diag: np.ndarray, row_thr, col_thr, row_on, col_on, edges
     from .work import AuditWork
 
     n, d, dev = len(xs), xs.d, xs.device
-    rank, world = (comm.rank, comm.world_size) if comm is not None else (0, 1)
-    counter = TileCounter(n, torch.as_tensor(diag, device=dev), row_thr, col_thr, row_on, col_on, edges, tie_tol,
-                          dev, block_rows, tile_cols, engine, grid=grid)
+    comm, rank, world, work, progress = scale.comm, scale.rank, scale.world, scale.work, scale.progress
+    counter = TileCounter(n, torch.as_tensor(diag, device=dev), rows[0], cols[0], rows[1], cols[1], edges, tie_tol,
+                          dev, *scale.tiles, scale.engine, grid=grid)
     n_seg, n_row, n_col = counter.n_seg, counter.n_row, counter.n_col
     n_grid = counter.n_grid
     tile = counter.workers * counter.buffer_bytes()
     col_bytes = counter.workers * (n_col * n_seg * 8 + n_grid * 4)
-    meter = meter or Meter(None)
+    stats: dict[str, Any] = {}
     store, finished, failure, p = None, [], None, None
     try:
         # what is left of the budget once the per-query state is held (measured where the OS tells)
@@ -223,9 +223,7 @@ def count_pass(xs, ys, diag: np.ndarray, row_thr, col_thr, row_on, col_on, edges
                 tiles["confident_grid"] = [float(v) for v in np.asarray(grid, dtype=np.float32)]
             store = AuditWork(work, {**(key or {}), "grid": tiles})
             if rank == 0:
-                state = store.prepare()
-                if stats is not None:
-                    stats["work_state"] = state
+                stats["work_state"] = store.prepare()
     except Exception as exc:  # noqa: BLE001 - every rank must learn of it (ranks measure their own memory)
         failure = exc
     sync(comm, failure)
@@ -235,8 +233,7 @@ def count_pass(xs, ys, diag: np.ndarray, row_thr, col_thr, row_on, col_on, edges
     mine = split_rows(units, world)[rank]
     slabs = _slabs(mine, p.slab_rows)
     blocks = [(c, min(n, c + p.block_cols)) for c in range(0, n, p.block_cols)]
-    if stats is not None:
-        stats.update(memory=meter.budget, slab_rows=p.slab_rows, block_cols=p.block_cols, slabs=len(slabs),
+    stats.update(memory=meter.budget, slab_rows=p.slab_rows, block_cols=p.block_cols, slabs=len(slabs),
                      blocks=len(blocks), finished_before=len(finished), workers=counter.workers,
                      tile=(counter.br, counter.gw, counter.tc),
                      memory_plan=show_bytes(meter.budget) if meter.budget else None)
@@ -268,8 +265,7 @@ def count_pass(xs, ys, diag: np.ndarray, row_thr, col_thr, row_on, col_on, edges
     sync(comm, failure)
     row = counter.row_counts(0, n)
     row_hist = counter.row_hist(0, n)
-    if stats is not None:
-        stats["product_s"] = time.perf_counter() - t0
+    stats["product_s"] = time.perf_counter() - t0
     if rank == 0:
         for a, b in finished:
             r, c, rh, ch = store.read(a, b)
@@ -289,9 +285,8 @@ def count_pass(xs, ys, diag: np.ndarray, row_thr, col_thr, row_on, col_on, edges
         row, total_col = out[0], out[1]
         if n_grid:
             row_hist, total_hist = out[2], out[3]
-        if stats is not None:
-            stats["all_reduce_s"] = time.perf_counter() - t1
-            stats["all_reduce_bytes"] = int(both.nbytes)
+        stats["all_reduce_s"] = time.perf_counter() - t1
+        stats["all_reduce_bytes"] = int(both.nbytes)
     if not n_grid:
-        return ThresholdCounts(row, total_col)
-    return ThresholdCounts(row, total_col, row_hist.astype(np.int32), total_hist.astype(np.int32))
+        return ThresholdCounts(row, total_col, run=stats)
+    return ThresholdCounts(row, total_col, row_hist.astype(np.int32), total_hist.astype(np.int32), run=stats)
