@@ -41,7 +41,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..errors import RelinkError
-from ..options import Range, check_spec, int_list, option, show
+from ..options import Range, Spec, check_spec, int_list, option, show
 from ..retrieval.inputs import FULL
 from ..retrieval.spec import parse_pools
 
@@ -68,7 +68,7 @@ def _fail_on(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class ReportSpec:
+class ReportSpec(Spec):
     """The declared threat model, the verdict thresholds and the interval settings."""
 
     attacker_pools: tuple = option((10000,), flag="--attacker-pool", parse=_pool_sizes,
@@ -118,10 +118,6 @@ class ReportSpec:
     def ks(self) -> tuple[int, ...]:
         """K = 1 and the top-K values."""
         return tuple(sorted({1, *self.top_k}))
-
-    def record(self) -> dict[str, Any]:
-        """The settings as plain JSON values."""
-        return {f.name: list(v) if isinstance(v, tuple) else v for f in fields(self) for v in [getattr(self, f.name)]}
 
 
 def _flag(name: str) -> str:
