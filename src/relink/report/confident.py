@@ -67,7 +67,7 @@ def section(frame: pd.DataFrame | None, spec, released: int, pools: tuple[int, .
     """The page's section and the rule's judgement: JSON-ready, numbers only (no identifier)."""
     scale = spec.report_coverage * released
     rows = confident_rows(frame, pools)
-    out: dict[str, Any] = {"available": len(rows) > 0, "rule": rule_line(spec, spec.ci), "level": None,
+    out: dict[str, Any] = {"available": len(rows) > 0, "rule": rule_line(spec, spec.ci), "level": None, "note": None,
                            "set_by": [], "rows": [], "attackers": ATTACKERS,
                            "precision": spec.confident_precision, "threshold_images": spec.confident_high}
     if not out["available"]:

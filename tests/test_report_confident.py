@@ -1,0 +1,125 @@
+"""Confident re-links in the report: the section and its rule line, from metric rows that follow the audit's schema.
+
+Until the audit computes these rows (``relink.audit`` with confident
+precision targets), they come from a fixture table written here by hand in
+the documented schema; the report's arithmetic (shares x pi x M, the rule on
+the lower bound) is checked against numbers computed in the test.
+"""
+
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import relink
+from relink.report import confident, mitigation
+from relink.report.threat import ReportSpec
+from test_report_fixtures import report_args, run, write_set
+
+M = 400  # audited rows = released images by default
+
+
+def confident_table(model: str, share: float, low: float, high: float, N: int = 100) -> pd.DataFrame:
+    """Metric rows as the audit writes them: both attackers, both directions and levels, two precision targets."""
+    rows = []
+    for metric in ("relinked_best", "relinked_calibrated"):
+        for direction in ("image_to_report", "report_to_image"):
+            for level in ("study", "patient"):
+                for target, f in ((0.9, 1.0), (0.99, 0.5)):
+                    g = f * (0.8 if metric == "relinked_calibrated" else 1.0)
+                    rows.append({"model": model, "cohort": "handmade", "direction": direction, "negatives": "random",
+                                 "level": level, "N": N, "K": 0, "estimator": "exact", "metric": metric,
+                                 "precision_target": target, "value": share * g, "ci_low": low * g,
+                                 "ci_high": high * g, "chance": 0.0, "lift": np.nan, "n_queries": M,
+                                 "coverage": 1.0})
+    recall = {**rows[0], "metric": "recall", "K": 1, "precision_target": np.nan}  # other rows are ignored
+    return pd.DataFrame(rows + [recall])
+
+
+@pytest.fixture(scope="module")
+def weak(tmp_path_factory):
+    """A set whose Recall@1 verdict is not high (text unrelated to the image)."""
+    return write_set(tmp_path_factory.mktemp("confident") / "emb", n=M, noise=None, seed=71)
+
+
+def test_the_section_counts_images_and_rules_on_the_lower_bound():
+    spec = ReportSpec(attacker_pools=(100,), released=2000, report_coverage=0.5, confident_high=10)
+    table = confident_table("m", share=0.02, low=0.012, high=0.03)
+    rec = confident.section(table, spec, released=2000, pools=(100,))
+    assert rec["available"] and len(rec["rows"]) == 16  # the recall row is not a confident row
+    best = next(r for r in rec["rows"] if r["attacker"] == "relinked_best" and r["level"] == "study"
+                and r["direction"] == "image_to_report" and r["precision_target"] == 0.9)
+    assert best["images"] == pytest.approx(0.02 * 0.5 * 2000)  # share x pi x M = 20
+    assert best["images_ci"] == pytest.approx([0.012 * 1000, 0.03 * 1000])
+    assert rec["level"] == "high" and len(rec["set_by"]) == 2  # both directions: lower bound 12 > 10
+    # the point estimate above the threshold is not enough: the lower bound must clear it
+    rec = confident.section(confident_table("m", share=0.02, low=0.009, high=0.03), spec, 2000, (100,))
+    assert rec["level"] == "not high" and rec["set_by"] == []
+    # only the declared pools count, and only exact random-pool rows
+    assert not confident.section(table, spec, 2000, (1000,))["available"]
+    mc = table.assign(estimator="monte_carlo")
+    assert not confident.section(mc, spec, 2000, (100,))["available"]
+
+
+def test_the_rule_applies_at_the_declared_precision_only():
+    spec = ReportSpec(attacker_pools=(100,), confident_precision=0.99, confident_high=3)
+    rec = confident.section(confident_table("m", share=0.02, low=0.012, high=0.03), spec, 400, (100,))
+    # at 0.99 the fixture's lower bound is half: 0.006 x 400 = 2.4 images, not above 3
+    assert rec["level"] == "not high"
+    spec = ReportSpec(attacker_pools=(100,), confident_precision=0.95)
+    rec = confident.section(confident_table("m", share=0.02, low=0.012, high=0.03), spec, 400, (100,))
+    assert rec["level"] is None and "not applied" in rec["note"]  # no row at 0.95: no rule, said so
+
+
+def _report(es, **kwargs):
+    return relink.report(str(es), ReportSpec(attacker_pools=(100,), n_boot=100), split="all", **kwargs)
+
+
+def test_confident_rows_raise_the_verdict_to_high_and_the_page_says_why(weak, tmp_path):
+    plain = _report(weak)
+    assert plain.verdict != "high"
+    assert not plain.document["confident"]["available"] and "not computed" in plain.document["confident"]["note"]
+    assert all("confident" not in line for line in plain.document["verdict"]["rule"])
+    name = plain.document["threat_model"]["model"]
+
+    raised = _report(weak, confident=confident_table(name, share=0.1, low=0.05, high=0.15))
+    v = raised.document["verdict"]
+    assert raised.verdict == "high" and v["decision"] == "do not release as declared"
+    assert v["rule"][-1] == raised.document["confident"]["rule"] and "0.9" in v["rule"][-1]
+    assert [r["reasons"][0] for r in v["set_by"]] == ["images re-linked at precision >= 0.9: lower bound 20.0 > 10"] * 2
+    # every other part of the verdict is the recall rule's, unchanged
+    assert v["rows"] == plain.document["verdict"]["rows"]
+    html = raised.html
+    table = re.search(r'<table id="confident-table">(.*?)</table>', html, re.S).group(1)
+    assert table.count("<tr>") == 16 + 1  # header and a row per (attacker, direction, level, target)
+    assert "It holds here, so the verdict is high." in html
+    doc = json.loads(raised.json)
+    assert doc["confident"]["rows"][0]["images"] == pytest.approx(0.1 * M)
+
+    kept = _report(weak, confident=confident_table(name, share=0.1, low=0.02, high=0.15))  # lower bound 8 < 10
+    assert kept.verdict == plain.verdict
+    assert kept.document["verdict"]["rule"][-1].startswith("high (confident re-links)")  # printed, not applied
+    assert "It does not hold here." in kept.html
+
+
+def test_confident_flags_are_checked_by_name(weak, tmp_path, capsys):
+    for flag, value in (("--confident-precision", "1.5"), ("--confident-high", "-1")):
+        rc, _, err = run(report_args(weak, tmp_path / "r.html", "--split", "all", flag, value), capsys)
+        assert rc == 2 and flag in err and "\n" not in err.strip()
+        assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("ci, says", [((-0.02, 0.01), "protect nothing"), ((-0.2, -0.05), "fewer images")])
+def test_the_retrained_heads_sentence(weak, ci, says):
+    contrast = {"value": sum(ci) / 2, "ci": list(ci), "N": 100}
+    rec = mitigation.retrained_heads(contrast)
+    assert rec["measured"] and says in rec["sentence"]
+    result = _report(weak, retrained=contrast)
+    assert result.document["mitigation"]["retrained_heads"]["sentence"] == rec["sentence"]
+    assert 'id="retrained-heads"' in result.html and says in result.html
+    assert not mitigation.retrained_heads(None)["measured"]
+    assert 'id="retrained-heads"' not in _report(weak).html
+    assert math.isfinite(rec["value"])
