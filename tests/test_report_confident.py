@@ -94,7 +94,9 @@ def test_confident_rows_raise_the_verdict_to_high_and_the_page_says_why(weak, tm
     assert v["rows"] == plain.document["verdict"]["rows"]
     html = raised.html
     table = re.search(r'<table id="confident-table">(.*?)</table>', html, re.S).group(1)
-    assert table.count("<tr>") == 16 + 1  # header and a row per (attacker, direction, level, target)
+    # study level, a row per (model, attacker, direction), the two precision targets side by side
+    assert table.count('<tr class="confident-row">') == 4 and "precision &ge; 0.99" in table
+    assert table.count("40 (20–60)") == 2 and table.count("20 (10–30)") == 2  # best: 0.9, then 0.99
     assert "It holds here, so the verdict is high." in html
     doc = json.loads(raised.json)
     assert doc["confident"]["rows"][0]["images"] == pytest.approx(0.1 * M)

@@ -179,7 +179,7 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
         "headline": head,
         "sentences": sentences,
         "risk": random_rows,
-        "panel": attacker_panel.record(members, judged["level"]),
+        "panel": attacker_panel.record(members, judged["level"], _panel_sentence(members, spec, released)),
         "confident": confident_rec,
         "hard_negatives": {"available": with_hard, "note": hard_note,
                            "rows": hard.hard_rows(qv, frame, spec.ks, spec.min_cell) if with_hard else [],
@@ -195,6 +195,16 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
         "settings": {"report": spec.record(), "audit": aspec.record()},
     }
     return record, pd.concat(frames, ignore_index=True) if len(frames) > 1 else frame
+
+
+def _panel_sentence(members: list[dict[str, Any]], spec: ReportSpec, released: int) -> str | None:
+    """The header's second sentence when an attacker model re-links more than the custodian's own."""
+    found = attacker_panel.strongest(members, spec.attacker_pools[0]) if len(members) > 1 else None
+    if found is None:
+        return None
+    member, row = found
+    text = risk.sentence(row, released, spec.ci, spec.report_coverage)
+    return f"With {member['model']} (a model of the attacker panel) instead of the custodian's: {text[:1].lower()}{text[1:]}"
 
 
 def decision_record(spec: ReportSpec, judged: dict[str, Any], released: int) -> dict[str, Any]:

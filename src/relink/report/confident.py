@@ -68,7 +68,7 @@ def section(frame: pd.DataFrame | None, spec, released: int, pools: tuple[int, .
     scale = spec.report_coverage * released
     rows = confident_rows(frame, pools)
     out: dict[str, Any] = {"available": len(rows) > 0, "rule": rule_line(spec, spec.ci), "level": None, "note": None,
-                           "set_by": [], "rows": [], "attackers": ATTACKERS,
+                           "set_by": [], "rows": [], "table": [], "attackers": ATTACKERS,
                            "precision": spec.confident_precision, "threshold_images": spec.confident_high}
     if not out["available"]:
         out["note"] = NOT_COMPUTED
@@ -82,6 +82,7 @@ def section(frame: pd.DataFrame | None, spec, released: int, pools: tuple[int, .
             "share": float(r.value), "share_ci": [lo, hi],
             "images": scale * float(r.value), "images_ci": [scale * lo, scale * hi],
             "chance_images": scale * chance, "n_queries": int(r.n_queries)})
+    out["table"] = page_table(out["rows"])
     ruled = [r for r in out["rows"] if r["attacker"] == RULED and r["level"] == "study"
              and math.isclose(r["precision_target"], spec.confident_precision)]
     if not ruled:
@@ -96,6 +97,22 @@ def section(frame: pd.DataFrame | None, spec, released: int, pools: tuple[int, .
                                               f"bound {low:,.1f} > {spec.confident_high:g}"]})
     out["level"] = "high" if out["set_by"] else "not high"
     return out
+
+
+def page_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The page's rows: study level, one per (model, attacker, direction), the precision targets side by side
+    (the JSON keeps every row)."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        if r["level"] != "study":
+            continue
+        key = (r["model"], r["attacker"], r["direction"], r["N"])
+        entry = out.setdefault(key, {"model": r["model"], "attacker": r["attacker"], "direction": r["direction"],
+                                     "N": r["N"], "targets": []})
+        entry["targets"].append({k: r[k] for k in ("precision_target", "images", "images_ci", "share")})
+    for entry in out.values():
+        entry["targets"].sort(key=lambda t: t["precision_target"])
+    return list(out.values())
 
 
 def verdict_with(judged: dict[str, Any], confident: dict[str, Any], decide) -> dict[str, Any]:

@@ -82,6 +82,21 @@ def align(base: EmbeddingSet, other: EmbeddingSet, where: str, base_where: str,
     return (other.subset(order) if moved else other), moved
 
 
-def record(members: list[dict[str, Any]], verdict_level: str) -> dict[str, Any]:
-    """The panel as the JSON keeps it: every model's judged rows and risk rows, and the worst level."""
-    return {"models": members, "worst": verdict_level, "size": len(members)}
+def record(members: list[dict[str, Any]], verdict_level: str, sentence: str | None = None) -> dict[str, Any]:
+    """The panel as the JSON keeps it: every model's judged rows and risk rows, the worst level, and the sentence
+    on the model that re-links the most (``None`` for a panel of one)."""
+    return {"models": members, "worst": verdict_level, "size": len(members), "sentence": sentence}
+
+
+def strongest(members: list[dict[str, Any]], pool: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The attacker model (not the custodian's) that re-links the most images at rank 1, image to report, study
+    level, at ``pool``, and that row; None when no attacker model beats the custodian's."""
+    def row(m):
+        return next(r for r in m["risk"] if r["direction"] == "image_to_report" and r["level"] == "study"
+                    and r["N"] == pool and r["K"] == 1)
+
+    own = row(members[0])["expected_images"]
+    best = max(members[1:], key=lambda m: row(m)["expected_images"], default=None)
+    if best is None or not row(best)["expected_images"] > own:
+        return None
+    return best, row(best)
