@@ -3,7 +3,9 @@
 Front doors (:mod:`relink.api`), loaded on first use so that ``import relink``
 stays cheap: ``relink.audit``, ``relink.report``, ``relink.mitigate``,
 ``relink.probe``, ``relink.embed``, ``relink.train_heads``; each takes data
-and a frozen spec and returns a frozen result.
+and a frozen spec and returns a frozen result. The specs (``relink.AuditSpec``,
+``relink.ReportSpec``, ``relink.MitigationSpec``) and ``relink.load_embeddings``
+load the same way.
 
 ``relink.report`` and ``relink.embed`` are also the names of sub-packages.
 Python sets a sub-package as an attribute of its parent when it is
@@ -51,6 +53,15 @@ FRONT_DOORS = {
 }
 
 
+# what a notebook needs beside the front doors, loaded on first use as well
+EXPORTS = {
+    "AuditSpec": ("relink.retrieval.spec", "AuditSpec"),
+    "ReportSpec": ("relink.report.threat", "ReportSpec"),
+    "MitigationSpec": ("relink.dp.spec", "MitigationSpec"),
+    "load_embeddings": ("relink.embeddings", "load"),
+}
+
+
 def _front_door(name: str):
     module, function = FRONT_DOORS[name]
     return getattr(importlib.import_module(module), function)
@@ -76,6 +87,9 @@ sys.modules[__name__].__class__ = _Relink
 
 
 def __getattr__(name: str):
+    if name in EXPORTS:
+        module, attr = EXPORTS[name]
+        return getattr(importlib.import_module(module), attr)
     if name not in FRONT_DOORS:
         raise AttributeError(f"module 'relink' has no attribute {name!r}")
     try:  # a sub-package of that name (relink.report, relink.embed): imported, it is set here, callable
@@ -87,4 +101,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted([*globals(), *FRONT_DOORS])
+    return sorted([*globals(), *FRONT_DOORS, *EXPORTS])
