@@ -38,7 +38,7 @@ the same numbers under the versioned schema relink-report/2:
   - confident re-links (images re-linked at precision >= 0.9) and their
     rule line, when the audit computes them.
 
-Every figure comes from one pass over the scores (the risk against N from a
+Every figure comes from one pass over the scores per model (the risk against N from a
 second, random pools only). Both outputs pass the leak
 scanner (identifiers of the audited rows; report text with --cohort) before
 they are written; a hit refuses the write.

@@ -34,5 +34,5 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     result.write(tmp / "report.html", tmp / "report.json")
 
 
-RESULT = Result("custodian", build, upstream=("dp",), source=("report", "retrieval"),
+RESULT = Result("custodian", build, upstream=("dp",), source=("api/report.py", "api/results.py", "report", "retrieval"),
                 fields=("eval_split", "pools", "ks", "n_boot", "audit_seed"))
