@@ -125,3 +125,41 @@ def test_the_retrained_heads_sentence(weak, ci, says):
     assert not mitigation.retrained_heads(None)["measured"]
     assert 'id="retrained-heads"' not in _report(weak).html
     assert math.isfinite(rec["value"])
+
+
+def test_advice_to_release_fewer_images_counts_the_confident_rule(tmp_path):
+    """The advice "release at most m images" is re-checked with the confident rule at that size too."""
+    es = write_set(tmp_path / "mid", n=M, noise=3.0, seed=72)
+    # thresholds where the verdict rests on the images re-linked beyond chance, which a smaller release lowers
+    spec = ReportSpec(attacker_pools=(100,), n_boot=100, lift_elevated=99, lift_high=100, excess_high=1000,
+                      confident_high=2)
+    plain = relink.report(str(es), spec, split="all")
+    advice = [line for line in plain.document["recommendation"] if line.startswith("Releasing at most")]
+    assert advice, plain.document["recommendation"]  # the recall rule alone: a smaller release helps
+    m_star = int(advice[0].split("at most ")[1].split(" ")[0].replace(",", ""))
+    name = plain.document["threat_model"]["model"]
+    # confident re-links whose lower bound at m_star images is still above 2: the smaller release stays high
+    share_low = 3.0 / m_star
+    held = relink.report(str(es), spec, split="all",
+                         confident=confident_table(name, share=2 * share_low, low=share_low, high=3 * share_low))
+    assert held.verdict == "high"
+    assert not [line for line in held.document["recommendation"] if line.startswith("Releasing at most")]
+
+
+def test_after_mitigation_the_panel_keeps_its_confident_re_links(tmp_path):
+    """Mitigated heads replace the custodian's model only: a public model's confident re-links still count."""
+    from test_report_fixtures import fake_mitigated, rows_frame
+
+    rows = rows_frame(M, seed=4)
+    custodian = write_set(tmp_path / "custodian", n=M, noise=0.3, seed=73, rows=rows)
+    public = write_set(tmp_path / "public", n=M, noise=None, seed=74, rows=rows,
+                       meta={"format_version": 1, "model": "public-vit", "weights_fingerprint": "eeee000000000006"})
+    dp = fake_mitigated(tmp_path / "dp", custodian, noise=50.0)
+    spec = ReportSpec(attacker_pools=(100,), n_boot=100)
+    quiet = relink.report([str(custodian), str(public)], spec, split="all", mitigated=[dp])
+    assert quiet.document["mitigation"]["runs"][0]["verdict"]["level"] != "high"  # the heads alone lower it
+    loud = relink.report([str(custodian), str(public)], spec, split="all", mitigated=[dp],
+                         confident=confident_table("public-vit", share=0.2, low=0.1, high=0.3))
+    run_verdict = loud.document["mitigation"]["runs"][0]["verdict"]
+    assert run_verdict["level"] == "high" and {r["model"] for r in run_verdict["set_by"]} == {"public-vit"}
+    assert not any("lower: releasing these heads instead" in line for line in loud.document["recommendation"])

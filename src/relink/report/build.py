@@ -106,6 +106,13 @@ def _declared(frame: pd.DataFrame, threat: Threat) -> pd.DataFrame:
     return frame[(frame.negatives == "random") & frame.N.isin(threat.spec.attacker_pools) & (frame.estimator == "exact")]
 
 
+def _of_models(confident: pd.DataFrame | None, models: list[str]) -> pd.DataFrame | None:
+    """The confident rows of the named models (none without a ``model`` column or without models)."""
+    if confident is None or not models or "model" not in confident:
+        return None
+    return confident[confident["model"].isin(models)]
+
+
 def _tagged(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [{**r, "model": name} for r in rows]
 
@@ -159,6 +166,9 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
                                                                                            n_patients)}
                 for name, _, rows in others]
 
+    # the panel's other models keep their confident re-links after the custodian's heads are replaced
+    others_confident = confident_section.section(_of_models(confident, [name for name, _, _ in others]), spec,
+                                                 released, spec.attacker_pools)
     runs = []
     for m in mitigated:
         qv_m = audit_queries(m.es, mitigation.mitigated_spec(aspec), progress=progress)
@@ -166,8 +176,10 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
         rows_m = risk.risk_rows(frame_m[frame_m.N.isin(spec.attacker_pools)], released, spec.report_coverage)
         # the attacker keeps the panel's other models: the mitigated heads replace the custodian's model only
         after = (_tagged(rows_m, f"{own}, heads of {m.name}") if panel else rows_m) + other_rows
+        after_verdict = confident_section.verdict_with(verdict.judge(after, spec, spec.ci, n_patients),
+                                                       others_confident, verdict.decision)
         runs.append({"name": m.name, "privacy": mitigation.privacy_summary(m.privacy), "risk": rows_m,
-                     "verdict": verdict.judge(after, spec, spec.ci, n_patients),
+                     "verdict": after_verdict,
                      # counts are of the images whose report the attacker holds, as in the risk rows
                      "drop": mitigation.compare(qv, qv_m, spec.attacker_pools, released * spec.report_coverage)})
 
@@ -187,7 +199,8 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
         "concentration": groups.breakdowns(qv, es.rows, es.labels(), views, spec.attacker_pools, spec.min_cell),
         "mitigation": {"runs": runs, "several_epsilons": len(runs) > 1,
                        "retrained_heads": mitigation.retrained_heads(retrained)},
-        "recommendation": mitigation.recommendation(judged, all_rows, spec, released, runs),
+        "recommendation": mitigation.recommendation(judged, all_rows, spec, released, runs,
+                                                    lambda f: confident_section.high_at(confident_rec, f)),
         "risk_curve": {"rows": curve.risk_curve(es, spec.attacker_pools, released, spec.report_coverage, spec.n_boot,
                                                 spec.ci),
                        "guide": curve.GUIDE},

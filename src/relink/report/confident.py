@@ -83,8 +83,7 @@ def section(frame: pd.DataFrame | None, spec, released: int, pools: tuple[int, .
             "images": scale * float(r.value), "images_ci": [scale * lo, scale * hi],
             "chance_images": scale * chance, "n_queries": int(r.n_queries)})
     out["table"] = page_table(out["rows"])
-    ruled = [r for r in out["rows"] if r["attacker"] == RULED and r["level"] == "study"
-             and math.isclose(r["precision_target"], spec.confident_precision)]
+    ruled = _ruled(out["rows"], spec.confident_precision)
     if not ruled:
         out["note"] = (f"the audit computed no rows at precision >= {spec.confident_precision:g} for an attacker who "
                        "knows the best threshold, so the confident rule was not applied")
@@ -97,6 +96,20 @@ def section(frame: pd.DataFrame | None, spec, released: int, pools: tuple[int, .
                                               f"bound {low:,.1f} > {spec.confident_high:g}"]})
     out["level"] = "high" if out["set_by"] else "not high"
     return out
+
+
+def _ruled(rows: list[dict[str, Any]], precision: float) -> list[dict[str, Any]]:
+    """The rows the rule reads: the best-threshold attacker, study level, at the rule's precision."""
+    return [r for r in rows if r["attacker"] == RULED and r["level"] == "study"
+            and math.isclose(r["precision_target"], precision)]
+
+
+def high_at(confident: dict[str, Any], factor: float) -> bool:
+    """Whether the rule says high for a release ``factor`` times the declared size (counts scale with M)."""
+    if confident["level"] is None:
+        return False
+    return any(_finite(r["images_ci"][0]) and r["images_ci"][0] * factor > confident["threshold_images"]
+               for r in _ruled(confident["rows"], confident["precision"]))
 
 
 def page_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

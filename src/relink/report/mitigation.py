@@ -247,8 +247,11 @@ CONTROLS = ("keep the images under controlled access with a data-use agreement (
 
 
 def recommendation(verdict: dict[str, Any], rows: list[dict[str, Any]], spec, released: int,
-                   runs: list[dict[str, Any]]) -> list[str]:
-    """Advice that is re-computed before it is given: a step appears only if applying it lowers the verdict."""
+                   runs: list[dict[str, Any]], confident_high_at=lambda factor: False) -> list[str]:
+    """Advice that is re-computed before it is given: a step appears only if applying it lowers the verdict.
+
+    ``confident_high_at(f)``: whether the confident re-link rule still says high when the release is ``f`` times
+    its declared size (:func:`relink.report.confident.high_at`)."""
     from .verdict import judge
 
     level = verdict["level"]
@@ -285,6 +288,8 @@ def recommendation(verdict: dict[str, Any], rows: list[dict[str, Any]], spec, re
         if m_star >= 1:
             again = judge(_at_release(rows, released, m_star), spec, spec.ci,
                           verdict.get("audited_patients"))
+            if confident_high_at(m_star / released):
+                again["level"] = "high"
             if order.index(again["level"]) < order.index(level):
                 out.append(f"Releasing at most {m_star:,} images (--released {m_star}) gives the verdict "
                            f"{again['level']} (re-computed at that size).")
