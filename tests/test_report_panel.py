@@ -175,3 +175,15 @@ def test_the_same_set_twice_is_refused(panel, tmp_path, capsys):
     args[1:2] = [str(sets["custodian"]), str(sets["custodian"])]
     rc, _, err = run(args, capsys)
     assert rc == 2 and "--embeddings" in err and "twice" in err
+
+
+def test_the_flag_may_also_be_repeated(panel, tmp_path, capsys):
+    _, sets = panel
+    js = tmp_path / "r.json"
+    args = report_args(sets["custodian"], tmp_path / "r.html", "--json", str(js), "--split", "all",
+                       "--embeddings", str(sets["public-strong"]))
+    rc, stdout, err = run(args, capsys)
+    assert rc == 0, err
+    doc = json.loads(js.read_text())
+    assert doc["panel"]["size"] == 2 and doc["verdict"]["level"] == "high"
+    assert "public-strong-vit (a model of the attacker panel)" in stdout  # the command says who set it

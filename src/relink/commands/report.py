@@ -67,7 +67,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("report", help="the custodian's re-linkage report: HTML + JSON, verdict, exit code",
                        description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter)
-    p.add_argument("--embeddings", required=True, nargs="+", metavar="DIR",
+    p.add_argument("--embeddings", required=True, nargs="+", action="extend", metavar="DIR",
                    help="EmbeddingSet folder of the model and rows to audit; several folders form an attacker panel: "
                         "the custodian's model first, then each public model an attacker could use, every set "
                         "holding the same pairs (the verdict is the worst over the panel)")
@@ -105,6 +105,8 @@ def run(args) -> int:
 
     shown = ", ".join([args.out] + ([args.json] if args.json else []))
     print(f"relink report: verdict {result.verdict.upper()}. {result.headline} -> {shown}")
+    if result.document["panel"]["sentence"]:
+        print(f"relink report: {result.document['panel']['sentence']}")
     if result.reaches(spec.fail_on):
         print(f"relink report: the verdict {result.verdict} reaches --fail-on {spec.fail_on}: exit status {FAIL_STATUS}")
         return FAIL_STATUS
