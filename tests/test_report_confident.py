@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import relink
+from relink.api import report as report_api
 from relink.report import confident, mitigation
 from relink.report.threat import ReportSpec
 from test_report_fixtures import report_args, run, write_set
@@ -74,12 +75,15 @@ def test_the_rule_applies_at_the_declared_precision_only():
     assert rec["level"] is None and "not applied" in rec["note"]  # no row at 0.95: no rule, said so
 
 
+NONE = pd.DataFrame()  # no confident rows, whether or not the report asks the audit for them
+
+
 def _report(es, **kwargs):
     return relink.report(str(es), ReportSpec(attacker_pools=(100,), n_boot=100), split="all", **kwargs)
 
 
 def test_confident_rows_raise_the_verdict_to_high_and_the_page_says_why(weak, tmp_path):
-    plain = _report(weak)
+    plain = _report(weak, confident=NONE)
     assert plain.verdict != "high"
     assert not plain.document["confident"]["available"] and "not computed" in plain.document["confident"]["note"]
     assert all("confident" not in line for line in plain.document["verdict"]["rule"])
@@ -117,13 +121,14 @@ def test_confident_flags_are_checked_by_name(weak, tmp_path, capsys):
 @pytest.mark.parametrize("ci, says", [((-0.02, 0.01), "protect nothing"), ((-0.2, -0.05), "fewer images")])
 def test_the_retrained_heads_sentence(weak, ci, says):
     contrast = {"value": sum(ci) / 2, "ci": list(ci), "N": 100}
+    weak_report = lambda **kw: _report(weak, confident=NONE, **kw)  # noqa: E731
     rec = mitigation.retrained_heads(contrast)
     assert rec["measured"] and says in rec["sentence"]
-    result = _report(weak, retrained=contrast)
+    result = weak_report(retrained=contrast)
     assert result.document["mitigation"]["retrained_heads"]["sentence"] == rec["sentence"]
     assert 'id="retrained-heads"' in result.html and says in result.html
     assert not mitigation.retrained_heads(None)["measured"]
-    assert 'id="retrained-heads"' not in _report(weak).html
+    assert 'id="retrained-heads"' not in weak_report().html
     assert math.isfinite(rec["value"])
 
 
@@ -133,7 +138,7 @@ def test_advice_to_release_fewer_images_counts_the_confident_rule(tmp_path):
     # thresholds where the verdict rests on the images re-linked beyond chance, which a smaller release lowers
     spec = ReportSpec(attacker_pools=(100,), n_boot=100, lift_elevated=99, lift_high=100, excess_high=1000,
                       confident_high=2)
-    plain = relink.report(str(es), spec, split="all")
+    plain = relink.report(str(es), spec, split="all", confident=NONE)
     advice = [line for line in plain.document["recommendation"] if line.startswith("Releasing at most")]
     assert advice, plain.document["recommendation"]  # the recall rule alone: a smaller release helps
     m_star = int(advice[0].split("at most ")[1].split(" ")[0].replace(",", ""))
@@ -156,10 +161,33 @@ def test_after_mitigation_the_panel_keeps_its_confident_re_links(tmp_path):
                        meta={"format_version": 1, "model": "public-vit", "weights_fingerprint": "eeee000000000006"})
     dp = fake_mitigated(tmp_path / "dp", custodian, noise=50.0)
     spec = ReportSpec(attacker_pools=(100,), n_boot=100)
-    quiet = relink.report([str(custodian), str(public)], spec, split="all", mitigated=[dp])
+    quiet = relink.report([str(custodian), str(public)], spec, split="all", mitigated=[dp], confident=NONE)
     assert quiet.document["mitigation"]["runs"][0]["verdict"]["level"] != "high"  # the heads alone lower it
     loud = relink.report([str(custodian), str(public)], spec, split="all", mitigated=[dp],
                          confident=confident_table("public-vit", share=0.2, low=0.1, high=0.3))
     run_verdict = loud.document["mitigation"]["runs"][0]["verdict"]
     assert run_verdict["level"] == "high" and {r["model"] for r in run_verdict["set_by"]} == {"public-vit"}
     assert not any("lower: releasing these heads instead" in line for line in loud.document["recommendation"])
+
+
+@pytest.mark.skipif(not report_api.CONFIDENT_FROM_AUDIT, reason="the report does not ask the audit for confident "
+                                                                  "re-links yet (relink.api.report.CONFIDENT_FROM_AUDIT)")
+def test_the_audit_s_confident_rows_reach_the_report(tmp_path):
+    """Switched on: the rows come from relink.audit for every panel model; random text re-links nobody
+    confidently, a strongly aligned public model re-links most images at precision 0.9 and sets the verdict."""
+    from test_report_fixtures import rows_frame
+
+    rows = rows_frame(1500, seed=5)
+    unrelated = write_set(tmp_path / "unrelated", n=1500, noise=None, seed=75, rows=rows)
+    aligned = write_set(tmp_path / "aligned", n=1500, noise=0.5, seed=76, rows=rows,
+                        meta={"format_version": 1, "model": "public-vit", "weights_fingerprint": "ffff000000000007"})
+    result = relink.report([str(unrelated), str(aligned)], ReportSpec(attacker_pools=(100,), n_boot=100),
+                           split="all")
+    rec = result.document["confident"]
+    assert rec["available"] and rec["level"] == "high"
+    best = [r for r in rec["rows"] if r["attacker"] == "relinked_best" and r["level"] == "study"
+            and r["precision_target"] == 0.9]
+    by_model = {r["model"]: r for r in best if r["direction"] == "image_to_report"}
+    assert by_model["public-vit"]["share"] > 0.5
+    assert by_model[result.document["panel"]["models"][0]["model"]]["images_ci"][0] <= 10
+    assert {r["model"] for r in rec["set_by"]} == {"public-vit"}

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 import relink
@@ -67,7 +68,7 @@ def test_writes_go_through_the_output_guard(emb, tmp_path):
 
 def test_notes_are_data(tmp_path):
     bare = write_set(tmp_path / "bare", n=300, noise=1.2, seed=22, labels=False)
-    result = relink.report(bare, relink.ReportSpec(attacker_pools=(100,), n_boot=100))
+    result = relink.report(bare, relink.ReportSpec(attacker_pools=(100,), n_boot=100), confident=pd.DataFrame())
     assert any("no CheXpert labels" in n for n in result.notes)
     assert any("confident re-links were not computed" in n for n in result.notes)
     assert all(isinstance(n, str) and "/" not in n for n in result.notes)  # sentences, no path
