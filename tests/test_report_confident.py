@@ -170,8 +170,9 @@ def test_after_mitigation_the_panel_keeps_its_confident_re_links(tmp_path):
     assert not any("lower: releasing these heads instead" in line for line in loud.document["recommendation"])
 
 
-@pytest.mark.skipif(not report_api.CONFIDENT_FROM_AUDIT, reason="the report does not ask the audit for confident "
-                                                                  "re-links yet (relink.api.report.CONFIDENT_FROM_AUDIT)")
+@pytest.mark.skipif(not report_api.CONFIDENT_FROM_AUDIT,
+                    reason="the report does not ask the audit for confident re-links yet "
+                           "(relink.api.report.CONFIDENT_FROM_AUDIT)")
 def test_the_audit_s_confident_rows_reach_the_report(tmp_path):
     """Switched on: the rows come from relink.audit for every panel model; random text re-links nobody
     confidently, a strongly aligned public model re-links most images at precision 0.9 and sets the verdict."""

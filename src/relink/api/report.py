@@ -16,6 +16,13 @@ atomically).
 
 Every refusal is one line naming the input (``--embeddings DIR``, ``--split``,
 ``--cohort FILE``, ``--mitigated DIR``) and never a row's content.
+
+Two measurements come from elsewhere and enter through one argument each:
+``confident`` (the audit's confident re-link rows; :func:`confident_rows`
+asks the audit for them once :data:`CONFIDENT_FROM_AUDIT` is on) and
+``retrained`` (the paired Recall@1 difference of heads re-trained without DP
+on public pairs, measured by the mitigation side; its one sentence goes in
+the page's mitigation section).
 """
 
 from __future__ import annotations

@@ -108,6 +108,7 @@ def run(args) -> int:
     if result.document["panel"]["sentence"]:
         print(f"relink report: {result.document['panel']['sentence']}")
     if result.reaches(spec.fail_on):
-        print(f"relink report: the verdict {result.verdict} reaches --fail-on {spec.fail_on}: exit status {FAIL_STATUS}")
+        print(f"relink report: the verdict {result.verdict} reaches --fail-on {spec.fail_on}: "
+              f"exit status {FAIL_STATUS}")
         return FAIL_STATUS
     return 0

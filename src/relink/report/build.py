@@ -103,7 +103,8 @@ def _summary(qv: QueryValues, es: EmbeddingSet) -> pd.DataFrame:
 
 def _declared(frame: pd.DataFrame, threat: Threat) -> pd.DataFrame:
     """The exact random-pool rows at the declared pools: what the risk rows and the verdict read."""
-    return frame[(frame.negatives == "random") & frame.N.isin(threat.spec.attacker_pools) & (frame.estimator == "exact")]
+    keep = (frame.negatives == "random") & frame.N.isin(threat.spec.attacker_pools) & (frame.estimator == "exact")
+    return frame[keep]
 
 
 def _of_models(confident: pd.DataFrame | None, models: list[str]) -> pd.DataFrame | None:
@@ -217,7 +218,8 @@ def _panel_sentence(members: list[dict[str, Any]], spec: ReportSpec, released: i
         return None
     member, row = found
     text = risk.sentence(row, released, spec.ci, spec.report_coverage)
-    return f"With {member['model']} (a model of the attacker panel) instead of the custodian's: {text[:1].lower()}{text[1:]}"
+    return (f"With {member['model']} (a model of the attacker panel) instead of the custodian's: "
+            f"{text[:1].lower()}{text[1:]}")
 
 
 def decision_record(spec: ReportSpec, judged: dict[str, Any], released: int) -> dict[str, Any]:

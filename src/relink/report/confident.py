@@ -36,8 +36,8 @@ METRICS = ("relinked_best", "relinked_calibrated")
 ATTACKERS = {"relinked_best": "knows the best threshold (the worst case)",
              "relinked_calibrated": "calibrates its threshold on held-apart labelled pairs"}
 RULED = "relinked_best"
-NOT_COMPUTED = ("confident re-links were not computed: the audit behind this report computed none (an attacker who links "
-                "only above a score threshold)")
+NOT_COMPUTED = ("confident re-links were not computed: the audit behind this report computed none (an attacker "
+                "who links only above a score threshold)")
 
 
 def _finite(x: Any) -> bool:

@@ -233,8 +233,8 @@ def retrained_heads(contrast: dict[str, Any] | None) -> dict[str, Any]:
     at = f" at N = {n:,}" if isinstance(n, int) else ""
     diff = f"Recall@1 difference {contrast['value']:+.3g}{at}, interval {lo:+.3g} to {hi:+.3g}"
     if math.isfinite(hi) and hi < 0:
-        sentence = (f"Heads re-trained without DP on public pairs re-link fewer images than the original heads ({diff}): "
-                    "the DP heads still have to be judged against this attacker by their own figures above.")
+        sentence = (f"Heads re-trained without DP on public pairs re-link fewer images than the original heads "
+                    f"({diff}): the DP heads still have to be judged against this attacker by their own figures above.")
     else:
         sentence = (f"Heads re-trained without DP on public pairs re-link the released images as well as the original "
                     f"heads ({diff}): against an attacker who re-trains heads on the released trunks, the DP heads "

@@ -61,8 +61,8 @@ def align(base: EmbeddingSet, other: EmbeddingSet, where: str, base_where: str,
     """
     want = base.rows["pair_id"].astype(str).to_numpy()
     have = other.rows["pair_id"].astype(str).to_numpy()
-    prefix = f"--embeddings {where}: not the same rows as --embeddings {base_where} (an attacker panel audits one set " \
-             "of pairs with every model)"
+    prefix = (f"--embeddings {where}: not the same rows as --embeddings {base_where} (an attacker panel audits one "
+              "set of pairs with every model)")
     if len(have) != len(want):
         raise RelinkError(f"{prefix}: it holds {len(have):,} audited pairs, the first set {len(want):,}")
     index = pd.Index(have)
