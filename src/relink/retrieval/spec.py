@@ -13,10 +13,10 @@ Use ``AuditSpec(pools=(100, "full"), n_boot=200)`` or
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
-from ..options import Range, check_spec, int_list, one_of, option, some_of, split_list
+from ..options import Range, Spec, check_spec, int_list, one_of, option, some_of, split_list
 from .inputs import DIRECTIONS, FULL, LEVELS, TIES
 from .matching import HARD_NEGATIVES, MISSING, UNCERTAIN
 
@@ -65,8 +65,10 @@ def _ints(value: Any) -> tuple:
 
 
 @dataclass(frozen=True)
-class AuditSpec:
+class AuditSpec(Spec):
     """What to audit and how (see :mod:`relink.retrieval.audit` for what each row means)."""
+
+    TEXT_FIELDS = ("pools",)  # integers beside "full": recorded as text
 
     pools: tuple = option(DEFAULT_POOLS, flag="--pools", parse=parse_pools,
                           help="pool sizes N (the truth plus N-1 random distractors) and/or 'full'")
@@ -111,12 +113,3 @@ class AuditSpec:
     def hard(self) -> tuple[str, ...]:
         """The hard-negative kinds asked for, coarsest first (each refines the one before)."""
         return tuple(g for g in HARD_NEGATIVES[::-1] if g in self.negatives)
-
-    def record(self) -> dict[str, Any]:
-        """The settings as plain JSON values, for provenance."""
-        return {f.name: (list(map(str, v)) if f.name == "pools" else list(v) if isinstance(v, tuple) else v)
-                for f in fields(self) for v in [getattr(self, f.name)]}
-
-    def but(self, **changes: Any) -> "AuditSpec":
-        """A copy with ``changes`` (checked like any spec)."""
-        return replace(self, **changes)
