@@ -46,5 +46,18 @@ def _rows(ctx: Context, es: EmbeddingSet, loaded, text_head, state: str) -> list
     return rows
 
 
+def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
+    from ...dp.apply import load_heads
+    from ...models.heads import extract_heads
+
+    rung, full, _ = headline_sets(ctx)
+    loaded = load(rung)
+    rows = _rows(ctx, full, loaded, extract_heads(loaded.model).text, "before")
+    mitigated = upstream["dp"] / HEADLINE
+    heads = load_heads(upstream["dp"] / RELEASE / "heads.safetensors")
+    rows += _rows(ctx, load_embeddings(mitigated / "embeddings" / "internal"), loaded, heads.text, "dp")
+    finish(tmp, ctx, "utility", {"utility.parquet": pd.DataFrame(rows)}, {"model": rung.name})
+
+
 RESULT = Result("utility", build, upstream=("dp",), source=("utility", "retrieval", "models", "api/probe.py"),
                 fields=("eval_split", "pools", "ks", "n_boot", "audit_seed", "probe_seed", "epsilon"))
