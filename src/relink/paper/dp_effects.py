@@ -6,7 +6,8 @@ contrast with the model before mitigation (``dp_vs_before``) mixes it with
 what retraining the heads does by itself (``no_dp_vs_before``). Every figure
 here is a paired relative change (patient jackknife interval) on the same rows, with
 its 95% interval; "monotone" is said only where each step's interval
-excludes 0.
+excludes 0. :func:`retrained_sentence` reads result ``retrained``: heads an
+attacker re-trains on public pairs, against the DP and the original heads.
 """
 
 from __future__ import annotations
