@@ -153,3 +153,27 @@ def test_cli_refuses_overlap_in_one_line(folders, tmp_path, capsys):
     assert rc == 2 and len(err.strip().splitlines()) == 1
     rc, _, err = cli(capsys, "--public", p, "--target", t, "--out", tmp_path / "o", "--epochs", "0")
     assert rc == 2 and "--epochs" in err and not (tmp_path / "o").exists()
+
+
+def test_the_sentence_says_what_the_paired_intervals_show():
+    import pandas as pd
+
+    from relink.paper.dp_effects import retrained_sentence
+
+    def table(vs_original, vs_dp, dp):
+        rows = []
+        for name, (value, low, high) in (("retrained_vs_original", vs_original), ("retrained_vs_dp", vs_dp),
+                                         ("dp_vs_original", dp)):
+            rows.append({"contrast": name, "cohort": "c", "epsilon": 0.34, "value": value, "ci_low": low,
+                         "ci_high": high})
+        return pd.DataFrame(rows)
+
+    undone = retrained_sentence(table((-0.02, -0.1, 0.06), (1.5, 0.8, 2.4), (-0.6, -0.7, -0.5)))
+    assert "as well as the original heads" in undone and "protect nothing" in undone and "-2.0% [-10.0, +6.0]" in undone
+    partly = retrained_sentence(table((-0.4, -0.5, -0.3), (0.5, 0.2, 0.9), (-0.6, -0.7, -0.5)))
+    assert "protect only partly" in partly
+    held = retrained_sentence(table((-0.6, -0.7, -0.5), (0.0, -0.2, 0.2), (-0.6, -0.7, -0.5)))
+    assert "does not undo the DP heads" in held
+    thin = retrained_sentence(table((-0.3, -0.7, 0.6), (-0.2, -0.8, 2.8), (-0.2, -0.8, 2.5)))
+    assert "too few to tell" in thin and "protect nothing" not in thin
+    assert "not run" in retrained_sentence(pd.DataFrame(columns=["contrast", "cohort"]))
