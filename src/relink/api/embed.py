@@ -12,7 +12,7 @@ it happens (a command prints it: a long run says at once that it resumes).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -41,12 +41,6 @@ class EmbedSpec:
 
     def __post_init__(self) -> None:
         check_spec(self)
-
-    def record(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def but(self, **changes: Any) -> "EmbedSpec":
-        return replace(self, **changes)
 
 
 @dataclass(frozen=True)

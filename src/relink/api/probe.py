@@ -13,7 +13,7 @@ weights (no path).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import pandas as pd
@@ -59,12 +59,6 @@ class ProbeSpec:
     @property
     def feature_kinds(self) -> tuple[str, ...]:
         return ("projected", "trunk") if self.features == "both" else (self.features,)
-
-    def record(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def but(self, **changes: Any) -> "ProbeSpec":
-        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
