@@ -46,7 +46,7 @@ IDENTIFIERS = ("pair_id", "patient_id", "study_id")
 # SEAM (issue 20 item 1): confident re-links come from the audit (`relink.audit` with confident precision
 # targets). Until that audit is merged the report is built without them (its section says "not computed");
 # the integrator switches this on, and `confident_rows` below is the only place that calls the audit for them.
-CONFIDENT_FROM_AUDIT = False
+CONFIDENT_FROM_AUDIT = True
 CONFIDENT_TARGETS = (0.9, 0.99)
 
 
@@ -156,9 +156,11 @@ def confident_rows(members, spec: ReportSpec) -> pd.DataFrame | None:
     import dataclasses
 
     from ..report.confident import METRICS
+    from ..report.threat import fit
     from ..retrieval.spec import AuditSpec
     from .audit import audit
 
+    spec = fit(spec, len(members[0].es)).spec  # the pools checked against the rows, named by the report's flags
     targets = tuple(sorted({*CONFIDENT_TARGETS, spec.confident_precision}))
     base = AuditSpec(pools=spec.attacker_pools, ks=(1,), directions=("image_to_report", "report_to_image"),
                      levels=("study", "patient"), n_boot=spec.n_boot, random_state=spec.random_state, ci=spec.ci)
