@@ -107,9 +107,10 @@ def audited_rows(es: EmbeddingSet, split: str | None) -> tuple[EmbeddingSet, np.
     return es, None
 
 
-def panel_sets(embeddings: SetLike | Sequence[SetLike], split: str | None):
+def panel_sets(embeddings: SetLike | Sequence[SetLike], split: str | None, names: Sequence[str] | None = None):
     """The panel's members (the custodian's set first, every other aligned to its rows), the identifiers of
-    every loaded row (for the leak scan), and notes."""
+    every loaded row (for the leak scan), and notes. ``names``: how the outputs name each model (default: its
+    spec without local paths, :func:`relink.report.panel.names`)."""
     from ..report import panel
 
     items = _as_list(embeddings)
@@ -124,7 +125,9 @@ def panel_sets(embeddings: SetLike | Sequence[SetLike], split: str | None):
         if moved:
             notes.append(f"embedding set {i} lists the audited pairs in another order: it was aligned to the first "
                          "set's rows")
-    names = panel.names(sets)
+    if names is not None and (len(names) != len(sets) or len(set(names)) != len(names)):
+        raise RelinkError(f"names: give {len(sets)} distinct names, one per embedding set")
+    names = list(names) if names is not None else panel.names(sets)
     members = [panel.Member(es, name, where) for es, name, (_, where) in zip(sets, names, loaded)]
     ids = {col: [v for es, _ in loaded if col in es.rows for v in es.rows[col].astype(str)] for col in IDENTIFIERS}
     return members, ids, notes
@@ -189,7 +192,8 @@ def _notes(record: dict[str, Any]) -> list[str]:
 def report(embeddings: SetLike | Sequence[SetLike], spec: ReportSpec | None = None, *, split: str | None = None,
            cohort: str | os.PathLike | None = None, mitigated: Sequence[str | os.PathLike] = (),
            confident: pd.DataFrame | None = None, retrained: dict[str, Any] | None = None,
-           source: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None,
+           names: Sequence[str] | None = None, source: dict[str, Any] | None = None,
+           provenance: dict[str, Any] | None = None,
            progress: bool = False) -> ReportResult:
     """The custodian's report for one or more EmbeddingSets of the same rows (an attacker panel, the
     custodian's model first): built, documented, rendered, leak-checked; not yet written.
@@ -198,6 +202,7 @@ def report(embeddings: SetLike | Sequence[SetLike], spec: ReportSpec | None = No
     and the scan for report text; ``mitigated``: ``relink mitigate`` study folders, compared with the custodian's
     model; ``confident``: confident re-link rows (default: from the audit when :data:`CONFIDENT_FROM_AUDIT`);
     ``retrained``: the paired Recall@1 difference of heads re-trained on public pairs (its one sentence);
+    ``names``: how the page names each model of the panel (default: its spec, never a local path);
     ``source``: how the page names the audited set (default: the folder names and the splits);
     ``provenance``: the provenance fields (default: the command, the input names, the split).
     """
@@ -205,24 +210,25 @@ def report(embeddings: SetLike | Sequence[SetLike], spec: ReportSpec | None = No
     from ..report import build, mitigation, render, schema
 
     spec = spec or ReportSpec()
-    members, ids, notes = panel_sets(embeddings, split)
+    members, ids, notes = panel_sets(embeddings, split, names)
     es = members[0].es
     views, reports = cohort_views(cohort, es.rows) if cohort is not None else (None, [])
     runs = [mitigation.resolve(str(p), es, None if split == "all" else split) for p in mitigated]
     if confident is None:
         confident = confident_rows(members, spec)
     splits = sorted(map(str, es.rows["split"].dropna().unique())) if "split" in es.rows else []
-    names = [Path(m.where).name for m in members]
-    source = source or {"embeddings": ", ".join(names), "split": ", ".join(splits) or None}
+    folders = [Path(m.where).name for m in members]
+    source = source or {"embeddings": ", ".join(folders), "split": ", ".join(splits) or None}
 
     warm = threading.Thread(target=render.warm_up, daemon=True)  # the plotting stack loads beside the audit
     warm.start()
     record, table = build.build(es, spec, source, views=views, mitigated=runs, progress=progress,
-                                panel=[(m.name, m.es) for m in members[1:]], confident=confident,
+                                name=members[0].name, panel=[(m.name, m.es) for m in members[1:]],
+                                confident=confident,
                                 retrained=retrained)
     warm.join()
     if provenance is None:
-        provenance = {"command": "report", "embeddings": names if len(names) > 1 else names[0], "split": split,
+        provenance = {"command": "report", "embeddings": folders if len(folders) > 1 else folders[0], "split": split,
                       "mitigated": [m.name for m in runs],
                       "cohort_manifest": Path(cohort).name if cohort is not None else None}
     stamp = prov.stamp(**provenance)

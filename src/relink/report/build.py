@@ -120,10 +120,12 @@ def _tagged(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = None, views: pd.Series | None = None,
           mitigated: Sequence[mitigation.Mitigated] = (), progress: bool = False,
-          panel: Sequence[tuple[str, EmbeddingSet]] = (), confident: pd.DataFrame | None = None,
+          name: str | None = None, panel: Sequence[tuple[str, EmbeddingSet]] = (),
+          confident: pd.DataFrame | None = None,
           retrained: dict[str, Any] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """The report record and the full tidy metric table it was built from (``views``: aligned to ``es.rows``).
 
+    ``name``: how the outputs name the custodian's model (default: its spec without local paths);
     ``panel``: the attacker's other models as ``(name, set)``, each set holding ``es``'s rows in ``es``'s order
     (:func:`relink.report.panel.align`); their random-pool rows join the verdict and the table.
     ``confident``: metric rows of confident re-links (:mod:`relink.report.confident`) for these models, or None.
@@ -139,7 +141,7 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
     frame = _summary(qv, es)
     random_rows = risk.risk_rows(_declared(frame, threat), released, spec.report_coverage)
     n_patients = int(es.rows["patient_id"].nunique())
-    own = attacker_panel.names([es, *(o for _, o in panel)])[0] if panel else attacker_panel.model_name(es)
+    own = name or (attacker_panel.names([es, *(o for _, o in panel)])[0] if panel else attacker_panel.model_name(es))
 
     # the other models of the panel: random pools at the declared pools, on the same rows
     others, frames = [], [frame]

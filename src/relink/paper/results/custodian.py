@@ -5,15 +5,18 @@ schema ``relink-report/2``) for the internal evaluation split: the attacker
 holds the profile's headline pool of reports (10,000, or the largest finite
 pool the split fills), the custodian releases every image of the split, and
 the headline DP run of result ``dp`` is the mitigation compared before/after.
+The profile's ladder is the attacker panel: the other rungs stand in for the
+public models an attacker could run on the same released rows, and the
+verdict is the worst over them all.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..stages import Context, cohorts
+from ..stages import Context, cohorts, embeddings, ladder
 from . import Result
-from .common import headline_sets
+from .common import headline_sets, load_embeddings
 from .dp import HEADLINE
 
 
@@ -27,8 +30,11 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     pool = max((n for n in p.pools if n != "full" and n <= min(len(es), p.n_target)), default=len(es))
     spec = ReportSpec(attacker_pools=(pool,), top_k=tuple(k for k in p.ks if 1 < k <= pool) or (1,),
                       n_boot=max(p.n_boot, 100), random_state=p.audit_seed)
-    result = report(es, spec, split=p.eval_split, cohort=cohorts(ctx)["internal"],
-                    mitigated=[upstream["dp"] / HEADLINE],
+    # the attacker panel: the strongest rung (the custodian's model) first, then the other rungs, strongest first
+    others = [r for r in reversed(ladder(ctx)) if r.name != rung.name]
+    panel = [es] + [load_embeddings(embeddings(ctx, r, "internal")).split(p.eval_split) for r in others]
+    result = report(panel, spec, split=p.eval_split, cohort=cohorts(ctx)["internal"],
+                    names=[rung.name] + [r.name for r in others], mitigated=[upstream["dp"] / HEADLINE],
                     source={"embeddings": f"{rung.name}, {p.eval_split} split", "split": p.eval_split},
                     provenance={"profile": p.name, "result": "custodian", "model": rung.name})
     result.write(tmp / "report.html", tmp / "report.json")
