@@ -203,3 +203,20 @@ def test_counts_at_or_above_equal_brute_force_whatever_the_blocks(engine):
         for got in (cc.at_or_above[direction], tiled.confident.at_or_above[direction]):
             np.testing.assert_array_equal(got[~unsure], counts[~unsure])
     assert cc.counted[0] >= np.quantile(S[~np.eye(300, dtype=bool)], 0.9)  # only the top cells are binned
+
+
+def test_null_coverage_of_confident_rows():
+    """Random embeddings, many seeds: no threshold truly re-links at precision >= the target (a random
+    scorer's precision is 1/N), so the figure's truth is 0 and its interval must hold 0 in at least 95% of
+    rows, the best-threshold attacker's search over the points included."""
+    held, total = 0, 0
+    for seed in range(30):
+        rng = np.random.default_rng(1000 + seed)
+        n = 240
+        image, text = unit(rng, n, 16), unit(rng, n, 16)
+        table = audit_arrays(image, text, np.arange(n) // 2, pools=(10, 100, "full"), ks=(1,),
+                             confident=(0.5, 0.9), confident_calibration=60, random_state=seed)
+        rows = table[table.metric.str.startswith("relinked")]
+        held += int((rows.ci_low <= 0).sum())
+        total += len(rows)
+    assert held / total >= 0.95, held / total
