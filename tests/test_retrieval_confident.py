@@ -220,3 +220,22 @@ def test_null_coverage_of_confident_rows():
         held += int((rows.ci_low <= 0).sum())
         total += len(rows)
     assert held / total >= 0.95, held / total
+
+
+def test_confident_counts_resume_from_the_work_folder(tmp_path, monkeypatch):
+    from relink.retrieval import memory
+    from relink.retrieval.scale import Scale
+
+    monkeypatch.setattr(memory, "resident", lambda: None)  # plan from the estimates: several slabs
+    image, text, patient = _aligned(6, 4000, 512, 1.0)
+    rows = pd.DataFrame({"pair_id": np.arange(4000).astype(str), "patient_id": patient.astype(str)})
+    es = EmbeddingSet.from_arrays(rows, image, text)
+    spec = AuditSpec(pools=(10, "full"), ks=(1,), confident=(0.9,))
+    whole = audit_queries(es, spec)
+    work = tmp_path / "a.work"
+    first = audit_queries(es, spec, scale=Scale(memory=24 << 20, work=work))
+    again = audit_queries(es, spec, scale=Scale(memory=24 << 20, work=work))  # every slab read back
+    assert first.run["slabs"] > 1 and again.run["finished_before"] == first.run["slabs"]
+    for qv in (first, again):
+        pd.testing.assert_frame_equal(confident_curve(qv), confident_curve(whole))
+        pd.testing.assert_frame_equal(summarise(qv), summarise(whole))
