@@ -212,7 +212,9 @@ def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_to
         free = meter.left(state_bytes(n, n_seg, n_row, n_col, n_grid))
         if free is not None:
             free -= 8 * n_col * n_seg * n * 2  # this slab's column counts and their running total, made below
-            free -= 4 * n_grid * n  # the running total of the columns' binned scores
+            # the binned scores of rows and columns and the columns' running total: zero pages until the pass
+            # touches them, so the resident set does not show them yet
+            free -= 12 * n_grid * n
             free -= meter.budget // 8  # what no estimate sees: the allocator's slack, interpreter objects
         p = plan(n, d, free, tile, counter.row_grid, counter.col_grid, col_bytes, meter.read_bytes(), meter.budget)
         counter.max_cols = p.block_cols
