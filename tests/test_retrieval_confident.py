@@ -203,3 +203,39 @@ def test_counts_at_or_above_equal_brute_force_whatever_the_blocks(engine):
         for got in (cc.at_or_above[direction], tiled.confident.at_or_above[direction]):
             np.testing.assert_array_equal(got[~unsure], counts[~unsure])
     assert cc.counted[0] >= np.quantile(S[~np.eye(300, dtype=bool)], 0.9)  # only the top cells are binned
+
+
+def test_null_coverage_of_confident_rows():
+    """Random embeddings, many seeds: no threshold truly re-links at precision >= the target (a random
+    scorer's precision is 1/N), so the figure's truth is 0 and its interval must hold 0 in at least 95% of
+    rows, the best-threshold attacker's search over the points included."""
+    held, total = 0, 0
+    for seed in range(30):
+        rng = np.random.default_rng(1000 + seed)
+        n = 240
+        image, text = unit(rng, n, 16), unit(rng, n, 16)
+        table = audit_arrays(image, text, np.arange(n) // 2, pools=(10, 100, "full"), ks=(1,),
+                             confident=(0.5, 0.9), confident_calibration=60, random_state=seed)
+        rows = table[table.metric.str.startswith("relinked")]
+        held += int((rows.ci_low <= 0).sum())
+        total += len(rows)
+    assert held / total >= 0.95, held / total
+
+
+def test_confident_counts_resume_from_the_work_folder(tmp_path, monkeypatch):
+    from relink.retrieval import memory
+    from relink.retrieval.scale import Scale
+
+    monkeypatch.setattr(memory, "resident", lambda: None)  # plan from the estimates: several slabs
+    image, text, patient = _aligned(6, 4000, 512, 1.0)
+    rows = pd.DataFrame({"pair_id": np.arange(4000).astype(str), "patient_id": patient.astype(str)})
+    es = EmbeddingSet.from_arrays(rows, image, text)
+    spec = AuditSpec(pools=(10, "full"), ks=(1,), confident=(0.9,))
+    whole = audit_queries(es, spec)
+    work = tmp_path / "a.work"
+    first = audit_queries(es, spec, scale=Scale(memory=24 << 20, work=work))
+    again = audit_queries(es, spec, scale=Scale(memory=24 << 20, work=work))  # every slab read back
+    assert first.run["slabs"] > 1 and again.run["finished_before"] == first.run["slabs"]
+    for qv in (first, again):
+        pd.testing.assert_frame_equal(confident_curve(qv), confident_curve(whole))
+        pd.testing.assert_frame_equal(summarise(qv), summarise(whole))

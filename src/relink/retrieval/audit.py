@@ -93,7 +93,7 @@ from ..embeddings import EmbeddingSet, public_model_name
 from ..errors import RelinkError
 from .counts import sort_groupings, stream_counts
 from .exact import chance_rank, chance_recall, expected_rank, expected_recall, reciprocal_rank
-from .inputs import FULL, check_ks, fit_pools
+from .pools import FULL, Pools
 from .matching import check_labelled, group_summary, label_groups
 from .montecarlo import monte_carlo_recall
 from .passes import pick_device
@@ -155,8 +155,8 @@ def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: boo
     n = len(frame)
     if n < 2:
         raise RelinkError(f"{es.where}: an audit needs at least 2 pairs, got {n}")
-    pools, dropped = fit_pools(spec.pools, n, spec.pools_clip)
-    ks = check_ks(spec.ks, pools, n)
+    pools, dropped = Pools(spec.pools).fit(n, spec.pools_clip)
+    ks = Pools(tuple(pools)).check_ks(spec.ks, n)
     patient = frame["patient_id"].to_numpy().astype(str)
     hard = spec.hard
     codes: dict[str, np.ndarray] = {}

@@ -237,13 +237,15 @@ class TileCounter:
         """A copy of rows [a, b) of the binned scores (None without a grid)."""
         return np.array(self.ops.to_numpy(self.hist_row[a:b])) if self.n_grid else None
 
-    def take_col_hist(self) -> np.ndarray | None:
-        """The columns' binned scores so far; they start again from zero (None without a grid)."""
-        if not self.n_grid:
-            return None
-        out = np.array(self.ops.to_numpy(self.hist_col))
-        self.hist_col = self.ops.zeros((self.n, self.n_grid), self.i32)
-        return out
+    def col_hist(self) -> np.ndarray | None:
+        """The columns' binned scores so far (on the host; the counter's own array on a CPU: read it before
+        :meth:`clear_col_hist`); None without a grid."""
+        return self.ops.to_numpy(self.hist_col) if self.n_grid else None
+
+    def clear_col_hist(self) -> None:
+        """The columns' binned scores start again from zero (in place: no second (n, G) array)."""
+        if self.n_grid:
+            self.hist_col[...] = 0
 
     def row_counts(self, a: int, b: int) -> np.ndarray:
         """A copy of the row counts of rows [a, b): (thresholds, 1 + segmentations, b - a) int64."""

@@ -40,8 +40,11 @@ the threshold that reaches the target on those pairs, applied to the rest.
 Values are expected shares over the queries (``n_queries``); intervals are
 patient-clustered (:func:`relink.retrieval.intervals.mean_interval`) over
 the per-query correct-link probabilities at the chosen threshold, which they
-take as given. A random scorer's precision is 1/N at every t, so its chance
-figure at a precision target above that is 0.
+take as given. A random scorer's precision is its Recall@1 at every t (1/N
+at the study level), so its chance figure at a target above that is 0 (NaN
+where a target does not exceed it; ``lift`` is always NaN).
+tests/test_retrieval_confident.py checks the counts against literal pools,
+the grid against the exact best threshold, and the intervals under the null.
 """
 
 from __future__ import annotations
@@ -206,7 +209,7 @@ def confident_tables(conf, idx, patient, codes, n_clusters: int, pools, n: int, 
     """
     import pandas as pd
 
-    from .exact import expected_recall
+    from .exact import chance_recall, expected_recall
     from .inputs import FULL
     from .intervals import mean_interval
 
@@ -232,6 +235,9 @@ def confident_tables(conf, idx, patient, codes, n_clusters: int, pools, n: int, 
                                   C[k] / kept if kept else np.nan, k >= n_low))
             base = dict(direction=direction, negatives="random", level=level, N=N, K=0, estimator="exact")
             ok = ~np.isnan(r1)
+            # a random scorer's precision at any threshold is its Recall@1 (the truth set's share of the pool)
+            chance_precision = float(chance_recall(rc.truth_size[idx][ok], available[ok] if draws is None else draws,
+                                                   [1]).max()) if ok.any() else 1.0
             for target in spec.confident:
                 for metric, k, sel, m in (("relinked_best", best_point(C, Lh, target), ok, kept),
                                           ("relinked_calibrated", best_point(Cc, Lhc, target), ok & ~cal, kept_e)):
@@ -248,7 +254,8 @@ def confident_tables(conf, idx, patient, codes, n_clusters: int, pools, n: int, 
                         # the exact best-threshold figure lies at most here (the points restrict the attacker)
                         hi_ = max(hi_, best_upper(C, Ll, target) / m) if not np.isnan(hi_) else hi_
                     rows.append({**base, "metric": metric, "precision_target": target, "value": value,
-                                 "ci_low": lo_, "ci_high": hi_, "chance": 0.0, "lift": np.nan,
+                                 "ci_low": lo_, "ci_high": hi_,
+                                 "chance": 0.0 if target > chance_precision else np.nan, "lift": np.nan,
                                  "n_queries": int(kept_v.sum()),
                                  "coverage": kept_v.sum() / max(1, int(sel.size if metric == "relinked_best"
                                                                         else (~cal).sum()))})

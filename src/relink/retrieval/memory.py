@@ -162,7 +162,7 @@ def state_bytes(n: int, n_seg: int, n_row: int, n_col: int, n_grid: int = 0) -> 
     sizes, the patient statistics, the thresholds of both directions and
     their shifted copies, and the counts (row, column, this slab's columns).
     """
-    per_pair = 64 + 48 * n_seg + (n_row + n_col) * (16 + 24 * n_seg) + 8 * n_grid  # binned scores, both sides
+    per_pair = 64 + 48 * n_seg + (n_row + n_col) * (16 + 24 * n_seg) + 8 * n_grid  # binned scores of rows and columns
     return n * per_pair
 
 

@@ -212,7 +212,9 @@ def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_to
         free = meter.left(state_bytes(n, n_seg, n_row, n_col, n_grid))
         if free is not None:
             free -= 8 * n_col * n_seg * n * 2  # this slab's column counts and their running total, made below
-            free -= 4 * n_grid * n * 2  # the same of the binned scores
+            # the binned scores of rows and columns and the columns' running total: zero pages until the pass
+            # touches them, so the resident set does not show them yet
+            free -= 12 * n_grid * n
             free -= meter.budget // 8  # what no estimate sees: the allocator's slack, interpreter objects
         p = plan(n, d, free, tile, counter.row_grid, counter.col_grid, col_bytes, meter.read_bytes(), meter.budget)
         counter.max_cols = p.block_cols
@@ -238,7 +240,7 @@ def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_to
                      tile=(counter.br, counter.gw, counter.tc),
                      memory_plan=show_bytes(meter.budget) if meter.budget else None)
     total_col = np.zeros((n_col, n_seg, n), dtype=np.int64)
-    total_hist = np.zeros((n, n_grid), dtype=np.int64) if n_grid else None
+    total_hist = np.zeros((n, n_grid), dtype=np.int32) if n_grid else None  # counts < n
     t0 = time.perf_counter()
     try:
         x_buf = torch.empty((max((b - a for a, b in slabs), default=0), d), dtype=torch.float32, device=dev)
@@ -253,18 +255,19 @@ def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_to
                         y_held = _fill(y_buf, ys, c0, c1, p.read_rows)
                     counter.add(x, a, y_held, c0, bar)
                 col = counter.take_cols()
-                hist = counter.take_col_hist()
+                hist = counter.col_hist()
                 if store is not None:
                     store.write(a, b, counter.row_counts(a, b), col, counter.row_hist(a, b), hist)
                 total_col += col
                 if n_grid:
                     total_hist += hist
+                    counter.clear_col_hist()
         del x_buf, y_buf, y_held
     except Exception as exc:  # noqa: BLE001 - re-raised by sync, on every rank
         failure = exc
     sync(comm, failure)
     row = counter.row_counts(0, n)
-    row_hist = counter.row_hist(0, n)
+    row_hist = counter.ops.to_numpy(counter.hist_row) if n_grid else None  # the counter's own: no copy
     stats["product_s"] = time.perf_counter() - t0
     if rank == 0:
         for a, b in finished:
@@ -276,7 +279,7 @@ def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_to
                 total_hist += ch
     if comm is not None:
         t1 = time.perf_counter()
-        parts = [row, total_col] + ([row_hist.astype(np.int64), total_hist] if n_grid else [])
+        parts = [row, total_col] + ([row_hist.astype(np.int64), total_hist.astype(np.int64)] if n_grid else [])
         both = comm.all_reduce_sum(np.concatenate([a.reshape(-1) for a in parts]))
         out, at = [], 0
         for a in parts:
@@ -289,4 +292,5 @@ def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_to
         stats["all_reduce_bytes"] = int(both.nbytes)
     if not n_grid:
         return ThresholdCounts(row, total_col, run=stats)
-    return ThresholdCounts(row, total_col, row_hist.astype(np.int32), total_hist.astype(np.int32), run=stats)
+    return ThresholdCounts(row, total_col, np.asarray(row_hist, dtype=np.int32), np.asarray(total_hist, dtype=np.int32),
+                           run=stats)

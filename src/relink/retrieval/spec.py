@@ -5,7 +5,7 @@ Each field declares its command-line flag, help and check once
 an out-of-range value is refused with the flag's name, whether it comes from
 the command line or from Python. Checks that depend on the data (a pool
 larger than the candidate set, K larger than a pool) are made when the audit
-sees the data (:func:`relink.retrieval.inputs.fit_pools`, ``check_ks``).
+sees the data (:class:`relink.retrieval.pools.Pools`).
 
 Use ``AuditSpec(pools=(100, "full"), n_boot=200)`` or
 ``dataclasses.replace(spec, ks=(1,))``.
@@ -18,36 +18,11 @@ from typing import Any
 
 from ..options import Range, Spec, check_spec, int_list, one_of, option, some_of, split_list
 from .inputs import DIRECTIONS, FULL, LEVELS, TIES
+from .pools import parse_pools  # noqa: F401 (imported from here by the report)
 from .matching import HARD_NEGATIVES, MISSING, UNCERTAIN
 
 NEGATIVES = ("random",) + HARD_NEGATIVES  # the order rows appear in a table
 DEFAULT_POOLS = (10, 100, 1000, 10000, FULL)
-
-
-def parse_pools(value: Any, minimum: int = 1) -> tuple:
-    """Pool sizes (integers >= ``minimum``) and/or ``full``, from repeated flags and/or comma lists, in order,
-    each once: the one parser of ``--pools`` (the audit) and ``--attacker-pool`` (the report, minimum 2)."""
-    items: list = []
-    for v in value if isinstance(value, (list, tuple)) else (value,):
-        items.extend(split_list(v) if isinstance(v, str) else (v,))
-    out = []
-    for p in items:
-        if isinstance(p, str) and p.strip().lower() == FULL:
-            out.append(FULL)
-            continue
-        try:
-            n = int(p)
-            if n != float(p):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise ValueError(f"pool size {str(p)!r} is neither an integer nor 'full'") from None
-        if n < minimum:
-            raise ValueError(f"pool size N={n} must be at least {minimum}"
-                             + (" (the truth and one other report), or 'full'" if minimum == 2 else ""))
-        out.append(n)
-    if not out:
-        raise ValueError("give at least one pool size")
-    return tuple(dict.fromkeys(out))
 
 
 def _targets(value: Any) -> tuple:

@@ -21,6 +21,7 @@ from ...embeddings import EmbeddingSet
 from ...embeddings import load as load_embeddings
 from ...io import write_json
 from ...provenance import stamp
+from ...retrieval.pools import Pools
 from ...retrieval.spec import AuditSpec
 from ...tables import write_table
 from ..stages import Context, RungSpec, cohort_ids, embeddings, ladder
@@ -50,11 +51,8 @@ def eval_set(ctx: Context, rung: RungSpec, role: str) -> EmbeddingSet | None:
 
 
 def pools_for(pools, n_candidates: int) -> tuple:
-    """The pools to audit on ``n_candidates`` candidates: a finite pool of exactly that size *is* the
-    full pool, so when ``full`` is requested it is audited once, as ``full`` (each row one pool)."""
-    if "full" not in pools:
-        return tuple(pools)
-    return tuple(p for p in pools if p == "full" or int(p) != n_candidates)
+    """:meth:`relink.retrieval.pools.Pools.for_set`: a listed pool of exactly ``n_candidates`` is the full one."""
+    return Pools(tuple(pools)).for_set(n_candidates)
 
 
 def label_table(frame: pd.DataFrame, rung: RungSpec, role: str, pools, n_candidates: int) -> pd.DataFrame:
