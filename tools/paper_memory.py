@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     # the stages the results stand on, each alone: generated cohorts, the ladder's training, embeddings
     ctx = (f"from relink.paper.profiles import get_profile; from relink.paper import stages as S; "
            f"p = get_profile({args.profile!r}); ctx = S.Context(p, S.default_root(p)); ")
-    for name, call in (("cohorts (generate)", "S.cohorts(ctx)"), ("ladder (train)", "S.rung_ids(ctx)"),
+    for name, call in (("cohorts (generate)", "S.cohorts(ctx)"), ("ladder (train)", "S.ladder(ctx)"),
                        ("embeddings (internal)", "S.role_embeddings(ctx, 'internal')"),
                        ("embeddings (external)", "S.role_embeddings(ctx, 'external')")):
         report["stages"][name] = measure([sys.executable, "-c", ctx + call], env)
