@@ -1,0 +1,120 @@
+"""The chapter beyond the study: what the stronger attacker's tables say, as numbers, rows and sentences.
+
+Reads the ``attacker`` result (:mod:`relink.paper.results.attacker`): ``confident.parquet`` holds, per
+rung and state (``before`` | ``dp``), the metric rows ``relinked_best`` and ``relinked_calibrated`` at
+each ``precision_target`` (``value``: the expected share of the queries re-linked correctly at that
+precision; ``n_queries``; patient-clustered ``ci_low``/``ci_high``). Numbers are formatted here, once;
+the chapter and the claims table glue them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ATTACKERS = {"relinked_best": "best threshold", "relinked_calibrated": "calibrated threshold"}
+STATES = {"before": "before mitigation", "dp": "DP heads"}
+
+
+def row(confident: pd.DataFrame, metric: str, target: float, state: str = "before", rung: int | None = None) -> pd.Series:
+    """The one confident row of ``metric`` at precision ``target`` (the strongest rung when ``rung`` is None)."""
+    rows = confident[(confident["metric"] == metric) & np.isclose(confident["precision_target"].astype(float), target)
+                     & (confident["state"] == state)]
+    rows = rows[rows["rung"] == (rows["rung"].max() if rung is None else rung)]
+    if len(rows) != 1:
+        raise LookupError(f"expected one {metric} row at precision {target:g} ({state}), found {len(rows)}")
+    return rows.iloc[0]
+
+
+def percent(r: pd.Series) -> str:
+    """"12.3% (95% CI 10.1–14.6%)": a share of queries with its interval, as the chapter writes it."""
+    value, lo, hi = 100 * float(r["value"]), 100 * float(r["ci_low"]), 100 * float(r["ci_high"])
+    digits = 2 if max(value, hi) < 1 else 1
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{value:.{digits}f}% (no interval)"
+    return f"{value:.{digits}f}% (95% CI {lo:.{digits}f}–{hi:.{digits}f}%)"
+
+
+def images(r: pd.Series) -> str:
+    """The expected number of re-linked images out of the queries: "about 41 of 2,400 images"."""
+    n = int(r["n_queries"])
+    return f"about {float(r['value']) * n:,.0f} of {n:,} images"
+
+
+def table(confident: pd.DataFrame) -> pd.DataFrame:
+    """One row per model and state; one column per attacker and precision target: share (%) and interval."""
+    out = []
+    targets = sorted(confident["precision_target"].dropna().astype(float).unique())
+    for (rung, state), group in confident.groupby(["rung", "state"], sort=True):
+        line: dict[str, Any] = {"model": group["model"].iloc[0], "state": STATES.get(state, state),
+                                "Pool size N": int(group["N"].iloc[0]), "Queries": int(group["n_queries"].iloc[0])}
+        for target in targets:
+            for metric, who in ATTACKERS.items():
+                r = row(confident, metric, target, state, rung)
+                line[f"Re-linked at precision ≥ {target:g}, {who}"] = percent(r)
+        out.append(line)
+    frame = pd.DataFrame(out)
+    order = {s: i for i, s in enumerate(STATES.values())}
+    return frame.sort_values(["model", "state"], key=lambda c: c.map(order) if c.name == "state" else c,
+                             kind="stable").reset_index(drop=True)
+
+
+def glue_values(confident: pd.DataFrame, epsilon: float) -> dict[str, Any]:
+    """The chapter's numbers: the strongest model before and after DP, at each precision target."""
+    top = row(confident, "relinked_best", 0.9)
+    out: dict[str, Any] = {"attacker_model": str(top["model"]), "attacker_n": int(top["N"]),
+                           "attacker_queries": int(top["n_queries"]), "attacker_epsilon": float(epsilon)}
+    for target in (0.9, 0.99):
+        tag = f"{round(100 * target)}"
+        for metric, short in (("relinked_best", "best"), ("relinked_calibrated", "cal")):
+            for state in ("before", "dp"):
+                r = row(confident, metric, target, state)
+                key = f"conf_{short}{tag}" + ("_dp" if state == "dp" else "")
+                out[key] = 100 * float(r["value"])
+                out[key + "_text"] = percent(r)
+                out[key + "_images"] = images(r)
+    out["attacker_sentence"] = headline_sentence(confident, epsilon)
+    return out
+
+
+def headline_sentence(confident: pd.DataFrame, epsilon: float) -> str:
+    """What the stronger attacker achieves with the strongest model, and what the DP heads leave him."""
+    best, cal = row(confident, "relinked_best", 0.9), row(confident, "relinked_calibrated", 0.9)
+    best99 = row(confident, "relinked_best", 0.99)
+    dp, dp99 = row(confident, "relinked_best", 0.9, "dp"), row(confident, "relinked_best", 0.99, "dp")
+    return (f"With the strongest model ({best['model']}) in pools of {int(best['N']):,}, an attacker who knows where "
+            f"to set the threshold re-links {percent(best)} of the held-out images at precision 0.9 "
+            f"({images(best)}) and {percent(best99)} at precision 0.99; one who calibrates the threshold on "
+            f"held-apart labelled pairs re-links {percent(cal)} at precision 0.9. With the DP heads "
+            f"(ε = {epsilon:g}) the first attacker re-links {percent(dp)} at precision 0.9 and {percent(dp99)} "
+            "at precision 0.99.")
+
+
+def claim_rows(confident: pd.DataFrame, epsilon: float) -> dict[str, tuple]:
+    """The claims table's rows beyond the study (no study value): key -> (value %, None, how, interval)."""
+    out = {}
+    for key, metric, target, state in (("confident_090", "relinked_best", 0.9, "before"),
+                                       ("confident_099", "relinked_best", 0.99, "before"),
+                                       ("confident_090_calibrated", "relinked_calibrated", 0.9, "before"),
+                                       ("confident_090_dp", "relinked_best", 0.9, "dp")):
+        r = row(confident, metric, target, state)
+        how = f"{r['model']}, N = {int(r['N']):,}, {int(r['n_queries']):,} queries" + (
+            f", DP heads at ε = {epsilon:g}" if state == "dp" else "")
+        out[key] = (100 * float(r["value"]), None, how,
+                    {"low": 100 * float(r["ci_low"]), "high": 100 * float(r["ci_high"]),
+                     "of": "95% interval, images re-linked (%)"})
+    return out
+
+
+def curve_points(curves: pd.DataFrame, model: str, state: str) -> pd.DataFrame:
+    """One curve (recall and precision in %), in threshold order, from the loosest threshold to the strictest."""
+    rows = curves[(curves["model"] == model) & (curves["state"] == state)].sort_values("threshold")
+    return pd.DataFrame({"recall": 100 * rows["recall"].to_numpy(float), "precision": 100 * rows["precision"].to_numpy(float)})
+
+
+def ladder(confident: pd.DataFrame) -> list[str]:
+    """The models in ladder order."""
+    return list(confident.drop_duplicates("rung").sort_values("rung")["model"])
+

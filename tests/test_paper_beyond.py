@@ -1,0 +1,109 @@
+"""The chapter beyond the study, from a confident-re-link table whose numbers are known: the rows it picks,
+the figures and sentences it writes, and the claims rows that have no study value."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from relink.paper import beyond, claims, figures
+
+MODELS = {1: "rung-a (10 steps)", 2: "rung-b (20 steps)", 3: "rung-c (40 steps)"}
+
+
+def confident_table() -> pd.DataFrame:
+    """Share re-linked = rung / 10 at precision 0.9 (half of it at 0.99, a quarter when calibrated); DP: a tenth."""
+    rows = []
+    for rung, model in MODELS.items():
+        for state in ("before", "dp") if rung == 3 else ("before",):
+            for target in (0.9, 0.99):
+                for metric in ("relinked_best", "relinked_calibrated"):
+                    v = rung / 10 * (1 if target == 0.9 else 0.5) * (1 if metric == "relinked_best" else 0.25)
+                    v = v / 10 if state == "dp" else v
+                    rows.append({"model": model, "rung": rung, "role": "internal", "state": state, "pool": "100",
+                                 "direction": "image_to_report", "level": "study", "N": 100, "K": 0,
+                                 "estimator": "exact", "metric": metric, "precision_target": target, "value": v,
+                                 "ci_low": v * 0.8, "ci_high": v * 1.2, "chance": 0.0, "lift": np.nan,
+                                 "n_queries": 2400})
+    return pd.DataFrame(rows)
+
+
+def curves_table() -> pd.DataFrame:
+    rows = []
+    for rung, model in MODELS.items():
+        for state in ("before", "dp") if rung == 3 else ("before",):
+            for t in np.linspace(-0.2, 0.8, 6):
+                recall = max(0.0, 0.6 - t) * rung / 3
+                rows.append({"model": model, "rung": rung, "state": state, "direction": "image_to_report",
+                             "level": "study", "N": 100, "threshold": t, "expected_correct": recall * 2400,
+                             "expected_links": recall * 2400 / 0.8, "precision": 0.5 + 0.5 * t, "recall": recall})
+    return pd.DataFrame(rows)
+
+
+def test_rows_are_picked_for_the_strongest_rung_and_state_and_refuse_ambiguity():
+    c = confident_table()
+    assert beyond.row(c, "relinked_best", 0.9)["value"] == pytest.approx(0.3)
+    assert beyond.row(c, "relinked_calibrated", 0.99, rung=2)["value"] == pytest.approx(0.2 * 0.5 * 0.25)
+    assert beyond.row(c, "relinked_best", 0.9, "dp")["value"] == pytest.approx(0.03)
+    with pytest.raises(LookupError):
+        beyond.row(pd.concat([c, c]), "relinked_best", 0.9)
+
+
+def test_numbers_are_written_with_their_interval_and_count():
+    r = beyond.row(confident_table(), "relinked_best", 0.9)
+    assert beyond.percent(r) == "30.0% (95% CI 24.0–36.0%)"
+    assert beyond.images(r) == "about 720 of 2,400 images"
+    small = beyond.row(confident_table(), "relinked_calibrated", 0.99, "dp")  # 0.375%: two decimals
+    assert beyond.percent(small).startswith("0.38% (95% CI 0.30–0.45%)")
+
+
+def test_table_has_a_row_per_model_and_state_and_a_column_per_attacker_and_target():
+    t = beyond.table(confident_table())
+    assert list(zip(t["model"], t["state"])) == [(MODELS[1], "before mitigation"), (MODELS[2], "before mitigation"),
+                                                 (MODELS[3], "before mitigation"), (MODELS[3], "DP heads")]
+    cols = [c for c in t.columns if c.startswith("Re-linked")]
+    assert len(cols) == 4 and t.loc[3, "Re-linked at precision ≥ 0.9, best threshold"].startswith("3.0%")
+
+
+def test_glue_values_and_sentence_say_the_strongest_model_before_and_after_dp():
+    g = beyond.glue_values(confident_table(), epsilon=0.34)
+    assert g["conf_best90"] == pytest.approx(30.0) and g["conf_best90_dp"] == pytest.approx(3.0)
+    assert g["conf_cal90"] == pytest.approx(7.5) and g["attacker_n"] == 100
+    text = g["attacker_sentence"]
+    assert MODELS[3] in text and "ε = 0.34" in text and "30.0% (95% CI 24.0–36.0%)" in text
+    assert not re.search(r"\b(\w+)\s+\1\b", text) and "nan" not in text
+
+
+def test_claims_beyond_the_study_have_no_study_value_and_are_not_counted_as_the_study_s():
+    beyond_claims = [c for c in claims.CLAIMS if c.kind == "beyond"]
+    assert beyond_claims and all(c.study is None for c in beyond_claims)
+    assert {claims.verdict(c, 99.0) for c in beyond_claims} == {claims.NO_STUDY_VALUE}
+    found = beyond.claim_rows(confident_table(), 0.34)
+    assert set(found) == {c.key for c in beyond_claims}
+    value, holds, how, iv = found["confident_090_dp"]
+    assert value == pytest.approx(3.0) and holds is None and "DP heads at ε = 0.34" in how
+    assert (iv["low"], iv["high"]) == (pytest.approx(2.4), pytest.approx(3.6))
+    table = pd.DataFrame({"verdict": ["magnitude", "direction", "not", claims.NO_STUDY_VALUE, claims.NO_STUDY_VALUE],
+                          "profile": "smoke"})
+    sentence = claims.summary_sentence(table)
+    assert sentence.startswith("Of the study's 3 quantitative claims, 1 is reproduced in magnitude")
+    assert "last 2 rows go beyond the study" in sentence
+
+
+def test_figures_label_their_axes_and_match_legend_to_marks():
+    fig = figures.attacker_curves(curves_table(), beyond.ladder(confident_table()))
+    ax = fig.axes[0]
+    assert "precision" in ax.get_ylabel() and "%" in ax.get_xlabel()
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert lines[f"{MODELS[3]}, DP heads"].get_color() == lines[MODELS[3]].get_color()
+    assert lines[f"{MODELS[3]}, DP heads"].get_linestyle() == "--"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:4] == [MODELS[1], MODELS[2], MODELS[3], f"{MODELS[3]}, DP heads"]
+    bars = figures.confident_bars(confident_table())
+    ax = bars.axes[0]
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    assert heights[-1] == pytest.approx(30.0) and len(ax.patches) == 8  # 4 groups x 2 targets
+    assert "%" in ax.get_ylabel() and [t.get_text() for t in ax.get_xticklabels()][-1].endswith("DP heads")
