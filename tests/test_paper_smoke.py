@@ -24,7 +24,7 @@ from relink.provenance import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 RELINK = [sys.executable, "-m", "relink"]
-CHAPTERS = ("01_cohorts", "02_relinkage", "03_hard_negatives", "04_mitigation", "05_utility", "06_claims", "07_custodian_report", "08_costs")
+CHAPTERS = ("01_cohorts", "02_relinkage", "03_hard_negatives", "04_mitigation", "05_utility", "06_claims", "07_custodian_report", "08_costs", "09_stronger_attacker")
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,31 @@ def _html_text(path: Path) -> str:
     s = path.read_text()
     s = re.sub(r"<script.*?</script>|<style.*?</style>", "", s, flags=re.S)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", s))
+
+
+def _prose_words(path: Path) -> list[str]:
+    """The page's prose, one string per block or table cell (code, math and scripts left out), so that two
+    cells or paragraphs never read as one sentence."""
+    s = re.sub(r"<(script|style|pre|code|math)\b.*?</\1>|<(div|span) class=\"math[^\"]*\">.*?</\2>", " ",
+               path.read_text(), flags=re.S)
+    s = re.sub(r"<(?:/?(?:td|th|p|li|h\d|div|tr|caption|figcaption|dt|dd|nav|ul|ol|section)\b)[^>]*>", "\u00b6", s)
+    s = re.sub(r"<[^>]+>", " ", s)
+    return [re.sub(r"\s+", " ", block) for block in s.split("\u00b6")]
+
+
+def test_no_doubled_words_in_the_built_text(paper):
+    """Generated sentences never repeat a word ("the the", "synthetic synthetic"): checked over every page's
+    built text without a browser (the browser check repeats it with the page as rendered)."""
+    html = paper["work"] / "book" / "_build" / "html"
+    doubled = re.compile(r"\b([A-Za-z][A-Za-z'-]*)\s+\1\b", flags=re.I)
+    found = []
+    for page in sorted(html.rglob("*.html")):
+        if {"_static", "_sources", "_downloads"} & set(page.relative_to(html).parts) or page.name in (
+                "genindex.html", "search.html"):
+            continue
+        for block in _prose_words(page):
+            found += [f"{page.name}: ...{block[max(0, m.start() - 30):m.end() + 30]}..." for m in doubled.finditer(block)]
+    assert not found, "\n".join(found)
 
 
 def test_book_built_with_every_chapter_and_glued_number(paper):
