@@ -1,9 +1,10 @@
 """Peak resident memory of `relink paper`, stage by stage, and of every chapter in a fresh kernel.
 
-The stages the results stand on (generated cohorts, the ladder's training, each cohort's
-embeddings), then each result of the paper (audit, hard negatives, DP, utility, ...), are built
-each in its own fresh process, in dependency order, into an empty artifacts folder, so each peak
-is that stage's alone; then each chapter is executed again (``--force``) in a
+The steps of a cold `relink paper`, as it runs them (relink.paper.isolated: the stages the results
+stand on, i.e. generated cohorts, the ladder's training and each cohort's embeddings, then each
+result: audit, hard negatives, DP, utility, ...), are built each in its own fresh process, in
+dependency order, into an empty artifacts folder, so each peak is that step's alone and the largest
+is the cold run's; then each chapter is executed again (``--force``) in a
 fresh kernel with every artifact present; then the book is built. Memory is sampled from /proc
 (psutil) every 0.1 s over the whole process tree: ``peak_process_mib`` is the largest single process
 (the one a 2 GB Binder limit would stop first), ``peak_tree_mib`` the largest sum over the tree.
@@ -88,18 +89,17 @@ def main(argv: list[str]) -> int:
     needed = sorted({r for c in chapters() for r in c.results})
     order = [name for name in registry() if name in needed or any(name in registry()[n].upstream for n in needed)]
     report = {"profile": args.profile, "cpus": os.cpu_count(), "stages": {}, "chapters": {}}
-    # the stages the results stand on, each alone: generated cohorts, the ladder's training, embeddings
-    ctx = (f"from relink.paper.profiles import get_profile; from relink.paper import stages as S; "
-           f"p = get_profile({args.profile!r}); ctx = S.Context(p, S.default_root(p)); ")
-    for name, call in (("cohorts (generate)", "S.cohorts(ctx)"), ("ladder (train)", "S.ladder(ctx)"),
-                       ("embeddings (internal)", "S.role_embeddings(ctx, 'internal')"),
-                       ("embeddings (external)", "S.role_embeddings(ctx, 'external')")):
-        report["stages"][name] = measure([sys.executable, "-c", ctx + call], env)
-        print(name, {k: v for k, v in report["stages"][name].items() if k != "tail"}, flush=True)
-    for name in order:
-        code = (f"from relink.paper.profiles import get_profile; from relink.paper.results import build_results; "
-                f"build_results(get_profile({args.profile!r}), [{name!r}])")
-        report["stages"][name] = measure([sys.executable, "-c", code], env)
+    # the steps a cold `relink paper` runs, each in its own process (relink.paper.isolated): the stages the
+    # results stand on (generated cohorts, the ladder's training, each cohort's embeddings), then each result
+    from relink.paper import isolated
+    from relink.paper.profiles import get_profile
+    from relink.paper.stages import default_root
+
+    os.environ.update(env)  # default_root reads RELINK_ARTIFACTS
+    profile = get_profile(args.profile)
+    record, root = isolated.json_record(profile), default_root(profile)
+    for name in [*isolated.STAGES, *order]:
+        report["stages"][name] = measure([sys.executable, "-c", isolated.step_code(record, root, name)], env)
         print(name, {k: v for k, v in report["stages"][name].items() if k != "tail"}, flush=True)
     relink = [sys.executable, "-m", "relink", "paper", "--profile", args.profile, "--no-book", "--force"]
     for chapter in chapters():
