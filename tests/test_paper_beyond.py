@@ -107,3 +107,22 @@ def test_figures_label_their_axes_and_match_legend_to_marks():
     heights = sorted(round(p.get_height(), 6) for p in ax.patches)
     assert heights[-1] == pytest.approx(30.0) and len(ax.patches) == 8  # 4 groups x 2 targets
     assert "%" in ax.get_ylabel() and [t.get_text() for t in ax.get_xticklabels()][-1].endswith("DP heads")
+
+
+def test_footprint_names_the_largest_step_and_chapter_and_any_over_binder_s_limit():
+    from relink.paper import footprint
+
+    m = lambda wall, proc, tree: {"rc": 0, "wall_s": wall, "peak_process_mib": proc, "peak_tree_mib": tree}  # noqa: E731
+    mem = {"profile": "synthetic", "cpus": 2, "measured": "2026-12-07",
+           "stages": {"cohorts": m(100.0, 300, 700), "ladder": m(200.0, 1700, 1700), "audit": m(60.0, 900, 900)},
+           "chapters": {"02_relinkage": m(30.0, 400, 600), "04_mitigation": m(40.0, 500, 650)}}
+    g = footprint.glue_values(mem, {"04_mitigation": "Differentially private mitigation"})
+    assert (g["mem_step"], g["mem_step_mib"]) == ("ladder", 1700)
+    assert (g["mem_chapter"], g["mem_chapter_mib"]) == ("Differentially private mitigation", 500)
+    assert g["binder_build_min"] == pytest.approx(430.0 / 60) and g["mem_verdict"].startswith("every step")
+    mem["stages"]["ladder"] = m(200.0, 2100, 2100)
+    assert footprint.glue_values(mem)["mem_verdict"] == "above it: ladder"
+    t = footprint.table(mem, {"02_relinkage": "Re-linkage"})
+    assert list(t["What ran"]) == ["Step: cohorts", "Step: ladder", "Step: audit", "Chapter: Re-linkage",
+                                   "Chapter: 04_mitigation"]
+    assert t["Peak, largest process (MiB)"].max() == 2100
