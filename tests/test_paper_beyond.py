@@ -18,11 +18,11 @@ def confident_table() -> pd.DataFrame:
     """Share re-linked = rung / 10 at precision 0.9 (half of it at 0.99, a quarter when calibrated); DP: a tenth."""
     rows = []
     for rung, model in MODELS.items():
-        for state in ("before", "dp") if rung == 3 else ("before",):
+        for state in ("before", "dp", "retrained") if rung == 3 else ("before",):
             for target in (0.9, 0.99):
                 for metric in ("relinked_best", "relinked_calibrated"):
                     v = rung / 10 * (1 if target == 0.9 else 0.5) * (1 if metric == "relinked_best" else 0.25)
-                    v = v / 10 if state == "dp" else v
+                    v = v / 10 if state == "dp" else v * 0.9 if state == "retrained" else v
                     rows.append({"model": model, "rung": rung, "role": "internal", "state": state, "pool": "100",
                                  "direction": "image_to_report", "level": "study", "N": 100, "K": 0,
                                  "estimator": "exact", "metric": metric, "precision_target": target, "value": v,
@@ -63,7 +63,8 @@ def test_numbers_are_written_with_their_interval_and_count():
 def test_table_has_a_row_per_model_and_state_and_a_column_per_attacker_and_target():
     t = beyond.table(confident_table())
     assert list(zip(t["model"], t["state"])) == [(MODELS[1], "before mitigation"), (MODELS[2], "before mitigation"),
-                                                 (MODELS[3], "before mitigation"), (MODELS[3], "DP heads")]
+                                                 (MODELS[3], "before mitigation"), (MODELS[3], "DP heads"),
+                                                 (MODELS[3], "heads re-trained on public pairs")]
     cols = [c for c in t.columns if c.startswith("Re-linked")]
     assert len(cols) == 4 and t.loc[3, "Re-linked at precision ≥ 0.9, best threshold"].startswith("3.0%")
 
@@ -83,6 +84,9 @@ def test_claims_beyond_the_study_have_no_study_value_and_are_not_counted_as_the_
     assert {claims.verdict(c, 99.0) for c in beyond_claims} == {claims.NO_STUDY_VALUE}
     found = beyond.claim_rows(confident_table(), 0.34)
     assert set(found) == {c.key for c in beyond_claims}
+    assert found["confident_090_retrained"][0] == pytest.approx(27.0)
+    without = beyond.claim_rows(confident_table().query("state != 'retrained'"), 0.34)
+    assert without["confident_090_retrained"][0] is None  # no external cohort: not applicable
     value, holds, how, iv = found["confident_090_dp"]
     assert value == pytest.approx(3.0) and holds is None and "DP heads at ε = 0.34" in how
     assert (iv["low"], iv["high"]) == (pytest.approx(2.4), pytest.approx(3.6))
@@ -91,6 +95,16 @@ def test_claims_beyond_the_study_have_no_study_value_and_are_not_counted_as_the_
     sentence = claims.summary_sentence(table)
     assert sentence.startswith("Of the study's 3 quantitative claims, 1 is reproduced in magnitude")
     assert "last 2 rows go beyond the study" in sentence
+
+
+def test_retrained_sentence_says_whether_the_dp_heads_protect_against_this_attacker():
+    c = confident_table()  # re-trained: 27% (21.6-32.4) against 30% before: as well within the interval
+    assert beyond.retrained_sentence(c).endswith("against this attacker the DP heads protect nothing.")
+    c.loc[c["state"] == "retrained", ["value", "ci_low", "ci_high"]] *= 0.5  # 13.5% (10.8-16.2): above DP's 3.6
+    assert beyond.retrained_sentence(c).endswith("the DP heads protect only in part.")
+    c.loc[c["state"] == "retrained", ["value", "ci_low", "ci_high"]] *= 0.1
+    assert "gains nothing" in beyond.retrained_sentence(c)
+    assert "not applicable" in beyond.retrained_sentence(c[c["state"] != "retrained"])
 
 
 def test_figures_label_their_axes_and_match_legend_to_marks():
@@ -105,8 +119,9 @@ def test_figures_label_their_axes_and_match_legend_to_marks():
     bars = figures.confident_bars(confident_table())
     ax = bars.axes[0]
     heights = sorted(round(p.get_height(), 6) for p in ax.patches)
-    assert heights[-1] == pytest.approx(30.0) and len(ax.patches) == 8  # 4 groups x 2 targets
-    assert "%" in ax.get_ylabel() and [t.get_text() for t in ax.get_xticklabels()][-1].endswith("DP heads")
+    assert heights[-1] == pytest.approx(30.0) and len(ax.patches) == 10  # 5 groups x 2 targets
+    ticks = [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()]
+    assert "%" in ax.get_ylabel() and ticks[-2].endswith("DP heads") and ticks[-1].endswith("public pairs")
 
 
 def test_footprint_names_the_largest_step_and_chapter_and_any_over_binder_s_limit():

@@ -233,16 +233,17 @@ def utility(util: pd.DataFrame) -> Figure:
 
 def attacker_curves(curves: pd.DataFrame, order: list[str], targets: tuple[float, ...] = (0.9, 0.99)) -> Figure:
     """The threshold attacker's precision against its recall (both %) per rung at one pool N: solid
-    before mitigation, dashed (same colour) the strongest rung's DP heads; dotted: the precision targets."""
-    from .beyond import curve_points
+    before mitigation; in the strongest rung's colour, dashed its DP heads and dash-dotted heads re-trained
+    on public pairs; dotted: the precision targets."""
+    from .beyond import STATES, curve_points
 
     fig, ax = _axes(6.4, 4.6)
     for i, model in enumerate(order):
-        for state, style in (("before", "-"), ("dp", "--")):
+        for state, style in (("before", "-"), ("dp", "--"), ("retrained", "-.")):
             pts = curve_points(curves, model, state)
             if pts.empty:
                 continue
-            label = model if state == "before" else f"{model}, DP heads"
+            label = model if state == "before" else f"{model}, {STATES[state]}"
             ax.plot(pts["recall"], pts["precision"], style, color=f"C{i}", label=label, drawstyle="steps-post")
     for j, target in enumerate(targets):
         ax.axhline(100 * target, color="k", ls=":", lw=0.9 + 0.4 * j, label=f"precision {100 * target:g}%")
@@ -262,8 +263,10 @@ def confident_bars(confident: pd.DataFrame, metric: str = "relinked_best") -> Fi
     targets = sorted(confident["precision_target"].dropna().astype(float).unique())
     rows = confident[confident["metric"] == metric].sort_values(["rung", "state"])
     groups = [(int(r), s) for r, s in rows[["rung", "state"]].drop_duplicates().itertuples(index=False)]
-    groups.sort(key=lambda g: (g[0], g[1] != "before"))
-    names = {(int(r["rung"]), r["state"]): str(r["model"]) + (", DP heads" if r["state"] == "dp" else "")
+    groups.sort(key=lambda g: (g[0], list(("before", "dp", "retrained")).index(g[1])))
+    from .beyond import STATES
+
+    names = {(int(r["rung"]), r["state"]): str(r["model"]) + ("" if r["state"] == "before" else f", {STATES[r['state']]}")
              for _, r in rows.iterrows()}
     fig, ax = _axes(6.4, 4.4)
     width = 0.8 / max(1, len(targets))

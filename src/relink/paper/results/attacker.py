@@ -11,7 +11,8 @@ Tables
 * ``confident.parquet``: the audit's metric rows ``relinked_best`` (an attacker who knows the best
   threshold) and ``relinked_calibrated`` (threshold calibrated on held-apart labelled pairs), one per
   ``precision_target``, with ``rung``, ``role`` (``internal``), ``pool`` and ``state`` (``before`` |
-  ``dp``) and the metric columns (``value``: expected share of the queries re-linked correctly at
+  ``dp`` | ``retrained``: heads trained without DP on the external cohort's pairs, the public set of an
+  attacker who holds the strongest rung's trunk; absent on a profile without an external cohort) and the metric columns (``value``: expected share of the queries re-linked correctly at
   precision >= the target; ``n_queries``; patient-clustered ``ci_low``/``ci_high``; ``chance``);
 * ``curves.parquet``: the attacker's precision-recall curve over t (``direction, level, N, threshold,
   expected_correct, expected_links, precision, recall``) with ``model``, ``rung`` and ``state``.
@@ -53,6 +54,17 @@ def confident(ctx: Context, es, model: str, n: int) -> tuple[pd.DataFrame, pd.Da
     return rows, curve
 
 
+def retrained_set(ctx: Context, rung):
+    """The held-out internal rows re-projected by heads trained without DP on the external cohort's pairs (the
+    public set) over the strongest rung's trunk, from a random start seeded by the profile's DP seed."""
+    from ...api.train_heads import train_heads
+    from ...dp.retrain import RetrainSpec
+
+    _, full, sets = headline_sets(ctx, require_trunk=True)
+    target = full.split(ctx.profile.eval_split)
+    return train_heads(sets["external"], target, RetrainSpec(seed=ctx.profile.dp_seed), progress=False).embeddings
+
+
 def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     from ...report import mitigation
     from .dp import HEADLINE
@@ -72,10 +84,16 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     table, curve = confident(ctx, dp_set, rung.name, n)
     rows.append(table.assign(rung=rung.index, role="internal", pool=str(n), state="dp"))
     curves.append(curve.assign(rung=rung.index, state="dp"))
+    # the attacker who re-trains heads without DP on public pairs over the same trunk: the external cohort
+    if "external" in sets:
+        retrained = retrained_set(ctx, rung)
+        table, curve = confident(ctx, retrained, rung.name, n)
+        rows.append(table.assign(rung=rung.index, role="internal", pool=str(n), state="retrained"))
+        curves.append(curve.assign(rung=rung.index, state="retrained"))
     finish(tmp, ctx, "attacker", {"confident.parquet": pd.concat(rows, ignore_index=True),
                                   "curves.parquet": pd.concat(curves, ignore_index=True)},
            {"targets": list(TARGETS), "epsilon": ctx.profile.epsilon})
 
 
-RESULT = Result("attacker", build, upstream=("dp",), source=("retrieval", "api", "report/mitigation.py"),
-                fields=("eval_split", "pools", "ks", "n_boot", "audit_seed", "epsilon"))
+RESULT = Result("attacker", build, upstream=("dp",), source=("retrieval", "api", "dp", "report/mitigation.py"),
+                fields=("eval_split", "pools", "ks", "n_boot", "audit_seed", "epsilon", "dp_seed"))
