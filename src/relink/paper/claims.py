@@ -353,13 +353,17 @@ VERDICT_WORDS = {"magnitude": "reproduced in magnitude", "direction": "reproduce
 
 
 def abstract_sentence(table: pd.DataFrame) -> str:
-    """What chapter 6 says of each claim the abstract repeats (the lifts, the rise, the hard negatives)."""
+    """What chapter 6 says of each claim the abstract repeats (the lifts, the rise, the hard negatives, the DP
+    heads on both cohorts, the linear probe)."""
     row = table.set_index("key")
     said = []
     for key, what in (("lift_n100", "the lift at N = 100"), ("lift_n10000", "the lift in the largest pools"),
                       ("above_chance_full", "re-linkage above chance against the full pool"),
                       ("ladder_rises", "the rise with specialisation"),
-                      ("hard_negatives", "survival of pathology-matched distractors")):
+                      ("hard_negatives", "survival of pathology-matched distractors"),
+                      ("dp_drop_internal", "the DP heads' drop on the internal cohort"),
+                      ("dp_transfer_external", "its transfer to the external cohort"),
+                      ("probe_change", "the linear-probe change")):
         if key in row.index:
             said.append(f"{what}, {VERDICT_WORDS[row.loc[key, 'verdict']]}")
     text = "Chapter 6 rates the study's claims: " + "; ".join(said) + "."
