@@ -135,6 +135,11 @@ def test_footprint_names_the_largest_step_and_chapter_and_any_over_binder_s_limi
     assert (g["mem_step"], g["mem_step_mib"]) == ("ladder", 1700)
     assert (g["mem_chapter"], g["mem_chapter_mib"]) == ("Differentially private mitigation", 500)
     assert g["binder_build_min"] == pytest.approx(430.0 / 60) and g["mem_verdict"].startswith("every step")
+    assert g["mem_sentence"].startswith("The largest step, ladder, peaked at 1,700 MiB in one process, and the "
+                                        "largest chapter (Differentially private mitigation) at 500 MiB")
+    assert "took 7 minutes" in g["mem_sentence"]
+    partial = footprint.glue_values({**mem, "chapters": {}})  # a measurement that stopped before the chapters
+    assert "not in this measurement" in partial["mem_sentence"] and "mem_chapter" not in partial
     mem["stages"]["ladder"] = m(200.0, 2100, 2100)
     assert footprint.glue_values(mem)["mem_verdict"] == "above it: ladder"
     t = footprint.table(mem, {"02_relinkage": "Re-linkage"})

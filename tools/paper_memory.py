@@ -70,6 +70,10 @@ def measure(cmd: list[str], env: dict[str, str], every: float = 0.1) -> dict:
             "peak_tree_mib": round(peak["tree"] / MIB), "largest": peak["name"], "tail": out[-600:]}
 
 
+def save(out: str, report: dict) -> None:
+    Path(out).write_text(json.dumps(public(report), indent=1) + "\n")
+
+
 def public(report: dict) -> dict:
     """What the book may show (benchmarks/results/paper_memory.json): figures only, no command line or output
     (they name this machine's folders); a failed step is printed while the tool runs."""
@@ -77,7 +81,8 @@ def public(report: dict) -> dict:
     strip = lambda m: {k: m[k] for k in keep}  # noqa: E731
     return {"profile": report["profile"], "cpus": report["cpus"], "measured": time.strftime("%Y-%m-%d"),
             "stages": {k: strip(v) for k, v in report["stages"].items()},
-            "chapters": {k: strip(v) for k, v in report["chapters"].items()}, "book": strip(report["book"])}
+            "chapters": {k: strip(v) for k, v in report["chapters"].items()},
+            **({"book": strip(report["book"])} if "book" in report else {})}
 
 
 def main(argv: list[str]) -> int:
@@ -110,15 +115,17 @@ def main(argv: list[str]) -> int:
     record, root = isolated.json_record(profile), default_root(profile)
     for name in [*isolated.STAGES, *order]:
         report["stages"][name] = measure([sys.executable, "-c", isolated.step_code(record, root, name)], env)
+        save(args.out, report)  # what is measured so far, should the run be stopped
         print(name, {k: v for k, v in report["stages"][name].items() if k != "tail" or v and report["stages"][name]["rc"]},
               flush=True)
     relink = [sys.executable, "-m", "relink", "paper", "--profile", args.profile, "--no-book", "--force"]
     for chapter in chapters():
         report["chapters"][chapter.stem] = measure(relink + ["--chapters", chapter.number], env)
+        save(args.out, report)
         print(chapter.stem, {k: v for k, v in report["chapters"][chapter.stem].items() if k != "tail"}, flush=True)
     report["book"] = measure([sys.executable, "-m", "relink", "paper", "--profile", args.profile], env)
     print("book", {k: v for k, v in report["book"].items() if k != "tail"}, flush=True)
-    Path(args.out).write_text(json.dumps(public(report), indent=1) + "\n")
+    save(args.out, report)
     failed = [k for part in ("stages", "chapters") for k, v in report[part].items() if v["rc"]] + \
              (["book"] if report["book"]["rc"] else [])
     return 1 if failed else 0

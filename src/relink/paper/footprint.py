@@ -42,14 +42,23 @@ def largest(mem: dict[str, Any], kind: str) -> tuple[str, int]:
 
 
 def glue_values(mem: dict[str, Any], titles: dict[str, str] | None = None) -> dict[str, Any]:
-    """The numbers the costs chapter states: peaks against Binder's limit, and the build's time."""
+    """The numbers the costs chapter states, and one sentence that says them (peaks against Binder's limit,
+    and the build's time), which also says when the file holds no chapter measurements."""
     step, step_mib = largest(mem, "step")
-    chapter, chapter_mib = largest(mem, "chapter")
     over = [n for k, n, m in _rows(mem) if m["peak_process_mib"] > BINDER_LIMIT_MIB]
+    verdict = "every step and every chapter measured stays below it" if not over else "above it: " + ", ".join(over)
     build_s = sum(m["wall_s"] for _, _, m in _rows(mem))
-    verdict = ("every step and every chapter stays below it" if not over else
-               "above it: " + ", ".join(over))
-    return {"mem_cpus": int(mem["cpus"]), "mem_date": str(mem.get("measured", "")), "mem_step": step,
-            "mem_step_mib": step_mib, "mem_chapter": (titles or {}).get(chapter, chapter),
-            "mem_chapter_mib": chapter_mib, "mem_limit_mib": BINDER_LIMIT_MIB, "mem_verdict": verdict,
-            "binder_build_min": build_s / 60}
+    out = {"mem_cpus": int(mem["cpus"]), "mem_date": str(mem.get("measured", "")), "mem_step": step,
+           "mem_step_mib": step_mib, "mem_limit_mib": BINDER_LIMIT_MIB, "mem_verdict": verdict,
+           "binder_build_min": build_s / 60}
+    text = f"The largest step, {step}, peaked at {step_mib:,d} MiB in one process"
+    if mem.get("chapters"):
+        chapter, chapter_mib = largest(mem, "chapter")
+        out.update(mem_chapter=(titles or {}).get(chapter, chapter), mem_chapter_mib=chapter_mib)
+        text += f", and the largest chapter ({out['mem_chapter']}) at {chapter_mib:,d} MiB: {verdict}. "
+        text += f"Building the paper took {build_s / 60:.0f} minutes in all, which is what postBuild adds to the image's build."
+    else:
+        text += (f": {verdict}. The chapters' re-runs in a fresh kernel are not in this measurement; the steps took "
+                 f"{build_s / 60:.0f} minutes, most of what postBuild adds to the image's build.")
+    out["mem_sentence"] = text
+    return out
