@@ -4,7 +4,9 @@ An attacker who links a released image to its top candidate only when that candi
 threshold t exposes fewer images than Recall@1 counts, but exposes them *with confidence*. For every
 rung of the ladder, and for the strongest rung's DP heads (the headline run of result ``dp``), this
 result audits the held-out internal split at the profile's headline pool N (image to report, study
-level) with confident re-links (:func:`relink.api.audit.audit`, ``confident`` targets 0.9 and 0.99).
+level) with confident re-links (:func:`relink.api.audit.audit`, ``confident`` targets 0.9 and 0.99),
+and the same rows through heads an attacker re-trained without DP on the external cohort's pairs (the
+settings of result ``retrained``; :func:`relink.train_heads`).
 
 Tables
 
@@ -12,8 +14,9 @@ Tables
   threshold) and ``relinked_calibrated`` (threshold calibrated on held-apart labelled pairs), one per
   ``precision_target``, with ``rung``, ``role`` (``internal``), ``pool`` and ``state`` (``before`` |
   ``dp`` | ``retrained``: heads trained without DP on the external cohort's pairs, the public set of an
-  attacker who holds the strongest rung's trunk; absent on a profile without an external cohort) and the metric columns (``value``: expected share of the queries re-linked correctly at
-  precision >= the target; ``n_queries``; patient-clustered ``ci_low``/``ci_high``; ``chance``);
+  attacker who holds the strongest rung's trunk; absent on a profile without an external cohort) and
+  the metric columns (``value``: expected share of the queries re-linked correctly at precision >= the
+  target; ``n_queries``; patient-clustered ``ci_low``/``ci_high``; ``chance``);
 * ``curves.parquet``: the attacker's precision-recall curve over t (``direction, level, N, threshold,
   expected_correct, expected_links, precision, recall``) with ``model``, ``rung`` and ``state``.
 """
@@ -44,56 +47,44 @@ def confident(ctx: Context, es, model: str, n: int) -> tuple[pd.DataFrame, pd.Da
 
     spec = audit_spec(ctx, ks=(1,), directions=(DIRECTION,), levels=(LEVEL,), negatives=("random",), pools=(n,),
                       confident=TARGETS)
-    found = audit(es, spec)
+    found = audit(es, spec, model=model)
     table = found.table
     rows = table[table["metric"].isin(("relinked_best", "relinked_calibrated"))].copy()
-    rows["model"] = model
     curve = found.curve
     curve = curve[(curve["direction"] == DIRECTION) & (curve["level"] == LEVEL) & (curve["N"] == n)].copy()
     curve.insert(0, "model", model)
     return rows, curve
 
 
-def retrained_set(ctx: Context, rung):
-    """The held-out internal rows re-projected by heads trained without DP on the external cohort's pairs (the
-    public set) over the strongest rung's trunk, from a random start seeded by the profile's DP seed."""
-    from ...api.train_heads import train_heads
-    from ...dp.retrain import RetrainSpec
-
-    _, full, sets = headline_sets(ctx, require_trunk=True)
-    target = full.split(ctx.profile.eval_split)
-    return train_heads(sets["external"], target, RetrainSpec(seed=ctx.profile.dp_seed), progress=False).embeddings
-
-
 def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
-    from ...report import mitigation
-    from .dp import HEADLINE
+    from ...api.train_heads import train_heads
+    from ...dp.apply import apply_heads, load_heads
+    from .dp import RELEASE
+    from .retrained import retrain_spec
 
     rows, curves = [], []
-    for rung in ladder(ctx):
-        es = eval_set(ctx, rung, "internal")
+
+    def add(es, rung, state: str) -> None:
         n = declared_pool(ctx, len(es))
         table, curve = confident(ctx, es, rung.name, n)
-        rows.append(table.assign(rung=rung.index, role="internal", pool=str(n), state="before"))
-        curves.append(curve.assign(rung=rung.index, state="before"))
-    # the strongest rung's DP heads (headline run of result dp), on the same rows
-    rung, _, sets = headline_sets(ctx, require_trunk=False)
-    es = sets["internal"]
-    dp_set = mitigation.resolve(str(upstream["dp"] / HEADLINE), es, split=ctx.profile.eval_split).es
-    n = declared_pool(ctx, len(es))
-    table, curve = confident(ctx, dp_set, rung.name, n)
-    rows.append(table.assign(rung=rung.index, role="internal", pool=str(n), state="dp"))
-    curves.append(curve.assign(rung=rung.index, state="dp"))
-    # the attacker who re-trains heads without DP on public pairs over the same trunk: the external cohort
+        rows.append(table.assign(rung=rung.index, role="internal", pool=str(n), state=state))
+        curves.append(curve.assign(rung=rung.index, state=state))
+
+    for rung in ladder(ctx):
+        add(eval_set(ctx, rung, "internal"), rung, "before")
+    # the strongest rung's headline DP heads (result dp), and the heads an attacker re-trains without DP on the
+    # external cohort's pairs over the same trunk (the same settings and seed as result retrained), on the same rows
+    rung, _, sets = headline_sets(ctx)
+    target = sets["internal"]
+    add(apply_heads(target, load_heads(upstream["dp"] / RELEASE / "heads.safetensors")), rung, "dp")
     if "external" in sets:
-        retrained = retrained_set(ctx, rung)
-        table, curve = confident(ctx, retrained, rung.name, n)
-        rows.append(table.assign(rung=rung.index, role="internal", pool=str(n), state="retrained"))
-        curves.append(curve.assign(rung=rung.index, state="retrained"))
+        add(train_heads(sets["external"], target, retrain_spec(ctx), progress=False).embeddings, rung, "retrained")
     finish(tmp, ctx, "attacker", {"confident.parquet": pd.concat(rows, ignore_index=True),
                                   "curves.parquet": pd.concat(curves, ignore_index=True)},
            {"targets": list(TARGETS), "epsilon": ctx.profile.epsilon})
 
 
-RESULT = Result("attacker", build, upstream=("dp",), source=("retrieval", "api", "dp", "report/mitigation.py"),
-                fields=("eval_split", "pools", "ks", "n_boot", "audit_seed", "epsilon", "dp_seed"))
+RESULT = Result("attacker", build, upstream=("dp",), source=("retrieval", "api", "dp", "paper/results/dp.py",
+                                                             "paper/results/retrained.py"),
+                fields=("eval_split", "pools", "ks", "n_boot", "audit_seed", "epsilon", "dp_batch_size",
+                        "dp_temperature", "dp_seed"))
