@@ -127,7 +127,8 @@ def test_figures_label_their_axes_and_match_legend_to_marks():
 def test_footprint_names_the_largest_step_and_chapter_and_any_over_binder_s_limit():
     from relink.paper import footprint
 
-    m = lambda wall, proc, tree: {"rc": 0, "wall_s": wall, "peak_process_mib": proc, "peak_tree_mib": tree}  # noqa: E731
+    def m(wall, proc, tree):
+        return {"rc": 0, "wall_s": wall, "peak_process_mib": proc, "peak_tree_mib": tree}
     mem = {"profile": "synthetic", "cpus": 2, "measured": "2026-12-07",
            "stages": {"cohorts": m(100.0, 300, 700), "ladder": m(200.0, 1700, 1700), "audit": m(60.0, 900, 900)},
            "chapters": {"02_relinkage": m(30.0, 400, 600), "04_mitigation": m(40.0, 500, 650)}}

@@ -116,8 +116,8 @@ def main(argv: list[str]) -> int:
     for name in [*isolated.STAGES, *order]:
         report["stages"][name] = measure([sys.executable, "-c", isolated.step_code(record, root, name)], env)
         save(args.out, report)  # what is measured so far, should the run be stopped
-        print(name, {k: v for k, v in report["stages"][name].items() if k != "tail" or v and report["stages"][name]["rc"]},
-              flush=True)
+        shown = report["stages"][name]
+        print(name, {k: v for k, v in shown.items() if k != "tail" or shown["rc"]}, flush=True)
     relink = [sys.executable, "-m", "relink", "paper", "--profile", args.profile, "--no-book", "--force"]
     for chapter in chapters():
         report["chapters"][chapter.stem] = measure(relink + ["--chapters", chapter.number], env)

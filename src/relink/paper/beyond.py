@@ -18,7 +18,8 @@ ATTACKERS = {"relinked_best": "best threshold", "relinked_calibrated": "calibrat
 STATES = {"before": "before mitigation", "dp": "DP heads", "retrained": "heads re-trained on public pairs"}
 
 
-def row(confident: pd.DataFrame, metric: str, target: float, state: str = "before", rung: int | None = None) -> pd.Series:
+def row(confident: pd.DataFrame, metric: str, target: float, state: str = "before",
+        rung: int | None = None) -> pd.Series:
     """The one confident row of ``metric`` at precision ``target`` (the strongest rung when ``rung`` is None)."""
     rows = confident[(confident["metric"] == metric) & np.isclose(confident["precision_target"].astype(float), target)
                      & (confident["state"] == state)]
@@ -141,7 +142,8 @@ def claim_rows(confident: pd.DataFrame, epsilon: float) -> dict[str, tuple]:
 def curve_points(curves: pd.DataFrame, model: str, state: str) -> pd.DataFrame:
     """One curve (recall and precision in %), in threshold order, from the loosest threshold to the strictest."""
     rows = curves[(curves["model"] == model) & (curves["state"] == state)].sort_values("threshold")
-    return pd.DataFrame({"recall": 100 * rows["recall"].to_numpy(float), "precision": 100 * rows["precision"].to_numpy(float)})
+    return pd.DataFrame({"recall": 100 * rows["recall"].to_numpy(float),
+                         "precision": 100 * rows["precision"].to_numpy(float)})
 
 
 def ladder(confident: pd.DataFrame) -> list[str]:

@@ -271,7 +271,8 @@ def reproduce(res) -> pd.DataFrame:
         rows.append({
             "key": claim.key,
             "claim": claim.text,
-            "study": NO_STUDY_VALUE if claim.kind == "beyond" else "yes" if claim.study is None else _fmt(claim.study, claim.kind),
+            "study": (NO_STUDY_VALUE if claim.kind == "beyond" else "yes" if claim.study is None
+                      else _fmt(claim.study, claim.kind)),
             "reproduced": shown,
             "measured as": how,
             "profile": res.profile.name,
@@ -349,7 +350,8 @@ def glue_values(table: pd.DataFrame) -> dict[str, Any]:
 
 
 VERDICT_WORDS = {"magnitude": "reproduced in magnitude", "direction": "reproduced in direction only",
-                 "not": "not reproduced", NOT_APPLICABLE: "not applicable", NO_STUDY_VALUE: "not rated (no study value)"}
+                 "not": "not reproduced", NOT_APPLICABLE: "not applicable",
+                 NO_STUDY_VALUE: "not rated (no study value)"}
 
 
 def abstract_sentence(table: pd.DataFrame) -> str:

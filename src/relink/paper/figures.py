@@ -266,7 +266,8 @@ def confident_bars(confident: pd.DataFrame, metric: str = "relinked_best") -> Fi
     groups.sort(key=lambda g: (g[0], list(("before", "dp", "retrained")).index(g[1])))
     from .beyond import STATES
 
-    names = {(int(r["rung"]), r["state"]): str(r["model"]) + ("" if r["state"] == "before" else f", {STATES[r['state']]}")
+    names = {(int(r["rung"]), r["state"]): str(r["model"]) + ("" if r["state"] == "before"
+                                                               else f", {STATES[r['state']]}")
              for _, r in rows.iterrows()}
     fig, ax = _axes(6.4, 4.4)
     width = 0.8 / max(1, len(targets))

@@ -56,7 +56,8 @@ def glue_values(mem: dict[str, Any], titles: dict[str, str] | None = None) -> di
         chapter, chapter_mib = largest(mem, "chapter")
         out.update(mem_chapter=(titles or {}).get(chapter, chapter), mem_chapter_mib=chapter_mib)
         text += f", and the largest chapter ({out['mem_chapter']}) at {chapter_mib:,d} MiB: {verdict}. "
-        text += f"Building the paper took {build_s / 60:.0f} minutes in all, which is what postBuild adds to the image's build."
+        text += (f"Building the paper took {build_s / 60:.0f} minutes in all, which is what postBuild adds to the "
+                 "image's build.")
     else:
         text += (f": {verdict}. The chapters' re-runs in a fresh kernel are not in this measurement; the steps took "
                  f"{build_s / 60:.0f} minutes, most of what postBuild adds to the image's build.")
