@@ -49,8 +49,10 @@ from relink.paper.notebook import glue, open_results
 res = open_results(profile, artifacts, chapter="09_stronger_attacker")
 confident = res.table("attacker", "confident.parquet")
 curves = res.table("attacker", "curves.parquet")
+panel = res.json("attacker", "panel.json")
 for key, value in beyond.glue_values(confident, res.profile.epsilon).items():
     glue(key, prose(value) if isinstance(value, str) else value)
+glue("panel_sentence", prose(beyond.panel_sentence(panel)))
 
 # %% [markdown]
 # ## The attacker's precision-recall curve
@@ -94,3 +96,18 @@ display(show(beyond.table(confident), uid="confident",
 # random start, as the chapter on mitigation describes.
 #
 # {glue:md}`retrained_sentence`
+
+# %% [markdown]
+# ## The attacker panel
+#
+# A custodian does not know which model an attacker will use. `relink report`
+# takes several EmbeddingSets of the same rows, one per model (the custodian's
+# and any public model an attacker could use), and its verdict is the worst
+# over them. Here the ladder is that panel.
+#
+# {glue:md}`panel_sentence`
+
+# %% tags=["remove-input"]
+display(show(beyond.panel_table(panel), uid="panel",
+             caption="The attacker panel: each model's own verdict in the custodian's report (the page's verdict is "
+                     "the worst)"))

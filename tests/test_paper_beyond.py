@@ -147,3 +147,15 @@ def test_footprint_names_the_largest_step_and_chapter_and_any_over_binder_s_limi
     assert list(t["What ran"]) == ["Step: cohorts", "Step: ladder", "Step: audit", "Chapter: Re-linkage",
                                    "Chapter: 04_mitigation"]
     assert t["Peak, largest process (MiB)"].max() == 2100
+
+
+def test_panel_sentence_names_the_worst_verdict_and_the_models_that_set_it():
+    panel = {"worst": "high", "size": 3, "pool": 1000, "sentence": None,
+             "models": [{"model": MODELS[3], "role": "custodian", "verdict": "high"},
+                        {"model": MODELS[2], "role": "attacker", "verdict": "elevated"},
+                        {"model": MODELS[1], "role": "attacker", "verdict": "high"}]}
+    text = beyond.panel_sentence(panel)
+    assert "**HIGH**" in text and "the 3 models" in text and "pools of 1,000" in text
+    assert text.endswith(f"set by {MODELS[3]}, {MODELS[1]}.")
+    t = beyond.panel_table(panel)
+    assert list(t["Verdict"]) == ["HIGH", "ELEVATED", "HIGH"] and t.loc[0, "Role"] == "custodian's model"

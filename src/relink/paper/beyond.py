@@ -150,3 +150,21 @@ def ladder(confident: pd.DataFrame) -> list[str]:
     """The models in ladder order."""
     return list(confident.drop_duplicates("rung").sort_values("rung")["model"])
 
+
+
+def panel_table(panel: dict) -> pd.DataFrame:
+    """The attacker panel, one row per model: its role and its own verdict (upper case, as the report prints)."""
+    roles = {"custodian": "custodian's model", "attacker": "attacker's model"}
+    return pd.DataFrame([{"model": m["model"], "Role": roles.get(m["role"], m["role"]),
+                          "Verdict": str(m["verdict"]).upper()} for m in panel["models"]])
+
+
+def panel_sentence(panel: dict) -> str:
+    """The panel's verdict in the report's words: the worst over the models, and which model sets it."""
+    worst = str(panel["worst"]).upper()
+    setters = [m["model"] for m in panel["models"] if str(m["verdict"]).upper() == worst]
+    text = (f"With every rung of the ladder as an attacker's model beside the custodian's (the strongest rung), "
+            f"in pools of {int(panel['pool']):,}, the custodian's report gives **{worst}**, the worst verdict over "
+            f"the {int(panel['size'])} models")
+    text += f", set by {', '.join(setters)}." if setters else "."
+    return text + (f" {panel['sentence']}" if panel.get("sentence") else "")

@@ -18,7 +18,10 @@ Tables
   the metric columns (``value``: expected share of the queries re-linked correctly at precision >= the
   target; ``n_queries``; patient-clustered ``ci_low``/``ci_high``; ``chance``);
 * ``curves.parquet``: the attacker's precision-recall curve over t (``direction, level, N, threshold,
-  expected_correct, expected_links, precision, recall``) with ``model``, ``rung`` and ``state``.
+  expected_correct, expected_links, precision, recall``) with ``model``, ``rung`` and ``state``;
+* ``panel.json``: the custodian's report (:func:`relink.report`) with the ladder as the attacker panel, the
+  strongest rung as the custodian's model: ``worst`` (the verdict over the panel), ``size``, ``pool``,
+  ``sentence`` and per model ``model``, ``role``, ``verdict``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...io import write_json
 from ..stages import Context, ladder
 from . import Result
 from .common import audit_spec, eval_set, finish, headline_sets
@@ -56,6 +60,26 @@ def confident(ctx: Context, es, model: str, n: int) -> tuple[pd.DataFrame, pd.Da
     return rows, curve
 
 
+def panel(ctx: Context, sets: list) -> dict:
+    """The custodian's report with the ladder as the attacker panel (the strongest rung as the custodian's model,
+    every other rung an attacker's), in chapter 7's settings: the worst verdict and each model's own."""
+    from ...api.report import report
+    from ...report.threat import ReportSpec
+
+    p = ctx.profile
+    n = len(sets[0])
+    pool = max((k for k in p.pools if k != "full" and k <= min(n, p.n_target)), default=n)
+    spec = ReportSpec(attacker_pools=(pool,), top_k=tuple(k for k in p.ks if 1 < k <= pool) or (1,),
+                      n_boot=max(p.n_boot, 100), random_state=p.audit_seed)
+    doc = report(sets, spec, source={"embeddings": f"the ladder, {p.eval_split} split", "split": p.eval_split},
+                 provenance={"profile": p.name, "result": "attacker"}).document
+    level = lambda v: v["level"] if isinstance(v, dict) else str(v)  # noqa: E731
+    return {"worst": doc["panel"]["worst"], "size": doc["panel"]["size"], "pool": pool,
+            "sentence": doc["panel"].get("sentence"),
+            "models": [{"model": m["model"], "role": m["role"], "verdict": level(m["verdict"])}
+                       for m in doc["panel"]["models"]]}
+
+
 def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     from ...api.train_heads import train_heads
     from ...dp.apply import apply_heads, load_heads
@@ -70,8 +94,9 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
         rows.append(table.assign(rung=rung.index, role="internal", pool=str(n), state=state))
         curves.append(curve.assign(rung=rung.index, state=state))
 
+    before = {rung.index: eval_set(ctx, rung, "internal") for rung in ladder(ctx)}
     for rung in ladder(ctx):
-        add(eval_set(ctx, rung, "internal"), rung, "before")
+        add(before[rung.index], rung, "before")
     # the strongest rung's headline DP heads (result dp), and the heads an attacker re-trains without DP on the
     # external cohort's pairs over the same trunk (the same settings and seed as result retrained), on the same rows
     rung, _, sets = headline_sets(ctx)
@@ -79,12 +104,13 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     add(apply_heads(target, load_heads(upstream["dp"] / RELEASE / "heads.safetensors")), rung, "dp")
     if "external" in sets:
         add(train_heads(sets["external"], target, retrain_spec(ctx), progress=False).embeddings, rung, "retrained")
+    write_json(tmp / "panel.json", panel(ctx, [before[i] for i in sorted(before, reverse=True)]))
     finish(tmp, ctx, "attacker", {"confident.parquet": pd.concat(rows, ignore_index=True),
                                   "curves.parquet": pd.concat(curves, ignore_index=True)},
            {"targets": list(TARGETS), "epsilon": ctx.profile.epsilon})
 
 
-RESULT = Result("attacker", build, upstream=("dp",), source=("retrieval", "api", "dp", "paper/results/dp.py",
+RESULT = Result("attacker", build, upstream=("dp",), source=("retrieval", "api", "dp", "report", "paper/results/dp.py",
                                                              "paper/results/retrained.py"),
                 fields=("eval_split", "pools", "ks", "n_boot", "audit_seed", "epsilon", "dp_batch_size",
                         "dp_temperature", "dp_seed"))
