@@ -122,11 +122,10 @@ def child(argv: list[str]) -> None:
     def measured(*args, **kwargs):
         out["ready_mib"] = _status_mib("VmRSS")  # what the process holds when the audit begins
         out["ready_peak_mib"] = _status_mib("VmHWM")
-        stats = kwargs.setdefault("stats", {})
         t0 = time.perf_counter()
         qv = inner(*args, **kwargs)
         out["audit_queries_s"] = time.perf_counter() - t0
-        out.update({k: v for k, v in stats.items() if isinstance(v, (int, float, str)) or v is None})
+        out.update({k: v for k, v in qv.run.items() if isinstance(v, (int, float, str)) or v is None})
         return qv
 
     # relink.retrieval.audit imports pandas and scipy: importing it here would move the command's budget start

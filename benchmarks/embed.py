@@ -90,7 +90,7 @@ def shared_vs_separate(cohort, model: str, device: str, tmp: Path, batch_size: i
     shards and merging): what sharing the inputs removes, and a ratio that
     does not move with the forward pass's speed on a shared machine.
     """
-    import relink.embed.stream as stream
+    import relink.embed.fanout as stream
     from relink.cohort import Cohort
     from relink.embed import EmbedJob, embed_cohort, embed_many
 

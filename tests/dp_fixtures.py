@@ -107,3 +107,19 @@ def tiny_model_set(n: int = 60, seed: int = 0):
     es = EmbeddingSet(es.rows, l2_normalise(ip.numpy()), l2_normalise(tp.numpy()), it.numpy(), tt.numpy(),
                       {"model": str(ckpt), "weights_fingerprint": loaded.fingerprint})
     return ckpt, save(es, root / "emb")
+
+
+def privatised_gradient(setup, batch) -> list[torch.Tensor]:
+    """The test oracle of the mechanism: the gradient the optimizer would apply for ``batch`` (clipped, noised,
+    scaled), without stepping. With ``noise_multiplier=0`` and ``loss_reduction="sum"`` it is the sum of the
+    clipped per-unit gradients (``setup``: :func:`relink.dp.steps.build`)."""
+    from relink.dp.steps import batch_loss, quiet
+
+    setup.optimizer.zero_grad()
+    with quiet():
+        batch_loss(setup, batch).backward()
+    if setup.private:
+        setup.optimizer.pre_step()
+    grads = [p.grad.detach().clone() for p in setup.heads.parameters()]
+    setup.optimizer.zero_grad()
+    return grads

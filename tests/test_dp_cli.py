@@ -165,7 +165,7 @@ def test_bad_input_exits_2_with_one_line_naming_the_option(model_set, tmp_path, 
 def test_wrong_model_message_names_the_options_as_given(model_set, tmp_path, capsys):
     _, es_dir, _, _ = model_set
     rc, _, stderr = run(capsys, "--embeddings", es_dir, "--non-private", "--model", "relink-vit-tiny", "--out", tmp_path / "o")
-    assert rc == 2 and f"--model relink-vit-tiny do not reproduce {es_dir}/image.npy" in stderr
+    assert rc == 2 and f"image head of --model relink-vit-tiny does not reproduce {es_dir}/image.npy" in stderr
 
 
 def test_a_nan_trunk_row_is_named_not_blamed_on_the_model(model_set, tmp_path, capsys):

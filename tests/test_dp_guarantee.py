@@ -8,6 +8,7 @@ from torch import nn
 
 from relink.dp import accounting
 from relink.dp import steps as T
+from dp_fixtures import privatised_gradient
 from relink.dp.heads_data import PairFeatures, PatientFeatures
 from relink.dp.loss import BankInfoNCE, HeadPair, in_batch_infonce, pair_infonce, project_bank
 from relink.dp.spec import MitigationSpec
@@ -53,11 +54,11 @@ def flat(grads):
 
 def worst_removal(setup, full):
     """Max over j of || sum of clipped grads (all) - (all but j) ||."""
-    g_all = flat(T.privatised_gradient(setup, full))
+    g_all = flat(privatised_gradient(setup, full))
     worst = 0.0
     for j in range(len(full[0])):
         keep = [k for k in range(len(full[0])) if k != j]
-        worst = max(worst, float((g_all - flat(T.privatised_gradient(setup, [t[keep] for t in full]))).norm()))
+        worst = max(worst, float((g_all - flat(privatised_gradient(setup, [t[keep] for t in full]))).norm()))
     return worst
 
 
@@ -179,10 +180,10 @@ def test_noise_std_is_noise_multiplier_times_clip_over_expected_batch():
     kw = dict(clip_norm=clip, batch_size=len(ds), grad_sample_mode="ghost", loss_reduction="mean", poisson=False)
     silent = build(ds, bank(), heads(), noise_multiplier=0.0, **kw)
     batch = next(iter(silent.loader))
-    base = flat(T.privatised_gradient(silent, batch))
+    base = flat(privatised_gradient(silent, batch))
     noisy = build(ds, bank(), heads(), noise_multiplier=sigma, seed=3, **kw)
     assert noisy.optimizer.expected_batch_size == 16
-    resid = torch.stack([flat(T.privatised_gradient(noisy, batch)) - base for _ in range(40)])
+    resid = torch.stack([flat(privatised_gradient(noisy, batch)) - base for _ in range(40)])
     expected = sigma * clip / 16
     assert float(resid.std()) == pytest.approx(expected, rel=0.03)
     assert abs(float(resid.mean())) < 0.05 * expected

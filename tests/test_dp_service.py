@@ -1,4 +1,4 @@
-"""The mitigation service: one spec resolved once, the paper's sweep, and the trade-off it shows."""
+"""The mitigation service: one spec resolved once, a sweep as one front-door call per epsilon, and the trade-off."""
 
 import math
 
@@ -9,7 +9,7 @@ import torch
 from dp_fixtures import tiny_model_set, toy_heads, toy_set
 from relink import embeddings as emb
 from relink.dp.apply import apply_heads, heads_fingerprint
-from relink.dp.service import mitigate, sweep
+from relink.api.mitigate import mitigate
 from relink.dp.start import random_heads
 from relink.dp.spec import NOT_FOR_RELEASE, MitigationSpec
 from relink.dp.train import fit_heads
@@ -49,28 +49,33 @@ def test_the_temperature_is_the_specs_never_the_models_learned_one(tiny):
     assert result.report["temperature"] == 0.05
 
 
-def test_sweep_runs_each_epsilon_as_its_own_run_from_one_random_start(tiny):
+def test_a_sweep_is_one_run_per_epsilon_from_one_random_start(tiny):
+    """The paper's sweep: one `relink.mitigate` call per epsilon (and one without DP) with one spec otherwise."""
     from relink.models.heads import extract_heads
 
     loaded, es = tiny
     train, bank = es.split("train"), es.split("validate")
     spec = MitigationSpec(epsilon=0.5, delta=1e-3, accountant="rdp", epochs=1, batch_size=8, temperature=0.07,
                           reproducible_noise=0)
-    runs = list(sweep(train, bank, spec, (0.5, 4.0, None), loaded, evaluated=[("the test rows", es.split("test"))]))
-    assert [r[0] for r in runs] == [0.5, 4.0, None]
-    (_, _, low), (_, _, high), (_, plain_heads, plain) = runs
+    runs = [mitigate(es, spec.but(epsilon=e) if e else spec.but(epsilon=None, delta=None, private=False), model=loaded)
+            for e in (0.5, 4.0, None)]
+    low, high, plain = (r.report for r in runs)
     assert low["noise_multiplier"] > high["noise_multiplier"] > 0 and low["epsilon"] <= 0.5 + 1e-9
     assert plain["private"] is False and plain["delta"] is None and plain["epsilon"] is None
-    assert all(r[2]["for_release"] is False for r in runs)  # a study: reproducible noise, and one run without DP
-    assert all(r[2]["trained_on"]["start"] == "random-init" for r in runs)
+    assert all(r.report["for_release"] is False for r in runs)  # a study: reproducible noise, and one run without DP
+    assert all(r.report["trained_on"]["start"] == "random-init" for r in runs)
+    assert all(r.notes and r.notes[0] == r.report["bank_note"] for r in runs)
     # the control (no DP) starts where the DP runs start: the seeded random heads, not the model's own
     own = extract_heads(loaded.model)
     start = random_heads(own, spec.init_seed)
     assert heads_fingerprint(start) != heads_fingerprint(own)
     direct, _ = fit_heads(train, bank, start, spec.but(epsilon=None, delta=None, private=False), progress=False)
-    assert heads_fingerprint(direct) == heads_fingerprint(plain_heads)
-    with pytest.raises(RelinkError, match="overlaps the validate rows"):
-        next(sweep(train, bank, spec, (1.0,), loaded, evaluated=[("the validate rows", bank)]))
+    assert heads_fingerprint(direct) == heads_fingerprint(runs[2].heads)
+    # the same DP spec twice (published noise seed): the same heads, so every epsilon's run is replayable as a study
+    again = mitigate(es, spec, model=loaded)
+    assert heads_fingerprint(again.heads) == heads_fingerprint(runs[0].heads)
+    with pytest.raises(RelinkError, match="overlaps the non-train rows"):
+        mitigate(es, spec, model=loaded, bank=es.split("test"))
 
 
 def test_random_start_follows_open_clips_rule_and_its_seed_alone(tiny):

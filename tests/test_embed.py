@@ -21,11 +21,10 @@ from relink import embeddings  # noqa: E402
 from relink.cli import main as cli_main  # noqa: E402
 from relink.cohort import fingerprint, read_cohort, write_cohort  # noqa: E402
 from relink.embed import embed_cohort  # noqa: E402
-from relink.embed import run as embed_run  # noqa: E402
 from relink.embed.dataset import PairDataset  # noqa: E402
 from relink.embed.run import load_for_embedding  # noqa: E402
-from relink.embed.shards import work_path  # noqa: E402
-from relink.errors import CohortError, EmbeddingError, ModelError  # noqa: E402
+from relink.embed.shards import WorkDir, work_path  # noqa: E402
+from relink.errors import CohortError, EmbeddingError, ModelError, RelinkError  # noqa: E402
 
 MODEL = "relink-vit-tiny"
 ARRAYS = ("image", "text", "image_trunk", "text_trunk")
@@ -106,13 +105,16 @@ def test_workers_give_identical_bytes(tmp_path, cohort_dir, lm, reference):
     assert _bytes(out) == _bytes(reference)
 
 
-def test_existing_output_is_reused_and_changes_are_misses(tmp_path, cohort_dir, lm, reference, capsys, monkeypatch):
+def test_existing_output_is_reused_and_changes_are_misses(tmp_path, cohort_dir, lm, reference, capsys):
     out = tmp_path / "emb"
     shutil.copytree(reference, out)
     calls = []
-    real = embed_run._run_shards
-    monkeypatch.setattr(embed_run, "_run_shards", lambda *a, **k: (calls.append(1), real(*a, **k)))
-    embed_cohort(cohort_dir, lm, out, batch_size=4, shard_size=10, num_workers=0, progress=False)
+
+    def counted(work, shard, *rest):  # a shard computed and stored: the run did not reuse the set
+        calls.append(1)
+        WorkDir.write(work, shard, *rest)
+
+    embed_cohort(cohort_dir, lm, out, batch_size=4, shard_size=10, num_workers=0, progress=False, write_shard=counted)
     assert not calls and "reusing" in capsys.readouterr().err
 
     # a changed report is a changed cohort: recomputed, new fingerprint, never the stale set
@@ -123,7 +125,7 @@ def test_existing_output_is_reused_and_changes_are_misses(tmp_path, cohort_dir, 
     moved.mkdir()
     shutil.copytree(cohort_dir / "images", moved / "images")
     write_cohort(changed, moved)
-    embed_cohort(moved, lm, out, batch_size=4, shard_size=10, num_workers=0, progress=False)
+    embed_cohort(moved, lm, out, batch_size=4, shard_size=10, num_workers=0, progress=False, write_shard=counted)
     assert calls and "cohort changed" in capsys.readouterr().err
     es = embeddings.load(out)
     assert es.meta["cohort_fingerprint"] == fingerprint(read_cohort(moved)) != fingerprint(cohort)
@@ -136,14 +138,14 @@ def test_existing_output_is_reused_and_changes_are_misses(tmp_path, cohort_dir, 
         other.model.visual.proj.mul_(2).add_(0.01)
     other.fingerprint = "changed-weights"
     n = len(calls)
-    embed_cohort(moved, other, out, batch_size=4, shard_size=10, num_workers=0, progress=False)
-    assert len(calls) == n + 1 and embeddings.load(out).meta["weights_fingerprint"] == "changed-weights"
+    embed_cohort(moved, other, out, batch_size=4, shard_size=10, num_workers=0, progress=False, write_shard=counted)
+    assert len(calls) > n and embeddings.load(out).meta["weights_fingerprint"] == "changed-weights"
 
 
-def test_interrupted_run_resumes_to_identical_bytes(tmp_path, cohort_dir, lm, reference, monkeypatch):
+def test_interrupted_run_resumes_to_identical_bytes(tmp_path, cohort_dir, lm, reference):
     out = tmp_path / "emb"
     written = []
-    real = embed_run._write_shard
+    real = WorkDir.write
 
     def stop_after_two(work, shard, *rest):
         if len(written) == 2:
@@ -151,36 +153,33 @@ def test_interrupted_run_resumes_to_identical_bytes(tmp_path, cohort_dir, lm, re
         written.append(shard)
         real(work, shard, *rest)
 
-    monkeypatch.setattr(embed_run, "_write_shard", stop_after_two)
     with pytest.raises(KeyboardInterrupt):
-        embed_cohort(cohort_dir, lm, out, batch_size=4, shard_size=10, num_workers=0, progress=False)
+        embed_cohort(cohort_dir, lm, out, batch_size=4, shard_size=10, num_workers=0, progress=False,
+                     write_shard=stop_after_two)
     assert not out.exists() and len(list(work_path(out).glob("*.done.json"))) == 2
 
     written.clear()
-    monkeypatch.setattr(embed_run, "_write_shard", lambda work, shard, *rest: (written.append(shard), real(work, shard, *rest)))
-    embed_cohort(cohort_dir, lm, out, batch_size=4, shard_size=10, num_workers=0, progress=False)
+    embed_cohort(cohort_dir, lm, out, batch_size=4, shard_size=10, num_workers=0, progress=False,
+                 write_shard=lambda work, shard, *rest: (written.append(shard), real(work, shard, *rest)))
     assert [(s.start, s.stop) for s in written] == [(20, 24)]  # only the rest was computed
     assert _bytes(out) == _bytes(reference)
     assert (out / "rows.parquet").read_bytes() == (reference / "rows.parquet").read_bytes()
     assert not work_path(out).exists()
 
 
-def test_work_folder_of_another_model_is_not_reused(tmp_path, cohort_dir, lm, reference, monkeypatch):
+def test_work_folder_of_another_model_is_not_reused(tmp_path, cohort_dir, lm, reference):
     out = tmp_path / "emb"
     other = load_for_embedding(MODEL)
     with torch.no_grad():
         other.model.text_projection.mul_(-1)
     other.fingerprint = "other"
-    real = embed_run._write_shard
-
     def interrupt(work, shard, *rest):
-        real(work, shard, *rest)
+        WorkDir.write(work, shard, *rest)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(embed_run, "_write_shard", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        embed_cohort(cohort_dir, other, out, batch_size=4, shard_size=10, num_workers=0, progress=False)
-    monkeypatch.setattr(embed_run, "_write_shard", real)
+        embed_cohort(cohort_dir, other, out, batch_size=4, shard_size=10, num_workers=0, progress=False,
+                     write_shard=interrupt)
     embed_cohort(cohort_dir, lm, out, batch_size=4, shard_size=10, num_workers=0, progress=False)
     assert _bytes(out) == _bytes(reference)
 
@@ -282,3 +281,17 @@ def test_torchrun_error_on_one_rank_stops_all(tmp_path, corrupt_cohort):
     assert len(errors) == 1 and errors[0].startswith("relink embed: error: rank 1: row 13"), res.stderr[-2000:]
     # bad input: the work folder rank 0 created (with its finished shard 0-10) is removed as well
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt"]
+
+
+def test_front_door_returns_the_folders_settings_and_notes(tmp_path, cohort_dir, lm, reference):
+    """`relink.embed`: the same bytes as embed_cohort, and what it told the user kept as data."""
+    from relink.api.embed import EmbedSpec, embed
+
+    spec = EmbedSpec(batch_size=4, shard_size=10, workers=0)
+    heard = []
+    first = embed(cohort_dir, lm, tmp_path / "e", spec, progress=False, on_note=heard.append)
+    assert first.outputs == (tmp_path / "e",) and first.spec == spec and _bytes(tmp_path / "e") == _bytes(reference)
+    again = embed(cohort_dir, lm, tmp_path / "e", spec, progress=False, on_note=heard.append)
+    assert len(again.notes) == 1 and again.notes[0].startswith("reusing") and heard == list(first.notes + again.notes)
+    with pytest.raises(RelinkError, match="--batch-size must be"):
+        EmbedSpec(batch_size=0)

@@ -130,6 +130,17 @@ def model_without_weights(w: World, s: Path) -> Path:
     return folder
 
 
+def panel_with(w: World, s: Path, edit) -> Path:
+    """A second set for an attacker panel: the world's set with its rows edited (arrays cut to match)."""
+    folder = copy_emb(w, s, "public")
+    rows = pd.read_parquet(folder / "rows.parquet")
+    kept = edit(rows)
+    kept.reset_index(drop=True).to_parquet(folder / "rows.parquet", index=False)
+    for f in folder.glob("*.npy"):
+        np.save(f, np.load(f)[: len(kept)] if len(kept) < len(rows) else np.load(f))
+    return folder
+
+
 def plus_with_text_label(w: World, s: Path) -> Path:
     root = build_plus(s)
     f = root / "chexbert_labels" / "impression_fixed.json"
@@ -486,6 +497,16 @@ CASES += [
     Case("embed-batch-size-huge",
          lambda w, s: ["embed", "--cohort", str(w.synth), "--model", str(w.model), "--batch-size", "10000000",
                        "--out", str(s / "e")], ("--batch-size",)),
+    Case("report-panel-of-other-rows",
+         lambda w, s: ["report", "--embeddings", E(w), str(panel_with(w, s, lambda r: r.assign(
+             pair_id=r["pair_id"].where(r.index != 3, SECRET)))), "--split", "all", "--attacker-pool", "20",
+             "--out", str(s / "r.html")], ("--embeddings", "not the same rows", "row 4"), secret=SECRET),
+    Case("report-panel-of-fewer-rows",
+         lambda w, s: ["report", "--embeddings", E(w), str(panel_with(w, s, lambda r: r.iloc[1:])), "--split", "all",
+                       "--attacker-pool", "20", "--out", str(s / "r.html")], ("--embeddings", "not the same rows")),
+    Case("report-panel-same-set-twice",
+         lambda w, s: ["report", "--embeddings", E(w), E(w), "--split", "all", "--attacker-pool", "20",
+                       "--out", str(s / "r.html")], ("--embeddings", "twice")),
     # --- owned by other helpers: rows here, fixed on their branches (flip after the merge)
     Case("report-mitigated-epsilon-is-a-string",
          lambda w, s: ["report", "--embeddings", E(w), "--split", "all", "--attacker-pool", "20", "--mitigated",

@@ -40,3 +40,28 @@ def test_the_custodian_block_runs_as_written(tmp_path, monkeypatch, capsys):
     doc = json.loads((tmp_path / "report.json").read_text())
     assert doc["threat_model"]["split"] == "test" and doc["record"]["release_name"] == "chest images 2026"
     assert (tmp_path / "audit.csv").is_file() and (tmp_path / "report.html").is_file()
+
+
+def _python_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## For data custodians"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_notebook_block_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The README's Python lines, run as written on an EmbeddingSet written by hand at emb/ (the format the README
+    says relink accepts): the front doors audit, report and write, and nothing else is needed."""
+    pytest.importorskip("relink.api.audit", reason="relink.audit (the audit's front door) is not in this tree")
+    from test_report_fixtures import write_set
+
+    code = _python_block()
+    lines = [line for line in code.strip().splitlines() if line.strip()]
+    assert lines[0] == "import relink" and len(lines) <= 6  # the import and five calls
+    write_set(tmp_path / "emb", n=600, noise=1.0, seed=9)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert printed[0] == doc["verdict"]["level"] and printed[1] == doc["headline"]["sentence"]
+    assert doc["threat_model"]["split"] == "test" and doc["record"]["release_name"] == "chest images 2026"
+    assert doc["threat_model"]["released"] == 5000 and (tmp_path / "report.html").is_file()

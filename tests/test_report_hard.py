@@ -8,7 +8,7 @@ from relink import embeddings
 from relink.labels import CHEXPERT_LABELS
 from relink.report import build, hard
 from relink.retrieval.audit import summarise
-from relink.report.threat import ReportSpec
+from relink.report.threat import ReportSpec, fit
 from relink.retrieval.audit import audit_queries
 from relink.retrieval.matching import label_groups
 from test_report_fixtures import rows_frame, write_set
@@ -24,7 +24,7 @@ def audited(tmp_path_factory):
     rows["Support Devices"] = (np.arange(600) % 3 == 1).astype(float)
     es = embeddings.load(write_set(tmp_path_factory.mktemp("hard") / "emb", n=600, noise=2.0, seed=61, rows=rows))
     spec = ReportSpec(attacker_pools=(100,), n_boot=200)
-    qv = audit_queries(es, build.audit_spec(spec, len(es), True))
+    qv = audit_queries(es, build.audit_spec(fit(spec, len(es)), True))
     return es, qv, summarise(qv)
 
 

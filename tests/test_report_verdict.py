@@ -151,7 +151,7 @@ def test_fail_on_exit_codes_through_the_cli(sets, tmp_path, capsys):
     rc, stdout, _ = run(report_args(sets["random"], out, "--fail-on", "elevated"), capsys)
     assert rc == (3 if level == "INCONCLUSIVE" else 0)  # inconclusive counts as elevated
     rc, stdout, _ = run(report_args(sets["aligned"], out, "--fail-on", "high", "--lift-high", "1e9",
-                                    "--excess-high", "1e9"), capsys)
+                                    "--excess-high", "1e9", "--confident-high", "1e9"), capsys)
     assert rc == 0 and "verdict ELEVATED" in stdout  # thresholds raised above the measured values
 
 

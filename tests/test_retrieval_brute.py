@@ -92,3 +92,40 @@ def enumerate_recall(image, text, patient, n_pool, k, direction="image_to_report
             hits.append(hit_probability(above, tied, k, ties))
         out[i] = np.mean(hits)
     return out
+
+
+def rank_counts(image, text, patient, groupings=(), directions=DIRECTIONS, levels=("study", "patient"),
+                tie_tol=1e-6, device=None, block_rows=None, tile_cols=None, engine="auto", memory=None):
+    """The audit's blocked rank counts of in-memory arrays, in input order (not a reference: the engine
+    itself, through :func:`relink.retrieval.counts.stream_counts`, for tests that compare it with one).
+
+    ``block_rows``, ``tile_cols``, ``engine`` and ``memory`` tune the passes; results do not depend on them.
+    """
+    import torch
+
+    from relink.retrieval.counts import RankCounts, sort_groupings, stream_counts
+    from relink.retrieval.passes import pick_device
+    from relink.retrieval.scale import Scale
+    from relink.retrieval.stream import RowSource, WorkRows
+
+    n = image.shape[0]
+    dev = pick_device(device)
+    order, _ = sort_groupings(groupings, n)
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.arange(n)
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")  # TF32 would blur the comparisons
+    try:
+        xs = WorkRows(RowSource(image, normalise=False), order, dev)
+        ys = WorkRows(RowSource(text, normalise=False), order, dev)
+        scale = Scale(memory=memory, tiles=(block_rows, tile_cols), engine=engine)
+        out = stream_counts(xs, ys, np.asarray(patient)[order], [(g, np.asarray(c)[order]) for g, c in groupings],
+                            directions, levels, tie_tol, scale)
+    finally:
+        torch.set_float32_matmul_precision(precision)
+
+    def back(a):
+        return np.ascontiguousarray(a[inverse])
+
+    return {key: RankCounts(back(rc.above), back(rc.tied), back(rc.available), back(rc.truth_size))
+            for key, rc in out.items()}

@@ -118,3 +118,30 @@ def test_help_shows_examples(capsys):
     for cmd in ("audit", "neighbors"):
         assert main([cmd, "--help"]) == 0
         assert "examples:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ext", [".csv", ".parquet"])
+def test_audit_confident_rows_and_curve(tmp_path, ext, capsys):
+    emb = _write_set(tmp_path / "emb", n=120)
+    out, curve = tmp_path / f"audit{ext}", tmp_path / f"curve{ext}"
+    rc = main(["audit", "--embeddings", str(emb), "--pools", "10,full", "--k", "1", "--confident", "0.9,0.99",
+               "--confident-calibration", "30", "--confident-curve", str(curve), "--out", str(out)])
+    assert rc == 0
+    frame, prov = read_table(out)
+    conf = frame[frame.metric.isin(["relinked_best", "relinked_calibrated"])]
+    assert len(conf) == 2 * 2 * 2 * 2 * 2  # direction x level x N x target x attacker
+    assert set(conf.precision_target) == {0.9, 0.99} and (conf.K == 0).all() and (conf.estimator == "exact").all()
+    assert frame.loc[frame.metric == "recall", "precision_target"].isna().all()
+    pr, _ = read_table(curve)
+    assert list(pr.columns)[:8] == ["direction", "level", "N", "threshold", "expected_correct", "expected_links",
+                                    "precision", "recall"]
+    assert prov["settings"]["confident"] == [0.9, 0.99]
+
+
+def test_audit_confident_curve_needs_targets(tmp_path, capsys):
+    emb = _write_set(tmp_path / "emb")
+    assert main(["audit", "--embeddings", str(emb), "--confident-curve", str(tmp_path / "c.csv"),
+                 "--out", str(tmp_path / "a.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--confident-curve needs --confident" in err[0]
+    assert not (tmp_path / "a.csv").exists() and not (tmp_path / "c.csv").exists()

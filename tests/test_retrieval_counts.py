@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from relink.retrieval.counts import rank_counts
+from test_retrieval_brute import rank_counts
 from test_retrieval_brute import brute_counts, unit
 
 
@@ -102,7 +102,7 @@ def test_large_patients_take_the_product_path(patient_of, monkeypatch):
 def test_kernel_with_several_column_groups(engine):
     import torch
 
-    from relink.retrieval.blocked import threshold_counts
+    from relink.retrieval.blocked import TileCounter
 
     rng = np.random.default_rng(9)
     n = 101
@@ -113,8 +113,11 @@ def test_kernel_with_several_column_groups(engine):
     thr = np.stack([diag, diag + 0.05], 1).astype(np.float32)
     on = np.c_[np.ones(n, bool), rng.random(n) < 0.5]
     edges = np.array([0, 30, 31, 77, n])
-    got = threshold_counts(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(diag), thr, thr, on, on,
-                           [edges], 0.0, block_rows=16, tile_cols=16, engine=engine, group_cells=16 * 48)
+    counter = TileCounter(n, torch.from_numpy(diag), thr, thr, on, on, [edges], 0.0, torch.device("cpu"),
+                          block_rows=16, tile_cols=16, engine=engine, group_cells=16 * 48)
+    with counter:
+        counter.add(torch.from_numpy(x), 0, torch.from_numpy(y), 0)
+    got = counter.result()
     group = np.searchsorted(edges, np.arange(n), side="right") - 1
     same = group[:, None] == group[None, :]
     for k in range(2):

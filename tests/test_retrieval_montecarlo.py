@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from relink.retrieval.counts import rank_counts
+from test_retrieval_brute import rank_counts
 from relink.retrieval.exact import expected_recall
 from relink.retrieval.montecarlo import monte_carlo_recall
 from test_retrieval_brute import unit

@@ -18,6 +18,7 @@ from relink.embeddings import EmbeddingSet, load, save
 from relink.errors import RelinkError
 from relink.labels import CHEXPERT_LABELS
 from relink.retrieval import memory
+from relink.retrieval.scale import Scale
 from relink.retrieval.audit import audit_queries, summarise
 from relink.retrieval.spec import AuditSpec
 from relink.retrieval.stream import RowSource, validate
@@ -59,9 +60,9 @@ def test_a_small_budget_gives_the_in_core_table(disk_set, monkeypatch):
     _estimated(monkeypatch)
     es = load(disk_set)
     assert isinstance(es.image, np.memmap)
-    small, big = {}, {}
-    a = summarise(audit_queries(es, FULL, memory=24 << 20, stats=small))
-    b = summarise(audit_queries(es, FULL, stats=big))
+    qa, qb = audit_queries(es, FULL, scale=Scale(memory=24 << 20)), audit_queries(es, FULL)
+    small, big = qa.run, qb.run
+    a, b = summarise(qa), summarise(qb)
     assert small["slabs"] > 2 and small["blocks"] > 1, small  # many rectangles of the product
     assert big["slabs"] == 1 and big["blocks"] == 1, big
     pd.testing.assert_frame_equal(a, b, check_exact=True)
@@ -128,7 +129,7 @@ def test_memory_sizes(text, size):
 def test_a_budget_too_small_says_how_much_is_needed(disk_set, monkeypatch):
     _estimated(monkeypatch)
     with pytest.raises(RelinkError, match=r"--memory 4 MB is too small for 5,000 pairs of dimension 512.*give at least"):
-        audit_queries(load(disk_set), FULL, memory=4 << 20)
+        audit_queries(load(disk_set), FULL, scale=Scale(memory=4 << 20))
 
 
 def _argv(emb: Path, out: Path, *extra: str) -> list[str]:

@@ -15,10 +15,9 @@ from fixtures_cohort import make_tiny_cohort  # noqa: E402
 from relink import embeddings  # noqa: E402
 from relink.cohort import read_cohort, write_cohort  # noqa: E402
 from relink.embed import EmbedJob, embed_cohort, embed_many  # noqa: E402
-from relink.embed import run as embed_run  # noqa: E402
 from relink.embed.dataset import PairDataset  # noqa: E402
 from relink.embed.run import load_for_embedding  # noqa: E402
-from relink.embed.shards import work_path  # noqa: E402
+from relink.embed.shards import WorkDir, work_path  # noqa: E402
 from relink.models import load_model  # noqa: E402
 from relink.models.preprocess import input_key  # noqa: E402
 
@@ -112,9 +111,9 @@ def test_shared_decoding_gives_identical_sets_and_decodes_each_row_once(tmp_path
     assert len(decoded) == 2 * 30 and len(set(decoded)) == 30
 
 
-def test_interrupted_shared_run_resumes_each_model(tmp_path, cohort_dir, models, eval_rows, separately, monkeypatch):
+def test_interrupted_shared_run_resumes_each_model(tmp_path, cohort_dir, models, eval_rows, separately):
     written = []
-    real = embed_run._write_shard
+    real = WorkDir.write
 
     def stop_after_four(work, shard, *rest):
         if len(written) == 4:
@@ -122,16 +121,15 @@ def test_interrupted_shared_run_resumes_each_model(tmp_path, cohort_dir, models,
         written.append((work.path.name, shard.start))
         real(work, shard, *rest)
 
-    monkeypatch.setattr(embed_run, "_write_shard", stop_after_four)
     with pytest.raises(KeyboardInterrupt):
-        embed_many(cohort_dir, _jobs(tmp_path, models, eval_rows), **SETTINGS)
+        embed_many(cohort_dir, _jobs(tmp_path, models, eval_rows), **SETTINGS, write_shard=stop_after_four)
     assert {w for w, _ in written} >= {"a.work", "c.work"}  # the models advanced together
     assert not any((tmp_path / n).exists() for n in ("a", "b", "c", "mean"))
 
     before = list(written)
-    monkeypatch.setattr(embed_run, "_write_shard", lambda work, shard, *rest: (written.append((work.path.name, shard.start)),
-                                                                                real(work, shard, *rest)))
-    embed_many(cohort_dir, _jobs(tmp_path, models, eval_rows), **SETTINGS)
+    embed_many(cohort_dir, _jobs(tmp_path, models, eval_rows), **SETTINGS,
+               write_shard=lambda work, shard, *rest: (written.append((work.path.name, shard.start)),
+                                                       real(work, shard, *rest)))
     again = written[len(before):]
     assert not set(before) & set(again)  # finished shards were not recomputed
     for name in ("a", "b", "c", "mean"):

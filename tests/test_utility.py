@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from dp_fixtures import tiny_model_set, toy_set
+from dp_fixtures import tiny_model_set, toy_heads, toy_set
 from relink.cli import main
 from relink.embeddings import l2_normalise
 from relink.errors import RelinkError
@@ -122,3 +122,37 @@ def test_cli_probe_writes_a_tidy_table_with_provenance(model_set, tmp_path, caps
     assert "macro AUROC" in capsys.readouterr().out
     assert main(["probe", "--embeddings", str(es_dir), "--out", str(tmp_path / "u.txt")]) == 2
     assert not pd.isna(table.loc[table["utility"] == "member_gap", "value"]).any()
+
+
+def test_probe_front_door_returns_one_table_settings_and_notes(model_set):
+    """`relink.probe`: one table for every set, notes as data, no local path, heads checked to reproduce."""
+    from relink.api.probe import ProbeSpec, probe
+    from relink.dp.apply import apply_heads
+    from relink.embeddings import load
+    from relink.errors import RelinkError
+    from relink.models import load_model
+    from relink.models.heads import extract_heads
+
+    ckpt, es_dir = model_set
+    es, loaded = load(es_dir), load_model(str(ckpt))
+    other = apply_heads(es, toy_heads(es.image_trunk.shape[1], es.text_trunk.shape[1], es.image.shape[1], seed=5))
+    spec = ProbeSpec(zeroshot=True, member_gap=10, split="group")
+    result = probe([es, other], spec, model=loaded, text_heads=[None, extract_heads_of(other)], names=["a", "b"])
+    t = result.table
+    assert result.spec == spec and result.names == ("a", "b")
+    assert set(t.loc[t["embeddings"] == "b", "features"].dropna()) == {"projected"}  # one trunk: probed once
+    assert result.notes == ("b: trunk features as in a, probed once",)
+    assert str(ckpt) not in t.to_csv() and str(es_dir) not in t.to_csv()
+    # an independent path: the zero-shot rows equal zeroshot_auroc called directly with the same head
+    direct = zeroshot_auroc(es, loaded, text_head=extract_heads(loaded.model).text, split="test")
+    mine = t[(t["embeddings"] == "a") & (t["utility"] == "zeroshot")]
+    np.testing.assert_allclose(mine["value"].to_numpy(), direct["value"].to_numpy(), equal_nan=True)
+    with pytest.raises(RelinkError, match="text head of the heads given for a does not reproduce"):
+        probe([es], ProbeSpec(zeroshot=True), model=loaded, text_heads=[extract_heads_of(other)], names=["a"])
+    with pytest.raises(RelinkError, match="--member-gap must be 0"):
+        ProbeSpec(member_gap=1)
+
+
+def extract_heads_of(es):
+    """The text head :func:`relink.dp.apply.apply_heads` used for ``es`` (rebuilt from the seed of the test)."""
+    return toy_heads(es.image_trunk.shape[1], es.text_trunk.shape[1], es.image.shape[1], seed=5).text

@@ -25,7 +25,8 @@ import sys
 from . import __version__
 from .errors import RelinkError
 
-COMMANDS = ("synth", "cohort", "train", "embed", "audit", "neighbors", "mitigate", "probe", "report", "paper")
+COMMANDS = ("synth", "cohort", "train", "embed", "audit", "neighbors", "mitigate", "train_heads", "probe", "report",
+            "paper")
 DEFAULT_INTERRUPTED = "interrupted; no output was written"
 
 

@@ -160,6 +160,33 @@ def check_spec(spec: Any) -> None:
         object.__setattr__(spec, f.name, value)
 
 
+class Spec:
+    """Base of the frozen option specs (``@dataclass(frozen=True)`` subclasses whose fields are :func:`option`).
+
+    One place for what every spec does besides checking itself: :meth:`record` (the settings as plain JSON
+    values, for provenance) and :meth:`but` (a checked copy with changes). ``TEXT_FIELDS`` names fields
+    whose items are recorded as text (pool sizes mix integers with ``"full"``).
+    """
+
+    TEXT_FIELDS: tuple[str, ...] = ()
+
+    def record(self) -> dict[str, Any]:
+        """The settings as plain JSON values (tuples as lists)."""
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if f.name in self.TEXT_FIELDS:
+                v = list(map(str, v))
+            elif isinstance(v, tuple):
+                v = list(v)
+            out[f.name] = v
+        return out
+
+    def but(self, **changes: Any):
+        """A copy with ``changes`` (checked like any spec)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
 def add_spec_arguments(parser: argparse.ArgumentParser, spec_cls: type, skip: Sequence[str] = ()) -> None:
     """Add one command-line option per declared field of ``spec_cls`` (its default shown in --help)."""
     for f in dataclasses.fields(spec_cls):

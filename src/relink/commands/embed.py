@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..options import argtype
 from . import JOIN_TIMEOUT, HelpFormatter, add_timeout
 
 INTERRUPTED = ("interrupted; finished shards are kept in OUT.work (beside --out); "
@@ -30,23 +29,16 @@ for the others to join. --out and OUT.work never lie inside --cohort or
 
 
 def register(sub):
+    from ..api.embed import EmbedSpec
+    from ..options import add_spec_arguments
+
     p = sub.add_parser("embed", help="embed a cohort into an EmbeddingSet (resumable, cached)",
                        description=__doc__, epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--cohort", required=True, help="cohort folder or manifest (.parquet)")
     p.add_argument("--model", required=True,
                    help="model spec: NAME, NAME:TAG, NAME:CHECKPOINT, hf-hub:ORG/REPO or a checkpoint folder")
     p.add_argument("--out", required=True, help="EmbeddingSet folder to write")
-    p.add_argument("--batch-size", type=argtype(int, 1, 1 << 16), default=256, help="pairs per forward pass")
-    p.add_argument("--workers", type=argtype(int, 0, 256), default=None,
-                   help="DataLoader workers per process (default: on a GPU the cores left after the model's, "
-                        "at most 8; on the CPU none up to 2 cores per process, else a quarter of them)")
-    p.add_argument("--shard-size", type=argtype(int, 1, 10_000_000), default=4096, help="rows per resumable shard")
-    p.add_argument("--device", default="auto", help="auto (the GPU if there is one), cpu, cuda, cuda:1, ...")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "amp"),
-                   help="auto: mixed precision on a GPU, fp32 on the CPU")
-    p.add_argument("--skip-bad", action="store_true", help="leave out rows whose image cannot be read (counted in meta.json)")
-    p.add_argument("--no-trunk", action="store_true",
-                   help="do not store pre-projection features (the DP step needs them)")
+    add_spec_arguments(p, EmbedSpec)
     p.add_argument("--overwrite", action="store_true",
                    help="replace an --out folder that is not an earlier relink embed output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -58,13 +50,14 @@ def register(sub):
 
 
 def embed_from_args(args, comm=None):
-    from ..embed import embed_cohort
+    from ..api.embed import EmbedSpec, embed
+    from ..embed.merge import say
+    from ..options import spec_from_args
 
-    return embed_cohort(
-        args.cohort, args.model, args.out, batch_size=args.batch_size, num_workers=args.workers,
-        shard_size=args.shard_size, device=args.device, skip_bad=args.skip_bad, with_trunk=not args.no_trunk,
-        progress=not args.quiet, precision=args.precision, overwrite=getattr(args, "overwrite", False), comm=comm,
-    )
+    spec = spec_from_args(EmbedSpec, args)
+    result = embed(args.cohort, args.model, args.out, spec, overwrite=getattr(args, "overwrite", False),
+                   progress=not args.quiet, comm=comm, on_note=say)
+    return result.outputs[0]
 
 
 def run_distributed(args) -> int:
@@ -72,7 +65,8 @@ def run_distributed(args) -> int:
     from ..embed.distributed import TorchComm, destroy_process_group, init_process_group
     from ..errors import RelinkError
 
-    args.device = init_process_group(args.device, timeout=getattr(args, "timeout", JOIN_TIMEOUT))
+    # the device the process group settled on is the one every rank embeds with
+    args.device = init_process_group(getattr(args, "device", "auto"), timeout=getattr(args, "timeout", JOIN_TIMEOUT))
     comm = TorchComm()
     try:
         out = embed_from_args(args, comm=comm)

@@ -94,11 +94,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
     from pathlib import Path
 
-    from .. import embeddings as emb
+    from ..api.mitigate import mitigate
     from ..dp.release import write
-    from ..dp.service import mitigate
     from ..dp.spec import MitigationSpec
     from ..guard import Output, claim
     from ..io import writing
@@ -112,18 +112,10 @@ def run(args: argparse.Namespace) -> int:
                                     Output("--study", Path(args.study), "dir") if args.study else None],
                        overwrite=args.overwrite, inputs=_inputs(args))
     study = rest[0] if rest else None
-    es = emb.load(args.embeddings, require_trunk=True)
-    bank = emb.load(args.bank, require_trunk=True) if args.bank else None
-    others = [emb.load(p, require_trunk=True) for p in args.apply]
-    names = [Path(p).name or "embeddings" for p in [args.embeddings, *args.apply]]
-    result = mitigate(es, spec, bank=bank, model=args.model, init=args.init, trunk_trained_on=args.trunk_trained_on,
-                      apply=others, names=names)
-    with writing(out):
-        if study is not None:
-            with writing(study, flag="--study"):
-                write(result, out, study)
-        else:
-            write(result, out)
+    result = mitigate(args.embeddings, spec, bank=args.bank, model=args.model, init=args.init,
+                      trunk_trained_on=args.trunk_trained_on, apply=args.apply)
+    with writing(out), writing(study, flag="--study") if study is not None else contextlib.nullcontext():
+        write(result, out, study)
     report = result.report
     what = "non-private" if not report["private"] else (
         f"epsilon {report['epsilon']:.3f} ({report['accountant'].upper()}; RDP {report['rdp_epsilon']:.3f}), "

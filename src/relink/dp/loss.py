@@ -110,8 +110,9 @@ class BankInfoNCE(nn.Module):
 def in_batch_infonce(image_proj: torch.Tensor, text_proj: torch.Tensor, temperature: float) -> torch.Tensor:
     """CLIP's loss with in-batch negatives, per example (shape ``(B,)``).
 
-    Kept only to document (and test) why it is NOT used for DP training:
-    example i's value depends on every other example of the batch.
+    Never used for DP training (example i's value depends on every other
+    example of the batch: the tests show the bound it breaks); it is the
+    attacker's loss in :mod:`relink.dp.retrain`, who owes no bound.
     """
     u = F.normalize(image_proj, dim=-1)
     v = F.normalize(text_proj, dim=-1)

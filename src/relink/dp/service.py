@@ -1,15 +1,15 @@
-"""The one mitigation service: what `relink mitigate` and the paper both call.
+"""The one mitigation service: what `relink mitigate`, :func:`relink.api.mitigate.mitigate` and the paper call.
 
-* :func:`mitigate` trains new heads for one spec on the ``train`` rows of an
-  EmbeddingSet (the private rows) against a negative bank (default: its
-  ``validate`` rows), after checking that the model's heads reproduce the
-  set and that the bank lies outside the private and the evaluated rows;
-  with ``out`` it writes the release folder and, with ``study``, the study
-  folder (:func:`relink.dp.release.write`);
-* :func:`sweep` yields ``(epsilon, heads, report)`` for several epsilons
-  (``None`` = non-private) on the same data, from the same start: the
-  paper's privacy-utility study. Each run is its own (epsilon, delta)
-  guarantee; the runs together are a study, not one release.
+:func:`mitigate` trains new heads for one spec on the ``train`` rows of an
+EmbeddingSet (the private rows) against a negative bank (default: its
+``validate`` rows), after checking that the model's heads reproduce the set
+and that the bank lies outside the private and the evaluated rows. It
+writes nothing: the front door writes the release and study folders
+(:func:`relink.dp.release.write`). A sweep over epsilon is one call per
+epsilon with the same spec otherwise: every run starts from the same heads
+(the random start of ``spec.init_seed``, or ``init``) with the same
+temperature, so the run without DP is the control of each DP run; each run
+is its own (epsilon, delta) guarantee, the runs together a study.
 
 The heads start from a seeded random initialisation unless ``init`` names a
 model whose heads to start from (:mod:`relink.dp.start`), and the
@@ -26,9 +26,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 
 from ..embeddings import EmbeddingSet
 from ..errors import RelinkError
@@ -40,16 +39,17 @@ from .spec import MitigationSpec
 from .start import starting_heads, trunk_record
 from .train import fit_heads
 
-@dataclass
+@dataclass(frozen=True)
 class Mitigation:
-    """One run's result: the heads, the privacy report, the resolved spec and the model they belong to."""
+    """One run's result: the heads, the privacy report, the spec, the model they belong to, the sets they
+    re-project when written (``(name, set)``), and what a reader should know (``notes``)."""
 
     heads: Any
-    report: dict[str, Any]
+    report: Mapping[str, Any]
     spec: MitigationSpec
     model: Any  # relink.models.LoadedModel
-    sets: list[tuple[str, EmbeddingSet]]  # (name, set) to re-project when written
-
+    sets: tuple[tuple[str, EmbeddingSet], ...]
+    notes: tuple[str, ...] = ()
 
 
 def _load(model, es: EmbeddingSet):
@@ -66,24 +66,10 @@ def _load(model, es: EmbeddingSet):
     return load_model(str(named)), f"model {named!r} (named in {es.where}/meta.json)"
 
 
-def _check_reproduces(init, es: EmbeddingSet, label: str, rows: int = 16) -> None:
-    """The model's heads must turn the set's trunk features into its stored embeddings."""
-    from ..models.heads import project
-
-    if init.image.in_features != es.image_trunk.shape[1]:
-        return  # fit_heads names the dimension mismatch
-    n = min(rows, len(es))
-    again = project(init.image, np.asarray(es.image_trunk[:n]))
-    stored = es.unit("image", np.arange(n))
-    if not np.allclose(again, stored, atol=1e-3):
-        raise RelinkError(f"the heads of {label} do not reproduce {es.where}/image.npy from its trunk features: "
-                          "wrong --model?")
-
-
 def mitigate(embeddings: EmbeddingSet, spec: MitigationSpec, *, bank: EmbeddingSet | None = None, model=None,
              init: str | None = None, trunk_trained_on: str | None = None, apply: Sequence[EmbeddingSet] = (),
-             names: Sequence[str] | None = None, out: str | os.PathLike | None = None,
-             study: str | os.PathLike | None = None, progress: bool | None = None) -> Mitigation:
+             names: Sequence[str] | None = None, bank_name: str | None = None,
+             progress: bool | None = None) -> Mitigation:
     """Train new heads for ``model`` on ``embeddings``' ``train`` rows per ``spec``.
 
     ``bank``: the negative bank (default: ``embeddings``' ``validate``
@@ -94,14 +80,13 @@ def mitigate(embeddings: EmbeddingSet, spec: MitigationSpec, *, bank: EmbeddingS
     ``trunk_trained_on``: a ``public:<name>`` declaration for a trunk whose
     weights record nothing. ``apply``: more sets to re-project (study
     folder). ``names``: folder names of ``embeddings`` and each ``apply`` set
-    under ``embeddings/``. ``out`` / ``study``: write the release / study
-    folder there (claim them first with :func:`relink.io.claim_output`).
+    under ``embeddings/``. ``bank_name``: how the records name the bank.
     """
-    from ..models.heads import extract_heads
+    from ..models.heads import check_reproduces, extract_heads
 
     train = private_split(embeddings, "train")
     rest = embeddings.subset(embeddings.rows["split"].to_numpy() != "train")
-    bank_name = _name(bank) if bank is not None else f"the validate split of {_name(embeddings)}"
+    bank_name = bank_name or (_name(bank) if bank is not None else f"the validate split of {_name(embeddings)}")
     if bank is None:
         bank = default_bank(embeddings)
         rest = rest.subset(rest.rows["split"].to_numpy() != "validate")
@@ -110,17 +95,16 @@ def mitigate(embeddings: EmbeddingSet, spec: MitigationSpec, *, bank: EmbeddingS
     check_bank_outside(bank, evaluated)
     loaded, label = _load(model, embeddings)
     own = extract_heads(loaded.model)
-    _check_reproduces(own, embeddings, label)
+    check_reproduces(own.image, embeddings, "image", label)
     heads0, start = starting_heads(own, init, spec.init_seed)
     trunk = trunk_record(loaded.spec, trunk_trained_on)
     heads, report = fit_heads(train, bank, heads0, spec, progress=progress)
     report.update(heads_fingerprint=heads_fingerprint(heads), spec=spec.record(), bank=bank_name,
                   **describe(spec, start, trunk, train, bank_name))
     sets = [embeddings, *apply]
-    result = Mitigation(heads, report, spec, loaded, list(zip(_unique(names or [_name(s) for s in sets]), sets)))
-    if out is not None:
-        release.write(result, out, study)
-    return result
+    notes = [report["bank_note"]] + ([] if report["for_release"] else [report["release_reason"]])
+    return Mitigation(heads, report, spec, loaded, tuple(zip(_unique(names or [_name(s) for s in sets]), sets)),
+                      tuple(notes))
 
 
 def describe(spec: MitigationSpec, start: str, trunk: str, train: EmbeddingSet, bank: str) -> dict[str, Any]:
@@ -150,32 +134,3 @@ def _unique(names: Sequence[str]) -> list[str]:
         seen[base] = seen.get(base, 0) + 1
         out.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
     return out
-
-
-def sweep(train: EmbeddingSet, bank: EmbeddingSet, spec: MitigationSpec, epsilons: Iterable[float | None], model,
-          evaluated: Sequence[tuple[str, EmbeddingSet]] = (), init: str | None = None, bank_name: str | None = None,
-          progress: bool | None = None) -> Iterator[tuple[float | None, Any, dict[str, Any]]]:
-    """``(epsilon, heads, report)`` per epsilon (``None``: the same training without DP).
-
-    ``train``: the private rows; ``bank``: the negative bank; ``spec``: the
-    shared settings (its ``epsilon`` and ``private`` are set per run; a
-    non-private run takes no epsilon or delta); ``model``: the LoadedModel
-    whose trunk features the sets hold; ``evaluated``: ``(name, set)`` pairs
-    the bank must stay outside of; ``bank_name``: how records name the bank.
-    Every run starts from the same heads
-    (``init`` or the random start of ``spec.init_seed``) with the same
-    temperature, so the run without DP is the control of each DP run.
-    """
-    from ..models.heads import extract_heads
-
-    check_bank_outside(bank, list(evaluated))
-    heads0, start = starting_heads(extract_heads(model.model), init, spec.init_seed)
-    trunk = trunk_record(model.spec)
-    for eps in epsilons:
-        run = spec.but(epsilon=eps, private=True) if eps is not None else spec.but(
-            epsilon=None, delta=None, private=False, noise_multiplier=None)
-        heads, report = fit_heads(train, bank, heads0, run, progress=progress)
-        name = bank_name or _name(bank)
-        report.update(heads_fingerprint=heads_fingerprint(heads), spec=run.record(), bank=name,
-                      **describe(run, start, trunk, train, name))
-        yield eps, heads, report

@@ -16,11 +16,10 @@ that a study can be replayed, and every output then says it is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass
 
 from ..errors import RelinkError
-from ..options import Range, check_spec, one_of, option
+from ..options import Range, Spec, check_spec, one_of, option
 from .accounting import ACCOUNTANTS
 
 PRIVACY_UNITS = ("pair", "patient")  # what one DP guarantee protects (relink.dp.heads_data builds each)
@@ -39,7 +38,7 @@ NO_GUARANTEE = "trained without differential privacy: no privacy guarantee"
 
 
 @dataclass(frozen=True)
-class MitigationSpec:
+class MitigationSpec(Spec):
     """How the projection heads are retrained (see :mod:`relink.dp.train` for the mechanism)."""
 
     epsilon: float | None = option(None, flag="--epsilon", check=Range(float, 0, EPSILON_MAX, low_open=True),
@@ -98,11 +97,3 @@ class MitigationSpec:
         if not self.private:
             return NO_GUARANTEE
         return None if self.for_release else NOT_FOR_RELEASE
-
-    def record(self) -> dict[str, Any]:
-        """The settings as plain JSON values (no seed unless the user published one)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def but(self, **changes: Any) -> "MitigationSpec":
-        """A copy with ``changes`` (checked like any spec)."""
-        return replace(self, **changes)

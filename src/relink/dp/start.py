@@ -15,8 +15,6 @@ another model instead, whose ``relink.json`` says what it saw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
@@ -24,18 +22,6 @@ from ..errors import RelinkError
 from ..models import trained_on
 
 NOT_RECORDED = "not recorded"
-
-
-@dataclass(frozen=True)
-class Start:
-    """The starting heads and the records of the start and the trunk (``"not recorded"`` when unknown)."""
-
-    heads: object
-    start: str
-    trunk: str
-
-    def record(self) -> dict[str, str]:
-        return {"start": self.start, "trunk": self.trunk}
 
 
 def random_heads(like, seed: int = 0):

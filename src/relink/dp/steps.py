@@ -178,19 +178,3 @@ def train_step(setup: Setup, batch) -> float | None:
         loss.backward()
     setup.optimizer.step()
     return float(loss.detach()) if hasattr(loss, "detach") else float(loss.item())
-
-
-def privatised_gradient(setup: Setup, batch) -> list[torch.Tensor]:
-    """The gradient the optimizer would apply for ``batch`` (clipped, noised, scaled), without stepping.
-
-    For tests of the mechanism: with ``noise_multiplier=0`` and
-    ``loss_reduction="sum"`` it is the sum of the clipped per-unit gradients.
-    """
-    setup.optimizer.zero_grad()
-    with quiet():
-        batch_loss(setup, batch).backward()
-    if setup.private:
-        setup.optimizer.pre_step()
-    grads = [p.grad.detach().clone() for p in setup.heads.parameters()]
-    setup.optimizer.zero_grad()
-    return grads

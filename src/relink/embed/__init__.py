@@ -2,7 +2,7 @@
 
 :func:`embed_cohort` (one model) and :func:`embed_many` (several models, one
 decode per row) are the entry points; :mod:`.dataset` decodes rows,
-:mod:`.stream` feeds them to the models, :mod:`.shards` keeps resumable
+:mod:`.fanout` feeds each decoded row to every model that takes it, :mod:`.shards` keeps resumable
 state, :mod:`.merge` writes (or reuses) the finished set, :mod:`.distributed`
 joins a ``torchrun`` process group.
 """

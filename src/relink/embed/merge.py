@@ -52,8 +52,9 @@ def reuse_reason(out_dir: Path, meta: dict[str, Any], with_trunk: bool, skip_bad
     return None
 
 
-def merge_shards(work: WorkDir, shards: list[Shard], cohort: Cohort, out_dir: Path, meta: dict[str, Any]) -> Path:
-    """Concatenate finished shards in row order into the EmbeddingSet folder ``out_dir`` (atomically)."""
+def merge_shards(work: WorkDir, shards: list[Shard], cohort: Cohort, out_dir: Path, meta: dict[str, Any]) -> int:
+    """Concatenate finished shards in row order into the EmbeddingSet folder ``out_dir`` (atomically); returns
+    how many unreadable rows were left out (listed in its ``meta.json``)."""
     missing = [s.name for s in shards if not work.is_done(s)]
     if missing:
         raise EmbeddingError(f"{work.path}: shard(s) {', '.join(missing[:3])} not finished; run again to resume")
@@ -82,6 +83,4 @@ def merge_shards(work: WorkDir, shards: list[Shard], cohort: Cohort, out_dir: Pa
             **meta, "n_rows": int(len(kept)), "n_rows_cohort": len(cohort), "n_skipped": len(skipped),
             "skipped": skipped[:MAX_SKIPPED_LISTED], "dims": dims,
         })
-    if skipped:
-        say(f"skipped {len(skipped)} unreadable image(s) (listed in {out_dir / 'meta.json'})")
-    return out_dir
+    return len(skipped)

@@ -3,7 +3,7 @@
 :func:`embed_many` embeds one cohort with several models at once, each into
 its own folder (optionally a subset of the rows per model); models that take
 the same inputs share one decode and one tokenization of every row
-(:mod:`relink.embed.stream`). :func:`embed_cohort` is the one-model case.
+(:mod:`relink.embed.fanout`). :func:`embed_cohort` is the one-model case.
 Both are resumable and cache-aware:
 
 * ``--out`` is claimed first (:func:`relink.io.claim_output`): a path that is
@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -48,8 +48,8 @@ from ..provenance import package_versions
 from .dataset import default_workers
 from .distributed import OtherRankFailed, sync
 from .merge import OWNER, merge_shards, reuse_reason, say
-from .shards import Shard, WorkDir, plan_shards, shards_for_rank, work_path
-from .stream import Task, run_tasks
+from .shards import WorkDir, plan_shards, shards_for_rank, work_path
+from .fanout import ShardWriter, Task, run_tasks
 
 DEFAULT_SHARD_SIZE = 4096
 
@@ -104,7 +104,8 @@ def _preprocess(lm) -> dict[str, Any]:
 def embed_cohort(cohort, model, out_dir, batch_size: int = 256, num_workers: int | None = None,
                  shard_size: int | None = None, device: str = "auto", skip_bad: bool = False,
                  with_trunk: bool = True, progress: bool = True, precision: str = "auto",
-                 overwrite: bool = False, comm: Comm | None = None) -> Path:
+                 overwrite: bool = False, comm: Comm | None = None, write_shard: ShardWriter = WorkDir.write,
+                 note: Callable[[str], None] = say) -> Path:
     """Embed every row of ``cohort`` with ``model`` into the EmbeddingSet folder ``out_dir``.
 
     ``cohort``: a :class:`relink.cohort.Cohort` or a cohort folder / manifest.
@@ -115,17 +116,22 @@ def embed_cohort(cohort, model, out_dir, batch_size: int = 256, num_workers: int
     to ``out_dir``); with ``skip_bad`` such rows are left out, counted and
     listed in ``meta.json``. ``overwrite`` replaces an ``out_dir`` that is not
     an earlier ``relink embed`` output. ``comm``: the torchrun process group
-    (:class:`relink.embed.distributed.TorchComm`). Returns ``out_dir``.
+    (:class:`relink.embed.distributed.TorchComm`). ``write_shard`` stores each
+    finished shard (default: into the work folder; a test passes one that
+    stops the run). ``note`` receives what a user should know (a reused set,
+    a resumed or restarted work folder, rows left out). Returns ``out_dir``.
     """
     return embed_many(cohort, [EmbedJob(model, out_dir)], batch_size=batch_size, num_workers=num_workers,
                       shard_size=shard_size, device=device, skip_bad=skip_bad, with_trunk=with_trunk,
-                      progress=progress, precision=precision, overwrite=overwrite, comm=comm)[0]
+                      progress=progress, precision=precision, overwrite=overwrite, comm=comm,
+                      write_shard=write_shard, note=note)[0]
 
 
 def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, num_workers: int | None = None,
                shard_size: int | None = None, device: str = "auto", skip_bad: bool = False,
                with_trunk: bool = True, progress: bool = True, precision: str = "auto",
-               overwrite: bool = False, comm: Comm | None = None) -> list[Path]:
+               overwrite: bool = False, comm: Comm | None = None,
+               write_shard: ShardWriter = WorkDir.write, note: Callable[[str], None] = say) -> list[Path]:
     """Embed ``cohort`` with every job's model into its folder; one decode per row for models with equal inputs.
 
     ``jobs``: :class:`EmbedJob` or ``(model, out_dir)`` / ``(model, out_dir, rows)``
@@ -164,7 +170,7 @@ def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, 
             refuse_output_over_cohort(out, full)
         settings = {"shard_size": shard_size, "batch_size": batch_size, "precision": "amp" if amp else "fp32",
                     "with_trunk": with_trunk}
-        plans = [_plan(full, job, out, dev, settings, skip_bad, rank) for job, out in zip(jobs, outs)]
+        plans = [_plan(full, job, out, dev, settings, skip_bad, rank, note) for job, out in zip(jobs, outs)]
     except Exception as exc:  # noqa: BLE001 - re-raised by _sync on this rank
         failure = exc
     sync(comm, failure)
@@ -178,25 +184,27 @@ def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, 
                 if state != "resume":
                     created.append(p["work"])
                 if state == "stale":
-                    say(f"{p['work'].path} belonged to another model, cohort or setting; started afresh")
+                    note(f"{p['work'].path} belonged to another model, cohort or setting; started afresh")
                 done = sum(p["work"].is_done(s) for s in p["shards"])
                 if done:
-                    say(f"resuming {p['out']}: {done} shard(s) already done in {p['work'].path}")
+                    note(f"resuming {p['out']}: {done} shard(s) already done in {p['work'].path}")
         except Exception as exc:  # noqa: BLE001 - every rank must learn of it
             failure = exc
     sync(comm, failure)
     workers = default_workers(world, dev) if num_workers is None else num_workers
     try:
         _compute(full, pending, rank, world, batch_size, workers, dev, amp, skip_bad, with_trunk, progress and rank == 0,
-                 comm)
+                 comm, write_shard)
         failure = None
         if rank == 0:
             try:
                 for p in pending:
-                    merge_shards(p["work"], p["shards"], p["cohort"], p["out"], {
+                    skipped = merge_shards(p["work"], p["shards"], p["cohort"], p["out"], {
                         "model": p["lm"].spec, **p["key"], "relink_version": __version__,
                         "packages": package_versions(("torch", "open_clip_torch"))})
                     p["work"].remove()
+                    if skipped:
+                        note(f"skipped {skipped} unreadable image(s) (listed in {p['out'] / 'meta.json'})")
             except Exception as exc:  # noqa: BLE001 - every rank must learn of it
                 failure = exc
         sync(comm, failure)
@@ -209,7 +217,7 @@ def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, 
 
 
 def _plan(full: Cohort, job: EmbedJob, out: Path, dev: str, settings: dict[str, Any], skip_bad: bool,
-          rank: int) -> dict[str, Any] | None:
+          rank: int, note: Callable[[str], None]) -> dict[str, Any] | None:
     """Load the job's model and decide: reuse the existing output (``None``) or compute (the plan)."""
     rows = _job_rows(full, job.rows, out)
     sub = full if len(rows) == len(full) else Cohort(full.frame.iloc[rows].reset_index(drop=True), full.image_root,
@@ -225,10 +233,10 @@ def _plan(full: Cohort, job: EmbedJob, out: Path, dev: str, settings: dict[str, 
         why = reuse_reason(out, meta, settings["with_trunk"], skip_bad)
         if why is None:
             if rank == 0:
-                say(f"reusing {out} (weights {meta['weights_fingerprint']} and cohort {meta['cohort_fingerprint']} match)")
+                note(f"reusing {out} (weights {meta['weights_fingerprint']} and cohort {meta['cohort_fingerprint']} match)")
             return None
         if rank == 0:
-            say(f"cache miss for {out}: {why}; recomputing")
+            note(f"cache miss for {out}: {why}; recomputing")
     key = {**meta, "format_version": FORMAT_VERSION, "n_rows": len(sub), **settings}
     return {"lm": lm, "rows": rows, "cohort": sub, "out": out, "key": key, "work": WorkDir(work_path(out), key),
             "shards": plan_shards(len(sub), settings["shard_size"])}
@@ -249,7 +257,8 @@ def _job_rows(full: Cohort, rows: Any, out: Path) -> np.ndarray:
 
 
 def _compute(full: Cohort, pending: list[dict[str, Any]], rank: int, world: int, batch_size: int, workers: int,
-             dev: str, amp: bool, skip_bad: bool, with_trunk: bool, progress: bool, comm: Comm | None) -> None:
+             dev: str, amp: bool, skip_bad: bool, with_trunk: bool, progress: bool, comm: Comm | None,
+             write_shard: ShardWriter) -> None:
     """Every rank computes its shards of every pending job, one decoding pass per group of equal inputs."""
     from ..models.preprocess import input_key
 
@@ -264,16 +273,8 @@ def _compute(full: Cohort, pending: list[dict[str, Any]], rank: int, world: int,
     failure = None
     try:
         for tasks in groups.values():
-            _run_shards(full, tasks, batch_size, workers, dev, amp, skip_bad, with_trunk, progress)
+            run_tasks(full, tasks, batch_size, workers, dev, amp, skip_bad, with_trunk, progress, write_shard)
     except Exception as exc:  # every rank must learn of it, or the others wait at the merge forever
         failure = exc
     sync(comm, failure)
 
-
-def _run_shards(full: Cohort, tasks: list[Task], batch_size: int, num_workers: int, device: str, amp: bool,
-                skip_bad: bool, with_trunk: bool, progress: bool) -> None:
-    run_tasks(full, tasks, batch_size, num_workers, device, amp, skip_bad, with_trunk, progress)
-
-
-def _write_shard(work: WorkDir, shard: Shard, arrays, kept, skipped) -> None:
-    work.write(shard, arrays, kept, skipped)

@@ -288,3 +288,23 @@ def project(layer: nn.Linear, trunk) -> "np.ndarray":
             block = torch.from_numpy(np.array(trunk[start:start + PROJECT_BLOCK], dtype=np.float32))  # a writable copy
             out[start:start + PROJECT_BLOCK] = layer(block).numpy()
     return l2_normalise(out)
+
+
+def check_reproduces(head: nn.Linear, es, tower: str, label: str, rows: int = 16) -> None:
+    """Refuse (one line) a ``tower`` head (``"image"`` or ``"text"``) that does not turn ``es``'s first ``rows``
+    trunk features into its stored embeddings: the head is then not the one that made the set (a wrong model).
+
+    A set without that tower's trunk features, or whose trunk width the head does not take, is left to the
+    caller (it fails on the dimension with its own message).
+    """
+    import numpy as np
+
+    from ..errors import RelinkError
+
+    trunk = getattr(es, f"{tower}_trunk")
+    if trunk is None or head.in_features != trunk.shape[1]:
+        return
+    n = min(rows, len(es))
+    if not np.allclose(project(head, np.asarray(trunk[:n])), es.unit(tower, np.arange(n)), atol=1e-3):
+        raise RelinkError(f"the {tower} head of {label} does not reproduce {es.where}/{tower}.npy from its trunk "
+                          "features: wrong --model?")

@@ -75,7 +75,7 @@ class Rung:
     ``spec`` is a :func:`relink.models.load_model` spec (may hold ``${VAR}``
     until resolved); ``family`` names the head layout (see
     :mod:`relink.models.heads`); ``requires`` lists Python modules the rung
-    needs; ``load_kwargs`` go to ``load_model`` with the spec (see :func:`load_rung`).
+    needs; ``load_kwargs`` go to ``load_model`` with the spec.
     """
 
     name: str
@@ -175,15 +175,6 @@ def resolve_ladder(profile: str, overrides: Mapping[str, str | None] | None = No
         _check_local(rung, spec)
         resolved.append(replace(rung, spec=spec))
     return resolved
-
-
-def load_rung(rung: Rung, device: str = "cpu"):
-    """:func:`relink.models.load_model` for a resolved rung, with its ``load_kwargs``."""
-    from .registry import load_model
-
-    if _VAR.search(rung.spec):
-        raise RelinkError(f"ladder rung {rung.name!r} is not resolved (spec {rung.spec!r}); call resolve_ladder first")
-    return load_model(rung.spec, device=device, **dict(rung.load_kwargs))
 
 
 def resolve_spec(rung: Rung, env: Mapping[str, str] | None = None) -> str:

@@ -6,7 +6,8 @@ contrast with the model before mitigation (``dp_vs_before``) mixes it with
 what retraining the heads does by itself (``no_dp_vs_before``). Every figure
 here is a paired relative change (patient jackknife interval) on the same rows, with
 its 95% interval; "monotone" is said only where each step's interval
-excludes 0.
+excludes 0. :func:`retrained_sentence` reads result ``retrained``: heads an
+attacker re-trains on public pairs, against the DP and the original heads.
 """
 
 from __future__ import annotations
@@ -64,6 +65,34 @@ def monotone_sentence(table: pd.DataFrame, cohort: str) -> str:
         return f"Each smaller ε lowers Recall@1 against the next larger one, each step's paired interval below 0 ({parts})."
     return (f"The frontier is not shown to be monotone: not every step between budgets has a paired interval below 0 "
             f"({parts}).")
+
+
+def retrained_sentence(table: pd.DataFrame, name: str = "the held-out internal rows") -> str:
+    """Result ``retrained``'s verdict in one sentence: do heads re-trained on public pairs undo the DP heads?
+
+    "As well as the original" means the paired interval of the re-trained heads against the original heads
+    reaches 0 or above; the DP heads then protect nothing against this attacker.
+    """
+    if table.empty:
+        return "This profile has no external cohort, so no public set to re-train heads on: the attacker was not run."
+    cohort = str(table["cohort"].iloc[0])
+    vs_original = contrast(table, "retrained_vs_original", cohort)
+    vs_dp = contrast(table, "retrained_vs_dp", cohort)
+    dp = contrast(table, "dp_vs_original", cohort)
+    eps = vs_dp["epsilon"]
+    text = (f"On {name}, heads re-trained without DP on the external cohort change Recall@1 by {pct(vs_original)} "
+            f"against the original heads and by {pct(vs_dp)} against the DP heads at ε = {eps:g}")
+    if not excludes_zero(vs_original) and not excludes_zero(dp):
+        return text + (f"; the DP heads themselves change it by {pct(dp)}: with neither interval excluding 0, these "
+                       "rows are too few to tell whether the DP heads protect against this attacker.")
+    if math.isfinite(vs_original["ci_high"]) and vs_original["ci_high"] >= 0:
+        return text + (": they re-link as well as the original heads, so the DP heads protect nothing against an "
+                       "attacker who holds the trunks and public pairs.")
+    if excludes_zero(vs_dp) and vs_dp["value"] > 0:
+        return text + (": they re-link less than the original heads but more than the DP heads, so the DP heads "
+                       "protect only partly against an attacker who holds the trunks and public pairs.")
+    return text + (": they re-link less than the original heads and no more than the DP heads, so within these "
+                   "intervals this attacker does not undo the DP heads.")
 
 
 def claim_rows(table: pd.DataFrame, epsilon: float, internal: str, external: str | None) -> dict[str, tuple]:

@@ -25,12 +25,10 @@ from ..embeddings import EmbeddingSet, public_model_name
 from ..retrieval.audit import QueryValues, audit_queries, summarise
 from ..retrieval.matching import group_summary, label_groups
 from ..retrieval.spec import AuditSpec
-from . import curve, groups, hard, mitigation, risk, verdict
+from . import confident as confident_section
+from . import curve, groups, hard, mitigation, panel as attacker_panel, risk, verdict
 from .columns import pick
-from .threat import ReportSpec, check_against, resolve_pools
-
-FALLBACK_POOLS = (100, 1000)  # matched pools of the whole label vector fill only at moderate N
-
+from .threat import ReportSpec, Threat, fit
 
 def hard_negatives_ok(es: EmbeddingSet) -> tuple[bool, str]:
     """Whether pathology-matched pools can be formed, and a note for the page (a sentence without identifiers)."""
@@ -47,11 +45,9 @@ def hard_negatives_ok(es: EmbeddingSet) -> tuple[bool, str]:
     return True, ""
 
 
-def audit_spec(spec: ReportSpec, n_rows: int, with_hard: bool) -> AuditSpec:
-    pools = tuple(spec.attacker_pools)
-    if with_hard:
-        pools += tuple(p for p in FALLBACK_POOLS if max(spec.ks) < p < max(pools) and p <= n_rows and p not in pools)
-    return AuditSpec(pools=pools, ks=spec.ks, directions=("image_to_report", "report_to_image"),
+def audit_spec(threat: Threat, with_hard: bool) -> AuditSpec:
+    spec = threat.spec
+    return AuditSpec(pools=threat.audit_pools(with_hard), ks=spec.ks, directions=("image_to_report", "report_to_image"),
                      levels=("study", "patient"), negatives=("random",) + (("pathology_matched",) if with_hard else ()),
                      n_boot=spec.n_boot, random_state=spec.random_state, ci=spec.ci)
 
@@ -102,61 +98,128 @@ def _summary(qv: QueryValues, es: EmbeddingSet) -> pd.DataFrame:
     costs more than all the means together, so its rows are left out."""
     return summarise(pick(qv, metric=("recall", "mrr")), model=public_model_name(es.meta.get("model"),
                                                                             es.meta.get("weights_fingerprint")),
-                   cohort=es.cohort_name)
+                     cohort=es.cohort_name)
+
+
+def _declared(frame: pd.DataFrame, threat: Threat) -> pd.DataFrame:
+    """The exact random-pool rows at the declared pools: what the risk rows and the verdict read."""
+    keep = (frame.negatives == "random") & frame.N.isin(threat.spec.attacker_pools) & (frame.estimator == "exact")
+    return frame[keep]
+
+
+def _of_models(confident: pd.DataFrame | None, models: list[str]) -> pd.DataFrame | None:
+    """The confident rows of the named models (none without a ``model`` column or without models)."""
+    if confident is None or not models or "model" not in confident:
+        return None
+    return confident[confident["model"].isin(models)]
+
+
+def _tagged(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [{**r, "model": name} for r in rows]
 
 
 def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = None, views: pd.Series | None = None,
-          mitigated: Sequence[mitigation.Mitigated] = (),
-          progress: bool = False) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The report record and the full tidy metric table it was built from (``views``: aligned to ``es.rows``)."""
+          mitigated: Sequence[mitigation.Mitigated] = (), progress: bool = False,
+          panel: Sequence[tuple[str, EmbeddingSet]] = (), confident: pd.DataFrame | None = None,
+          retrained: dict[str, Any] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The report record and the full tidy metric table it was built from (``views``: aligned to ``es.rows``).
+
+    ``panel``: the attacker's other models as ``(name, set)``, each set holding ``es``'s rows in ``es``'s order
+    (:func:`relink.report.panel.align`); their random-pool rows join the verdict and the table.
+    ``confident``: metric rows of confident re-links (:mod:`relink.report.confident`) for these models, or None.
+    ``retrained``: the paired Recall@1 difference of heads re-trained on public pairs
+    (:func:`relink.report.mitigation.retrained_heads`), or None while it is not measured.
+    """
     source = source or {}
-    released = check_against(spec, len(es))
-    declared = spec.attacker_pools
-    spec = resolve_pools(spec, len(es))
+    threat = fit(spec, len(es))
+    spec, released = threat.spec, threat.released
     with_hard, hard_note = hard_negatives_ok(es)
-    aspec = audit_spec(spec, len(es), with_hard)
+    aspec = audit_spec(threat, with_hard)
     qv = audit_queries(es, aspec, progress=progress)
     frame = _summary(qv, es)
-    random_rows = risk.risk_rows(frame[(frame.negatives == "random") & frame.N.isin(spec.attacker_pools)
-                                       & (frame.estimator == "exact")], released, spec.report_coverage)
+    random_rows = risk.risk_rows(_declared(frame, threat), released, spec.report_coverage)
     n_patients = int(es.rows["patient_id"].nunique())
-    judged = verdict.judge(random_rows, spec, spec.ci, n_patients)
+    own = attacker_panel.names([es, *(o for _, o in panel)])[0] if panel else attacker_panel.model_name(es)
+
+    # the other models of the panel: random pools at the declared pools, on the same rows
+    others, frames = [], [frame]
+    for name, other in panel:
+        frame_o = _summary(audit_queries(other, mitigation.mitigated_spec(aspec).but(pools=spec.attacker_pools),
+                                         progress=progress), other).assign(model=name)
+        frames.append(frame_o)
+        others.append((name, other, risk.risk_rows(_declared(frame_o, threat), released, spec.report_coverage)))
+    if panel:
+        frames[0] = frame.assign(model=own)
+    other_rows = [r for name, _, rows in others for r in _tagged(rows, name)]
+    all_rows = (_tagged(random_rows, own) if panel else random_rows) + other_rows
+
+    judged = verdict.judge(all_rows, spec, spec.ci, n_patients)
     judged["decision"] = verdict.decision(judged["level"])
+    confident_rec = confident_section.section(confident, spec, released, spec.attacker_pools)
+    judged = confident_section.verdict_with(judged, confident_rec, verdict.decision)
     head = risk.headline(random_rows, spec.attacker_pools[0], released, spec.ci, spec.report_coverage)
     sentences = [risk.sentence(r, released, spec.ci, spec.report_coverage) for r in random_rows
                  if r["direction"] == "image_to_report" and r["N"] in spec.attacker_pools]
 
+    members = [{"model": own, "role": "custodian", "risk": random_rows,
+                "verdict": verdict.judge(random_rows, spec, spec.ci, n_patients)}]
+    members += [{"model": name, "role": "attacker", "risk": rows, "verdict": verdict.judge(rows, spec, spec.ci,
+                                                                                           n_patients)}
+                for name, _, rows in others]
+
+    # the panel's other models keep their confident re-links after the custodian's heads are replaced
+    others_confident = confident_section.section(_of_models(confident, [name for name, _, _ in others]), spec,
+                                                 released, spec.attacker_pools)
     runs = []
     for m in mitigated:
         qv_m = audit_queries(m.es, mitigation.mitigated_spec(aspec), progress=progress)
         frame_m = _summary(qv_m, m.es)
         rows_m = risk.risk_rows(frame_m[frame_m.N.isin(spec.attacker_pools)], released, spec.report_coverage)
+        # the attacker keeps the panel's other models: the mitigated heads replace the custodian's model only
+        after = (_tagged(rows_m, f"{own}, heads of {m.name}") if panel else rows_m) + other_rows
+        after_verdict = confident_section.verdict_with(verdict.judge(after, spec, spec.ci, n_patients),
+                                                       others_confident, verdict.decision)
         runs.append({"name": m.name, "privacy": mitigation.privacy_summary(m.privacy), "risk": rows_m,
-                     "verdict": verdict.judge(rows_m, spec, spec.ci, n_patients),
+                     "verdict": after_verdict,
                      # counts are of the images whose report the attacker holds, as in the risk rows
                      "drop": mitigation.compare(qv, qv_m, spec.attacker_pools, released * spec.report_coverage)})
 
     record = {
         "generator": f"relink report {__version__}",
         "record": decision_record(spec, judged, released),
-        "threat_model": threat_model(es, spec, released, source, declared),
+        "threat_model": threat_model(es, spec, released, source, threat.declared),
         "verdict": judged,
         "headline": head,
         "sentences": sentences,
         "risk": random_rows,
+        "panel": attacker_panel.record(members, judged["level"], _panel_sentence(members, spec, released)),
+        "confident": confident_rec,
         "hard_negatives": {"available": with_hard, "note": hard_note,
                            "rows": hard.hard_rows(qv, frame, spec.ks, spec.min_cell) if with_hard else [],
                            "pools": list(aspec.pools)},
         "concentration": groups.breakdowns(qv, es.rows, es.labels(), views, spec.attacker_pools, spec.min_cell),
-        "mitigation": {"runs": runs, "several_epsilons": len(runs) > 1},
-        "recommendation": mitigation.recommendation(judged, random_rows, spec, released, runs),
+        "mitigation": {"runs": runs, "several_epsilons": len(runs) > 1,
+                       "retrained_heads": mitigation.retrained_heads(retrained)},
+        "recommendation": mitigation.recommendation(judged, all_rows, spec, released, runs,
+                                                    lambda f: confident_section.high_at(confident_rec, f)),
         "risk_curve": {"rows": curve.risk_curve(es, spec.attacker_pools, released, spec.report_coverage, spec.n_boot,
                                                 spec.ci),
                        "guide": curve.GUIDE},
         "methods": methods(aspec, spec),
         "settings": {"report": spec.record(), "audit": aspec.record()},
     }
-    return record, frame
+    return record, pd.concat(frames, ignore_index=True) if len(frames) > 1 else frame
+
+
+def _panel_sentence(members: list[dict[str, Any]], spec: ReportSpec, released: int) -> str | None:
+    """The header's second sentence when an attacker model re-links more than the custodian's own."""
+    found = attacker_panel.strongest(members, spec.attacker_pools[0]) if len(members) > 1 else None
+    if found is None:
+        return None
+    member, row = found
+    text = risk.sentence(row, released, spec.ci, spec.report_coverage)
+    return (f"With {member['model']} (a model of the attacker panel) instead of the custodian's: "
+            f"{text[:1].lower()}{text[1:]}")
 
 
 def decision_record(spec: ReportSpec, judged: dict[str, Any], released: int) -> dict[str, Any]:

@@ -218,13 +218,40 @@ def _at_release(rows: list[dict[str, Any]], released: int, new: int) -> list[dic
     return out
 
 
+def retrained_heads(contrast: dict[str, Any] | None) -> dict[str, Any]:
+    """The one sentence on heads re-trained without DP on public pairs (an attacker holding the released trunks).
+
+    ``contrast``: the paired difference in Recall@1, heads re-trained on a public paired set minus the original
+    heads, on the audited rows (``value``, ``ci`` as ``[low, high]``, ``N``); ``None`` while it is not measured.
+    If the interval does not show the re-trained heads worse, they re-link as well as the original, and DP heads
+    (which only replace the heads) protect nothing against that attacker.
+    """
+    if contrast is None:
+        return {"measured": False, "sentence": None}
+    lo, hi = contrast["ci"]
+    n = contrast.get("N")
+    at = f" at N = {n:,}" if isinstance(n, int) else ""
+    diff = f"Recall@1 difference {contrast['value']:+.3g}{at}, interval {lo:+.3g} to {hi:+.3g}"
+    if math.isfinite(hi) and hi < 0:
+        sentence = (f"Heads re-trained without DP on public pairs re-link fewer images than the original heads "
+                    f"({diff}): the DP heads still have to be judged against this attacker by their own figures above.")
+    else:
+        sentence = (f"Heads re-trained without DP on public pairs re-link the released images as well as the original "
+                    f"heads ({diff}): against an attacker who re-trains heads on the released trunks, the DP heads "
+                    "protect nothing.")
+    return {"measured": True, "sentence": sentence, **contrast}
+
+
 CONTROLS = ("keep the images under controlled access with a data-use agreement (no public release), or do not "
             "release them")
 
 
 def recommendation(verdict: dict[str, Any], rows: list[dict[str, Any]], spec, released: int,
-                   runs: list[dict[str, Any]]) -> list[str]:
-    """Advice that is re-computed before it is given: a step appears only if applying it lowers the verdict."""
+                   runs: list[dict[str, Any]], confident_high_at=lambda factor: False) -> list[str]:
+    """Advice that is re-computed before it is given: a step appears only if applying it lowers the verdict.
+
+    ``confident_high_at(f)``: whether the confident re-link rule still says high when the release is ``f`` times
+    its declared size (:func:`relink.report.confident.high_at`)."""
     from .verdict import judge
 
     level = verdict["level"]
@@ -261,6 +288,8 @@ def recommendation(verdict: dict[str, Any], rows: list[dict[str, Any]], spec, re
         if m_star >= 1:
             again = judge(_at_release(rows, released, m_star), spec, spec.ci,
                           verdict.get("audited_patients"))
+            if confident_high_at(m_star / released):
+                again["level"] = "high"
             if order.index(again["level"]) < order.index(level):
                 out.append(f"Releasing at most {m_star:,} images (--released {m_star}) gives the verdict "
                            f"{again['level']} (re-computed at that size).")

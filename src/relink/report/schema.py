@@ -14,9 +14,10 @@
 ``threat_model``    the declared attacker pools, released M, report coverage pi,
                     top K, audited counts and splits, the model named by spec and
                     weights fingerprint (never a local path), cohort fingerprint
-``verdict``         ``level`` (low | inconclusive | elevated | high), ``decision``,
-                    ``rule`` (the printed lines), ``scope``, ``thresholds``,
-                    ``rows`` (every judged row), ``set_by``, and for an
+``verdict``         ``level`` (low | inconclusive | elevated | high: the worst over
+                    the panel), ``decision``, ``rule`` (the printed lines),
+                    ``scope``, ``thresholds``, ``rows`` (every judged row, with
+                    ``model`` when the panel has several), ``set_by``, and for an
                     inconclusive verdict ``patients_to_decide``
 ``headline``        ``sentence`` and the numbers it was generated from
 ``sentences``       the same sentence for every declared pool, level and K
@@ -26,7 +27,14 @@
                     random pools on the same queries, or ``suppressed``)
 ``concentration``   ``label_groups``, ``views``, ``studies_per_patient``,
                     ``rank_histogram``, ``min_cell``
-``mitigation``      ``runs``: name, privacy summary, risk, verdict, paired drop
+``mitigation``      ``runs``: name, privacy summary, risk, verdict, paired drop;
+                    ``retrained_heads``: ``measured`` and its one ``sentence``
+``panel``           the attacker panel: ``models`` (per model: ``model``, ``role``
+                    custodian | attacker, ``risk`` rows, its own ``verdict``),
+                    ``worst`` (the verdict over the panel), ``size``
+``confident``       confident re-links: ``available``, ``rows`` (per model,
+                    attacker, direction, level, N, precision target: share and
+                    images with intervals), ``rule``, ``level``, ``set_by``, ``note``
 ``risk_curve``      ``rows``: expected images re-linked and lift against N (K = 1
                     and 10, both directions), ``guide`` to choosing N
 ``recommendation``  generated sentences, each re-checked against the verdict
@@ -59,8 +67,8 @@ from ..leakscan import scan_texts
 
 SCHEMA = "relink-report/2"
 KEYS = ("schema", "relink_output", "generator", "record", "threat_model", "verdict", "headline", "sentences", "risk",
-        "risk_curve", "hard_negatives", "concentration", "mitigation", "recommendation", "methods", "settings",
-        "provenance")
+        "panel", "confident", "risk_curve", "hard_negatives", "concentration", "mitigation", "recommendation",
+        "methods", "settings", "provenance")
 
 
 def report_id(doc: dict[str, Any]) -> str:

@@ -30,9 +30,16 @@ settable; the defaults and why:
   Counts are excess over chance so that a large release with a harmless
   model is not flagged for what guessing does.
 
+* ``--confident-precision 0.9`` and ``--confident-high 10``: images an
+  attacker re-links at precision >= 0.9 (nine of its links in ten right,
+  :mod:`relink.report.confident`). Such links can be acted on one by one,
+  unlike the excess above, which no attacker can tell apart from its
+  mistakes; so the handful that makes a release elevated on average makes
+  it high when it is confident.
+
 The interval level, replicates and seed are the audit's. Checks against the
 data (a pool larger than the audited set, K larger than a pool) are made by
-:func:`check_against`, once the set is loaded.
+:func:`fit`, once, when the set is loaded.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..errors import RelinkError
-from ..options import Range, check_spec, int_list, option, show
+from ..options import Range, Spec, check_spec, int_list, option, show
 from ..retrieval.inputs import FULL
 from ..retrieval.spec import parse_pools
 
@@ -68,7 +75,7 @@ def _fail_on(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class ReportSpec:
+class ReportSpec(Spec):
     """The declared threat model, the verdict thresholds and the interval settings."""
 
     attacker_pools: tuple = option((10000,), flag="--attacker-pool", parse=_pool_sizes,
@@ -94,6 +101,13 @@ class ReportSpec:
                                          "this (and the lift's interval lies above chance)")
     excess_high: float = option(100.0, flag="--excess-high", check=Range(float, 0.0), metavar="IMAGES",
                                 help="high when the lower interval bound of that excess exceeds this")
+    confident_precision: float = option(0.9, flag="--confident-precision", check=Range(float, 0, 1, low_open=True),
+                                        metavar="P",
+                                        help="confident re-links: the precision the attacker's links must reach for "
+                                             "the rule below")
+    confident_high: float = option(10.0, flag="--confident-high", check=Range(float, 0.0), metavar="IMAGES",
+                                   help="high when the lower interval bound of the images re-linked at "
+                                        "--confident-precision (best threshold) exceeds this")
     release_name: str | None = option(None, flag="--release-name", metavar="NAME",
                                       help="the release this report decides on, printed in the decision record")
     fail_on: str | None = option(None, flag="--fail-on", parse=_fail_on, choices=("elevated", "high"),
@@ -119,33 +133,54 @@ class ReportSpec:
         """K = 1 and the top-K values."""
         return tuple(sorted({1, *self.top_k}))
 
-    def record(self) -> dict[str, Any]:
-        """The settings as plain JSON values."""
-        return {f.name: list(v) if isinstance(v, tuple) else v for f in fields(self) for v in [getattr(self, f.name)]}
-
 
 def _flag(name: str) -> str:
     return next(f.metadata["relink"]["flag"] for f in fields(ReportSpec) if f.name == name)
 
 
-def resolve_pools(spec: ReportSpec, n_rows: int) -> ReportSpec:
-    """The spec with ``full`` replaced by the audited pair count (the full pool's N), first occurrence kept."""
+FALLBACK_POOLS = (100, 1000)  # matched pools of the whole label vector fill only at moderate N
+
+
+@dataclass(frozen=True)
+class Threat:
+    """The declared threat model fitted to an audited set, once per report (:func:`fit`).
+
+    ``spec`` has every pool as an integer (``full`` is the audited pair
+    count), ``declared`` the pools as the custodian wrote them, ``released``
+    the count M, ``n_rows`` the audited pairs.
+    """
+
+    spec: ReportSpec
+    declared: tuple
+    released: int
+    n_rows: int
+
+    def audit_pools(self, with_hard: bool) -> tuple[int, ...]:
+        """The pools the audit pass runs: the declared ones, and with pathology-matched pools the
+        :data:`FALLBACK_POOLS` between the largest K and the largest declared pool (a matched pool of the declared
+        size is often filled only by the most common label vectors)."""
+        pools = tuple(self.spec.attacker_pools)
+        if with_hard:
+            pools += tuple(p for p in FALLBACK_POOLS
+                           if max(self.spec.ks) < p < max(pools) and p <= self.n_rows and p not in pools)
+        return pools
+
+
+def fit(spec: ReportSpec, n_rows: int) -> Threat:
+    """Check the spec against an audited set of ``n_rows`` pairs and resolve its pools: the one place the
+    report reads pool sizes against the data (a later ``Pools`` value of :mod:`relink.retrieval` can take
+    its place here without the callers changing)."""
     pools = tuple(dict.fromkeys(n_rows if p == FULL else p for p in spec.attacker_pools))
-    return replace(spec, attacker_pools=pools) if pools != spec.attacker_pools else spec
-
-
-def check_against(spec: ReportSpec, n_rows: int) -> int:
-    """Check the spec against an audited set of ``n_rows`` pairs; return the released count M."""
-    spec = resolve_pools(spec, n_rows)
-    for n in spec.attacker_pools:
+    for n in pools:
         if n > n_rows:
             raise RelinkError(f"--attacker-pool {n}: larger than the audited set ({n_rows} pairs); the audit cannot "
                               "draw a pool of that size (audit more rows, declare a smaller pool, or "
                               "--attacker-pool full)")
-    smallest = min(spec.attacker_pools)
-    if max(spec.ks) > smallest:
-        raise RelinkError(f"--top-k {max(spec.ks)}: larger than the smallest --attacker-pool ({smallest})")
-    return int(spec.released) if spec.released is not None else int(n_rows)
+    if max(spec.ks) > min(pools):
+        raise RelinkError(f"--top-k {max(spec.ks)}: larger than the smallest --attacker-pool ({min(pools)})")
+    released = int(spec.released) if spec.released is not None else int(n_rows)
+    resolved = replace(spec, attacker_pools=pools) if pools != spec.attacker_pools else spec
+    return Threat(resolved, tuple(spec.attacker_pools), released, int(n_rows))
 
 
 def reached(level: str, threshold: str | None) -> bool:

@@ -17,6 +17,9 @@ its interval:
   interval that reaches both sides of a threshold). Low risk is never a
   default: it has to be shown.
 
+With an attacker panel (:mod:`relink.report.panel`) the rows of every model
+are judged together, each tagged with its model.
+
 The verdict is the most severe row, with ``inconclusive`` between ``low`` and
 ``elevated``: one row shown elevated outweighs one that is undecided, and one
 undecided row keeps the whole verdict from being low. For an inconclusive
@@ -60,7 +63,8 @@ def rule_text(spec: ReportSpec, level: float) -> list[str]:
 
 
 SCOPE = ("Applied at every declared pool N, in both directions, at the study level and rank 1 (an image re-linked to "
-         "its own report); the verdict is the most severe of them, inconclusive counting above low.")
+         "its own report), for every model of the attacker panel; the verdict is the most severe of them, "
+         "inconclusive counting above low.")
 
 
 def _finite(x) -> bool:
@@ -173,7 +177,8 @@ def judge(rows: list[dict[str, Any]], spec: ReportSpec, level: float, n_patients
                 or row["N"] not in spec.attacker_pools:
             continue
         lvl, reasons = judge_row(row, spec, n_patients)
-        entry = {"direction": row["direction"], "N": row["N"], "level": lvl, "reasons": reasons,
+        entry = {**({"model": row["model"]} if "model" in row else {}),
+                 "direction": row["direction"], "N": row["N"], "level": lvl, "reasons": reasons,
                  "lift": row["lift"], "lift_ci": row["lift_ci"], "excess_images": row["excess_images"],
                  "excess_images_ci": row["excess_images_ci"]}
         if lvl == "inconclusive" and n_patients:

@@ -15,7 +15,8 @@ Modules, one idea each:
 * :mod:`.spec` — :class:`~relink.retrieval.spec.AuditSpec`, the audit's options as one frozen spec;
 * :mod:`.audit` — per-query values (``audit_queries``), the tidy metric table of all
   queries or any subset (``summarise``), both at once (``audit``, ``audit_arrays``);
-* :mod:`.recall` — Recall@K at one pool (what before/after comparisons read);
+* :mod:`.confident` — the threshold attacker: images re-linked at a precision target;
+* :mod:`.scale` — :class:`~relink.retrieval.scale.Scale`, how an audit runs (budget, processes, work folder);
 * :mod:`.neighbors` — FAISS top-k listing for inspection.
 
 Import the submodules directly (``from relink.retrieval.audit import audit``);

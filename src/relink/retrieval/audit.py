@@ -74,16 +74,16 @@ together. The input is a validated :class:`~relink.embeddings.EmbeddingSet`
 
 Scale. The set's arrays are read in blocks, normalised per block
 (:mod:`relink.retrieval.stream`; a memory-mapped set is never read whole),
-and the audit holds per query only integer counts and a few codes:
-``memory`` bounds the blocks (:mod:`relink.retrieval.memory`), ``comm``
-splits the product across processes (:mod:`relink.retrieval.distributed`),
-``work`` keeps finished blocks for a re-run (:mod:`relink.retrieval.work`).
-None of them changes a number of the table. (Monte Carlo rows, a
+and the audit holds per query only integer counts and a few codes; a
+:class:`~relink.retrieval.scale.Scale` bounds the blocks by a memory budget,
+splits the product across processes and keeps finished blocks for a re-run,
+never changing a number of the table. (Monte Carlo rows, a
 cross-check for small sets, read both arrays whole.)
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -100,7 +100,10 @@ from .passes import pick_device
 from .spec import AuditSpec
 from .stream import RowSource, WorkRows
 from .summary import PAIRED_COLUMNS, summarise  # noqa: F401 (part of this module's interface)
+from .scale import Scale
 from .values import QueryValues
+
+CONFIDENT_CELLS = 0.01  # share of all scores the threshold attacker's counted thresholds reach (the rest: bounds)
 
 
 
@@ -124,24 +127,24 @@ def _masked(value: np.ndarray, chance: np.ndarray, mask: np.ndarray | None):
 
 
 def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: bool = False, *,
-                  rows: np.ndarray | None = None, memory: int | None = None, held_from: int | None = None,
-                  comm: Any = None, work: Any = None, stats: dict[str, Any] | None = None) -> QueryValues:
+                  rows: np.ndarray | None = None, scale: Scale | None = None) -> QueryValues:
     """Per-query values of every (direction, negatives, level, N, K, estimator, metric) of ``spec``.
 
     ``rows`` (increasing set positions, or a bool mask) audits those rows
     alone, as ``es.subset(rows)`` would, without copying the arrays.
-    ``memory`` (bytes; default: half of the memory available,
-    :func:`relink.retrieval.memory.default_memory`; counted from the
-    resident set ``held_from``, default: when the call begins), ``comm`` and ``work``
-    (a folder) change how the product is made, never its counts (module
-    docstring); ``stats`` (a dict), when given, receives the plan and timings
-    of the passes.
+    ``scale`` (:class:`~relink.retrieval.scale.Scale`: memory budget, process
+    group, work folder, progress) changes how the product is made, never its
+    counts; ``progress`` is ``scale.progress``. The plan and timings of the
+    passes are in ``.run`` of the result.
     """
     import torch
 
     from .memory import Meter, default_memory
 
-    meter = Meter(default_memory() if memory is None else memory, start=held_from)
+    scale = scale or Scale()
+    if progress and not scale.progress:
+        scale = replace(scale, progress=True)
+    meter = Meter(default_memory() if scale.memory is None else scale.memory, start=scale.held_from)
     spec = spec or AuditSpec()
     idx = None
     frame = es.rows
@@ -184,7 +187,8 @@ def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: boo
     try:
         xs, ys = (WorkRows(s, order, dev) for s in sources)
         counts = stream_counts(xs, ys, patient_o, [(g, codes_o[g]) for g in hard], spec.directions, spec.levels,
-                               spec.tie_tol, progress=progress, memory=meter, comm=comm, work=work, stats=stats)
+                               spec.tie_tol, scale, meter,
+                               confident=(spec.confident_grid, CONFIDENT_CELLS) if spec.confident else None)
     finally:
         torch.set_float32_matmul_precision(precision)
         for s in sources:
@@ -240,8 +244,14 @@ def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: boo
                 "label_groups": {g: dict(zip(("groups", "queries_without_matched_distractor"),
                                              group_summary(codes[g], ~unlabelled))) for g in hard}}
     stack = np.stack(ranks, axis=1) if ranks else np.zeros((n, 0))
+    confident = None
+    if spec.confident:
+        cc = counts.confident
+        confident = {"counts": cc, "ranks": {key: counts[(*key, "random")] for key in cc.truth}, "pools": pools}
+        settings["confident_thresholds"] = {"counted": len(cc.counted), "below": len(cc.low),
+                                            "lowest_counted": float(cc.counted[0]), "cells": CONFIDENT_CELLS}
     return QueryValues(keys, rank_keys=rank_keys, ranks=stack, rank_null=rank_null, patient=patient_o, order=order,
-                       spec=spec, settings=settings, groups=groups)
+                       spec=spec, settings=settings, groups=groups, confident=confident, run=counts.run)
 
 
 def audit(es: EmbeddingSet, spec: AuditSpec | None = None, model: str | None = None, cohort: str | None = None,

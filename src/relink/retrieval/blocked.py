@@ -46,18 +46,14 @@ Speed (CPU). Each worker thread (as many as torch has) takes whole row
 blocks and runs single-threaded products and comparisons on them; torch's
 and the BLAS libraries' own threads are set to one meanwhile (after every
 product torch's spin and would take the cores from the counting). The
-product is numpy's ``matmul`` (OpenBLAS's sgemm, which picks its AVX-512
-kernel here), measured at about 1.3x torch's ``mm`` (MKL) on the same tiles
-on this machine (95-100 GFLOP/s a core) and a few percent faster than
-FAISS's own sgemm. Comparisons run in numpy on views of
-the torch buffers (its ``greater`` is about twice torch's), a slab of 128 rows
-of a tile at a time (it stays in cache for the row and the column
-comparisons), every threshold of a direction in one call, and a boolean mask
-is counted 8 bytes at a time as int64 words: each byte lane of a sum of at
-most 255 words cannot overflow into the next, so tiles are at most 2040
-columns wide and column sums go at most 255 rows at a time. Measured here
-(2 busy cores, d = 512, 510 x 2040 tiles): counting both directions at two
-thresholds costs about 10% of the product it reads.
+product is numpy's ``matmul`` (OpenBLAS's sgemm), faster than torch's ``mm``
+on these tiles; comparisons run in numpy on views of the torch buffers, a
+slab of 128 rows of a tile at a time (it stays in cache for the row and the
+column comparisons), every threshold of a direction in one call, and a
+boolean mask is counted 8 bytes at a time as int64 words: each byte lane of
+a sum of at most 255 words cannot overflow into the next, so tiles are at
+most 2040 columns wide and column sums go at most 255 rows at a time.
+``benchmarks/audit.py`` measures all of this against the bare product.
 """
 
 from __future__ import annotations
@@ -71,7 +67,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .tileops import LANES, Ops, shifted
+from .tileops import LANES, Ops, bin_rows, shifted
 
 _CPU_CELLS = 1 << 20  # scores one CPU product writes (block rows x group columns): 4 MB, cache-friendly
 _GPU_CELLS = 1 << 28
@@ -87,6 +83,9 @@ class ThresholdCounts:
 
     row_above: np.ndarray
     col_above: np.ndarray
+    row_hist: np.ndarray | None = None  # (n, G) int32: scores of each row in each bin of the grid (TileCounter)
+    col_hist: np.ndarray | None = None
+    run: dict | None = None  # the plan and timings of the pass that made them
 
 
 def default_blocks(device) -> tuple[int, int]:
@@ -157,7 +156,7 @@ class TileCounter:
     def __init__(self, n: int, diag, row_thr: np.ndarray, col_thr: np.ndarray, row_active: np.ndarray | None = None,
                  col_active: np.ndarray | None = None, segmentations: Sequence[np.ndarray] = (), tie_tol: float = 1e-6,
                  device=None, block_rows: int | None = None, tile_cols: int | None = None, engine: str = "auto",
-                 group_cells: int | None = None, max_cols: int | None = None):
+                 group_cells: int | None = None, max_cols: int | None = None, grid: np.ndarray | None = None):
         import torch
 
         self.torch = torch
@@ -186,11 +185,20 @@ class TileCounter:
         self.acc_row = ops.zeros((self.n_row, self.n_seg, n))  # each row block writes its own rows
         self.acc_col = ops.zeros((self.n_col, self.n_seg, n))
         self.max_cols = min(n, max_cols or n)
+        # confident re-links: each row's and column's scores binned on ``grid`` (only scores >= grid[0])
+        self.n_grid = 0 if grid is None else len(grid)
+        self.i32 = np.int32 if ops.numpy else torch.int32
+        if self.n_grid:
+            g = np.ascontiguousarray(grid, dtype=np.float32)
+            self.grid = g if ops.numpy else torch.as_tensor(g, device=self.device)
+            self.hist_row = ops.zeros((n, self.n_grid), self.i32)
+            self.hist_col = ops.zeros((n, self.n_grid), self.i32)
         self.w_max = -(-tc // 8) * 8
         self.chunk = 128 if ops.numpy else br  # rows compared at once: a cache-sized slab, <= LANES
         self.workers = torch.get_num_threads() if ops.numpy else 1
         self._local = threading.local()
         self._col_accs: list = []
+        self._col_hists: list = []
         self._lock = threading.Lock()
         self._pool = None
         self._threads = None
@@ -222,7 +230,20 @@ class TileCounter:
             self._threads = None
 
     def result(self) -> ThresholdCounts:
-        return ThresholdCounts(self.ops.to_numpy(self.acc_row), self.ops.to_numpy(self.acc_col))
+        hist = (self.ops.to_numpy(self.hist_row), self.ops.to_numpy(self.hist_col)) if self.n_grid else (None, None)
+        return ThresholdCounts(self.ops.to_numpy(self.acc_row), self.ops.to_numpy(self.acc_col), *hist)
+
+    def row_hist(self, a: int, b: int) -> np.ndarray | None:
+        """A copy of rows [a, b) of the binned scores (None without a grid)."""
+        return np.array(self.ops.to_numpy(self.hist_row[a:b])) if self.n_grid else None
+
+    def take_col_hist(self) -> np.ndarray | None:
+        """The columns' binned scores so far; they start again from zero (None without a grid)."""
+        if not self.n_grid:
+            return None
+        out = np.array(self.ops.to_numpy(self.hist_col))
+        self.hist_col = self.ops.zeros((self.n, self.n_grid), self.i32)
+        return out
 
     def row_counts(self, a: int, b: int) -> np.ndarray:
         """A copy of the row counts of rows [a, b): (thresholds, 1 + segmentations, b - a) int64."""
@@ -250,8 +271,11 @@ class TileCounter:
             local.col_buf = self.ops.host(torch.empty(max(1, self.n_col) * self.chunk * self.w_max, dtype=torch.bool,
                                                       device=dev))
             local.acc_col = self.ops.zeros((self.n_col, self.n_seg, self.max_cols))
+            local.hist_col = self.ops.zeros((self.max_cols, self.n_grid), self.i32) if self.n_grid else None
             with self._lock:
                 self._col_accs.append(local.acc_col)
+                if self.n_grid:
+                    self._col_hists.append(local.hist_col)
         return local
 
     def add(self, x, r0: int, y, c0: int, progress=None) -> None:
@@ -283,6 +307,9 @@ class TileCounter:
         for acc in self._col_accs:  # every worker's counts of these columns, then zero for the next block
             self.acc_col[:, :, c0:c0 + w] += acc[:, :, :w]
             acc[:, :, :w] = 0
+        for acc in self._col_hists:
+            self.hist_col[c0:c0 + w] += acc[:w]
+            acc[:w] = 0
 
     def _block(self, x, xr0: int, y, yc0: int, r0: int, r1: int) -> None:
         """Products and counts of rows [r0, r1), column group by column group."""
@@ -309,6 +336,8 @@ class TileCounter:
                 idx = torch.arange(lo, hi, device=self.device)
                 G[idx - r0, idx - g0] = self.diag[lo:hi]
             self._count(ops.host(G), r0, r1, g0, g1, yc0, mine)
+            if self.n_grid:  # the threshold attacker's bins, the whole group at once
+                bin_rows(ops, ops.host(G), g1 - g0, self.grid, self.hist_row[r0:r1], mine.hist_col[g0 - yc0:g1 - yc0])
 
     def _count(self, G, r0, r1, g0, g1, yc0, mine) -> None:
         """Counts from the product G of rows [r0, r1) and columns [g0, g1): into acc_row (these rows
@@ -360,32 +389,3 @@ class TileCounter:
                                 part = ops.col_sum(m8, ra - p0, rb - p0, ca - c0, cb - c0)
                                 for j, k in enumerate(ck):
                                     acc[k, s, ca - yc0:cb - yc0] += part[j]
-
-
-def threshold_counts(
-    x,
-    y,
-    diag,
-    row_thr: np.ndarray,
-    col_thr: np.ndarray,
-    row_active: np.ndarray | None = None,
-    col_active: np.ndarray | None = None,
-    segmentations: Sequence[np.ndarray] = (),
-    tie_tol: float = 1e-6,
-    block_rows: int | None = None,
-    tile_cols: int | None = None,
-    progress: bool = False,
-    engine: str = "auto",
-    group_cells: int | None = None,
-) -> ThresholdCounts:
-    """Count candidates above each threshold (plus ``tie_tol``), per row and per column, in one pass
-    over the whole of ``x`` (n, d) and ``y`` (n, d) (tensors on one device); see :class:`TileCounter`."""
-    from tqdm.auto import tqdm
-
-    n = x.shape[0]
-    counter = TileCounter(n, diag, row_thr, col_thr, row_active, col_active, segmentations, tie_tol, x.device,
-                          block_rows, tile_cols, engine, group_cells)
-    with counter, tqdm(total=-(-n // counter.br), desc="score blocks", unit="block",
-                       disable=None if progress else True) as bar:
-        counter.add(x, 0, y, 0, bar)
-    return counter.result()

@@ -46,8 +46,7 @@ product (:mod:`relink.retrieval.blocked`) with rows and columns sorted by the
 groupings, in slabs of query rows against blocks of candidates sized by a
 memory budget, optionally split across processes and resumable
 (:func:`relink.retrieval.passes.count_pass`). :func:`stream_counts` takes row
-sources (an EmbeddingSet's arrays, read in blocks); :func:`rank_counts`
-in-memory arrays.
+sources (an EmbeddingSet's arrays, read in blocks).
 """
 
 from __future__ import annotations
@@ -58,9 +57,35 @@ from typing import Any, Sequence
 import numpy as np
 
 from .inputs import DIRECTIONS, LEVELS
+from .confident import low_threshold, threshold_grid
 from .memory import Meter
+from .scale import Scale
 from .patients import patient_stats
-from .passes import identical_rows, pair_pass, count_pass, pick_device  # noqa: F401 (re-exported)
+from .passes import count_pass, identical_rows, pair_pass, pick_device  # noqa: F401 (used by relink.utility)
+
+
+class Counts(dict):
+    """Rank counts keyed by (direction, level, negatives); ``confident`` holds the threshold attacker's counts
+    (:class:`ConfidentCounts`) when they were asked for, else None."""
+
+    confident: "ConfidentCounts | None" = None
+    run: dict = {}  # the plan and timings of the passes (how they ran, not what they counted)
+
+
+@dataclass
+class ConfidentCounts:
+    """What the threshold attacker needs beyond the rank counts (:mod:`relink.retrieval.confident`).
+
+    ``counted``: thresholds counted per query (ascending, from ``counted[0]``); ``low``: points below them;
+    ``at_or_above[direction]`` (n, len(counted)) int32: candidates scoring at or above each counted
+    threshold (the query's own pair and patient included: they enter only where they lie below the
+    threshold); ``truth[(direction, level)]`` (n,) float32: the (best) truth score.
+    """
+
+    counted: np.ndarray
+    low: np.ndarray
+    at_or_above: dict
+    truth: dict
 
 
 @dataclass
@@ -94,8 +119,7 @@ def _edges(sorted_codes: np.ndarray) -> np.ndarray:
 def sort_groupings(groupings: Sequence[tuple[str, np.ndarray]], n: int):
     """An order that makes every grouping a run of contiguous rows, and its edges.
 
-    Rows already in such an order keep it (the sort is stable), so a caller that
-    sorts its arrays first spares :func:`rank_counts` a copy of them.
+    Rows already in such an order keep it (the sort is stable).
     """
     if not groupings:
         return np.arange(n), []
@@ -118,27 +142,22 @@ def stream_counts(
     directions: Sequence[str] = DIRECTIONS,
     levels: Sequence[str] = LEVELS,
     tie_tol: float = 1e-6,
-    block_rows: int | None = None,
-    tile_cols: int | None = None,
-    progress: bool = False,
-    engine: str = "auto",
-    memory: Any = None,
-    comm: Any = None,
-    work: Any = None,
-    stats: dict[str, Any] | None = None,
-) -> dict[tuple[str, str, str], RankCounts]:
+    scale: Scale | None = None,
+    meter: Meter | None = None,
+    confident: tuple[int, float] | None = None,
+) -> Counts:
     """Rank counts keyed by (direction, level, negatives), in work order; see the module docstring.
+
+    ``confident`` = (grid points, share of cells binned) also counts, per query, the candidates at or above
+    a grid of thresholds (:class:`ConfidentCounts`, in ``.confident`` of the result).
 
     ``xs``, ``ys``: the image and report rows in work order
     (:class:`~relink.retrieval.stream.WorkRows`, all on one device), with every
     grouping already contiguous in that order; ``patient`` and the grouping
-    codes in the same order. ``memory`` (bytes, or a
-    :class:`~relink.retrieval.memory.Meter` started earlier) bounds what the
-    passes hold (:mod:`relink.retrieval.memory`); ``comm`` splits the product's
-    query rows across processes (:mod:`relink.retrieval.distributed`);
-    ``work`` (a folder) keeps finished blocks for a re-run
-    (:mod:`relink.retrieval.work`). None of them changes a count. ``stats``
-    (a dict), when given, receives the plan and timings of the passes.
+    codes in the same order. ``scale`` (:class:`~relink.retrieval.scale.Scale`)
+    says how the passes run, never what they count; ``meter`` is the budget's
+    meter when it was started earlier (default: from ``scale.memory``, now).
+    The plan and timings of the passes are in ``.run`` of the result.
     """
     n = len(xs)
     order, edges = sort_groupings(groupings, n)
@@ -149,8 +168,9 @@ def stream_counts(
     seg_codes = [np.repeat(np.arange(len(e) - 1), np.diff(e)) for e in edges]
     want_patient = "patient" in levels
 
-    meter = memory if isinstance(memory, Meter) else Meter(memory)
-    pairs = pair_pass(xs, ys, meter, progress, digest=work is not None)
+    scale = scale or Scale()
+    meter = meter or Meter(scale.memory, start=scale.held_from)
+    pairs = pair_pass(xs, ys, meter, scale.progress, digest=scale.work is not None)
     diag, x_codes, y_codes = pairs.diag, pairs.x_codes, pairs.y_codes
     ps = patient_stats(xs, ys, diag, pat, seg_codes, x_codes, y_codes) if want_patient else None
     thresholds = {}
@@ -167,8 +187,16 @@ def stream_counts(
     key = {"n": n, "d": xs.d, "directions": list(directions), "levels": list(levels), "tie_tol": tie_tol,
            "groupings": [name for name, _ in groupings], "digest": pairs.digest,
            "patients": _digest(pat), "groups": [_digest(e) for e in edges]}
-    tc = count_pass(xs, ys, diag, row_thr, col_thr, row_on, col_on, edges, tie_tol, block_rows, tile_cols, engine,
-                    meter, progress, comm, work, key, stats)
+    truths, grid = {}, None
+    if confident:
+        for direction, best in (("image_to_report", "best_row"), ("report_to_image", "best_col")):
+            if direction in directions:
+                for level in levels:
+                    truths[(direction, level)] = diag if level == "study" else getattr(ps, best)
+        pooled = np.concatenate(list(truths.values()))
+        t_low = low_threshold(_sample_scores(xs, ys), pooled, confident[1])
+        grid, low = threshold_grid(pooled, t_low, confident[0])
+    tc = count_pass(xs, ys, diag, (row_thr, row_on), (col_thr, col_on), edges, tie_tol, scale, meter, key, grid)
     for above, on in ((tc.row_above, row_on), (tc.col_above, col_on)):
         if on.shape[1] > 1:
             same = ~on[:, 1]
@@ -180,7 +208,17 @@ def stream_counts(
     one = np.ones(n, dtype=np.int64)
     study_available = [g - 1 for g in group_size]  # shared by both directions
     patient_available = [g - ps.in_group[s] for s, g in enumerate(group_size)] if want_patient else None
-    out: dict[tuple[str, str, str], RankCounts] = {}
+    out = Counts()
+    out.run = tc.run
+    if confident:
+        at = {}
+        for direction, hist in (("image_to_report", tc.row_hist), ("report_to_image", tc.col_hist)):
+            if direction in directions:  # candidates at or above each threshold: suffix sums of the bins, in place
+                for g in range(hist.shape[1] - 2, -1, -1):
+                    hist[:, g] += hist[:, g + 1]
+                at[direction] = hist
+        tc.row_hist = tc.col_hist = None
+        out.confident = ConfidentCounts(grid, low, at, truths)
     sides = (("image_to_report", tc.row_above, y_codes), ("report_to_image", tc.col_above, x_codes))
     for direction, above, codes in sides:
         if direction not in directions:
@@ -199,50 +237,17 @@ def stream_counts(
     return out
 
 
+def _sample_scores(xs, ys, rows: int = 256, cols: int = 4096) -> np.ndarray:
+    """Scores of evenly spaced rows against evenly spaced columns (never a pair itself): where the threshold
+    attacker's lowest counted threshold is set. The same on every process and every run."""
+    n = len(xs)
+    r = np.unique(np.linspace(0, n - 1, min(n, rows)).astype(np.int64))
+    c = np.unique(np.linspace(0, n - 1, min(n, cols)).astype(np.int64))
+    scores = (xs.take(r) @ ys.take(c).T).cpu().numpy()
+    return scores[r[:, None] != c[None, :]]
+
+
 def _digest(a: np.ndarray) -> str:
     import hashlib
 
     return hashlib.blake2b(np.ascontiguousarray(a, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
-
-
-def rank_counts(
-    image: np.ndarray,
-    text: np.ndarray,
-    patient: np.ndarray,
-    groupings: Sequence[tuple[str, np.ndarray]] = (),
-    directions: Sequence[str] = DIRECTIONS,
-    levels: Sequence[str] = LEVELS,
-    tie_tol: float = 1e-6,
-    device=None,
-    block_rows: int | None = None,
-    tile_cols: int | None = None,
-    progress: bool = False,
-    engine: str = "auto",
-    memory: int | None = None,
-) -> dict[tuple[str, str, str], RankCounts]:
-    """Rank counts keyed by (direction, level, negatives) of in-memory arrays, in input order.
-
-    ``block_rows``, ``tile_cols``, ``engine`` and ``memory`` tune the passes
-    (:func:`stream_counts`); results do not depend on them.
-    """
-    import torch
-
-    from .stream import RowSource, WorkRows
-
-    n = image.shape[0]
-    dev = pick_device(device)
-    order, _ = sort_groupings(groupings, n)
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[order] = np.arange(n)
-    precision = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")  # TF32 would blur the comparisons
-    try:
-        xs = WorkRows(RowSource(image, normalise=False), order, dev)
-        ys = WorkRows(RowSource(text, normalise=False), order, dev)
-        out = stream_counts(xs, ys, np.asarray(patient)[order], [(g, np.asarray(c)[order]) for g, c in groupings],
-                            directions, levels, tie_tol, block_rows, tile_cols, progress, engine, memory)
-    finally:
-        torch.set_float32_matmul_precision(precision)
-    back = lambda a: np.ascontiguousarray(a[inverse])  # noqa: E731 (input order)
-    return {key: RankCounts(back(rc.above), back(rc.tied), back(rc.available), back(rc.truth_size))
-            for key, rc in out.items()}

@@ -155,14 +155,14 @@ def return_freed_memory() -> None:
     pa.set_memory_pool(pa.system_memory_pool())
 
 
-def state_bytes(n: int, n_seg: int, n_row: int, n_col: int) -> int:
+def state_bytes(n: int, n_seg: int, n_row: int, n_col: int, n_grid: int = 0) -> int:
     """What the per-query state of the product pass takes (bytes, an upper estimate).
 
     Per pair: truth score, identical-row and patient codes, group codes and
     sizes, the patient statistics, the thresholds of both directions and
     their shifted copies, and the counts (row, column, this slab's columns).
     """
-    per_pair = 64 + 48 * n_seg + (n_row + n_col) * (16 + 24 * n_seg)
+    per_pair = 64 + 48 * n_seg + (n_row + n_col) * (16 + 24 * n_seg) + 8 * n_grid  # binned scores, both sides
     return n * per_pair
 
 

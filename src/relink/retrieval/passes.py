@@ -37,6 +37,7 @@ from ..embed.distributed import sync
 from .blocked import ThresholdCounts, TileCounter
 from .distributed import split_rows
 from .memory import Meter, plan, show_bytes, state_bytes
+from .scale import Scale
 from .patients import truth_scores
 
 _DIAG_GRID = 16384  # truth scores are computed in these chunks (as one in-core einsum call per chunk would)
@@ -182,15 +183,14 @@ def _fill(buf, rows, a: int, b: int, step: int):
     return buf[:b - a]
 
 
-def count_pass(xs, ys, diag: np.ndarray, row_thr, col_thr, row_on, col_on, edges, tie_tol: float,
-               block_rows: int | None, tile_cols: int | None, engine: str, meter: Meter | None, progress: bool,
-               comm: Any = None, work: Any = None, key: dict[str, Any] | None = None,
-               stats: dict[str, Any] | None = None) -> ThresholdCounts:
-    """Threshold counts of every row and column (see the module docstring).
+def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_tol: float, scale: Scale,
+               meter: Meter, key: dict[str, Any], grid: np.ndarray | None = None) -> ThresholdCounts:
+    """Threshold counts of every row and column (see the module docstring); ``rows`` and ``cols`` are
+    (thresholds, active) of each direction (:class:`relink.retrieval.blocked.TileCounter`).
 
-    ``work`` is a folder (or None): finished slabs are kept there under
-    ``key`` plus the tile grid (:class:`relink.retrieval.work.AuditWork`).
-    ``stats``, when given, receives the plan and timings.
+    With ``scale.work``, finished slabs are kept there under ``key`` plus the
+    tile grid (:class:`relink.retrieval.work.AuditWork`). The plan and timings
+    are in ``.run`` of the result.
     """
     import torch
     from tqdm.auto import tqdm
@@ -198,30 +198,32 @@ def count_pass(xs, ys, diag: np.ndarray, row_thr, col_thr, row_on, col_on, edges
     from .work import AuditWork
 
     n, d, dev = len(xs), xs.d, xs.device
-    rank, world = (comm.rank, comm.world_size) if comm is not None else (0, 1)
-    counter = TileCounter(n, torch.as_tensor(diag, device=dev), row_thr, col_thr, row_on, col_on, edges, tie_tol,
-                          dev, block_rows, tile_cols, engine)
+    comm, rank, world, work, progress = scale.comm, scale.rank, scale.world, scale.work, scale.progress
+    counter = TileCounter(n, torch.as_tensor(diag, device=dev), rows[0], cols[0], rows[1], cols[1], edges, tie_tol,
+                          dev, *scale.tiles, scale.engine, grid=grid)
     n_seg, n_row, n_col = counter.n_seg, counter.n_row, counter.n_col
+    n_grid = counter.n_grid
     tile = counter.workers * counter.buffer_bytes()
-    col_bytes = counter.workers * n_col * n_seg * 8
-    meter = meter or Meter(None)
+    col_bytes = counter.workers * (n_col * n_seg * 8 + n_grid * 4)
+    stats: dict[str, Any] = {}
     store, finished, failure, p = None, [], None, None
     try:
         # what is left of the budget once the per-query state is held (measured where the OS tells)
-        free = meter.left(state_bytes(n, n_seg, n_row, n_col))
+        free = meter.left(state_bytes(n, n_seg, n_row, n_col, n_grid))
         if free is not None:
             free -= 8 * n_col * n_seg * n * 2  # this slab's column counts and their running total, made below
+            free -= 4 * n_grid * n * 2  # the same of the binned scores
             free -= meter.budget // 8  # what no estimate sees: the allocator's slack, interpreter objects
         p = plan(n, d, free, tile, counter.row_grid, counter.col_grid, col_bytes, meter.read_bytes(), meter.budget)
         counter.max_cols = p.block_cols
         if work is not None:
-            grid = {"block_rows": counter.br, "group_cols": counter.gw, "tile_cols": counter.tc, "device": dev.type,
-                    "engine": "numpy" if counter.ops.numpy else "torch", "kernel": 2}  # 2: OpenBLAS's sgemm on CPUs
-            store = AuditWork(work, {**(key or {}), "grid": grid})
+            tiles = {"block_rows": counter.br, "group_cols": counter.gw, "tile_cols": counter.tc, "device": dev.type,
+                     "engine": "numpy" if counter.ops.numpy else "torch", "kernel": 2}  # 2: OpenBLAS's sgemm on CPUs
+            if n_grid:
+                tiles["confident_grid"] = [float(v) for v in np.asarray(grid, dtype=np.float32)]
+            store = AuditWork(work, {**(key or {}), "grid": tiles})
             if rank == 0:
-                state = store.prepare()
-                if stats is not None:
-                    stats["work_state"] = state
+                stats["work_state"] = store.prepare()
     except Exception as exc:  # noqa: BLE001 - every rank must learn of it (ranks measure their own memory)
         failure = exc
     sync(comm, failure)
@@ -231,12 +233,12 @@ def count_pass(xs, ys, diag: np.ndarray, row_thr, col_thr, row_on, col_on, edges
     mine = split_rows(units, world)[rank]
     slabs = _slabs(mine, p.slab_rows)
     blocks = [(c, min(n, c + p.block_cols)) for c in range(0, n, p.block_cols)]
-    if stats is not None:
-        stats.update(memory=meter.budget, slab_rows=p.slab_rows, block_cols=p.block_cols, slabs=len(slabs),
+    stats.update(memory=meter.budget, slab_rows=p.slab_rows, block_cols=p.block_cols, slabs=len(slabs),
                      blocks=len(blocks), finished_before=len(finished), workers=counter.workers,
                      tile=(counter.br, counter.gw, counter.tc),
                      memory_plan=show_bytes(meter.budget) if meter.budget else None)
     total_col = np.zeros((n_col, n_seg, n), dtype=np.int64)
+    total_hist = np.zeros((n, n_grid), dtype=np.int64) if n_grid else None
     t0 = time.perf_counter()
     try:
         x_buf = torch.empty((max((b - a for a, b in slabs), default=0), d), dtype=torch.float32, device=dev)
@@ -251,26 +253,40 @@ def count_pass(xs, ys, diag: np.ndarray, row_thr, col_thr, row_on, col_on, edges
                         y_held = _fill(y_buf, ys, c0, c1, p.read_rows)
                     counter.add(x, a, y_held, c0, bar)
                 col = counter.take_cols()
+                hist = counter.take_col_hist()
                 if store is not None:
-                    store.write(a, b, counter.row_counts(a, b), col)
+                    store.write(a, b, counter.row_counts(a, b), col, counter.row_hist(a, b), hist)
                 total_col += col
+                if n_grid:
+                    total_hist += hist
         del x_buf, y_buf, y_held
     except Exception as exc:  # noqa: BLE001 - re-raised by sync, on every rank
         failure = exc
     sync(comm, failure)
     row = counter.row_counts(0, n)
-    if stats is not None:
-        stats["product_s"] = time.perf_counter() - t0
+    row_hist = counter.row_hist(0, n)
+    stats["product_s"] = time.perf_counter() - t0
     if rank == 0:
         for a, b in finished:
-            r, c = store.read(a, b)
+            r, c, rh, ch = store.read(a, b)
             row[:, :, a:b] = r
             total_col += c
+            if n_grid:
+                row_hist[a:b] = rh
+                total_hist += ch
     if comm is not None:
         t1 = time.perf_counter()
-        both = comm.all_reduce_sum(np.concatenate([row.reshape(-1), total_col.reshape(-1)]))
-        row, total_col = both[:row.size].reshape(row.shape), both[row.size:].reshape(total_col.shape)
-        if stats is not None:
-            stats["all_reduce_s"] = time.perf_counter() - t1
-            stats["all_reduce_bytes"] = int(both.nbytes)
-    return ThresholdCounts(row, total_col)
+        parts = [row, total_col] + ([row_hist.astype(np.int64), total_hist] if n_grid else [])
+        both = comm.all_reduce_sum(np.concatenate([a.reshape(-1) for a in parts]))
+        out, at = [], 0
+        for a in parts:
+            out.append(both[at:at + a.size].reshape(a.shape))
+            at += a.size
+        row, total_col = out[0], out[1]
+        if n_grid:
+            row_hist, total_hist = out[2], out[3]
+        stats["all_reduce_s"] = time.perf_counter() - t1
+        stats["all_reduce_bytes"] = int(both.nbytes)
+    if not n_grid:
+        return ThresholdCounts(row, total_col, run=stats)
+    return ThresholdCounts(row, total_col, row_hist.astype(np.int32), total_hist.astype(np.int32), run=stats)

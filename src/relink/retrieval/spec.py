@@ -13,10 +13,10 @@ Use ``AuditSpec(pools=(100, "full"), n_boot=200)`` or
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
-from ..options import Range, check_spec, int_list, one_of, option, some_of, split_list
+from ..options import Range, Spec, check_spec, int_list, one_of, option, some_of, split_list
 from .inputs import DIRECTIONS, FULL, LEVELS, TIES
 from .matching import HARD_NEGATIVES, MISSING, UNCERTAIN
 
@@ -50,13 +50,25 @@ def parse_pools(value: Any, minimum: int = 1) -> tuple:
     return tuple(dict.fromkeys(out))
 
 
+def _targets(value: Any) -> tuple:
+    items: list = []
+    for v in value if isinstance(value, (list, tuple)) else (value,):
+        items.extend(split_list(v) if isinstance(v, str) else (v,))
+    try:
+        return tuple(sorted(set(float(v) for v in items)))
+    except (TypeError, ValueError):
+        raise ValueError(f"precision targets must be numbers between 0 and 1, got {value!r}") from None
+
+
 def _ints(value: Any) -> tuple:
     return tuple(sorted(int_list(value, "K")))
 
 
 @dataclass(frozen=True)
-class AuditSpec:
+class AuditSpec(Spec):
     """What to audit and how (see :mod:`relink.retrieval.audit` for what each row means)."""
+
+    TEXT_FIELDS = ("pools",)  # integers beside "full": recorded as text
 
     pools: tuple = option(DEFAULT_POOLS, flag="--pools", parse=parse_pools,
                           help="pool sizes N (the truth plus N-1 random distractors) and/or 'full'")
@@ -85,6 +97,14 @@ class AuditSpec:
     missing: str = option("negative", flag="--missing", parse=one_of(MISSING), choices=MISSING,
                           help="hard negatives: how a missing label is matched")
     device: str | None = option(None, flag="--device", help="torch device (default: cuda when available, else cpu)")
+    confident: tuple = option((), flag="--confident", parse=_targets, check=Range(float, 0, 1, True, True),
+                              metavar="P", help="also report the images re-linked at precision >= P by a threshold "
+                                                "attacker (e.g. 0.9,0.99; random negatives)")
+    confident_calibration: int = option(1000, flag="--confident-calibration", check=Range(int, 1), metavar="S",
+                                        help="labelled pairs (whole patients, held apart) on which the calibrating "
+                                             "attacker sets its threshold")
+    confident_grid: int = option(32, flag="--confident-grid", check=Range(int, 2, 4096), metavar="G",
+                                 help="thresholds counted per query for the threshold attacker")
 
     def __post_init__(self) -> None:
         check_spec(self)
@@ -93,12 +113,3 @@ class AuditSpec:
     def hard(self) -> tuple[str, ...]:
         """The hard-negative kinds asked for, coarsest first (each refines the one before)."""
         return tuple(g for g in HARD_NEGATIVES[::-1] if g in self.negatives)
-
-    def record(self) -> dict[str, Any]:
-        """The settings as plain JSON values, for provenance."""
-        return {f.name: (list(map(str, v)) if f.name == "pools" else list(v) if isinstance(v, tuple) else v)
-                for f in fields(self) for v in [getattr(self, f.name)]}
-
-    def but(self, **changes: Any) -> "AuditSpec":
-        """A copy with ``changes`` (checked like any spec)."""
-        return replace(self, **changes)

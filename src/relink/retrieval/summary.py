@@ -32,7 +32,9 @@ PAIRED_COLUMNS = ("paired_random_value", "paired_random_ci_low", "paired_random_
 _SUMS_BYTES = 24 << 20  # per-patient sums and counts of one chunk of columns (float64)
 _CACHE_BYTES = 16 << 20  # column groups kept for the twins (recomputed beyond: same values, less memory)
 _ORDER = {"direction": DIRECTIONS, "negatives": NEGATIVES, "level": LEVELS,
-          "metric": ("recall", "mrr", "median_rank"), "estimator": ("exact", "monte_carlo")}
+          "metric": ("recall", "mrr", "median_rank", "relinked_best", "relinked_calibrated"),
+          "estimator": ("exact", "monte_carlo")}
+CONFIDENT_COLUMNS = ("precision_target",)
 
 
 def _paired_columns(qv) -> dict[int, int]:
@@ -144,15 +146,40 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
             chance = median_rank_chance(m[idx], d[idx])
             rows_out.append({**key, "value": value, "ci_low": r_low[f], "ci_high": r_high[f], "chance": chance,
                              "lift": chance / value, "n_queries": n, "coverage": 1.0})
-    columns_out = list(METRIC_COLUMNS) + (list(PAIRED_COLUMNS) if spec.hard else [])
+    if qv.confident is not None:
+        rows_out.extend(confident_curve(qv, rows, _frame=True))
+    columns_out = (list(METRIC_COLUMNS) + (list(PAIRED_COLUMNS) if spec.hard else [])
+                   + (list(CONFIDENT_COLUMNS) if qv.confident is not None else []))
     frame = pd.DataFrame(rows_out, columns=[c for c in columns_out if c not in ("model", "cohort")])
     frame.insert(0, "cohort", cohort or "")
     frame.insert(0, "model", model or "")
     sort_keys = {c: frame[c].map({v: i for i, v in enumerate(order)}) for c, order in _ORDER.items()}
     frame = frame.assign(**{f"_{c}": s for c, s in sort_keys.items()})
-    frame = frame.sort_values(["_direction", "_negatives", "_level", "_metric", "N", "K", "_estimator"], kind="stable")
+    frame = frame.sort_values(["_direction", "_negatives", "_level", "_metric", "N", "K", "_estimator"]
+                              + (["precision_target"] if qv.confident is not None else []), kind="stable")
     frame = frame[columns_out].reset_index(drop=True)
     for col in ("N", "K", "n_queries"):
         frame[col] = frame[col].astype("int64")
     frame.attrs["audit"] = {**qv.settings, "n_boot": int(boots), "n_queries_summarised": int(n)}
     return frame
+
+
+def confident_curve(qv, rows: np.ndarray | None = None, _frame: bool = False):
+    """The threshold attacker's precision-recall curve (:data:`relink.retrieval.confident.CURVE_COLUMNS`) of
+    ``qv``'s queries or of the subset ``rows``; None when the audit did not count it (``confident`` empty).
+    Computed once per subset and kept with ``qv``."""
+    from .confident import confident_tables
+
+    if qv.confident is None:
+        return [] if _frame else None
+    key = None if rows is None else np.asarray(rows).tobytes()
+    cache = qv.confident.setdefault("cache", {})
+    if key not in cache:
+        idx = slice(None) if rows is None else qv.set_rows(rows)
+        patient = qv.patient[idx]
+        codes, n_clusters = _cluster_codes(patient)
+        cache.clear()  # one subset at a time: the tables are small, the keys need not pile up
+        cache[key] = confident_tables(qv.confident, idx, patient, codes, n_clusters, qv.confident["pools"],
+                                      len(qv), qv.spec)
+    table_rows, curve = cache[key]
+    return list(table_rows) if _frame else curve.copy()

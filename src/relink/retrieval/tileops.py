@@ -77,3 +77,27 @@ def shifted(thr, tie_tol: float, rows: int, active: np.ndarray | None) -> np.nda
     if active is not None:
         out[: len(thr)][~active] = np.inf
     return out
+
+
+def bin_rows(ops, S, w: int, grid, row_out, col_out) -> None:
+    """Add to ``row_out`` (h, G) and ``col_out`` (w, G) how many scores of ``S[:, :w]`` fall in each bin of
+    ``grid`` (ascending thresholds; bin g: grid[g] <= score < grid[g + 1]); scores below grid[0] are skipped,
+    so only the few cells at or above it are touched (one call per tile: a call has a fixed cost)."""
+    G = len(grid)
+    if ops.numpy:
+        idx = np.flatnonzero(S[:, :w] >= grid[0])
+        if not len(idx):
+            return
+        r, c = np.divmod(idx, w)
+        b = np.searchsorted(grid, S[r, c], side="right") - 1
+        np.add(row_out, np.bincount(r * G + b, minlength=row_out.shape[0] * G).reshape(-1, G), out=row_out,
+               casting="unsafe")
+        np.add(col_out, np.bincount(c * G + b, minlength=w * G).reshape(w, G), out=col_out, casting="unsafe")
+        return
+    torch = ops.torch
+    r, c = torch.nonzero(S[:, :w] >= grid[0], as_tuple=True)
+    if not len(r):
+        return
+    b = torch.bucketize(S[r, c].contiguous(), grid, right=True) - 1
+    row_out += torch.bincount(r * G + b, minlength=row_out.shape[0] * G).view(-1, G).to(row_out.dtype)
+    col_out += torch.bincount(c * G + b, minlength=w * G).view(w, G).to(col_out.dtype)

@@ -73,6 +73,8 @@ class QueryValues:
     settings: dict[str, Any] = field(default_factory=dict)
     groups: list[tuple[list[int], Callable[[], tuple[np.ndarray, np.ndarray]]]] = field(default_factory=list,
                                                                                          repr=False)
+    confident: dict[str, Any] | None = field(default=None, repr=False)  # the threshold attacker's counts
+    run: dict[str, Any] = field(default_factory=dict, repr=False)  # plan and timings of the passes (not provenance)
 
     def __len__(self) -> int:
         return len(self.patient)

@@ -58,12 +58,16 @@ class AuditWork(KeyedWork):
     def _file(self, a: int, b: int) -> Path:
         return self.path / f"rows-{a:010d}-{b:010d}.npz"
 
-    def write(self, a: int, b: int, row: np.ndarray, col: np.ndarray) -> None:
-        """Keep the counts of finished slab ``[a, b)`` (atomically)."""
+    def write(self, a: int, b: int, row: np.ndarray, col: np.ndarray, row_hist: np.ndarray | None = None,
+              col_hist: np.ndarray | None = None) -> None:
+        """Keep the counts of finished slab ``[a, b)`` (atomically), with its binned scores when a grid is
+        counted (confident re-links)."""
+        hist = {} if row_hist is None else {"row_hist": row_hist, "col_hist": col_hist}
         with atomic_path(self._file(a, b)) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, row=row, col=col)
+                np.savez(fh, row=row, col=col, **hist)
 
-    def read(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         with np.load(self._file(a, b), allow_pickle=False) as z:
-            return z["row"], z["col"]
+            hist = (z["row_hist"], z["col_hist"]) if "row_hist" in z.files else (None, None)
+            return z["row"], z["col"], *hist

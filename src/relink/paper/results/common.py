@@ -78,7 +78,7 @@ def audit_rows(ctx: Context, spec: AuditSpec, labelled_only: bool = False,
     ``unlabelled_excluded``. ``per_query(rung, role, es, qv)``, when given, receives each audit's
     per-query values (:class:`relink.retrieval.values.QueryValues` of ``es``'s rows) before they are
     dropped: the paired contrasts of a result are computed from them (the tables hold no per-query value)."""
-    from ...retrieval.audit import audit_queries, summarise
+    from ...api.audit import audit
 
     frames = []
     for rung in ladder(ctx):
@@ -91,10 +91,11 @@ def audit_rows(ctx: Context, spec: AuditSpec, labelled_only: bool = False,
                 es = es.subset(~unlabelled)
             # the labelled subset of the held-out split may not fill a pool the whole split fills
             clip = role == "external" or labelled_only
-            qv = audit_queries(es, spec.but(pools=pools_for(spec.pools, len(es)), pools_clip=clip))
-            table = summarise(qv, model=rung.name, cohort=str(es.rows["cohort"].iloc[0]))
+            result = audit(es, spec.but(pools=pools_for(spec.pools, len(es)), pools_clip=clip), model=rung.name,
+                           cohort=str(es.rows["cohort"].iloc[0]))
+            table = result.table
             if per_query is not None:
-                per_query(rung, role, es, qv)
+                per_query(rung, role, es, result.values)
             note_dropped(ctx, table, role, rung)
             table = label_table(table, rung, role, spec.pools, len(es))
             if labelled_only:
@@ -135,13 +136,13 @@ def headline_sets(ctx: Context, require_trunk: bool = True) -> tuple[RungSpec, E
 def recall_rows(ctx: Context, rung: RungSpec, sets: dict[str, EmbeddingSet], state: str,
                 epsilon: float | None) -> pd.DataFrame:
     """Recall@1 of each evaluation set at every pool, image to report, study level, random pools."""
-    from ...retrieval.audit import audit
+    from ...api.audit import audit
 
     spec = audit_spec(ctx, ks=(1,), directions=("image_to_report",), levels=("study",), negatives=("random",))
     frames = []
     for role, es in sets.items():
         table = audit(es, spec.but(pools=pools_for(spec.pools, len(es)), pools_clip=role == "external"), model=rung.name,
-                      cohort=str(es.rows["cohort"].iloc[0]))
+                      cohort=str(es.rows["cohort"].iloc[0])).table
         table = label_table(table, rung, role, spec.pools, len(es))
         table = table[table["metric"] == "recall"]
         frames.append(table.assign(state=state, epsilon=np.nan if epsilon is None else float(epsilon)))

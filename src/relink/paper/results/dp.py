@@ -23,8 +23,8 @@ Tables
 ``headline-study/`` (its study folder, what ``relink report --mitigated``
 reads: the re-projected sets and the full record, not for release).
 
-Every run goes through the one mitigation service (:func:`relink.dp.service.sweep`)
-from one seeded random start with the spec's fixed temperature and
+Every run goes through the front door :func:`relink.api.mitigate.mitigate`,
+one call per epsilon, from one seeded random start with the spec's fixed temperature and
 reproducible noise (``dp_seed``): the paper is a study of many runs on the
 same private split, and its heads are marked not for release (the ladder's
 trunks were also trained on the private split, which the records say).
@@ -132,10 +132,12 @@ def audit_rows(train, bank, start, spec, epsilons, m: int, seed: int) -> pd.Data
 
 
 def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
+    from dataclasses import replace
+
+    from ...api.mitigate import mitigate
     from ...dp.apply import apply_heads
     from ...dp.heads_data import make_dataset
     from ...dp.release import write
-    from ...dp.service import Mitigation, sweep
     from ...dp.start import starting_heads
     from ...models.heads import extract_heads
 
@@ -148,22 +150,25 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     state_sets = {"before": sets}
     rows, headline = [], None
     epsilons = sorted({e for e in p.epsilons if e is not None} | {p.epsilon}) + ([None] if None in p.epsilons else [])
-    # the bank: the internal cohort's validate split (the external cohort is evaluated, so it cannot be the bank)
-    bank_name = "the validate split of the internal cohort"
-    for eps, heads, report in sweep(train, bank, spec, epsilons, loaded, evaluated=list(sets.items()),
-                                    bank_name=bank_name, progress=ctx.progress):
+    # the bank: the internal cohort's validate split (the external cohort is evaluated, so it cannot be the bank);
+    # the sets re-projected: the whole internal set and the external cohort
+    keep = [("internal", full)] + [(role, es) for role, es in sets.items() if role != "internal"]
+    for eps in epsilons:
         private = eps is not None
+        run = spec.but(epsilon=eps, private=True) if private else spec.but(
+            epsilon=None, delta=None, private=False, noise_multiplier=None)
+        result = mitigate(full, run, model=loaded, apply=[es for _, es in keep[1:]], names=[n for n, _ in keep],
+                          bank_name="the validate split of the internal cohort", progress=ctx.progress)
+        heads, report = result.heads, result.report
         after = {role: apply_heads(es, heads) for role, es in sets.items()}
         state_sets[eps if private else "no_dp"] = after
         frames.append(recall_rows(ctx, rung, after, "dp" if private else "non_private", eps))
         rows.append({"setting": f"ε = {eps:g}" if private else "no DP", **_public(report)})
         if private and eps == p.epsilon:
-            headline = (heads, report, spec.but(epsilon=eps, private=True))
-    heads, report, run_spec = headline
+            headline = result
+    report = headline.report
     public = _public(report)
-    keep = [("internal", full)] + [(role, es) for role, es in sets.items() if role != "internal"]
-    result = Mitigation(heads, {**report, "model": rung.name}, run_spec, loaded, keep)
-    write(result, tmp / RELEASE, tmp / HEADLINE)
+    write(replace(headline, report={**report, "model": rung.name}), tmp / RELEASE, tmp / HEADLINE)
     start, _ = starting_heads(extract_heads(loaded.model), None, spec.init_seed)
     audits = audit_rows(train, bank, start, spec, epsilons, AUDIT_CANARIES, p.dp_seed)
     write_json(tmp / "privacy.json", {**public, **{k: report[k] for k in ("trained_on", "bank_note",
@@ -174,7 +179,7 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
            {"model": rung.name, "privacy": public})
 
 
-RESULT = Result("dp", build, source=("dp", "retrieval", "models"),
+RESULT = Result("dp", build, source=("dp", "retrieval", "models", "api/mitigate.py"),
                 fields=("eval_split", "pools", "ks", "n_boot", "audit_seed", "epsilon", "delta", "accountant",
                         "epsilons", "dp_epochs", "dp_batch_size", "dp_lr", "dp_clip_norm", "dp_temperature",
                         "dp_privacy_unit", "dp_seed"))

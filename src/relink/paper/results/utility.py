@@ -22,29 +22,27 @@ from .dp import HEADLINE, RELEASE
 
 
 def _rows(ctx: Context, es: EmbeddingSet, loaded, text_head, state: str) -> list[dict[str, Any]]:
-    from ...utility.membership import member_gap
-    from ...utility.probe import probe_embeddings
-    from ...utility.zeroshot import zeroshot_auroc
+    """The state's rows from the one utility table (:func:`relink.api.probe.probe`)."""
+    from ...api.probe import ProbeSpec, probe
 
     p = ctx.profile
+    n_gap = min(p.n_target, int((es.rows["split"] == "train").sum()), int((es.rows["split"] == p.eval_split).sum()))
+    spec = ProbeSpec(features="both" if state == "before" else "projected", zeroshot=True, member_gap=n_gap,
+                     seed=p.probe_seed, zeroshot_split=p.eval_split, nonmembers=p.eval_split, gap_seed=p.audit_seed,
+                     gap_boot=p.n_boot, gap_fit=True)
+    table = probe([es], spec, model=loaded, text_heads=[text_head], names=[state]).table
     rows = []
-    probe = probe_embeddings(es, features=("projected", "trunk") if state == "before" else ("projected",),
-                             random_state=p.probe_seed)
-    macro = probe[probe["label"] == "macro"]
-    for _, r in macro.iterrows():
+    for _, r in table[(table["utility"] == "linear_probe") & (table["label"] == "macro")].iterrows():
         rows.append({"state": state, "features": r["features"], "metric": "linear_probe_macro_auroc",
                      "value": float(r["value"]), "ci_low": np.nan, "ci_high": np.nan, "n_labels": int(r["n_labels"])})
-    zs = zeroshot_auroc(es, loaded, text_head=text_head, split=p.eval_split)
-    zm = zs[zs["label"] == "macro"].iloc[0]
+    zm = table[(table["utility"] == "zeroshot") & (table["label"] == "macro")].iloc[0]
     rows.append({"state": state, "features": "projected", "metric": "zero_shot_macro_auroc", "value": float(zm["value"]),
                  "ci_low": np.nan, "ci_high": np.nan, "n_labels": int(zm.get("n_labels", np.nan))})
-    n_gap = min(p.n_target, int((es.rows["split"] == "train").sum()), int((es.rows["split"] == p.eval_split).sum()))
-    gap = member_gap(es, N=n_gap, K=1, members="train", nonmembers=p.eval_split, n_boot=p.n_boot, random_state=p.audit_seed)
-    for _, r in gap.iterrows():
-        metric = "member_gap" if r["queries"] == "gap" else f"recall_{r['queries']}"
+    for _, r in table[table["utility"] == "member_gap"].iterrows():
+        metric = "member_gap" if r["label"] == "gap" else f"recall_{r['label']}"
         rows.append({"state": state, "features": "projected", "metric": metric, "value": float(r["value"]),
                      "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]), "n_labels": np.nan,
-                     "matched_on": gap.attrs.get("matched_on")})
+                     "matched_on": r["matched_on"]})
     return rows
 
 
@@ -61,5 +59,5 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     finish(tmp, ctx, "utility", {"utility.parquet": pd.DataFrame(rows)}, {"model": rung.name})
 
 
-RESULT = Result("utility", build, upstream=("dp",), source=("utility", "retrieval", "models"),
+RESULT = Result("utility", build, upstream=("dp",), source=("utility", "retrieval", "models", "api/probe.py"),
                 fields=("eval_split", "pools", "ks", "n_boot", "audit_seed", "probe_seed", "epsilon"))

@@ -15,15 +15,16 @@ soon as all its rows are decoded, so the rows held in memory at any time
 span at most one batch of the sparsest task (a task may cover a subset of
 the cohort, e.g. the evaluation split).
 
-A task's shard is written to its work folder as soon as its last batch ran,
-so an interrupted run resumes per task and per shard (:mod:`relink.embed.shards`).
+A task's shard is handed to ``write_shard`` (by default
+:meth:`relink.embed.shards.WorkDir.write`, into its work folder) as soon as
+its last batch ran, so an interrupted run resumes per task and per shard.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from ..cohort import Cohort
 from ..errors import CohortError, EmbeddingError
 from .dataset import PairDataset, batches_per_range, iterate, make_loader, range_batches
 from .shards import Shard, WorkDir
+
+#: ``(work folder, shard, arrays by name, kept row positions, skipped-row records) -> None``
+ShardWriter = Callable[[WorkDir, Shard, dict, np.ndarray, list], None]
 
 
 @dataclass
@@ -59,11 +63,10 @@ class Task:
 
 
 def run_tasks(full: Cohort, tasks: list[Task], batch_size: int, num_workers: int, device: str, amp: bool,
-              skip_bad: bool, with_trunk: bool, progress: bool) -> None:
-    """Compute every pending shard of ``tasks`` (models sharing one input key), decoding each row once."""
+              skip_bad: bool, with_trunk: bool, progress: bool, write_shard: ShardWriter = WorkDir.write) -> None:
+    """Compute every pending shard of ``tasks`` (models sharing one input key), decoding each row once;
+    ``write_shard(work, shard, arrays, kept, skipped)`` stores each finished shard."""
     from tqdm.auto import tqdm
-
-    from . import run as _run  # the shard writer is looked up at call time (tests interrupt it)
 
     for t in tasks:
         t.plan(batch_size)
@@ -93,7 +96,7 @@ def run_tasks(full: Cohort, tasks: list[Task], batch_size: int, num_workers: int
                 while st.next_ready(last):
                     rows = st.task.rows[st.task.batches[st.b]]
                     batch = _collate(held, rows, st.task.batches[st.b])
-                    bar.update(st.run(batch, device, amp, skip_bad, with_trunk, full, _run._write_shard))
+                    bar.update(st.run(batch, device, amp, skip_bad, with_trunk, full, write_shard))
                     uses[rows] -= 1
                     for r in rows[uses[rows] == 0].tolist():
                         del held[r]

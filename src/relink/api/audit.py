@@ -1,0 +1,140 @@
+"""``relink.audit``: the re-linkage audit of an EmbeddingSet in one call.
+
+``relink audit``, the paper's results and the benchmarks all call
+:func:`audit`; it holds what they would otherwise each repeat: loading and
+validating the set in bounded memory, the memory budget, the work folder of
+a resumable run (kept on an interrupt, removed on bad input and when the
+counts are done), and the notes a caller shows (pools dropped, unlabelled
+rows, a resumed or restarted run) as data.
+
+    >>> result = relink.audit("runs/emb/ladder-3", AuditSpec(pools=(100, "full")))
+    >>> result.table            # the tidy metric table (relink.retrieval.audit)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..embeddings import EmbeddingSet, public_meta, public_model_name
+from ..errors import RelinkError
+from ..retrieval.scale import Scale
+from ..retrieval.spec import AuditSpec
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """``table``: the metric table (``None`` on every process but the first of a process group); ``curve``:
+    the threshold attacker's precision-recall curve (``None`` unless ``spec.confident``); ``settings``: the
+    spec and what the data gave (the table's provenance); ``notes``: sentences for the reader; ``meta``: the
+    set's ``meta.json`` without local paths; ``values``: the per-query values, for subsets and paired
+    contrasts (:class:`relink.retrieval.values.QueryValues`)."""
+
+    table: pd.DataFrame | None
+    curve: pd.DataFrame | None
+    settings: dict[str, Any]
+    notes: tuple[str, ...]
+    meta: dict[str, Any]
+    values: Any = field(default=None, repr=False)
+
+
+def _budget(scale: Scale) -> Scale:
+    """The default budget: half of the memory available, shared by the processes of this machine."""
+    if scale.memory is not None:
+        return scale
+    from ..retrieval.memory import default_memory
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", scale.world))
+    return replace(scale, memory=default_memory() // max(1, local))
+
+
+def _load(embeddings: str | os.PathLike, spec: AuditSpec, rank: int) -> EmbeddingSet:
+    """The set, validated once with explicit block reads (a memory-mapped set is never read whole); rank 0
+    checks the values, the others only the shapes. Only the columns the audit reads are kept (ids and
+    report-level fields are most of the row table's memory)."""
+    from .. import embeddings as sets
+    from ..labels import CHEXPERT_LABELS
+    from ..retrieval.stream import validate
+
+    es = sets.load(embeddings, check_values=False)
+    if rank == 0:
+        validate(es)
+    keep = ["patient_id", "cohort", "split"] + (list(CHEXPERT_LABELS) if spec.hard else [])
+    es.rows = es.rows.loc[:, [c for c in keep if c in es.rows.columns]]
+    return es
+
+
+def audit(embeddings: EmbeddingSet | str | os.PathLike, spec: AuditSpec | None = None, scale: Scale | None = None,
+          *, split: str | None = None, model: str | None = None, cohort: str | None = None) -> AuditResult:
+    """Audit ``embeddings`` (a folder or a validated :class:`~relink.embeddings.EmbeddingSet`).
+
+    ``spec``: what to audit (:class:`~relink.retrieval.spec.AuditSpec`); ``scale``: how to run it
+    (:class:`~relink.retrieval.scale.Scale`: memory budget, process group, work folder, progress; never a
+    number of the table); ``split``: audit only that split's rows; ``model``/``cohort``: the table's columns
+    (default: the set's model spec without local paths, the rows' cohort names).
+    """
+    from ..embed.distributed import OtherRankFailed, sync
+    from ..retrieval.audit import audit_queries, summarise
+    from ..retrieval.summary import confident_curve
+    from ..retrieval.work import AuditWork
+
+    spec = spec or AuditSpec()
+    scale = _budget(scale or Scale())
+    rank = scale.rank
+    failure = None
+    es, rows = None, None
+    try:
+        es = _load(embeddings, spec, rank) if not isinstance(embeddings, EmbeddingSet) else embeddings
+        rows = es.split_mask(split) if split is not None else None
+    except Exception as exc:  # noqa: BLE001 - every rank must learn of it
+        failure = exc
+    sync(scale.comm, failure)
+    before = AuditWork(scale.work, {}).stored_key() if scale.work is not None else None
+    existed = scale.work is not None and scale.work.exists()
+    try:
+        qv = audit_queries(es, spec, rows=rows, scale=scale)
+    except RelinkError as exc:
+        # bad input: no work folder of this run left behind; one kept by an interrupted run stays
+        if rank == 0 and scale.work is not None and not isinstance(exc, OtherRankFailed):
+            mine = not existed or AuditWork(scale.work, {}).stored_key() != before
+            if mine:
+                AuditWork(scale.work, {}).remove()
+        raise
+    notes = []
+    if rank == 0 and scale.work is not None:
+        if qv.run.get("work_state") == "stale":
+            notes.append(f"{scale.work} belonged to another audit (other rows, options or embeddings); started afresh")
+        if qv.run.get("finished_before"):
+            notes.append(f"resumed: {qv.run['finished_before']} finished block(s) of query rows taken from "
+                         f"{scale.work}")
+    if rank != 0:
+        return AuditResult(None, None, dict(qv.settings), tuple(notes), public_meta(es.meta), qv)
+    if model is None:  # never a local path: see relink.embeddings.public_model_name
+        model = public_model_name(es.meta.get("model"), es.meta.get("weights_fingerprint"))
+    frame_rows = es.rows if rows is None else es.rows[rows]
+    if cohort is None:  # the one cohort-name rule, applied to the rows audited
+        cohort = EmbeddingSet(frame_rows, None, None).cohort_name
+    table = summarise(qv, model=model, cohort=cohort)
+    curve = confident_curve(qv) if spec.confident else None
+    if scale.work is not None:
+        AuditWork(scale.work, {}).remove()  # the counts are done: a re-run has nothing to resume
+    settings = table.attrs.get("audit", {})
+    n = settings.get("n_pairs", len(frame_rows))
+    if settings.get("pools_dropped"):
+        dropped = ", ".join(f"{int(v):,}" for v in settings["pools_dropped"])
+        notes.append(f"pools larger than the {n:,} candidates were left out (--pools-clip): {dropped}")
+    if spec.hard and settings.get("unlabelled_rows"):
+        notes.append(f"{settings['unlabelled_rows']:,} row(s) carry no label; they are audited with random pools "
+                     "only (never covered by a matched pool)")
+    return AuditResult(table, curve, settings, tuple(notes), public_meta(es.meta), qv)
+
+
+def work_folder(out: str | os.PathLike) -> Path:
+    """The work folder an audit writing ``out`` keeps beside it (``OUT.work``)."""
+    from ..workdir import work_path
+
+    return work_path(out)

@@ -1,0 +1,255 @@
+"""Confident re-links: the threshold attacker, exactly, over random pools.
+
+In a pool of N candidates (the truth set and N - 1 distractors drawn without
+replacement from the query's D_i available ones) the attacker links a
+released image to its top-scoring candidate only if that score clears a
+threshold t. For query i with (best) truth score s_i, c_i distractors
+outranking it and d_i(t) distractors scoring at or above t:
+
+* P(correct link at t) = [s_i >= t] x P(none of the c_i in the pool)
+  (the Recall@1 of :mod:`relink.retrieval.exact`, ties broken as the audit's);
+* P(any link at t) = 1 - [s_i < t] x P(none of the d_i(t) in the pool).
+
+Both are hypergeometric zeros, P(none of d in the pool) = C(D - d, N - 1) /
+C(D, N - 1) (the full pool: [d = 0]). Summed over queries they give the
+expected correct links C(t) and links L(t), so the attacker's precision
+C/L and recall C/n at every t, for every N at once.
+
+Where d_i(t) comes from. The blocked pass counts, per query, the candidates
+at or above each threshold of a grid (:func:`threshold_grid`): ``grid``
+points from ``t_low`` up, at quantiles of the truth scores (where C steps),
+with ``t_low`` the score that about ``cells`` of all scores reach (so the
+pass only bins a small share of the cells). Only d_i(t) for t > s_i enter
+the formula, and those candidates all outrank the truth; at the patient
+level the patient's own candidates lie below its best truth, so the one
+per-query count serves both levels. Below ``t_low`` the curve has ``low``
+points at quantiles of the truth scores where d_i(t) is bounded, not
+counted: d_i(t_low) <= d_i(t) <= c_i; there the links are the upper bound
+(the precision a lower bound) and ``links_exact`` is false.
+
+What is reported. ``relinked_best``: the largest expected share of queries
+re-linked correctly at a threshold whose precision (lower bound) reaches the
+target: the attacker who knows where to set t. It is a lower bound of the
+exact best-t figure (the attacker is restricted to the points);
+:func:`best_upper` bounds the exact figure from above by monotonicity (C and
+L fall as t rises: for t in [t_k, t_k+1), C(t) <= C(t_k) and L(t) >=
+L(t_k+1)), and the row's ``ci_high`` is never below that bound.
+``relinked_calibrated``: an attacker who sets t on a separate labelled set
+of S pairs (whole patients, drawn with the audit's seed and held apart):
+the threshold that reaches the target on those pairs, applied to the rest.
+Values are expected shares over the queries (``n_queries``); intervals are
+patient-clustered (:func:`relink.retrieval.intervals.mean_interval`) over
+the per-query correct-link probabilities at the chosen threshold, which they
+take as given. A random scorer's precision is 1/N at every t, so its chance
+figure at a precision target above that is 0.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+from scipy.special import gammaln
+
+CURVE_COLUMNS = ("direction", "level", "N", "threshold", "expected_correct", "expected_links", "precision",
+                 "recall", "links_exact")
+_ROWS = 1 << 14  # queries handled at once (n x thresholds float64 temporaries)
+
+
+def threshold_grid(truths: np.ndarray, t_low: float, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """(counted, low): float32 thresholds from ``t_low`` up, counted per query in the pass, and the points
+    below it, both at quantiles of the pooled truth scores ``truths`` (each side holds about ``grid`` / 2 or
+    more; every point is a truth score or ``t_low``, so C is exact at every point)."""
+    truths = np.sort(np.asarray(truths, dtype=np.float32).reshape(-1))
+    hi_part = truths[truths >= t_low]
+    lo_part = truths[truths < t_low]
+    q = np.linspace(0.0, 1.0, max(2, grid))
+    counted = np.unique(np.concatenate([[np.float32(t_low)], np.quantile(hi_part, q, method="inverted_cdf")
+                                        if len(hi_part) else []]).astype(np.float32))
+    low = (np.unique(np.quantile(lo_part, np.linspace(0.0, 1.0, max(2, grid // 2)), method="inverted_cdf")
+                     .astype(np.float32)) if len(lo_part) else np.zeros(0, np.float32))
+    return counted, low
+
+
+def low_threshold(sample_scores: np.ndarray, truths: np.ndarray, cells: float) -> float:
+    """The lowest counted threshold: the (1 - ``cells``) quantile of a sample of distractor scores, never
+    below the lowest truth score (below it every query links whatever its distractors)."""
+    q = float(np.quantile(sample_scores, 1.0 - cells)) if len(sample_scores) else float("inf")
+    return float(np.float32(max(q, float(np.min(truths)))))
+
+
+def p_none(d: np.ndarray, available: np.ndarray, draws: int | None) -> np.ndarray:
+    """P(none of ``d`` marked candidates among ``draws`` drawn without replacement from ``available``):
+    C(D - d, n) / C(D, n); the full pool (``draws=None``): [d = 0]. NaN where D < n (no such pool)."""
+    d = np.asarray(d, dtype=np.int64)
+    avail = np.asarray(available, dtype=np.int64)
+    if draws is None:
+        return np.where((avail < 0)[:, None] if d.ndim == 2 else avail < 0, np.nan, (d <= 0).astype(np.float64))
+    out = np.empty(d.shape)
+    # one table over d = 0..D per distinct D (most queries share a few), read by index
+    pops, inverse = np.unique(avail, return_inverse=True)
+    groups = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse.reshape(-1)))[:-1])
+    for pop, idx in zip(pops.tolist(), groups):
+        table = _p_none_table(int(pop), int(draws))
+        out[idx] = table[np.clip(d[idx], 0, pop)]
+    return out
+
+
+@lru_cache(maxsize=256)
+def _p_none_table(pop: int, draws: int) -> np.ndarray:
+    """P(none of d marked among ``draws`` from ``pop``) for d = 0..pop (NaN throughout when pop < draws)."""
+    if pop < draws:
+        return np.full(pop + 1, np.nan)
+    x = np.arange(pop + 1, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        table = np.exp(gammaln(pop - x + 1) - gammaln(np.maximum(pop - x - draws, 0) + 1) - gammaln(pop + 1)
+                       + gammaln(pop - draws + 1))
+    table = np.where(pop - x < draws, 0.0, np.minimum(table, 1.0))
+    table.setflags(write=False)
+    return table
+
+
+def link_values(truth, r1, d_counted, d_floor, above, available, draws, counted, low):
+    """Per-query (correct, links) at the thresholds ``low`` + ``counted`` (ascending), arrays (n, points), and
+    the lower bound of the links at the ``low`` points, (n, len(low)) (at the counted points the links are
+    exact); NaN rows where the pool cannot be filled.
+
+    ``r1``: each query's P(no outranking distractor in the pool); ``d_counted`` (n, len(counted)): the
+    distractors at or above each counted threshold (read only where it exceeds the truth); ``d_floor``: those
+    at or above the lowest counted threshold; ``above``: those outranking the truth (the upper bound of the
+    distractors at or above a low point that exceeds the truth).
+    """
+    truth = np.asarray(truth, dtype=np.float32)
+    thr = np.concatenate([low, counted]).astype(np.float32)
+    linked = truth[:, None] >= thr[None, :]  # the truth itself clears t: a link for sure
+    correct = linked * np.asarray(r1, dtype=np.float64)[:, None]
+    n_low = len(low)
+    links = np.empty(correct.shape)
+    links[:, n_low:] = 1.0 - p_none(d_counted, available, draws)
+    links[:, :n_low] = (1.0 - p_none(np.asarray(above), available, draws))[:, None]
+    low_links = np.repeat((1.0 - p_none(np.asarray(d_floor), available, draws))[:, None], n_low, axis=1)
+    np.maximum(links, linked, out=links)
+    np.maximum(low_links, linked[:, :n_low], out=low_links)
+    return correct, links, low_links
+
+
+def best_point(C: np.ndarray, L_high: np.ndarray, target: float) -> int | None:
+    """The point with the most expected correct links whose precision (lower bound C / L_high) reaches
+    ``target`` (the lowest such threshold on a tie); None when none does."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = (L_high > 0) & (C >= target * L_high)
+    if not ok.any():
+        return None
+    cand = np.flatnonzero(ok)
+    return int(cand[np.argmax(C[cand])])
+
+
+def best_upper(C: np.ndarray, L_low: np.ndarray, target: float) -> float:
+    """An upper bound of the most expected correct links at any threshold (not only the points) whose exact
+    precision reaches ``target``: for t in [t_k, t_k+1), C(t) <= C_k and L(t) >= L_low_k+1; the last point
+    is the highest truth score, above which nothing links correctly."""
+    best = 0.0
+    for k in range(len(C)):
+        nxt = L_low[k + 1] if k + 1 < len(C) else L_low[k]
+        if C[k] > 0 and C[k] >= target * nxt:
+            best = max(best, float(C[k]))
+    return best
+
+
+def calibration_rows(patient: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """A bool mask of whole patients holding at least ``size`` queries (fewer when that would take more than
+    half of them), drawn with ``seed``: the attacker's labelled set."""
+    codes, inverse = np.unique(np.asarray(patient), return_inverse=True)
+    inverse = inverse.reshape(-1)
+    counts = np.bincount(inverse, minlength=len(codes))
+    perm = np.random.default_rng(seed).permutation(len(codes))
+    total = np.cumsum(counts[perm])
+    want = min(size, len(patient) // 2)
+    take = perm[: int(np.searchsorted(total, want)) + 1] if want > 0 else perm[:0]
+    return np.isin(inverse, take)
+
+
+def targets_of(value: Sequence[float]) -> tuple[float, ...]:
+    return tuple(float(v) for v in value)
+
+
+# ------------------------------------------------------------------ the audit's rows and curve
+
+
+def _pool_sums(truth, r1, at, above, available, draws, counted, low, masks):
+    """Per mask: (C, L_high, L_low, kept) over the queries it selects, a chunk of queries at a time."""
+    n_low = len(low)
+    K = n_low + len(counted)
+    sums = np.zeros((3, len(masks), K))
+    kept = np.zeros(len(masks), np.int64)
+    for a in range(0, len(truth), _ROWS):
+        b = min(len(truth), a + _ROWS)
+        parts = link_values(truth[a:b], r1[a:b], at[a:b], at[a:b, 0], above[a:b], available[a:b], draws, counted, low)
+        ok = ~np.isnan(r1[a:b])
+        weights = np.stack([ok & m[a:b] for m in masks]).astype(np.float64)
+        for j, part in enumerate(parts):
+            part[~ok] = 0.0
+            # einsum, not a BLAS product: numpy's threaded BLAS stalls beside torch's threads
+            sums[j, :, :part.shape[1]] += np.einsum("mq,qk->mk", weights, part)
+        kept += weights.sum(1).astype(np.int64)
+    sums[2, :, n_low:] = sums[1, :, n_low:]  # exact at the counted points
+    return [[sums[0, i], sums[1, i], sums[2, i], int(kept[i])] for i in range(len(masks))]
+
+
+def confident_tables(conf, idx, patient, codes, n_clusters: int, pools, n: int, spec):
+    """(rows, curve) of the threshold attacker for the queries ``idx`` of an audit (see the module docstring).
+
+    ``conf``: ``{"counts": ConfidentCounts, "ranks": {(direction, level): RankCounts of random negatives}}``;
+    ``patient`` and ``codes`` (patient cluster codes, ``n_clusters`` of them) of the queries summarised;
+    ``pools``: the audit's pool sizes (``"full"`` or ints), ``n`` the candidate count.
+    """
+    import pandas as pd
+
+    from .exact import expected_recall
+    from .inputs import FULL
+    from .intervals import mean_interval
+
+    cc = conf["counts"]
+    thr = np.concatenate([cc.low, cc.counted]).astype(np.float32)
+    n_low = len(cc.low)
+    cal = calibration_rows(patient, spec.confident_calibration, spec.random_state)
+    every = np.ones(len(patient), bool)
+    rows, curve = [], []
+    for (direction, level), rc in conf["ranks"].items():
+        truth = cc.truth[(direction, level)][idx]
+        at = cc.at_or_above[direction][idx]
+        above, tied, available = rc.above[idx], rc.tied[idx], rc.available[idx]
+        for p in pools:
+            draws = None if p == FULL else p - 1
+            N = n if p == FULL else int(p)
+            r1 = expected_recall(above, tied, available, draws, [1], spec.ties)[:, 0]
+            (C, Lh, Ll, kept), (Cc, Lhc, _, _), (_, _, _, kept_e) = _pool_sums(
+                truth, r1, at, above, available, draws, cc.counted, cc.low, [every, cal, ~cal])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                for k in range(len(thr)):
+                    curve.append((direction, level, N, float(thr[k]), C[k], Lh[k], C[k] / Lh[k],
+                                  C[k] / kept if kept else np.nan, k >= n_low))
+            base = dict(direction=direction, negatives="random", level=level, N=N, K=0, estimator="exact")
+            ok = ~np.isnan(r1)
+            for target in spec.confident:
+                for metric, k, sel, m in (("relinked_best", best_point(C, Lh, target), ok, kept),
+                                          ("relinked_calibrated", best_point(Cc, Lhc, target), ok & ~cal, kept_e)):
+                    v = np.where(truth >= thr[k], r1, 0.0) if k is not None else np.zeros(len(r1))
+                    v = np.where(sel, v, np.nan)
+                    kept_v = ~np.isnan(v)
+                    value = float(v[kept_v].mean()) if kept_v.any() else np.nan
+                    lo_, hi_ = np.nan, np.nan
+                    if spec.n_boot and n_clusters > 1 and kept_v.any():
+                        sums = np.bincount(codes, weights=np.where(kept_v, v, 0.0), minlength=n_clusters)[:, None]
+                        counts = np.bincount(codes, weights=kept_v.astype(np.float64), minlength=n_clusters)[:, None]
+                        lo_, hi_ = (float(x[0]) for x in mean_interval(sums, counts, spec.ci))
+                    if metric == "relinked_best" and m:
+                        # the exact best-threshold figure lies at most here (the points restrict the attacker)
+                        hi_ = max(hi_, best_upper(C, Ll, target) / m) if not np.isnan(hi_) else hi_
+                    rows.append({**base, "metric": metric, "precision_target": target, "value": value,
+                                 "ci_low": lo_, "ci_high": hi_, "chance": 0.0, "lift": np.nan,
+                                 "n_queries": int(kept_v.sum()),
+                                 "coverage": kept_v.sum() / max(1, int(sel.size if metric == "relinked_best"
+                                                                        else (~cal).sum()))})
+    return rows, pd.DataFrame(curve, columns=list(CURVE_COLUMNS))

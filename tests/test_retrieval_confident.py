@@ -1,0 +1,205 @@
+"""The threshold attacker (confident re-links) against literal random pools and against its definitions.
+
+References here are written from the definitions (relink.retrieval.confident's docstring), not from its
+code: literal pools drawn at random and scored from the whole score matrix; the exact best threshold
+searched over every truth score.
+"""
+
+import numpy as np
+import pytest
+
+from relink.retrieval.audit import audit_arrays, audit_queries, summarise
+from relink.retrieval.confident import best_point, p_none
+from relink.retrieval.spec import AuditSpec
+from relink.retrieval.summary import confident_curve
+from relink.embeddings import EmbeddingSet
+from test_retrieval_brute import unit
+
+import pandas as pd
+
+
+def _aligned(seed, n, d, noise, per_patient=2):
+    rng = np.random.default_rng(seed)
+    image = unit(rng, n, d)
+    text = image + noise * rng.normal(size=(n, d)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    return image, text, np.arange(n) // per_patient
+
+
+def _qv(image, text, patient, **spec):
+    rows = pd.DataFrame({"pair_id": np.arange(len(patient)).astype(str), "patient_id": patient.astype(str)})
+    es = EmbeddingSet.from_arrays(rows, image, text)
+    return audit_queries(es, AuditSpec(**spec))
+
+
+def _monte_carlo(S, patient, thresholds, N, level, pools, rng):
+    """Expected correct and total links at each threshold over literal pools (image_to_report)."""
+    n = len(S)
+    correct = np.zeros(len(thresholds))
+    links = np.zeros(len(thresholds))
+    for i in range(n):
+        own = patient == patient[i]
+        truths = np.flatnonzero(own) if level == "patient" else np.array([i])
+        others = np.flatnonzero(~own) if level == "patient" else np.flatnonzero(np.arange(n) != i)
+        best_truth = S[i, truths].max()
+        if N is None:
+            top_distractor = np.array([S[i, others].max()])
+        else:  # pools of N - 1 distinct distractors: the first N - 1 of random permutations
+            pick = np.argsort(rng.random((pools, len(others))), axis=1)[:, : N - 1]
+            top_distractor = S[i, others[pick]].max(axis=1)
+        top = np.maximum(best_truth, top_distractor)[:, None]
+        hit = (best_truth >= top_distractor)[:, None]  # continuous scores: no ties
+        correct += ((top >= thresholds) & hit).mean(0)
+        links += (top >= thresholds).mean(0)
+    return correct, links
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("level", ["study", "patient"])
+def test_expected_links_match_literal_pools(seed, level):
+    image, text, patient = _aligned(seed, 120, 8, 0.9)
+    qv = _qv(image, text, patient, pools=(10, 100, "full"), ks=(1,), directions=("image_to_report",),
+             levels=(level,), confident=(0.9,), n_boot=0)
+    curve = confident_curve(qv)
+    S = (image.astype(np.float64) @ text.astype(np.float64).T)
+    rng = np.random.default_rng(100 + seed)
+    pools = 400
+    for N in (10, 100, 120):
+        c = curve[(curve.N == N) & (curve.level == level)]
+        exact = c[c.links_exact]
+        mc_c, mc_l = _monte_carlo(S, patient, exact.threshold.to_numpy(), None if N == 120 else N, level, pools, rng)
+        # Monte Carlo error of a sum of n independent per-query means of `pools` Bernoulli draws: at most
+        # sqrt(n / (4 pools)); five of them
+        tol = 5 * np.sqrt(len(S) / (4 * pools)) + 1e-9
+        np.testing.assert_allclose(exact.expected_correct, mc_c, atol=tol, err_msg=f"correct N={N}")
+        np.testing.assert_allclose(exact.expected_links, mc_l, atol=tol, err_msg=f"links N={N}")
+        # below the counted thresholds the links are an upper bound
+        low = c[~c.links_exact]
+        if len(low):
+            mc_c, mc_l = _monte_carlo(S, patient, low.threshold.to_numpy(), None if N == 120 else N, level, pools, rng)
+            np.testing.assert_allclose(low.expected_correct, mc_c, atol=tol)
+            assert (low.expected_links.to_numpy() >= mc_l - tol).all()
+
+
+def test_p_none_is_the_hypergeometric_zero():
+    from scipy.stats import hypergeom
+
+    d = np.array([0, 1, 5, 40, 95])
+    D = np.full(5, 99)
+    np.testing.assert_allclose(p_none(d, D, 9), hypergeom(99, d, 9).pmf(0), rtol=1e-10)
+    np.testing.assert_array_equal(p_none(d, D, None), [1, 0, 0, 0, 0])
+    assert np.isnan(p_none(np.array([0]), np.array([5]), 9)[0])
+
+
+def test_random_embeddings_stay_at_chance():
+    rng = np.random.default_rng(7)
+    n = 1500
+    image, text = unit(rng, n, 32), unit(rng, n, 32)
+    patient = np.arange(n) // 3
+    qv = _qv(image, text, patient, pools=(10, 100, "full"), ks=(1,), confident=(0.9, 0.5))
+    curve = confident_curve(qv)
+    exact = curve[curve.links_exact & (curve.expected_links > 50)]  # enough links to speak of a precision
+    study = exact[exact.level == "study"]
+    # a random scorer's precision is 1/N at every threshold
+    tol = 0.05 + 3.0 / np.sqrt(study.expected_links.to_numpy())
+    assert (np.abs(study.precision.to_numpy() - 1.0 / study.N.to_numpy()) < tol).all(), study
+    table = summarise(qv)
+    rows = table[table.metric.str.startswith("relinked")]
+    assert len(rows) == 2 * 2 * 3 * 2 * 2
+    assert (rows.chance == 0).all() and rows.lift.isna().all()
+    # no image re-linked at precision 0.9 beyond its interval: the interval holds 0
+    at90 = rows[rows.precision_target == 0.9]
+    assert (at90.ci_low <= 1e-12).all(), at90
+    assert (at90.value <= at90.ci_high).all()
+
+
+def test_strongly_aligned_set_relinks_most_images_confidently():
+    image, text, patient = _aligned(3, 800, 32, 0.08)
+    table = audit_arrays(image, text, patient, pools=(10, 100, "full"), ks=(1,), confident=(0.9,),
+                         confident_calibration=200)
+    rows = table[(table.metric == "relinked_best") & (table.level == "study")]
+    assert (rows.value > 0.8).all(), rows
+    cal = table[(table.metric == "relinked_calibrated") & (table.level == "study")]
+    assert (cal.value > 0.7).all() and (cal.n_queries < 800).all()
+
+
+def _exact_best(S, target, N):
+    """The best threshold attacker over every truth score, from the whole score matrix (study level)."""
+    n = len(S)
+    truth = np.diag(S).copy()
+    off = S.copy()
+    np.fill_diagonal(off, -np.inf)
+    c = (off > truth[:, None] + 1e-6).sum(1)
+    draws = None if N == n else N - 1
+    r1 = p_none(c, np.full(n, n - 1), draws)
+    best = 0.0
+    for t in np.unique(truth):
+        d = (off >= t).sum(1)
+        links = np.where(truth >= t, 1.0, 1.0 - p_none(d, np.full(n, n - 1), draws)).sum()
+        C = (np.where(truth >= t, r1, 0.0)).sum()
+        if C >= target * links:
+            best = max(best, C / n)
+    return best
+
+
+@pytest.mark.parametrize("noise", [0.8, 1.2])
+def test_the_grid_changes_the_figure_by_less_than_half_its_interval(noise):
+    image, text, patient = _aligned(11, 1000, 24, noise, per_patient=1)
+    S = (image @ text.T).astype(np.float32)
+    np.fill_diagonal(S, np.einsum("ij,ij->i", image, text))
+    table = audit_arrays(image, text, patient, pools=(10, 100, "full"), ks=(1,), levels=("study",),
+                         directions=("image_to_report",), confident=(0.9,))
+    rows = table[table.metric == "relinked_best"]
+    for _, row in rows.iterrows():
+        exact = _exact_best(S.astype(np.float64), 0.9, int(row.N))
+        half = (row.ci_high - row.ci_low) / 2
+        assert row.value <= exact + 1e-9  # the points restrict the attacker: a lower bound
+        assert exact - row.value < half, (row.N, exact, row.value, half)
+        assert row.ci_high >= exact - 1e-9  # and the interval reaches the exact figure
+
+
+def test_best_point_picks_the_most_correct_links_at_the_target():
+    C = np.array([90.0, 80.0, 50.0, 10.0])
+    L = np.array([200.0, 88.0, 52.0, 10.0])
+    assert best_point(C, L, 0.9) == 1
+    assert best_point(C, L, 0.99) == 3
+    assert best_point(C * 0, L, 0.9) is None
+
+
+def test_confident_rows_leave_the_other_rows_unchanged():
+    image, text, patient = _aligned(5, 300, 16, 1.0)
+    plain = audit_arrays(image, text, patient, pools=(10, "full"), ks=(1, 5))
+    both = audit_arrays(image, text, patient, pools=(10, "full"), ks=(1, 5), confident=(0.9,))
+    assert "precision_target" not in plain.columns
+    kept = both[~both.metric.str.startswith("relinked")].drop(columns="precision_target").reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, plain)
+    assert both.loc[~both.metric.str.startswith("relinked"), "precision_target"].isna().all()
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_counts_at_or_above_equal_brute_force_whatever_the_blocks(engine):
+    import torch
+
+    from relink.retrieval.counts import stream_counts
+    from relink.retrieval.scale import Scale
+    from relink.retrieval.stream import RowSource, WorkRows
+
+    image, text, patient = _aligned(4, 300, 8, 1.0)
+    xs = WorkRows(RowSource(image, normalise=False), np.arange(300), torch.device("cpu"))
+    ys = WorkRows(RowSource(text, normalise=False), np.arange(300), torch.device("cpu"))
+    whole = stream_counts(xs, ys, patient, scale=Scale(engine=engine), confident=(16, 0.05))
+    tiled = stream_counts(xs, ys, patient, scale=Scale(engine=engine, tiles=(7, 24)), confident=(16, 0.05))
+    cc = whole.confident
+    S = image.astype(np.float64) @ text.astype(np.float64).T
+    # the pair's own cell is its truth score as the audit computes it (one float32 dot product)
+    np.fill_diagonal(S, torch.einsum("ij,ij->i", torch.from_numpy(image), torch.from_numpy(text)).numpy())
+    # thresholds are truth scores, some of them off-diagonal cells (a patient's best report): a cell within
+    # rounding of a threshold may fall on either side, so those (row, threshold) entries are not compared
+    near = np.abs(S[:, :, None] - cc.counted) < 1e-5
+    want = {"image_to_report": ((S[:, :, None] >= cc.counted).sum(1), near.any(1)),
+            "report_to_image": ((S[:, :, None] >= cc.counted).sum(0), near.any(0))}
+    for direction, (counts, unsure) in want.items():
+        assert unsure.mean() < 0.01
+        for got in (cc.at_or_above[direction], tiled.confident.at_or_above[direction]):
+            np.testing.assert_array_equal(got[~unsure], counts[~unsure])
+    assert cc.counted[0] >= np.quantile(S[~np.eye(300, dtype=bool)], 0.9)  # only the top cells are binned
