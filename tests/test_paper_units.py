@@ -180,7 +180,7 @@ def test_result_keys_never_run_a_stage(tmp_path, monkeypatch, profile):
     assert all(key_id(k) != key_id(keys[n]) for n, k in result_keys(other, list(keys)).items())
 
 
-def test_isolated_steps_build_what_is_missing_and_spawn_nothing_when_all_is_cached(tmp_path):
+def test_isolated_steps_build_what_is_missing_and_spawn_nothing_when_all_is_cached(tmp_path, monkeypatch):
     """`relink paper` builds each missing stage and result in its own process (its peak is then the largest
     step's, not their sum); with every needed result cached it spawns nothing."""
     import json
@@ -199,6 +199,19 @@ def test_isolated_steps_build_what_is_missing_and_spawn_nothing_when_all_is_cach
         code = isolated.step_code(isolated.json_record(profile), root, step)
         compile(code, step, "exec")
         assert str(root) in code and '"smoke"' in code
+    from pathlib import Path
+
+    from relink.paper import stages as S
+
+    seen = []
+    for name in ("cohorts", "ladder", "role_embeddings"):  # run each stage step's code with the stage recorded
+        monkeypatch.setattr(S, name, lambda ctx, *a, _n=name: seen.append((_n, ctx.root, ctx.profile.name, a)))
+    for step in isolated.STAGES:
+        exec(isolated.step_code(isolated.json_record(profile), root, step), {})
+    assert [(n, r, p, a) for n, r, p, a in seen] == [
+        ("cohorts", root, "smoke", ()), ("ladder", root, "smoke", ()), ("role_embeddings", root, "smoke", ("internal",)),
+        ("role_embeddings", root, "smoke", ("external",))]
+    assert all(isinstance(r, Path) for _, r, _, _ in seen)
     keys = result_keys(Context(profile, root, progress=False), ["custodian"])
     for name in keys:  # one result missing: only it is built (after the stages, which are cheap when cached)
         if name != "custodian":
