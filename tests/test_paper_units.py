@@ -209,8 +209,8 @@ def test_isolated_steps_build_what_is_missing_and_spawn_nothing_when_all_is_cach
     for step in isolated.STAGES:
         exec(isolated.step_code(isolated.json_record(profile), root, step), {})
     assert [(n, r, p, a) for n, r, p, a in seen] == [
-        ("cohorts", root, "smoke", ()), ("ladder", root, "smoke", ()), ("role_embeddings", root, "smoke", ("internal",)),
-        ("role_embeddings", root, "smoke", ("external",))]
+        ("cohorts", root, "smoke", ()), ("ladder", root, "smoke", ()),
+        ("role_embeddings", root, "smoke", ("internal",)), ("role_embeddings", root, "smoke", ("external",))]
     assert all(isinstance(r, Path) for _, r, _, _ in seen)
     keys = result_keys(Context(profile, root, progress=False), ["custodian"])
     for name in keys:  # one result missing: only it is built (after the stages, which are cheap when cached)

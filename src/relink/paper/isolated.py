@@ -38,8 +38,8 @@ def missing_results(profile: Profile, needed, root: Path) -> list[str]:
 
 def step_code(record: str, root: Path, step: str) -> str:
     """The Python a child runs for one step (a stage of :data:`STAGES` or a result's name)."""
-    head = (f"from pathlib import Path; from relink.paper.profiles import Profile; from relink.paper import stages as S; "
-            f"p = Profile.from_record({record!r}); ")
+    head = (f"from pathlib import Path; from relink.paper.profiles import Profile; "
+            f"from relink.paper import stages as S; p = Profile.from_record({record!r}); ")
     if step in STAGES:
         return head + f"ctx = S.Context(p, Path({str(root)!r})); {STAGES[step]}"
     return head + f"from relink.paper.results import build_results; build_results(p, [{step!r}], {str(root)!r})"
