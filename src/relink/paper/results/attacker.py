@@ -60,9 +60,10 @@ def confident(ctx: Context, es, model: str, n: int) -> tuple[pd.DataFrame, pd.Da
     return rows, curve
 
 
-def panel(ctx: Context, sets: list) -> dict:
+def panel(ctx: Context, sets: list, names: list[str]) -> dict:
     """The custodian's report with the ladder as the attacker panel (the strongest rung as the custodian's model,
-    every other rung an attacker's), in chapter 7's settings: the worst verdict and each model's own."""
+    every other rung an attacker's), in chapter 7's settings: the worst verdict and each model's own, the
+    models named as the ladder names them (``names``, in the order of ``sets``)."""
     from ...api.report import report
     from ...report.threat import ReportSpec
 
@@ -76,8 +77,8 @@ def panel(ctx: Context, sets: list) -> dict:
     level = lambda v: v["level"] if isinstance(v, dict) else str(v)  # noqa: E731
     return {"worst": doc["panel"]["worst"], "size": doc["panel"]["size"], "pool": pool,
             "sentence": doc["panel"].get("sentence"),
-            "models": [{"model": m["model"], "role": m["role"], "verdict": level(m["verdict"])}
-                       for m in doc["panel"]["models"]]}
+            "models": [{"model": name, "role": m["role"], "verdict": level(m["verdict"])}  # the ladder's names
+                       for name, m in zip(names, doc["panel"]["models"])]}
 
 
 def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
@@ -104,7 +105,8 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     add(apply_heads(target, load_heads(upstream["dp"] / RELEASE / "heads.safetensors")), rung, "dp")
     if "external" in sets:
         add(train_heads(sets["external"], target, retrain_spec(ctx), progress=False).embeddings, rung, "retrained")
-    write_json(tmp / "panel.json", panel(ctx, [before[i] for i in sorted(before, reverse=True)]))
+    order = sorted(ladder(ctx), key=lambda r: -r.index)  # the strongest rung first: the custodian's model
+    write_json(tmp / "panel.json", panel(ctx, [before[r.index] for r in order], [r.name for r in order]))
     finish(tmp, ctx, "attacker", {"confident.parquet": pd.concat(rows, ignore_index=True),
                                   "curves.parquet": pd.concat(curves, ignore_index=True)},
            {"targets": list(TARGETS), "epsilon": ctx.profile.epsilon})
