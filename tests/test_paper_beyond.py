@@ -140,7 +140,7 @@ def test_footprint_names_the_largest_step_and_chapter_and_any_over_binder_s_limi
                                         "largest chapter (Differentially private mitigation) at 500 MiB")
     assert "took 7 minutes" in g["mem_sentence"]
     partial = footprint.glue_values({**mem, "chapters": {}})  # a measurement that stopped before the chapters
-    assert "not in this measurement" in partial["mem_sentence"] and "mem_chapter" not in partial
+    assert "stopped before the rest of the paper" in partial["mem_sentence"] and "mem_chapter" not in partial
     mem["stages"]["ladder"] = m(200.0, 2100, 2100)
     assert footprint.glue_values(mem)["mem_verdict"] == "above it: ladder"
     t = footprint.table(mem, {"02_relinkage": "Re-linkage"})

@@ -59,7 +59,7 @@ def glue_values(mem: dict[str, Any], titles: dict[str, str] | None = None) -> di
         text += (f"Building the paper took {build_s / 60:.0f} minutes in all, which is what postBuild adds to the "
                  "image's build.")
     else:
-        text += (f": {verdict}. The chapters' re-runs in a fresh kernel are not in this measurement; the steps took "
-                 f"{build_s / 60:.0f} minutes, most of what postBuild adds to the image's build.")
+        text += (f": {verdict}. This measurement holds only the steps in the table (it stopped before the rest of "
+                 f"the paper and the chapters' re-runs in a fresh kernel); they took {build_s / 60:.0f} minutes.")
     out["mem_sentence"] = text
     return out
