@@ -60,13 +60,16 @@ def test_numbers_are_written_with_their_interval_and_count():
     assert beyond.percent(small).startswith("0.38% (95% CI 0.30–0.45%)")
 
 
-def test_table_has_a_row_per_model_and_state_and_a_column_per_attacker_and_target():
+def test_table_has_a_row_per_model_heads_and_attacker_and_a_column_per_target():
     t = beyond.table(confident_table())
-    assert list(zip(t["model"], t["state"])) == [(MODELS[1], "before mitigation"), (MODELS[2], "before mitigation"),
-                                                 (MODELS[3], "before mitigation"), (MODELS[3], "DP heads"),
-                                                 (MODELS[3], "heads re-trained on public pairs")]
-    cols = [c for c in t.columns if c.startswith("Re-linked")]
-    assert len(cols) == 4 and t.loc[3, "Re-linked at precision ≥ 0.9, best threshold"].startswith("3.0%")
+    heads = [(m, h) for m, h in zip(t["model"], t["Heads"])]
+    assert heads[::2] == [(MODELS[1], "before mitigation"), (MODELS[2], "before mitigation"),
+                          (MODELS[3], "before mitigation"), (MODELS[3], "DP heads"),
+                          (MODELS[3], "heads re-trained on public pairs")]
+    assert list(t["Attacker"][:2]) == ["best threshold", "calibrated threshold"]
+    assert [c for c in t.columns if c.startswith("Re-linked")] == ["Re-linked at precision ≥ 0.9",
+                                                                   "Re-linked at precision ≥ 0.99"]
+    assert t.loc[6, "Re-linked at precision ≥ 0.9"].startswith("3.0%")  # strongest, DP heads, best threshold
 
 
 def test_glue_values_and_sentence_say_the_strongest_model_before_and_after_dp():

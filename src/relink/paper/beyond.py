@@ -45,21 +45,21 @@ def images(r: pd.Series) -> str:
 
 
 def table(confident: pd.DataFrame) -> pd.DataFrame:
-    """One row per model and state; one column per attacker and precision target: share (%) and interval."""
+    """One row per model, heads and attacker; one column per precision target: the share re-linked (%) and its
+    interval (long rather than wide, so the table fits the page's column)."""
     out = []
     targets = sorted(confident["precision_target"].dropna().astype(float).unique())
-    for (rung, state), group in confident.groupby(["rung", "state"], sort=True):
-        line: dict[str, Any] = {"model": group["model"].iloc[0], "state": STATES.get(state, state),
-                                "Pool size N": int(group["N"].iloc[0]), "Queries": int(group["n_queries"].iloc[0])}
-        for target in targets:
-            for metric, who in ATTACKERS.items():
-                r = row(confident, metric, target, state, rung)
-                line[f"Re-linked at precision ≥ {target:g}, {who}"] = percent(r)
-        out.append(line)
-    frame = pd.DataFrame(out)
-    order = {s: i for i, s in enumerate(STATES.values())}
-    return frame.sort_values(["model", "state"], key=lambda c: c.map(order) if c.name == "state" else c,
-                             kind="stable").reset_index(drop=True)
+    order = {s: i for i, s in enumerate(STATES)}
+    groups = confident[["rung", "state"]].drop_duplicates().itertuples(index=False)
+    for rung, state in sorted(groups, key=lambda g: (g[0], order.get(g[1], len(order)))):
+        for metric, who in ATTACKERS.items():
+            first = row(confident, metric, targets[0], state, rung)
+            line: dict[str, Any] = {"model": str(first["model"]), "Heads": STATES.get(state, state),
+                                    "Attacker": who, "Queries": int(first["n_queries"])}
+            for target in targets:
+                line[f"Re-linked at precision ≥ {target:g}"] = percent(row(confident, metric, target, state, rung))
+            out.append(line)
+    return pd.DataFrame(out)
 
 
 def glue_values(confident: pd.DataFrame, epsilon: float) -> dict[str, Any]:
