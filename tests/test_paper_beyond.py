@@ -108,6 +108,8 @@ def test_retrained_sentence_says_whether_the_dp_heads_protect_against_this_attac
     c.loc[c["state"] == "retrained", ["value", "ci_low", "ci_high"]] *= 0.1
     assert "gains nothing" in beyond.retrained_sentence(c)
     assert "not applicable" in beyond.retrained_sentence(c[c["state"] != "retrained"])
+    c.loc[c["state"].isin(["before", "retrained"]), ["value", "ci_low"]] = 0.0  # nothing re-linked either way
+    assert "cannot tell" in beyond.retrained_sentence(c)
 
 
 def test_figures_label_their_axes_and_match_legend_to_marks():

@@ -96,6 +96,9 @@ def retrained_sentence(confident: pd.DataFrame) -> str:
     text = (f"Heads re-trained without DP on the external cohort's pairs (a public set an attacker could hold) over "
             f"the same trunk re-link {percent(again)} of the held-out images at precision 0.9, against "
             f"{percent(before)} with the original heads and {percent(dp)} with the DP heads. ")
+    if float(before["value"]) == 0.0 and float(again["value"]) == 0.0:
+        return text + ("Neither the original nor the re-trained heads re-link an image at this precision here, so "
+                       "this comparison cannot tell whether the DP heads protect anything against this attacker.")
     if float(again["ci_high"]) >= float(before["value"]):
         return text + ("They re-link as well as the original heads within their interval: against this attacker "
                        "the DP heads protect nothing.")
