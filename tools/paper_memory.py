@@ -114,10 +114,11 @@ def main(argv: list[str]) -> int:
     profile = get_profile(args.profile)
     record, root = isolated.json_record(profile), default_root(profile)
     for name in [*isolated.STAGES, *order]:
-        report["stages"][name] = measure([sys.executable, "-c", isolated.step_code(record, root, name)], env)
+        key = name if name in isolated.STAGES else f"result {name}"  # the stage and the result `cohorts` differ
+        report["stages"][key] = measure([sys.executable, "-c", isolated.step_code(record, root, name)], env)
         save(args.out, report)  # what is measured so far, should the run be stopped
-        shown = report["stages"][name]
-        print(name, {k: v for k, v in shown.items() if k != "tail" or shown["rc"]}, flush=True)
+        shown = report["stages"][key]
+        print(key, {k: v for k, v in shown.items() if k != "tail" or shown["rc"]}, flush=True)
     relink = [sys.executable, "-m", "relink", "paper", "--profile", args.profile, "--no-book", "--force"]
     for chapter in chapters():
         report["chapters"][chapter.stem] = measure(relink + ["--chapters", chapter.number], env)
