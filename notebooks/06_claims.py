@@ -17,6 +17,7 @@
 #     - hard_negatives
 #     - dp
 #     - utility
+#     - attacker
 # ---
 
 # %% [markdown]
@@ -30,7 +31,10 @@
 # interval is a paired one. On the synthetic profile the cohort sizes are
 # not meant to match, and absolute recall depends on a small model trained
 # for minutes, so "direction" is the expected verdict for most rows there; on
-# the `mimic` profile the same table checks the study itself.
+# the `mimic` profile the same table checks the study itself. The last rows go
+# beyond the study: what the stronger attacker of the chapter
+# [Beyond the study](09_stronger_attacker.ipynb) re-links with confidence. The
+# study reported no such number, so they carry "no study value" and are not rated.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "synthetic"  # a profile name, or the record `relink paper` passes

@@ -14,6 +14,7 @@
 #     inputs:
 #     - benchmarks/results/costs.json
 #     - benchmarks/results/audit_scale.json
+#     - benchmarks/results/paper_memory.json
 #     results: []
 # ---
 
@@ -194,3 +195,32 @@ display(show(costs.audit_scale_table(scale), uid="audit-scale",
 # %% tags=["remove-input"]
 display(show(costs.archive_projection(scale), uid="archive-projection",
              caption="The audit of an archive: measured time per score cell here, and a projection for GPUs"))
+
+# %% tags=["remove-cell"]
+from relink.paper import footprint
+from relink.paper.display import prose
+from relink.paper.chapters import chapters
+
+memory = json.loads((REPO_ROOT / "benchmarks" / "results" / "paper_memory.json").read_text())
+titles = {c.stem: c.title for c in chapters()}
+for key, value in footprint.glue_values(memory, titles).items():
+    glue(key, prose(value) if key == "mem_sentence" else value)
+
+# %% [markdown]
+# ## The default profile where Binder runs it
+#
+# A Binder session is usually given about {glue:text}`mem_limit_mib:,d` MiB of
+# memory and two cores. `postBuild` builds the default profile while the image
+# is built, so that each launch button opens a chapter executed on this book's
+# numbers; `relink paper` builds each missing stage and result in a fresh
+# process, so a run's peak is its largest step's, not their sum.
+# `python tools/paper_memory.py --profile synthetic` measures every step of a
+# cold run and every chapter re-run in a fresh kernel with its artifacts
+# present, on {glue:text}`mem_cpus:d` cores (table below; the times depend on how busy
+# the machine was).
+# {glue:md}`mem_sentence`
+
+# %% tags=["remove-input"]
+display(show(footprint.table(memory, titles), uid="footprint", formats={"Wall time (s)": ",.0f"},
+             caption="The default profile, step by step (each in a fresh process) and chapter by chapter (each "
+                     "in a fresh kernel, artifacts present): wall time and peak resident memory"))

@@ -178,3 +178,47 @@ def test_result_keys_never_run_a_stage(tmp_path, monkeypatch, profile):
     assert {n: key_id(k) for n, k in keys.items()} == {n: key_id(k) for n, k in result_keys(ctx, list(keys)).items()}
     other = Context(get_profile(profile, {"synth_seed": "99"}), tmp_path / "artifacts", progress=False)
     assert all(key_id(k) != key_id(keys[n]) for n, k in result_keys(other, list(keys)).items())
+
+
+def test_isolated_steps_build_what_is_missing_and_spawn_nothing_when_all_is_cached(tmp_path, monkeypatch):
+    """`relink paper` builds each missing stage and result in its own process (its peak is then the largest
+    step's, not their sum); with every needed result cached it spawns nothing."""
+    import json
+
+    from relink.io import canonical
+    from relink.paper import isolated
+    from relink.paper.cache import KEY_FILE
+    from relink.paper.results import result_keys, with_upstream
+    from relink.paper.stages import Context
+
+    profile, root = get_profile("smoke"), tmp_path / "artifacts"
+    todo = isolated.steps(profile, ["custodian"], root)
+    assert todo[:len(isolated.STAGES)] == list(isolated.STAGES)
+    assert todo[len(isolated.STAGES):] == with_upstream(["custodian"])  # dependency order, upstream first
+    for step in todo:  # each child's code is valid Python naming the artifacts folder and the profile
+        code = isolated.step_code(isolated.json_record(profile), root, step)
+        compile(code, step, "exec")
+        assert str(root) in code and '"smoke"' in code
+    from pathlib import Path
+
+    from relink.paper import stages as S
+
+    seen = []
+    for name in ("cohorts", "ladder", "role_embeddings"):  # run each stage step's code with the stage recorded
+        monkeypatch.setattr(S, name, lambda ctx, *a, _n=name: seen.append((_n, ctx.root, ctx.profile.name, a)))
+    for step in isolated.STAGES:
+        exec(isolated.step_code(isolated.json_record(profile), root, step), {})
+    assert [(n, r, p, a) for n, r, p, a in seen] == [
+        ("cohorts", root, "smoke", ()), ("ladder", root, "smoke", ()),
+        ("role_embeddings", root, "smoke", ("internal",)), ("role_embeddings", root, "smoke", ("external",))]
+    assert all(isinstance(r, Path) for _, r, _, _ in seen)
+    keys = result_keys(Context(profile, root, progress=False), ["custodian"])
+    for name in keys:  # one result missing: only it is built (after the stages, which are cheap when cached)
+        if name != "custodian":
+            (root / "results" / name).mkdir(parents=True)
+            (root / "results" / name / KEY_FILE).write_text(json.dumps(canonical(keys[name])))
+    assert isolated.steps(profile, ["custodian"], root) == [*isolated.STAGES, "custodian"]
+    (root / "results" / "custodian").mkdir(parents=True)
+    (root / "results" / "custodian" / KEY_FILE).write_text(json.dumps(canonical(keys["custodian"])))
+    assert isolated.steps(profile, ["custodian"], root) == []
+    assert isolated.build_isolated(profile, ["custodian"], root) == 0

@@ -25,7 +25,12 @@ HEADER = """\
 # conda / Binder environment for relink. Binder (repo2docker) installs this file before the
 # repository is copied in, so postBuild installs the package itself (`pip install --no-deps -e .`).
 # torch comes from the same registry as every other pin: the pinned torch/torchvision pair is the one
-# known to import together, and a different build of either breaks open_clip's import.
+# known to import together, and a different build of either breaks open_clip's import. It is the
+# package index's Linux build, which carries CUDA libraries (about 3 GB of image disk and build time;
+# on a CPU they are not used). A CPU-only build is deliberately not chosen: the package index has none
+# of this pair, the CPU-only builds live in a separate wheel index or a conda channel's build that this
+# project's own machines cannot reach and so cannot check, and the one CPU-only build checked here
+# (2.13.0+cpu) fails to import beside the index's torchvision, which would break every Binder launch.
 """
 
 

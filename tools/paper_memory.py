@@ -1,9 +1,10 @@
 """Peak resident memory of `relink paper`, stage by stage, and of every chapter in a fresh kernel.
 
-The stages the results stand on (generated cohorts, the ladder's training, each cohort's
-embeddings), then each result of the paper (audit, hard negatives, DP, utility, ...), are built
-each in its own fresh process, in dependency order, into an empty artifacts folder, so each peak
-is that stage's alone; then each chapter is executed again (``--force``) in a
+The steps of a cold `relink paper`, as it runs them (relink.paper.isolated: the stages the results
+stand on, i.e. generated cohorts, the ladder's training and each cohort's embeddings, then each
+result: audit, hard negatives, DP, utility, ...), are built each in its own fresh process, in
+dependency order, into an empty artifacts folder, so each peak is that step's alone and the largest
+is the cold run's; then each chapter is executed again (``--force``) in a
 fresh kernel with every artifact present; then the book is built. Memory is sampled from /proc
 (psutil) every 0.1 s over the whole process tree: ``peak_process_mib`` is the largest single process
 (the one a 2 GB Binder limit would stop first), ``peak_tree_mib`` the largest sum over the tree.
@@ -69,6 +70,21 @@ def measure(cmd: list[str], env: dict[str, str], every: float = 0.1) -> dict:
             "peak_tree_mib": round(peak["tree"] / MIB), "largest": peak["name"], "tail": out[-600:]}
 
 
+def save(out: str, report: dict) -> None:
+    Path(out).write_text(json.dumps(public(report), indent=1) + "\n")
+
+
+def public(report: dict) -> dict:
+    """What the book may show (benchmarks/results/paper_memory.json): figures only, no command line or output
+    (they name this machine's folders); a failed step is printed while the tool runs."""
+    keep = ("rc", "wall_s", "peak_process_mib", "peak_tree_mib")
+    strip = lambda m: {k: m[k] for k in keep}  # noqa: E731
+    return {"profile": report["profile"], "cpus": report["cpus"], "measured": time.strftime("%Y-%m-%d"),
+            "stages": {k: strip(v) for k, v in report["stages"].items()},
+            "chapters": {k: strip(v) for k, v in report["chapters"].items()},
+            **({"book": strip(report["book"])} if "book" in report else {})}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="smoke")
@@ -88,26 +104,29 @@ def main(argv: list[str]) -> int:
     needed = sorted({r for c in chapters() for r in c.results})
     order = [name for name in registry() if name in needed or any(name in registry()[n].upstream for n in needed)]
     report = {"profile": args.profile, "cpus": os.cpu_count(), "stages": {}, "chapters": {}}
-    # the stages the results stand on, each alone: generated cohorts, the ladder's training, embeddings
-    ctx = (f"from relink.paper.profiles import get_profile; from relink.paper import stages as S; "
-           f"p = get_profile({args.profile!r}); ctx = S.Context(p, S.default_root(p)); ")
-    for name, call in (("cohorts (generate)", "S.cohorts(ctx)"), ("ladder (train)", "S.rung_ids(ctx)"),
-                       ("embeddings (internal)", "S.role_embeddings(ctx, 'internal')"),
-                       ("embeddings (external)", "S.role_embeddings(ctx, 'external')")):
-        report["stages"][name] = measure([sys.executable, "-c", ctx + call], env)
-        print(name, {k: v for k, v in report["stages"][name].items() if k != "tail"}, flush=True)
-    for name in order:
-        code = (f"from relink.paper.profiles import get_profile; from relink.paper.results import build_results; "
-                f"build_results(get_profile({args.profile!r}), [{name!r}])")
-        report["stages"][name] = measure([sys.executable, "-c", code], env)
-        print(name, {k: v for k, v in report["stages"][name].items() if k != "tail"}, flush=True)
+    # the steps a cold `relink paper` runs, each in its own process (relink.paper.isolated): the stages the
+    # results stand on (generated cohorts, the ladder's training, each cohort's embeddings), then each result
+    from relink.paper import isolated
+    from relink.paper.profiles import get_profile
+    from relink.paper.stages import default_root
+
+    os.environ.update(env)  # default_root reads RELINK_ARTIFACTS
+    profile = get_profile(args.profile)
+    record, root = isolated.json_record(profile), default_root(profile)
+    for name in [*isolated.STAGES, *order]:
+        key = name if name in isolated.STAGES else f"result {name}"  # the stage and the result `cohorts` differ
+        report["stages"][key] = measure([sys.executable, "-c", isolated.step_code(record, root, name)], env)
+        save(args.out, report)  # what is measured so far, should the run be stopped
+        shown = report["stages"][key]
+        print(key, {k: v for k, v in shown.items() if k != "tail" or shown["rc"]}, flush=True)
     relink = [sys.executable, "-m", "relink", "paper", "--profile", args.profile, "--no-book", "--force"]
     for chapter in chapters():
         report["chapters"][chapter.stem] = measure(relink + ["--chapters", chapter.number], env)
+        save(args.out, report)
         print(chapter.stem, {k: v for k, v in report["chapters"][chapter.stem].items() if k != "tail"}, flush=True)
     report["book"] = measure([sys.executable, "-m", "relink", "paper", "--profile", args.profile], env)
     print("book", {k: v for k, v in report["book"].items() if k != "tail"}, flush=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    save(args.out, report)
     failed = [k for part in ("stages", "chapters") for k, v in report[part].items() if v["rc"]] + \
              (["book"] if report["book"]["rc"] else [])
     return 1 if failed else 0

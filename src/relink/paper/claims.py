@@ -19,7 +19,10 @@ that holds the per-query values: ``contrasts.parquet`` of the ``audit`` and
   whose test holds;
 * ``not`` — the test fails (whatever the size), or neither;
 * ``not applicable`` — the profile has nothing to compare (a claim about the
-  external cohort on a profile without one).
+  external cohort on a profile without one);
+* ``no study value`` — a measurement beyond the study (the stronger attacker's
+  confident re-links, :mod:`relink.paper.beyond`): the study reported no such
+  number, so there is nothing to rate; the row shows the number and its interval.
 
 The internal and external cohorts are different patients: no claim pairs
 them, and any comparison of the two is descriptive.
@@ -33,10 +36,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import dp_effects
+from . import beyond, dp_effects
 from . import summaries as S
 
 NOT_APPLICABLE = "not applicable"
+NO_STUDY_VALUE = "no study value"
 MAGNITUDE_FACTOR = 2.0
 POINTS_TOLERANCE = 1.0
 RULE = (
@@ -47,9 +51,11 @@ RULE = (
     f"**Magnitude**: the test holds and the reproduced number is within a factor of {MAGNITUDE_FACTOR:g} of the "
     f"study's (a change in points: within {POINTS_TOLERANCE:g} point; a count: within the factor, with no test). "
     "**Direction**: the test holds but the size differs, or a qualitative claim's test holds. **Not**: the test "
-    "fails, whatever the size. The internal and external cohorts are different patients, so no claim pairs "
-    "them; where the book sets them side by side the comparison is descriptive.")
-EXTERNAL_CLAIMS = ("external_eval", "dp_transfer_external")  # need an external cohort
+    "fails, whatever the size. **No study value**: a measurement beyond the study (the stronger attacker's "
+    "confident re-links), which the study did not report; it is shown with its interval and not rated. The "
+    "internal and external cohorts are different patients, so no claim pairs them; where the book sets them "
+    "side by side the comparison is descriptive.")
+EXTERNAL_CLAIMS = ("external_eval", "dp_transfer_external", "confident_090_retrained")  # need an external cohort
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class Claim:
     key: str
     text: str
     study: float | None  # None: qualitative
-    kind: str  # "ratio" | "relative_change" | "points_change" | "qualitative" | "count"
+    kind: str  # "ratio" | "relative_change" | "points_change" | "qualitative" | "count" | "beyond"
     unit: str = ""
 
 
@@ -75,11 +81,24 @@ CLAIMS: tuple[Claim, ...] = (
           "internal (the study's design)", -61.8, "relative_change", "%"),
     Claim("dp_transfer_external", "DP heads transfer to the external cohort without retraining", None, "qualitative"),
     Claim("probe_change", "Linear-probe macro AUROC change (79.63% to 79.43%)", -0.20, "points_change", "points"),
+    # beyond the study (no study value): the stronger attacker's confident re-links, % of the held-out images
+    Claim("confident_090", "Beyond the study: images re-linked at precision ≥ 0.9, strongest model, best threshold",
+          None, "beyond", "%"),
+    Claim("confident_099", "Beyond the study: images re-linked at precision ≥ 0.99, strongest model, best threshold",
+          None, "beyond", "%"),
+    Claim("confident_090_calibrated", "Beyond the study: images re-linked at precision ≥ 0.9, threshold calibrated "
+          "on held-apart labelled pairs", None, "beyond", "%"),
+    Claim("confident_090_dp", "Beyond the study: images re-linked at precision ≥ 0.9 with the DP heads", None,
+          "beyond", "%"),
+    Claim("confident_090_retrained", "Beyond the study: images re-linked at precision ≥ 0.9 with heads re-trained "
+          "on public pairs", None, "beyond", "%"),
 )
 
 
 def verdict(claim: Claim, value: float, holds: bool | None = None) -> str:
     """The verdict for a reproduced ``value`` (``holds``: the qualitative test or the direction test)."""
+    if claim.kind == "beyond":
+        return NO_STUDY_VALUE
     if claim.kind == "qualitative":
         return "direction" if holds else "not"
     if value is None or not np.isfinite(value):
@@ -177,6 +196,7 @@ def measurements(res) -> dict[str, tuple]:
     out.update(dp_effects.claim_rows(res.table("dp", "contrasts.parquet"), eps, internal, external))
     probe = 100 * (S.utility_value(util, "linear_probe_macro_auroc", "dp") - S.utility_value(util, "linear_probe_macro_auroc", "before"))
     out["probe_change"] = (probe, None, f"ε = {eps:g}, projected image embeddings")
+    out.update(beyond.claim_rows(res.table("attacker", "confident.parquet"), eps))
     return out
 
 
@@ -191,6 +211,8 @@ def _fmt(value: float | None, kind: str) -> str:
         return f"{value:+.1f}%"
     if kind == "points_change":
         return f"{value:+.2f} points"
+    if kind == "beyond":
+        return f"{value:.2f}%" if abs(value) < 1 else f"{value:.1f}%"
     return f"{value:.3g}"
 
 
@@ -236,6 +258,8 @@ def reproduce(res) -> pd.DataFrame:
         applicable = not (claim.key in EXTERNAL_CLAIMS and value is None)
         if not applicable:
             shown = NOT_APPLICABLE
+        elif claim.kind == "beyond":
+            shown = _fmt(value, claim.kind)
         elif iv and value is not None:  # the number and the interval its test read, in one precision
             shown = _numbers(value, iv["low"], iv["high"])[0] + "x"
             shown = ("yes" if holds else "no") + f" ({shown})" if claim.kind == "qualitative" else shown
@@ -247,7 +271,8 @@ def reproduce(res) -> pd.DataFrame:
         rows.append({
             "key": claim.key,
             "claim": claim.text,
-            "study": "yes" if claim.study is None else _fmt(claim.study, claim.kind),
+            "study": (NO_STUDY_VALUE if claim.kind == "beyond" else "yes" if claim.study is None
+                      else _fmt(claim.study, claim.kind)),
             "reproduced": shown,
             "measured as": how,
             "profile": res.profile.name,
@@ -269,7 +294,8 @@ def styled(table: pd.DataFrame):
     """The claims table as the book shows it: readable headers, no index, verdicts coloured."""
     from .display import show
 
-    colors = {"magnitude": "#d5f5e3", "direction": "#fcf3cf", "not": "#fadbd8", NOT_APPLICABLE: "#eaeded"}
+    colors = {"magnitude": "#d5f5e3", "direction": "#fcf3cf", "not": "#fadbd8", NOT_APPLICABLE: "#eaeded",
+              NO_STUDY_VALUE: "#eaf2f8"}
     hidden = ["key", "study_value", "reproduced_value", "profile", "ci_low_value", "ci_high_value", "paired_value",
               "paired_low", "paired_high"]
     view = table.drop(columns=hidden)  # the prose names the profile
@@ -281,12 +307,17 @@ def summary_sentence(table: pd.DataFrame) -> str:
     counts = table["verdict"].value_counts()
     n = lambda v: int(counts.get(v, 0))  # noqa: E731
     verb = lambda k: "is" if k == 1 else "are"  # noqa: E731
-    text = (f"Of the study's {len(table)} quantitative claims, {n('magnitude')} {verb(n('magnitude'))} reproduced in "
+    study = len(table) - n(NO_STUDY_VALUE)
+    text = (f"Of the study's {study} quantitative claims, {n('magnitude')} {verb(n('magnitude'))} reproduced in "
             f"magnitude, {n('direction')} in direction only and {n('not')} not at all on the "
             f"{table['profile'].iloc[0]} profile")
     if n(NOT_APPLICABLE):
-        return text + (f"; {n(NOT_APPLICABLE)} {verb(n(NOT_APPLICABLE))} not applicable to it "
-                       "(it has no external cohort).")
+        text += (f"; {n(NOT_APPLICABLE)} {verb(n(NOT_APPLICABLE))} not applicable to it "
+                 "(it has no external cohort)")
+    if n(NO_STUDY_VALUE):
+        text += (f". The table's last {n(NO_STUDY_VALUE)} rows go beyond the study (the stronger attacker's "
+                 "confident re-links): the study reported no such number, so they are shown with their intervals "
+                 "and not rated")
     return text + "."
 
 
@@ -294,7 +325,8 @@ def glue_values(table: pd.DataFrame) -> dict[str, Any]:
     """Counts of verdicts, plus each claim's study number and reproduced number, for the prose."""
     counts = table["verdict"].value_counts()
     out: dict[str, Any] = {
-        "claims_total": len(table),
+        "claims_total": len(table) - int(counts.get(NO_STUDY_VALUE, 0)),
+        "claims_beyond": int(counts.get(NO_STUDY_VALUE, 0)),
         "claims_magnitude": int(counts.get("magnitude", 0)),
         "claims_direction": int(counts.get("direction", 0)),
         "claims_not": int(counts.get("not", 0)),
@@ -318,17 +350,22 @@ def glue_values(table: pd.DataFrame) -> dict[str, Any]:
 
 
 VERDICT_WORDS = {"magnitude": "reproduced in magnitude", "direction": "reproduced in direction only",
-                 "not": "not reproduced", NOT_APPLICABLE: "not applicable"}
+                 "not": "not reproduced", NOT_APPLICABLE: "not applicable",
+                 NO_STUDY_VALUE: "not rated (no study value)"}
 
 
 def abstract_sentence(table: pd.DataFrame) -> str:
-    """What chapter 6 says of each claim the abstract repeats (the lifts, the rise, the hard negatives)."""
+    """What chapter 6 says of each claim the abstract repeats (the lifts, the rise, the hard negatives, the DP
+    heads on both cohorts, the linear probe)."""
     row = table.set_index("key")
     said = []
     for key, what in (("lift_n100", "the lift at N = 100"), ("lift_n10000", "the lift in the largest pools"),
                       ("above_chance_full", "re-linkage above chance against the full pool"),
                       ("ladder_rises", "the rise with specialisation"),
-                      ("hard_negatives", "survival of pathology-matched distractors")):
+                      ("hard_negatives", "survival of pathology-matched distractors"),
+                      ("dp_drop_internal", "the DP heads' drop on the internal cohort"),
+                      ("dp_transfer_external", "its transfer to the external cohort"),
+                      ("probe_change", "the linear-probe change")):
         if key in row.index:
             said.append(f"{what}, {VERDICT_WORDS[row.loc[key, 'verdict']]}")
     text = "Chapter 6 rates the study's claims: " + "; ".join(said) + "."

@@ -229,3 +229,60 @@ def utility(util: pd.DataFrame) -> Figure:
             ax.axhline(0, color="k", lw=0.8)
     _legend_below(fig, axes[0], ncols=len(states))
     return fig
+
+
+def attacker_curves(curves: pd.DataFrame, order: list[str], targets: tuple[float, ...] = (0.9, 0.99)) -> Figure:
+    """The threshold attacker's precision against its recall (both %) per rung at one pool N: solid
+    before mitigation; in the strongest rung's colour, dashed its DP heads and dash-dotted heads re-trained
+    on public pairs; dotted: the precision targets."""
+    from .beyond import STATES, curve_points
+
+    fig, ax = _axes(6.4, 4.6)
+    for i, model in enumerate(order):
+        for state, style in (("before", "-"), ("dp", "--"), ("retrained", "-.")):
+            pts = curve_points(curves, model, state)
+            if pts.empty:
+                continue
+            label = model if state == "before" else f"{model}, {STATES[state]}"
+            ax.plot(pts["recall"], pts["precision"], style, color=f"C{i}", label=label, drawstyle="steps-post")
+    for j, target in enumerate(targets):
+        ax.axhline(100 * target, color="k", ls=":", lw=0.9 + 0.4 * j, label=f"precision {100 * target:g}%")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel("images re-linked correctly (% of the held-out images, symmetric log scale)")
+    ax.set_ylabel("precision of the attacker's links (%)")
+    ax.set_ylim(0, 101)
+    ax.grid(True, which="both", alpha=0.3)
+    _legend_below(fig, ax, ncols=3)
+    return fig
+
+
+def confident_bars(confident: pd.DataFrame, metric: str = "relinked_best") -> Figure:
+    """Images re-linked at each precision target (% of queries, 95% intervals as error bars), per rung
+    before mitigation and for the strongest rung's DP heads."""
+    targets = sorted(confident["precision_target"].dropna().astype(float).unique())
+    rows = confident[confident["metric"] == metric].sort_values(["rung", "state"])
+    groups = [(int(r), s) for r, s in rows[["rung", "state"]].drop_duplicates().itertuples(index=False)]
+    groups.sort(key=lambda g: (g[0], list(("before", "dp", "retrained")).index(g[1])))
+    from .beyond import STATES
+
+    names = {(int(r["rung"]), r["state"]): str(r["model"]) + ("" if r["state"] == "before"
+                                                               else f", {STATES[r['state']]}")
+             for _, r in rows.iterrows()}
+    fig, ax = _axes(6.4, 4.4)
+    width = 0.8 / max(1, len(targets))
+    x = np.arange(len(groups))
+    for j, target in enumerate(targets):
+        sel = [rows[(rows["rung"] == g[0]) & (rows["state"] == g[1])
+                    & np.isclose(rows["precision_target"].astype(float), target)].iloc[0] for g in groups]
+        val = np.array([100 * float(r["value"]) for r in sel])
+        low = np.array([100 * float(r["ci_low"]) for r in sel])
+        high = np.array([100 * float(r["ci_high"]) for r in sel])
+        err = np.vstack([np.clip(val - low, 0, None), np.clip(high - val, 0, None)])
+        ax.bar(x + j * width, val, width, yerr=np.nan_to_num(err), capsize=3, color=f"C{j}",
+               label=f"precision ≥ {100 * target:g}%")
+    ax.set_xticks(x + width * (len(targets) - 1) / 2)
+    ax.set_xticklabels([textwrap.fill(names[g], 16) for g in groups], fontsize="small")
+    ax.set_ylabel("images re-linked (% of the held-out images)")
+    _legend_below(fig, ax, ncols=len(targets))
+    return fig

@@ -176,13 +176,19 @@ def run_paper(
 ) -> int:
     """The whole paper: cached artifacts, changed chapters, privacy scan, then the book."""
     from ..leakscan import scan_paths
-    from .results import build_results
+    from .isolated import build_isolated
     from .leakscan import cohort_frames, result_files
+    from .results import build_results
 
     chapters = select(chapter_names)
     needed = sorted({r for c in chapters for r in c.results})
     t0 = time.perf_counter()
     print(f"relink paper: profile {profile.name}; chapters {', '.join(c.number for c in chapters)}")
+    # what is missing is built step by step in fresh processes, so this process never holds the sum of
+    # the steps' memory (relink.paper.isolated); then every result is read from the cache
+    code = build_isolated(profile, needed, Path(artifacts_root) if artifacts_root else default_root(profile))
+    if code:
+        return code
     results = build_results(profile, needed, artifacts_root)
     print(f"artifacts ready in {time.perf_counter() - t0:.1f} s")
     scan = None

@@ -1,0 +1,71 @@
+"""Build what a paper run lacks one step at a time, each step in a fresh process.
+
+Memory a step frees (a trained model, an embedding pass, torch's and the allocator's caches) is not
+always returned to the system, so one process that trains the ladder, embeds both cohorts and then
+builds every result holds the sum of their high-water marks (measured: about 2 GB on the default
+profile, above what a Binder session is given). Run as separate processes, the run's peak is the
+largest single step's. The steps are the stages the results stand on (generated or loaded cohorts,
+the ladder, each cohort's embeddings), then each missing result in dependency order; each child
+builds exactly one step into the shared content-keyed cache, which the parent then only reads.
+When every needed result is already cached, nothing is spawned (a prose-only run stays fast).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .cache import stored_key
+from .profiles import Profile
+
+#: the stages the results stand on, in order: name -> code run with ``S`` (relink.paper.stages) and ``ctx``
+STAGES = {"cohorts": "S.cohorts(ctx)", "ladder": "S.ladder(ctx)",
+          "embeddings (internal)": "S.role_embeddings(ctx, 'internal')",
+          "embeddings (external)": "S.role_embeddings(ctx, 'external')"}
+
+
+def missing_results(profile: Profile, needed, root: Path) -> list[str]:
+    """The needed results (and what they stand on) whose cached key is absent or differs, in build order."""
+    from ..io import canonical
+    from .results import result_keys
+    from .stages import Context
+
+    keys = result_keys(Context(profile, root, progress=False), needed)
+    return [name for name, key in keys.items() if stored_key(root / "results" / name) != canonical(key)]
+
+
+def step_code(record: str, root: Path, step: str) -> str:
+    """The Python a child runs for one step (a stage of :data:`STAGES` or a result's name)."""
+    head = (f"from pathlib import Path; from relink.paper.profiles import Profile; "
+            f"from relink.paper import stages as S; p = Profile.from_record({record!r}); ")
+    if step in STAGES:
+        return head + f"ctx = S.Context(p, Path({str(root)!r})); {STAGES[step]}"
+    return head + f"from relink.paper.results import build_results; build_results(p, [{step!r}], {str(root)!r})"
+
+
+def steps(profile: Profile, needed, root: Path) -> list[str]:
+    """What a run must build: every stage (cheap when cached) then each missing result; nothing when
+    every needed result is cached."""
+    results = missing_results(profile, needed, root)
+    return [*STAGES, *results] if results else []
+
+
+def build_isolated(profile: Profile, needed, root: Path, env: dict[str, str] | None = None) -> int:
+    """Build each missing step in its own process; the first non-zero exit status, or 0."""
+    record = json_record(profile)
+    env = dict(env or os.environ)
+    if profile.ladder:  # the record names the rungs only; the child reads their specs from here
+        env["RELINK_LADDER"] = ",".join(profile.ladder)
+    for step in steps(profile, needed, root):
+        code = subprocess.run([sys.executable, "-c", step_code(record, root, step)], env=env).returncode
+        if code:
+            return code
+    return 0
+
+
+def json_record(profile: Profile) -> str:
+    import json
+
+    return json.dumps(profile.record(), sort_keys=True)

@@ -1,0 +1,118 @@
+"""Result ``attacker``: the stronger attacker of the chapter beyond the study (confident re-links).
+
+An attacker who links a released image to its top candidate only when that candidate's score clears a
+threshold t exposes fewer images than Recall@1 counts, but exposes them *with confidence*. For every
+rung of the ladder, and for the strongest rung's DP heads (the headline run of result ``dp``), this
+result audits the held-out internal split at the profile's headline pool N (image to report, study
+level) with confident re-links (:func:`relink.api.audit.audit`, ``confident`` targets 0.9 and 0.99),
+and the same rows through heads an attacker re-trained without DP on the external cohort's pairs (the
+settings of result ``retrained``; :func:`relink.train_heads`).
+
+Tables
+
+* ``confident.parquet``: the audit's metric rows ``relinked_best`` (an attacker who knows the best
+  threshold) and ``relinked_calibrated`` (threshold calibrated on held-apart labelled pairs), one per
+  ``precision_target``, with ``rung``, ``role`` (``internal``), ``pool`` and ``state`` (``before`` |
+  ``dp`` | ``retrained``: heads trained without DP on the external cohort's pairs, the public set of an
+  attacker who holds the strongest rung's trunk; absent on a profile without an external cohort) and
+  the metric columns (``value``: expected share of the queries re-linked correctly at precision >= the
+  target; ``n_queries``; patient-clustered ``ci_low``/``ci_high``; ``chance``);
+* ``curves.parquet``: the attacker's precision-recall curve over t (``direction, level, N, threshold,
+  expected_correct, expected_links, precision, recall``) with ``model``, ``rung`` and ``state``;
+* ``panel.json``: the custodian's report (:func:`relink.report`) with the ladder as the attacker panel, the
+  strongest rung as the custodian's model: ``worst`` (the verdict over the panel), ``size``, ``pool``,
+  ``sentence`` and per model ``model``, ``role``, ``verdict``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ...io import write_json
+from ..stages import Context, ladder
+from . import Result
+from .common import audit_spec, eval_set, finish, headline_sets
+
+#: the precision an attacker must reach before a link counts as confident
+TARGETS = (0.9, 0.99)
+DIRECTION, LEVEL = "image_to_report", "study"
+
+
+def declared_pool(ctx: Context, n_rows: int) -> int:
+    """The declared pool N of the chapter: the profile's headline pool, or the whole split when smaller."""
+    return int(min(ctx.profile.n_target, n_rows))
+
+
+def confident(ctx: Context, es, model: str, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Confident re-links of ``es`` at pool ``n``: (the metric rows of the confident targets, the curve)."""
+    from ...api.audit import audit
+
+    spec = audit_spec(ctx, ks=(1,), directions=(DIRECTION,), levels=(LEVEL,), negatives=("random",), pools=(n,),
+                      confident=TARGETS)
+    found = audit(es, spec, model=model)
+    table = found.table
+    rows = table[table["metric"].isin(("relinked_best", "relinked_calibrated"))].copy()
+    curve = found.curve
+    curve = curve[(curve["direction"] == DIRECTION) & (curve["level"] == LEVEL) & (curve["N"] == n)].copy()
+    curve.insert(0, "model", model)
+    return rows, curve
+
+
+def panel(ctx: Context, sets: list, names: list[str]) -> dict:
+    """The custodian's report with the ladder as the attacker panel (the strongest rung as the custodian's model,
+    every other rung an attacker's), in chapter 7's settings: the worst verdict and each model's own, the
+    models named as the ladder names them (``names``, in the order of ``sets``)."""
+    from ...api.report import report
+    from ...report.threat import ReportSpec
+
+    p = ctx.profile
+    n = len(sets[0])
+    pool = max((k for k in p.pools if k != "full" and k <= min(n, p.n_target)), default=n)
+    spec = ReportSpec(attacker_pools=(pool,), top_k=tuple(k for k in p.ks if 1 < k <= pool) or (1,),
+                      n_boot=max(p.n_boot, 100), random_state=p.audit_seed)
+    doc = report(sets, spec, source={"embeddings": f"the ladder, {p.eval_split} split", "split": p.eval_split},
+                 provenance={"profile": p.name, "result": "attacker"}).document
+    level = lambda v: v["level"] if isinstance(v, dict) else str(v)  # noqa: E731
+    return {"worst": doc["panel"]["worst"], "size": doc["panel"]["size"], "pool": pool,
+            "sentence": doc["panel"].get("sentence"),
+            "models": [{"model": name, "role": m["role"], "verdict": level(m["verdict"])}  # the ladder's names
+                       for name, m in zip(names, doc["panel"]["models"])]}
+
+
+def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
+    from ...api.train_heads import train_heads
+    from ...dp.apply import apply_heads, load_heads
+    from .dp import RELEASE
+    from .retrained import retrain_spec
+
+    rows, curves = [], []
+
+    def add(es, rung, state: str) -> None:
+        n = declared_pool(ctx, len(es))
+        table, curve = confident(ctx, es, rung.name, n)
+        rows.append(table.assign(rung=rung.index, role="internal", pool=str(n), state=state))
+        curves.append(curve.assign(rung=rung.index, state=state))
+
+    before = {rung.index: eval_set(ctx, rung, "internal") for rung in ladder(ctx)}
+    for rung in ladder(ctx):
+        add(before[rung.index], rung, "before")
+    # the strongest rung's headline DP heads (result dp), and the heads an attacker re-trains without DP on the
+    # external cohort's pairs over the same trunk (the same settings and seed as result retrained), on the same rows
+    rung, _, sets = headline_sets(ctx)
+    target = sets["internal"]
+    add(apply_heads(target, load_heads(upstream["dp"] / RELEASE / "heads.safetensors")), rung, "dp")
+    if "external" in sets:
+        add(train_heads(sets["external"], target, retrain_spec(ctx), progress=False).embeddings, rung, "retrained")
+    order = sorted(ladder(ctx), key=lambda r: -r.index)  # the strongest rung first: the custodian's model
+    write_json(tmp / "panel.json", panel(ctx, [before[r.index] for r in order], [r.name for r in order]))
+    finish(tmp, ctx, "attacker", {"confident.parquet": pd.concat(rows, ignore_index=True),
+                                  "curves.parquet": pd.concat(curves, ignore_index=True)},
+           {"targets": list(TARGETS), "epsilon": ctx.profile.epsilon})
+
+
+RESULT = Result("attacker", build, upstream=("dp",), source=("retrieval", "api", "dp", "report", "paper/results/dp.py",
+                                                             "paper/results/retrained.py"),
+                fields=("eval_split", "pools", "ks", "n_boot", "audit_seed", "epsilon", "dp_batch_size",
+                        "dp_temperature", "dp_seed"))
