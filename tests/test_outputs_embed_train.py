@@ -254,7 +254,7 @@ def test_read_only_destination_is_one_line(cohort_dir, mimic_layout):
 
 
 @pytest.mark.parametrize("command, target, text", [
-    ("embed", "relink.embed.embed_cohort", "finished shards are kept in OUT.work"),
+    ("embed", "relink.embed.embed_many", "finished shards are kept in OUT.work"),
     ("train", "relink.models.ladder_train.train_ladder", "rungs saved so far are kept in OUT.work"),
 ])
 def test_ctrl_c_says_what_is_kept(tmp_path, cohort_dir, capsys, monkeypatch, command, target, text):

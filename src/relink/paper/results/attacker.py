@@ -19,8 +19,8 @@ Tables
   target; ``n_queries``; patient-clustered ``ci_low``/``ci_high``; ``chance``);
 * ``curves.parquet``: the attacker's precision-recall curve over t (``direction, level, N, threshold,
   expected_correct, expected_links, precision, recall``) with ``model``, ``rung`` and ``state``;
-* ``panel.json``: the custodian's report (:func:`relink.report`) with the ladder as the attacker panel, the
-  strongest rung as the custodian's model: ``worst`` (the verdict over the panel), ``size``, ``pool``,
+* ``panel.json``: the attacker panel of result ``custodian``'s report (the ladder, the strongest rung as the
+  custodian's model): ``worst`` (the verdict over the panel), ``size``, ``pool``,
   ``sentence`` and per model ``model``, ``role``, ``verdict``.
 """
 
@@ -60,25 +60,18 @@ def confident(ctx: Context, es, model: str, n: int) -> tuple[pd.DataFrame, pd.Da
     return rows, curve
 
 
-def panel(ctx: Context, sets: list, names: list[str]) -> dict:
-    """The custodian's report with the ladder as the attacker panel (the strongest rung as the custodian's model,
-    every other rung an attacker's), in chapter 7's settings: the worst verdict and each model's own, the
-    models named as the ladder names them (``names``, in the order of ``sets``)."""
-    from ...api.report import report
-    from ...report.threat import ReportSpec
+def panel(report_json: Path) -> dict:
+    """The attacker panel of chapter 7's report (result ``custodian``: the ladder, the strongest rung as the
+    custodian's model, every other rung an attacker's), read from its ``report.json`` rather than audited again:
+    the worst verdict and each model's own, the models named as the ladder names them."""
+    import json
 
-    p = ctx.profile
-    n = len(sets[0])
-    pool = max((k for k in p.pools if k != "full" and k <= min(n, p.n_target)), default=n)
-    spec = ReportSpec(attacker_pools=(pool,), top_k=tuple(k for k in p.ks if 1 < k <= pool) or (1,),
-                      n_boot=max(p.n_boot, 100), random_state=p.audit_seed)
-    doc = report(sets, spec, source={"embeddings": f"the ladder, {p.eval_split} split", "split": p.eval_split},
-                 provenance={"profile": p.name, "result": "attacker"}).document
+    doc = json.loads(Path(report_json).read_text())
     level = lambda v: v["level"] if isinstance(v, dict) else str(v)  # noqa: E731
-    return {"worst": doc["panel"]["worst"], "size": doc["panel"]["size"], "pool": pool,
-            "sentence": doc["panel"].get("sentence"),
-            "models": [{"model": name, "role": m["role"], "verdict": level(m["verdict"])}  # the ladder's names
-                       for name, m in zip(names, doc["panel"]["models"])]}
+    return {"worst": doc["panel"]["worst"], "size": doc["panel"]["size"],
+            "pool": int(doc["threat_model"]["attacker_pools"][0]), "sentence": doc["panel"].get("sentence"),
+            "models": [{"model": m["model"], "role": m["role"], "verdict": level(m["verdict"])}
+                       for m in doc["panel"]["models"]]}
 
 
 def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
@@ -105,14 +98,13 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     add(apply_heads(target, load_heads(upstream["dp"] / RELEASE / "heads.safetensors")), rung, "dp")
     if "external" in sets:
         add(train_heads(sets["external"], target, retrain_spec(ctx), progress=False).embeddings, rung, "retrained")
-    order = sorted(ladder(ctx), key=lambda r: -r.index)  # the strongest rung first: the custodian's model
-    write_json(tmp / "panel.json", panel(ctx, [before[r.index] for r in order], [r.name for r in order]))
+    write_json(tmp / "panel.json", panel(upstream["custodian"] / "report.json"))
     finish(tmp, ctx, "attacker", {"confident.parquet": pd.concat(rows, ignore_index=True),
                                   "curves.parquet": pd.concat(curves, ignore_index=True)},
            {"targets": list(TARGETS), "epsilon": ctx.profile.epsilon})
 
 
-RESULT = Result("attacker", build, upstream=("dp",), source=("retrieval", "api", "dp", "report", "paper/results/dp.py",
+RESULT = Result("attacker", build, upstream=("dp", "custodian"), source=("retrieval", "api", "dp", "report", "paper/results/dp.py",
                                                              "paper/results/retrained.py"),
                 fields=("eval_split", "pools", "ks", "n_boot", "audit_seed", "epsilon", "dp_batch_size",
                         "dp_temperature", "dp_seed"))
