@@ -32,11 +32,12 @@ chapter-%: $(STAMP)
 book: $(STAMP)
 	$(BIN)/jupyter-book build book/
 
+# two workers (the CI machine's cores); whole files per worker, so module fixtures are built once
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
