@@ -174,6 +174,23 @@ def before_after_table(effects: pd.DataFrame, epsilon: float, K: int = 1) -> pd.
     }).reset_index(drop=True)
 
 
+#: how chapter 4 names the three heads of result ``retrained``
+HEADS = {"original": "original heads", "dp": "DP heads", "retrained": "heads re-trained on public pairs"}
+
+
+def retrained_table(contrasts: pd.DataFrame) -> pd.DataFrame:
+    """Result ``retrained``'s paired contrasts as chapter 4 shows them: which heads against which, at which pool,
+    the relative change of Recall@1 (%) and its paired interval."""
+    return pd.DataFrame({
+        "heads": [f"{HEADS[b]} against {HEADS[a]}" for a, b in zip(contrasts["a"], contrasts["b"])],
+        "N": contrasts["N"].astype(int),
+        "relative_change_%": (100 * contrasts["value"]).round(1),
+        "ci_low_%": (100 * contrasts["ci_low"]).round(1),
+        "ci_high_%": (100 * contrasts["ci_high"]).round(1),
+        "patients": contrasts["n_patients"].astype(int),
+    }).reset_index(drop=True)
+
+
 def frontier(effects: pd.DataFrame, cohort: str, N: int, K: int = 1) -> pd.DataFrame:
     """DP rows at pool ``N`` sorted by epsilon (the privacy-utility frontier)."""
     rows = pick(effects, state="dp", cohort=cohort, N=N, K=K)

@@ -13,8 +13,9 @@ Tables
 * ``confident.parquet``: the audit's metric rows ``relinked_best`` (an attacker who knows the best
   threshold) and ``relinked_calibrated`` (threshold calibrated on held-apart labelled pairs), one per
   ``precision_target``, with ``rung``, ``role`` (``internal``), ``pool`` and ``state`` (``before`` |
-  ``dp`` | ``retrained``: heads trained without DP on the external cohort's pairs, the public set of an
-  attacker who holds the strongest rung's trunk; absent on a profile without an external cohort) and
+  ``dp`` | ``retrained``: the heads of result ``retrained``, trained without DP on the external cohort's
+  pairs, the public set of an attacker who holds the strongest rung's trunk; absent on a profile without an
+  external cohort) and
   the metric columns (``value``: expected share of the queries re-linked correctly at precision >= the
   target; ``n_queries``; patient-clustered ``ci_low``/``ci_high``; ``chance``);
 * ``curves.parquet``: the attacker's precision-recall curve over t (``direction, level, N, threshold,
@@ -75,10 +76,9 @@ def panel(report_json: Path) -> dict:
 
 
 def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
-    from ...api.train_heads import train_heads
     from ...dp.apply import apply_heads, load_heads
     from .dp import RELEASE
-    from .retrained import retrain_spec
+    from .retrained import HEADS as RETRAINED_HEADS
 
     rows, curves = [], []
 
@@ -96,15 +96,16 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     rung, _, sets = headline_sets(ctx)
     target = sets["internal"]
     add(apply_heads(target, load_heads(upstream["dp"] / RELEASE / "heads.safetensors")), rung, "dp")
-    if "external" in sets:
-        add(train_heads(sets["external"], target, retrain_spec(ctx), progress=False).embeddings, rung, "retrained")
+    heads = upstream["retrained"] / RETRAINED_HEADS
+    if heads.is_file():  # result retrained trained them (absent on a profile without an external cohort)
+        add(apply_heads(target, load_heads(heads)), rung, "retrained")
     write_json(tmp / "panel.json", panel(upstream["custodian"] / "report.json"))
     finish(tmp, ctx, "attacker", {"confident.parquet": pd.concat(rows, ignore_index=True),
                                   "curves.parquet": pd.concat(curves, ignore_index=True)},
            {"targets": list(TARGETS), "epsilon": ctx.profile.epsilon})
 
 
-RESULT = Result("attacker", build, upstream=("dp", "custodian"), source=("retrieval", "api", "dp", "report", "paper/results/dp.py",
+RESULT = Result("attacker", build, upstream=("dp", "custodian", "retrained"), source=("retrieval", "api", "dp", "report", "paper/results/dp.py",
                                                              "paper/results/retrained.py"),
                 fields=("eval_split", "pools", "ks", "n_boot", "audit_seed", "epsilon", "dp_batch_size",
                         "dp_temperature", "dp_seed"))

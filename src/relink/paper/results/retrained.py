@@ -17,7 +17,9 @@ Tables
 * ``contrasts.parquet``: paired contrasts (relative change of Recall@1 at the
   headline pool, :mod:`relink.retrieval.contrast`, same rows, ``b`` against
   ``a``): ``retrained_vs_original``, ``retrained_vs_dp``, ``dp_vs_original``.
-  :func:`relink.paper.dp_effects.retrained_sentence` says what they mean.
+  :func:`relink.paper.dp_effects.retrained_sentence` says what they mean;
+* ``heads.safetensors``: the attacker's heads (trained without DP: no privacy guarantee), which result
+  ``attacker`` applies to the same rows.
 
 A profile without an external cohort has no public set: both tables are
 empty and the sentence says so.
@@ -38,6 +40,8 @@ from .dp import RELEASE
 #: (name, a, b): b against a
 CONTRASTS = (("retrained_vs_original", "original", "retrained"), ("retrained_vs_dp", "dp", "retrained"),
              ("dp_vs_original", "original", "dp"))
+#: the attacker's heads (no privacy guarantee), absent without an external cohort
+HEADS = "heads.safetensors"
 COLUMNS = ("contrast", "cohort", "epsilon", "direction", "N", "K", "a", "b", "value", "ci_low", "ci_high",
            "n_patients")
 
@@ -74,7 +78,7 @@ def contrast_rows(ctx: Context, states: dict, epsilon: float) -> pd.DataFrame:
 
 def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     from ...api.train_heads import train_heads
-    from ...dp.apply import apply_heads, load_heads
+    from ...dp.apply import apply_heads, load_heads, save_heads
 
     rung, _, sets = headline_sets(ctx)
     target = sets["internal"]
@@ -90,6 +94,7 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     effects = pd.concat([recall_rows(ctx, rung, {"internal": es}, state, eps if state == "dp" else None)
                          for state, es in states.items()], ignore_index=True)
     record = {k: attack.record[k] for k in ("attacker", "spec", "start", "loss", "public_pairs", "heads_fingerprint")}
+    save_heads(attack.heads, tmp / HEADS)  # the attacker of result attacker, not trained twice
     finish(tmp, ctx, "retrained", {"effects.parquet": effects, "contrasts.parquet": contrast_rows(ctx, states, eps)},
            {**extra, "public": "the external cohort", "attacker": record})
 
