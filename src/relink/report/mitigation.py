@@ -221,8 +221,10 @@ def _at_release(rows: list[dict[str, Any]], released: int, new: int) -> list[dic
 def retrained_heads(contrast: dict[str, Any] | None) -> dict[str, Any]:
     """The one sentence on heads re-trained without DP on public pairs (an attacker holding the released trunks).
 
-    ``contrast``: the paired difference in Recall@1, heads re-trained on a public paired set minus the original
-    heads, on the audited rows (``value``, ``ci`` as ``[low, high]``, ``N``); ``None`` while it is not measured.
+    ``contrast``: the paired contrast of Recall@1, heads re-trained on a public paired set against the original
+    heads, on the audited rows (``value``, ``ci`` as ``[low, high]``, ``N``; ``kind`` ``"difference"`` (the
+    default) or ``"relative"``, as :func:`relink.retrieval.contrast.paired_contrast` names them); ``None`` while
+    it is not measured.
     If the interval does not show the re-trained heads worse, they re-link as well as the original, and DP heads
     (which only replace the heads) protect nothing against that attacker.
     """
@@ -231,7 +233,10 @@ def retrained_heads(contrast: dict[str, Any] | None) -> dict[str, Any]:
     lo, hi = contrast["ci"]
     n = contrast.get("N")
     at = f" at N = {n:,}" if isinstance(n, int) else ""
-    diff = f"Recall@1 difference {contrast['value']:+.3g}{at}, interval {lo:+.3g} to {hi:+.3g}"
+    if contrast.get("kind") == "relative":
+        diff = f"relative change of Recall@1 {100 * contrast['value']:+.1f}%{at}, interval {100 * lo:+.1f}% to {100 * hi:+.1f}%"
+    else:
+        diff = f"Recall@1 difference {contrast['value']:+.3g}{at}, interval {lo:+.3g} to {hi:+.3g}"
     if math.isfinite(hi) and hi < 0:
         sentence = (f"Heads re-trained without DP on public pairs re-link fewer images than the original heads "
                     f"({diff}): the DP heads still have to be judged against this attacker by their own figures above.")

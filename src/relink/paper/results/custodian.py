@@ -20,6 +20,20 @@ from .common import headline_sets, load_embeddings
 from .dp import HEADLINE
 
 
+def _retrained(upstream: dict[str, Path]) -> dict | None:
+    """Result ``retrained``'s paired contrast of the attacker's re-trained heads against the original heads (its
+    one sentence on the page), or None on a profile without a public set to re-train on."""
+    import pandas as pd
+
+    table = pd.read_parquet(upstream["retrained"] / "contrasts.parquet")
+    rows = table[table["contrast"] == "retrained_vs_original"]
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    return {"kind": "relative", "value": float(row["value"]), "ci": [float(row["ci_low"]), float(row["ci_high"])],
+            "N": int(row["N"])}
+
+
 def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     from ...api.report import report
     from ...report.threat import ReportSpec
@@ -33,12 +47,12 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     # the attacker panel: the strongest rung (the custodian's model) first, then the other rungs, strongest first
     others = [r for r in reversed(ladder(ctx)) if r.name != rung.name]
     panel = [es] + [load_embeddings(embeddings(ctx, r, "internal")).split(p.eval_split) for r in others]
-    result = report(panel, spec, split=p.eval_split, cohort=cohorts(ctx)["internal"],
+    result = report(panel, spec, split=p.eval_split, cohort=cohorts(ctx)["internal"], retrained=_retrained(upstream),
                     names=[rung.name] + [r.name for r in others], mitigated=[upstream["dp"] / HEADLINE],
                     source={"embeddings": f"{rung.name}, {p.eval_split} split", "split": p.eval_split},
                     provenance={"profile": p.name, "result": "custodian", "model": rung.name})
     result.write(tmp / "report.html", tmp / "report.json")
 
 
-RESULT = Result("custodian", build, upstream=("dp",), source=("api/report.py", "api/results.py", "report", "retrieval"),
+RESULT = Result("custodian", build, upstream=("dp", "retrained"), source=("api/report.py", "api/results.py", "report", "retrieval"),
                 fields=("eval_split", "pools", "ks", "n_boot", "audit_seed"))
