@@ -86,22 +86,18 @@ def register(sub):
 def run(args) -> int:
     from pathlib import Path
 
-    import torch  # noqa: F401 - the budget counts from the interpreter with torch (retrieval.memory)
-
-    from ..retrieval.memory import resident
-
-    # measured before the audit's own imports (pandas and Arrow, about 70 MB): the budget covers them
-    start = resident()
-
     from ..api.audit import audit, work_folder
     from ..embed.distributed import sync
     from ..guard import claim
     from ..options import spec_from_args
-    from ..retrieval.memory import parse_memory, return_freed_memory
+    from ..retrieval.memory import parse_memory, resident, return_freed_memory
     from ..retrieval.scale import Scale
     from ..retrieval.spec import AuditSpec
     from ..tables import table_output
 
+    import torch  # noqa: F401 - the budget counts from the interpreter with torch (retrieval.memory)
+
+    start = resident()
     return_freed_memory()  # so that blocks the audit frees leave its resident set
     out = Path(args.out)
     comm = None
