@@ -28,6 +28,7 @@ fp32 rate, ``--gpu-tflops``, and the counting overhead measured here).
 
     python benchmarks/audit_scale.py --sizes 25000,50000        # a few minutes
     python benchmarks/audit_scale.py                            # ~40 minutes on 2 busy cores
+    python benchmarks/audit_scale.py --sizes 200000 --procs 1 --confident 0.9,0.99   # ~25 minutes
 """
 
 from __future__ import annotations
@@ -164,9 +165,10 @@ def _run(cmd: list[str], timeout: float) -> list[dict]:
     return found
 
 
-def measure(folder: Path, procs: int, budget: str, timeout: float) -> dict:
+def measure(folder: Path, procs: int, budget: str, timeout: float, confident: str | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["audit", "--embeddings", str(folder), "--memory", budget, "--out", str(Path(tmp) / "audit.csv")]
+        argv += ["--confident", confident] if confident else []
         if procs == 1:
             ranks = _run([sys.executable, str(HERE), "--child", *argv], timeout)
         else:
@@ -181,7 +183,8 @@ def measure(folder: Path, procs: int, budget: str, timeout: float) -> dict:
             "ready_peak_mib": first["ready_peak_mib"], "baseline_torch_mib": first["baseline_torch_mib"],
             "slabs": first.get("slabs"), "blocks": first.get("blocks"),
             "slab_rows": first.get("slab_rows"), "block_cols": first.get("block_cols"), "table_bytes": len(table),
-            "table_sha": __import__("hashlib").sha256(table).hexdigest()[:16], "ranks": ranks}
+            "table_sha": __import__("hashlib").sha256(table).hexdigest()[:16], "ranks": ranks,
+            "confident_grid": first.get("confident_grid"), "confident_grid_asked": first.get("confident_grid_asked")}
 
 
 def project(rows: list[dict], gpu_tflops: float) -> dict:
@@ -212,6 +215,8 @@ def main(argv=None) -> None:
     ap.add_argument("--gpu-tflops", type=float, default=50.0, help="assumed fp32 rate of one GPU, for the projection")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--timeout", type=float, default=7200)
+    ap.add_argument("--confident", default=None, metavar="TARGETS",
+                    help="the audit's --confident (e.g. 0.9,0.99): the threshold attacker's counts too")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     procs = [int(p) for p in args.procs.split(",")]
@@ -225,7 +230,7 @@ def main(argv=None) -> None:
         _run([sys.executable, str(HERE), "--make", str(folder), str(n)], args.timeout)  # the parent stays small
         bare_s = _run([sys.executable, str(HERE), "--bare", str(folder)], args.timeout)[0]["bare_s"]
         for p in procs:
-            r = {"n": n, "bare_s": bare_s, **measure(folder, p, args.memory, args.timeout)}
+            r = {"n": n, "bare_s": bare_s, **measure(folder, p, args.memory, args.timeout, args.confident)}
             r["ratio"] = r["wall_s"] / bare_s
             r["over_torch_mib"] = r["peak_mib"] - r["baseline_torch_mib"]
             r["within_budget"] = bool(r["over_torch_mib"] <= budget_mib)

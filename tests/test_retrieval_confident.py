@@ -233,9 +233,76 @@ def test_confident_counts_resume_from_the_work_folder(tmp_path, monkeypatch):
     spec = AuditSpec(pools=(10, "full"), ks=(1,), confident=(0.9,))
     whole = audit_queries(es, spec)
     work = tmp_path / "a.work"
-    first = audit_queries(es, spec, scale=Scale(memory=24 << 20, work=work))
-    again = audit_queries(es, spec, scale=Scale(memory=24 << 20, work=work))  # every slab read back
+    first = audit_queries(es, spec, scale=Scale(memory=32 << 20, work=work))
+    again = audit_queries(es, spec, scale=Scale(memory=32 << 20, work=work))  # every slab read back
     assert first.run["slabs"] > 1 and again.run["finished_before"] == first.run["slabs"]
     for qv in (first, again):
         pd.testing.assert_frame_equal(confident_curve(qv), confident_curve(whole))
         pd.testing.assert_frame_equal(summarise(qv), summarise(whole))
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_binning_in_runs_of_rows_counts_every_cell_once(engine, monkeypatch):
+    """Every cell clears the lowest point here (the worst case for memory): binned a few rows at a time, the
+    counts equal a histogram of each row and column taken directly."""
+    import torch
+
+    from relink.retrieval import tileops
+
+    rng = np.random.default_rng(3)
+    h, w, G = 37, 29, 6
+    S = rng.uniform(0.0, 1.0, size=(h, w + 3)).astype(np.float32)  # 3 pad columns, never binned
+    grid = np.sort(rng.uniform(0.0, 0.5, size=G)).astype(np.float32)
+    grid[0] = 0.0
+    edges = np.concatenate([grid, [np.inf]])
+    want_rows = np.stack([np.histogram(S[i, :w], edges)[0] for i in range(h)])
+    want_cols = np.stack([np.histogram(S[:, j], edges)[0] for j in range(w)])
+    seen = []
+    real = tileops._chunks
+    monkeypatch.setattr(tileops, "BIN_CELLS", 1)  # runs of at most w cells: one row each
+    monkeypatch.setattr(tileops, "_chunks", lambda per_row, cap: seen.append(cap) or real(per_row, cap))
+    ops = tileops.Ops(torch.device("cpu"), engine)
+    rows, cols = ops.zeros((h, G), np.int32 if ops.numpy else torch.int32), ops.zeros((w, G), np.int32
+                                                                                      if ops.numpy else torch.int32)
+    grid_in = grid if ops.numpy else torch.as_tensor(grid)
+    tileops.bin_rows(ops, S if ops.numpy else torch.as_tensor(S), w, grid_in, rows, cols)
+    assert seen == [w]
+    np.testing.assert_array_equal(ops.to_numpy(rows), want_rows)
+    np.testing.assert_array_equal(ops.to_numpy(cols), want_cols)
+
+
+def test_runs_of_rows_hold_at_most_the_cap():
+    from relink.retrieval.tileops import _chunks
+
+    per_row = np.random.default_rng(0).integers(0, 50, size=500)
+    runs = _chunks(per_row, 120)
+    assert runs[0][0] == 0 and runs[-1][1] == 500 and all(b == c for (_, b), (c, _) in zip(runs, runs[1:]))
+    assert max(per_row[a:b].sum() for a, b in runs) <= 120
+    # as few runs as a greedy split allows: each run and the next row would exceed the cap
+    assert all(per_row[a:b + 1].sum() > 120 for a, b in runs[:-1])
+
+
+def test_a_tight_budget_thins_the_grid_and_keeps_a_lower_bound(monkeypatch):
+    """Where the binned scores of the whole grid do not fit the budget, the pass bins on every other point
+    (recorded as the grid used); the curve lies on points of the full grid's and the figure stays a lower
+    bound of the full grid's (fewer thresholds for the attacker to choose from)."""
+    from relink.retrieval import memory
+    from relink.retrieval.scale import Scale
+
+    monkeypatch.setattr(memory, "resident", lambda: None)  # plan from the estimates
+    image, text, patient = _aligned(6, 4000, 512, 1.0)
+    rows = pd.DataFrame({"pair_id": np.arange(4000).astype(str), "patient_id": patient.astype(str)})
+    es = EmbeddingSet.from_arrays(rows, image, text)
+    spec = AuditSpec(pools=(10, "full"), ks=(1,), confident=(0.9,))
+    whole = audit_queries(es, spec)
+    thin = audit_queries(es, spec, scale=Scale(memory=28 << 20))
+    assert "confident_grid" not in (whole.run or {}) or whole.run["confident_grid"] == whole.run["confident_grid_asked"]
+    assert thin.run["confident_grid"] < thin.run["confident_grid_asked"]
+    used = thin.confident["counts"].counted
+    assert len(used) == thin.run["confident_grid"]
+    assert set(used.tolist()) <= set(whole.confident["counts"].counted.tolist())
+    assert set(confident_curve(thin).threshold) <= set(confident_curve(whole).threshold)
+    a, b = summarise(thin), summarise(whole)
+    pick = (a.metric == "relinked_best")
+    assert pick.any()
+    assert (a.loc[pick, "value"].to_numpy() <= b.loc[b.metric == "relinked_best", "value"].to_numpy() + 1e-12).all()

@@ -67,7 +67,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .tileops import LANES, Ops, bin_rows, shifted
+from .tileops import LANES, Ops, bin_bytes, bin_rows, shifted
 
 _CPU_CELLS = 1 << 20  # scores one CPU product writes (block rows x group columns): 4 MB, cache-friendly
 _GPU_CELLS = 1 << 28
@@ -86,6 +86,7 @@ class ThresholdCounts:
     row_hist: np.ndarray | None = None  # (n, G) int32: scores of each row in each bin of the grid (TileCounter)
     col_hist: np.ndarray | None = None
     run: dict | None = None  # the plan and timings of the pass that made them
+    grid: np.ndarray | None = None  # the bins' grid: the one asked for, or fewer of its points to fit the budget
 
 
 def default_blocks(device) -> tuple[int, int]:
@@ -261,7 +262,8 @@ class TileCounter:
         """Bytes of one worker's buffers: a group of tiles of scores and the boolean masks (not its column counts,
         8 x thresholds x segmentations bytes per column of a block)."""
         masks = (max(1, self.n_row) + max(1, self.n_col)) * self.chunk * self.w_max
-        return 4 * self.br * (-(-self.gw // 8) * 8) + masks
+        binning = bin_bytes(self.br, self.gw, self.n_grid) if self.n_grid else 0  # the threshold attacker's bins
+        return 4 * self.br * (-(-self.gw // 8) * 8) + masks + binning
 
     def _own(self):
         """This worker's buffers and column accumulator (made on first use)."""

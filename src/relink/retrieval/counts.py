@@ -218,7 +218,7 @@ def stream_counts(
                     hist[:, g] += hist[:, g + 1]
                 at[direction] = hist
         tc.row_hist = tc.col_hist = None
-        out.confident = ConfidentCounts(grid, low, at, truths)
+        out.confident = ConfidentCounts(tc.grid, low, at, truths)  # the grid the pass used (thinner to fit memory)
     sides = (("image_to_report", tc.row_above, y_codes), ("report_to_image", tc.col_above, x_codes))
     for direction, above, codes in sides:
         if direction not in directions:

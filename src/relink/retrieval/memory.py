@@ -21,7 +21,12 @@ Blocks never change a number (the product's tiles lie on one grid whatever
 the blocks, :mod:`relink.retrieval.blocked`): a smaller budget means more
 passes over the candidates, not other results. A budget that cannot hold
 one tile of each kind beside the per-query state is refused with the
-smallest one that could.
+smallest one that could. The threshold attacker's binned scores (12 bytes
+per pair and grid point) are the one exception: where they do not fit, the
+pass bins on every other point of the grid until they do
+(:func:`relink.retrieval.passes.count_pass` returns the grid it used), and
+its binning temporaries are bounded whatever the data
+(:func:`relink.retrieval.tileops.bin_bytes`, counted with the tile).
 """
 
 from __future__ import annotations

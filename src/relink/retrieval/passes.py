@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..embed.distributed import sync
+from ..errors import RelinkError
 from .blocked import ThresholdCounts, TileCounter
 from .distributed import split_rows
 from .memory import Meter, plan, show_bytes, state_bytes
@@ -183,6 +184,28 @@ def _fill(buf, rows, a: int, b: int, step: int):
     return buf[:b - a]
 
 
+def _thin(grid: np.ndarray) -> np.ndarray:
+    """Every other point of ``grid`` (ascending), its first and last kept."""
+    g = np.asarray(grid)
+    return np.unique(np.concatenate([g[::2], g[-1:]])).astype(g.dtype)
+
+
+def _plan(counter: TileCounter, n: int, d: int, meter: Meter):
+    """The pass's blocks for ``counter`` within what ``meter`` has left (RelinkError where one tile cannot fit)."""
+    n_seg, n_col, n_grid = counter.n_seg, counter.n_col, counter.n_grid
+    tile = counter.workers * counter.buffer_bytes()  # the tiles, their masks and their binning temporaries
+    col_bytes = counter.workers * (n_col * n_seg * 8 + n_grid * 4)
+    # what is left of the budget once the per-query state is held (measured where the OS tells)
+    free = meter.left(state_bytes(n, n_seg, counter.n_row, n_col, n_grid))
+    if free is not None:
+        free -= 8 * n_col * n_seg * n * 2  # this slab's column counts and their running total, made below
+        # the binned scores of rows and columns and the columns' running total: zero pages until the pass
+        # touches them, so the resident set does not show them yet
+        free -= 12 * n_grid * n
+        free -= meter.budget // 8  # what no estimate sees: the allocator's slack, interpreter objects
+    return plan(n, d, free, tile, counter.row_grid, counter.col_grid, col_bytes, meter.read_bytes(), meter.budget)
+
+
 def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_tol: float, scale: Scale,
                meter: Meter, key: dict[str, Any], grid: np.ndarray | None = None) -> ThresholdCounts:
     """Threshold counts of every row and column (see the module docstring); ``rows`` and ``cols`` are
@@ -199,24 +222,28 @@ def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_to
 
     n, d, dev = len(xs), xs.d, xs.device
     comm, rank, world, work, progress = scale.comm, scale.rank, scale.world, scale.work, scale.progress
-    counter = TileCounter(n, torch.as_tensor(diag, device=dev), rows[0], cols[0], rows[1], cols[1], edges, tie_tol,
-                          dev, *scale.tiles, scale.engine, grid=grid)
-    n_seg, n_row, n_col = counter.n_seg, counter.n_row, counter.n_col
-    n_grid = counter.n_grid
-    tile = counter.workers * counter.buffer_bytes()
-    col_bytes = counter.workers * (n_col * n_seg * 8 + n_grid * 4)
+    asked = grid
     stats: dict[str, Any] = {}
     store, finished, failure, p = None, [], None, None
     try:
-        # what is left of the budget once the per-query state is held (measured where the OS tells)
-        free = meter.left(state_bytes(n, n_seg, n_row, n_col, n_grid))
-        if free is not None:
-            free -= 8 * n_col * n_seg * n * 2  # this slab's column counts and their running total, made below
-            # the binned scores of rows and columns and the columns' running total: zero pages until the pass
-            # touches them, so the resident set does not show them yet
-            free -= 12 * n_grid * n
-            free -= meter.budget // 8  # what no estimate sees: the allocator's slack, interpreter objects
-        p = plan(n, d, free, tile, counter.row_grid, counter.col_grid, col_bytes, meter.read_bytes(), meter.budget)
+        while True:
+            counter = TileCounter(n, torch.as_tensor(diag, device=dev), rows[0], cols[0], rows[1], cols[1], edges,
+                                  tie_tol, dev, *scale.tiles, scale.engine, grid=grid)
+            try:
+                p = _plan(counter, n, d, meter)
+                break
+            except RelinkError:
+                # The binned scores take 12 bytes x grid points a pair (rows, columns, the columns' running
+                # total). Where they do not fit, every other point of the grid goes (first and last kept) rather
+                # than spilling a running total to disk: the approximation holds for any grid (relinked_best
+                # stays a lower bound of the best threshold's, ci_high covers its upper bound), the pass keeps
+                # its speed, and the grid used is returned and recorded.
+                if grid is None or len(grid) <= 2:
+                    raise
+                grid = _thin(grid)
+        n_seg, n_col, n_grid = counter.n_seg, counter.n_col, counter.n_grid
+        if n_grid:
+            stats.update(confident_grid=n_grid, confident_grid_asked=len(asked))
         counter.max_cols = p.block_cols
         if work is not None:
             tiles = {"block_rows": counter.br, "group_cols": counter.gw, "tile_cols": counter.tc, "device": dev.type,
@@ -293,4 +320,4 @@ def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_to
     if not n_grid:
         return ThresholdCounts(row, total_col, run=stats)
     return ThresholdCounts(row, total_col, np.asarray(row_hist, dtype=np.int32), np.asarray(total_hist, dtype=np.int32),
-                           run=stats)
+                           run=stats, grid=grid)

@@ -79,25 +79,70 @@ def shifted(thr, tie_tol: float, rows: int, active: np.ndarray | None) -> np.nda
     return out
 
 
+BIN_CELLS = 1 << 14  # selected cells binned at once: bounds bin_rows's index arrays whatever the data
+
+
+def bin_bytes(h: int, w: int, n_grid: int) -> int:
+    """Most bytes :func:`bin_rows` holds for one (h, w) tile on a grid of ``n_grid`` points: the tile's mask
+    (1 byte a cell) and its per-row sums, about 64 bytes per selected cell for at most ``max(BIN_CELLS, w)``
+    cells at once (flat index, row, column, score, bin, the two bincount keys) and the two bincount outputs."""
+    return h * w + 8 * h + 64 * max(BIN_CELLS, w) + 8 * n_grid * (h + w)
+
+
+def _chunks(per_row, cap: int):
+    """Row ranges [a, b) whose ``per_row`` counts (int64, >= 0, each <= cap) sum to at most ``cap``."""
+    ends = np.cumsum(per_row)
+    a, out = 0, []
+    while a < len(per_row):
+        base = ends[a - 1] if a else 0
+        b = int(np.searchsorted(ends, base + cap, side="right"))
+        b = max(b, a + 1)
+        out.append((a, b))
+        a = b
+    return out
+
+
 def bin_rows(ops, S, w: int, grid, row_out, col_out) -> None:
     """Add to ``row_out`` (h, G) and ``col_out`` (w, G) how many scores of ``S[:, :w]`` fall in each bin of
     ``grid`` (ascending thresholds; bin g: grid[g] <= score < grid[g + 1]); scores below grid[0] are skipped,
-    so only the few cells at or above it are touched (one call per tile: a call has a fixed cost)."""
+    so only the cells at or above it are touched (one call per tile: a call has a fixed cost).
+
+    Memory: at most :func:`bin_bytes`. The share of cells at or above grid[0] depends on the data (all of
+    them where every score clears it), so the selected cells are binned in runs of rows holding at most
+    ``max(BIN_CELLS, w)`` of them (from the mask's per-row sums); integer sums, so the runs change no count.
+    """
     G = len(grid)
+    cap = max(BIN_CELLS, w)
     if ops.numpy:
-        idx = np.flatnonzero(S[:, :w] >= grid[0])
-        if not len(idx):
+        mask = S[:, :w] >= grid[0]
+        total = int(np.count_nonzero(mask))
+        if not total:
             return
-        r, c = np.divmod(idx, w)
-        b = np.searchsorted(grid, S[r, c], side="right") - 1
-        np.add(row_out, np.bincount(r * G + b, minlength=row_out.shape[0] * G).reshape(-1, G), out=row_out,
-               casting="unsafe")
-        np.add(col_out, np.bincount(c * G + b, minlength=w * G).reshape(w, G), out=col_out, casting="unsafe")
+        runs = [(0, mask.shape[0])] if total <= cap else _chunks(mask.sum(1, dtype=np.int64), cap)
+        for a, b in runs:
+            idx = np.flatnonzero(mask[a:b])
+            if not len(idx):
+                continue
+            r, c = np.divmod(idx, w)
+            del idx
+            r += a
+            bins = np.searchsorted(grid, S[r, c], side="right") - 1
+            np.add(row_out[a:b], np.bincount((r - a) * G + bins, minlength=(b - a) * G).reshape(-1, G),
+                   out=row_out[a:b], casting="unsafe")
+            np.add(col_out, np.bincount(c * G + bins, minlength=w * G).reshape(w, G), out=col_out, casting="unsafe")
         return
     torch = ops.torch
-    r, c = torch.nonzero(S[:, :w] >= grid[0], as_tuple=True)
-    if not len(r):
+    mask = S[:, :w] >= grid[0]
+    per_row = mask.sum(1, dtype=torch.int64)
+    total = int(per_row.sum())
+    if not total:
         return
-    b = torch.bucketize(S[r, c].contiguous(), grid, right=True) - 1
-    row_out += torch.bincount(r * G + b, minlength=row_out.shape[0] * G).view(-1, G).to(row_out.dtype)
-    col_out += torch.bincount(c * G + b, minlength=w * G).view(w, G).to(col_out.dtype)
+    runs = [(0, mask.shape[0])] if total <= cap else _chunks(per_row.cpu().numpy(), cap)
+    for a, b in runs:
+        r, c = torch.nonzero(mask[a:b], as_tuple=True)
+        if not len(r):
+            continue
+        r += a
+        bins = torch.bucketize(S[r, c].contiguous(), grid, right=True) - 1
+        row_out[a:b] += torch.bincount((r - a) * G + bins, minlength=(b - a) * G).view(-1, G).to(row_out.dtype)
+        col_out += torch.bincount(c * G + bins, minlength=w * G).view(w, G).to(col_out.dtype)
