@@ -170,7 +170,7 @@ glue("retrained_sentence", prose(dp_effects.retrained_sentence(retrained)))
 # %% tags=["remove-input"]
 if len(retrained):
     display(show(S.retrained_table(retrained), uid="retrained",
-                 formats={"relative_change_%": "+.1f", "ci_low_%": "+.1f", "ci_high_%": "+.1f"},
+                 formats={"relative_change_%": "+.1f"},
                  caption=f"Recall@1 of three heads over the same trunk on the held-out internal rows, paired: "
                          f"the original heads, the DP heads (\u03b5 = {res.profile.epsilon:g}) and heads re-trained "
                          f"without DP on the external cohort's pairs"))

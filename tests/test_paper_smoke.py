@@ -137,7 +137,7 @@ def test_chapters_are_stamped_with_provenance(paper):
     nb = json.loads((paper["work"] / "book" / "chapters" / "04_mitigation.ipynb").read_text())
     meta = nb["metadata"]["relink"]
     assert meta["inputs"]["profile"]["name"] == "smoke"
-    assert set(meta["inputs"]["results"]) == {"dp"}
+    assert set(meta["inputs"]["results"]) == {"dp", "retrained"}
     prov = meta["provenance"]
     assert "torch" in prov["packages"] and prov["profile"] == "smoke"
     assert prov["results"]["dp"]["privacy"]["accountant"] == "prv"

@@ -182,11 +182,11 @@ def retrained_table(contrasts: pd.DataFrame) -> pd.DataFrame:
     """Result ``retrained``'s paired contrasts as chapter 4 shows them: which heads against which, at which pool,
     the relative change of Recall@1 (%) and its paired interval."""
     return pd.DataFrame({
-        "heads": [f"{HEADS[b]} against {HEADS[a]}" for a, b in zip(contrasts["a"], contrasts["b"])],
+        "Heads": [f"{HEADS[b]} against {HEADS[a]}" for a, b in zip(contrasts["a"], contrasts["b"])],
         "N": contrasts["N"].astype(int),
         "relative_change_%": (100 * contrasts["value"]).round(1),
-        "ci_low_%": (100 * contrasts["ci_low"]).round(1),
-        "ci_high_%": (100 * contrasts["ci_high"]).round(1),
+        "95% paired interval (%)": [f"{100 * lo:+.1f} to {100 * hi:+.1f}"
+                                    for lo, hi in zip(contrasts["ci_low"], contrasts["ci_high"])],
         "patients": contrasts["n_patients"].astype(int),
     }).reset_index(drop=True)
 
