@@ -185,7 +185,8 @@ def retrained_table(contrasts: pd.DataFrame) -> pd.DataFrame:
         "Heads": [f"{HEADS[b]} against {HEADS[a]}" for a, b in zip(contrasts["a"], contrasts["b"])],
         "N": contrasts["N"].astype(int),
         "relative_change_%": (100 * contrasts["value"]).round(1),
-        "95% paired interval (%)": [f"{100 * lo:+.1f} to {100 * hi:+.1f}"
+        # a relative change of a Recall@1 of 0 has no interval: said in words, never as nan
+        "95% paired interval (%)": [f"{100 * lo:+.1f} to {100 * hi:+.1f}" if np.isfinite([lo, hi]).all() else "n/a"
                                     for lo, hi in zip(contrasts["ci_low"], contrasts["ci_high"])],
         "patients": contrasts["n_patients"].astype(int),
     }).reset_index(drop=True)
