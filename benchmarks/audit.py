@@ -84,7 +84,7 @@ def tiled_product(image, text, block_rows: int = 510, cols: int = 2040, threads:
     (OpenBLAS's sgemm, what the audit uses on a CPU) or "torch" (torch.mm: MKL's)."""
     import torch
 
-    from relink.retrieval.blocked import single_threaded_libraries
+    from relink.retrieval.engine.backends import single_threaded_libraries
 
     n = image.shape[0]
     threads = threads or torch.get_num_threads()

@@ -1,6 +1,6 @@
 """Brute-force references for the retrieval tests: the whole score matrix, explicit masks.
 
-Slow on purpose and written from the definitions in relink.retrieval.counts,
+Slow on purpose and written from the definitions in relink.retrieval.engine,
 not from its code: the blocked kernel, the hypergeometric formula and the
 bootstrap are all checked against these.
 """
@@ -97,32 +97,23 @@ def enumerate_recall(image, text, patient, n_pool, k, direction="image_to_report
 def rank_counts(image, text, patient, groupings=(), directions=DIRECTIONS, levels=("study", "patient"),
                 tie_tol=1e-6, device=None, block_rows=None, tile_cols=None, engine="auto", memory=None):
     """The audit's blocked rank counts of in-memory arrays, in input order (not a reference: the engine
-    itself, through :func:`relink.retrieval.counts.stream_counts`, for tests that compare it with one).
+    itself, through :func:`relink.retrieval.engine.count_ranks`, for tests that compare it with one).
 
     ``block_rows``, ``tile_cols``, ``engine`` and ``memory`` tune the passes; results do not depend on them.
     """
-    import torch
+    from types import SimpleNamespace
 
-    from relink.retrieval.counts import RankCounts, sort_groupings, stream_counts
-    from relink.retrieval.passes import pick_device
+    from relink.embeddings import RowSource
+    from relink.retrieval.engine import RankCounts, Rows, count_ranks
     from relink.retrieval.scale import Scale
-    from relink.retrieval.stream import RowSource, WorkRows
 
     n = image.shape[0]
-    dev = pick_device(device)
-    order, _ = sort_groupings(groupings, n)
+    spec = SimpleNamespace(directions=directions, levels=levels, tie_tol=tie_tol, device=device, confident=())
+    rows = Rows(RowSource(image, normalise=False), RowSource(text, normalise=False), np.asarray(patient),
+                [(g, np.asarray(c)) for g, c in groupings])
+    out = count_ranks(rows, spec, Scale(memory=memory, tiles=(block_rows, tile_cols), engine=engine))
     inverse = np.empty(n, dtype=np.int64)
-    inverse[order] = np.arange(n)
-    precision = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")  # TF32 would blur the comparisons
-    try:
-        xs = WorkRows(RowSource(image, normalise=False), order, dev)
-        ys = WorkRows(RowSource(text, normalise=False), order, dev)
-        scale = Scale(memory=memory, tiles=(block_rows, tile_cols), engine=engine)
-        out = stream_counts(xs, ys, np.asarray(patient)[order], [(g, np.asarray(c)[order]) for g, c in groupings],
-                            directions, levels, tie_tol, scale)
-    finally:
-        torch.set_float32_matmul_precision(precision)
+    inverse[out.order] = np.arange(n)
 
     def back(a):
         return np.ascontiguousarray(a[inverse])

@@ -180,9 +180,10 @@ def test_confident_rows_leave_the_other_rows_unchanged():
 def test_counts_at_or_above_equal_brute_force_whatever_the_blocks(engine):
     import torch
 
-    from relink.retrieval.counts import stream_counts
+    from relink.retrieval.engine.counts import stream_counts
     from relink.retrieval.scale import Scale
-    from relink.retrieval.stream import RowSource, WorkRows
+    from relink.embeddings import RowSource
+    from relink.retrieval.engine.rows import WorkRows
 
     image, text, patient = _aligned(4, 300, 8, 1.0)
     xs = WorkRows(RowSource(image, normalise=False), np.arange(300), torch.device("cpu"))
@@ -247,7 +248,7 @@ def test_binning_in_runs_of_rows_counts_every_cell_once(engine, monkeypatch):
     counts equal a histogram of each row and column taken directly."""
     import torch
 
-    from relink.retrieval import tileops
+    from relink.retrieval.engine import backends as tileops
 
     rng = np.random.default_rng(3)
     h, w, G = 37, 29, 6
@@ -261,18 +262,16 @@ def test_binning_in_runs_of_rows_counts_every_cell_once(engine, monkeypatch):
     real = tileops._chunks
     monkeypatch.setattr(tileops, "BIN_CELLS", 1)  # runs of at most w cells: one row each
     monkeypatch.setattr(tileops, "_chunks", lambda per_row, cap: seen.append(cap) or real(per_row, cap))
-    ops = tileops.Ops(torch.device("cpu"), engine)
-    rows, cols = ops.zeros((h, G), np.int32 if ops.numpy else torch.int32), ops.zeros((w, G), np.int32
-                                                                                      if ops.numpy else torch.int32)
-    grid_in = grid if ops.numpy else torch.as_tensor(grid)
-    tileops.bin_rows(ops, S if ops.numpy else torch.as_tensor(S), w, grid_in, rows, cols)
+    ops = tileops.backend(torch.device("cpu"), engine, h)
+    rows, cols = ops.zeros((h, G), ops.int32), ops.zeros((w, G), ops.int32)
+    ops.bin(ops.host(torch.as_tensor(S)), w, ops.grid(grid), rows, cols)
     assert seen == [w]
     np.testing.assert_array_equal(ops.to_numpy(rows), want_rows)
     np.testing.assert_array_equal(ops.to_numpy(cols), want_cols)
 
 
 def test_runs_of_rows_hold_at_most_the_cap():
-    from relink.retrieval.tileops import _chunks
+    from relink.retrieval.engine.backends import _chunks
 
     per_row = np.random.default_rng(0).integers(0, 50, size=500)
     runs = _chunks(per_row, 120)

@@ -89,7 +89,7 @@ def test_packed_sums_over_many_rows_and_wide_tiles(block, tile):
 
 @pytest.mark.parametrize("patient_of", ["one_large", "all_large"])
 def test_large_patients_take_the_product_path(patient_of, monkeypatch):
-    import relink.retrieval.patients as patients
+    import relink.retrieval.engine.patients as patients
 
     monkeypatch.setattr(patients, "_BATCH_CELLS", 500)  # several row chunks per large patient
     image, text, _, groups = _case(8, 150, 6, 10)
@@ -102,7 +102,7 @@ def test_large_patients_take_the_product_path(patient_of, monkeypatch):
 def test_kernel_with_several_column_groups(engine):
     import torch
 
-    from relink.retrieval.blocked import TileCounter
+    from relink.retrieval.engine.tiles import TileCounter
 
     rng = np.random.default_rng(9)
     n = 101
@@ -113,8 +113,8 @@ def test_kernel_with_several_column_groups(engine):
     thr = np.stack([diag, diag + 0.05], 1).astype(np.float32)
     on = np.c_[np.ones(n, bool), rng.random(n) < 0.5]
     edges = np.array([0, 30, 31, 77, n])
-    counter = TileCounter(n, torch.from_numpy(diag), thr, thr, on, on, [edges], 0.0, torch.device("cpu"),
-                          block_rows=16, tile_cols=16, engine=engine, group_cells=16 * 48)
+    counter = TileCounter(n, torch.from_numpy(diag), (thr, on), (thr, on), [edges], 0.0, tiles=(16, 16), engine=engine,
+                          group_cells=16 * 48)
     with counter:
         counter.add(torch.from_numpy(x), 0, torch.from_numpy(y), 0)
     got = counter.result()
@@ -148,7 +148,7 @@ def test_outranking_needs_more_than_the_tolerance_and_ties_need_identical_embedd
 
 
 def test_identical_rows_are_exact_even_under_hash_collisions(monkeypatch):
-    from relink.retrieval.counts import identical_rows
+    from relink.retrieval.engine import identical_rows
 
     rng = np.random.default_rng(10)
     a = rng.normal(size=(50, 6)).astype(np.float32)

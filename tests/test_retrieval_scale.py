@@ -21,7 +21,7 @@ from relink.retrieval import memory
 from relink.retrieval.scale import Scale
 from relink.retrieval.audit import audit_queries, summarise
 from relink.retrieval.spec import AuditSpec
-from relink.retrieval.stream import RowSource, validate
+from relink.embeddings import RowSource
 from relink.retrieval.work import work_path
 from test_retrieval_brute import unit
 
@@ -93,7 +93,7 @@ def test_file_reads_match_the_array_and_leave_the_resident_set_alone(tmp_path):
 
 
 def test_normalising_a_row_does_not_depend_on_its_block():
-    from relink.retrieval.stream import unit_rows
+    from relink.embeddings import unit_rows
 
     rng = np.random.default_rng(2)
     x = rng.standard_normal((50, 8)).astype(np.float32)
@@ -273,11 +273,11 @@ def test_validation_reads_in_blocks_and_names_the_row(disk_set, tmp_path):
     image[4321, 7] = np.inf
     np.save(bad / "image.npy", image)
     with pytest.raises(RelinkError, match=r"image\.npy row 4321 has non-finite values"):
-        validate(load(bad, check_values=False))
+        load(bad)
 
 
 def test_query_rows_split_into_nearly_equal_runs():
-    from relink.retrieval.distributed import split_rows
+    from relink.retrieval.engine.product import split_rows
 
     units = [(a, min(1000, a + 64)) for a in range(0, 1000, 64)]
     for world in (1, 2, 3, 7):

@@ -53,16 +53,12 @@ def _budget(scale: Scale) -> Scale:
 
 
 def _load(embeddings: str | os.PathLike, spec: AuditSpec, rank: int) -> EmbeddingSet:
-    """The set, validated once with explicit block reads (a memory-mapped set is never read whole); rank 0
-    checks the values, the others only the shapes. Only the columns the audit reads are kept (ids and
-    report-level fields are most of the row table's memory)."""
+    """The set, validated as it loads (rank 0 checks the values, the others only the shapes). Only the
+    columns the audit reads are kept (ids and report-level fields are most of the row table's memory)."""
     from .. import embeddings as sets
     from ..labels import CHEXPERT_LABELS
-    from ..retrieval.stream import validate
 
-    es = sets.load(embeddings, check_values=False)
-    if rank == 0:
-        validate(es)
+    es = sets.load(embeddings, check_values=rank == 0)
     keep = ["patient_id", "cohort", "split"] + (list(CHEXPERT_LABELS) if spec.hard else [])
     es.rows = es.rows.loc[:, [c for c in keep if c in es.rows.columns]]
     return es

@@ -52,18 +52,17 @@ def run(args) -> int:
     import numpy as np
 
     from .. import embeddings, provenance
+    from ..embeddings import RowSource
     from ..guard import claim
     from ..io import writing
     from ..retrieval.neighbors import build_index, neighbor_table, recall_vs_flat, search
-    from ..retrieval.stream import RowSource, validate
     from ..errors import RelinkError
     from ..tables import table_output, write_table
 
     out = Path(args.out)
     claim("neighbors", [table_output("--out", out)], inputs=[("--embeddings", args.embeddings)],
           overwrite=args.overwrite)
-    es = embeddings.load(args.embeddings, check_values=False)
-    validate(es)  # the one value check, read in blocks: the set is never read whole
+    es = embeddings.load(args.embeddings)  # validated in blocks: the set is never read whole
     rows = None
     if args.split is not None:
         rows = np.flatnonzero(es.split_mask(args.split))

@@ -91,19 +91,17 @@ import pandas as pd
 
 from ..embeddings import EmbeddingSet, public_model_name
 from ..errors import RelinkError
-from .counts import sort_groupings, stream_counts
+from .engine import Rows, count_ranks
+from .engine.counts import CONFIDENT_CELLS
 from .exact import chance_rank, chance_recall, expected_rank, expected_recall, reciprocal_rank
 from .pools import FULL, Pools
 from .matching import check_labelled, group_summary, label_groups
 from .montecarlo import monte_carlo_recall
-from .passes import pick_device
 from .spec import AuditSpec
-from .stream import RowSource, WorkRows
+from ..embeddings import RowSource
 from .summary import PAIRED_COLUMNS, summarise  # noqa: F401 (part of this module's interface)
 from .scale import Scale
 from .values import QueryValues
-
-CONFIDENT_CELLS = 0.01  # share of all scores the threshold attacker's counted thresholds reach (the rest: bounds)
 
 
 
@@ -137,14 +135,13 @@ def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: boo
     counts; ``progress`` is ``scale.progress``. The plan and timings of the
     passes are in ``.run`` of the result.
     """
-    import torch
-
-    from .memory import Meter, default_memory
+    from .memory import resident
 
     scale = scale or Scale()
     if progress and not scale.progress:
         scale = replace(scale, progress=True)
-    meter = Meter(default_memory() if scale.memory is None else scale.memory, start=scale.held_from)
+    if scale.held_from is None:  # the budget counts from here
+        scale = replace(scale, held_from=resident())
     spec = spec or AuditSpec()
     idx = None
     frame = es.rows
@@ -174,25 +171,18 @@ def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: boo
             if alone == n:
                 raise RelinkError(f"{where}: every {g} group holds a single pair ({n_groups} groups), so no query "
                                   "has a matched distractor; use random negatives or a looser label policy")
-    # Work in the order that makes label groups contiguous; the rows are read in that order, block by block.
-    # Per-query arrays are returned in the set's own order.
-    order = sort_groupings([(g, codes[g]) for g in hard], n)[0]
+    # The engine works in the order that makes label groups contiguous (its counts come in that order);
+    # per-query arrays are returned in the set's own order.
+    sources = [RowSource(getattr(es, name), rows=idx) for name in ("image", "text")]
+    try:
+        counts = count_ranks(Rows(*sources, patient, [(g, codes[g]) for g in hard]), spec, scale)
+    finally:
+        for s in sources:
+            s.close()
+    order = counts.order
     patient_o = patient[order]
     unlabelled_o = unlabelled[order] if hard else None
     codes_o = {g: c[order] for g, c in codes.items()}
-    dev = pick_device(spec.device)
-    sources = [RowSource(getattr(es, name), rows=idx) for name in ("image", "text")]
-    precision = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")  # TF32 would blur the comparisons
-    try:
-        xs, ys = (WorkRows(s, order, dev) for s in sources)
-        counts = stream_counts(xs, ys, patient_o, [(g, codes_o[g]) for g in hard], spec.directions, spec.levels,
-                               spec.tie_tol, scale, meter,
-                               confident=(spec.confident_grid, CONFIDENT_CELLS) if spec.confident else None)
-    finally:
-        torch.set_float32_matmul_precision(precision)
-        for s in sources:
-            s.close()
 
     keys: list[dict[str, Any]] = []
     groups: list[tuple[list[int], Callable]] = []

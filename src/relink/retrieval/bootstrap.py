@@ -24,7 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .blocked import torch_threads
+from .engine.backends import torch_threads
 
 
 def replicate_weights(n_clusters: int, n_boot: int, random_state=0, chunk: int = 100) -> Iterator[np.ndarray]:

@@ -71,7 +71,7 @@ def monte_carlo_recall(
     """Per-query Monte Carlo Recall@K, shape (len(queries), len(draws), len(ks)); see module docstring."""
     import torch
 
-    from .counts import pick_device
+    from .engine import pick_device
 
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, got {ties!r}")

@@ -1,7 +1,7 @@
 """Top-k candidates per query with FAISS, for inspecting linkage at scale.
 
 Contract. ``queries`` and ``candidates`` are row sources
-(:class:`relink.retrieval.stream.RowSource`, unit-normalised as they are
+(:class:`relink.embeddings.RowSource`, unit-normalised as they are
 read) or (q, d) / (m, d) arrays (normalised here), so the inner product is
 the cosine score the audit ranks by. :func:`top_k` returns ``(scores,
 index)``, each (q, k), best first; :func:`neighbor_table` turns them into
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import RelinkError
-from .stream import RowSource
+from ..embeddings import RowSource
 
 COLUMNS = ("query_pair_id", "rank", "candidate_pair_id", "score", "is_true", "same_patient")
 INDEXES = ("flat", "ivf,pq")

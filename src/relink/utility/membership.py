@@ -32,7 +32,7 @@ The design here removes both, by construction:
 2. **Own patient out of the distractors.** The truth is the query's own
    report (the study level), and its distractors are the *other patients'*
    candidates of its side: the patient-level "available" set of the audit
-   (:mod:`relink.retrieval.counts`). The query's other studies are neither
+   (:mod:`relink.retrieval.engine`). The query's other studies are neither
    truth nor distractors, on either side. A pool holds the truth and N - 1
    distractors drawn from those, and the expected Recall@K over such pools is
    exact (:func:`relink.retrieval.exact.expected_recall`; chance K/N for
@@ -156,14 +156,14 @@ def own_study_counts(es: EmbeddingSet, direction: str = DIRECTION, tie_tol: floa
                      device=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per query (set order): other patients' candidates that outrank its own one, tie with it, and exist.
 
-    As in :mod:`relink.retrieval.counts`: a candidate outranks the truth when it
+    As in :mod:`relink.retrieval.engine`: a candidate outranks the truth when it
     scores more than ``tie_tol`` above it and ties with it when its embedding
     is identical to the truth's; only candidates of other patients count.
     Returns ``(above, tied, available)``, int64 arrays.
     """
     import torch
 
-    from ..retrieval.counts import identical_rows, pick_device
+    from ..retrieval.engine import identical_rows, pick_device
 
     image, text = es.unit("image"), es.unit("text")
     query, cand = (image, text) if direction == "image_to_report" else (text, image)

@@ -60,14 +60,13 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from .tileops import LANES, Ops, bin_bytes, bin_rows, shifted
+from .backends import LANES, backend, bin_bytes, shifted
 
 _CPU_CELLS = 1 << 20  # scores one CPU product writes (block rows x group columns): 4 MB, cache-friendly
 _GPU_CELLS = 1 << 28
@@ -112,67 +111,37 @@ def _tile_slices(edges: list[int], r0: int, r1: int, c0: int, c1: int) -> list[t
     return out
 
 
-@contextmanager
-def torch_threads(k: int):
-    """Run with torch's intra-op threads set to ``k``, restored afterwards.
-
-    On a busy CPU torch's idle threads spin after each operation; numpy work
-    that follows a small torch product runs faster with them switched off.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(k)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextmanager
-def single_threaded_libraries():
-    """torch's threads and every BLAS library's (OpenBLAS under numpy) set to one, restored afterwards:
-    the counter's workers are the parallelism; a BLAS that started its own threads under each of them
-    would oversubscribe the cores."""
-    from threadpoolctl import threadpool_limits
-
-    with torch_threads(1), threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 class TileCounter:
     """Threshold counts of ``S = x @ y.T``, fed rectangle by rectangle (see the module docstring).
 
-    ``diag`` is an (n,) float32 tensor on ``device``; ``row_thr`` (n, R) and
-    ``col_thr`` (n, C) float32 arrays, R or C possibly 0 (that direction is
-    skipped); ``row_active``/``col_active`` (n, R)/(n, C) bools. ``engine``:
-    ``"numpy"`` (CPU default) or ``"torch"`` (GPU default; on a CPU only for
-    testing that path). ``group_cells`` caps the scores one product writes
-    (block rows x group columns; 2**20 on a CPU, 2**28 on a GPU).
-    ``max_cols`` is the widest column block :meth:`add` will be given (it
-    sizes each worker's column accumulator). Use as a context manager: the
-    worker threads live as long as it does.
+    ``diag``: (n,) float32 tensor on the device the products run on; ``rows``, ``cols``: (thresholds (n, R),
+    active (n, R) bools or None) of each direction, R possibly 0 (that direction is skipped); ``edges``: one
+    array of group edges per segmentation; ``grid``: thresholds to bin scores on (the threshold attacker).
+    ``tiles`` (block rows, tile columns) and ``group_cells`` (scores one product writes; 2**20 on a CPU,
+    2**28 on a GPU) set the tiling; ``engine``: ``"numpy"``, ``"torch"`` or ``"auto"``
+    (:func:`~relink.retrieval.engine.backends.backend`). ``max_cols`` is the widest column block :meth:`add`
+    will be given. Use as a context manager: the worker threads live as long as it does.
     """
 
-    def __init__(self, n: int, diag, row_thr: np.ndarray, col_thr: np.ndarray, row_active: np.ndarray | None = None,
-                 col_active: np.ndarray | None = None, segmentations: Sequence[np.ndarray] = (), tie_tol: float = 1e-6,
-                 device=None, block_rows: int | None = None, tile_cols: int | None = None, engine: str = "auto",
-                 group_cells: int | None = None, max_cols: int | None = None, grid: np.ndarray | None = None):
+    def __init__(self, n: int, diag, rows: tuple, cols: tuple, edges: Sequence[np.ndarray] = (),
+                 tie_tol: float = 1e-6, grid: np.ndarray | None = None, tiles: tuple = (None, None),
+                 engine: str = "auto", group_cells: int | None = None):
         import torch
 
         self.torch = torch
         self.n = n
-        self.device = device if device is not None else diag.device
-        self.ops = ops = Ops(self.device, engine)
+        self.device = diag.device
         br, tc = default_blocks(self.device)
-        self.br = br = max(1, min(block_rows or br, n))
-        tc = max(1, min(tile_cols or tc, n))
+        self.br = br = max(1, min(tiles[0] or br, n))
+        self.ops = ops = backend(self.device, engine, br)
+        tc = max(1, min(tiles[1] or tc, n))
         if ops.packed:
             tc = max(8, min(tc, 8 * LANES) // 8 * 8)
         self.tc = tc
         cells = group_cells or (_CPU_CELLS if self.device.type == "cpu" else _GPU_CELLS)
         self.gw = min(-(-n // tc) * tc, max(tc, (cells // br) // tc * tc))  # columns one product writes
-        self.n_seg = 1 + len(segmentations)
+        self.n_seg = 1 + len(edges)
+        (row_thr, row_active), (col_thr, col_active) = rows, cols
         self.n_row, self.n_col = row_thr.shape[1], col_thr.shape[1]
         self.row_on = np.ones((n, self.n_row), bool) if row_active is None else np.asarray(row_active, bool).copy()
         self.col_on = np.ones((n, self.n_col), bool) if col_active is None else np.asarray(col_active, bool).copy()
@@ -182,21 +151,19 @@ class TileCounter:
         self.row_t = ops.host(torch.as_tensor(shifted(row_thr, tie_tol, pad, self.row_on), device=self.device))
         self.col_t = ops.host(torch.as_tensor(shifted(col_thr, tie_tol, pad, self.col_on), device=self.device))
         self.diag = diag
-        self.edges = [[int(v) for v in e] for e in segmentations]
+        self.edges = [[int(v) for v in e] for e in edges]
         self.acc_row = ops.zeros((self.n_row, self.n_seg, n))  # each row block writes its own rows
         self.acc_col = ops.zeros((self.n_col, self.n_seg, n))
-        self.max_cols = min(n, max_cols or n)
+        self.max_cols = n
         # confident re-links: each row's and column's scores binned on ``grid`` (only scores >= grid[0])
         self.n_grid = 0 if grid is None else len(grid)
-        self.i32 = np.int32 if ops.numpy else torch.int32
         if self.n_grid:
-            g = np.ascontiguousarray(grid, dtype=np.float32)
-            self.grid = g if ops.numpy else torch.as_tensor(g, device=self.device)
-            self.hist_row = ops.zeros((n, self.n_grid), self.i32)
-            self.hist_col = ops.zeros((n, self.n_grid), self.i32)
+            self.grid = ops.grid(np.ascontiguousarray(grid, dtype=np.float32))
+            self.hist_row = ops.zeros((n, self.n_grid), ops.int32)
+            self.hist_col = ops.zeros((n, self.n_grid), ops.int32)
         self.w_max = -(-tc // 8) * 8
-        self.chunk = 128 if ops.numpy else br  # rows compared at once: a cache-sized slab, <= LANES
-        self.workers = torch.get_num_threads() if ops.numpy else 1
+        self.chunk = ops.chunk
+        self.workers = ops.workers
         self._local = threading.local()
         self._col_accs: list = []
         self._col_hists: list = []
@@ -215,9 +182,8 @@ class TileCounter:
         return self.gw
 
     def __enter__(self) -> "TileCounter":
-        if self.ops.numpy:
-            self._threads = single_threaded_libraries()
-            self._threads.__enter__()
+        self._threads = self.ops.threads()
+        self._threads.__enter__()
         if self.workers > 1:
             self._pool = ThreadPoolExecutor(max_workers=self.workers)
         return self
@@ -254,7 +220,7 @@ class TileCounter:
 
     def take_cols(self) -> np.ndarray:
         """The column counts so far, as a numpy array; the counter's column counts start again from zero."""
-        cols = np.array(self.ops.to_numpy(self.acc_col)) if not self.ops.numpy else self.acc_col
+        cols = self.ops.to_numpy(self.acc_col)
         self.acc_col = self.ops.zeros((self.n_col, self.n_seg, self.n))
         return cols
 
@@ -275,7 +241,7 @@ class TileCounter:
             local.col_buf = self.ops.host(torch.empty(max(1, self.n_col) * self.chunk * self.w_max, dtype=torch.bool,
                                                       device=dev))
             local.acc_col = self.ops.zeros((self.n_col, self.n_seg, self.max_cols))
-            local.hist_col = self.ops.zeros((self.max_cols, self.n_grid), self.i32) if self.n_grid else None
+            local.hist_col = self.ops.zeros((self.max_cols, self.n_grid), self.ops.int32) if self.n_grid else None
             with self._lock:
                 self._col_accs.append(local.acc_col)
                 if self.n_grid:
@@ -327,12 +293,7 @@ class TileCounter:
             width = -(-(g1 - g0) // 8) * 8 if ops.packed else g1 - g0
             G = mine.flat[: h * width].view(h, width)
             yg = y[g0 - yc0:g1 - yc0]
-            if ops.numpy:  # OpenBLAS's single-threaded sgemm: ~1.3x torch's (MKL's) here
-                np.matmul(xb.numpy(), yg.numpy().T, out=G.numpy()[:, : g1 - g0])
-            elif width == g1 - g0:
-                torch.mm(xb, yg.T, out=G)
-            else:
-                G[:, : g1 - g0] = xb @ yg.T
+            ops.product(xb, yg, G, g1 - g0)
             if width > g1 - g0:  # a ragged last group: pad columns can never count
                 G[:, g1 - g0:] = float("-inf")
             lo, hi = max(r0, g0), min(r1, g1)
@@ -341,7 +302,7 @@ class TileCounter:
                 G[idx - r0, idx - g0] = self.diag[lo:hi]
             self._count(ops.host(G), r0, r1, g0, g1, yc0, mine)
             if self.n_grid:  # the threshold attacker's bins, the whole group at once
-                bin_rows(ops, ops.host(G), g1 - g0, self.grid, self.hist_row[r0:r1], mine.hist_col[g0 - yc0:g1 - yc0])
+                ops.bin(ops.host(G), g1 - g0, self.grid, self.hist_row[r0:r1], mine.hist_col[g0 - yc0:g1 - yc0])
 
     def _count(self, G, r0, r1, g0, g1, yc0, mine) -> None:
         """Counts from the product G of rows [r0, r1) and columns [g0, g1): into acc_row (these rows

@@ -1,158 +1,44 @@
-"""The streamed passes behind the rank counts: over the pairs, then over the score product.
+"""The pass over the score product: threshold counts of every row and column, within a memory budget.
 
-Contract. ``xs``, ``ys``: the n image and report rows in work order
-(:class:`relink.retrieval.stream.WorkRows`); they are read in blocks, never
-whole.
+:func:`count_pass` forms the product in *slabs* of query rows (the images)
+against *blocks* of candidates (the reports), both sized by the memory budget
+(:func:`relink.retrieval.memory.plan`), and counts both directions from each
+tile (:class:`~relink.retrieval.engine.tiles.TileCounter`). Slabs are split
+across the ranks of a process group (each rank streams every candidate block
+for its own query rows; its column counts are partial, and one all-reduce sum
+at the end makes them whole) and, with a work folder, kept as they finish
+(:mod:`relink.retrieval.work`); a resumed pass computes only the rows no
+finished slab holds.
 
-* :func:`pair_pass` reads pair i's image and report together, block by block:
-  the truth scores ``diag`` (:func:`relink.retrieval.patients.truth_scores`),
-  codes of identical rows on each side (:func:`identical_rows`: rows are
-  hashed block by block, and rows sharing a hash are read again and
-  compared), and optionally a digest of every row read (the key of a work
-  folder).
-* :func:`count_pass` forms the score product in *slabs* of query rows (the
-  images) against *blocks* of candidates (the reports), both sized by the
-  memory budget (:func:`relink.retrieval.memory.plan`), and counts both
-  directions from each tile (:class:`relink.retrieval.blocked.TileCounter`).
-  Slabs are split across the ranks of a process group
-  (:mod:`relink.retrieval.distributed`) and, with a work folder, kept as
-  they finish (:mod:`relink.retrieval.work`); a resumed pass computes only
-  the rows no finished slab holds.
-
-Memory: the per-query state (a few hundred bytes a pair,
-:func:`relink.retrieval.memory.state_bytes`), one slab, one block, each
-worker's tiles and the rows being read; never Q x d + M x d.
+Memory: the per-query state (:func:`relink.retrieval.memory.state_bytes`),
+one slab, one block, each worker's tiles and the rows being read.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..embed.distributed import sync
-from ..errors import RelinkError
-from .blocked import ThresholdCounts, TileCounter
-from .distributed import split_rows
-from .memory import Meter, plan, show_bytes, state_bytes
-from .scale import Scale
-from .patients import truth_scores
-
-_DIAG_GRID = 16384  # truth scores are computed in these chunks (as one in-core einsum call per chunk would)
+from ...embed.distributed import sync
+from ...errors import RelinkError
+from ..memory import Meter, plan, show_bytes, state_bytes
+from ..scale import Scale
+from .tiles import ThresholdCounts, TileCounter
 
 
-def pick_device(device=None):
-    """A torch device: the one asked for, else CUDA when available, else the CPU (one rule for every command,
-    :func:`relink.models.device.resolve_device`)."""
-    import torch
-
-    from ..models.device import resolve_device
-
-    return torch.device(resolve_device(device))
-
-
-_COEFFS: dict[int, np.ndarray] = {}
-
-
-def _hash_rows(a: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """(k,) uint64: each row's 32-bit words times random odd constants, summed modulo 2**64."""
-    d = a.shape[1]
-    if d not in _COEFFS:
-        _COEFFS[d] = np.random.default_rng(20240601).integers(1, 2 ** 62, size=d, dtype=np.uint64) * 2 + 1
-    coeffs = _COEFFS[d]
-    words = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
-    h = np.empty(len(a), dtype=np.uint64)
-    for a0 in range(0, len(a), chunk):
-        h[a0:a0 + chunk] = (words[a0:a0 + chunk].astype(np.uint64) * coeffs).sum(axis=1)
-    return h
-
-
-def _codes(h: np.ndarray, read: Callable[[np.ndarray], np.ndarray], chunk: int) -> np.ndarray:
-    """(n,) int64 codes, equal exactly when two rows are bitwise identical, from row hashes ``h``.
-
-    Rows sharing a hash are read again (``read(positions)``, ``chunk`` at a
-    time) and compared with the first row of their hash; only where a hash
-    is shared by different rows are that hash's rows told apart exactly.
-    """
-    _, first, codes = np.unique(h, return_index=True, return_inverse=True)
-    codes = codes.reshape(-1).astype(np.int64)
-    shared = np.flatnonzero(np.bincount(codes)[codes] > 1)
-    bad = []
-    for a in range(0, len(shared), chunk):
-        rows = shared[a:a + chunk]
-        differ = (read(rows) != read(first[codes[rows]])).any(axis=1)
-        bad.extend(np.unique(codes[rows[differ]]).tolist())
-    nxt = int(codes.max(initial=-1)) + 1
-    for code in bad:  # a hash collision: split the bucket by the rows themselves
-        members = np.flatnonzero(codes == code)
-        block = np.ascontiguousarray(read(members))
-        sub = np.unique(block.view(np.dtype((np.void, block.dtype.itemsize * block.shape[1]))).reshape(-1),
-                        return_inverse=True)[1].reshape(-1)
-        codes[members] = np.where(sub == 0, code, nxt + sub - 1)
-        nxt += int(sub.max(initial=0))
-    return codes
-
-
-def identical_rows(a: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """(n,) int64 codes of an in-memory array, equal exactly when two rows are bitwise identical.
-
-    Rows are hashed (their 32-bit words times random odd constants, summed
-    modulo 2**64), and rows sharing a hash are checked against each other;
-    only a hash collision between different rows falls back to comparing the
-    rows themselves.
-    """
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    return _codes(_hash_rows(a), lambda idx: a[idx], chunk)
-
-
-@dataclass
-class Pairs:
-    diag: np.ndarray      # float32 (n,) truth scores
-    x_codes: np.ndarray   # int64 (n,) identical image rows
-    y_codes: np.ndarray   # int64 (n,) identical report rows
-    digest: str | None    # of every row read, in work order (with ``digest=True``)
-
-
-def _pieces(n: int, piece: int):
-    """Row ranges of at most ``piece`` rows inside the chunks of :data:`_DIAG_GRID` rows; never a single row
-    where the chunk has more (a one-row product rounds differently)."""
-    for g0 in range(0, n, _DIAG_GRID):
-        g1 = min(n, g0 + _DIAG_GRID)
-        bounds = list(range(g0, g1, piece)) + [g1]
-        if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
-            del bounds[-2]
-        yield from zip(bounds[:-1], bounds[1:])
-
-
-def _read_rows(d: int, read_bytes: int) -> int:
-    """Rows read at once: a power of two (so pieces tile the truth-score chunks), about ``read_bytes``."""
-    rows = max(2, read_bytes // (4 * d))
-    return min(_DIAG_GRID, 1 << (rows.bit_length() - 1))
-
-
-def pair_pass(xs, ys, meter: Meter | None = None, progress: bool = False, digest: bool = False) -> Pairs:
-    """Truth scores, identical-row codes and (optionally) a digest, from one pass over the pairs."""
-    import torch
-    from tqdm.auto import tqdm
-
-    n = len(xs)
-    piece = _read_rows(xs.d, (meter or Meter(None)).read_bytes())
-    diag = np.empty(n, dtype=np.float32)
-    hx, hy = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint64)
-    # one hash per side, so that the digest does not depend on the size of the pieces read
-    h = (hashlib.blake2b(digest_size=16), hashlib.blake2b(digest_size=16)) if digest else None
-    for a, b in tqdm(list(_pieces(n, piece)), desc="pairs", unit="block", disable=None if progress else True):
-        x, y = xs.numpy(slice(a, b)), ys.numpy(slice(a, b))
-        diag[a:b] = truth_scores(torch.as_tensor(x, device=xs.device), torch.as_tensor(y, device=ys.device)).cpu()
-        hx[a:b], hy[a:b] = _hash_rows(x), _hash_rows(y)
-        if h is not None:
-            h[0].update(x)
-            h[1].update(y)
-    return Pairs(diag, _codes(hx, xs.numpy, piece), _codes(hy, ys.numpy, piece),
-                 h[0].hexdigest() + h[1].hexdigest() if h else None)
+def split_rows(units: list[tuple[int, int]], world: int) -> list[list[tuple[int, int]]]:
+    """``units`` (consecutive row ranges, in order) cut into ``world`` runs of nearly equal row counts."""
+    total = sum(b - a for a, b in units)
+    out: list[list[tuple[int, int]]] = [[] for _ in range(world)]
+    done = 0
+    for a, b in units:
+        # the rank whose share holds this unit's first row
+        r = min(world - 1, done * world // total) if total else 0
+        out[r].append((a, b))
+        done += b - a
+    return out
 
 
 def _units(n: int, grid: int, finished: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -209,7 +95,7 @@ def _plan(counter: TileCounter, n: int, d: int, meter: Meter):
 def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_tol: float, scale: Scale,
                meter: Meter, key: dict[str, Any], grid: np.ndarray | None = None) -> ThresholdCounts:
     """Threshold counts of every row and column (see the module docstring); ``rows`` and ``cols`` are
-    (thresholds, active) of each direction (:class:`relink.retrieval.blocked.TileCounter`).
+    (thresholds, active) of each direction (:class:`~relink.retrieval.engine.tiles.TileCounter`).
 
     With ``scale.work``, finished slabs are kept there under ``key`` plus the
     tile grid (:class:`relink.retrieval.work.AuditWork`). The plan and timings
@@ -218,7 +104,7 @@ def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_to
     import torch
     from tqdm.auto import tqdm
 
-    from .work import AuditWork
+    from ..work import AuditWork
 
     n, d, dev = len(xs), xs.d, xs.device
     comm, rank, world, work, progress = scale.comm, scale.rank, scale.world, scale.work, scale.progress
@@ -227,8 +113,8 @@ def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_to
     store, finished, failure, p = None, [], None, None
     try:
         while True:
-            counter = TileCounter(n, torch.as_tensor(diag, device=dev), rows[0], cols[0], rows[1], cols[1], edges,
-                                  tie_tol, dev, *scale.tiles, scale.engine, grid=grid)
+            counter = TileCounter(n, torch.as_tensor(diag, device=dev), rows, cols, edges, tie_tol, grid,
+                                  scale.tiles, scale.engine)
             try:
                 p = _plan(counter, n, d, meter)
                 break
@@ -247,7 +133,7 @@ def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_to
         counter.max_cols = p.block_cols
         if work is not None:
             tiles = {"block_rows": counter.br, "group_cols": counter.gw, "tile_cols": counter.tc, "device": dev.type,
-                     "engine": "numpy" if counter.ops.numpy else "torch", "kernel": 2}  # 2: OpenBLAS's sgemm on CPUs
+                     "engine": counter.ops.name, "kernel": 2}  # 2: OpenBLAS's sgemm on CPUs
             if n_grid:
                 tiles["confident_grid"] = [float(v) for v in np.asarray(grid, dtype=np.float32)]
             store = AuditWork(work, {**(key or {}), "grid": tiles})

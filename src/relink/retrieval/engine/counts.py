@@ -1,75 +1,38 @@
-"""Per-query rank counts for every direction, level and kind of negatives.
+"""Per-query rank counts for every direction, level and kind of negatives (definitions: the package docstring).
 
-Contract. Inputs are n pairs: ``image`` and ``text`` (n, d) unit-norm float32
-arrays, row i of each belonging together; ``patient`` (n,) integer codes;
-``groupings`` an ordered list of ``(negatives_name, codes)`` where each
-grouping refines the one before it (pathology-matched groups refine
-positive-set groups). The output maps ``(direction, level, negatives)`` to a
-:class:`RankCounts` of four int64 arrays of length n, in input order.
-
-Definitions, for the query of pair i (an image for ``image_to_report``, a
-report for ``report_to_image``), with S its scores against all n candidates:
-
-* ``study`` level — the truth is candidate i, with score t = S_ii. The
-  distractors a pool may draw from (``available``) are the other n - 1
-  candidates, or for hard negatives the other members of the query's group.
-  ``above`` counts the distractors that outrank the truth, ``tied`` those
-  tied with it (below).
-* ``patient`` level — the truth set is every candidate of the query's patient
-  (``truth_size`` = m_p of them); the one that counts is the best-scoring,
-  with score t. The distractors are the candidates of *other* patients
-  (n - m_p of them), or for hard negatives the other patients' candidates in
-  the query's group; ``above`` and ``tied`` compare them with that best
-  candidate. A pool holds all m_p truths and N - 1 distractors, and is a hit
-  at K when the best truth is in its top K (see :mod:`relink.retrieval.exact`).
-
-A query's own pair is never a distractor, and the patient's other pairs are
-distractors at the study level only.
-
-Outranking and ties. A distractor *outranks* the truth when it scores more
-than ``tie_tol`` above it (default 1e-6: the truth's score and the others come
-from kernels that round differently, by ~1e-7). It is *tied* with the truth
-when its embedding is identical to the truth's (duplicate reports are common
-in real cohorts; a collapsed encoder makes everything identical); ties are
-counted exactly by hashing embedding rows (:mod:`relink.retrieval.passes`),
-and resolved later. Distinct embeddings whose scores differ by less than
-``tie_tol`` count as not outranking: the truth gets the benefit of a
-difference float32 cannot resolve. ``tie_tol`` must be above 0
-(:class:`~relink.retrieval.spec.AuditSpec` refuses 0): with no tolerance a
-duplicate of the truth could be counted both as tied and, through rounding,
-as outranking it.
-
-Everything comes from streamed passes over the rows (:mod:`relink.retrieval.passes`):
-one over the pairs (truth scores, identical rows), products within each
-patient (:mod:`relink.retrieval.patients`), and one blocked pass of the score
-product (:mod:`relink.retrieval.blocked`) with rows and columns sorted by the
-groupings, in slabs of query rows against blocks of candidates sized by a
-memory budget, optionally split across processes and resumable
-(:func:`relink.retrieval.passes.count_pass`). :func:`stream_counts` takes row
-sources (an EmbeddingSet's arrays, read in blocks).
+:func:`count_ranks` is the engine's one entry. :func:`stream_counts` is its
+step over rows already in work order (every grouping contiguous): one pass
+over the pairs (:mod:`.pairs`), products within each patient
+(:mod:`.patients`) and one blocked pass of the score product (:mod:`.product`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 
-from .inputs import DIRECTIONS, LEVELS
-from .confident import low_threshold, threshold_grid
-from .memory import Meter
-from .scale import Scale
+from ..confident import low_threshold, threshold_grid
+from ..inputs import DIRECTIONS, LEVELS
+from ..memory import Meter, default_memory
+from ..scale import Scale
+from .pairs import pair_pass
 from .patients import patient_stats
-from .passes import count_pass, identical_rows, pair_pass, pick_device  # noqa: F401 (used by relink.utility)
+from .product import count_pass
+from .rows import Rows, WorkRows, pick_device
+
+CONFIDENT_CELLS = 0.01  # share of all scores the threshold attacker's counted thresholds reach (the rest: bounds)
 
 
 class Counts(dict):
-    """Rank counts keyed by (direction, level, negatives); ``confident`` holds the threshold attacker's counts
-    (:class:`ConfidentCounts`) when they were asked for, else None."""
+    """Rank counts keyed by (direction, level, negatives), in work order: work row w is set row ``order[w]``.
+    ``confident``: the threshold attacker's counts (:class:`ConfidentCounts`) when asked for, else None;
+    ``run``: the plan and timings of the passes (how they ran, not what they counted)."""
 
     confident: "ConfidentCounts | None" = None
-    run: dict = {}  # the plan and timings of the passes (how they ran, not what they counted)
+    run: dict = {}
+    order: np.ndarray | None = None
 
 
 @dataclass
@@ -143,22 +106,11 @@ def stream_counts(
     levels: Sequence[str] = LEVELS,
     tie_tol: float = 1e-6,
     scale: Scale | None = None,
-    meter: Meter | None = None,
     confident: tuple[int, float] | None = None,
 ) -> Counts:
-    """Rank counts keyed by (direction, level, negatives), in work order; see the module docstring.
-
-    ``confident`` = (grid points, share of cells binned) also counts, per query, the candidates at or above
-    a grid of thresholds (:class:`ConfidentCounts`, in ``.confident`` of the result).
-
-    ``xs``, ``ys``: the image and report rows in work order
-    (:class:`~relink.retrieval.stream.WorkRows`, all on one device), with every
-    grouping already contiguous in that order; ``patient`` and the grouping
-    codes in the same order. ``scale`` (:class:`~relink.retrieval.scale.Scale`)
-    says how the passes run, never what they count; ``meter`` is the budget's
-    meter when it was started earlier (default: from ``scale.memory``, now).
-    The plan and timings of the passes are in ``.run`` of the result.
-    """
+    """Rank counts of rows already in work order: ``xs``, ``ys`` (:class:`~.rows.WorkRows` on one device),
+    ``patient`` and the grouping codes in that order, every grouping contiguous. ``confident`` = (grid points,
+    share of cells binned) also counts the candidates at or above a grid of thresholds."""
     n = len(xs)
     order, edges = sort_groupings(groupings, n)
     if not np.array_equal(order, np.arange(n)):
@@ -169,7 +121,7 @@ def stream_counts(
     want_patient = "patient" in levels
 
     scale = scale or Scale()
-    meter = meter or Meter(scale.memory, start=scale.held_from)
+    meter = Meter(scale.memory, start=scale.held_from)
     pairs = pair_pass(xs, ys, meter, scale.progress, digest=scale.work is not None)
     diag, x_codes, y_codes = pairs.diag, pairs.x_codes, pairs.y_codes
     ps = patient_stats(xs, ys, diag, pat, seg_codes, x_codes, y_codes) if want_patient else None
@@ -235,6 +187,32 @@ def stream_counts(
                 tied = np.maximum(twins_in(codes[top], seg_all[s]) - twins[s], 0)
                 out[(direction, "patient", neg)] = RankCounts(above[1, s], tied, patient_available[s], ps.size)
     return out
+
+
+def count_ranks(rows: Rows, spec, scale: Scale | None = None) -> Counts:
+    """The rank counts of ``rows`` (:class:`~.rows.Rows`) for ``spec``'s directions, levels, ``tie_tol`` and
+    threshold attacker (an :class:`~relink.retrieval.spec.AuditSpec`), run as ``scale`` says.
+
+    Counts are in work order (``.order`` of the result): the rows sorted so every grouping is contiguous.
+    """
+    import torch
+
+    scale = scale or Scale()
+    if scale.memory is None:
+        scale = replace(scale, memory=default_memory())
+    order = sort_groupings(rows.groupings, len(rows.patient))[0]
+    dev = pick_device(spec.device)
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")  # TF32 would blur the comparisons
+    try:
+        xs, ys = WorkRows(rows.image, order, dev), WorkRows(rows.text, order, dev)
+        counts = stream_counts(xs, ys, np.asarray(rows.patient)[order],
+                               [(g, np.asarray(c)[order]) for g, c in rows.groupings], spec.directions, spec.levels,
+                               spec.tie_tol, scale, (spec.confident_grid, CONFIDENT_CELLS) if spec.confident else None)
+    finally:
+        torch.set_float32_matmul_precision(precision)
+    counts.order = order
+    return counts
 
 
 def _sample_scores(xs, ys, rows: int = 256, cols: int = 4096) -> np.ndarray:
