@@ -8,7 +8,9 @@ threshold attacker, a work folder) under a profiler and prints:
 * how many distinct modules that is;
 * the re-entries: a call into module B from another module while B is already lower on the call stack
   (the path left B for a module further down, and that module called back up into B); each
-  (from, to) pair is counted once, with the number of calls beside it.
+  (from, to) pair is counted once, with the number of calls beside it;
+* for orientation, the modules called into more than once from other modules (a shared helper such as
+  ``relink.io`` called by several callers: not a re-entry).
 
 With ``--save FILE`` the audit's table is also written to FILE (.parquet); with ``--compare FILE`` it is
 compared cell by cell with a table saved before (exit 1 when any cell differs).
@@ -35,6 +37,7 @@ class Tracer:
         self.order: list[str] = []
         self.seen: set[str] = set()
         self.reentries: Counter = Counter()
+        self.visits: Counter = Counter()  # calls into a module from another one (or from outside relink)
         self.local = threading.local()
 
     def _state(self):
@@ -57,8 +60,10 @@ class Tracer:
             return
         if event == "call":
             below = st.stack[-1] if st.stack else None
-            if name != below and name in st.stack:
-                self.reentries[(below, name)] += 1
+            if name != below:
+                self.visits[name] += 1
+                if name in st.stack:
+                    self.reentries[(below, name)] += 1
             if name not in self.seen:
                 self.seen.add(name)
                 self.order.append(name)
@@ -109,6 +114,10 @@ def main(argv=None) -> int:
         print(f"re-entries: {len(tracer.reentries)} (from -> to, calls)")
         for (a, b), calls in sorted(tracer.reentries.items()):
             print(f"  {a} -> {b}: {calls}")
+        again = {m: v for m, v in tracer.visits.items() if v > 1}
+        print(f"modules called into more than once from another module (not re-entries): {len(again)}")
+        for name, v in sorted(again.items(), key=lambda kv: -kv[1]):
+            print(f"  {name}: {v}")
         if args.save:
             table.to_parquet(args.save, index=False)
             args.save.with_suffix(".settings.json").write_text(json.dumps(settings, sort_keys=True, indent=1))

@@ -209,10 +209,14 @@ def add_spec_arguments(parser: argparse.ArgumentParser, spec_cls: type, skip: Se
         parser.add_argument(meta["flag"], dest=f.name, default=argparse.SUPPRESS, help=help_text, **kwargs)
 
 
+def spec_args(spec_cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of ``spec_cls`` given on the command line (the others keep their defaults)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(spec_cls) if hasattr(args, f.name)}
+
+
 def spec_from_args(spec_cls: type, args: argparse.Namespace, **extra: Any) -> Any:
     """The spec from parsed arguments (fields not given keep their defaults) and ``extra``."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(spec_cls) if hasattr(args, f.name)}
-    return spec_cls(**{**given, **extra})
+    return spec_cls(**{**spec_args(spec_cls, args), **extra})
 
 
 def one_of(allowed: tuple[str, ...]) -> Callable[[Any], str]:
@@ -251,23 +255,59 @@ def split_list(text: Any) -> tuple:
     return (text,)
 
 
-def int_list(value: Any, what: str = "value") -> tuple[int, ...]:
-    """Integers from repeated flags and/or comma lists (``["1000,10000", "100"]``), first occurrence kept.
-
-    ``"1e4"`` is 10000; a fraction or a word raises ValueError naming ``what`` (the spec names the flag).
-    """
+def items_of(value: Any) -> list:
+    """The items of repeated flags and/or comma lists (``["1000,10000", "100"]``), or of a Python value."""
     items: list = []
     for v in value if isinstance(value, (list, tuple)) else (value,):
         items.extend(split_list(v) if isinstance(v, str) else (v,))
-    out = []
-    for v in items:
+    return items
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A spec ``parse`` for a list field: the items (:func:`items_of`), each through ``convert``, first
+    occurrence kept (``sort``: ascending); empty is an error naming ``what`` unless ``what`` is None.
+
+    ``convert`` takes one item and returns its value or raises ValueError; it is handed the items already
+    split, so the field's own module never calls back here."""
+
+    convert: Callable[[Any], Any]
+    what: str | None = None
+    sort: bool = False
+
+    def __call__(self, value: Any) -> tuple:
+        out = tuple(dict.fromkeys(self.convert(v) for v in items_of(value)))
+        if not out and self.what is not None:
+            raise ValueError(f"give at least one {self.what}")
+        return tuple(sorted(out)) if self.sort else out
+
+
+def integer(what: str) -> Callable[[Any], int]:
+    """A :class:`Listed` item: an integer (``"1e4"`` is 10000; a fraction or a word is an error naming
+    ``what``)."""
+    def convert(v: Any) -> int:
         try:
             f = float(v)
             if not f.is_integer():
                 raise ValueError
         except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{what} {str(v)!r} is not an integer") from None
-        out.append(int(f))
-    if not out:
-        raise ValueError(f"give at least one {what}")
-    return tuple(dict.fromkeys(out))
+        return int(f)
+
+    return convert
+
+
+def real(what: str) -> Callable[[Any], float]:
+    """A :class:`Listed` item: a number (its range is the field's check)."""
+    def convert(v: Any) -> float:
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} {str(v)!r} is not a number") from None
+
+    return convert
+
+
+def int_list(value: Any, what: str = "value") -> tuple[int, ...]:
+    """Integers from repeated flags and/or comma lists, first occurrence kept (:func:`integer`)."""
+    return Listed(integer(what), what)(value)

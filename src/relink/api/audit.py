@@ -1,11 +1,12 @@
 """``relink.audit``: the re-linkage audit of an EmbeddingSet in one call.
 
 ``relink audit``, the paper's results and the benchmarks all call
-:func:`audit`; it holds what they would otherwise each repeat: loading and
-validating the set in bounded memory, the memory budget, the work folder of
-a resumable run (kept on an interrupt, removed on bad input and when the
+:func:`audit`; it holds what they would otherwise each repeat: loading the
+set (validated as it loads), the memory budget, the work folder of a
+resumable run (kept on an interrupt, removed on bad input and when the
 counts are done), and the notes a caller shows (pools dropped, unlabelled
-rows, a resumed or restarted run) as data.
+rows, a resumed or restarted run) as data. :func:`audit_to_files` is the
+command's whole run: claim the outputs, join a process group, audit, write.
 
     >>> result = relink.audit("runs/emb/ladder-3", AuditSpec(pools=(100, "full")))
     >>> result.table            # the tidy metric table (relink.retrieval.audit)
@@ -14,6 +15,7 @@ rows, a resumed or restarted run) as data.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -134,3 +136,88 @@ def work_folder(out: str | os.PathLike) -> Path:
     from ..workdir import work_path
 
     return work_path(out)
+
+
+@dataclass(frozen=True)
+class AuditFiles:
+    """Where ``relink audit`` writes: ``table`` (.csv, .parquet, .json), optionally the threshold attacker's
+    ``curve`` (needs ``spec.confident``); ``overwrite``: replace an existing output that is not an audit table."""
+
+    table: Path
+    curve: Path | None = None
+    overwrite: bool = False
+
+
+def audit_to_files(embeddings: str | os.PathLike, spec: AuditSpec | dict[str, Any], files: AuditFiles, *,
+                   memory: str | None = None,
+                   distributed: bool = False, timeout: float = 600.0, split: str | None = None,
+                   model: str | None = None, cohort: str | None = None) -> AuditResult | None:
+    """``relink audit``: claim the outputs, audit ``embeddings`` and write the table (and curve) with provenance.
+
+    ``spec``: an :class:`AuditSpec` or its fields as given on the command line (checked once every process
+    has joined); ``memory``: the budget as typed (``"2G"``), counted from the interpreter with torch as it is
+    now; ``distributed``: run as one process of a torchrun launch (joined here, left on return). Returns the
+    result on the first process, None on the others. Bad input raises one :class:`RelinkError` on the first
+    process; the others exit with status 2 and say nothing.
+    """
+    from .. import provenance
+    from ..embed.distributed import sync
+    from ..guard import claim
+    from ..io import writing
+    from ..retrieval.memory import parse_memory, resident, return_freed_memory
+    from ..tables import table_output, write_table
+
+    import torch  # noqa: F401 - the budget counts from the interpreter with torch (retrieval.memory)
+
+    start = resident()
+    return_freed_memory()  # so that blocks the audit frees leave its resident set
+    device = spec.device if isinstance(spec, AuditSpec) else spec.get("device")
+    with _process_group(distributed, device, timeout) as comm:
+        rank = comm.rank if comm is not None else 0
+        try:
+            failure, scale = None, None
+            try:
+                spec = spec if isinstance(spec, AuditSpec) else AuditSpec(**spec)
+                targets = [table_output("--out", files.table, work=work_folder(files.table))]
+                if files.curve is not None:
+                    if not spec.confident:
+                        raise RelinkError("--confident-curve needs --confident (the precision targets)")
+                    targets.append(table_output("--confident-curve", files.curve))
+                scale = Scale(memory=None if memory is None else parse_memory(memory), held_from=start, comm=comm,
+                              work=work_folder(files.table), progress=rank == 0)
+                if rank == 0:  # first, before any expensive work
+                    claim("audit", targets, inputs=[("--embeddings", embeddings)], overwrite=files.overwrite)
+            except Exception as exc:  # noqa: BLE001 - every rank must learn of it
+                failure = exc
+            sync(comm, failure)
+            result = audit(embeddings, spec, scale, split=split, model=model, cohort=cohort)
+        except RelinkError:
+            if rank != 0:  # every rank holds the same error; one line is enough
+                raise SystemExit(2) from None
+            raise
+    if rank != 0:
+        return None
+    prov = provenance.stamp(command="audit", embeddings=Path(embeddings).name, embedding_meta=result.meta,
+                            split=split, settings=result.settings)
+    if files.curve is not None:
+        with writing(files.curve):
+            write_table(result.curve, files.curve, {**prov, "table": "confident_curve"})
+    with writing(files.table):
+        write_table(result.table, files.table, prov)
+    return result
+
+
+@contextmanager
+def _process_group(distributed: bool, device: str | None, timeout: float):
+    """None, or the torchrun launch's process group (the rank's GPU its current device), left on exit."""
+    if not distributed:
+        yield None
+        return
+    from ..embed.distributed import TorchComm, destroy_process_group, init_process_group
+
+    # The spec keeps the device as given: the table's provenance is then the one-process table's.
+    init_process_group(device or "auto", timeout=timeout)
+    try:
+        yield TorchComm()
+    finally:
+        destroy_process_group()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import RelinkError
-from . import JOIN_TIMEOUT, HelpFormatter, add_timeout
+from . import HelpFormatter, add_timeout
 
 EXAMPLES = """\
 examples:
@@ -86,86 +85,27 @@ def register(sub):
 def run(args) -> int:
     from pathlib import Path
 
-    from ..api.audit import audit, work_folder
-    from ..embed.distributed import sync
-    from ..guard import claim
-    from ..options import spec_from_args
-    from ..retrieval.memory import parse_memory, resident, return_freed_memory
-    from ..retrieval.scale import Scale
+    from ..api.audit import AuditFiles, audit_to_files
+    from ..options import spec_args
     from ..retrieval.spec import AuditSpec
-    from ..tables import table_output
 
-    import torch  # noqa: F401 - the budget counts from the interpreter with torch (retrieval.memory)
-
-    start = resident()
-    return_freed_memory()  # so that blocks the audit frees leave its resident set
-    out = Path(args.out)
-    comm = None
-    if args.distributed:
-        from ..embed.distributed import TorchComm, init_process_group
-
-        # The rank's GPU becomes its current device; the spec keeps the device as given (the table's
-        # provenance is then the one-process table's).
-        init_process_group(getattr(args, "device", None) or "auto", timeout=getattr(args, "timeout", JOIN_TIMEOUT))
-        comm = TorchComm()
-    rank = comm.rank if comm is not None else 0
-    try:
-        failure, spec, scale = None, None, None
-        try:
-            negatives = ("random",) + (("pathology_matched", "positive_set_matched") if args.hard_negatives else ())
-            spec = spec_from_args(AuditSpec, args, negatives=negatives)
-            targets = [table_output("--out", out, work=work_folder(out))]
-            if args.confident_curve is not None:
-                if not spec.confident:
-                    raise RelinkError("--confident-curve needs --confident (the precision targets)")
-                targets.append(table_output("--confident-curve", Path(args.confident_curve)))
-            scale = Scale(memory=None if args.memory is None else parse_memory(args.memory), held_from=start,
-                          comm=comm, work=work_folder(out), progress=rank == 0)
-            if rank == 0:  # first, before any expensive work
-                claim("audit", targets, inputs=[("--embeddings", args.embeddings)], overwrite=args.overwrite)
-        except Exception as exc:  # noqa: BLE001 - every rank must learn of it
-            failure = exc
-        sync(comm, failure)
-        result = audit(args.embeddings, spec, scale, split=args.split, model=args.model_name,
-                       cohort=args.cohort_name)
-    except RelinkError:
-        if rank != 0:  # every rank holds the same error; one line is enough
-            raise SystemExit(2) from None
-        raise
-    finally:
-        if comm is not None:
-            from ..embed.distributed import destroy_process_group
-
-            destroy_process_group()
-    return _write(args, out, result) if rank == 0 else 0
-
-
-def _write(args, out, result) -> int:
-    """Notes, then the curve and the table with provenance, then one line."""
-    from pathlib import Path
-
-    from .. import provenance
-    from ..io import writing
-    from ..tables import write_table
-
+    negatives = ("random",) + (("pathology_matched", "positive_set_matched") if args.hard_negatives else ())
+    files = AuditFiles(Path(args.out), None if args.confident_curve is None else Path(args.confident_curve),
+                       args.overwrite)
+    result = audit_to_files(args.embeddings, {**spec_args(AuditSpec, args), "negatives": negatives}, files,
+                            memory=args.memory, distributed=args.distributed, timeout=args.timeout, split=args.split,
+                            model=args.model_name, cohort=args.cohort_name)
+    if result is None:  # not the first process of a launch
+        return 0
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     frame = result.table
-    prov = provenance.stamp(command="audit", embeddings=Path(args.embeddings).name, embedding_meta=result.meta,
-                            split=args.split, settings=result.settings)
-    if args.confident_curve is not None:
-        curve = Path(args.confident_curve)
-        with writing(curve):
-            write_table(result.curve, curve, {**prov, "table": "confident_curve"})
-    with writing(out):
-        write_table(frame, out, prov)
     best = frame[(frame.metric == "recall") & (frame.estimator == "exact") & (frame.level == "study")
                  & (frame.negatives == "random")]
     if len(best):
         row = best[best.K == best.K.min()].sort_values("N").iloc[-1]  # the hardest pool at the strictest K
-        print(f"{len(frame)} rows -> {out}; {row.direction} Recall@{row.K} at N={row.N}: "
+        print(f"{len(frame)} rows -> {args.out}; {row.direction} Recall@{row.K} at N={row.N}: "
               f"{row.value:.4g} ({row.lift:.3g}x chance)")
     else:
-        print(f"{len(frame)} rows -> {out}")
+        print(f"{len(frame)} rows -> {args.out}")
     return 0
-

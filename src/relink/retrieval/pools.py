@@ -12,38 +12,37 @@ Imports nothing heavy: the command line builds its parser from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Sequence
 
 from ..errors import RelinkError
-from ..options import split_list
+from ..options import Listed
 
 FULL = "full"
 
 
+def pool_size(item: Any, minimum: int = 1) -> int | str:
+    """One pool size: an integer >= ``minimum`` or ``full``."""
+    if isinstance(item, str) and item.strip().lower() == FULL:
+        return FULL
+    try:
+        n = int(item)
+        if n != float(item):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"pool size {str(item)!r} is neither an integer nor 'full'") from None
+    if n < minimum:
+        raise ValueError(f"pool size N={n} must be at least {minimum}"
+                         + (" (the truth and one other report), or 'full'" if minimum == 2 else ""))
+    return n
+
+
+POOLS = Listed(pool_size, "pool size")  # the audit's --pools: repeated flags and/or comma lists, in order, each once
+
+
 def parse_pools(value: Any, minimum: int = 1) -> tuple:
-    """Pool sizes (integers >= ``minimum``) and/or ``full``, from repeated flags and/or comma lists, in order,
-    each once: the one parser of ``--pools`` (the audit) and ``--attacker-pool`` (the report, minimum 2)."""
-    items: list = []
-    for v in value if isinstance(value, (list, tuple)) else (value,):
-        items.extend(split_list(v) if isinstance(v, str) else (v,))
-    out = []
-    for p in items:
-        if isinstance(p, str) and p.strip().lower() == FULL:
-            out.append(FULL)
-            continue
-        try:
-            n = int(p)
-            if n != float(p):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise ValueError(f"pool size {str(p)!r} is neither an integer nor 'full'") from None
-        if n < minimum:
-            raise ValueError(f"pool size N={n} must be at least {minimum}"
-                             + (" (the truth and one other report), or 'full'" if minimum == 2 else ""))
-        out.append(n)
-    if not out:
-        raise ValueError("give at least one pool size")
-    return tuple(dict.fromkeys(out))
+    """:data:`POOLS` with another least size (the report's ``--attacker-pool``: 2)."""
+    return Listed(partial(pool_size, minimum=minimum), "pool size")(value)
 
 
 @dataclass(frozen=True)

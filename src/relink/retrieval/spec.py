@@ -14,29 +14,13 @@ Use ``AuditSpec(pools=(100, "full"), n_boot=200)`` or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from ..options import Range, Spec, check_spec, int_list, one_of, option, some_of, split_list
+from ..options import Listed, Range, Spec, check_spec, integer, one_of, option, real, some_of
 from .inputs import DIRECTIONS, FULL, LEVELS, TIES
-from .pools import parse_pools  # noqa: F401 (imported from here by the report)
+from .pools import POOLS, parse_pools  # noqa: F401 (parse_pools: imported from here by the report)
 from .matching import HARD_NEGATIVES, MISSING, UNCERTAIN
 
 NEGATIVES = ("random",) + HARD_NEGATIVES  # the order rows appear in a table
 DEFAULT_POOLS = (10, 100, 1000, 10000, FULL)
-
-
-def _targets(value: Any) -> tuple:
-    items: list = []
-    for v in value if isinstance(value, (list, tuple)) else (value,):
-        items.extend(split_list(v) if isinstance(v, str) else (v,))
-    try:
-        return tuple(sorted(set(float(v) for v in items)))
-    except (TypeError, ValueError):
-        raise ValueError(f"precision targets must be numbers between 0 and 1, got {value!r}") from None
-
-
-def _ints(value: Any) -> tuple:
-    return tuple(sorted(int_list(value, "K")))
 
 
 @dataclass(frozen=True)
@@ -45,9 +29,9 @@ class AuditSpec(Spec):
 
     TEXT_FIELDS = ("pools",)  # integers beside "full": recorded as text
 
-    pools: tuple = option(DEFAULT_POOLS, flag="--pools", parse=parse_pools,
+    pools: tuple = option(DEFAULT_POOLS, flag="--pools", parse=POOLS,
                           help="pool sizes N (the truth plus N-1 random distractors) and/or 'full'")
-    ks: tuple = option((1, 5, 10), flag="--k", parse=_ints, check=Range(int, 1), help="K values for Recall@K")
+    ks: tuple = option((1, 5, 10), flag="--k", parse=Listed(integer("K"), "K", sort=True), check=Range(int, 1), help="K values for Recall@K")
     directions: tuple = option(DIRECTIONS, flag="--directions", parse=some_of(DIRECTIONS, "direction", both=True),
                                help="image_to_report, report_to_image, or both")
     levels: tuple = option(LEVELS, flag="--levels", parse=some_of(LEVELS, "level"), help="study and/or patient")
@@ -72,7 +56,8 @@ class AuditSpec(Spec):
     missing: str = option("negative", flag="--missing", parse=one_of(MISSING), choices=MISSING,
                           help="hard negatives: how a missing label is matched")
     device: str | None = option(None, flag="--device", help="torch device (default: cuda when available, else cpu)")
-    confident: tuple = option((), flag="--confident", parse=_targets, check=Range(float, 0, 1, True, True),
+    confident: tuple = option((), flag="--confident", parse=Listed(real("precision target"), sort=True),
+                              check=Range(float, 0, 1, True, True),
                               metavar="P", help="also report the images re-linked at precision >= P by a threshold "
                                                 "attacker (e.g. 0.9,0.99; random negatives)")
     confident_calibration: int = option(1000, flag="--confident-calibration", check=Range(int, 1), metavar="S",
