@@ -32,3 +32,15 @@ def test_code_cites_only_files_inside_the_repository():
             if any(mark in text for mark in ("DESIGN" + ".md", "../" + "shared")):
                 outside.append(str(path.relative_to(REPO_ROOT)))
     assert outside == [], outside
+
+
+def test_the_retrieval_package_and_its_engine_have_layers_of_their_own():
+    """The contract reaches inside retrieval: a module added there or to the engine must be given a layer."""
+    import tomllib
+
+    contracts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    inner = {c["containers"][0]: c for c in contracts if c["type"] == "layers" and c.get("containers") != ["relink"]}
+    assert {"relink.retrieval", "relink.retrieval.engine"} <= set(inner)
+    assert all(inner[name].get("exhaustive") for name in ("relink.retrieval", "relink.retrieval.engine"))
+    top = [layer.split(" : ") for layer in inner["relink.retrieval"]["layers"]]
+    assert top.index(["audit"]) < next(i for i, layer in enumerate(top) if "engine" in layer)
