@@ -98,38 +98,6 @@ def test_large_patients_take_the_product_path(patient_of, monkeypatch):
     _assert_same(got, brute_counts(image, text, patient, groups))
 
 
-@pytest.mark.parametrize("engine", ["numpy", "torch"])
-def test_kernel_with_several_column_groups(engine):
-    import torch
-
-    from relink.retrieval.engine.tiles import TileCounter
-
-    rng = np.random.default_rng(9)
-    n = 101
-    x, y = unit(rng, n, 5), unit(rng, n, 5)
-    S = (x @ y.T).astype(np.float32)
-    diag = np.einsum("ij,ij->i", x, y).astype(np.float32)
-    np.fill_diagonal(S, diag)
-    thr = np.stack([diag, diag + 0.05], 1).astype(np.float32)
-    on = np.c_[np.ones(n, bool), rng.random(n) < 0.5]
-    edges = np.array([0, 30, 31, 77, n])
-    counter = TileCounter(n, torch.from_numpy(diag), (thr, on), (thr, on), [edges], 0.0, tiles=(16, 16), engine=engine,
-                          group_cells=16 * 48)
-    with counter:
-        counter.add(torch.from_numpy(x), 0, torch.from_numpy(y), 0)
-    got = counter.result()
-    group = np.searchsorted(edges, np.arange(n), side="right") - 1
-    same = group[:, None] == group[None, :]
-    for k in range(2):
-        for name, M in (("row", S), ("col", S.T)):
-            above = (M > thr[:, k, None]).sum(1)
-            atleast = (M >= thr[:, k, None]).sum(1)
-            above_g = ((M > thr[:, k, None]) & same).sum(1)
-            rows = on[:, k]
-            np.testing.assert_array_equal(getattr(got, f"{name}_above")[k, 0][rows], above[rows])
-            np.testing.assert_array_equal(getattr(got, f"{name}_above")[k, 1][rows], above_g[rows])
-
-
 def test_outranking_needs_more_than_the_tolerance_and_ties_need_identical_embeddings():
     def unit_vec(*v):
         v = np.array(v + (0.0,) * (4 - len(v)), dtype=np.float64)
@@ -145,25 +113,3 @@ def test_outranking_needs_more_than_the_tolerance_and_ties_need_identical_embedd
     assert got.above[0] == 1 and got.tied[0] == 1
     strict = rank_counts(image, text, np.arange(4), levels=("study",), directions=("image_to_report",), tie_tol=1e-7)
     assert strict[("image_to_report", "study", "random")].above[0] == 2
-
-
-def test_identical_rows_are_exact_even_under_hash_collisions(monkeypatch):
-    from relink.retrieval.engine import identical_rows
-
-    rng = np.random.default_rng(10)
-    a = rng.normal(size=(50, 6)).astype(np.float32)
-    a[[3, 17, 40]] = a[5]
-    a[22] = a[9]
-    a[23] = a[9].copy()
-    a[23, 0] = np.nextafter(a[23, 0], np.float32(1))  # one bit away: not identical
-    codes = identical_rows(a)
-    expected = np.unique(a, axis=0, return_inverse=True)[1].reshape(-1)
-    assert np.array_equal(codes[:, None] == codes[None, :], expected[:, None] == expected[None, :])
-    # with every hash constant 1, a row and its reversal collide: the exact fallback must separate them
-    monkeypatch.setattr(np.random, "default_rng", lambda seed: type("R", (), {
-        "integers": staticmethod(lambda lo, hi, size, dtype: np.zeros(size, dtype=dtype))})())
-    a[30] = a[31][::-1]
-    expected = np.unique(a, axis=0, return_inverse=True)[1].reshape(-1)
-    codes = identical_rows(a)
-    assert codes[30] != codes[31]
-    assert np.array_equal(codes[:, None] == codes[None, :], expected[:, None] == expected[None, :])

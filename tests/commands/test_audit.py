@@ -1,4 +1,4 @@
-"""`relink audit` and `relink neighbors` end to end on a hand-written EmbeddingSet."""
+"""`relink audit` end to end on a hand-written EmbeddingSet."""
 
 import json
 
@@ -94,24 +94,6 @@ def test_audit_names_the_bad_file_and_row(tmp_path, capsys):
     assert "embedding set not found" in capsys.readouterr().err
     assert main(["audit", "--embeddings", str(emb), "--out", str(tmp_path / "a.txt")]) == 2
     assert "must be one of .csv, .parquet, .json" in capsys.readouterr().err
-
-
-def test_neighbors_lists_top_k_without_text(tmp_path, capsys):
-    rng = np.random.default_rng(2)
-    image = rng.normal(size=(40, 8)).astype(np.float32)
-    emb = _write_set(tmp_path / "emb", n=40, image=image)
-    np.save(emb / "text.npy", image)  # identical: every image's own report is its best match
-    out = tmp_path / "nn.parquet"
-    assert main(["neighbors", "--embeddings", str(emb), "--k", "3", "--out", str(out)]) == 0
-    frame, prov = read_table(out)
-    assert list(frame.columns) == ["query_pair_id", "rank", "candidate_pair_id", "score", "is_true", "same_patient"]
-    assert len(frame) == 40 * 3 and prov["k"] == 3
-    first = frame[frame["rank"] == 1]
-    assert first.is_true.all() and (first.query_pair_id == first.candidate_pair_id).all()
-    assert first.same_patient.all() and np.allclose(first.score, 1.0, atol=1e-5)
-    assert (frame.groupby("query_pair_id").score.apply(lambda s: s.is_monotonic_decreasing)).all()
-    # argparse refuses the option before the command runs
-    assert main(["neighbors", "--embeddings", str(emb), "--k", "0", "--out", str(out)]) == 2
 
 
 def test_help_shows_examples(capsys):

@@ -21,7 +21,6 @@ from relink.retrieval import memory
 from relink.retrieval.scale import Scale
 from relink.retrieval.audit import audit_queries, summarise
 from relink.retrieval.spec import AuditSpec
-from relink.embeddings import RowSource
 from relink.retrieval.work import work_path
 from test_retrieval_brute import unit
 
@@ -67,41 +66,6 @@ def test_a_small_budget_gives_the_in_core_table(disk_set, monkeypatch):
     assert big["slabs"] == 1 and big["blocks"] == 1, big
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert a.attrs == b.attrs
-
-
-def test_file_reads_match_the_array_and_leave_the_resident_set_alone(tmp_path):
-    rng = np.random.default_rng(1)
-    arr = rng.standard_normal((40000, 256), dtype=np.float32)  # 40 MB
-    np.save(tmp_path / "a.npy", arr)
-    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
-    src = RowSource(mapped, normalise=False)
-    assert src.file_backed
-    idx = np.array([5, 6, 7, 39999, 0, 12])
-    np.testing.assert_array_equal(src.read(idx), arr[idx])
-    np.testing.assert_array_equal(RowSource(mapped, rows=np.arange(100, 200)).read(slice(3, 9)),
-                                  RowSource(arr[100:200]).read(slice(3, 9)))
-    if memory.resident() is None:
-        pytest.skip("the resident set cannot be read here")
-    before = memory.resident()
-    total = sum(float(src.read(slice(a, a + 1000)).sum()) for a in range(0, 40000, 1000))
-    grew = memory.resident() - before
-    assert grew < 8 << 20, grew  # blocks come and go; the file stays out of the process
-    assert np.isclose(total, float(arr.sum(dtype=np.float64)), rtol=1e-4)
-    before = memory.resident()
-    float(np.asarray(mapped).sum())  # the same rows through the map: its pages stay resident
-    assert memory.resident() - before > 30 << 20
-
-
-def test_normalising_a_row_does_not_depend_on_its_block():
-    from relink.embeddings import unit_rows
-
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((50, 8)).astype(np.float32)
-    x[7] *= 1e25  # its squared norm overflows float32
-    whole = unit_rows(x)
-    assert np.allclose(np.linalg.norm(whole, axis=1), 1, atol=1e-6)
-    for a in range(0, 50, 7):
-        np.testing.assert_array_equal(unit_rows(x[a:a + 7]), whole[a:a + 7])
 
 
 def test_rows_audit_a_split_without_copying_it(disk_set):
@@ -263,28 +227,6 @@ def test_bad_input_leaves_no_work_folder(disk_set, tmp_path, capsys, extra, mess
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == []
-
-
-def test_validation_reads_in_blocks_and_names_the_row(disk_set, tmp_path):
-    import shutil
-
-    bad = Path(shutil.copytree(disk_set, tmp_path / "bad"))
-    image = np.load(bad / "image.npy")
-    image[4321, 7] = np.inf
-    np.save(bad / "image.npy", image)
-    with pytest.raises(RelinkError, match=r"image\.npy row 4321 has non-finite values"):
-        load(bad)
-
-
-def test_query_rows_split_into_nearly_equal_runs():
-    from relink.retrieval.engine.product import split_rows
-
-    units = [(a, min(1000, a + 64)) for a in range(0, 1000, 64)]
-    for world in (1, 2, 3, 7):
-        parts = split_rows(units, world)
-        assert [u for p in parts for u in p] == units  # every unit once, in order, runs contiguous
-        sizes = [sum(b - a for a, b in p) for p in parts]
-        assert max(sizes) - min(sizes) <= 2 * 64
 
 
 def _torchrun(args: list[str], nproc: int, cwd: Path) -> subprocess.CompletedProcess:
