@@ -16,16 +16,12 @@ One row per (direction, negatives, level, N, K, estimator, metric), columns
   reciprocal rank and median rank of the truth in the full pool, random
   negatives only. Ranks under ties follow ``ties`` (the expected rank for
   ``"random"``).
-* Outranking and ties (``tie_tol``, ``ties``): a distractor outranks the
-  truth when it scores more than ``tie_tol`` (1e-6) above it; it ties when its
-  embedding is identical to the truth's (duplicate reports), and ties are
-  broken at random by default (``"pessimistic"``/``"optimistic"`` on request);
-  see :mod:`relink.retrieval.counts` and :mod:`relink.retrieval.exact`.
+* Outranking and ties: as the engine counts them (:mod:`relink.retrieval.engine`);
+  ties with the truth are broken by ``ties`` (at random by default).
 * ``level``: ``"study"`` (the truth is the query's own pair) or ``"patient"``
   (any pair of the query's patient counts as a hit: its pools hold the same
   N - 1 distractors, drawn from other patients, plus all of the patient's
-  pairs; ``N`` still names the pool by its distractors + 1; see
-  :mod:`relink.retrieval.counts`).
+  pairs; ``N`` still names the pool by its distractors + 1).
 * ``negatives``: ``"random"``, ``"pathology_matched"`` (distractors share the
   query's 14-label vector) or ``"positive_set_matched"`` (same positive
   findings); see :mod:`relink.retrieval.matching`. Hard negatives have no full
@@ -72,13 +68,8 @@ tidy table with patient-clustered intervals. :func:`audit` is the two
 together. The input is a validated :class:`~relink.embeddings.EmbeddingSet`
 (:func:`audit_arrays` makes one from plain arrays); nothing is checked twice.
 
-Scale. The set's arrays are read in blocks, normalised per block
-(:mod:`relink.retrieval.stream`; a memory-mapped set is never read whole),
-and the audit holds per query only integer counts and a few codes; a
-:class:`~relink.retrieval.scale.Scale` bounds the blocks by a memory budget,
-splits the product across processes and keeps finished blocks for a re-run,
-never changing a number of the table. (Monte Carlo rows, a
-cross-check for small sets, read both arrays whole.)
+How the counts are made, in bounded memory, across processes and resumably, is the engine's
+(:mod:`relink.retrieval.engine`); Monte Carlo rows, a cross-check for small sets, read both arrays whole.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ the pool: its value is NaN and it is left out of that N (the caller reports
 the coverage).
 
 Ties (``tied``: t_i distractors whose embedding is identical to the truth's,
-see :mod:`relink.retrieval.counts`):
+see :mod:`relink.retrieval.engine`):
 
 * ``"random"`` (default) — the truth's place among its ties is uniformly
   random, i.e. c_i + U with U ~ Uniform{0..t_i} candidates outrank it. Since

@@ -1,7 +1,7 @@
 """How an audit runs, never what it computes: one frozen value instead of keyword arguments threaded down.
 
 Nothing here changes a number of the table: the product's tiles lie on one
-grid whatever the budget (:mod:`relink.retrieval.blocked`), counts are
+grid whatever the budget (:mod:`relink.retrieval.engine`), counts are
 integers that add up exactly across processes and resumed runs.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 class Scale:
     """``memory``: bytes the audit may add (None: half of what is available, shared by the processes of a
     machine; :mod:`relink.retrieval.memory`), counted from the resident set ``held_from`` (None: when the
-    audit begins); ``comm``: a process group splitting the query rows (:mod:`relink.retrieval.distributed`);
+    audit begins); ``comm``: a process group splitting the query rows (:mod:`relink.retrieval.engine.product`);
     ``work``: a folder keeping finished blocks so an interrupted audit resumes (:mod:`relink.retrieval.work`);
     ``progress``: progress bars. ``tiles`` (block rows, tile columns) and ``engine`` (``"numpy"``,
     ``"torch"``, ``"auto"``) set the product's tiling, for tests of the tiling itself."""

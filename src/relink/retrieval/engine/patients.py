@@ -1,7 +1,7 @@
 """Truth scores and per-patient statistics, from products within each patient.
 
 Contract. ``xs``, ``ys``: the n image and report rows, read by work position
-(:class:`relink.retrieval.stream.WorkRows`: ``take(positions)`` gives a float32
+(:class:`~relink.retrieval.engine.rows.WorkRows`: ``take(positions)`` gives a float32
 tensor); row i of each is one pair. ``diag`` (n,) float32 truth scores;
 ``patient`` (n,) integer codes; ``segment_ids``: a list of (n,) integer group
 codes (one per hard-negative segmentation); ``x_codes``/``y_codes`` (n,)

@@ -17,6 +17,7 @@ one slab, one block, each worker's tiles and the rows being read.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,23 @@ from ...embed.distributed import sync
 from ...errors import RelinkError
 from ..memory import Meter, plan, show_bytes, state_bytes
 from ..scale import Scale
-from .tiles import ThresholdCounts, TileCounter
+from .tiles import TileCounter
+
+
+@dataclass
+class ThresholdCounts:
+    """int64 arrays of shape (thresholds, 1 + segmentations, n).
+
+    Index 0 on the middle axis counts over all candidates; index s + 1 over the
+    candidates in the same group of segmentation s.
+    """
+
+    row_above: np.ndarray
+    col_above: np.ndarray
+    row_hist: np.ndarray | None = None  # (n, G) int32: scores of each row in each bin of the grid
+    col_hist: np.ndarray | None = None
+    run: dict | None = None  # the plan and timings of the pass that made them
+    grid: np.ndarray | None = None  # the bins' grid: the one asked for, or fewer of its points to fit the budget
 
 
 def split_rows(units: list[tuple[int, int]], world: int) -> list[list[tuple[int, int]]]:

@@ -1,59 +1,26 @@
-"""Blocked score products -> threshold counts, both directions from one product.
+"""The tile counter: threshold counts of ``S = x @ y.T``, both directions from one product.
 
-Contract. Rows and columns index the same n pairs (row i, an image, is paired
-with column i, its report). The score matrix is ``S = x @ y.T`` with ``x``,
-``y`` float32 (n, d); it is never held whole. A :class:`TileCounter` is given
-the per-query state once (thresholds, the truth scores ``diag``, the groups)
-and then any number of *rectangles*: a slab of rows ``x[r0:r0+h]`` and a
-block of columns ``y[c0:c0+w]`` (:meth:`TileCounter.add`). Each rectangle's
-product is formed in tiles of ``block_rows`` rows by ``tile_cols`` columns
-inside one preallocated buffer per worker (memory: one group of tiles of
-floats and two tiles of booleans per worker); a tile stays in cache while it
-is compared. Rectangles may come in any order, from any process: counts are
-integers and add up exactly.
+Rows and columns index the same n pairs; ``S`` is never held whole. A
+:class:`TileCounter` is given the per-query state once (thresholds, the
+truth scores ``diag``, the groups), then any number of *rectangles* (a slab
+of rows against a block of columns, :meth:`TileCounter.add`), in any order,
+from any process. Each rectangle is formed in tiles inside one preallocated
+buffer per worker thread, a tile compared while it is in cache.
 
-For every row threshold ``row_thr[:, k]`` the counter counts, for each row i::
+For every row threshold k and row i it counts
+``#{j : S[i, j] > row_thr[i, k] + tie_tol}``, and the same per column j for
+the column thresholds (report -> image reads the product column-wise).
+Threshold k > 0 counts only where it is active (elsewhere +inf, left 0 for
+the caller: the patient-level threshold equals the study one for many
+queries). Each count is made over all candidates and, per segmentation
+(``edges``: group g holds rows and columns ``edges[g]:edges[g+1]``), within
+the row's own group: rows and columns are ordered alike, so in-group cells
+are squares on the diagonal, sums over slices of the tiles already compared.
+``S[i, i]`` is overwritten with ``diag[i]`` before comparing.
 
-    above[i] = #{j : S[i, j] > row_thr[i, k] + tie_tol}
-
-and for every column threshold ``col_thr[:, k]`` the same per column j over
-the rows i: the report->image direction reads the same product column-wise.
-Threshold k > 0 counts only where ``row_active[:, k]`` (``col_active``) is
-true; elsewhere its counts are left 0 for the caller to fill (the
-patient-level threshold equals the study one for many queries). Inactive
-thresholds are +inf, and a tile compares a threshold only when one of its
-rows (columns) needs it.
-
-Each count is made over all candidates and, for every *segmentation*, over
-the candidates in the row's own group. A segmentation is given by ``edges``
-(increasing, ``edges[0] == 0``, ``edges[-1] == n``): group g holds rows and
-columns ``edges[g]:edges[g+1]``. Rows and columns are ordered alike, so the
-in-group cells are squares on the diagonal and come from slices of the tiles
-already compared: hard negatives cost some sums, not another product.
-
-The diagonal ``S[i, i]`` is overwritten with ``diag[i]`` before comparing, so
-a caller whose thresholds are the diagonal knows each query's own candidate
-is never counted.
-
-One grid. Tiles lie on one global grid: row blocks start at multiples of
-``block_rows`` and column groups at multiples of the group width
-(:attr:`TileCounter.row_grid`, :attr:`TileCounter.col_grid`); a rectangle
-must start on it. Every score is then computed by the same product of the
-same shapes whatever the rectangles, so slabs chosen for a memory budget, or
-split across processes, give the counts of one in-core pass to the bit.
-
-Speed (CPU). Each worker thread (as many as torch has) takes whole row
-blocks and runs single-threaded products and comparisons on them; torch's
-and the BLAS libraries' own threads are set to one meanwhile (after every
-product torch's spin and would take the cores from the counting). The
-product is numpy's ``matmul`` (OpenBLAS's sgemm), faster than torch's ``mm``
-on these tiles; comparisons run in numpy on views of the torch buffers, a
-slab of 128 rows of a tile at a time (it stays in cache for the row and the
-column comparisons), every threshold of a direction in one call, and a
-boolean mask is counted 8 bytes at a time as int64 words: each byte lane of
-a sum of at most 255 words cannot overflow into the next, so tiles are at
-most 2040 columns wide and column sums go at most 255 rows at a time.
-``benchmarks/audit.py`` measures all of this against the bare product.
+A rectangle must start on the tile grid (:attr:`TileCounter.row_grid`,
+:attr:`TileCounter.col_grid`): every score then comes from the same product
+of the same shapes whatever the rectangles (the engine's exactness).
 """
 
 from __future__ import annotations
@@ -61,7 +28,6 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -70,22 +36,6 @@ from .backends import LANES, backend, bin_bytes, shifted
 
 _CPU_CELLS = 1 << 20  # scores one CPU product writes (block rows x group columns): 4 MB, cache-friendly
 _GPU_CELLS = 1 << 28
-
-
-@dataclass
-class ThresholdCounts:
-    """int64 arrays of shape (thresholds, 1 + segmentations, n).
-
-    Index 0 on the middle axis counts over all candidates; index s + 1 over the
-    candidates in the same group of segmentation s.
-    """
-
-    row_above: np.ndarray
-    col_above: np.ndarray
-    row_hist: np.ndarray | None = None  # (n, G) int32: scores of each row in each bin of the grid (TileCounter)
-    col_hist: np.ndarray | None = None
-    run: dict | None = None  # the plan and timings of the pass that made them
-    grid: np.ndarray | None = None  # the bins' grid: the one asked for, or fewer of its points to fit the budget
 
 
 def default_blocks(device) -> tuple[int, int]:
@@ -195,10 +145,6 @@ class TileCounter:
         if self._threads is not None:
             self._threads.__exit__(*exc)
             self._threads = None
-
-    def result(self) -> ThresholdCounts:
-        hist = (self.ops.to_numpy(self.hist_row), self.ops.to_numpy(self.hist_col)) if self.n_grid else (None, None)
-        return ThresholdCounts(self.ops.to_numpy(self.acc_row), self.ops.to_numpy(self.acc_col), *hist)
 
     def row_hist(self, a: int, b: int) -> np.ndarray | None:
         """A copy of rows [a, b) of the binned scores (None without a grid)."""
