@@ -53,7 +53,7 @@ class ConfidentCounts:
 
 @dataclass
 class RankCounts:
-    """Per-query counts (int64, length n): see the module docstring."""
+    """Per-query counts (int64, length n), defined in :mod:`relink.retrieval.engine`."""
 
     above: np.ndarray
     tied: np.ndarray
