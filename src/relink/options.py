@@ -107,10 +107,6 @@ def argtype(kind: type = float, low: float | None = None, high: float | None = N
     return parse
 
 
-positive_int = argtype(int, 1)
-nonneg_int = argtype(int, 0)
-
-
 # ----------------------------------------------------------------- specs
 
 

@@ -1,4 +1,4 @@
-"""Paired contrasts: one metric measured twice on the same queries, compared under one patient bootstrap.
+"""Paired contrasts: one metric measured twice on the same queries, compared with one patient-clustered interval.
 
 Every comparison relink states (DP heads vs the heads before, DP heads vs
 heads trained the same way without DP, matched vs random pools on the rows
@@ -14,18 +14,14 @@ value), ``clusters`` the patient of each row. ``kind``:
 * ``"relative"``: mean(b) / mean(a) - 1 (e.g. -0.25 = a quarter lower);
 * ``"ratio"``: mean(b) / mean(a).
 
-Interval (chosen by null simulation, as the audit's own intervals are; see
-:mod:`relink.retrieval.intervals`): the two sides are measured on the same
-rows, so the contrast is a function of per-patient sums of both. The
+Interval (chosen by null simulation, as the audit's own are): the
 difference and the log of the ratio (and of the relative change) get a
-leave-one-patient-out jackknife variance (each patient's rows leave both
-sides together, which carries the pairing), with Student's t on
-(patients - 1) degrees of freedom. The jackknife was preferred to the
-sandwich (CR1) variance, which ran a little narrow at 100 patients
-(93.7% coverage of a difference of two 20% rates). No resampling: the same rows give the same interval. The former
-percentile bootstrap under-covered where hits were few (a ratio of rare
-events). A side whose mean is 0 has no ratio: the contrast is then not
-computable (NaN), not a number.
+leave-one-patient-out jackknife variance (a patient's rows leave both sides
+together, which carries the pairing) with Student's t on patients - 1
+degrees of freedom; the sandwich (CR1) variance ran a little narrow at 100
+patients, a percentile bootstrap under-covered ratios of rare events. No
+resampling: the same rows give the same interval. A side whose mean is 0
+has no ratio: the contrast is then NaN.
 """
 
 from __future__ import annotations

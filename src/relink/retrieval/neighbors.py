@@ -16,15 +16,10 @@ Indexes (``kind``):
 * ``"ivf,pq"`` — ``faiss.IndexIVFPQ``, only when asked: an inverted file of
   ``nlist`` lists over product-quantised codes, for candidate sets whose
   float vectors do not fit in memory (m bytes per candidate instead of 4d).
-  Parameters follow from the candidate count M and dimension d
-  (:func:`ivfpq_params`): ``nlist`` = 4 sqrt(M) (FAISS's guide: 4 to 16
-  sqrt(M) lists), at most M / 39 so that every list has the 39 training
-  points FAISS asks for; ``m`` sub-quantizers = the largest divisor of d
-  not above d / 8 (8-dimensional sub-vectors: 64 bytes a vector at d = 512);
-  ``nbits`` = 8 (256 codewords per sub-quantizer) when M allows 39 training
-  points per codeword, fewer otherwise; ``nprobe`` = nlist / 8 lists visited
-  per query (at least 1). It is trained on a seeded sample of at most
-  100,000 candidates. Approximate: :func:`recall_vs_flat` measures it
+  Parameters follow from M and d (:func:`ivfpq_params`: FAISS's guide of 4
+  to 16 sqrt(M) lists, and the 39 training points per list and per codeword
+  it asks for; 8-dimensional sub-vectors); trained on a seeded sample of at
+  most 100,000 candidates. Approximate: :func:`recall_vs_flat` measures it
   against the exact search on a seeded sample of queries, and the listing's
   provenance says so. The audit itself is always exact.
 """
@@ -50,7 +45,8 @@ def _source(rows) -> RowSource:
 
 
 def ivfpq_params(m_candidates: int, d: int) -> dict[str, int]:
-    """``nlist``, ``m``, ``nbits``, ``nprobe`` for M candidates of dimension d (see the module docstring)."""
+    """``nlist`` = 4 sqrt(M), at most M / 39; ``m`` = the largest divisor of d not above d / 8; ``nbits`` = 8
+    where M allows 39 training points per codeword, fewer otherwise; ``nprobe`` = nlist / 8."""
     nlist = int(max(1, min(round(4 * np.sqrt(m_candidates)), m_candidates // 39)))
     m = max(k for k in range(1, max(1, d // 8) + 1) if d % k == 0)
     nbits = int(max(1, min(8, np.floor(np.log2(max(2, m_candidates // 39))))))

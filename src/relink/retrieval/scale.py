@@ -1,9 +1,4 @@
-"""How an audit runs, never what it computes: one frozen value instead of keyword arguments threaded down.
-
-Nothing here changes a number of the table: the product's tiles lie on one
-grid whatever the budget (:mod:`relink.retrieval.engine`), counts are
-integers that add up exactly across processes and resumed runs.
-"""
+"""How an audit runs, never what it computes (:mod:`relink.retrieval.engine` says why no number changes)."""
 
 from __future__ import annotations
 

@@ -19,8 +19,6 @@ from ..memory import Meter
 from .patients import truth_scores
 
 _DIAG_GRID = 16384  # truth scores are computed in these chunks (as one in-core einsum call per chunk would)
-
-
 _COEFFS: dict[int, np.ndarray] = {}
 
 
@@ -38,12 +36,8 @@ def _hash_rows(a: np.ndarray, chunk: int = 1024) -> np.ndarray:
 
 
 def _codes(h: np.ndarray, read: Callable[[np.ndarray], np.ndarray], chunk: int) -> np.ndarray:
-    """(n,) int64 codes, equal exactly when two rows are bitwise identical, from row hashes ``h``.
-
-    Rows sharing a hash are read again (``read(positions)``, ``chunk`` at a
-    time) and compared with the first row of their hash; only where a hash
-    is shared by different rows are that hash's rows told apart exactly.
-    """
+    """(n,) int64 codes from row hashes ``h``: rows sharing a hash are read again (``read(positions)``,
+    ``chunk`` at a time) and compared with the first row of their hash; a collision splits the hash's rows."""
     _, first, codes = np.unique(h, return_index=True, return_inverse=True)
     codes = codes.reshape(-1).astype(np.int64)
     shared = np.flatnonzero(np.bincount(codes)[codes] > 1)
@@ -64,13 +58,7 @@ def _codes(h: np.ndarray, read: Callable[[np.ndarray], np.ndarray], chunk: int) 
 
 
 def identical_rows(a: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """(n,) int64 codes of an in-memory array, equal exactly when two rows are bitwise identical.
-
-    Rows are hashed (their 32-bit words times random odd constants, summed
-    modulo 2**64), and rows sharing a hash are checked against each other;
-    only a hash collision between different rows falls back to comparing the
-    rows themselves.
-    """
+    """(n,) int64 codes of an in-memory array, equal exactly when two rows are bitwise identical."""
     a = np.ascontiguousarray(a, dtype=np.float32)
     return _codes(_hash_rows(a), lambda idx: a[idx], chunk)
 
