@@ -23,7 +23,7 @@ from relink.cohort import fingerprint, read_cohort, write_cohort  # noqa: E402
 from relink.embed import embed_cohort  # noqa: E402
 from relink.embed.dataset import PairDataset  # noqa: E402
 from relink.embed.run import load_for_embedding  # noqa: E402
-from relink.embed.shards import WorkDir, work_path  # noqa: E402
+from relink.embed.shards import EmbedWork, work_path  # noqa: E402
 from relink.errors import CohortError, EmbeddingError, ModelError, RelinkError  # noqa: E402
 
 MODEL = "relink-vit-tiny"
@@ -112,7 +112,7 @@ def test_existing_output_is_reused_and_changes_are_misses(tmp_path, cohort_dir, 
 
     def counted(work, shard, *rest):  # a shard computed and stored: the run did not reuse the set
         calls.append(1)
-        WorkDir.write(work, shard, *rest)
+        EmbedWork.write(work, shard, *rest)
 
     embed_cohort(cohort_dir, lm, out, batch_size=4, shard_size=10, num_workers=0, progress=False, write_shard=counted)
     assert not calls and "reusing" in capsys.readouterr().err
@@ -145,7 +145,7 @@ def test_existing_output_is_reused_and_changes_are_misses(tmp_path, cohort_dir, 
 def test_interrupted_run_resumes_to_identical_bytes(tmp_path, cohort_dir, lm, reference):
     out = tmp_path / "emb"
     written = []
-    real = WorkDir.write
+    real = EmbedWork.write
 
     def stop_after_two(work, shard, *rest):
         if len(written) == 2:
@@ -174,7 +174,7 @@ def test_work_folder_of_another_model_is_not_reused(tmp_path, cohort_dir, lm, re
         other.model.text_projection.mul_(-1)
     other.fingerprint = "other"
     def interrupt(work, shard, *rest):
-        WorkDir.write(work, shard, *rest)
+        EmbedWork.write(work, shard, *rest)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -17,7 +17,7 @@ from relink.cohort import read_cohort, write_cohort  # noqa: E402
 from relink.embed import EmbedJob, embed_cohort, embed_many  # noqa: E402
 from relink.embed.dataset import PairDataset  # noqa: E402
 from relink.embed.run import load_for_embedding  # noqa: E402
-from relink.embed.shards import WorkDir, work_path  # noqa: E402
+from relink.embed.shards import EmbedWork, work_path  # noqa: E402
 from relink.models import load_model  # noqa: E402
 from relink.models.preprocess import input_key  # noqa: E402
 
@@ -113,7 +113,7 @@ def test_shared_decoding_gives_identical_sets_and_decodes_each_row_once(tmp_path
 
 def test_interrupted_shared_run_resumes_each_model(tmp_path, cohort_dir, models, eval_rows, separately):
     written = []
-    real = WorkDir.write
+    real = EmbedWork.write
 
     def stop_after_four(work, shard, *rest):
         if len(written) == 4:

@@ -48,7 +48,7 @@ from ..provenance import package_versions
 from .dataset import default_workers
 from .distributed import OtherRankFailed, sync
 from .merge import OWNER, merge_shards, reuse_reason, say
-from .shards import WorkDir, plan_shards, shards_for_rank, work_path
+from .shards import EmbedWork, plan_shards, shards_for_rank, work_path
 from .fanout import ShardWriter, Task, run_tasks
 
 DEFAULT_SHARD_SIZE = 4096
@@ -104,7 +104,7 @@ def _preprocess(lm) -> dict[str, Any]:
 def embed_cohort(cohort, model, out_dir, batch_size: int = 256, num_workers: int | None = None,
                  shard_size: int | None = None, device: str = "auto", skip_bad: bool = False,
                  with_trunk: bool = True, progress: bool = True, precision: str = "auto",
-                 overwrite: bool = False, comm: Comm | None = None, write_shard: ShardWriter = WorkDir.write,
+                 overwrite: bool = False, comm: Comm | None = None, write_shard: ShardWriter = EmbedWork.write,
                  note: Callable[[str], None] = say) -> Path:
     """Embed every row of ``cohort`` with ``model`` into the EmbeddingSet folder ``out_dir``.
 
@@ -131,7 +131,7 @@ def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, 
                shard_size: int | None = None, device: str = "auto", skip_bad: bool = False,
                with_trunk: bool = True, progress: bool = True, precision: str = "auto",
                overwrite: bool = False, comm: Comm | None = None,
-               write_shard: ShardWriter = WorkDir.write, note: Callable[[str], None] = say) -> list[Path]:
+               write_shard: ShardWriter = EmbedWork.write, note: Callable[[str], None] = say) -> list[Path]:
     """Embed ``cohort`` with every job's model into its folder; one decode per row for models with equal inputs.
 
     ``jobs``: :class:`EmbedJob` or ``(model, out_dir)`` / ``(model, out_dir, rows)``
@@ -175,7 +175,7 @@ def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, 
         failure = exc
     sync(comm, failure)
     pending = [p for p in plans if p is not None]
-    created: list[WorkDir] = []
+    created: list[EmbedWork] = []
     failure = None
     if rank == 0:
         try:
@@ -238,7 +238,7 @@ def _plan(full: Cohort, job: EmbedJob, out: Path, dev: str, settings: dict[str, 
         if rank == 0:
             note(f"cache miss for {out}: {why}; recomputing")
     key = {**meta, "format_version": FORMAT_VERSION, "n_rows": len(sub), **settings}
-    return {"lm": lm, "rows": rows, "cohort": sub, "out": out, "key": key, "work": WorkDir(work_path(out), key),
+    return {"lm": lm, "rows": rows, "cohort": sub, "out": out, "key": key, "work": EmbedWork(work_path(out), key),
             "shards": plan_shards(len(sub), settings["shard_size"])}
 
 
