@@ -14,6 +14,7 @@ Usage::
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +87,11 @@ def make_tiny_cohort(tmp_path: str | Path, n: int = 24, size: int = 64, seed: in
         })
     write_cohort(pd.DataFrame(rows), root)
     return root
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over every file's relative path and bytes (two folders written alike have one digest)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()

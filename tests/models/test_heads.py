@@ -211,3 +211,11 @@ def test_hf_text_without_projection_is_refused(tmp_path):
     lm = load_model(str(make_hf_clip_dir(tmp_path, proj_type=None, embed_dim=32, hidden=32)))
     with pytest.raises(ModelError, match="no linear projection"):
         locate_heads(lm.model)
+
+
+def test_every_ladder_family_has_a_tested_tiny_stand_in():
+    """Each family of the real ladder is one FAMILIES covers on a tiny config."""
+    from relink.models.ladder import REAL_LADDER
+
+    tested = {family for _, family, _, _ in FAMILIES.values()}
+    assert {r.family for r in REAL_LADDER} <= tested

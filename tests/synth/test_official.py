@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from fixtures_cohort import tree_digest
 from relink import cli
 from relink.cohort import read_cohort
 from relink.labels import CHEXPERT_LABELS
 from relink.loaders import load_chexpert_plus, load_mimic_cxr
 from relink.synth.official_chexpert import write_chexpert_plus
 from relink.synth.official_mimic import write_mimic_cxr
-from test_synth import tree_digest
 
 PATIENTS = 60
 SEED = 5

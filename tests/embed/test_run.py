@@ -14,17 +14,16 @@ import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fixtures_cohort import make_tiny_cohort  # noqa: E402
+from fixtures_cohort import make_tiny_cohort
 
-from relink import embeddings  # noqa: E402
-from relink.cli import main as cli_main  # noqa: E402
-from relink.cohort import fingerprint, read_cohort, write_cohort  # noqa: E402
-from relink.embed import embed_cohort  # noqa: E402
-from relink.embed.dataset import PairDataset  # noqa: E402
-from relink.embed.run import load_for_embedding  # noqa: E402
-from relink.embed.shards import EmbedWork, work_path  # noqa: E402
-from relink.errors import CohortError, EmbeddingError, ModelError, RelinkError  # noqa: E402
+from relink import embeddings
+from relink.cli import main as cli_main
+from relink.cohort import fingerprint, read_cohort, write_cohort
+from relink.embed import embed_cohort
+from relink.embed.dataset import PairDataset
+from relink.embed.run import load_for_embedding
+from relink.embed.shards import EmbedWork, work_path
+from relink.errors import CohortError, EmbeddingError, ModelError, RelinkError
 
 MODEL = "relink-vit-tiny"
 ARRAYS = ("image", "text", "image_trunk", "text_trunk")

@@ -2,7 +2,7 @@
 
 Launched by hand (RANK, WORLD_SIZE, ... set per process, no torchrun): rank 0
 then hosts the launch's store itself, the path torchrun's tests
-(tests/test_embed.py, tests/test_retrieval_scale.py) do not take. Bad
+(tests/embed/test_run.py and the audit's scale tests) do not take. Bad
 variables are rows of the hostile-input table (tests/test_hostile_inputs.py).
 """
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -11,26 +10,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fixtures_cohort import tree_digest
 from relink import cli
 from relink.cohort import read_cohort, validate
 from relink.errors import RelinkError
 from relink.labels import CHEXPERT_LABELS
-from relink.synth import generate_cohort
-from relink.synth import generate as gen
+from relink.synth import generate as gen, generate_cohort
 from relink.synth.anatomy import Device, Finding, sample_patient, sample_study
 from relink.synth.phrases import S
 from relink.synth.render import density
 from relink.synth.report import label_sentences
 
 PATIENTS = 40
-
-
-def tree_digest(root: Path) -> str:
-    """sha256 over every file's relative path and bytes."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")

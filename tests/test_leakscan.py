@@ -1,4 +1,5 @@
-"""No identifier and no report text in the page or the JSON; the leak scanner refuses an output that would hold one."""
+"""No identifier, no report text and no local path in any output; the leak scanner refuses an output that would
+hold one."""
 
 import json
 import re
@@ -8,8 +9,9 @@ import pandas as pd
 import pytest
 
 from relink.cohort import write_cohort
+from relink.embeddings import public_model_name
 from relink.labels import CHEXPERT_LABELS
-from test_report_fixtures import META, report_args, rows_frame, run, write_set
+from test_report_fixtures import META, main, report_args, rows_frame, run, write_set
 
 CANARY = "zebra quantum lantern orchid velvet harbor crimson pylon"  # 8 words no template or number contains
 
@@ -70,17 +72,6 @@ def test_a_leak_refuses_both_writes(canary, tmp_path, capsys, model, needs_cohor
     assert not [p for p in tmp_path.iterdir() if re.match(r"\.r\.(html|json)\.", p.name)]  # no temporary left
 
 
-def test_a_local_checkpoint_path_is_not_shown(tmp_path, capsys):
-    emb = write_set(tmp_path / "emb", n=200, noise=1.0, meta={**META, "model": "/home/someone/private/ckpt-ladder3.pt"})
-    out = tmp_path / "r.html"
-    rc, _, err = run(report_args(emb, out, "--json", str(tmp_path / "r.json")), capsys)
-    assert rc == 0, err
-    for text in (out.read_text(), (tmp_path / "r.json").read_text()):
-        # no part of the path, not even the file name: the model is named by its weights fingerprint
-        assert "/home/someone" not in text and "ckpt-ladder3" not in text
-        assert f"local checkpoint (weights {META['weights_fingerprint']})" in text
-
-
 def test_labels_absent_say_so(tmp_path, capsys):
     rows = rows_frame(200, labels=False)
     emb = write_set(tmp_path / "emb", n=200, noise=1.0, rows=rows)
@@ -90,3 +81,38 @@ def test_labels_absent_say_so(tmp_path, capsys):
     assert not doc["hard_negatives"]["available"] and "no CheXpert labels" in doc["hard_negatives"]["note"]
     assert not doc["concentration"]["label_groups"]["available"]
     assert set(CHEXPERT_LABELS).isdisjoint(pd.read_parquet(emb / "rows.parquet").columns)
+
+# No local path in any output of `relink audit` or `relink report`: a canary planted in the model's location
+# (meta.json's model spec, as `relink embed` records a local checkpoint) appears in no file written, no table cell,
+# no provenance record and nothing printed; the model is named by its architecture and weights fingerprint.
+PATH_CANARY = "Zq7canaryX"
+
+
+@pytest.mark.parametrize("spec", [f"tiny-vit:/srv/{PATH_CANARY}/weights/best.pt", f"local-dir:/home/{PATH_CANARY}/rung-3",
+                                  f"models/{PATH_CANARY}/rung-3", f"/home/someone/private/{PATH_CANARY}-ladder3.pt",
+                                  f"C:\\{PATH_CANARY}\\ckpt.safetensors"])
+def test_no_output_of_audit_or_report_holds_the_model_path(tmp_path, capsys, spec):
+    emb = write_set(tmp_path / "emb", n=300, noise=1.0, seed=2, meta={**META, "model": spec})
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["audit", "--embeddings", str(emb), "--pools", "10,100", "--bootstrap", "100",
+                 "--out", str(out / "audit.csv")]) == 0
+    assert main(["audit", "--embeddings", str(emb), "--pools", "10", "--bootstrap", "100",
+                 "--out", str(out / "audit.json")]) == 0
+    assert main(["report", "--embeddings", str(emb), "--attacker-pool", "100", "--out", str(out / "r.html"),
+                 "--json", str(out / "r.json"), "--audit", str(out / "r.csv")]) == 0
+    printed = capsys.readouterr()
+    texts = {p.name: p.read_text(errors="replace") for p in out.iterdir()}
+    texts["stdout+stderr"] = printed.out + printed.err
+    assert len(texts) >= 6  # the three tables, the page, its JSON, the printed lines, and any sidecar
+    for name, text in texts.items():
+        assert PATH_CANARY not in text, name
+    named = json.loads(texts["r.json"])["threat_model"]["model"]
+    assert META["weights_fingerprint"] in named and PATH_CANARY not in named
+
+
+def test_public_names_keep_what_is_public():
+    assert public_model_name("ViT-B-16:openai") == "ViT-B-16:openai"
+    assert public_model_name("hf-hub:microsoft/BiomedCLIP") == "hf-hub:microsoft/BiomedCLIP"
+    assert public_model_name("tiny-vit") == "tiny-vit"
+    assert public_model_name("ViT-B-32:/data/x.pt", "abc") == "ViT-B-32 with a local checkpoint (weights abc)"

@@ -14,16 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fixtures_cohort import make_tiny_cohort  # noqa: E402
+from fixtures_cohort import make_tiny_cohort
 
-from relink.cli import main as cli_main  # noqa: E402
-from relink.cohort import read_cohort, write_cohort  # noqa: E402
-from relink.errors import RelinkError  # noqa: E402
-from relink.models import checkpoint, load_model  # noqa: E402
-from relink.models.checkpoint import WEIGHTS_FILE  # noqa: E402
-from relink.models.ladder_store import work_path  # noqa: E402
-from relink.models.ladder_train import (export_training_csv, lr_at, read_ladder, rung_steps,  # noqa: E402
+from relink.cli import main as cli_main
+from relink.cohort import read_cohort, write_cohort
+from relink.errors import RelinkError
+from relink.models import checkpoint, load_model
+from relink.models.checkpoint import WEIGHTS_FILE
+from relink.models.ladder_store import work_path
+from relink.models.ladder_train import (export_training_csv, lr_at, read_ladder, rung_steps,
                                  train_ladder)
 
 SETTINGS = dict(config="relink-vit-tiny", epochs=12, batch_size=8, lr=5e-4, seed=0, progress=False)

@@ -9,17 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fixtures_cohort import make_tiny_cohort  # noqa: E402
+from fixtures_cohort import make_tiny_cohort
 
-from relink import embeddings  # noqa: E402
-from relink.cohort import read_cohort, write_cohort  # noqa: E402
-from relink.embed import EmbedJob, embed_cohort, embed_many  # noqa: E402
-from relink.embed.dataset import PairDataset  # noqa: E402
-from relink.embed.run import load_for_embedding  # noqa: E402
-from relink.embed.shards import EmbedWork, work_path  # noqa: E402
-from relink.models import load_model  # noqa: E402
-from relink.models.preprocess import input_key  # noqa: E402
+from relink import embeddings
+from relink.cohort import read_cohort, write_cohort
+from relink.embed import EmbedJob, embed_cohort, embed_many
+from relink.embed.dataset import PairDataset
+from relink.embed.run import load_for_embedding
+from relink.embed.shards import EmbedWork, work_path
+from relink.models import load_model
+from relink.models.preprocess import input_key
 
 MODEL = "relink-vit-tiny"
 ARRAYS = ("image", "text", "image_trunk", "text_trunk")
