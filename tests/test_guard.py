@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dp_fixtures import tiny_model_set
-from fixtures_cohort import make_tiny_cohort
+from helpers.cohort import make_tiny_cohort
+from helpers.sets import tiny_model_set
 from relink import embeddings
 from relink.cli import main as cli_main
 from relink.cohort import read_cohort

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.report import META, main, report_args, rows_frame, run, write_set
 from relink.cohort import write_cohort
 from relink.embeddings import public_model_name
 from relink.labels import CHEXPERT_LABELS
-from test_report_fixtures import META, main, report_args, rows_frame, run, write_set
 
 CANARY = "zebra quantum lantern orchid velvet harbor crimson pylon"  # 8 words no template or number contains
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dp_fixtures import tiny_model_set, toy_set
+from helpers.sets import tiny_model_set, toy_set
 from relink import embeddings as emb
 from relink.cli import main
 from relink.dp.apply import heads_fingerprint, load_heads

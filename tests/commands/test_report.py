@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from test_report_fixtures import fake_mitigated, report_args, run, write_set
+from helpers.report import fake_mitigated, report_args, run, write_set
 
 
 @pytest.fixture(scope="module")

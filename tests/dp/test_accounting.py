@@ -55,7 +55,7 @@ def test_prv_accounting_at_rate_one_raises_no_warning():
 def test_a_private_run_with_one_batch_an_epoch_warns_nothing():
     """The eight "divide by zero" RuntimeWarnings of `relink mitigate` came from the calibration and the
     final epsilon at q = 1; Opacus's unconditional secure-RNG notice is the only other warning."""
-    from dp_fixtures import toy_heads, toy_set
+    from helpers.sets import toy_heads, toy_set
     from relink.dp.spec import MitigationSpec
     from relink.dp.train import fit_heads
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dp_fixtures import tiny_model_set, toy_heads, toy_set
+from helpers.sets import tiny_model_set, toy_heads, toy_set
 from relink.cli import main
 from relink.dp.audit import audit_run, epsilon_bound, one_run_bound, p_value
 from relink.dp.spec import MitigationSpec

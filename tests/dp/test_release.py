@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from dp_fixtures import tiny_model_set, toy_heads, toy_set
+from helpers.sets import tiny_model_set, toy_heads, toy_set
 from relink import embeddings as emb
+from relink.api.mitigate import mitigate
 from relink.dp import release
 from relink.dp.audit import dp_tpr_limit, membership, threshold_attack
-from relink.api.mitigate import mitigate
 from relink.dp.spec import MitigationSpec
 from relink.dp.start import random_heads
 from relink.dp.train import fit_heads

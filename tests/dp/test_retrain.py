@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dp_fixtures import toy_set
+from helpers.sets import toy_set
 from relink import embeddings as emb
 from relink.api.train_heads import train_heads
 from relink.cli import main

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from dp_fixtures import tiny_model_set, toy_heads, toy_set
+from helpers.sets import tiny_model_set, toy_heads, toy_set
 from relink import embeddings as emb
-from relink.dp.apply import apply_heads, heads_fingerprint
 from relink.api.mitigate import mitigate
+from relink.dp.apply import apply_heads, heads_fingerprint
+from relink.dp.spec import MitigationSpec, NOT_FOR_RELEASE
 from relink.dp.start import random_heads
-from relink.dp.spec import NOT_FOR_RELEASE, MitigationSpec
 from relink.dp.train import fit_heads
 from relink.errors import RelinkError
 

@@ -2,13 +2,14 @@
 and the noise."""
 
 import math
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from helpers.sets import privatised_gradient
 from relink.dp import steps as T
-from dp_fixtures import privatised_gradient
 from relink.dp.heads_data import PairFeatures, PatientFeatures
 from relink.dp.loss import BankInfoNCE, HeadPair, in_batch_infonce, pair_infonce, project_bank
 from relink.dp.spec import MitigationSpec
@@ -127,7 +128,7 @@ def test_opacus_per_sample_gradients_equal_vmap_reference(unit):
 def test_reported_epsilon_matches_opacus_accountants():
     from opacus.accountants import PRVAccountant, RDPAccountant
 
-    from dp_fixtures import toy_set
+    from helpers.sets import toy_set
 
     es = toy_set(n_patients=100, per_patient=2, seed=1)
     train, bnk = es.split("train"), es.split("validate")

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from dp_fixtures import project, toy_heads, toy_set
+from helpers.sets import project, toy_heads, toy_set
 from relink import embeddings as emb
 from relink.dp.apply import apply_heads, heads_fingerprint, load_heads, save_heads
 from relink.dp.heads_data import PatientFeatures, check_bank_outside, check_disjoint, private_split
-from relink.dp.spec import NOT_FOR_RELEASE, MitigationSpec
+from relink.dp.spec import MitigationSpec, NOT_FOR_RELEASE
 from relink.dp.train import fit_heads as _fit
 from relink.errors import RelinkError
 from relink.models.heads import Heads

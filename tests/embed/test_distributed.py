@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dp_fixtures import tiny_model_set
+from helpers.sets import tiny_model_set
 
 
 @pytest.fixture(scope="module")

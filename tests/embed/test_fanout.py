@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures_cohort import make_tiny_cohort
-
+from helpers.cohort import make_tiny_cohort
 from relink import embeddings
 from relink.cohort import read_cohort, write_cohort
 from relink.embed import EmbedJob, embed_cohort, embed_many

@@ -14,8 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fixtures_cohort import make_tiny_cohort
-
+from helpers.cohort import make_tiny_cohort
 from relink import embeddings
 from relink.cli import main as cli_main
 from relink.cohort import fingerprint, read_cohort, write_cohort

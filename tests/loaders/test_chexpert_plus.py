@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_official import PlusImage, build_plus, default_plus_images, edit_table
 
+from helpers.official import PlusImage, build_plus, default_plus_images, edit_table
 from relink.cli import main
 from relink.cohort import read_cohort
 from relink.errors import RelinkError

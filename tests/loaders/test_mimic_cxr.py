@@ -3,11 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_official import (
-    MimicStudy, build_mimic, default_mimic_studies, edit_table, mimic_image_path, mimic_report,
-    mimic_report_path,
-)
 
+from helpers.official import (MimicStudy, build_mimic, default_mimic_studies, edit_table, mimic_image_path,
+                              mimic_report, mimic_report_path)
 from relink.cli import main
 from relink.cohort import read_cohort
 from relink.errors import RelinkError

@@ -1,10 +1,8 @@
 """MIMIC-CXR report sectioning follows the official parser's rules."""
 
-from fixtures_official import NO_HEADER_REPORT, mimic_report
-
-from relink.loaders.sections import (
-    CUSTOM_INDICES, clean, normalise_name, report_sections, select_report, split_sections,
-)
+from helpers.official import NO_HEADER_REPORT, mimic_report
+from relink.loaders.sections import (CUSTOM_INDICES, clean, normalise_name, report_sections, select_report,
+                                     split_sections)
 
 
 def test_sections_are_found_in_report_order():

@@ -13,13 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from fixtures_hf import make_hf_clip_dir
+from helpers.hf import make_hf_clip_dir
 from relink.errors import ModelError
 from relink.models import load_model
 from relink.models.checkpoint import save_checkpoint
 from relink.models.heads import Heads, extract_heads, locate_heads, write_heads
-from relink.models.trunks import encode_image_trunk, encode_text_trunk, encode_trunks_and_heads
 from relink.models.registry import weights_fingerprint
+from relink.models.trunks import encode_image_trunk, encode_text_trunk, encode_trunks_and_heads
 
 REPORTS = ["no acute cardiopulmonary process", "small left pleural effusion"]
 

@@ -14,16 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from fixtures_cohort import make_tiny_cohort
-
+from helpers.cohort import make_tiny_cohort
 from relink.cli import main as cli_main
 from relink.cohort import read_cohort, write_cohort
 from relink.errors import RelinkError
 from relink.models import checkpoint, load_model
 from relink.models.checkpoint import WEIGHTS_FILE
 from relink.models.ladder_store import work_path
-from relink.models.ladder_train import (export_training_csv, lr_at, read_ladder, rung_steps,
-                                 train_ladder)
+from relink.models.ladder_train import export_training_csv, lr_at, read_ladder, rung_steps, train_ladder
 
 SETTINGS = dict(config="relink-vit-tiny", epochs=12, batch_size=8, lr=5e-4, seed=0, progress=False)
 

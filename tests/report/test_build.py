@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from test_report_fixtures import rows_frame, run, write_set
+from helpers.report import rows_frame, run, write_set
 
 
 @pytest.mark.parametrize("case", ["two rows", "one patient", "min cell above the set"])

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from scipy.stats import hypergeom
 
+from helpers.report import rows_frame, write_set
 from relink import embeddings
 from relink.report import build
 from relink.report.groups import Cells, decade_edges, merge_ordered
 from relink.report.threat import ReportSpec
-from test_report_fixtures import rows_frame, write_set
 
 
 @pytest.fixture(scope="module")

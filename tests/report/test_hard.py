@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 from scipy.stats import hypergeom
 
+from helpers.report import rows_frame, write_set
 from relink import embeddings
 from relink.labels import CHEXPERT_LABELS
 from relink.report import build, hard
-from relink.retrieval.audit import summarise
 from relink.report.threat import ReportSpec, fit
-from relink.retrieval.audit import audit_queries
+from relink.retrieval.audit import audit_queries, summarise
 from relink.retrieval.matching import label_groups
-from test_report_fixtures import rows_frame, write_set
 
 
 @pytest.fixture(scope="module")

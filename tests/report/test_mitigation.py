@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from dp_fixtures import tiny_model_set
+from helpers.report import fake_mitigated, report_args, run, write_set
+from helpers.sets import tiny_model_set
 from relink import embeddings
 from relink.cli import main as relink_main
 from relink.report import build, mitigation
 from relink.report.threat import ReportSpec
-from test_report_fixtures import fake_mitigated, report_args, run, write_set
 
 
 @pytest.fixture(scope="module")

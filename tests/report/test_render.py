@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.report import main, report_args, run, write_set
 from relink.report.render import _num, _pct, apportion
 from relink.report.risk import about
 from relink.report.verdict import as_ruled
-from test_report_fixtures import main, report_args, run, write_set
 
 CHROMIUM = next((p for p in (os.environ.get("RELINK_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
                              shutil.which("chromium-browser")) if p and Path(p).is_file()), None)

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
+from helpers.report import report_args, run, write_set
 from relink.io import output_owner
 from relink.report.risk import about
 from relink.report.schema import KEYS, SCHEMA, check_document
 from relink.tables import read_table
-from test_report_fixtures import report_args, run, write_set
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from scipy.stats import hypergeom
 
+from helpers.report import arrays, patients, report_args, rows_frame, run, write_set
 from relink import embeddings
 from relink.embeddings import EmbeddingSet
 from relink.errors import RelinkError
 from relink.report import build, verdict
 from relink.report.threat import ReportSpec, reached
-from test_report_fixtures import arrays, patients, report_args, rows_frame, run, write_set
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_report_coverage_scales_every_count_and_full_is_a_pool(sets):
 
 
 def test_the_report_refuses_to_mix_train_rows_unless_split_all(tmp_path, capsys):
-    from test_report_fixtures import rows_frame, write_set
+    from helpers.report import rows_frame, write_set
 
     rows = rows_frame(300, 9)
     rows["split"] = np.where(np.arange(300) % 2 == 0, "train", "test")

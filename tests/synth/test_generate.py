@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_cohort import tree_digest
+from helpers.cohort import tree_digest
 from relink import cli
 from relink.cohort import read_cohort, validate
 from relink.errors import RelinkError

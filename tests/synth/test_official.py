@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fixtures_cohort import tree_digest
+from helpers.cohort import tree_digest
 from relink import cli
 from relink.cohort import read_cohort
 from relink.labels import CHEXPERT_LABELS

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.brute import scores, unit
 from relink.embeddings import EmbeddingSet
 from relink.errors import RelinkError
 from relink.utility.membership import GAP_COLUMNS, matched_samples, member_gap, own_study_counts
-from test_retrieval_brute import scores, unit
 
 
 def cohort(n_members: int, n_non_members: int, memorise: float = 0.0, seed: int = 0, d: int = 32) -> EmbeddingSet:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from dp_fixtures import tiny_model_set, toy_heads, toy_set
+from helpers.sets import tiny_model_set, toy_heads, toy_set
 from relink.cli import main
 from relink.embeddings import l2_normalise
 from relink.errors import RelinkError

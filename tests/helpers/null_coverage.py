@@ -13,7 +13,7 @@ lies wholly above 1 (``above``: a false alarm) or was withheld as not
 computable (``withheld``: the audit says so instead of printing a number;
 counted as neither a miss nor a false alarm).
 
-Run as a script to print the table: ``python tests/null_coverage.py [seeds]``.
+Run as a script to print the table: ``python tests/helpers/null_coverage.py [seeds]``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ a few dozen steps. Everything follows the cohort contract
 
 Usage::
 
-    from fixtures_cohort import make_tiny_cohort
+    from helpers.cohort import make_tiny_cohort
     root = make_tiny_cohort(tmp_path, n=24, size=64, seed=0)   # a cohort folder
 """
 
