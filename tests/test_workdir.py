@@ -22,7 +22,7 @@ def test_work_folder_resumes_its_key_empties_another_and_refuses_a_foreign_folde
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep")
     with pytest.raises(RelinkError, match="is not a relink audit work folder .* keeps its finished blocks"):
-        type("AuditLike", (KeyedWork,), {"what": "audit", "keeps": "its finished blocks"})(foreign, {}).prepare()
+        KeyedWork(foreign, {}, what="audit", keeps="its finished blocks").prepare()
     assert (foreign / "notes.txt").read_text() == "keep"
 
 

@@ -60,7 +60,9 @@ class KeyedWork:
     what = "relink"
     keeps = "its finished parts"
 
-    def __init__(self, path: str | os.PathLike, key: dict[str, Any], key_file: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike, key: dict[str, Any], key_file: str | os.PathLike | None = None,
+                 what: str | None = None, keeps: str | None = None):
+        self.what, self.keeps = what or self.what, keeps or self.keeps
         self.path = Path(path)
         self.key = canonical(key)
         self.key_file = self.path / MANIFEST if key_file is None else Path(key_file)
@@ -68,16 +70,20 @@ class KeyedWork:
     def stored_key(self) -> dict[str, Any] | None:
         return read_key(self.key_file)
 
-    def prepare(self) -> str:
-        """Make the folder match the key; return ``"new"``, ``"resume"`` or ``"stale"`` (emptied)."""
-        if self.path.is_dir() and self.stored_key() == self.key:
-            return "resume"
+    def refuse_foreign(self) -> None:
+        """Refuse a path that is not a folder holding a key file or nothing (never emptied: it is not relink's)."""
         if self.path.exists() or self.path.is_symlink():
             ours = self.path.is_dir() and not self.path.is_symlink() and (
                 self.key_file.is_file() or not any(self.path.iterdir()))
             if not ours:
                 raise RelinkError(f"{self.path} exists and is not a relink {self.what} work folder (it is where an "
                                   f"interrupted run keeps {self.keeps}); move it away or choose another --out")
+
+    def prepare(self) -> str:
+        """Make the folder match the key; return ``"new"``, ``"resume"`` or ``"stale"`` (emptied)."""
+        if self.path.is_dir() and self.stored_key() == self.key:
+            return "resume"
+        self.refuse_foreign()
         state = "stale" if self.path.exists() else "new"
         shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(parents=True)
@@ -106,8 +112,8 @@ def build_keyed(path: str | os.PathLike, key: dict[str, Any], build: Callable[[P
             build(tmp)
             write_json(tmp / ARTIFACT_KEY, key)
         return True
-    work = KeyedWork(path.with_name(f".{path.name}.partial"), key, path.with_name(f".{path.name}.partial-key.json"))
-    work.what, work.keeps = "cache", "a partly built artifact"
+    work = KeyedWork(path.with_name(f".{path.name}.partial"), key, path.with_name(f".{path.name}.partial-key.json"),
+                     "cache", "a partly built artifact")
     if force:
         work.remove()
     work.prepare()
