@@ -1,10 +1,8 @@
 """One decode, several models: stream a cohort's inputs once to every model that takes them.
 
-Embedding the same cohort with several models that share preprocessing and
-tokenization (the rungs of a ladder) used to decode every image and tokenize
-every report once per model. Here each row is decoded and tokenized once
-(:class:`relink.embed.dataset.PairDataset`, in DataLoader workers) and fed
-to every :class:`Task` (one model, one output) that needs it.
+Each row is decoded and tokenized once (:class:`relink.embed.dataset.PairDataset`,
+in DataLoader workers) and fed to every :class:`Task` (one model, one output)
+that needs it: the rungs of a ladder share preprocessing and tokenization.
 
 What keeps the arrays byte-identical to embedding with one model at a time:
 each task keeps **its own batches** — consecutive rows of its own row set,

@@ -4,24 +4,13 @@
 its own folder (optionally a subset of the rows per model); models that take
 the same inputs share one decode and one tokenization of every row
 (:mod:`relink.embed.fanout`). :func:`embed_cohort` is the one-model case.
-Both are resumable and cache-aware:
-
-* ``--out`` is claimed first (:func:`relink.io.claim_output`): a path that is
-  not an earlier ``relink embed`` output is refused unless ``overwrite``,
-  and what a killed run left beside it is removed;
-* an existing output whose ``meta.json`` names the same weights fingerprint,
-  cohort fingerprint, preprocessing and tokenizer context is reused at once
-  (a set with skipped rows only under ``skip_bad``; one without trunks only
-  when trunks are not asked for);
-* otherwise rows are embedded shard by shard into the work folder
-  ``OUT.work`` (:mod:`relink.embed.shards`); an interrupted run resumes
-  there, and the merged result is byte-identical to an uninterrupted run
-  (batches never cross shards, so each shard's numbers do not depend on what
-  else ran, nor on which other models shared the decoding);
-* the output folder appears at once (written under a temporary name and
-  renamed), then the work folder is removed. A run that fails on bad input
-  (an unreadable image, a non-finite embedding) removes the work folder it
-  created; an interrupted run keeps it for resuming.
+``--out`` is claimed first (:func:`relink.io.claim_output`); an output that
+already holds what is asked is reused (:func:`relink.embed.merge.reuse_reason`);
+otherwise rows are embedded shard by shard into the keyed work folder
+``OUT.work`` (:mod:`relink.embed.shards`), merged into ``OUT`` at once, and
+the work folder removed. Batches never cross shards, so a resumed run is
+byte-identical to an uninterrupted one. A run that fails on bad input removes
+the work folder it created; an interrupted run keeps it for resuming.
 
 Under ``torchrun`` (``relink embed --distributed``; the process group is set
 up by :mod:`relink.embed.distributed`) each rank embeds its shards, and
