@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import RelinkError
+from .guard import is_work_folder
 from .io import atomic_dir, canonical, write_json
 
 MANIFEST = "manifest.json"
@@ -72,12 +73,9 @@ class KeyedWork:
 
     def refuse_foreign(self) -> None:
         """Refuse a path that is not a folder holding a key file or nothing (never emptied: it is not relink's)."""
-        if self.path.exists() or self.path.is_symlink():
-            ours = self.path.is_dir() and not self.path.is_symlink() and (
-                self.key_file.is_file() or not any(self.path.iterdir()))
-            if not ours:
-                raise RelinkError(f"{self.path} exists and is not a relink {self.what} work folder (it is where an "
-                                  f"interrupted run keeps {self.keeps}); move it away or choose another --out")
+        if (self.path.exists() or self.path.is_symlink()) and not is_work_folder(self.path, (self.key_file,)):
+            raise RelinkError(f"{self.path} exists and is not a relink {self.what} work folder (it is where an "
+                              f"interrupted run keeps {self.keeps}); move it away or choose another --out")
 
     def prepare(self) -> str:
         """Make the folder match the key; return ``"new"``, ``"resume"`` or ``"stale"`` (emptied)."""
