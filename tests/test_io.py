@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import os
-import stat
+import re
 import subprocess
 import sys
 
@@ -42,19 +41,6 @@ def test_atomic_dir_keeps_the_old_folder_until_the_new_one_is_complete(tmp_path)
             (tmp / "a").write_text("2")
             raise RuntimeError("interrupted")
     assert (target / "a").read_text() == "1" and [p.name for p in tmp_path.iterdir()] == ["out"]
-
-
-def test_outputs_get_the_umasks_permissions_not_mkstemps(tmp_path):
-    old = os.umask(0o022)
-    try:
-        write_json(tmp_path / "x.json", {"a": 1})
-        with atomic_dir(tmp_path / "d") as tmp:
-            (tmp / "f").write_text("x")
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644
-    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
-    assert stat.S_IMODE((tmp_path / "d" / "f").stat().st_mode) == 0o644
 
 
 def test_json_is_always_valid_json():

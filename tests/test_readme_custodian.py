@@ -52,7 +52,7 @@ def test_the_notebook_block_runs_as_written(tmp_path, monkeypatch, capsys):
     """The README's Python lines, run as written on an EmbeddingSet written by hand at emb/ (the format the README
     says relink accepts): the front doors audit, report and write, and nothing else is needed."""
     pytest.importorskip("relink.api.audit", reason="relink.audit (the audit's front door) is not in this tree")
-    from test_report_fixtures import write_set
+    from helpers.report import write_set
 
     code = _python_block()
     lines = [line for line in code.strip().splitlines() if line.strip()]

@@ -28,11 +28,12 @@ function that takes a cohort accepts either the folder or the manifest file.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from stat import S_ISREG
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -117,54 +118,34 @@ def validate(
     with Pillow; ``False`` skips file checks (also skipped when ``image_root``
     is ``None``). Row numbers are 0-based positions in ``frame``.
     """
-    problems: list[Problem] = []
-
-    def full() -> bool:
-        return max_problems is not None and len(problems) >= max_problems
-
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         return [Problem(None, None, None, f"missing column(s): {', '.join(missing)}")]
+    return list(itertools.islice(_problems(frame, image_root, check_images), max_problems))
 
+
+def _problems(frame: pd.DataFrame, image_root, check_images) -> Iterator[Problem]:
+    """The broken rules of a frame holding every column, in a fixed order (lazily: image checks stop early)."""
     pair_ids = frame["pair_id"].astype(str).to_numpy()
     for col in TEXT_COLUMNS:
         values = frame[col]
         bad = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
         for i in np.flatnonzero(bad):
-            what = "empty report" if col == "report" else "empty value"
-            problems.append(Problem(int(i), pair_ids[i], col, what))
-            if full():
-                return problems
-
-    dup = pd.Series(pair_ids).duplicated(keep="first").to_numpy()
-    for i in np.flatnonzero(dup):
-        problems.append(Problem(int(i), pair_ids[i], "pair_id", "duplicate pair_id"))
-        if full():
-            return problems
-
+            yield Problem(int(i), pair_ids[i], col, "empty report" if col == "report" else "empty value")
+    for i in np.flatnonzero(pd.Series(pair_ids).duplicated(keep="first").to_numpy()):
+        yield Problem(int(i), pair_ids[i], "pair_id", "duplicate pair_id")
     for i, col, kind in label_problems(frame):
-        problems.append(Problem(i, pair_ids[i], col, f"label cell holds {kind}; a label is 1, 0, -1 or missing"))
-        if full():
-            return problems
-
+        yield Problem(i, pair_ids[i], col, f"label cell holds {kind}; a label is 1, 0, -1 or missing")
     paths = frame["image_path"].astype(str).to_numpy()
     for i, p in enumerate(paths):
         if _is_escaping(p):
-            problems.append(Problem(i, pair_ids[i], "image_path", f"image path {p!r} is absolute or escapes the cohort root"))
-            if full():
-                return problems
-
+            yield Problem(i, pair_ids[i], "image_path", f"image path {p!r} is absolute or escapes the cohort root")
     if image_root is not None and check_images:
         root = Path(image_root)
         for i, p in enumerate(paths):
-            if _is_escaping(p):
-                continue
-            problem = image_problem(root / p, decode=check_images == "open")
+            problem = None if _is_escaping(p) else image_problem(root / p, decode=check_images == "open")
             if problem:
-                problems.append(Problem(i, pair_ids[i], "image_path", f"{problem}: {root / p}"))
-                if full():
-                    return problems
-    return problems
+                yield Problem(i, pair_ids[i], "image_path", f"{problem}: {root / p}")
 
 
 def image_problem(path: str | os.PathLike, decode: bool = False) -> str | None:

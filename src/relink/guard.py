@@ -138,13 +138,16 @@ def _distinct(outputs: Sequence[Output]) -> None:
                                       f"choose a {other.flag} outside it")
 
 
+def is_work_folder(work: Path, markers: Iterable[PathLike] = WORK_MARKERS) -> bool:
+    """Whether ``work`` may be emptied as relink's own: a real folder holding one of ``markers`` (names in it, or
+    paths) or nothing (:class:`relink.workdir.KeyedWork` applies the same rule)."""
+    return work.is_dir() and not work.is_symlink() and (
+        any((work / m).is_file() for m in markers) or not any(work.iterdir()))
+
+
 def _claim_work(o: Output) -> None:
     work = Path(o.work)
-    if not (work.exists() or work.is_symlink()):
-        return
-    ours = work.is_dir() and not work.is_symlink() and (
-        any((work / m).is_file() for m in WORK_MARKERS) or not any(work.iterdir()))
-    if not ours:
+    if (work.exists() or work.is_symlink()) and not is_work_folder(work):
         raise RelinkError(f"{o.flag} {o.path}: {work} exists and is not a relink work folder (where an interrupted "
                           f"run keeps its finished parts); move it away or choose another {o.flag}")
 

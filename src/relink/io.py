@@ -1,26 +1,16 @@
 """Writing outputs: atomically, with the user's permissions, never over a file that is not ours.
 
 * :func:`atomic_path` / :func:`atomic_dir` write under a temporary name in the
-  destination's folder (so the final ``os.replace`` is a same-filesystem
-  rename) and rename only once complete; on any exception the temporary is
-  removed, so a reader never sees half an output. Temporary names carry the
-  writer's pid (``.NAME.<pid>.<random>.tmp``) so that a later run can tell the
-  leftovers of a killed writer from those of one still running.
-* Files and folders are created with the permissions the umask allows (as
-  ``open`` would), not ``mkstemp``'s private 0600/0700: a shared project
-  folder must be able to read them.
-* :func:`claim_output` is the check of one output path, made before any
-  expensive work (:func:`relink.guard.claim` applies it to every path a
-  command writes, side files included): an existing path that is not this command's own earlier
-  output is refused (``--overwrite`` replaces it), a folder where a file is
-  expected and a file where a folder is expected are refused, an unwritable
-  folder is refused; leftovers of killed runs writing the same output are
-  cleaned; a symbolic link is never an earlier output, and with
-  ``--overwrite`` the link itself is replaced, never its target. A folder output is marked as its command's with
-  :func:`mark_output`; tables, manifests and reports are recognised by the
-  provenance they carry.
-* :func:`write_json` writes valid JSON only: NaN and infinities become
-  ``null``, numpy scalars plain numbers.
+  destination's folder and rename only once complete, so a reader never sees
+  half an output. Temporary names carry the writer's pid
+  (``.NAME.<pid>.<random>.tmp``) so that a later run can tell the leftovers of
+  a killed writer from those of one still running.
+* Files and folders get the permissions the umask allows (as ``open`` would),
+  not ``mkstemp``'s private 0600/0700: a shared project folder must read them.
+* :func:`claim_output` checks one output path before any work
+  (:func:`relink.guard.claim` applies it to every path a command writes). A
+  folder output is marked as its command's with :func:`mark_output`; tables,
+  manifests and reports are recognised by the provenance they carry.
 """
 
 from __future__ import annotations

@@ -1,13 +1,23 @@
-"""A keyed work folder: where a long computation keeps its finished parts, so a killed run resumes.
+"""Keyed folders: a computation's output or unfinished work, named by everything it depends on.
 
-``OUT.work/`` beside an output holds ``manifest.json`` — the key of the
-computation: everything its parts depend on — and the parts themselves,
-each written atomically by the user of the folder. :meth:`KeyedWork.prepare`
-makes the folder match a key: the same key resumes; another key empties it
-(a cache miss, never a stale hit); a non-empty folder without a manifest is
-not relink's and is refused, never emptied. ``relink embed`` keeps its
-shards here and ``relink audit`` its finished slabs; ``relink train`` uses
-the same folder name with its own manifest (the ladder file).
+One mechanism for every long computation that must resume and never give a
+stale hit (``relink embed``'s shards, ``relink audit``'s slabs, the paper's
+cached stages and results):
+
+* a *key* is a JSON-able dict of the declared inputs, compared as JSON
+  stores it (:func:`relink.io.canonical`);
+* :class:`KeyedWork` is a folder of unfinished work with its key (by default
+  ``manifest.json`` inside it): the same key resumes, another key empties it
+  (a cache miss, never a stale hit), and a non-empty folder without the key
+  is not relink's and is refused, never emptied;
+* :func:`build_keyed` makes a finished folder holding :data:`ARTIFACT_KEY`:
+  reused when the stored key matches, otherwise built in a temporary or a
+  resumable partial folder and renamed into place only when complete, so an
+  interrupted build leaves the old folder or none, never half of one.
+
+``OUT.work/`` beside an output is where a command keeps its work
+(:func:`work_path`); ``relink train`` uses the same name with its own
+manifest (the ladder file).
 """
 
 from __future__ import annotations
@@ -16,12 +26,14 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import RelinkError
-from .io import canonical, write_json
+from .guard import is_work_folder
+from .io import atomic_dir, canonical, write_json
 
 MANIFEST = "manifest.json"
+ARTIFACT_KEY = ".relink-key.json"
 
 
 def work_path(out: str | os.PathLike) -> Path:
@@ -30,8 +42,17 @@ def work_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".work")
 
 
+def read_key(file: str | os.PathLike) -> dict[str, Any] | None:
+    """The key stored in ``file``; ``None`` when it is missing or unreadable."""
+    try:
+        return json.loads(Path(file).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 class KeyedWork:
-    """The on-disk state of one computation, named by ``key`` (compared as JSON stores it).
+    """Unfinished work at ``path`` for ``key``, stored in ``key_file`` (default ``path/manifest.json``; beside
+    the folder when its builder must own all of its contents).
 
     ``what`` names the computation in the refusal (e.g. ``"embed"``: "not a
     relink embed work folder"); ``keeps`` says what such a folder holds.
@@ -40,31 +61,63 @@ class KeyedWork:
     what = "relink"
     keeps = "its finished parts"
 
-    def __init__(self, path: str | os.PathLike, key: dict[str, Any]):
+    def __init__(self, path: str | os.PathLike, key: dict[str, Any], key_file: str | os.PathLike | None = None,
+                 what: str | None = None, keeps: str | None = None):
+        self.what, self.keeps = what or self.what, keeps or self.keeps
         self.path = Path(path)
         self.key = canonical(key)
+        self.key_file = self.path / MANIFEST if key_file is None else Path(key_file)
 
     def stored_key(self) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.path / MANIFEST).read_text())
-        except (OSError, ValueError):
-            return None
+        return read_key(self.key_file)
+
+    def refuse_foreign(self) -> None:
+        """Refuse a path that is not a folder holding a key file or nothing (never emptied: it is not relink's)."""
+        if (self.path.exists() or self.path.is_symlink()) and not is_work_folder(self.path, (self.key_file,)):
+            raise RelinkError(f"{self.path} exists and is not a relink {self.what} work folder (it is where an "
+                              f"interrupted run keeps {self.keeps}); move it away or choose another --out")
 
     def prepare(self) -> str:
         """Make the folder match the key; return ``"new"``, ``"resume"`` or ``"stale"`` (emptied)."""
-        if self.stored_key() == self.key:
+        if self.path.is_dir() and self.stored_key() == self.key:
             return "resume"
-        if self.path.exists() or self.path.is_symlink():
-            ours = self.path.is_dir() and not self.path.is_symlink() and (
-                (self.path / MANIFEST).is_file() or not any(self.path.iterdir()))
-            if not ours:
-                raise RelinkError(f"{self.path} exists and is not a relink {self.what} work folder (it is where an "
-                                  f"interrupted run keeps {self.keeps}); move it away or choose another --out")
+        self.refuse_foreign()
         state = "stale" if self.path.exists() else "new"
         shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(parents=True)
-        write_json(self.path / MANIFEST, self.key)
+        write_json(self.key_file, self.key)
         return state
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        self.key_file.unlink(missing_ok=True)
+
+
+def build_keyed(path: str | os.PathLike, key: dict[str, Any], build: Callable[[Path], Any], *, force: bool = False,
+                resumable: bool = False) -> bool:
+    """Make ``path`` the output of ``build(folder)`` for ``key``; return whether it was built (not reused).
+
+    ``build`` fills the folder it is given: a temporary one, or with
+    ``resumable`` the :class:`KeyedWork` ``.NAME.partial`` beside ``path``
+    (its key in ``.NAME.partial-key.json``), which outlives an interruption
+    and is resumed by the next build of the same key.
+    """
+    path, key = Path(path), canonical(key)
+    if not force and read_key(path / ARTIFACT_KEY) == key:
+        return False
+    if not resumable:
+        with atomic_dir(path) as tmp:
+            build(tmp)
+            write_json(tmp / ARTIFACT_KEY, key)
+        return True
+    work = KeyedWork(path.with_name(f".{path.name}.partial"), key, path.with_name(f".{path.name}.partial-key.json"),
+                     "cache", "a partly built artifact")
+    if force:
+        work.remove()
+    work.prepare()
+    build(work.path)
+    write_json(work.path / ARTIFACT_KEY, key)
+    with atomic_dir(path) as tmp:
+        os.replace(work.path, tmp)  # the finished folder renamed over the empty temporary one
+    work.remove()
+    return True

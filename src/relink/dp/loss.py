@@ -4,7 +4,7 @@ Why a bank: CLIP's in-batch InfoNCE makes example i's loss depend on every
 other example of the batch, so one example's removal changes the *other*
 examples' (clipped) gradients too and the summed clipped gradient moves by
 more than the clip norm (measured 1.3-1.9x; see :func:`in_batch_infonce` and
-``tests/test_dp_guarantee.py``). Against a bank that is not part of the
+``tests/dp/test_steps.py``). Against a bank that is not part of the
 private set, pair i's loss depends only on pair i, so per-example clipping
 bounds one example's influence by exactly the clip norm.
 

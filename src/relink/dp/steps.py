@@ -53,15 +53,11 @@ def quiet():
 
 
 def privacy_engine(accountant: str):
-    """An Opacus ``PrivacyEngine`` with ``secure_mode=False``, knowingly.
+    """An Opacus ``PrivacyEngine`` with ``secure_mode=False``, knowingly (why: :func:`relink.dp.train.noise_seed`).
 
-    Opacus's secure mode needs ``torchcsprng``, which has no build for the
-    torch this project uses; the seed's secrecy is kept instead by
-    :func:`relink.dp.train.noise_seed`. With ``secure_mode=False`` Opacus warns
-    unconditionally, at construction, that secure mode is off; the warning is
-    filtered only here (one call, Opacus's own module, UserWarning), since the
-    action it suggests cannot be taken and the run states its own release
-    status instead.
+    Opacus then warns at construction that secure mode is off; that warning
+    alone is filtered, since the action it suggests cannot be taken and the
+    run states its own release status instead.
     """
     from opacus import PrivacyEngine
 

@@ -1,10 +1,8 @@
 """One decode, several models: stream a cohort's inputs once to every model that takes them.
 
-Embedding the same cohort with several models that share preprocessing and
-tokenization (the rungs of a ladder) used to decode every image and tokenize
-every report once per model. Here each row is decoded and tokenized once
-(:class:`relink.embed.dataset.PairDataset`, in DataLoader workers) and fed
-to every :class:`Task` (one model, one output) that needs it.
+Each row is decoded and tokenized once (:class:`relink.embed.dataset.PairDataset`,
+in DataLoader workers) and fed to every :class:`Task` (one model, one output)
+that needs it: the rungs of a ladder share preprocessing and tokenization.
 
 What keeps the arrays byte-identical to embedding with one model at a time:
 each task keeps **its own batches** — consecutive rows of its own row set,
@@ -16,7 +14,7 @@ span at most one batch of the sparsest task (a task may cover a subset of
 the cohort, e.g. the evaluation split).
 
 A task's shard is handed to ``write_shard`` (by default
-:meth:`relink.embed.shards.WorkDir.write`, into its work folder) as soon as
+:meth:`relink.embed.shards.EmbedWork.write`, into its work folder) as soon as
 its last batch ran, so an interrupted run resumes per task and per shard.
 """
 
@@ -31,10 +29,10 @@ import numpy as np
 from ..cohort import Cohort
 from ..errors import CohortError, EmbeddingError
 from .dataset import PairDataset, batches_per_range, iterate, make_loader, range_batches
-from .shards import Shard, WorkDir
+from .shards import Shard, EmbedWork
 
 #: ``(work folder, shard, arrays by name, kept row positions, skipped-row records) -> None``
-ShardWriter = Callable[[WorkDir, Shard, dict, np.ndarray, list], None]
+ShardWriter = Callable[[EmbedWork, Shard, dict, np.ndarray, list], None]
 
 
 @dataclass
@@ -50,7 +48,7 @@ class Task:
     lm: Any
     rows: np.ndarray
     cohort: Cohort
-    work: WorkDir
+    work: EmbedWork
     shards: list[Shard]  # the shards this process still has to compute, in order
     names: tuple[str, ...] = ("image", "text", "image_trunk", "text_trunk")
     batches: list[np.ndarray] = field(default_factory=list)  # own positions per batch
@@ -63,7 +61,7 @@ class Task:
 
 
 def run_tasks(full: Cohort, tasks: list[Task], batch_size: int, num_workers: int, device: str, amp: bool,
-              skip_bad: bool, with_trunk: bool, progress: bool, write_shard: ShardWriter = WorkDir.write) -> None:
+              skip_bad: bool, with_trunk: bool, progress: bool, write_shard: ShardWriter = EmbedWork.write) -> None:
     """Compute every pending shard of ``tasks`` (models sharing one input key), decoding each row once;
     ``write_shard(work, shard, arrays, kept, skipped)`` stores each finished shard."""
     from tqdm.auto import tqdm

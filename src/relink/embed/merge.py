@@ -21,7 +21,7 @@ from ..cohort import Cohort
 from ..embeddings import ROW_COLUMNS
 from ..errors import EmbeddingError
 from ..io import atomic_dir, mark_output, write_json
-from .shards import Shard, WorkDir
+from .shards import Shard, EmbedWork
 
 OWNER = "embed"  # the owner name relink.io.claim_output / mark_output know embedding sets by
 MAX_SKIPPED_LISTED = 1000  # meta.json lists at most this many skipped rows (the count is always exact)
@@ -52,7 +52,7 @@ def reuse_reason(out_dir: Path, meta: dict[str, Any], with_trunk: bool, skip_bad
     return None
 
 
-def merge_shards(work: WorkDir, shards: list[Shard], cohort: Cohort, out_dir: Path, meta: dict[str, Any]) -> int:
+def merge_shards(work: EmbedWork, shards: list[Shard], cohort: Cohort, out_dir: Path, meta: dict[str, Any]) -> int:
     """Concatenate finished shards in row order into the EmbeddingSet folder ``out_dir`` (atomically); returns
     how many unreadable rows were left out (listed in its ``meta.json``)."""
     missing = [s.name for s in shards if not work.is_done(s)]

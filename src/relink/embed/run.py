@@ -4,24 +4,13 @@
 its own folder (optionally a subset of the rows per model); models that take
 the same inputs share one decode and one tokenization of every row
 (:mod:`relink.embed.fanout`). :func:`embed_cohort` is the one-model case.
-Both are resumable and cache-aware:
-
-* ``--out`` is claimed first (:func:`relink.io.claim_output`): a path that is
-  not an earlier ``relink embed`` output is refused unless ``overwrite``,
-  and what a killed run left beside it is removed;
-* an existing output whose ``meta.json`` names the same weights fingerprint,
-  cohort fingerprint, preprocessing and tokenizer context is reused at once
-  (a set with skipped rows only under ``skip_bad``; one without trunks only
-  when trunks are not asked for);
-* otherwise rows are embedded shard by shard into the work folder
-  ``OUT.work`` (:mod:`relink.embed.shards`); an interrupted run resumes
-  there, and the merged result is byte-identical to an uninterrupted run
-  (batches never cross shards, so each shard's numbers do not depend on what
-  else ran, nor on which other models shared the decoding);
-* the output folder appears at once (written under a temporary name and
-  renamed), then the work folder is removed. A run that fails on bad input
-  (an unreadable image, a non-finite embedding) removes the work folder it
-  created; an interrupted run keeps it for resuming.
+``--out`` is claimed first (:func:`relink.io.claim_output`); an output that
+already holds what is asked is reused (:func:`relink.embed.merge.reuse_reason`);
+otherwise rows are embedded shard by shard into the keyed work folder
+``OUT.work`` (:mod:`relink.embed.shards`), merged into ``OUT`` at once, and
+the work folder removed. Batches never cross shards, so a resumed run is
+byte-identical to an uninterrupted one. A run that fails on bad input removes
+the work folder it created; an interrupted run keeps it for resuming.
 
 Under ``torchrun`` (``relink embed --distributed``; the process group is set
 up by :mod:`relink.embed.distributed`) each rank embeds its shards, and
@@ -48,7 +37,7 @@ from ..provenance import package_versions
 from .dataset import default_workers
 from .distributed import OtherRankFailed, sync
 from .merge import OWNER, merge_shards, reuse_reason, say
-from .shards import WorkDir, plan_shards, shards_for_rank, work_path
+from .shards import EmbedWork, plan_shards, shards_for_rank, work_path
 from .fanout import ShardWriter, Task, run_tasks
 
 DEFAULT_SHARD_SIZE = 4096
@@ -104,7 +93,7 @@ def _preprocess(lm) -> dict[str, Any]:
 def embed_cohort(cohort, model, out_dir, batch_size: int = 256, num_workers: int | None = None,
                  shard_size: int | None = None, device: str = "auto", skip_bad: bool = False,
                  with_trunk: bool = True, progress: bool = True, precision: str = "auto",
-                 overwrite: bool = False, comm: Comm | None = None, write_shard: ShardWriter = WorkDir.write,
+                 overwrite: bool = False, comm: Comm | None = None, write_shard: ShardWriter = EmbedWork.write,
                  note: Callable[[str], None] = say) -> Path:
     """Embed every row of ``cohort`` with ``model`` into the EmbeddingSet folder ``out_dir``.
 
@@ -131,7 +120,7 @@ def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, 
                shard_size: int | None = None, device: str = "auto", skip_bad: bool = False,
                with_trunk: bool = True, progress: bool = True, precision: str = "auto",
                overwrite: bool = False, comm: Comm | None = None,
-               write_shard: ShardWriter = WorkDir.write, note: Callable[[str], None] = say) -> list[Path]:
+               write_shard: ShardWriter = EmbedWork.write, note: Callable[[str], None] = say) -> list[Path]:
     """Embed ``cohort`` with every job's model into its folder; one decode per row for models with equal inputs.
 
     ``jobs``: :class:`EmbedJob` or ``(model, out_dir)`` / ``(model, out_dir, rows)``
@@ -175,7 +164,7 @@ def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, 
         failure = exc
     sync(comm, failure)
     pending = [p for p in plans if p is not None]
-    created: list[WorkDir] = []
+    created: list[EmbedWork] = []
     failure = None
     if rank == 0:
         try:
@@ -238,7 +227,7 @@ def _plan(full: Cohort, job: EmbedJob, out: Path, dev: str, settings: dict[str, 
         if rank == 0:
             note(f"cache miss for {out}: {why}; recomputing")
     key = {**meta, "format_version": FORMAT_VERSION, "n_rows": len(sub), **settings}
-    return {"lm": lm, "rows": rows, "cohort": sub, "out": out, "key": key, "work": WorkDir(work_path(out), key),
+    return {"lm": lm, "rows": rows, "cohort": sub, "out": out, "key": key, "work": EmbedWork(work_path(out), key),
             "shards": plan_shards(len(sub), settings["shard_size"])}
 
 

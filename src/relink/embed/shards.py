@@ -1,13 +1,12 @@
 """Resumable shard bookkeeping for the embedder.
 
 Rows ``[0, n)`` of a cohort are cut into shards of ``shard_size`` consecutive
-rows. A *work folder* next to the output (``OUT.work/``) holds:
+rows. The keyed work folder next to the output (``OUT.work/``, a
+:class:`relink.workdir.KeyedWork`) holds:
 
-* ``manifest.json`` — the key of the computation: weights fingerprint,
-  cohort fingerprint, preprocessing, row count, shard size, batch size,
-  precision and whether trunk features are kept. A work folder whose key
-  differs from the current one is stale and is emptied (a cache miss, never a
-  stale hit);
+* ``manifest.json`` — the key: weights fingerprint, cohort fingerprint,
+  preprocessing, row count, shard size, batch size, precision and whether
+  trunk features are kept;
 * per finished shard ``START-STOP.<array>.npy`` (``image``, ``text`` and, with
   trunks, ``image_trunk``, ``text_trunk``), ``START-STOP.kept.npy`` (int64 row
   indices kept; fewer than the range under ``--skip-bad``) and, written last,
@@ -29,7 +28,7 @@ import numpy as np
 from ..io import write_json, write_npy
 from ..workdir import KeyedWork, work_path
 
-__all__ = ["Shard", "WorkDir", "plan_shards", "shards_for_rank", "work_path"]
+__all__ = ["Shard", "EmbedWork", "plan_shards", "shards_for_rank", "work_path"]
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,8 @@ def shards_for_rank(shards: list[Shard], rank: int, world_size: int) -> list[Sha
     return shards[rank::world_size]
 
 
-class WorkDir(KeyedWork):
-    """The on-disk state of one embedding computation (see module doc)."""
+class EmbedWork(KeyedWork):
+    """The work folder of one embedding computation (see the module docstring)."""
 
     what = "embed"
     keeps = "its shards"

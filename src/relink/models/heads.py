@@ -4,13 +4,10 @@ The mitigation trains only the projections that map each tower's pooled
 features (the *trunk* features) to the shared embedding space. This module
 finds them for every open_clip family, hands them out as float32
 ``nn.Linear`` copies (standard layers that Opacus can hook), computes the
-trunk features they act on, and writes trained heads back so the model is an
-ordinary open_clip model again (save it with
-:func:`relink.models.checkpoint.save_checkpoint`).
-
-Contract: for a model in eval mode, ``extract_heads(m).image(encode_image_trunk(m, x))``
-equals ``m.encode_image(x)`` (unnormalised) to float rounding, and likewise
-for text. Where each family keeps its projection:
+trunk features they act on (:mod:`relink.models.trunks`, whose contract is
+that the heads over the trunk features give ``encode_image`` / ``encode_text``),
+and writes trained heads back so the model is an ordinary open_clip model
+again. Where each family keeps its projection:
 
 * OpenAI-style ViT image tower: ``visual.proj`` (Parameter [width, embed], ``x @ P``).
 * ModifiedResNet image tower (RN50, ...): ``visual.attnpool.c_proj`` (``nn.Linear`` with bias).
@@ -38,19 +35,10 @@ Design decisions (why):
   pooled token is kept, running the attention pool with an identity output
   projection gives the pre-``c_proj`` features exactly; ``c_proj`` (with its
   bias) is then the head.
-* Trunk features are computed by blanking the projection for one forward pass
-  (``None`` where open_clip checks ``is not None``, ``nn.Identity`` inside
-  ``nn.Sequential``/MLP heads, an identity ``nn.Linear`` for the attention
-  pool) and restoring it in ``finally``; the model's own forward code runs,
-  so no open_clip internals are re-implemented.
-
-Trunk -> embed dims of the real ladder (:mod:`relink.models.ladder`):
-ViT-B-16 and CheXzero's ViT-B-32: image 768 -> 512, text 512 -> 512;
-BiomedCLIP: image 768 -> 512, text 640 -> 512 (the MLP's hidden layer).
 
 Test configs: ``relink/model_configs/relink-{vit-tiny,vit-tiny-customtext,
 timm-tiny,timm-mlp-tiny,rn-tiny}.json``, and a BERT text tower built offline
-by ``tests/fixtures_hf.py``. open_clip hands a timm tower its ``image_size``
+by ``tests/helpers/hf.py``. open_clip hands a timm tower its ``image_size``
 only through ``force_image_size``, and a timm ViT built that way at a
 non-default size cannot be reloaded (open_clip resizes
 ``visual.positional_embedding`` but not ``visual.trunk.pos_embed``: strict

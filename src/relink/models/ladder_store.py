@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import RelinkError
 from ..io import atomic_dir, canonical, mark_output, write_json
-from ..workdir import work_path
+from ..workdir import KeyedWork, work_path
 
 LADDER_FILE = "ladder.json"
 STATE_FILE = "train-state.pt"
@@ -76,10 +76,7 @@ class LadderStore:
             raise RelinkError(f"{self.out} holds a ladder trained with other settings (differs in: {', '.join(diff)}); "
                               "choose another --out or pass --overwrite")
         if self.work.exists() or self.work.is_symlink():
-            if not (self.work.is_dir() and not self.work.is_symlink()
-                    and (_read(self.work) is not None or not any(self.work.iterdir()))):
-                raise RelinkError(f"{self.work} exists and is not a relink train work folder (where an interrupted "
-                                  "run keeps its rungs); move it away or choose another --out")
+            KeyedWork(self.work, {}, self.work / LADDER_FILE, "train", "its rungs").refuse_foreign()
         elif final is not None and final.get("signature") == self.signature:
             os.replace(self.out, self.work)  # a half-trained ladder in OUT itself: resume it as work
 

@@ -114,12 +114,8 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
     architecture name such as ``relink-vit-tiny`` (seeded random init) or
     weights to fine-tune. ``warmup`` defaults to 5% of the steps. Numbers are
     checked and named by their flag (``--lr``, ...). ``out_dir`` is claimed
-    first (:func:`relink.io.claim_output`: a folder that is not an earlier
-    ``relink train`` output is refused unless ``overwrite``); a ladder with
-    other settings there is refused unless ``overwrite`` and replaced only
-    when the new one is complete; one with the same settings is completed
-    (or left alone). Training happens in ``OUT.work``
-    (:mod:`relink.models.ladder_store`). Returns ``out_dir``.
+    first (:func:`relink.io.claim_output`), then trained into, resumed or
+    refused by the rules of :mod:`relink.models.ladder_store`. Returns ``out_dir``.
     """
     import torch
 

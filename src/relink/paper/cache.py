@@ -4,30 +4,24 @@ The one cache of the paper: cohorts, the trained ladder, embeddings and every
 result table go through :func:`cached`. A step's *key* is a JSON-able dict of
 everything that determines its output: its parameters, the keys of the
 artifacts it reads, and a hash of the relink source files it runs. The
-artifact is a folder ``<root>/<name>`` holding the step's output and
-``.relink-key.json``; it is reused only when the stored key equals the new
-one, otherwise rebuilt and renamed into place when complete, so an
-interrupted step leaves the old artifact or none, never half of one.
-
-Long steps that can resume (training the ladder, embedding) are built with
-``resumable=True``: they work in ``<root>/.<name>.partial``, which survives an
-interruption and is resumed by the next run with the same key (another key
-empties it first).
+artifact is a keyed folder ``<root>/<name>`` (:func:`relink.workdir.build_keyed`):
+reused only when its stored key equals the new one, otherwise rebuilt and
+renamed into place when complete. Long steps that can resume (training the
+ladder, embedding) are built with ``resumable=True`` in a partial folder that
+the next run with the same key resumes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..io import apply_umask, atomic_dir, canonical, dumps
+from ..io import canonical, dumps
+from ..workdir import ARTIFACT_KEY as KEY_FILE, build_keyed, read_key
 
-KEY_FILE = ".relink-key.json"
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: modules every step depends on (contracts and I/O)
 CORE_MODULES = ("__init__.py", "cohort.py", "embeddings.py", "io.py", "labels.py", "tables.py", "errors.py")
@@ -68,46 +62,16 @@ def source_hash(parts: Iterable[str] = (), include_core: bool = True) -> str:
 
 
 def stored_key(path: Path) -> dict[str, Any] | None:
-    f = Path(path) / KEY_FILE
-    if not f.is_file():
-        return None
-    try:
-        return json.loads(f.read_text())
-    except ValueError:
-        return None
+    return read_key(Path(path) / KEY_FILE)
 
 
 def cached(root: str | os.PathLike, name: str, key: dict[str, Any], build: Callable[[Path], Any], force: bool = False,
            resumable: bool = False) -> Path:
-    """Return ``<root>/<name>``, building it with ``build(folder)`` unless its stored key matches ``key``.
-
-    ``build`` fills the folder it is given. With ``resumable`` that folder is
-    ``<root>/.<name>.partial`` and outlives an interrupted build (see the module docstring).
-    """
+    """Return ``<root>/<name>``, building it with ``build(folder)`` unless its stored key matches ``key``
+    (:func:`relink.workdir.build_keyed`)."""
     path = Path(root) / name
-    key = canonical(key)
-    if not force and stored_key(path) == key:
-        log.info("reusing %s", name)
-        return path
-    log.info("building %s", name)
-    if not resumable:
-        with atomic_dir(path) as tmp:
-            build(tmp)
-            (tmp / KEY_FILE).write_text(dumps(key, indent=1) + "\n")
-        return path
-    partial = Path(root) / f".{name}.partial"
-    marker = Path(root) / f".{name}.partial-key.json"  # beside it: the builder owns the folder's contents
-    if partial.exists() and (force or not marker.is_file() or json.loads(marker.read_text()) != key):
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    marker.write_text(dumps(key, indent=1) + "\n")
-    build(partial)
-    marker.unlink()
-    (partial / KEY_FILE).write_text(dumps(key, indent=1) + "\n")
-    apply_umask(partial)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(partial, path)
+    log.info("%s %s", "reusing" if not force and stored_key(path) == canonical(key) else "building", name)
+    build_keyed(path, key, build, force=force, resumable=resumable)
     return path
 
 

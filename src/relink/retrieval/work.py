@@ -1,19 +1,13 @@
-"""The audit's work folder: finished slabs of the product pass, kept so that a killed audit resumes.
+"""The audit's keyed work folder (:class:`relink.workdir.KeyedWork`): finished slabs of the product pass.
 
-``relink audit --out T`` keeps ``T.work/`` beside the table while it runs
-(a :class:`relink.workdir.KeyedWork`, as ``relink embed`` keeps its shards):
-
-* ``manifest.json`` — the key of the computation: everything the counts
-  depend on (a digest of every unit-normalised row in work order, the
-  patients, the label groups, directions, levels, ``tie_tol``, the tile
-  grid, device type and kernel). A folder whose key differs is stale and is
-  emptied (a cache miss, never a stale hit); a non-empty folder without a
-  manifest is not relink's and is refused, never emptied;
-* per finished slab of query rows ``[a, b)``: ``rows-A-B.npz`` with ``row``,
-  the complete counts of those rows (thresholds x segmentations x (b - a)),
-  and ``col``, their part of every column's counts (thresholds x
-  segmentations x n). Each file is written atomically, so a slab counts as
-  finished exactly when its file exists.
+``relink audit --out T`` keeps ``T.work/`` beside the table while it runs.
+Its key is everything the counts depend on (a digest of every unit-normalised
+row in work order, the patients, the label groups, directions, levels,
+``tie_tol``, the tile grid, device type and kernel). Per finished slab of
+query rows ``[a, b)``, ``rows-A-B.npz`` holds ``row``, the complete counts of
+those rows (thresholds x segmentations x (b - a)), and ``col``, their part of
+every column's counts (thresholds x segmentations x n); each file is written
+atomically, so a slab counts as finished exactly when its file exists.
 
 Counts are integers: finished slabs added to the rest give the counts of an
 uninterrupted run exactly, whatever the memory budget or the number of

@@ -3,7 +3,7 @@
 Members are the pairs the heads were fitted on (the ``train`` split),
 non-members held-out pairs (``test``). A gap in Recall@K between them is
 evidence of memorisation only if nothing *else* differs between the two
-sides. Two things do when each side is simply audited within its own split:
+sides. Three things do when each side is simply audited within its own split:
 
 * **Split size.** At the study level a patient's other studies are
   distractors, and they resemble the query (same patient, similar images and
@@ -18,7 +18,7 @@ sides. Two things do when each side is simply audited within its own split:
   members re-link better with no memorisation at all (measured: a gap of
   +0.21, "significant" in every seed, from case mix alone).
 
-The design here removes both, by construction:
+The design removes all three, by construction:
 
 1. **Equal, alike samples.** Both sides are subsampled (seeded, whole
    patients) to the same number of patients of each kind: for each
@@ -35,30 +35,22 @@ The design here removes both, by construction:
    (:mod:`relink.retrieval.engine`). The query's other studies are neither
    truth nor distractors, on either side. A pool holds the truth and N - 1
    distractors drawn from those, and the expected Recall@K over such pools is
-   exact (:func:`relink.retrieval.exact.expected_recall`; chance K/N for
-   every query). Chosen over the audit's patient level, where any study of
-   the patient counts as a hit: that hides memorisation of a pair whenever
-   another study of the same patient already ranks first, and saturates when
-   a patient's studies resemble each other. Chosen over pools from a common
-   candidate set because that needs a third set of patients, and keeps
-   members' and non-members' pools unlike unless the set is drawn alike from
-   both. ``N`` is capped so that every query can fill its pool (N - 1 <=
-   sample pairs - largest patient).
+   exact (:func:`relink.retrieval.exact.expected_recall`; chance K/N on
+   both sides). Not the audit's patient level, where any study of the
+   patient counts as a hit: that hides memorisation of a pair whenever
+   another study of the patient ranks first. Not pools from a common
+   candidate set: that needs a third set of patients drawn alike from both.
+   ``N`` is capped so that every query can fill its pool (N - 1 <= sample
+   pairs - largest patient).
 
-Chance is then equal on both sides (K/N), and so are split size, patient
-structure and the labelled case mix. What the gap does not remove: any
-difference between the splits that the labels do not record (site, date,
-image quality); a gap is evidence of memorisation only as far as the splits
-are alike beyond their labels, and its interval, not its sign, is what to
-report. The gap is members minus non-members. Its interval is a patient
-bootstrap in which the two sides are resampled independently (they are
-disjoint patients; a patient in both splits is an error): each replicate's
-gap is the difference of the two sides' replicate means. Member and
-non-member intervals come from the same replicates.
+What the gap does not remove: any difference between the splits that the
+labels do not record (site, date, image quality); its interval, not its
+sign, is what to report. The gap is members minus non-members; its interval
+is a patient bootstrap resampling the two (disjoint) sides independently,
+each replicate's gap the difference of the sides' replicate means.
 
 Output: rows ``members``, ``non_members`` and ``gap`` with columns
-:data:`GAP_COLUMNS` (``value``, ``ci_low``, ``ci_high``; ``chance`` is the
-side's chance, 0 for the gap).
+:data:`GAP_COLUMNS` (``chance`` is the side's chance, 0 for the gap).
 
 A gap near zero means the heads re-link non-members as well as members: the
 linkage risk is a property of the model, not memorisation of its training
