@@ -1,4 +1,4 @@
-"""The null-coverage simulation of the audit's intervals (tests/null_coverage.py), as a test.
+"""The null-coverage simulation of the audit's intervals (tests/helpers/null_coverage.py), as a test.
 
 On random unit embeddings every lift is 1. For every row type of the audit
 (metric x level x direction x negatives x pool x K, and the matched pools'
@@ -12,7 +12,7 @@ the issue's closing note.
 import pandas as pd
 import pytest
 
-from null_coverage import coverage_table
+from helpers.null_coverage import coverage_table
 
 SEEDS = 200
 

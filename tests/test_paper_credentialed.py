@@ -1,5 +1,5 @@
 """The credentialed path end to end: ``relink paper --profile mimic`` and ``--profile chexpert-plus``
-on official-layout fixtures and a ladder of local checkpoints (tests/fixtures_credentialed.py).
+on official-layout fixtures and a ladder of local checkpoints (tests/helpers/credentialed.py).
 
 Each profile runs once (module fixture ``books``) on a copy of book/ and
 notebooks/, with ``--strict`` (``jupyter-book build -W -n --keep-going
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fixtures_credentialed import CANARY_IDS, CANARY_PHRASE, PLUS_HELDOUT, credentialed_data  # noqa: F401
+from helpers.credentialed import CANARY_IDS, CANARY_PHRASE, PLUS_HELDOUT, credentialed_data  # noqa: F401
 from relink.provenance import REPO_ROOT
 
 RELINK = [sys.executable, "-m", "relink"]

@@ -18,7 +18,7 @@ import relink
 from relink.api import report as report_api
 from relink.report import confident, mitigation
 from relink.report.threat import ReportSpec
-from test_report_fixtures import report_args, run, write_set
+from helpers.report import report_args, run, write_set
 
 M = 400  # audited rows = released images by default
 
@@ -153,7 +153,7 @@ def test_advice_to_release_fewer_images_counts_the_confident_rule(tmp_path):
 
 def test_after_mitigation_the_panel_keeps_its_confident_re_links(tmp_path):
     """Mitigated heads replace the custodian's model only: a public model's confident re-links still count."""
-    from test_report_fixtures import fake_mitigated, rows_frame
+    from helpers.report import fake_mitigated, rows_frame
 
     rows = rows_frame(M, seed=4)
     custodian = write_set(tmp_path / "custodian", n=M, noise=0.3, seed=73, rows=rows)
@@ -176,7 +176,7 @@ def test_after_mitigation_the_panel_keeps_its_confident_re_links(tmp_path):
 def test_the_audit_s_confident_rows_reach_the_report(tmp_path):
     """Switched on: the rows come from relink.audit for every panel model; random text re-links nobody
     confidently, a strongly aligned public model re-links most images at precision 0.9 and sets the verdict."""
-    from test_report_fixtures import rows_frame
+    from helpers.report import rows_frame
 
     rows = rows_frame(1500, seed=5)
     unrelated = write_set(tmp_path / "unrelated", n=1500, noise=None, seed=75, rows=rows)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from relink.report.threat import LEVELS_ORDER
-from test_report_fixtures import META, report_args, rows_frame, run, write_set
+from helpers.report import META, report_args, rows_frame, run, write_set
 
 N_ROWS = 400
 

@@ -5,7 +5,7 @@ import pytest
 
 from relink.retrieval.audit import audit_arrays
 from relink.retrieval.bootstrap import percentile_interval, replicate_weights, replicates
-from test_retrieval_brute import unit
+from helpers.brute import unit
 
 
 def test_replicate_weights_are_multinomial_counts_and_seeded():

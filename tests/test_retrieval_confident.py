@@ -13,7 +13,7 @@ from relink.retrieval.confident import best_point, p_none
 from relink.retrieval.spec import AuditSpec
 from relink.retrieval.summary import confident_curve
 from relink.embeddings import EmbeddingSet
-from test_retrieval_brute import unit
+from helpers.brute import unit
 
 import pandas as pd
 

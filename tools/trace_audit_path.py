@@ -73,7 +73,7 @@ class Tracer:
 
 
 def make_set(folder: Path) -> Path:
-    from test_report_fixtures import write_set
+    from helpers.report import write_set
 
     return write_set(folder, n=240, d=16, noise=1.5, seed=3, labels=True)
 

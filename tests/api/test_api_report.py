@@ -10,7 +10,7 @@ import pytest
 import relink
 from relink.errors import RelinkError
 from relink.provenance import REPO_ROOT
-from test_report_fixtures import report_args, run, write_set
+from helpers.report import report_args, run, write_set
 
 
 @pytest.fixture(scope="module")

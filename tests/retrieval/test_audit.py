@@ -14,7 +14,7 @@ from relink.labels import CHEXPERT_LABELS
 from relink.retrieval.audit import PAIRED_COLUMNS, audit, audit_arrays, audit_queries, summarise
 from relink.retrieval.spec import AuditSpec
 from relink.tables import METRIC_COLUMNS
-from test_retrieval_brute import brute_counts, unit
+from helpers.brute import brute_counts, unit
 
 FAST = dict(n_boot=200, random_state=0)
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy.stats import hypergeom
 
-from test_retrieval_brute import rank_counts
+from helpers.brute import rank_counts
 from relink.retrieval.exact import (TIES, chance_rank, chance_recall, expected_rank, expected_recall,
                                     hypergeom_cdf, reciprocal_rank)
-from test_retrieval_brute import enumerate_recall, hit_probability, unit
+from helpers.brute import enumerate_recall, hit_probability, unit
 
 
 @settings(max_examples=40, deadline=None)

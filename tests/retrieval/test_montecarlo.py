@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from test_retrieval_brute import rank_counts
+from helpers.brute import rank_counts
 from relink.retrieval.exact import expected_recall
 from relink.retrieval.montecarlo import monte_carlo_recall
-from test_retrieval_brute import unit
+from helpers.brute import unit
 
 
 def _data(seed=0, n=120, d=8):

@@ -10,7 +10,7 @@ from relink.cli import main
 from relink.embeddings import EmbeddingSet, save
 from relink.retrieval.neighbors import build_index, exact_top_k, ivfpq_params, neighbor_table, recall_vs_flat, search
 from relink.tables import read_table
-from test_retrieval_brute import unit
+from helpers.brute import unit
 
 
 def _clustered(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from relink.retrieval.scale import Scale
 from relink.retrieval.audit import audit_queries, summarise
 from relink.retrieval.spec import AuditSpec
 from relink.retrieval.work import work_path
-from test_retrieval_brute import unit
+from helpers.brute import unit
 
 FULL = AuditSpec(pools=(10, 100, 1000, "full"), ks=(1, 5), negatives=("random", "pathology_matched",
                                                                       "positive_set_matched"), n_boot=100)

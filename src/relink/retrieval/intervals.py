@@ -5,7 +5,7 @@ rare events: at the full pool a random ranker expects about one Recall@1 hit
 in the whole set, and a mean reciprocal rank is carried by the few queries
 ranked near the top. The percentile bootstrap of such a mean only
 re-weights the hits it saw (no hit gives the interval [0, 0]) and covered
-chance in 63-89% of random sets (tests/null_coverage.py). The methods here
+chance in 63-89% of random sets (tests/helpers/null_coverage.py). The methods here
 were chosen by that null simulation, one per metric:
 
 * **Means of per-query values in [0, 1]** (expected Recall@K, reciprocal

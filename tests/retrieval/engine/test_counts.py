@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from test_retrieval_brute import rank_counts
-from test_retrieval_brute import brute_counts, unit
+from helpers.brute import rank_counts
+from helpers.brute import brute_counts, unit
 
 
 def _case(seed, n, d, n_patients, dup_fraction=0.2):

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from test_retrieval_brute import unit
+from helpers.brute import unit
 
 
 @pytest.mark.parametrize("engine", ["numpy", "torch"])
