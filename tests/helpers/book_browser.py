@@ -12,8 +12,8 @@ with the network off (a proxy that answers nothing), then checked for what a rev
   equation that needs sideways scrolling or sticks out of the text column; a framed page (the
   custodian's report) shown in a frame shorter than itself.
 
-Used by tests/test_paper_smoke.py on the smoke book it builds (no second build) and by hand on
-any built book: ``python tests/book_browser.py book/_build/html``.
+Used by tests/paper/test_smoke.py on the smoke book it builds (no second build) and by hand on
+any built book: ``python tests/helpers/book_browser.py book/_build/html``.
 """
 
 from __future__ import annotations

@@ -100,8 +100,8 @@ UNCAPTIONED_OK = frozenset()
 def test_every_page_passes_the_browser_check_offline_at_1280_px(paper, tmp_path):
     """The smoke book this module built (no second build), every page opened in headless Chromium with
     the network off: no broken image, no promised figure missing, math typeset from the book's own
-    MathJax, no doubled word, nothing wider than the column (tests/book_browser.py says what each means)."""
-    from book_browser import CHROMIUM, check_book
+    MathJax, no doubled word, nothing wider than the column (tests/helpers/book_browser.py says what each means)."""
+    from helpers.book_browser import CHROMIUM, check_book
 
     if CHROMIUM is None:
         pytest.skip("headless Chromium is not installed (Debian package `chromium`; .ci/run installs it)")

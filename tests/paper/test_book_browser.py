@@ -1,6 +1,6 @@
 """The book's browser check finds what it is for: each kind of fault, planted in a small page
 shaped like the book's, is reported, and a clean page passes (the real book is checked in
-tests/test_paper_smoke.py, on the smoke book it builds)."""
+tests/paper/test_smoke.py, on the smoke book it builds)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import base64
 
 import pytest
 
-from book_browser import CHROMIUM, check_book
+from helpers.book_browser import CHROMIUM, check_book
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian package "
                                                           "`chromium`; .ci/run installs it)")
