@@ -147,7 +147,7 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
             rows_out.append({**key, "value": value, "ci_low": r_low[f], "ci_high": r_high[f], "chance": chance,
                              "lift": chance / value, "n_queries": n, "coverage": 1.0})
     if qv.confident is not None:
-        rows_out.extend(confident_curve(qv, rows, _frame=True))
+        rows_out.extend(confident_curve(qv, rows, _frame=True, _recall=_recall_at_1(qv, columns)))
     columns_out = (list(METRIC_COLUMNS) + (list(PAIRED_COLUMNS) if spec.hard else [])
                    + (list(CONFIDENT_COLUMNS) if qv.confident is not None else []))
     frame = pd.DataFrame(rows_out, columns=[c for c in columns_out if c not in ("model", "cohort")])
@@ -164,7 +164,20 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
     return frame
 
 
-def confident_curve(qv, rows: np.ndarray | None = None, _frame: bool = False):
+def _recall_at_1(qv, columns: _Columns):
+    """(direction, level, N) -> the summarised queries' exact random-pool Recall@1 column (the threshold
+    attacker's P(correct link) at a threshold below the truth), or None where the audit has no such column."""
+    where = {(k["direction"], k["level"], k["N"]): f for f, k in enumerate(qv.keys)
+             if k["metric"] == "recall" and k["negatives"] == "random" and k["estimator"] == "exact" and k["K"] == 1}
+
+    def lookup(direction: str, level: str, N: int):
+        f = where.get((direction, level, N))
+        return None if f is None else columns.get(f)[0]
+
+    return lookup
+
+
+def confident_curve(qv, rows: np.ndarray | None = None, _frame: bool = False, _recall=None):
     """The threshold attacker's precision-recall curve (:data:`relink.retrieval.confident.CURVE_COLUMNS`) of
     ``qv``'s queries or of the subset ``rows``; None when the audit did not count it (``confident`` empty).
     Computed once per subset and kept with ``qv``."""
@@ -180,6 +193,6 @@ def confident_curve(qv, rows: np.ndarray | None = None, _frame: bool = False):
         codes, n_clusters = _cluster_codes(patient)
         cache.clear()  # one subset at a time: the tables are small, the keys need not pile up
         cache[key] = confident_tables(qv.confident, idx, patient, codes, n_clusters, qv.confident["pools"],
-                                      len(qv), qv.spec)
+                                      len(qv), qv.spec, recall=_recall)
     table_rows, curve = cache[key]
     return list(table_rows) if _frame else curve.copy()
