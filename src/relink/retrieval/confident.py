@@ -201,7 +201,7 @@ def _by_truth(truth: np.ndarray, thr: np.ndarray, weights: np.ndarray) -> np.nda
     return suffix[:, np.searchsorted(truth[order], thr, side="left")]
 
 
-def _pool_sums(truth, r1, at, above, available, draws, counted, low, masks):
+def _pool_sums(truth, r1, at, above, available, draws, counted, low, masks, chunk: int = _ROWS):
     """Per mask: (C, L_high, L_low, kept) over the queries it selects, at the points ``low`` + ``counted``.
 
     The sums of :func:`link_values` over the queries, without its (queries x points) tables where a
@@ -235,8 +235,8 @@ def _pool_sums(truth, r1, at, above, available, draws, counted, low, masks):
         if draws is not None:  # the counts at the lowest counted point are each query's largest
             table = _p_none_upto(int(pop), int(draws), int(max(above[rows].max(), at[rows, 0].max())) + 1)
             top = len(table) - 1
-        for a in range(0, len(rows), _ROWS):
-            idx = rows[a:a + _ROWS]
+        for a in range(0, len(rows), chunk):
+            idx = rows[a:a + chunk]
             d = np.asarray(at[idx], dtype=np.int64)
             d_up = above[idx]
             if draws is None:
@@ -258,14 +258,15 @@ def _pool_sums(truth, r1, at, above, available, draws, counted, low, masks):
     return [[C[i], L_high[i], L_low[i], int(kept[i])] for i in range(len(masks))]
 
 
-def confident_tables(conf, idx, patient, codes, n_clusters: int, pools, n: int, spec, recall=None):
+def confident_tables(conf, idx, patient, codes, n_clusters: int, pools, n: int, spec, recall=None,
+                     chunk: int = _ROWS):
     """(rows, curve) of the threshold attacker for the queries ``idx`` of an audit (see the module docstring).
 
     ``conf``: ``{"counts": ConfidentCounts, "ranks": {(direction, level): RankCounts of random negatives}}``;
     ``patient`` and ``codes`` (patient cluster codes, ``n_clusters`` of them) of the queries summarised;
     ``pools``: the audit's pool sizes (``"full"`` or ints), ``n`` the candidate count; ``recall``: a function
     (direction, level, N) -> the queries' exact Recall@1 over random pools when the summary already holds it
-    (None where it does not: computed here, the same values).
+    (None where it does not: computed here, the same values); ``chunk``: queries handled at once.
     """
     import pandas as pd
 
@@ -290,7 +291,7 @@ def confident_tables(conf, idx, patient, codes, n_clusters: int, pools, n: int, 
             if r1 is None:
                 r1 = expected_recall(above, tied, available, draws, [1], spec.ties)[:, 0]
             (C, Lh, Ll, kept), (Cc, Lhc, _, _), (_, _, _, kept_e) = _pool_sums(
-                truth, r1, at, above, available, draws, cc.counted, cc.low, [every, cal, ~cal])
+                truth, r1, at, above, available, draws, cc.counted, cc.low, [every, cal, ~cal], chunk)
             with np.errstate(invalid="ignore", divide="ignore"):
                 for k in range(len(thr)):
                     curve.append((direction, level, N, float(thr[k]), C[k], Lh[k], C[k] / Lh[k],

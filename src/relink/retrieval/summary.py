@@ -9,7 +9,8 @@ columns of values and their chances alone would take 200 MB.
 Intervals (:mod:`relink.retrieval.intervals`, where the choice of method
 is justified by a null simulation) need only per-patient sums and counts of
 each column: they are made column chunk by column chunk, at most
-``_SUMS_BYTES`` of sums at a time, so memory stays bounded however many
+``_SUMS_BYTES`` of sums at a time (less under a small memory budget:
+:func:`working_bytes`), so memory stays bounded however many
 columns an audit has. They involve no random draw: any run of the same audit
 gives the same table, and chunking cannot change a number. ``n_boot`` = 0
 (``--bootstrap 0``) still means "no intervals".
@@ -48,6 +49,23 @@ def _paired_columns(qv) -> dict[int, int]:
             if r is not None:
                 out[f] = r
     return out
+
+
+def working_bytes(qv) -> tuple[int, int, int]:
+    """(bytes of per-patient sums, bytes of kept column groups, queries of the threshold attacker's chunks) the
+    summary works with: the constants here, less under a small memory budget (a sixteenth of it each), so the
+    summary after the pass stays within the budget the pass was planned in (:mod:`relink.retrieval.memory`)."""
+    from .confident import _ROWS
+
+    budget = (qv.run or {}).get("memory")
+    if not budget:
+        return _SUMS_BYTES, _CACHE_BYTES, _ROWS
+    share = int(budget) // 16
+    conf = qv.confident
+    points = len(conf["counts"].counted) + len(conf["counts"].low) if conf is not None else 1
+    # the attacker's chunk holds about four (queries x points) arrays of 8 bytes beside the counts it reads
+    return (min(_SUMS_BYTES, share), min(_CACHE_BYTES, share),
+            max(256, min(_ROWS, share // (40 * max(1, points)))))
 
 
 def _work_order(qv, boot_cols: list, pairs: dict[int, int]) -> list[int]:
@@ -119,9 +137,10 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
     # matched pool covers (so a matched figure and its twin rest on the same queries).
     boot_cols = [(f, None) for f in range(n_keys)] + [(f, r) for f, r in pairs.items()]
     codes, n_clusters = _cluster_codes(patient)
-    columns = _Columns(qv, idx)
+    sums_bytes, cache_bytes, confident_rows = working_bytes(qv)
+    columns = _Columns(qv, idx, cache_bytes)
     stats: dict[int, tuple[float, float, int]] = {}  # boot column -> (mean, chance mean, kept)
-    width = max(1, _SUMS_BYTES // max(1, 16 * n_clusters))
+    width = max(1, sums_bytes // max(1, 16 * n_clusters))
     low, high = np.full(len(boot_cols), np.nan), np.full(len(boot_cols), np.nan)
     intervals = boots > 0 and n_clusters > 0
     work = _work_order(qv, boot_cols, pairs)
@@ -172,7 +191,8 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
             rows_out.append({**key, "value": value, "ci_low": r_low[f], "ci_high": r_high[f], "chance": chance,
                              "lift": chance / value, "n_queries": n, "coverage": 1.0})
     if qv.confident is not None:
-        rows_out.extend(confident_curve(qv, rows, _frame=True, _recall=_recall_at_1(qv, columns)))
+        rows_out.extend(confident_curve(qv, rows, _frame=True, _recall=_recall_at_1(qv, columns),
+                                        _chunk=confident_rows))
     columns_out = (list(METRIC_COLUMNS) + (list(PAIRED_COLUMNS) if spec.hard else [])
                    + (list(CONFIDENT_COLUMNS) if qv.confident is not None else []))
     frame = pd.DataFrame(rows_out, columns=[c for c in columns_out if c not in ("model", "cohort")])
@@ -203,7 +223,7 @@ def _recall_at_1(qv, columns: _Columns):
     return lookup
 
 
-def confident_curve(qv, rows: np.ndarray | None = None, _frame: bool = False, _recall=None):
+def confident_curve(qv, rows: np.ndarray | None = None, _frame: bool = False, _recall=None, _chunk=None):
     """The threshold attacker's precision-recall curve (:data:`relink.retrieval.confident.CURVE_COLUMNS`) of
     ``qv``'s queries or of the subset ``rows``; None when the audit did not count it (``confident`` empty).
     Computed once per subset and kept with ``qv``."""
@@ -219,6 +239,7 @@ def confident_curve(qv, rows: np.ndarray | None = None, _frame: bool = False, _r
         codes, n_clusters = _cluster_codes(patient)
         cache.clear()  # one subset at a time: the tables are small, the keys need not pile up
         cache[key] = confident_tables(qv.confident, idx, patient, codes, n_clusters, qv.confident["pools"],
-                                      len(qv), qv.spec, recall=_recall)
+                                      len(qv), qv.spec, recall=_recall,
+                                      chunk=_chunk if _chunk is not None else working_bytes(qv)[2])
     table_rows, curve = cache[key]
     return list(table_rows) if _frame else curve.copy()
