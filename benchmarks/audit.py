@@ -25,20 +25,37 @@ interleaved runs is what stays put when its load changes):
   process's ru_maxrss).
 
 Absolute times depend on the machine and its load; the ratios are the result.
+The figures (ratios, medians, sizes; no path or host name) are printed and
+written to ``benchmarks/results/audit.json`` (``--json``).
+
+``--memory-run N`` measures the memory budget instead: a random EmbeddingSet
+of N pairs (``--d`` dimensions, written to a temporary folder) audited by the
+front door with the threshold attacker's counts under ``--memory`` (default
+256MB), the resident set sampled every few milliseconds; the figure is the
+peak less the baseline of the same process, taken after the audit's
+libraries are imported (:func:`relink.retrieval.memory.baseline`, what the
+budget counts from), for the pass and for the summary after it. Written to
+``benchmarks/results/audit_memory.json``.
 
     python benchmarks/audit.py                 # full size, ~10 minutes on 2 busy cores
     python benchmarks/audit.py --n 10000       # quick run
     python benchmarks/audit.py --products      # compare product tilings and thread layouts too
+    python benchmarks/audit.py --memory-run 200000 --d 64 --memory 256MB
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -130,6 +147,122 @@ def faiss_top10(image, text) -> float:
     return time.perf_counter() - t0
 
 
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def per_round_ratios(times: dict) -> dict:
+    """Median over rounds of each round's own ratios (audit confident / audit, audit / tiled product)."""
+    def med(a: str, b: str) -> float:
+        return round(float(np.median(np.asarray(times[a]) / np.asarray(times[b]))), 3)
+    return {"confident_over_plain": med("audit confident", "audit"), "plain_over_tiled_product": med("audit", "tiled"),
+            "plain_over_faiss": med("audit", "faiss")}
+
+
+def write_figures(path: Path, figures: dict) -> None:
+    """The figures as JSON (numbers and settings only: no path, no host name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    print(f"figures written to {path.parent.name}/{path.name}")
+
+
+def random_set(folder: Path, n: int, d: int, seed: int) -> Path:
+    """A random EmbeddingSet of ``n`` pairs (unit float32 rows, about three studies per patient)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("image", "text"):
+        a = rng.normal(size=(n, d)).astype(np.float32)
+        a /= np.linalg.norm(a, axis=1, keepdims=True)
+        np.save(folder / f"{name}.npy", a)
+        del a
+    patient = np.repeat(np.arange(n), rng.geometric(0.35, size=n))[:n]
+    pd.DataFrame({"pair_id": [f"p{i}" for i in range(n)], "patient_id": [f"q{p}" for p in patient],
+                  "cohort": "random", "split": "test"}).to_parquet(folder / "rows.parquet", index=False)
+    (folder / "meta.json").write_text(json.dumps({"format_version": 1, "model": "random"}))
+    return folder
+
+
+class Sampler:
+    """The resident set, sampled every ``every`` seconds on a thread, with its peak per phase."""
+
+    def __init__(self, every: float = 0.005):
+        from relink.retrieval.memory import resident
+
+        self.resident, self.every = resident, every
+        self.phase, self.peaks = "start", {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = self.resident() or 0
+            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), now)
+            time.sleep(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def enter(self, phase: str) -> None:
+        now = self.resident() or 0
+        self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), now)
+        self.phase = phase
+
+
+def memory_run(args) -> dict:
+    """Peak resident set above the baseline during an audit under ``--memory`` (see the module docstring)."""
+    import tempfile
+
+    from relink.api.audit import audit
+    from relink.retrieval import audit as retrieval_audit
+    from relink.retrieval.memory import baseline, parse_memory, return_freed_memory, show_bytes
+    from relink.retrieval.scale import Scale
+    from relink.retrieval.spec import AuditSpec
+
+    budget = parse_memory(args.memory)
+    with tempfile.TemporaryDirectory() as tmp:
+        # written by another process, so that none of its memory is in this one's baseline
+        folder = Path(tmp) / "set"
+        subprocess.run([sys.executable, __file__, "--make-set", str(folder), "--memory-run", str(args.memory_run),
+                        "--d", str(args.d), "--seed", str(args.seed)], check=True)
+        return_freed_memory()  # as relink audit does
+        start = baseline()
+        spec = AuditSpec(confident=(0.9, 0.99), n_boot=args.boot, random_state=args.seed, pools_clip=True)
+        summarise = retrieval_audit.summarise
+        with Sampler() as sampler:
+            sampler.enter("pass")
+
+            def timed_summary(*a, **k):
+                sampler.enter("summary")
+                try:
+                    return summarise(*a, **k)
+                finally:
+                    sampler.enter("after")
+
+            retrieval_audit.summarise = timed_summary  # the front door reads it at call time
+            try:
+                t0 = time.perf_counter()
+                result = audit(str(folder), spec, Scale(memory=budget, held_from=start))
+                seconds = time.perf_counter() - t0
+            finally:
+                retrieval_audit.summarise = summarise
+    peaks = {k: v - start for k, v in sampler.peaks.items()}
+    mib = {k: round(v / 2**20, 1) for k, v in peaks.items()}
+    figures = {"pairs": args.memory_run, "dim": args.d, "budget_mib": round(budget / 2**20, 1),
+               "confident": [0.9, 0.99], "pools": list(map(str, spec.pools)),
+               "baseline_mib": round(start / 2**20, 1), "peak_above_baseline_mib": mib,
+               "within_budget": bool(max(peaks.values()) <= budget), "seconds": round(seconds, 1),
+               "grid": result.settings.get("confident_thresholds"), "table_rows": len(result.table)}
+    print(f"{args.memory_run:,} pairs, dim {args.d}, --memory {show_bytes(budget)}: baseline {figures['baseline_mib']} "
+          f"MiB; peak above it by phase (MiB): {mib}; within budget: {figures['within_budget']}; {seconds:.0f} s")
+    return figures
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=43793, help="pairs (queries = candidates)")
@@ -140,7 +273,20 @@ def main(argv=None) -> None:
     ap.add_argument("--mc-pools", type=int, default=100, help="Monte Carlo pools per query")
     ap.add_argument("--products", action="store_true", help="also time other product layouts in every round")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--memory-run", type=int, default=0, metavar="N",
+                    help="measure the memory budget on N random pairs instead (see above)")
+    ap.add_argument("--memory", default="256MB", help="the budget of --memory-run")
+    ap.add_argument("--json", default=None, help="where the figures go (default: benchmarks/results/audit.json, "
+                                                 "or audit_memory.json with --memory-run)")
+    ap.add_argument("--make-set", default=None, help=argparse.SUPPRESS)  # --memory-run's set, in another process
     args = ap.parse_args(argv)
+    if args.make_set:
+        random_set(Path(args.make_set), args.memory_run, args.d, args.seed)
+        return
+    if args.memory_run:
+        figures = memory_run(args)
+        write_figures(Path(args.json) if args.json else RESULTS / "audit_memory.json", figures)
+        return
 
     import torch
 
@@ -205,6 +351,21 @@ def main(argv=None) -> None:
     print(f"Monte Carlo, {args.mc_pools} pools at N={draw + 1} {t_mc:8.1f} s   (timed on {n_mc} queries, scaled to {n});"
           f" audit / Monte Carlo {med['audit'] / t_mc:.4f}")
     print(f"peak memory: tracemalloc audit {audit_peak / 2**20:.0f} MiB; ru_maxrss {rss:.0f} MiB")
+    print("medians of each round's own ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in per_round_ratios(times).items()))
+    figures = {"pairs": n, "dim": args.d, "bootstrap": args.boot, "rounds": args.repeat,
+               "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+               "median_seconds": {k: round(v, 2) for k, v in med.items()},
+               "ratios": {"confident_over_plain": round(med["audit confident"] / med["audit"], 3),
+                          "plain_over_tiled_product": round(med["audit"] / med["tiled"], 3),
+                          "plain_over_bare_product": round(med["audit"] / med["bare"], 3),
+                          "plain_over_faiss": round(med["audit"] / med["faiss"], 3),
+                          "plain_over_monte_carlo": round(med["audit"] / t_mc, 4)},
+               # the same ratios within each round, then their median: a round's two timings share its load
+               "per_round_ratio_medians": per_round_ratios(times),
+               "targets": {"confident_over_plain": 1.3, "plain_over_tiled_product": 1.25, "plain_over_faiss": 1.0},
+               "peak_mib": {"tracemalloc_audit": round(audit_peak / 2**20, 1), "ru_maxrss": round(rss, 1)},
+               "rounds_seconds": {k: [round(t, 2) for t in v] for k, v in times.items()}}
+    write_figures(Path(args.json) if args.json else RESULTS / "audit.json", figures)
 
 
 if __name__ == "__main__":

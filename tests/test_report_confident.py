@@ -192,3 +192,48 @@ def test_the_audit_s_confident_rows_reach_the_report(tmp_path):
     assert by_model["public-vit"]["share"] > 0.5
     assert by_model[result.document["panel"]["models"][0]["model"]]["images_ci"][0] <= 10
     assert {r["model"] for r in rec["set_by"]} == {"public-vit"}
+
+
+def _two_pass_confident(folders, names, spec):
+    """The former second audit per model (``relink.audit`` with precision targets, random pools at the declared
+    pools): the reference the report's single pass must reproduce."""
+    from relink.api.report import confident_targets
+    from relink.retrieval.spec import AuditSpec
+
+    aspec = AuditSpec(pools=spec.attacker_pools, ks=(1,), directions=("image_to_report", "report_to_image"),
+                      levels=("study", "patient"), n_boot=spec.n_boot, random_state=spec.random_state, ci=spec.ci,
+                      confident=confident_targets(spec))
+    tables = [relink.audit(str(f), aspec).table.assign(model=name) for f, name in zip(folders, names)]
+    table = pd.concat(tables, ignore_index=True)
+    return table[table["metric"].isin(confident.METRICS)]
+
+
+@pytest.mark.parametrize("labels", ["none", "sorted"])
+def test_the_single_audit_pass_gives_the_two_pass_confident_rows(tmp_path, labels):
+    """The report counts confident re-links in its one audit pass per model; the section, the rule and the
+    verdict equal those built from a second audit per model (the former way), number for number. ``sorted``:
+    labelled rows (the pass also audits pathology-matched pools) already in label-group order, so both passes
+    visit the rows in one order."""
+    from test_report_fixtures import rows_frame
+
+    from relink.retrieval.matching import label_groups
+    from relink.labels import CHEXPERT_LABELS
+
+    rows = rows_frame(600, seed=9, labels=labels != "none")
+    if labels == "sorted":
+        codes = label_groups(rows.loc[:, list(CHEXPERT_LABELS)].to_numpy(float))["pathology_matched"]
+        rows = rows.iloc[np.argsort(codes, kind="stable")].reset_index(drop=True)
+    folders = [write_set(tmp_path / "custodian", n=600, noise=1.2, seed=81, rows=rows),
+               write_set(tmp_path / "public", n=600, noise=0.6, seed=82, rows=rows)]
+    names = ["custodian-model", "public-model"]
+    spec = ReportSpec(attacker_pools=(10, 100), n_boot=100)
+    single = relink.report([str(f) for f in folders], spec, split="all", names=names)
+    reference = _two_pass_confident(folders, names, spec)
+    two = relink.report([str(f) for f in folders], spec, split="all", names=names, confident=reference)
+    assert single.document["confident"]["available"]
+    assert len(single.document["confident"]["rows"]) == len(reference) == 2 * 2 * 2 * 2 * 2 * 2
+    assert single.document["confident"] == two.document["confident"]
+    assert single.document["verdict"] == two.document["verdict"]
+    assert single.document["record"]["decision"] == two.document["record"]["decision"]
+    # the pass's settings say what it counted
+    assert single.document["settings"]["audit"]["confident"] == [0.9, 0.99]

@@ -164,13 +164,11 @@ def audit_to_files(embeddings: str | os.PathLike, spec: AuditSpec | dict[str, An
     from ..embed.distributed import sync
     from ..guard import claim
     from ..io import writing
-    from ..retrieval.memory import parse_memory, resident, return_freed_memory
+    from ..retrieval.memory import baseline, parse_memory, return_freed_memory
     from ..tables import table_output, write_table
 
-    import torch  # noqa: F401 - the budget counts from the interpreter with torch (retrieval.memory)
-
-    start = resident()
     return_freed_memory()  # so that blocks the audit frees leave its resident set
+    start = baseline()  # the budget counts from here: the libraries imported, no data read (retrieval.memory)
     device = spec.device if isinstance(spec, AuditSpec) else spec.get("device")
     with _process_group(distributed, device, timeout) as comm:
         rank = comm.rank if comm is not None else 0

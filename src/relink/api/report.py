@@ -18,8 +18,9 @@ Every refusal is one line naming the input (``--embeddings DIR``, ``--split``,
 ``--cohort FILE``, ``--mitigated DIR``) and never a row's content.
 
 Two measurements come from elsewhere and enter through one argument each:
-``confident`` (the audit's confident re-link rows; :func:`confident_rows`
-asks the audit for them once :data:`CONFIDENT_FROM_AUDIT` is on) and
+``confident`` (confident re-link rows given by the caller; by default the
+report's one audit pass counts them, for every panel model, at
+:func:`confident_targets`, once :data:`CONFIDENT_FROM_AUDIT` is on) and
 ``retrained`` (the paired Recall@1 difference of heads re-trained without DP
 on public pairs, measured by the mitigation side; its one sentence goes in
 the page's mitigation section).
@@ -43,9 +44,8 @@ from .results import ReportResult
 SetLike = Union[str, os.PathLike, EmbeddingSet]
 IDENTIFIERS = ("pair_id", "patient_id", "study_id")
 
-# SEAM (issue 20 item 1): confident re-links come from the audit (`relink.audit` with confident precision
-# targets). Until that audit is merged the report is built without them (its section says "not computed");
-# the integrator switches this on, and `confident_rows` below is the only place that calls the audit for them.
+# Confident re-links are counted in the report's one audit pass (relink.report.build); off, the report is built
+# without them (its section says "not computed").
 CONFIDENT_FROM_AUDIT = True
 CONFIDENT_TARGETS = (0.9, 0.99)
 
@@ -150,29 +150,12 @@ def cohort_views(cohort: str | os.PathLike, rows: pd.DataFrame) -> tuple[pd.Seri
     return views.reindex(rows["pair_id"].astype(str)).reset_index(drop=True), reports
 
 
-def confident_rows(members, spec: ReportSpec) -> pd.DataFrame | None:
-    """SEAM: the confident re-link rows of every panel model (:mod:`relink.report.confident` reads them), or None
-    while :data:`CONFIDENT_FROM_AUDIT` is off. The integrator switches it on once ``relink.audit`` computes
-    them (issue 20 item 1: metric ``relinked_best`` / ``relinked_calibrated``, column ``precision_target``)."""
+def confident_targets(spec: ReportSpec) -> tuple[float, ...]:
+    """The precision targets at which the report's audit pass counts confident re-links (none while
+    :data:`CONFIDENT_FROM_AUDIT` is off): :data:`CONFIDENT_TARGETS` and the rule's own precision."""
     if not CONFIDENT_FROM_AUDIT:
-        return None
-    import dataclasses
-
-    from ..report.confident import METRICS
-    from ..report.threat import fit
-    from ..retrieval.spec import AuditSpec
-    from .audit import audit
-
-    spec = fit(spec, len(members[0].es)).spec  # the pools checked against the rows, named by the report's flags
-    targets = tuple(sorted({*CONFIDENT_TARGETS, spec.confident_precision}))
-    base = AuditSpec(pools=spec.attacker_pools, ks=(1,), directions=("image_to_report", "report_to_image"),
-                     levels=("study", "patient"), n_boot=spec.n_boot, random_state=spec.random_state, ci=spec.ci)
-    aspec = dataclasses.replace(base, confident=targets)  # the audit's field for precision targets
-    tables = []
-    for m in members:
-        table = audit(m.es, aspec).table
-        tables.append(table[table["metric"].isin(METRICS)].assign(model=m.name))
-    return pd.concat(tables, ignore_index=True)
+        return ()
+    return tuple(sorted({*CONFIDENT_TARGETS, spec.confident_precision}))
 
 
 def _notes(record: dict[str, Any]) -> list[str]:
@@ -200,7 +183,8 @@ def report(embeddings: SetLike | Sequence[SetLike], spec: ReportSpec | None = No
 
     ``split``: the split to audit (``"all"``: every row); ``cohort``: the manifest, for the breakdown by view
     and the scan for report text; ``mitigated``: ``relink mitigate`` study folders, compared with the custodian's
-    model; ``confident``: confident re-link rows (default: from the audit when :data:`CONFIDENT_FROM_AUDIT`);
+    model; ``confident``: confident re-link rows (default: counted in the report's audit pass when
+    :data:`CONFIDENT_FROM_AUDIT`);
     ``retrained``: the paired Recall@1 difference of heads re-trained on public pairs (its one sentence);
     ``names``: how the page names each model of the panel (default: its spec, never a local path);
     ``source``: how the page names the audited set (default: the folder names and the splits);
@@ -214,8 +198,6 @@ def report(embeddings: SetLike | Sequence[SetLike], spec: ReportSpec | None = No
     es = members[0].es
     views, reports = cohort_views(cohort, es.rows) if cohort is not None else (None, [])
     runs = [mitigation.resolve(str(p), es, None if split == "all" else split) for p in mitigated]
-    if confident is None:
-        confident = confident_rows(members, spec)
     splits = sorted(map(str, es.rows["split"].dropna().unique())) if "split" in es.rows else []
     folders = [Path(m.where).name for m in members]
     source = source or {"embeddings": ", ".join(folders), "split": ", ".join(splits) or None}
@@ -225,6 +207,7 @@ def report(embeddings: SetLike | Sequence[SetLike], spec: ReportSpec | None = No
     record, table = build.build(es, spec, source, views=views, mitigated=runs, progress=progress,
                                 name=members[0].name, panel=[(m.name, m.es) for m in members[1:]],
                                 confident=confident,
+                                confident_targets=confident_targets(spec) if confident is None else (),
                                 retrained=retrained)
     warm.join()
     if provenance is None:

@@ -29,9 +29,10 @@ apart), K = 0 and a precision_target column; --confident-curve FILE writes its
 precision-recall curve (direction, level, N, threshold, expected_correct,
 expected_links, precision, recall, links_exact).
 
-The embeddings are read in blocks: --memory bounds what the audit adds to the
-interpreter with torch (libraries, row table, per-pair counts, the blocks it
-streams), whatever the size of the set.
+The embeddings are read in blocks: --memory bounds what the audit's own data
+takes above the process once its libraries are imported (row table, per-pair
+counts, the blocks it streams, the summary after the pass; not the libraries),
+whatever the size of the set.
 Finished blocks are kept in OUT.work beside --out until the table is written,
 so an interrupted audit resumes where it stopped. With --distributed, each
 process of a torchrun launch takes a share of the query rows (gloo on CPUs,
@@ -68,9 +69,10 @@ def register(sub):
     p.add_argument("--model-name", default=None, help="model column (default: the set's meta.json model spec)")
     p.add_argument("--cohort-name", default=None, help="cohort column (default: the rows' cohort names)")
     p.add_argument("--memory", default=None, metavar="SIZE",
-                   help="memory the audit may add to the interpreter with torch (the libraries it loads, the row "
-                        "table, the per-pair counts, the blocks streamed), e.g. 256MB or 4G (K, M, G suffixes; "
-                        "default: half of the memory available, shared by the processes of a machine)")
+                   help="memory the audit's own data may take above the process once its libraries are imported "
+                        "(the libraries are not counted; the row table, the per-pair counts, the blocks streamed and "
+                        "the summary after the pass are), e.g. 256MB or 4G (K, M, G suffixes; default: half of the "
+                        "memory available, shared by the processes of a machine)")
     p.add_argument("--distributed", action="store_true",
                    help="run as one process of a torchrun launch (`torchrun --nproc_per_node P -m relink audit "
                         "--distributed ...`): the query rows are split across processes; gloo on CPU, nccl on GPU")

@@ -7,7 +7,10 @@ figures, whose coverage at a large pool is often low), K = 1 and the top-K
 values. :func:`build` makes that one pass
 (:func:`~relink.retrieval.audit.audit_queries`) and derives the headline, the
 verdict, the hard-negative comparison and the breakdowns by summarising
-columns and rows of it; mitigated sets get one random-pool pass each.
+columns and rows of it; mitigated sets get one random-pool pass each. When
+confident re-links are asked for (``confident_targets``), the same pass
+counts them (the threshold attacker's counts ride along the product, for the
+custodian's model and each panel model): no second pass per model.
 
 The record (:mod:`relink.report.schema` names its version) holds numbers,
 settings and the declared threat model; never an identifier or report text.
@@ -45,11 +48,33 @@ def hard_negatives_ok(es: EmbeddingSet) -> tuple[bool, str]:
     return True, ""
 
 
-def audit_spec(threat: Threat, with_hard: bool) -> AuditSpec:
+def audit_spec(threat: Threat, with_hard: bool, confident: tuple[float, ...] = ()) -> AuditSpec:
+    """The report's one audit; ``confident``: precision targets of the threshold attacker counted in it."""
     spec = threat.spec
     return AuditSpec(pools=threat.audit_pools(with_hard), ks=spec.ks, directions=("image_to_report", "report_to_image"),
                      levels=("study", "patient"), negatives=("random",) + (("pathology_matched",) if with_hard else ()),
-                     n_boot=spec.n_boot, random_state=spec.random_state, ci=spec.ci)
+                     n_boot=spec.n_boot, random_state=spec.random_state, ci=spec.ci, confident=tuple(confident))
+
+
+def confident_of(qv: QueryValues, name: str, cohort: str, pools: Sequence[int]) -> pd.DataFrame:
+    """The confident re-link rows (:mod:`relink.report.confident`) of an audit pass that counted them, at the
+    declared ``pools`` (integers), as the audit's metric table holds them, ``model`` = ``name``; then the pass's
+    counts are let go (``qv.confident`` = None), so that no later summary of a subset recomputes them."""
+    from dataclasses import replace
+
+    from ..retrieval.summary import CONFIDENT_COLUMNS
+    from ..tables import METRIC_COLUMNS
+
+    conf = qv.confident
+    n = len(qv)
+    # a view with no value column: its summary is the confident rows alone (same code, same numbers)
+    view = replace(qv, keys=[], values=np.zeros((n, 0)), chances=np.zeros((n, 0)), rank_keys=[],
+                   ranks=np.zeros((n, 0)), rank_null=[], groups=[],
+                   confident={"counts": conf["counts"], "ranks": conf["ranks"],
+                              "pools": [p for p in conf["pools"] if p in set(pools)]})
+    frame = summarise(view, model=name, cohort=cohort)
+    qv.confident = None
+    return frame.loc[:, list(METRIC_COLUMNS) + list(CONFIDENT_COLUMNS)].reset_index(drop=True)
 
 
 def audited_fingerprint(es: EmbeddingSet) -> str:
@@ -94,8 +119,8 @@ def threat_model(es: EmbeddingSet, spec: ReportSpec, released: int, source: dict
 
 
 def _summary(qv: QueryValues, es: EmbeddingSet) -> pd.DataFrame:
-    """Recall and MRR rows of every column. The page shows no median rank, whose weighted-median bootstrap
-    costs more than all the means together, so its rows are left out."""
+    """Recall and MRR rows of every column (confident rows: :func:`confident_of`). The page shows no median
+    rank, so its rows are left out."""
     return summarise(pick(qv, metric=("recall", "mrr")), model=public_model_name(es.meta.get("model"),
                                                                             es.meta.get("weights_fingerprint")),
                      cohort=es.cohort_name)
@@ -121,14 +146,16 @@ def _tagged(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = None, views: pd.Series | None = None,
           mitigated: Sequence[mitigation.Mitigated] = (), progress: bool = False,
           name: str | None = None, panel: Sequence[tuple[str, EmbeddingSet]] = (),
-          confident: pd.DataFrame | None = None,
+          confident: pd.DataFrame | None = None, confident_targets: tuple[float, ...] = (),
           retrained: dict[str, Any] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """The report record and the full tidy metric table it was built from (``views``: aligned to ``es.rows``).
 
     ``name``: how the outputs name the custodian's model (default: its spec without local paths);
     ``panel``: the attacker's other models as ``(name, set)``, each set holding ``es``'s rows in ``es``'s order
     (:func:`relink.report.panel.align`); their random-pool rows join the verdict and the table.
-    ``confident``: metric rows of confident re-links (:mod:`relink.report.confident`) for these models, or None.
+    ``confident``: metric rows of confident re-links (:mod:`relink.report.confident`) for these models, or None;
+    ``confident_targets``: when ``confident`` is None, the precision targets at which the audit pass itself
+    counts them, for every model of the panel (none: the report has no confident rows).
     ``retrained``: the paired Recall@1 difference of heads re-trained on public pairs
     (:func:`relink.report.mitigation.retrained_heads`), or None while it is not measured.
     """
@@ -136,18 +163,23 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
     threat = fit(spec, len(es))
     spec, released = threat.spec, threat.released
     with_hard, hard_note = hard_negatives_ok(es)
-    aspec = audit_spec(threat, with_hard)
+    counting = tuple(confident_targets) if confident is None else ()
+    aspec = audit_spec(threat, with_hard, counting)
     qv = audit_queries(es, aspec, progress=progress)
+    own = name or (attacker_panel.names([es, *(o for _, o in panel)])[0] if panel else attacker_panel.model_name(es))
+    counted = [confident_of(qv, own, es.cohort_name, spec.attacker_pools)] if counting else []
     frame = _summary(qv, es)
     random_rows = risk.risk_rows(_declared(frame, threat), released, spec.report_coverage)
     n_patients = int(es.rows["patient_id"].nunique())
-    own = name or (attacker_panel.names([es, *(o for _, o in panel)])[0] if panel else attacker_panel.model_name(es))
 
     # the other models of the panel: random pools at the declared pools, on the same rows
     others, frames = [], [frame]
     for name, other in panel:
-        frame_o = _summary(audit_queries(other, mitigation.mitigated_spec(aspec).but(pools=spec.attacker_pools),
-                                         progress=progress), other).assign(model=name)
+        qv_o = audit_queries(other, mitigation.mitigated_spec(aspec).but(pools=spec.attacker_pools),
+                             progress=progress)
+        if counting:
+            counted.append(confident_of(qv_o, name, other.cohort_name, spec.attacker_pools))
+        frame_o = _summary(qv_o, other).assign(model=name)
         frames.append(frame_o)
         others.append((name, other, risk.risk_rows(_declared(frame_o, threat), released, spec.report_coverage)))
     if panel:
@@ -155,6 +187,8 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
     other_rows = [r for name, _, rows in others for r in _tagged(rows, name)]
     all_rows = (_tagged(random_rows, own) if panel else random_rows) + other_rows
 
+    if counting:
+        confident = pd.concat(counted, ignore_index=True)
     judged = verdict.judge(all_rows, spec, spec.ci, n_patients)
     judged["decision"] = verdict.decision(judged["level"])
     confident_rec = confident_section.section(confident, spec, released, spec.attacker_pools)
@@ -174,7 +208,7 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
                                                  released, spec.attacker_pools)
     runs = []
     for m in mitigated:
-        qv_m = audit_queries(m.es, mitigation.mitigated_spec(aspec), progress=progress)
+        qv_m = audit_queries(m.es, mitigation.mitigated_spec(aspec).but(confident=()), progress=progress)
         frame_m = _summary(qv_m, m.es)
         rows_m = risk.risk_rows(frame_m[frame_m.N.isin(spec.attacker_pools)], released, spec.report_coverage)
         # the attacker keeps the panel's other models: the mitigated heads replace the custodian's model only

@@ -43,7 +43,7 @@ the per-query correct-link probabilities at the chosen threshold, which they
 take as given. A random scorer's precision is its Recall@1 at every t (1/N
 at the study level), so its chance figure at a target above that is 0 (NaN
 where a target does not exceed it; ``lift`` is always NaN).
-tests/test_retrieval_confident.py checks the counts against literal pools,
+tests/retrieval/test_confident.py checks the counts against literal pools,
 the grid against the exact best threshold, and the intervals under the null.
 """
 
@@ -180,32 +180,93 @@ def targets_of(value: Sequence[float]) -> tuple[float, ...]:
 # ------------------------------------------------------------------ the audit's rows and curve
 
 
-def _pool_sums(truth, r1, at, above, available, draws, counted, low, masks):
-    """Per mask: (C, L_high, L_low, kept) over the queries it selects, a chunk of queries at a time."""
-    n_low = len(low)
-    K = n_low + len(counted)
-    sums = np.zeros((3, len(masks), K))
-    kept = np.zeros(len(masks), np.int64)
-    for a in range(0, len(truth), _ROWS):
-        b = min(len(truth), a + _ROWS)
-        parts = link_values(truth[a:b], r1[a:b], at[a:b], at[a:b, 0], above[a:b], available[a:b], draws, counted, low)
-        ok = ~np.isnan(r1[a:b])
-        weights = np.stack([ok & m[a:b] for m in masks]).astype(np.float64)
-        for j, part in enumerate(parts):
-            part[~ok] = 0.0
+def _p_none_upto(pop: int, draws: int, width: int) -> np.ndarray:
+    """:func:`_p_none_table` for d = 0..``width`` - 1 only (the same values: the formula is elementwise), so a
+    pool of 200,000 candidates needs no table of 200,000 entries where its queries' counts stay small."""
+    width = max(1, min(int(width), pop + 1))
+    if pop < draws:
+        return np.full(width, np.nan)
+    x = np.arange(width, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        table = np.exp(gammaln(pop - x + 1) - gammaln(np.maximum(pop - x - draws, 0) + 1) - gammaln(pop + 1)
+                       + gammaln(pop - draws + 1))
+    return np.where(pop - x < draws, 0.0, np.minimum(table, 1.0))
+
+
+def _by_truth(truth: np.ndarray, thr: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(masks, points): sum of ``weights`` (masks, n) over the queries whose truth clears each threshold."""
+    order = np.argsort(truth, kind="stable")
+    suffix = np.concatenate([np.cumsum(weights[:, order][:, ::-1], axis=1)[:, ::-1],
+                             np.zeros((len(weights), 1))], axis=1)
+    return suffix[:, np.searchsorted(truth[order], thr, side="left")]
+
+
+def _pool_sums(truth, r1, at, above, available, draws, counted, low, masks, chunk: int = _ROWS):
+    """Per mask: (C, L_high, L_low, kept) over the queries it selects, at the points ``low`` + ``counted``.
+
+    The sums of :func:`link_values` over the queries, without its (queries x points) tables where a
+    per-query value suffices: a correct link and the links below the counted points are one value per query
+    where the truth lies below the threshold (and a sure link above it), so they are suffix sums over the
+    queries ordered by truth score; only the links at the counted points read the per-query counts, in
+    chunks of queries sharing one pool population (one table of P(none) each, as long as their largest count).
+    """
+    truth = np.asarray(truth, dtype=np.float32)
+    r1 = np.asarray(r1, dtype=np.float64)
+    counted = np.asarray(counted, dtype=np.float32)
+    thr = np.concatenate([low, counted]).astype(np.float32)
+    n_low, K = len(low), len(low) + len(counted)
+    ok = ~np.isnan(r1)
+    weights = np.stack([ok & m for m in masks]).astype(np.float64)  # (masks, n)
+    kept = weights.sum(1).astype(np.int64)
+    C = _by_truth(truth, thr, weights * np.where(ok, r1, 0.0))
+    L_high, L_low = np.zeros((len(masks), K)), np.zeros((len(masks), K))
+    # per query, P(some link) where its truth lies below a point under the counted ones: at most with the
+    # outranking distractors (``upper``), at least with those at or above the lowest counted point (``lower``)
+    upper, lower = np.zeros(len(truth)), np.zeros(len(truth))
+    pops, inverse = np.unique(np.asarray(available, dtype=np.int64), return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(pops)))])
+    above = np.asarray(above, dtype=np.int64)
+    for g, pop in enumerate(pops.tolist()):
+        rows = order[bounds[g]:bounds[g + 1]]
+        if draws is not None and pop < draws:
+            continue  # no such pool: these queries have no r1 (weight 0)
+        if draws is not None:  # the counts at the lowest counted point are each query's largest
+            table = _p_none_upto(int(pop), int(draws), int(max(above[rows].max(), at[rows, 0].max())) + 1)
+            top = len(table) - 1
+        for a in range(0, len(rows), chunk):
+            idx = rows[a:a + chunk]
+            d = np.asarray(at[idx], dtype=np.int64)
+            d_up = above[idx]
+            if draws is None:
+                none_up, none_floor, none_d = d_up <= 0, d[:, 0] <= 0, d <= 0
+            else:
+                none_up, none_floor = table[np.minimum(d_up, top)], table[np.minimum(d[:, 0], top)]
+                none_d = table[np.minimum(d, top)]
+            upper[idx], lower[idx] = 1.0 - none_up, 1.0 - none_floor
+            # the counted points: a sure link where the truth clears t, else P(some of the d_i(t) in the pool)
+            links = np.where(truth[idx][:, None] >= counted[None, :], 1.0, 1.0 - none_d)
             # einsum, not a BLAS product: numpy's threaded BLAS stalls beside torch's threads
-            sums[j, :, :part.shape[1]] += np.einsum("mq,qk->mk", weights, part)
-        kept += weights.sum(1).astype(np.int64)
-    sums[2, :, n_low:] = sums[1, :, n_low:]  # exact at the counted points
-    return [[sums[0, i], sums[1, i], sums[2, i], int(kept[i])] for i in range(len(masks))]
+            L_high[:, n_low:] += np.einsum("mq,qk->mk", weights[:, idx], links)
+    if n_low:
+        sure = _by_truth(truth, thr[:n_low], weights)  # the truth itself clears t: a link for sure
+        for part, value in ((L_high, upper), (L_low, lower)):
+            wv = weights * value
+            part[:, :n_low] = sure + (wv.sum(1)[:, None] - _by_truth(truth, thr[:n_low], wv))
+    L_low[:, n_low:] = L_high[:, n_low:]  # exact at the counted points
+    return [[C[i], L_high[i], L_low[i], int(kept[i])] for i in range(len(masks))]
 
 
-def confident_tables(conf, idx, patient, codes, n_clusters: int, pools, n: int, spec):
+def confident_tables(conf, idx, patient, codes, n_clusters: int, pools, n: int, spec, recall=None,
+                     chunk: int = _ROWS):
     """(rows, curve) of the threshold attacker for the queries ``idx`` of an audit (see the module docstring).
 
     ``conf``: ``{"counts": ConfidentCounts, "ranks": {(direction, level): RankCounts of random negatives}}``;
     ``patient`` and ``codes`` (patient cluster codes, ``n_clusters`` of them) of the queries summarised;
-    ``pools``: the audit's pool sizes (``"full"`` or ints), ``n`` the candidate count.
+    ``pools``: the audit's pool sizes (``"full"`` or ints), ``n`` the candidate count; ``recall``: a function
+    (direction, level, N) -> the queries' exact Recall@1 over random pools when the summary already holds it
+    (None where it does not: computed here, the same values); ``chunk``: queries handled at once.
     """
     import pandas as pd
 
@@ -226,9 +287,11 @@ def confident_tables(conf, idx, patient, codes, n_clusters: int, pools, n: int, 
         for p in pools:
             draws = None if p == FULL else p - 1
             N = n if p == FULL else int(p)
-            r1 = expected_recall(above, tied, available, draws, [1], spec.ties)[:, 0]
+            r1 = recall(direction, level, N) if recall is not None else None
+            if r1 is None:
+                r1 = expected_recall(above, tied, available, draws, [1], spec.ties)[:, 0]
             (C, Lh, Ll, kept), (Cc, Lhc, _, _), (_, _, _, kept_e) = _pool_sums(
-                truth, r1, at, above, available, draws, cc.counted, cc.low, [every, cal, ~cal])
+                truth, r1, at, above, available, draws, cc.counted, cc.low, [every, cal, ~cal], chunk)
             with np.errstate(invalid="ignore", divide="ignore"):
                 for k in range(len(thr)):
                     curve.append((direction, level, N, float(thr[k]), C[k], Lh[k], C[k] / Lh[k],

@@ -9,7 +9,8 @@ columns of values and their chances alone would take 200 MB.
 Intervals (:mod:`relink.retrieval.intervals`, where the choice of method
 is justified by a null simulation) need only per-patient sums and counts of
 each column: they are made column chunk by column chunk, at most
-``_SUMS_BYTES`` of sums at a time, so memory stays bounded however many
+``_SUMS_BYTES`` of sums at a time (less under a small memory budget:
+:func:`working_bytes`), so memory stays bounded however many
 columns an audit has. They involve no random draw: any run of the same audit
 gives the same table, and chunking cannot change a number. ``n_boot`` = 0
 (``--bootstrap 0``) still means "no intervals".
@@ -50,21 +51,61 @@ def _paired_columns(qv) -> dict[int, int]:
     return out
 
 
+def working_bytes(qv) -> tuple[int, int, int]:
+    """(bytes of per-patient sums, bytes of kept column groups, queries of the threshold attacker's chunks) the
+    summary works with: the constants here, less under a small memory budget (a sixteenth of it each), so the
+    summary after the pass stays within the budget the pass was planned in (:mod:`relink.retrieval.memory`)."""
+    from .confident import _ROWS
+
+    budget = (qv.run or {}).get("memory")
+    if not budget:
+        return _SUMS_BYTES, _CACHE_BYTES, _ROWS
+    share = int(budget) // 16
+    conf = qv.confident
+    points = len(conf["counts"].counted) + len(conf["counts"].low) if conf is not None else 1
+    # the attacker's chunk holds about four (queries x points) arrays of 8 bytes beside the counts it reads
+    return (min(_SUMS_BYTES, share), min(_CACHE_BYTES, share),
+            max(256, min(_ROWS, share // (40 * max(1, points)))))
+
+
+def _work_order(qv, boot_cols: list, pairs: dict[int, int]) -> list[int]:
+    """The order the interval columns are computed in: each random-negative group of columns, then each
+    matched group paired with it followed by its twins, so that a twin finds both groups still kept (the cache
+    keeps at least two) instead of computing them again (about two group computations in five at 43,793
+    queries). Each column's figures are its own: the order and the chunks change no number."""
+    anchor: dict[int, int] = {}
+
+    def key(pos: int):
+        col, twin = boot_cols[pos]
+        base = twin if twin is not None else pairs.get(col, col)
+        a = anchor.setdefault(qv.group_of(base)[0], len(anchor))
+        own = -1 if twin is None and col not in pairs else qv.group_of(col)[0]
+        return a, own, int(twin is not None), pos
+
+    keys = [key(pos) for pos in range(len(boot_cols))]  # anchors numbered in the columns' own order
+    return sorted(range(len(boot_cols)), key=keys.__getitem__)
+
+
 class _Columns:
     """Values and chances of single columns at rows ``idx`` (positions, or a slice: no copy), the groups
-    computed last kept up to ``keep`` bytes (a matched column's random twin is read again when the twins are
-    summarised)."""
+    computed last kept up to ``keep`` bytes, and at least two (a matched column's random twin is read again
+    when the twins are summarised)."""
 
     def __init__(self, qv, idx: np.ndarray | slice, keep: int = _CACHE_BYTES):
         self.qv, self.idx, self.keep = qv, idx, keep
         self.cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def peek(self, f: int) -> np.ndarray | None:
+        """Values of column ``f`` if its group is still kept, else None (nothing computed)."""
+        g, j = self.qv.group_of(f)
+        return self.cache[g][0][:, j] if g in self.cache else None
 
     def get(self, f: int) -> tuple[np.ndarray, np.ndarray]:
         g, j = self.qv.group_of(f)
         if g not in self.cache:
             values, chances = self.qv.column_values(g)
             self.cache[g] = (values[self.idx], chances[self.idx])
-            while len(self.cache) > 1 and sum(v.nbytes + c.nbytes for v, c in self.cache.values()) > self.keep:
+            while len(self.cache) > 2 and sum(v.nbytes + c.nbytes for v, c in self.cache.values()) > self.keep:
                 self.cache.popitem(last=False)
         self.cache.move_to_end(g)
         values, chances = self.cache[g]
@@ -96,31 +137,34 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
     # matched pool covers (so a matched figure and its twin rest on the same queries).
     boot_cols = [(f, None) for f in range(n_keys)] + [(f, r) for f, r in pairs.items()]
     codes, n_clusters = _cluster_codes(patient)
-    columns = _Columns(qv, idx)
+    sums_bytes, cache_bytes, confident_rows = working_bytes(qv)
+    columns = _Columns(qv, idx, cache_bytes)
     stats: dict[int, tuple[float, float, int]] = {}  # boot column -> (mean, chance mean, kept)
-    width = max(1, _SUMS_BYTES // max(1, 16 * n_clusters))
+    width = max(1, sums_bytes // max(1, 16 * n_clusters))
     low, high = np.full(len(boot_cols), np.nan), np.full(len(boot_cols), np.nan)
     intervals = boots > 0 and n_clusters > 0
-    chunks = [(j0, min(len(boot_cols), j0 + width)) for j0 in range(0, len(boot_cols), width)]
+    work = _work_order(qv, boot_cols, pairs)
+    chunks = [work[j0:j0 + width] for j0 in range(0, len(work), width)]
     with np.errstate(invalid="ignore", divide="ignore"):
-        for j0, j1 in chunks:
-            f = j1 - j0
+        for slots in chunks:
+            f = len(slots)
             sums = np.zeros((n_clusters, f))
             counts = np.zeros((n_clusters, f))
-            for jj, (col, twin) in enumerate(boot_cols[j0:j1]):
+            for jj, slot in enumerate(slots):
+                col, twin = boot_cols[slot]
                 v, ch = columns.get(col)
                 if twin is not None:
                     v, ch = np.where(np.isnan(v), np.nan, columns.get(twin)[0]), np.where(np.isnan(v), np.nan,
                                                                                           columns.get(twin)[1])
                 kept = ~np.isnan(v)
-                stats[j0 + jj] = (float(v[kept].mean()) if twin is None and kept.any() else
+                stats[slot] = (float(v[kept].mean()) if twin is None and kept.any() else
                                   float(np.nanmean(v)) if kept.any() else np.nan,
                                   float(np.nanmean(ch)) if kept.any() else np.nan, int(kept.sum()))
                 if intervals:
                     sums[:, jj] = np.bincount(codes, weights=np.where(kept, v, 0.0), minlength=n_clusters)
                     counts[:, jj] = np.bincount(codes, weights=kept.astype(np.float64), minlength=n_clusters)
             if intervals:
-                low[j0:j1], high[j0:j1] = mean_interval(sums, counts, spec.ci)
+                low[slots], high[slots] = mean_interval(sums, counts, spec.ci)
     r_low, r_high = np.full(rank_table.shape[1], np.nan), np.full(rank_table.shape[1], np.nan)
     if intervals:
         for j in range(rank_table.shape[1]):
@@ -147,7 +191,8 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
             rows_out.append({**key, "value": value, "ci_low": r_low[f], "ci_high": r_high[f], "chance": chance,
                              "lift": chance / value, "n_queries": n, "coverage": 1.0})
     if qv.confident is not None:
-        rows_out.extend(confident_curve(qv, rows, _frame=True))
+        rows_out.extend(confident_curve(qv, rows, _frame=True, _recall=_recall_at_1(qv, columns),
+                                        _chunk=confident_rows))
     columns_out = (list(METRIC_COLUMNS) + (list(PAIRED_COLUMNS) if spec.hard else [])
                    + (list(CONFIDENT_COLUMNS) if qv.confident is not None else []))
     frame = pd.DataFrame(rows_out, columns=[c for c in columns_out if c not in ("model", "cohort")])
@@ -164,7 +209,21 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
     return frame
 
 
-def confident_curve(qv, rows: np.ndarray | None = None, _frame: bool = False):
+def _recall_at_1(qv, columns: _Columns):
+    """(direction, level, N) -> the summarised queries' exact random-pool Recall@1 column (the threshold
+    attacker's P(correct link) where the truth clears the threshold) while the summary still keeps it, else
+    None (the attacker's table computes it: a group of columns costs more than the one column it needs)."""
+    where = {(k["direction"], k["level"], k["N"]): f for f, k in enumerate(qv.keys)
+             if k["metric"] == "recall" and k["negatives"] == "random" and k["estimator"] == "exact" and k["K"] == 1}
+
+    def lookup(direction: str, level: str, N: int):
+        f = where.get((direction, level, N))
+        return None if f is None else columns.peek(f)
+
+    return lookup
+
+
+def confident_curve(qv, rows: np.ndarray | None = None, _frame: bool = False, _recall=None, _chunk=None):
     """The threshold attacker's precision-recall curve (:data:`relink.retrieval.confident.CURVE_COLUMNS`) of
     ``qv``'s queries or of the subset ``rows``; None when the audit did not count it (``confident`` empty).
     Computed once per subset and kept with ``qv``."""
@@ -180,6 +239,7 @@ def confident_curve(qv, rows: np.ndarray | None = None, _frame: bool = False):
         codes, n_clusters = _cluster_codes(patient)
         cache.clear()  # one subset at a time: the tables are small, the keys need not pile up
         cache[key] = confident_tables(qv.confident, idx, patient, codes, n_clusters, qv.confident["pools"],
-                                      len(qv), qv.spec)
+                                      len(qv), qv.spec, recall=_recall,
+                                      chunk=_chunk if _chunk is not None else working_bytes(qv)[2])
     table_rows, curve = cache[key]
     return list(table_rows) if _frame else curve.copy()

@@ -305,3 +305,66 @@ def test_a_tight_budget_thins_the_grid_and_keeps_a_lower_bound(monkeypatch):
     pick = (a.metric == "relinked_best")
     assert pick.any()
     assert (a.loc[pick, "value"].to_numpy() <= b.loc[b.metric == "relinked_best", "value"].to_numpy() + 1e-12).all()
+
+
+def _literal_pool_sums(truth, r1, at, above, available, draws, counted, low, masks):
+    """The sums as they were first written: every query's (correct, links) tables (link_values), summed."""
+    from relink.retrieval.confident import link_values
+
+    parts = link_values(truth, r1, at, at[:, 0], above, available, draws, counted, low)
+    ok = ~np.isnan(r1)
+    out = []
+    for m in masks:
+        w = (ok & m).astype(np.float64)
+        C, L, L_low = (np.nansum(np.where(ok[:, None], p, 0.0) * w[:, None], axis=0) for p in parts)
+        L_low = np.concatenate([L_low, L[len(low):]])
+        out.append((C, L, L_low, int(w.sum())))
+    return out
+
+
+@pytest.mark.parametrize("draws", [9, 99, 2996, None])
+def test_pool_sums_equal_the_per_query_tables(draws):
+    """The suffix sums over queries ordered by truth and the tables of P(none) by population give the sums of
+    the literal per-query tables, at every point, for every mask (several populations, NaN recall rows)."""
+    from relink.retrieval.confident import _pool_sums
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    truth = rng.normal(size=n).astype(np.float32)
+    counted = np.sort(rng.normal(1.0, 0.5, 12)).astype(np.float32)
+    low = np.sort(rng.normal(-1.0, 0.5, 6)).astype(np.float32)
+    at = np.sort(rng.integers(0, 200, size=(n, 12)), axis=1)[:, ::-1].astype(np.int32)
+    above = rng.integers(0, 1500, size=n)
+    available = n - rng.integers(1, 6, size=n)
+    available[:40] = 5  # a population too small for the pool: no recall there
+    r1 = rng.random(n)
+    if draws is not None:
+        r1[available < draws] = np.nan  # as expected_recall gives it: the pool cannot be filled
+    cal = rng.random(n) < 0.2
+    masks = [np.ones(n, bool), cal, ~cal]
+    fast = _pool_sums(truth, r1, at, above, available, draws, counted, low, masks)
+    slow = _literal_pool_sums(truth, r1, at, above, available, draws, counted, low, masks)
+    for f, s in zip(fast, slow):
+        for a, b in zip(f[:3], s[:3]):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-9)
+        assert f[3] == s[3]
+
+
+def test_the_summary_s_recall_column_is_the_attacker_s_correct_link():
+    """The summary hands its Recall@1 columns to the threshold attacker instead of recomputing them: the rows
+    and the curve equal those computed from the counts alone."""
+    from relink.retrieval.confident import confident_tables
+    from relink.retrieval.bootstrap import _cluster_codes
+
+    image, text, patient = _aligned(21, 500, 16, 0.8)
+    qv = _qv(image, text, patient, pools=(10, 100, "full"), ks=(1, 5), confident=(0.5, 0.9))
+    table = summarise(qv)
+    conf = qv.confident
+    codes, g = _cluster_codes(qv.patient)
+    rows, curve = confident_tables(conf, slice(None), qv.patient, codes, g, conf["pools"], len(qv), qv.spec)
+    mine = table[table.metric.isin(["relinked_best", "relinked_calibrated"])].reset_index(drop=True)
+    ref = pd.DataFrame(rows).sort_values(["direction", "level", "metric", "N", "precision_target"]).reset_index(drop=True)
+    mine = mine.sort_values(["direction", "level", "metric", "N", "precision_target"]).reset_index(drop=True)
+    for col in ("value", "ci_low", "ci_high", "n_queries"):
+        np.testing.assert_array_equal(mine[col].to_numpy(), ref[col].to_numpy())
+    pd.testing.assert_frame_equal(confident_curve(qv), curve)
