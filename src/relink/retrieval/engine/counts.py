@@ -217,11 +217,15 @@ def count_ranks(rows: Rows, spec, scale: Scale | None = None) -> Counts:
 
 def _sample_scores(xs, ys, rows: int = 256, cols: int = 4096) -> np.ndarray:
     """Scores of evenly spaced rows against evenly spaced columns (never a pair itself): where the threshold
-    attacker's lowest counted threshold is set. The same on every process and every run."""
+    attacker's lowest counted threshold is set. Spaced in the set's own order, not the work order (which
+    depends on the pools audited), so the threshold is the same on every process, every run and every choice
+    of pools."""
     n = len(xs)
+    work_position = np.empty(n, np.int64)
+    work_position[xs.order] = np.arange(n)
     r = np.unique(np.linspace(0, n - 1, min(n, rows)).astype(np.int64))
     c = np.unique(np.linspace(0, n - 1, min(n, cols)).astype(np.int64))
-    scores = (xs.take(r) @ ys.take(c).T).cpu().numpy()
+    scores = (xs.take(work_position[r]) @ ys.take(work_position[c]).T).cpu().numpy()
     return scores[r[:, None] != c[None, :]]
 
 

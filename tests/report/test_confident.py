@@ -208,13 +208,15 @@ def _two_pass_confident(folders, names, spec):
     return table[table["metric"].isin(confident.METRICS)]
 
 
-@pytest.mark.parametrize("labels", ["none", "sorted"])
+@pytest.mark.parametrize("labels", ["none", "sorted", pytest.param("unsorted", marks=pytest.mark.xfail(
+    reason="known: in label-group order the pass's interval bounds move in the third decimal (open)", strict=False))])
 def test_the_single_audit_pass_gives_the_two_pass_confident_rows(tmp_path, labels):
     """The report counts confident re-links in its one audit pass per model; the section, the rule and the
     verdict equal those built from a second audit per model (the former way), number for number. ``sorted``:
     labelled rows (the pass also audits pathology-matched pools) already in label-group order, so both passes
-    visit the rows in one order."""
-    from test_report_fixtures import rows_frame
+    visit the rows in one order; ``unsorted``: labelled rows in no such order (the single pass visits them in
+    label-group order, the reference in the set's: the lowest counted threshold must not depend on it)."""
+    from helpers.report import rows_frame
 
     from relink.retrieval.matching import label_groups
     from relink.labels import CHEXPERT_LABELS
