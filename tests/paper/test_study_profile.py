@@ -119,3 +119,43 @@ def test_the_study_profile_at_one_fiftieth_builds_every_step(tmp_path, monkeypat
     sweep = pd.read_parquet(results["dp"] / "sweep.parquet")
     assert list(sweep["setting"]) == ["ε = 0.34", "no DP"]
     assert int(sweep["n_units"].iloc[0]) == profile.fit_max_pairs
+
+
+def _record(**changes):
+    step = {"rc": 0, "wall_s": 600.0, "peak_process_mib": 1500, "peak_tree_mib": 1500}
+    record = {"profile": "study", "cpus": 2, "measured": "2026-12-07", "divided_by": 1, "settings": {}, "complete": True,
+              "stages": {"cohorts": step, "result audit": {**step, "wall_s": 300.0},
+                         "result hard_negatives": {**step, "wall_s": 300.0}, "result dp": {**step, "wall_s": 1200.0}},
+              "chapters": {"01_x": {**step, "wall_s": 60.0, "peak_process_mib": 900}}, "book": {**step, "wall_s": 60.0}}
+    return {**record, **changes}
+
+
+def test_the_costs_appendix_counts_only_a_complete_full_size_run_of_the_study_profile():
+    from relink.paper import costs
+
+    assert costs.study_run(_record()) is not None
+    for bad in (_record(complete=False), _record(divided_by=50), _record(settings={"n_boot": "10"}),
+                _record(profile="synthetic"), None):
+        assert costs.study_run(bad) is None
+    study = get_profile("study")
+    absent = costs.study_sentence(None, study)
+    assert "not been measured" in absent and not any(ch.isdigit() for ch in absent.split("It does less")[0])
+    default = _record(profile="synthetic")
+    table = costs.side_by_side(default, None)
+    assert (table["study: wall"] == "not measured").all() and len(table) == 6  # 4 steps, the chapters, the book
+
+
+def test_the_study_verdict_and_projection_follow_the_record():
+    from relink.paper import costs
+    from relink.paper.profiles import PROFILES
+
+    v = costs.study_verdict(_record())
+    assert v["total_s"] == 600 + 300 + 300 + 1200 + 60 + 60 and v["within_time"] and v["within_memory"]
+    assert not costs.study_verdict(_record(book={"rc": 0, "wall_s": 3000.0, "peak_process_mib": 5000}))["within_memory"]
+    study, mimic = get_profile("study"), PROFILES["mimic"]
+    frame = costs.study_projection(_record(), study, mimic)
+    work = costs.workload(mimic)
+    # audit: 600 s for the study's 3 models -> 4 models; DP: per run, epoch and private pair
+    assert frame["CPU here (projection)"].iloc[0] == costs.hours(600 * work["rungs"] / study.train_rungs)
+    per = 1200 / (2 * study.dp_epochs * study.fit_max_pairs)
+    assert frame["CPU here (projection)"].iloc[1] == costs.hours(per * work["dp_pair_epochs"])
