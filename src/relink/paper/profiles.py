@@ -304,13 +304,17 @@ SIZE_FIELDS = ("internal_patients", "external_patients", "train_max_pairs", "fit
 
 def scaled(profile: Profile, divisor: int) -> Profile:
     """``profile`` with every size (:data:`SIZE_FIELDS`) divided by ``divisor`` (at least 1 where it was set):
-    the same code path at a fraction of the cost, for tests. Fractions, seeds and settings stay."""
+    the same code path at a fraction of the cost, for tests. The finite pools shrink with the held-out split:
+    those above the largest one divided by ``divisor`` are left out (``full`` stays). Fractions, seeds and
+    settings stay."""
     if divisor == 1:
         return profile
     if divisor < 1:
         raise RelinkError(f"cannot divide a profile's sizes by {divisor}")
-    return dataclasses.replace(profile, **{f: max(1, getattr(profile, f) // divisor) for f in SIZE_FIELDS
-                                           if getattr(profile, f)})
+    finite = [p for p in profile.pools if p != "full"]
+    pools = tuple(p for p in profile.pools if p == "full" or p <= max(finite) / divisor) if finite else profile.pools
+    return dataclasses.replace(profile, pools=pools or profile.pools, **{
+        f: max(1, getattr(profile, f) // divisor) for f in SIZE_FIELDS if getattr(profile, f)})
 
 
 def get_profile(name: str, overrides: dict[str, str] | None = None, environ: dict[str, str] | None = None) -> Profile:
