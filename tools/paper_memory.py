@@ -41,7 +41,12 @@ MIB = 1024 * 1024
 
 
 def measure(cmd: list[str], env: dict[str, str], every: float = 0.1) -> dict:
-    """Run ``cmd``; its wall time and the peaks of its process tree's resident memory."""
+    """Run ``cmd``; its wall time, the CPU time of its process tree (user + system, every process it and its
+    children ran and waited for: what a step costs whatever else the machine runs) and the peaks of the tree's
+    resident memory."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = {"process": 0, "tree": 0, "name": ""}
@@ -72,8 +77,10 @@ def measure(cmd: list[str], env: dict[str, str], every: float = 0.1) -> dict:
     out, _ = proc.communicate()
     done.set()
     thread.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"command": " ".join(cmd[1:]) if cmd[0] == sys.executable else " ".join(cmd), "rc": proc.returncode,
-            "wall_s": round(time.perf_counter() - t0, 1), "peak_process_mib": round(peak["process"] / MIB),
+            "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(cpu, 1), "peak_process_mib": round(peak["process"] / MIB),
             "peak_tree_mib": round(peak["tree"] / MIB), "largest": peak["name"], "tail": out[-600:]}
 
 
@@ -84,12 +91,13 @@ def save(out: str, report: dict) -> None:
 def public(report: dict) -> dict:
     """What the book may show (benchmarks/results/paper_memory.json): figures only, no command line or output
     (they name this machine's folders); a failed step is printed while the tool runs."""
-    keep = ("rc", "wall_s", "peak_process_mib", "peak_tree_mib")
-    strip = lambda m: {k: m[k] for k in keep}  # noqa: E731
+    keep = ("rc", "wall_s", "cpu_s", "peak_process_mib", "peak_tree_mib")
+    strip = lambda m: {k: m[k] for k in keep if k in m}  # noqa: E731
     parts = [*report["stages"].values(), *report["chapters"].values(), *([report["book"]] if "book" in report else [])]
     return {"profile": report["profile"], "cpus": report["cpus"], "measured": time.strftime("%Y-%m-%d"),
             **{k: report[k] for k in ("divided_by", "settings", "caps") if k in report},
             "complete": bool(report.get("complete")), "total_wall_s": round(sum(m["wall_s"] for m in parts), 1),
+            "total_cpu_s": round(sum(m.get("cpu_s", 0) for m in parts), 1),
             "peak_process_mib": max((m["peak_process_mib"] for m in parts), default=0),
             "stages": {k: strip(v) for k, v in report["stages"].items()},
             "chapters": {k: strip(v) for k, v in report["chapters"].items()},
