@@ -141,9 +141,8 @@ def main(argv: list[str]) -> int:
         changed = {k: v for k, v in profile.record().items() if get_profile(args.profile).record().get(k) != v}
         settings = {k: ",".join("none" if x is None else str(x) for x in v) if isinstance(v, list) else str(v)
                     for k, v in changed.items()}
-    for name in [*isolated.STAGES, *order]:
-        key = name if name in isolated.STAGES else f"result {name}"  # the stage and the result `cohorts` differ
-        report["stages"][key] = measure([sys.executable, "-c", isolated.step_code(record, root, name)], env)
+    for key in [*isolated.STAGES, *(isolated.RESULT + name for name in order)]:  # the stage and the result `cohorts` differ
+        report["stages"][key] = measure([sys.executable, "-c", isolated.step_code(record, root, key)], env)
         save(args.out, report)  # what is measured so far, should the run be stopped
         shown = report["stages"][key]
         print(key, {k: v for k, v in shown.items() if k != "tail" or shown["rc"]}, flush=True)
