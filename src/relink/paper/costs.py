@@ -237,9 +237,11 @@ def _steps(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Step name -> measurement: the steps, then the chapters summed into one line, then the book."""
     out = dict(record["stages"])
     if record.get("chapters"):
-        ch = record["chapters"].values()
+        ch = list(record["chapters"].values())
         out["chapters (each in a fresh kernel)"] = {"wall_s": sum(m["wall_s"] for m in ch),
-                                                    "peak_process_mib": max(m["peak_process_mib"] for m in ch)}
+                                                    "peak_process_mib": max(m["peak_process_mib"] for m in ch),
+                                                    **({"cpu_s": sum(m["cpu_s"] for m in ch)}
+                                                       if all("cpu_s" in m for m in ch) else {})}
     if "book" in record:
         out["book"] = record["book"]
     return out
@@ -249,12 +251,15 @@ def side_by_side(default: dict[str, Any], study: dict[str, Any] | None) -> pd.Da
     """One row per step of a cold run: the default profile's wall time and peak beside the study profile's
     (``not measured`` where the study run has no such step, or there is no study run)."""
     d, s = _steps(default), _steps(study) if study else {}
+    with_cpu = any("cpu_s" in m for run in (d, s) for m in run.values())
     rows = []
     for name in [*d, *(n for n in s if n not in d)]:
         row = {"step": name}
         for label, run in (("default", d), ("study", s)):
             m = run.get(name)
             row[f"{label}: wall"] = hours_seconds(m["wall_s"]) if m else "not measured"
+            if with_cpu:  # CPU time of the step's processes: what it costs whatever else the machine ran
+                row[f"{label}: CPU"] = hours_seconds(m["cpu_s"]) if m and "cpu_s" in m else "not recorded"
             row[f"{label}: peak (MiB)"] = f"{int(m['peak_process_mib']):,d}" if m else "not measured"
         rows.append(row)
     return pd.DataFrame(rows)
@@ -264,8 +269,10 @@ def study_verdict(study: dict[str, Any]) -> dict[str, Any]:
     """The study run against the issue's limits: its total wall time and largest process, and whether each held."""
     steps = _steps(study)
     total = sum(m["wall_s"] for m in steps.values())
+    cpu = sum(m["cpu_s"] for m in steps.values()) if all("cpu_s" in m for m in steps.values()) else None
     name, peak = max(((n, int(m["peak_process_mib"])) for n, m in steps.items()), key=lambda t: t[1])
     return {"total_s": total, "total": hours(total), "within_time": total <= STUDY_LIMIT_S, "peak_step": name,
+            "cpu_s": cpu, "cpu": None if cpu is None else hours(cpu),
             "peak_mib": peak, "within_memory": peak <= STUDY_LIMIT_MIB,
             "limit_min": STUDY_LIMIT_S // 60, "limit_mib": STUDY_LIMIT_MIB}
 
@@ -319,4 +326,6 @@ def study_sentence(study: dict[str, Any] | None, study_profile) -> str:
     return (f"A cold run of the `study` profile on {study.get('measured', 'an unrecorded date')} ({study['cpus']} CPU "
             f"cores) took {v['total']} end to end, {time_clause} the {v['limit_min']} minutes it is made for; its "
             f"largest process ({v['peak_step']}) peaked at {v['peak_mib']:,d} MiB, {mem_clause} the "
-            f"{v['limit_mib']:,d} MiB limit. " + capped)
+            f"{v['limit_mib']:,d} MiB limit. "
+            + (f"Its processes used {v['cpu']} of CPU time in all (on a busy machine the wall time grows, the CPU "
+               "time much less). " if v["cpu"] else "") + capped)
