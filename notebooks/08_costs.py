@@ -15,6 +15,7 @@
 #     - benchmarks/results/costs.json
 #     - benchmarks/results/audit_scale.json
 #     - benchmarks/results/paper_memory.json
+#     - benchmarks/results/study_run.json
 #     results: []
 # ---
 
@@ -224,3 +225,30 @@ for key, value in footprint.glue_values(memory, titles).items():
 display(show(footprint.table(memory, titles), uid="footprint", formats={"Wall time (s)": ",.0f"},
              caption="The default profile, step by step (each in a fresh process) and chapter by chapter (each "
                      "in a fresh kernel, artifacts present): wall time and peak resident memory"))
+
+# %% tags=["remove-cell"]
+from relink.paper.profiles import PROFILES
+
+study_file = REPO_ROOT / "benchmarks" / "results" / "study_run.json"
+study = costs.study_run(json.loads(study_file.read_text()) if study_file.is_file() else None)
+glue("study_sentence", prose(costs.study_sentence(study, PROFILES["study"])))
+
+# %% [markdown]
+# ## The study's own size, measured
+#
+# The `study` profile runs the same pipeline on the generator at the study's
+# sizes (its cohort rows in the claims table match the study by construction).
+# `python tools/paper_memory.py --profile study --out benchmarks/results/study_run.json`
+# measures it as it measures the default profile, step by step.
+# {glue:md}`study_sentence`
+
+# %% tags=["remove-input"]
+display(show(costs.side_by_side(memory, study), uid="study-run",
+             caption="Each step of a cold run: the default profile beside the study profile (wall time; peak "
+                     "resident memory of the largest process)"))
+
+# %% tags=["remove-input"]
+if study is not None:
+    display(show(costs.study_projection(study, PROFILES["study"], mimic), uid="study-projection",
+                 caption="The mimic profile at the study's size, recomputed from the study run's own steps "
+                         "(a projection, not a measurement)"))

@@ -194,7 +194,10 @@ def test_isolated_steps_build_what_is_missing_and_spawn_nothing_when_all_is_cach
     profile, root = get_profile("smoke"), tmp_path / "artifacts"
     todo = isolated.steps(profile, ["custodian"], root)
     assert todo[:len(isolated.STAGES)] == list(isolated.STAGES)
-    assert todo[len(isolated.STAGES):] == with_upstream(["custodian"])  # dependency order, upstream first
+    assert todo[len(isolated.STAGES):] == [isolated.RESULT + n for n in with_upstream(["custodian"])]  # upstream first
+    # the result `cohorts` is built as a result, not as the stage of the same name
+    assert "build_results" in isolated.step_code(isolated.json_record(profile), root, isolated.RESULT + "cohorts")
+    assert "build_results" not in isolated.step_code(isolated.json_record(profile), root, "cohorts")
     for step in todo:  # each child's code is valid Python naming the artifacts folder and the profile
         code = isolated.step_code(isolated.json_record(profile), root, step)
         compile(code, step, "exec")
@@ -217,7 +220,7 @@ def test_isolated_steps_build_what_is_missing_and_spawn_nothing_when_all_is_cach
         if name != "custodian":
             (root / "results" / name).mkdir(parents=True)
             (root / "results" / name / KEY_FILE).write_text(json.dumps(canonical(keys[name])))
-    assert isolated.steps(profile, ["custodian"], root) == [*isolated.STAGES, "custodian"]
+    assert isolated.steps(profile, ["custodian"], root) == [*isolated.STAGES, "result custodian"]
     (root / "results" / "custodian").mkdir(parents=True)
     (root / "results" / "custodian" / KEY_FILE).write_text(json.dumps(canonical(keys["custodian"])))
     assert isolated.steps(profile, ["custodian"], root) == []

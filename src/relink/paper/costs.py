@@ -210,3 +210,122 @@ def archive_projection(scale: dict[str, Any]) -> pd.DataFrame:
         row.update({f"{p} GPU{'s' if p > 1 else ''} (projection)": hours(product * overhead / p) for p in GPU_COUNTS})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --- the study profile, measured (issue 24) ---------------------------------------------------------------------
+#
+# ``tools/paper_memory.py --profile study`` writes the study run's record: per step of a cold run (each in its own
+# process), per chapter and for the book, ``wall_s`` and ``peak_process_mib``, plus ``complete``, ``divided_by``,
+# ``settings`` and ``caps``. Only a complete run of the unchanged profile at full size counts as the study run.
+
+#: what the issue asks of the study profile on this machine: end to end within this time, each process within this
+STUDY_LIMIT_S = 90 * 60
+STUDY_LIMIT_MIB = 4096
+
+
+def study_run(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``record`` when it is a complete run of the ``study`` profile as shipped (full size, no ``--set``), else
+    ``None`` (the appendix then says the study profile was not measured)."""
+    if not record or record.get("profile") != "study" or not record.get("complete"):
+        return None
+    if record.get("divided_by", 1) != 1 or record.get("settings"):
+        return None
+    return record
+
+
+def _steps(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Step name -> measurement: the steps, then the chapters summed into one line, then the book."""
+    out = dict(record["stages"])
+    if record.get("chapters"):
+        ch = list(record["chapters"].values())
+        out["chapters (each in a fresh kernel)"] = {"wall_s": sum(m["wall_s"] for m in ch),
+                                                    "peak_process_mib": max(m["peak_process_mib"] for m in ch),
+                                                    **({"cpu_s": sum(m["cpu_s"] for m in ch)}
+                                                       if all("cpu_s" in m for m in ch) else {})}
+    if "book" in record:
+        out["book"] = record["book"]
+    return out
+
+
+def side_by_side(default: dict[str, Any], study: dict[str, Any] | None) -> pd.DataFrame:
+    """One row per step of a cold run: the default profile's wall time and peak beside the study profile's
+    (``not measured`` where the study run has no such step, or there is no study run)."""
+    d, s = _steps(default), _steps(study) if study else {}
+    with_cpu = any("cpu_s" in m for run in (d, s) for m in run.values())
+    rows = []
+    for name in [*d, *(n for n in s if n not in d)]:
+        row = {"step": name}
+        for label, run in (("default", d), ("study", s)):
+            m = run.get(name)
+            row[f"{label}: wall"] = hours_seconds(m["wall_s"]) if m else "not measured"
+            if with_cpu:  # CPU time of the step's processes: what it costs whatever else the machine ran
+                row[f"{label}: CPU"] = hours_seconds(m["cpu_s"]) if m and "cpu_s" in m else "not recorded"
+            row[f"{label}: peak (MiB)"] = f"{int(m['peak_process_mib']):,d}" if m else "not measured"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def study_verdict(study: dict[str, Any]) -> dict[str, Any]:
+    """The study run against the issue's limits: its total wall time and largest process, and whether each held."""
+    steps = _steps(study)
+    total = sum(m["wall_s"] for m in steps.values())
+    cpu = sum(m["cpu_s"] for m in steps.values()) if all("cpu_s" in m for m in steps.values()) else None
+    name, peak = max(((n, int(m["peak_process_mib"])) for n, m in steps.items()), key=lambda t: t[1])
+    return {"total_s": total, "total": hours(total), "within_time": total <= STUDY_LIMIT_S, "peak_step": name,
+            "cpu_s": cpu, "cpu": None if cpu is None else hours(cpu),
+            "peak_mib": peak, "within_memory": peak <= STUDY_LIMIT_MIB,
+            "limit_min": STUDY_LIMIT_S // 60, "limit_mib": STUDY_LIMIT_MIB}
+
+
+def study_projection(study: dict[str, Any], study_profile, profile) -> pd.DataFrame:
+    """The credentialed ``profile`` at the study's size, recomputed from the study run's own measurements.
+
+    The study profile audits the study's held-out and external sizes exactly, so its audit steps are the
+    audit's cost at that size for its own number of models: the projection scales them by the credentialed
+    ladder's number of models (the embedding width stays the synthetic model's; a wider model costs more in
+    the products). Its DP step is measured per run, epoch and private pair (everything the step does: the
+    training, the one-run privacy audit, the re-audits) and scaled by the credentialed sweep's runs, epochs and
+    training split. Embedding is not projected from it: the synthetic models are far smaller than the public
+    ones (the table above counts those from their own measured rates)."""
+    steps, w = study["stages"], workload(profile)
+    rungs_here = study_profile.train_rungs
+    audit_steps = [n for n in ("result audit", "result hard_negatives") if n in steps]
+    rows = []
+    if audit_steps:
+        t = sum(steps[n]["wall_s"] for n in audit_steps)
+        rows.append(("Audit: random and pathology-matched pools", f"{hours_seconds(t)} for {rungs_here} models",
+                     f"{w['rungs']} models", t * w["rungs"] / rungs_here))
+    if "result dp" in steps:
+        runs_here = len({e for e in study_profile.epsilons if e is not None} | {study_profile.epsilon}) + \
+            (1 if None in study_profile.epsilons else 0)
+        work_here = runs_here * study_profile.dp_epochs * study_profile.fit_max_pairs
+        t = steps["result dp"]["wall_s"]
+        rows.append(("DP sweep: training, privacy audit and re-audit of each run",
+                     f"{hours_seconds(t)} for {runs_here} runs x {study_profile.dp_epochs} epochs x "
+                     f"{study_profile.fit_max_pairs:,} pairs",
+                     f"{w['dp_runs']} runs x {profile.dp_epochs} epochs x {w['sizes'].train:,} pairs",
+                     t * w["dp_pair_epochs"] / work_here))
+    frame = pd.DataFrame(rows, columns=["stage", "measured (study profile)", "work (credentialed)", "seconds"])
+    frame["CPU here (projection)"] = frame.pop("seconds").map(hours)
+    return frame
+
+
+def study_sentence(study: dict[str, Any] | None, study_profile) -> str:
+    """What the appendix says of the study run: its measured totals against the limits and its caps, or that it
+    was not measured (never a number typed in)."""
+    caps = study_profile.caps()
+    capped = ("It does less than the study in these places, each a field of the profile: " + "; ".join(caps) + "."
+              if caps else "It caps nothing.")
+    if study is None:
+        return ("The `study` profile (`make paper PROFILE=study`) has not been measured here: "
+                "`benchmarks/results/study_run.json` holds no complete run of it, so its column says "
+                "*not measured*. " + capped)
+    v = study_verdict(study)
+    time_clause = "within" if v["within_time"] else "over"
+    mem_clause = "within" if v["within_memory"] else "over"
+    return (f"A cold run of the `study` profile on {study.get('measured', 'an unrecorded date')} ({study['cpus']} CPU "
+            f"cores) took {v['total']} end to end, {time_clause} the {v['limit_min']} minutes it is made for; its "
+            f"largest process ({v['peak_step']}) peaked at {v['peak_mib']:,d} MiB, {mem_clause} the "
+            f"{v['limit_mib']:,d} MiB limit. "
+            + (f"Its processes used {v['cpu']} of CPU time in all (on a busy machine the wall time grows, the CPU "
+               "time much less). " if v["cpu"] else "") + capped)

@@ -36,20 +36,27 @@ def missing_results(profile: Profile, needed, root: Path) -> list[str]:
     return [name for name, key in keys.items() if stored_key(root / "results" / name) != canonical(key)]
 
 
+#: how a result's step is named (a result may share a stage's name: the result ``cohorts`` is not the stage)
+RESULT = "result "
+
+
 def step_code(record: str, root: Path, step: str) -> str:
-    """The Python a child runs for one step (a stage of :data:`STAGES` or a result's name)."""
+    """The Python a child runs for one step: a stage of :data:`STAGES`, or ``"result NAME"``."""
     head = (f"from pathlib import Path; from relink.paper.profiles import Profile; "
             f"from relink.paper import stages as S; p = Profile.from_record({record!r}); ")
+    if step.startswith(RESULT):
+        name = step[len(RESULT):]
+        return head + f"from relink.paper.results import build_results; build_results(p, [{name!r}], {str(root)!r})"
     if step in STAGES:
         return head + f"ctx = S.Context(p, Path({str(root)!r})); {STAGES[step]}"
-    return head + f"from relink.paper.results import build_results; build_results(p, [{step!r}], {str(root)!r})"
+    raise ValueError(f"unknown step {step!r}")
 
 
 def steps(profile: Profile, needed, root: Path) -> list[str]:
-    """What a run must build: every stage (cheap when cached) then each missing result; nothing when
-    every needed result is cached."""
+    """What a run must build: every stage (cheap when cached) then each missing result (``"result NAME"``);
+    nothing when every needed result is cached."""
     results = missing_results(profile, needed, root)
-    return [*STAGES, *results] if results else []
+    return [*STAGES, *(RESULT + name for name in results)] if results else []
 
 
 def build_isolated(profile: Profile, needed, root: Path, env: dict[str, str] | None = None) -> int:

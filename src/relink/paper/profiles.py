@@ -4,6 +4,13 @@
   at least 10,000 held-out internal pairs so that N = 10,000 is a real pool.
   A few minutes on 2 CPU cores.
 * ``smoke`` — the same pipeline, tiny, for tests and CI.
+* ``study`` — the generator at the study's own sizes: 406,241 pairs of
+  126,804 patients, an internal held-out split of 43,793 pairs and an
+  external cohort of 29,296 (exactly: the patient counts, the split
+  fractions and the studies-per-patient table are chosen for the seed so).
+  Made to run end to end on 2 CPU cores in about 90 minutes, so some work is
+  capped; :meth:`Profile.caps` states each cap (the book prints them).
+  Not in CI (``make paper PROFILE=study``).
 * ``mimic`` — MIMIC-CXR-JPG (internal) and, when its root is given, CheXpert
   Plus (external) from local paths; the public model ladder of
   :mod:`relink.models.ladder`; GPU recommended. Never run in CI.
@@ -50,6 +57,8 @@ class Profile:
     image_size: int = 64
     splits: tuple[float, float, float] = (0.5, 0.1, 0.4)
     synth_seed: int = 2606
+    # probabilities of 1, 2, ... studies per patient; () keeps the generator's own table (mean ~2.6)
+    study_counts: tuple[float, ...] = ()
     # the synthetic specialization ladder
     train_config: str = "relink-vit-tiny"
     train_epochs: int = 3
@@ -57,8 +66,13 @@ class Profile:
     train_lr: float = 5e-4
     train_rungs: int = 3
     train_seed: int = 0
+    # at most this many pairs of the training split train the ladder (a seeded subset); 0: all of them
+    train_max_pairs: int = 0
     ladder: tuple[str, ...] = ()  # model specs ("SPEC" or "NAME=SPEC") replacing the default ladder
     embed_batch_size: int = 256
+    # at most this many pairs of the internal training split are embedded by the strongest rung (a seeded
+    # subset; what the DP heads and the probes train on); 0: all of them
+    fit_max_pairs: int = 0
     # the audit
     eval_split: str = "test"
     # credentialed cohorts: "official" splits, or "study": a seeded patient-disjoint re-split whose
@@ -119,6 +133,24 @@ class Profile:
                 changes[f.name] = tuple(value) if isinstance(value, list) else value
         return _checked(dataclasses.replace(base, **changes))
 
+    def caps(self) -> tuple[str, ...]:
+        """Every place where this profile does less than the study did, one sentence each (empty: none).
+
+        Read from the fields, so a ``--set`` that lifts a cap removes its sentence."""
+        out = []
+        if self.train_max_pairs:
+            out.append(f"the ladder trains on a seeded subset of at most {self.train_max_pairs:,} pairs of the "
+                       f"training split ({self.train_epochs} epochs), not on the whole split")
+        if self.fit_max_pairs:
+            out.append(f"the strongest model embeds at most {self.fit_max_pairs:,} pairs of the training split (a "
+                       "seeded subset): the DP heads, their no-DP control and the probes train on those pairs only")
+        default = PROFILES["synthetic"].epsilons if "synthetic" in PROFILES else ()
+        if not self.credentialed and set(self.epsilons) < set(default):
+            shown = ", ".join("no DP" if e is None else f"{e:g}" for e in self.epsilons)
+            full = ", ".join("no DP" if e is None else f"{e:g}" for e in default)
+            out.append(f"the epsilon sweep is reduced to {shown} (the default profile's: {full})")
+        return tuple(out)
+
     @property
     def n_target(self) -> Any:
         """The headline pool size: 10,000, or the largest finite pool requested."""
@@ -145,6 +177,22 @@ PROFILES: dict[str, Profile] = {
         epsilons=(0.34, 8.0, None),
         dp_epochs=2,
         dp_batch_size=64,
+    ),
+    # The study's sizes (issue 24): 117,648 + 9,156 patients, a studies-per-patient table of mean ~3.2 (the
+    # study's 406,241 / 126,804) and split fractions that give, for synth_seed 2606, exactly 406,241 pairs,
+    # 43,793 internal held-out (test) pairs and 29,296 external pairs (checked by the profile's test).
+    # Caps (see Profile.caps) keep it within ~90 minutes on 2 CPU cores: the ladder trains on as many pairs
+    # as the default profile's, DP and probes fit on a subset of the training split, and the sweep keeps
+    # the headline epsilon and its no-DP control.
+    "study": Profile(
+        name="study",
+        internal_patients=117648,
+        external_patients=9156,
+        splits=(0.872399, 0.011602, 0.115999),
+        study_counts=(0.196252, 0.20345, 0.183413, 0.153101, 0.143773, 0.120012),
+        train_max_pairs=16000,
+        fit_max_pairs=20000,
+        epsilons=(0.34, None),
     ),
     # MIMIC-CXR's training split holds ~2e5 frontal studies of ~6e4 patients: the study's delta = 6e-6 gives
     # n x delta ~ 0.3 even per patient, so delta is derived from n (about 1e-6 per patient), and the
@@ -248,6 +296,25 @@ def _checked(profile: Profile) -> Profile:
                 field = "epsilons"
             raise RelinkError(f"--set {field}{message[len(flag):]}" if field else f"profile: {message}") from None
     return profile
+
+
+#: the fields that count rows or patients (what :func:`scaled` divides)
+SIZE_FIELDS = ("internal_patients", "external_patients", "train_max_pairs", "fit_max_pairs")
+
+
+def scaled(profile: Profile, divisor: int) -> Profile:
+    """``profile`` with every size (:data:`SIZE_FIELDS`) divided by ``divisor`` (at least 1 where it was set):
+    the same code path at a fraction of the cost, for tests. The finite pools shrink with the held-out split:
+    those above the largest one divided by ``divisor`` are left out (``full`` stays). Fractions, seeds and
+    settings stay."""
+    if divisor == 1:
+        return profile
+    if divisor < 1:
+        raise RelinkError(f"cannot divide a profile's sizes by {divisor}")
+    finite = [p for p in profile.pools if p != "full"]
+    pools = tuple(p for p in profile.pools if p == "full" or p <= max(finite) / divisor) if finite else profile.pools
+    return dataclasses.replace(profile, pools=pools or profile.pools, **{
+        f: max(1, getattr(profile, f) // divisor) for f in SIZE_FIELDS if getattr(profile, f)})
 
 
 def get_profile(name: str, overrides: dict[str, str] | None = None, environ: dict[str, str] | None = None) -> Profile:

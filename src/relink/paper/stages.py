@@ -88,10 +88,11 @@ def _cohort_plans(ctx: Context) -> dict[str, tuple[dict[str, Any], Any, str] | N
             ("external", p.external_patients, p.synth_seed + 1, None),
         ):
             key = {"stage": f"synthetic-{role}", "patients": patients, "seed": seed, "size": p.image_size,
-                   "splits": splits, "source": source_hash(("synth",))}
+                   "splits": splits, "source": source_hash(("synth",)),
+                   **({"study_counts": list(p.study_counts)} if p.study_counts else {})}
             plans[role] = (key, lambda tmp, role=role, patients=patients, seed=seed, splits=splits: generate_cohort(
                 tmp / "cohort", patients, seed, size=p.image_size, site=role, split_fractions=splits,
-                workers=os.cpu_count() or 1, progress=ctx.progress), "cohort")
+                workers=os.cpu_count() or 1, progress=ctx.progress, study_count_p=p.study_counts or None), "cohort")
         return plans
     data = dict(p.data)
     from ..loaders.chexpert_plus import load_chexpert_plus
@@ -149,7 +150,7 @@ def _ladder(ctx: Context) -> list[RungSpec]:
     internal = cohorts(ctx)["internal"]
     path = cached(ctx.root, "ladder", _ladder_key(ctx), resumable=True, build=lambda folder: train_ladder(
         internal, p.train_config, folder, epochs=p.train_epochs, batch_size=p.train_batch_size, lr=p.train_lr,
-        seed=p.train_seed, rungs=p.train_rungs, progress=ctx.progress))
+        seed=p.train_seed, rungs=p.train_rungs, max_pairs=p.train_max_pairs or None, progress=ctx.progress))
     info = read_ladder(path)
     return [RungSpec(f"{r['name']} ({int(r['step'])} steps)", i + 1, r["path"]) for i, r in enumerate(info["rungs"])]
 
@@ -159,7 +160,7 @@ def _ladder_key(ctx: Context) -> dict[str, Any]:
     p = ctx.profile
     return {"stage": "ladder", "cohort": cohort_ids(ctx)["internal"], "config": p.train_config, "epochs": p.train_epochs,
             "batch_size": p.train_batch_size, "lr": p.train_lr, "rungs": p.train_rungs, "seed": p.train_seed,
-            "source": source_hash(("models",))}
+            "source": source_hash(("models",)), **({"max_pairs": p.train_max_pairs} if p.train_max_pairs else {})}
 
 
 def _custom_rung(text: str, index: int) -> RungSpec:
@@ -189,14 +190,16 @@ def rung_ids(ctx: Context) -> dict[str, Any]:
     rungs = [[i + 1] for i in range(p.train_rungs)] if trained else [
         (r.name, r.spec, r.load_kwargs) for r in ladder(ctx)]
     return {"rungs": rungs, "ladder": key_id(_ladder_key(ctx)) if trained else None,
-            "cohorts": cohort_ids(ctx), "embed": {"batch_size": p.embed_batch_size, "source": source_hash(("embed", "models"))}}
+            "cohorts": cohort_ids(ctx), "embed": {"batch_size": p.embed_batch_size, "source": source_hash(("embed", "models")),
+                                                  **({"fit_max_pairs": p.fit_max_pairs} if p.fit_max_pairs else {})}}
 
 
 def role_embeddings(ctx: Context, role: str) -> dict[int, Path] | None:
     """Every rung's EmbeddingSet of ``role``'s cohort, made in one pass that decodes each image and
     tokenizes each report once for all rungs (:func:`relink.embed.embed_many`); ``None`` when the
     profile has no such cohort. The strongest rung embeds the whole internal cohort (the DP step
-    needs its training and validation splits), the others only its evaluation split."""
+    needs its training and validation splits; with ``fit_max_pairs``, a seeded subset of the training
+    split), the others only its evaluation split."""
     def build() -> dict[int, Path] | None:
         from ..embed import EmbedJob, embed_many
 
@@ -205,17 +208,30 @@ def role_embeddings(ctx: Context, role: str) -> dict[int, Path] | None:
             return None
         rungs, cohort = ladder(ctx), read_cohort(source)
         eval_rows = (cohort.frame["split"] == ctx.profile.eval_split).to_numpy()
-        rows = {r.index: None if role != "internal" or r.index == len(rungs) else eval_rows for r in rungs}
+        cap = ctx.profile.fit_max_pairs if role == "internal" else 0
+        top = _capped_train(cohort.frame["split"].to_numpy(), cap, ctx.profile.train_seed) if cap else None
+        rows = {r.index: top if r.index == len(rungs) else eval_rows if role == "internal" else None for r in rungs}
         ids = rung_ids(ctx)
         key = {"stage": "embeddings", "role": role, "rungs": ids["rungs"], "weights": [_local_stamp(r.spec) for r in rungs],
                "ladder": ids["ladder"], "cohort": cohort_ids(ctx)[role],
-               "eval_split": ctx.profile.eval_split if role == "internal" else None, "embed": ids["embed"]}
+               "eval_split": ctx.profile.eval_split if role == "internal" else None, "embed": ids["embed"],
+               **({"fit_max_pairs": cap} if cap else {})}
         path = cached(ctx.root / "embeddings", role, key, resumable=True, build=lambda folder: embed_many(
             cohort, [EmbedJob(load(r) if r.load_kwargs else r.spec, folder / r.slug, rows[r.index]) for r in rungs],
             batch_size=ctx.profile.embed_batch_size, progress=ctx.progress))
         return {r.index: path / r.slug for r in rungs}
 
     return _memo(ctx, f"emb:{role}", build)
+
+
+def _capped_train(split, cap: int, seed: int):
+    """Every row outside the training split, and a seeded subset of at most ``cap`` of its rows (a mask)."""
+    import numpy as np
+
+    train = np.flatnonzero(split == "train")
+    keep = split != "train"
+    keep[np.random.default_rng([seed, 24]).choice(train, size=min(cap, len(train)), replace=False)] = True
+    return keep
 
 
 def embeddings(ctx: Context, rung: RungSpec, role: str) -> Path | None:

@@ -26,6 +26,13 @@ ZONES = ("upper", "mid", "lower")
 STUDY_COUNT_P = (0.30, 0.25, 0.18, 0.12, 0.09, 0.06)
 
 
+def study_count(u: float, study_count_p=STUDY_COUNT_P) -> int:
+    """The number of studies for a uniform draw ``u`` in [0, 1): 1 + the bin of ``u`` under ``study_count_p``
+    (probabilities of 1, 2, ... studies; normalised here). One draw whatever the table, so that every
+    other draw of the patient is the same under another table."""
+    return 1 + int(np.searchsorted(np.cumsum(study_count_p), u * sum(study_count_p)))
+
+
 @dataclass(frozen=True)
 class Finding:
     """One abnormality. ``side`` is the patient's side (``right`` = image left).
@@ -150,7 +157,7 @@ def lung_point(p: Patient, side: str, zone: str, rng, lateral: float | None = No
     return x, y
 
 
-def sample_patient(rng: np.random.Generator, index: int, patient_id: str) -> Patient:
+def sample_patient(rng: np.random.Generator, index: int, patient_id: str, study_count_p=STUDY_COUNT_P) -> Patient:
     sex = "F" if rng.random() < 0.47 else "M"
     age = int(18 + rng.random() * 75)
     width = (128.0 if sex == "F" else 140.0) + rng.normal(0, 8)
@@ -177,7 +184,7 @@ def sample_patient(rng: np.random.Generator, index: int, patient_id: str) -> Pat
         scoliosis=(rng.choice((-1.0, 1.0)) * rng.uniform(8, 18)) if rng.random() < 0.1 else 0.0,
         aorta=_pick(rng, ("tortuous", "calcified")) if rng.random() < 0.15 + 0.2 * (age > 65) else None,
         hyperinflated=hyper, elevated=elevated, acuity=acuity,
-        n_studies=1 + int(np.searchsorted(np.cumsum(STUDY_COUNT_P), rng.random() * sum(STUDY_COUNT_P))),
+        n_studies=study_count(rng.random(), study_count_p),
     )
     _sample_chronic(rng, p)
     return p

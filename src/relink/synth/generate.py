@@ -36,7 +36,7 @@ from ..cohort import MANIFEST_NAME, REQUIRED_COLUMNS, SPLITS, validate, write_co
 from ..errors import RelinkError
 from ..io import atomic_dir, write_json
 from ..labels import CHEXPERT_LABELS
-from .anatomy import sample_patient, sample_study
+from .anatomy import STUDY_COUNT_P, sample_patient, sample_study
 from .render import render
 from .report import write_report
 
@@ -46,6 +46,7 @@ DEFAULT_SPLITS = {"internal": (0.6, 0.1, 0.3), "external": (0.0, 0.0, 1.0)}
 MARKER = "synth.json"
 MIN_SIZE, MAX_SIZE = 32, 1024
 EXTRA_COLUMNS = ("findings", "impression", "study_index")
+COLUMNS = list(REQUIRED_COLUMNS) + list(EXTRA_COLUMNS) + ["_patient"]
 
 
 def check_options(patients: int, seed: int, size: int, site: str,
@@ -105,15 +106,16 @@ def assign_splits(patients: int, seed: int, site: str, fractions) -> np.ndarray:
     return cut_splits(patients, SPLITS, fractions, rng)
 
 
-def _make_patients(job) -> list[dict]:
-    """Render and write every study of a batch of patients; return their rows."""
-    root, site, size, width, batch = job
+def _make_patients(job) -> pd.DataFrame:
+    """Render and write every study of a batch of patients; return their rows as one small frame (a frame per
+    batch, not a dict per row: the rows of a study-sized cohort as dicts would hold gigabytes)."""
+    root, site, size, width, batch, study_count_p = job
     cohort, prefix, _ = SITES[site]
     rows = []
     for index, seq in batch:
         rng = np.random.default_rng(seq)
         pid = f"{prefix}-p{index:0{width}d}"
-        patient = sample_patient(rng, index, pid)
+        patient = sample_patient(rng, index, pid, study_count_p)
         folder = Path("images") / f"{index // 1000:04d}"
         if index % 1000 == 0 or index == batch[0][0]:  # one mkdir per folder, not per patient
             os.makedirs(Path(root) / folder, exist_ok=True)
@@ -130,7 +132,7 @@ def _make_patients(job) -> list[dict]:
                          **report.labels, "findings": report.findings, "impression": report.impression,
                          "study_index": k, "_patient": index})
             prev = study
-    return rows
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _context():
@@ -143,16 +145,19 @@ def _context():
 
 
 def generate_cohort(out_dir, patients: int, seed: int, size: int = 64, site: str = "internal",
-                    split_fractions=None, workers: int = 1, progress: bool = True) -> Path:
+                    split_fractions=None, workers: int = 1, progress: bool = True, study_count_p=None) -> Path:
     """Generate a synthetic cohort folder at ``out_dir``; return its manifest path.
 
     ``split_fractions`` (train, validate, test) defaults to (0.6, 0.1, 0.3)
     for ``internal`` and all ``test`` for ``external``. ``out_dir`` must be
     new, empty, or an earlier synth output (which is replaced only once the
     new cohort is complete). ``workers`` > 1 renders patients in processes;
-    the bytes written do not depend on it.
+    the bytes written do not depend on it. ``study_count_p`` (probabilities of 1, 2, ... studies per
+    patient) replaces the generator's table (:data:`relink.synth.anatomy.STUDY_COUNT_P`, mean ~2.6
+    studies a patient); every other draw of a patient stays the same.
     """
     fractions = check_options(patients, seed, size, site, split_fractions, workers)
+    counts = STUDY_COUNT_P if study_count_p is None else _study_counts(study_count_p)
     out = Path(out_dir)
     _check_out(out)
     children = np.random.SeedSequence([int(seed), SITES[site][2]]).spawn(int(patients))
@@ -161,23 +166,24 @@ def generate_cohort(out_dir, patients: int, seed: int, size: int = 64, site: str
     from tqdm.auto import tqdm
 
     with atomic_dir(out) as tmp:
-        jobs = [(str(tmp), site, int(size), width, list(zip(range(a, min(a + chunk, patients)), children[a:a + chunk])))
-                for a in range(0, patients, chunk)]
-        rows: list[dict] = []
+        jobs = [(str(tmp), site, int(size), width, list(zip(range(a, min(a + chunk, patients)), children[a:a + chunk])),
+                 counts) for a in range(0, patients, chunk)]
+        parts: list[pd.DataFrame] = []
         bar = tqdm(total=patients, unit="patient", desc=f"synth {site}", disable=None if progress else True)
         try:
             if workers == 1:
                 for job in jobs:
-                    rows.extend(_make_patients(job))
+                    parts.append(_make_patients(job))
                     bar.update(len(job[4]))
             else:
                 with _context().Pool(min(workers, len(jobs))) as pool:
                     for job, part in zip(jobs, pool.imap(_make_patients, jobs)):
-                        rows.extend(part)
+                        parts.append(part)
                         bar.update(len(job[4]))
         finally:
             bar.close()
-        frame = pd.DataFrame(rows, columns=list(REQUIRED_COLUMNS) + list(EXTRA_COLUMNS) + ["_patient"])
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+        del parts
         split = assign_splits(patients, seed, site, fractions)
         frame["split"] = split[frame.pop("_patient").to_numpy()]
         frame[list(CHEXPERT_LABELS)] = frame[list(CHEXPERT_LABELS)].astype("float64")
@@ -189,8 +195,17 @@ def generate_cohort(out_dir, patients: int, seed: int, size: int = 64, site: str
             "generator": "relink.synth", "format_version": 1, "relink_version": __version__,
             "site": site, "cohort": SITES[site][0], "seed": int(seed), "patients": int(patients),
             "size": int(size), "split_fractions": list(fractions), "pairs": int(len(frame)),
+            **({} if study_count_p is None else {"study_count_p": list(counts)}),
         })
     return out / MANIFEST_NAME
+
+
+def _study_counts(values) -> tuple[float, ...]:
+    counts = tuple(float(v) for v in values)
+    if not counts or any(not math.isfinite(v) or v < 0 for v in counts) or sum(counts) <= 0:
+        raise RelinkError(f"study counts must be non-negative probabilities of 1, 2, ... studies with a positive sum "
+                          f"(got {','.join(map(str, values))})")
+    return counts
 
 
 def read_marker(path) -> dict:
