@@ -220,6 +220,7 @@ def memory_run(args) -> dict:
 
     from relink.api.audit import audit
     from relink.retrieval import audit as retrieval_audit
+    from relink.retrieval import confident, summary  # noqa: F401 - loaded before the baseline, as relink.api.audit does
     from relink.retrieval.memory import baseline, parse_memory, return_freed_memory, show_bytes
     from relink.retrieval.scale import Scale
     from relink.retrieval.spec import AuditSpec

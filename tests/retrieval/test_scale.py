@@ -195,6 +195,7 @@ def _fresh_audit(args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
         def hwm():
             with open("/proc/self/status") as fh:
                 return next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:")) / 1024
+        from relink.retrieval import audit, confident, summary  # as relink.api.audit does before its baseline
         from relink.retrieval.memory import baseline, return_freed_memory
         return_freed_memory()
         baseline()

@@ -164,6 +164,8 @@ def audit_to_files(embeddings: str | os.PathLike, spec: AuditSpec | dict[str, An
     from ..embed.distributed import sync
     from ..guard import claim
     from ..io import writing
+    # the audit's own modules, loaded before the baseline (retrieval.memory sits below them)
+    from ..retrieval import audit as _audit, confident as _confident, summary as _summary  # noqa: F401
     from ..retrieval.memory import baseline, parse_memory, return_freed_memory
     from ..tables import table_output, write_table
 

@@ -122,8 +122,8 @@ def baseline() -> int | None:
     import scipy.stats  # noqa: F401
     import torch  # noqa: F401
 
-    from . import audit, confident, summary  # noqa: F401 - relink's own modules of the audit
-
+    # relink's own modules of the audit (relink.retrieval.audit, .summary, .confident) are imported by the
+    # caller first: this module sits below them (the layers contract)
     _warm_up()
     return resident()
 
