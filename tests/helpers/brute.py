@@ -120,3 +120,36 @@ def rank_counts(image, text, patient, groupings=(), directions=DIRECTIONS, level
 
     return {key: RankCounts(back(rc.above), back(rc.tied), back(rc.available), back(rc.truth_size))
             for key, rc in out.items()}
+
+
+def p_none(d, available, draws):
+    """P(none of ``d`` marked candidates among ``draws`` drawn without replacement from ``available``):
+    C(D - d, n) / C(D, n), per query from the audit's own table; the full pool (``draws=None``): [d = 0]."""
+    from relink.retrieval.confident import _p_none_upto
+
+    d = np.asarray(d, dtype=np.int64)
+    avail = np.asarray(available, dtype=np.int64)
+    if draws is None:
+        return np.where((avail < 0)[:, None] if d.ndim == 2 else avail < 0, np.nan, (d <= 0).astype(np.float64))
+    out = np.empty(d.shape)
+    for pop in np.unique(avail).tolist():
+        idx = np.flatnonzero(avail == pop)
+        out[idx] = _p_none_upto(int(pop), int(draws), int(pop) + 1)[np.clip(d[idx], 0, pop)]
+    return out
+
+
+def link_values(truth, r1, d_counted, d_floor, above, available, draws, counted, low):
+    """Per-query (correct, links) at the thresholds ``low`` + ``counted`` (n, points), and the lower bound of the
+    links at the ``low`` points (n, len(low)), as literal tables: the reference of the attacker's sums."""
+    truth = np.asarray(truth, dtype=np.float32)
+    thr = np.concatenate([low, counted]).astype(np.float32)
+    linked = truth[:, None] >= thr[None, :]  # the truth itself clears t: a link for sure
+    correct = linked * np.asarray(r1, dtype=np.float64)[:, None]
+    n_low = len(low)
+    links = np.empty(correct.shape)
+    links[:, n_low:] = 1.0 - p_none(d_counted, available, draws)
+    links[:, :n_low] = (1.0 - p_none(np.asarray(above), available, draws))[:, None]
+    low_links = np.repeat((1.0 - p_none(np.asarray(d_floor), available, draws))[:, None], n_low, axis=1)
+    np.maximum(links, linked, out=links)
+    np.maximum(low_links, linked[:, :n_low], out=low_links)
+    return correct, links, low_links

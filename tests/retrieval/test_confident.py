@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from relink.retrieval.audit import audit_arrays, audit_queries, summarise
-from relink.retrieval.confident import best_point, p_none
+from relink.retrieval.confident import best_point
 from relink.retrieval.spec import AuditSpec
 from relink.retrieval.summary import confident_curve
 from relink.embeddings import EmbeddingSet
-from helpers.brute import unit
+from helpers.brute import link_values, p_none, unit
 
 import pandas as pd
 
@@ -309,8 +309,6 @@ def test_a_tight_budget_thins_the_grid_and_keeps_a_lower_bound(monkeypatch):
 
 def _literal_pool_sums(truth, r1, at, above, available, draws, counted, low, masks):
     """The sums as they were first written: every query's (correct, links) tables (link_values), summed."""
-    from relink.retrieval.confident import link_values
-
     parts = link_values(truth, r1, at, at[:, 0], above, available, draws, counted, low)
     ok = ~np.isnan(r1)
     out = []

@@ -4,72 +4,44 @@ One row per (direction, negatives, level, N, K, estimator, metric), columns
 :data:`relink.tables.METRIC_COLUMNS`:
 
 * ``metric="recall"``: expected Recall@K over random pools of size N (the
-  truth plus N - 1 distractors; ``N`` in the table is the candidate count M
-  for the full pool). ``estimator="exact"`` comes from
-  :mod:`relink.retrieval.exact`; ``"monte_carlo"`` rows (when
-  ``monte_carlo_pools`` > 0, integer N only: the full pool has no randomness)
-  from :mod:`relink.retrieval.montecarlo`. An integer N larger than M is an
-  error, unless ``pools_clip=True`` drops it (for small cohorts; the dropped
-  sizes are listed in the settings as ``pools_dropped`` for the caller to
-  mention once); K larger than any N is an error.
-* ``metric="mrr"`` and ``metric="median_rank"`` (K = 0, N = M): mean
-  reciprocal rank and median rank of the truth in the full pool, random
-  negatives only. Ranks under ties follow ``ties`` (the expected rank for
-  ``"random"``).
-* Outranking and ties: as the engine counts them (:mod:`relink.retrieval.engine`);
-  ties with the truth are broken by ``ties`` (at random by default).
+  truth plus N - 1 distractors; ``N`` is the candidate count M for the full
+  pool); ``estimator="exact"`` (:mod:`relink.retrieval.exact`) or
+  ``"monte_carlo"`` (``monte_carlo_pools`` > 0, integer N only;
+  :mod:`relink.retrieval.montecarlo`). An integer N above M is an error
+  unless ``pools_clip`` drops it (listed in the settings as
+  ``pools_dropped``); K above any N is an error.
+* ``metric="mrr"`` and ``"median_rank"`` (K = 0, N = M): mean reciprocal rank
+  and median rank of the truth in the full pool, random negatives only.
+  Outranking and ties are as the engine counts them
+  (:mod:`relink.retrieval.engine`); ties are broken by ``ties``.
 * ``level``: ``"study"`` (the truth is the query's own pair) or ``"patient"``
-  (any pair of the query's patient counts as a hit: its pools hold the same
-  N - 1 distractors, drawn from other patients, plus all of the patient's
-  pairs; ``N`` still names the pool by its distractors + 1).
-* ``negatives``: ``"random"``, ``"pathology_matched"`` (distractors share the
-  query's 14-label vector) or ``"positive_set_matched"`` (same positive
-  findings); see :mod:`relink.retrieval.matching`. Hard negatives have no full
-  pool row. A query whose group cannot supply N - 1 distractors is left out
-  of that N; ``coverage`` is the fraction kept and ``n_queries`` their number.
-  A row whose 14 labels are all missing belongs to no pathology group: it is
-  never covered by a matched pool (lowering coverage) and never a matched
-  distractor, while random pools use every row; the settings count such rows
-  as ``unlabelled_rows``.
-* ``chance``: the same metric for a random ranking (K/N for study-level
-  recall; 1 - C(N-1, K)/C(N-1+m, K) for a patient with m pairs; the expected
-  reciprocal rank; for median_rank the median of the pooled null distribution
-  of the rank over the queries summarised,
-  :func:`relink.retrieval.exact.median_rank_chance`, not the median of
-  per-query mean ranks). ``lift`` = value / chance, except median_rank where
-  lift = chance / value (greater than 1 means better than chance for every
-  metric). Random embeddings reproduce every chance value
-  (tests/test_chance.py).
-* ``ci_low``/``ci_high``: patient-clustered interval (``ci``, default 95%)
-  over per-query values, by a method per metric that a null simulation
-  showed to cover (:mod:`.intervals`: an exact binomial interval on the
-  design-effect count for recall and MRR, Woodruff's for the median rank);
-  NaN when ``n_boot`` = 0 or fewer than two patients are summarised.
+  (any pair of the query's patient is a hit; its pools hold N - 1
+  distractors of other patients plus all of the patient's pairs).
+* ``negatives``: ``"random"``, ``"pathology_matched"`` or
+  ``"positive_set_matched"`` (:mod:`relink.retrieval.matching`); hard
+  negatives have no full-pool row. A query whose group cannot supply N - 1
+  distractors is left out of that N (``coverage`` the fraction kept,
+  ``n_queries`` their number). A row with all 14 labels missing is in no
+  matched pool and no matched distractor (random pools use it); the settings
+  count such rows as ``unlabelled_rows``.
+* ``chance``: the metric for a random ranking (K/N for study-level recall;
+  1 - C(N-1, K)/C(N-1+m, K) for a patient with m pairs; the expected
+  reciprocal rank; for median_rank the median of the pooled null,
+  :func:`relink.retrieval.exact.median_rank_chance`). ``lift`` = value /
+  chance, chance / value for median_rank (above 1 is better than chance for
+  every metric). Random embeddings reproduce every chance (tests/test_chance.py).
+* ``ci_low``/``ci_high``: patient-clustered interval at ``ci``
+  (:mod:`.intervals`); NaN when ``n_boot`` = 0 or under two patients.
 
-Optional columns, present when hard negatives are audited
-(:data:`PAIRED_COLUMNS`, after :data:`relink.tables.METRIC_COLUMNS`):
-``paired_random_value``, ``paired_random_ci_low``, ``paired_random_ci_high``,
-``paired_random_lift``. On a matched-negatives recall row they give the
-random-negative Recall@K (exact estimator) of the *same covered queries* at
-the same N, K, direction and level, with its interval from the same
-interval method, so that a matched figure is compared like with like
-(the random row of the table averages over every query, including those a
-matched pool cannot cover). NaN on every other row.
+With hard negatives, :data:`PAIRED_COLUMNS` follow: on a matched recall row,
+the random-negative exact Recall@K of the *same covered queries* at the same
+N, K, direction and level, with its interval and lift (NaN on other rows), so
+a matched figure is compared like with like.
 
-Settings (the :class:`~relink.retrieval.spec.AuditSpec` and what the data
-gave) are returned in ``frame.attrs["audit"]`` for provenance.
-
-Two steps, so that any subset of queries can be summarised without a second
-pass over the scores: :func:`audit_queries` computes every per-query count
-(:class:`QueryValues`) from one blocked pass; :func:`summarise`
-(:mod:`relink.retrieval.summary`) turns the values of all queries, or of a
-subset (a label group, a view, the queries a matched pool covers), into the
-tidy table with patient-clustered intervals. :func:`audit` is the two
-together. The input is a validated :class:`~relink.embeddings.EmbeddingSet`
-(:func:`audit_arrays` makes one from plain arrays); nothing is checked twice.
-
-How the counts are made, in bounded memory, across processes and resumably, is the engine's
-(:mod:`relink.retrieval.engine`); Monte Carlo rows, a cross-check for small sets, read both arrays whole.
+Settings (the spec and what the data gave) are in ``frame.attrs["audit"]``.
+:func:`audit_queries` makes every per-query count (:class:`QueryValues`) in
+one pass; :func:`summarise` turns all queries, or any subset, into the
+table without a second pass; :func:`audit` is the two together.
 """
 
 from __future__ import annotations
@@ -80,7 +52,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..embeddings import EmbeddingSet, public_model_name
+from ..embeddings import EmbeddingSet, RowSource, public_model_name
 from ..errors import RelinkError
 from .engine import Rows, count_ranks
 from .engine.counts import CONFIDENT_CELLS
@@ -89,11 +61,9 @@ from .pools import FULL, Pools
 from .matching import check_labelled, group_summary, label_groups
 from .montecarlo import monte_carlo_recall
 from .spec import AuditSpec
-from ..embeddings import RowSource
 from .summary import PAIRED_COLUMNS, summarise  # noqa: F401 (part of this module's interface)
 from .scale import Scale
 from .values import QueryValues
-
 
 
 def _seed(random_state, i: int):
@@ -121,10 +91,7 @@ def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: boo
 
     ``rows`` (increasing set positions, or a bool mask) audits those rows
     alone, as ``es.subset(rows)`` would, without copying the arrays.
-    ``scale`` (:class:`~relink.retrieval.scale.Scale`: memory budget, process
-    group, work folder, progress) changes how the product is made, never its
-    counts; ``progress`` is ``scale.progress``. The plan and timings of the
-    passes are in ``.run`` of the result.
+    ``scale`` changes how the product is made, never its counts.
     """
     from .memory import resident
 
@@ -237,13 +204,8 @@ def audit_queries(es: EmbeddingSet, spec: AuditSpec | None = None, progress: boo
 
 def audit(es: EmbeddingSet, spec: AuditSpec | None = None, model: str | None = None, cohort: str | None = None,
           progress: bool = False, **changes: Any) -> pd.DataFrame:
-    """Audit a validated :class:`~relink.embeddings.EmbeddingSet` (see the module docstring).
-
-    ``changes`` are :class:`AuditSpec` fields applied to ``spec`` (or to the
-    defaults). ``model`` defaults to the set's ``meta.json`` model spec (a
-    local path replaced by the weights fingerprint) and
-    ``cohort`` to :attr:`~relink.embeddings.EmbeddingSet.cohort_name`.
-    """
+    """Audit a validated :class:`~relink.embeddings.EmbeddingSet`; ``changes`` are :class:`AuditSpec` fields
+    applied to ``spec``. ``model`` and ``cohort`` default to the set's (never a local path)."""
     spec = (spec or AuditSpec()).but(**changes) if changes else (spec or AuditSpec())
     qv = audit_queries(es, spec, progress=progress)
     if model is None:  # never a local path: see relink.embeddings.public_model_name
@@ -253,10 +215,8 @@ def audit(es: EmbeddingSet, spec: AuditSpec | None = None, model: str | None = N
 
 def audit_arrays(image, text, patient_ids, labels=None, spec: AuditSpec | None = None, pair_ids=None,
                  model: str = "", cohort: str = "", progress: bool = False, **changes: Any) -> pd.DataFrame:
-    """Audit n aligned pairs given as arrays: image, text (n, d); patient_ids (n,); labels (n, 14) or None.
-
-    The arrays are validated as a loaded set is (:meth:`EmbeddingSet.from_arrays`).
-    """
+    """Audit n aligned pairs given as arrays, validated as a loaded set is: image, text (n, d); patient_ids
+    (n,); labels (n, 14) or None."""
     from ..labels import CHEXPERT_LABELS
 
     n = len(patient_ids)

@@ -1,21 +1,11 @@
-"""Patient-clustered bootstrap of column means: the member gap's two independent samples.
+"""Patient-clustered bootstrap of column means, for statistics of *independent* samples (the member gap).
 
 The audit's own intervals are not bootstrapped (:mod:`relink.retrieval.intervals`
-says why: the percentile bootstrap under-covers rare events). What remains
-here serves statistics built from *independent* samples, such as the member
-gap (members minus non-members, different patients), whose replicates are
-drawn per sample and combined. Contract:
-
-* ``values``: (n, F) per-query quantities, one column per estimate; NaN marks
-  a query left out of that estimate.
-* ``clusters``: (n,) cluster labels (patient ids); the resampling unit.
-
-A replicate draws as many patients as there are, with replacement. That is a
-multinomial count w_p per patient, so a mean over queries becomes a ratio of
-weighted per-patient sums, ``sum_p w_p S_pf / sum_p w_p n_pf``: the (n, F)
-table is reduced to per-patient sums once and every replicate is one matrix
-product. Intervals are percentile intervals (``level`` = 0.95 gives the 2.5
-and 97.5 percentiles).
+says why). ``values``: (n, F) per-query quantities (NaN: left out of that
+column); ``clusters``: (n,) patient ids, the resampling unit. A replicate's
+multinomial patient counts w_p make a mean the ratio ``sum_p w_p S_pf /
+sum_p w_p n_pf`` of per-patient sums, so every replicate is one matrix
+product. Intervals are percentile intervals.
 """
 
 from __future__ import annotations

@@ -8,49 +8,32 @@ outranking it and d_i(t) distractors scoring at or above t:
 
 * P(correct link at t) = [s_i >= t] x P(none of the c_i in the pool)
   (the Recall@1 of :mod:`relink.retrieval.exact`, ties broken as the audit's);
-* P(any link at t) = 1 - [s_i < t] x P(none of the d_i(t) in the pool).
+* P(any link at t) = 1 - [s_i < t] x P(none of the d_i(t) in the pool),
 
-Both are hypergeometric zeros, P(none of d in the pool) = C(D - d, N - 1) /
-C(D, N - 1) (the full pool: [d = 0]). Summed over queries they give the
-expected correct links C(t) and links L(t), so the attacker's precision
-C/L and recall C/n at every t, for every N at once.
+with P(none of d in the pool) = C(D - d, N - 1) / C(D, N - 1) (the full
+pool: [d = 0]). Summed over queries: the expected correct links C(t) and
+links L(t), so precision C/L and recall C/n at every t, for every N at once.
 
-Where d_i(t) comes from. The blocked pass counts, per query, the candidates
-at or above each threshold of a grid (:func:`threshold_grid`): ``grid``
-points from ``t_low`` up, at quantiles of the truth scores (where C steps),
-with ``t_low`` the score that about ``cells`` of all scores reach (so the
-pass only bins a small share of the cells). Only d_i(t) for t > s_i enter
-the formula, and those candidates all outrank the truth; at the patient
-level the patient's own candidates lie below its best truth, so the one
-per-query count serves both levels. Below ``t_low`` the curve has ``low``
-points at quantiles of the truth scores where d_i(t) is bounded, not
-counted: d_i(t_low) <= d_i(t) <= c_i; there the links are the upper bound
-(the precision a lower bound) and ``links_exact`` is false.
+d_i(t) is counted in the blocked pass on a grid (:func:`threshold_grid`)
+from ``t_low`` up, ``t_low`` the score that about ``cells`` of all scores
+reach. Only t > s_i enter the formula, where every such candidate outranks
+the truth, so one count serves both levels. Below ``t_low`` the ``low``
+points are bounded, not counted (d_i(t_low) <= d_i(t) <= c_i): the links
+there are an upper bound and ``links_exact`` is false.
 
-What is reported. ``relinked_best``: the largest expected share of queries
-re-linked correctly at a threshold whose precision (lower bound) reaches the
-target: the attacker who knows where to set t. It is a lower bound of the
-exact best-t figure (the attacker is restricted to the points);
-:func:`best_upper` bounds the exact figure from above by monotonicity (C and
-L fall as t rises: for t in [t_k, t_k+1), C(t) <= C(t_k) and L(t) >=
-L(t_k+1)), and the row's ``ci_high`` is never below that bound.
-``relinked_calibrated``: an attacker who sets t on a separate labelled set
-of S pairs (whole patients, drawn with the audit's seed and held apart):
-the threshold that reaches the target on those pairs, applied to the rest.
-Values are expected shares over the queries (``n_queries``); intervals are
+``relinked_best``: the largest expected share of queries re-linked correctly
+at a point whose precision (lower bound) reaches the target, a lower bound
+of the exact best-t figure; :func:`best_upper` bounds that figure from above
+(C and L fall as t rises) and the row's ``ci_high`` is never below it.
+``relinked_calibrated``: t set on S labelled pairs (whole patients, drawn
+with the audit's seed, held apart) and applied to the rest. Intervals are
 patient-clustered (:func:`relink.retrieval.intervals.mean_interval`) over
-the per-query correct-link probabilities at the chosen threshold, which they
-take as given. A random scorer's precision is its Recall@1 at every t (1/N
-at the study level), so its chance figure at a target above that is 0 (NaN
-where a target does not exceed it; ``lift`` is always NaN).
-tests/retrieval/test_confident.py checks the counts against literal pools,
-the grid against the exact best threshold, and the intervals under the null.
+the per-query correct-link probabilities at the chosen threshold. A random
+scorer's precision is its Recall@1 at every t, so its chance figure at a
+target above that is 0 (NaN otherwise; ``lift`` is always NaN).
 """
 
 from __future__ import annotations
-
-from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 from scipy.special import gammaln
@@ -80,61 +63,6 @@ def low_threshold(sample_scores: np.ndarray, truths: np.ndarray, cells: float) -
     below the lowest truth score (below it every query links whatever its distractors)."""
     q = float(np.quantile(sample_scores, 1.0 - cells)) if len(sample_scores) else float("inf")
     return float(np.float32(max(q, float(np.min(truths)))))
-
-
-def p_none(d: np.ndarray, available: np.ndarray, draws: int | None) -> np.ndarray:
-    """P(none of ``d`` marked candidates among ``draws`` drawn without replacement from ``available``):
-    C(D - d, n) / C(D, n); the full pool (``draws=None``): [d = 0]. NaN where D < n (no such pool)."""
-    d = np.asarray(d, dtype=np.int64)
-    avail = np.asarray(available, dtype=np.int64)
-    if draws is None:
-        return np.where((avail < 0)[:, None] if d.ndim == 2 else avail < 0, np.nan, (d <= 0).astype(np.float64))
-    out = np.empty(d.shape)
-    # one table over d = 0..D per distinct D (most queries share a few), read by index
-    pops, inverse = np.unique(avail, return_inverse=True)
-    groups = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse.reshape(-1)))[:-1])
-    for pop, idx in zip(pops.tolist(), groups):
-        table = _p_none_table(int(pop), int(draws))
-        out[idx] = table[np.clip(d[idx], 0, pop)]
-    return out
-
-
-@lru_cache(maxsize=256)
-def _p_none_table(pop: int, draws: int) -> np.ndarray:
-    """P(none of d marked among ``draws`` from ``pop``) for d = 0..pop (NaN throughout when pop < draws)."""
-    if pop < draws:
-        return np.full(pop + 1, np.nan)
-    x = np.arange(pop + 1, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        table = np.exp(gammaln(pop - x + 1) - gammaln(np.maximum(pop - x - draws, 0) + 1) - gammaln(pop + 1)
-                       + gammaln(pop - draws + 1))
-    table = np.where(pop - x < draws, 0.0, np.minimum(table, 1.0))
-    table.setflags(write=False)
-    return table
-
-
-def link_values(truth, r1, d_counted, d_floor, above, available, draws, counted, low):
-    """Per-query (correct, links) at the thresholds ``low`` + ``counted`` (ascending), arrays (n, points), and
-    the lower bound of the links at the ``low`` points, (n, len(low)) (at the counted points the links are
-    exact); NaN rows where the pool cannot be filled.
-
-    ``r1``: each query's P(no outranking distractor in the pool); ``d_counted`` (n, len(counted)): the
-    distractors at or above each counted threshold (read only where it exceeds the truth); ``d_floor``: those
-    at or above the lowest counted threshold; ``above``: those outranking the truth (the upper bound of the
-    distractors at or above a low point that exceeds the truth).
-    """
-    truth = np.asarray(truth, dtype=np.float32)
-    thr = np.concatenate([low, counted]).astype(np.float32)
-    linked = truth[:, None] >= thr[None, :]  # the truth itself clears t: a link for sure
-    correct = linked * np.asarray(r1, dtype=np.float64)[:, None]
-    n_low = len(low)
-    links = np.empty(correct.shape)
-    links[:, n_low:] = 1.0 - p_none(d_counted, available, draws)
-    links[:, :n_low] = (1.0 - p_none(np.asarray(above), available, draws))[:, None]
-    low_links = np.repeat((1.0 - p_none(np.asarray(d_floor), available, draws))[:, None], n_low, axis=1)
-    np.maximum(links, linked, out=links)
-    np.maximum(low_links, linked[:, :n_low], out=low_links)
-    return correct, links, low_links
 
 
 def best_point(C: np.ndarray, L_high: np.ndarray, target: float) -> int | None:
@@ -173,16 +101,12 @@ def calibration_rows(patient: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.isin(inverse, take)
 
 
-def targets_of(value: Sequence[float]) -> tuple[float, ...]:
-    return tuple(float(v) for v in value)
-
-
 # ------------------------------------------------------------------ the audit's rows and curve
 
 
 def _p_none_upto(pop: int, draws: int, width: int) -> np.ndarray:
-    """:func:`_p_none_table` for d = 0..``width`` - 1 only (the same values: the formula is elementwise), so a
-    pool of 200,000 candidates needs no table of 200,000 entries where its queries' counts stay small."""
+    """P(none of d marked candidates among ``draws`` drawn from ``pop``) for d = 0..``width`` - 1 (NaN when
+    pop < draws): a table only as long as the queries' counts, not the population."""
     width = max(1, min(int(width), pop + 1))
     if pop < draws:
         return np.full(width, np.nan)
@@ -204,8 +128,8 @@ def _by_truth(truth: np.ndarray, thr: np.ndarray, weights: np.ndarray) -> np.nda
 def _pool_sums(truth, r1, at, above, available, draws, counted, low, masks, chunk: int = _ROWS):
     """Per mask: (C, L_high, L_low, kept) over the queries it selects, at the points ``low`` + ``counted``.
 
-    The sums of :func:`link_values` over the queries, without its (queries x points) tables where a
-    per-query value suffices: a correct link and the links below the counted points are one value per query
+    The sums over the queries of each query's (correct, links) at every point, without (queries x points)
+    tables where a per-query value suffices: a correct link and the links below the counted points are one value per query
     where the truth lies below the threshold (and a sure link above it), so they are suffix sums over the
     queries ordered by truth score; only the links at the counted points read the per-query counts, in
     chunks of queries sharing one pool population (one table of P(none) each, as long as their largest count).

@@ -1,32 +1,23 @@
 """Paired contrasts: one metric measured twice on the same queries, compared with one patient-clustered interval.
 
-Every comparison relink states (DP heads vs the heads before, DP heads vs
-heads trained the same way without DP, matched vs random pools on the rows
-the matched pools cover, ...) is made here, so that both sides are always
-measured on the same rows and resampled together: a replicate draws patients
-with replacement and both means are taken under the same weights.
+Every comparison relink states (DP heads vs the heads before, matched vs
+random pools on the rows they cover, ...) is made here, so both sides are
+measured on the same rows. ``a`` and ``b`` are per-query values in one row
+order (NaN: left out of that side; a query counts where both have a value),
+``clusters`` the patient of each row. ``kind``: ``"difference"`` mean(b) -
+mean(a); ``"relative"`` mean(b) / mean(a) - 1; ``"ratio"`` mean(b) / mean(a).
 
-Contract: ``a`` and ``b`` are per-query values in the same row order (NaN: a
-query left out of that side; a query counts only where both sides have a
-value), ``clusters`` the patient of each row. ``kind``:
-
-* ``"difference"``: mean(b) - mean(a);
-* ``"relative"``: mean(b) / mean(a) - 1 (e.g. -0.25 = a quarter lower);
-* ``"ratio"``: mean(b) / mean(a).
-
-Interval (chosen by null simulation, as the audit's own are): the
-difference and the log of the ratio (and of the relative change) get a
-leave-one-patient-out jackknife variance (a patient's rows leave both sides
-together, which carries the pairing) with Student's t on patients - 1
-degrees of freedom; the sandwich (CR1) variance ran a little narrow at 100
-patients, a percentile bootstrap under-covered ratios of rare events. No
-resampling: the same rows give the same interval. A side whose mean is 0
-has no ratio: the contrast is then NaN.
+Interval (chosen by null simulation): a leave-one-patient-out jackknife of
+the difference or of the log ratio (a patient leaves both sides together,
+which carries the pairing), Student's t on patients - 1 degrees of freedom;
+the CR1 sandwich ran narrow at 100 patients and the percentile bootstrap
+under-covered ratios of rare events. A side whose mean is 0 has no ratio:
+the contrast is then NaN.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,9 +39,6 @@ class Contrast:
     n_queries: int
     n_patients: int
     level: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     @property
     def excludes_zero(self) -> bool:
@@ -98,13 +86,8 @@ def _interval(a: np.ndarray, b: np.ndarray, clusters: np.ndarray, kind: str, lev
 
 def paired_contrast(a, b, clusters, kind: str = "relative", n_boot: int = 1000, random_state=0,
                     level: float = 0.95) -> Contrast:
-    """The contrast of ``b`` against ``a`` over the queries both measure, with a paired patient-clustered interval.
-
-    Fewer than two patients give no interval (NaN bounds): one patient's
-    queries say nothing about others. ``n_boot`` = 0 asks for no interval
-    (the interval needs no replicates; ``n_boot`` and ``random_state`` are
-    kept so that callers written for the bootstrap keep working).
-    """
+    """The contrast of ``b`` against ``a`` over the queries both measure, with a paired patient-clustered interval
+    (NaN under two patients, or with ``n_boot`` = 0; ``random_state`` is unused: no resampling)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     a = np.asarray(a, dtype=np.float64).reshape(-1)
@@ -128,13 +111,8 @@ def paired_contrast(a, b, clusters, kind: str = "relative", n_boot: int = 1000, 
 
 def contrast_of_audits(a, b, kind: str = "relative", rows=None, n_boot: int | None = None, random_state=0,
                        level: float = 0.95, **where) -> Contrast:
-    """:func:`paired_contrast` of the one column matching ``where`` in two audits of the same rows.
-
-    ``a`` and ``b`` are :class:`relink.retrieval.values.QueryValues` of one
-    EmbeddingSet's rows (same pairs, same row order: the caller checks pair
-    ids); ``rows`` optionally restricts to a subset (bool mask or indices in
-    the set's row order). ``n_boot`` defaults to ``a``'s audit spec.
-    """
+    """:func:`paired_contrast` of the one column matching ``where`` in two audits (QueryValues) of the same
+    rows (the caller checks pair ids); ``rows``: a subset in the set's row order; ``n_boot``: ``a``'s default."""
     va = a.in_set_order(a.values[:, a.column(**where)])
     vb = b.in_set_order(b.values[:, b.column(**where)])
     patients = a.in_set_order(a.patient)

@@ -17,22 +17,16 @@ the coverage).
 Ties (``tied``: t_i distractors whose embedding is identical to the truth's,
 see :mod:`relink.retrieval.engine`):
 
-* ``"random"`` (default) — the truth's place among its ties is uniformly
-  random, i.e. c_i + U with U ~ Uniform{0..t_i} candidates outrank it. Since
-  a random order of the whole set followed by random subsampling is the same
-  as the reverse, the result is exactly the mean over u of P(X_u <= K - 1)
-  with X_u ~ Hypergeom(D_i, c_i + u, N - 1). This is "ties count half" on
-  average, and it is what an attacker with no tie-breaking rule achieves.
+* ``"random"`` (default) — c_i + U candidates outrank the truth, U ~
+  Uniform{0..t_i}; ordering then subsampling equals the reverse, so the
+  result is exactly the mean over u of P(X_u <= K - 1), X_u ~
+  Hypergeom(D_i, c_i + u, N - 1): an attacker with no tie-breaking rule.
 * ``"pessimistic"`` — every tie outranks the truth (c_i + t_i).
 * ``"optimistic"`` — no tie outranks the truth (c_i).
 
-The pmf is evaluated in log space from ``gammaln`` for x = 0..K_max-1 only,
-at the distinct values of c that queries need, so every N and K costs one
-small table. Chance levels (:func:`chance_recall`) are the same quantities
-for a scorer that ranks at random: K/N at the study level, 1 - C(N-1, K) /
-C(N-1+m, K) for a truth set of m; for ranks, :func:`chance_rank` (expected
-reciprocal rank, for MRR) and :func:`median_rank_chance` (the median of the
-pooled null, for the median rank).
+The CDF is tabled for x = 0..K_max-1 at the distinct c the queries need.
+Chance levels are the same quantities for a random ranking:
+:func:`chance_recall`, :func:`chance_rank` (MRR), :func:`median_rank_chance`.
 """
 
 from __future__ import annotations
@@ -60,14 +54,11 @@ def log_comb(n, k) -> np.ndarray:
 def hypergeom_cdf(population: int, successes: np.ndarray, draws: int, kmax: int) -> np.ndarray:
     """P(X <= x) for x = 0..kmax-1, X ~ Hypergeom(population, successes[j], draws); shape (len, kmax).
 
-    pmf(0) comes from ``gammaln`` and the next terms from the ratio
-    pmf(x) / pmf(x-1) = (c - x + 1)(draws - x + 1) / (x (population - c - draws + x)),
-    as a running product. Where pmf(0) lies near or below the smallest float
-    while pmf(K-1) does not (large K: from K ~ 50-100 at pools of 1,000 and
-    more), that product overflows and 0 x inf gives NaN; those rows are
-    summed in log space instead (the other rows keep the product, so results
-    of small K are unchanged to the bit). Rows where pmf(0) = 0 exactly (too
-    few failures to fill the draws) take the direct formula.
+    pmf(0) from ``gammaln``, then the running product of
+    pmf(x) / pmf(x-1) = (c - x + 1)(draws - x + 1) / (x (population - c - draws + x)).
+    Rows where that product overflows (pmf(0) near the smallest float, large
+    K) are summed in log space; rows with pmf(0) = 0 exactly (too few
+    failures to fill the draws) take the direct formula.
     """
     c = np.asarray(successes, dtype=np.float64)
     if len(c) > _CDF_ROWS:  # every row is computed on its own, so chunks change no bit, only the memory
@@ -170,11 +161,10 @@ def _unique_pairs(m: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def chance_recall(truth_size, draws, ks: Sequence[int]) -> np.ndarray:
-    """Recall@K of a random ranking: 1 - C(d, K) / C(d + m, K) per query, shape (n, len(ks)).
+    """Recall@K of a random ranking: 1 - C(d, K) / C(d + m, K) per query, shape (n, len(ks)) (K/N when m = 1).
 
-    ``draws`` (d) is an int or a per-query array (the full pool). The ratio is
-    the product over j < K of (d - j) / (d + m - j), exact to rounding (K/N
-    when m = 1).
+    ``draws`` (d) is an int or a per-query array (the full pool); the ratio is
+    the product over j < K of (d - j) / (d + m - j).
     """
     m = np.asarray(truth_size, dtype=np.int64)
     d = np.broadcast_to(np.asarray(draws, dtype=np.int64), m.shape)
@@ -197,11 +187,8 @@ def _best_rank_pmf(m: int, d: int) -> np.ndarray:
 
 
 def chance_rank(truth_size, available) -> tuple[np.ndarray, np.ndarray]:
-    """Per-query (expected 1/rank, expected rank) of a random ranking over the full pool.
-
-    Means, for the mean metrics (MRR). The chance value of a *median* rank is
-    not a mean of these: see :func:`median_rank_chance`.
-    """
+    """Per-query (expected 1/rank, expected rank) of a random ranking over the full pool (not the chance of
+    a *median* rank: :func:`median_rank_chance`)."""
     m = np.asarray(truth_size, dtype=np.int64)
     d = np.asarray(available, dtype=np.int64)
     pairs, inverse = _unique_pairs(m, d)
@@ -214,10 +201,9 @@ def chance_rank(truth_size, available) -> tuple[np.ndarray, np.ndarray]:
 def best_rank_survival(truth_size: int, available: int) -> np.ndarray:
     """P(best rank > r) for r = 0..d + 1: m truths and d distractors in a random order.
 
-    The best of m truths lies beyond rank r when the first r places all hold
-    distractors: prod_{j<r} (d - j) / (d + m - j), here summed in log space
-    as log1p(-m / (d + m - j)) terms (accurate for d in the hundreds of
-    thousands, where differences of log-gamma values are not); 0 from r = d + 1.
+    prod_{j<r} (d - j) / (d + m - j), summed in log space as log1p terms
+    (accurate for d in the hundreds of thousands, where log-gamma
+    differences are not); 0 from r = d + 1.
     """
     m, d = int(truth_size), int(available)
     j = np.arange(d, dtype=np.float64)
@@ -233,34 +219,14 @@ _HALF_TOL = 1e-9  # a CDF this close to 1/2 counts as 1/2: the median then moves
 def median_rank_chance(truth_size, available) -> float:
     """Chance value of the median rank over a set of queries: the median of the pooled null.
 
-    Under a random ranking, query i's best truth (its m_i truths among
-    m_i + d_i candidates of the full pool) has rank R_i with
+    Under a random ranking query i's best truth has rank R_i with
     P(R_i > r) = prod_{j<r} (d_i - j) / (d_i + m_i - j)
-    (:func:`best_rank_survival`). The reported value is the sample median of
-    the queries' ranks, so its chance value is the median of the *pooled* null
-    F(r) = 1 - mean_i P(R_i > r), the distribution of the rank of a query drawn
-    at random from the set: the smallest r with F(r) >= 1/2, or r + 1/2 when
-    F(r) = 1/2 exactly (np.median's convention for an even split). Exact: F is
-    evaluated at every r in 1..max d + 1, once per distinct (m, d).
-
-    Not the median of the per-query expected ranks (d + m + 1)/(m + 1): for
-    m > 1 the best-of-m rank is right-skewed, its median below its mean
-    (d = 10^4, m = 4: 1592 against 2001), and that chance made random
-    embeddings look 1.24x better than chance at the patient level.
-
-    Sample median vs pooled median. The sample median of independent draws
-    R_i converges to the median of the average of their CDFs as n grows
-    (the empirical CDF converges to it uniformly), with a spread of about
-    1 / (2 f(median) sqrt(n)). Checked by simulation (random orderings, not
-    this formula): for 6,000 queries with m = 1..4 and d ~ 6,000, and for 500
-    queries in small pools (d = 20..60), the mean of the sample medians over
-    2,000 simulated sets lies within 0.1% (large pools) and 0.5 ranks (small
-    pools, where ranks are coarse) of this value, well inside one standard
-    deviation of the sample median. The queries of one audit share their
-    candidates, so their ranks are not quite independent: tests/test_chance.py
-    checks this value against an enumeration of the pooled null on tiny
-    cases, against simulated orderings, and on the audit itself with random
-    embeddings.
+    (:func:`best_rank_survival`). The sample median of the R_i converges to
+    the median of the pooled null F(r) = 1 - mean_i P(R_i > r): the smallest
+    r with F(r) >= 1/2, or r + 1/2 when F(r) = 1/2 exactly (np.median's
+    convention). Not the median of the per-query mean ranks (d + m + 1)/(m + 1):
+    for m > 1 the best-of-m rank is right-skewed, and that value made random
+    embeddings look better than chance at the patient level.
     """
     m = np.asarray(truth_size, dtype=np.int64).reshape(-1)
     d = np.asarray(available, dtype=np.int64).reshape(-1)

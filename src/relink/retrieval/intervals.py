@@ -1,44 +1,29 @@
 """Patient-clustered intervals that hold their coverage, from per-patient sums (no resampling).
 
-Why not the percentile patient bootstrap. Re-linkage metrics are means of
-rare events: at the full pool a random ranker expects about one Recall@1 hit
-in the whole set, and a mean reciprocal rank is carried by the few queries
-ranked near the top. The percentile bootstrap of such a mean only
-re-weights the hits it saw (no hit gives the interval [0, 0]) and covered
-chance in 63-89% of random sets (tests/helpers/null_coverage.py). The methods here
-were chosen by that null simulation, one per metric:
+Re-linkage metrics are means of rare events, and the percentile patient
+bootstrap only re-weights the hits it saw (no hit gives [0, 0]): it covered
+chance in 63-89% of random sets (tests/helpers/null_coverage.py). The
+methods here were chosen by that null simulation, one per metric:
 
-* **Means of per-query values in [0, 1]** (expected Recall@K, reciprocal
-  rank; :func:`mean_interval`): an exact binomial (Clopper-Pearson) interval
-  on an *effective* count. The patient-clustered (CR1) variance of the mean,
+* **Means of per-query values in [0, 1]** (Recall@K, reciprocal rank;
+  :func:`mean_interval`): Clopper-Pearson on an *effective* count (Korn and
+  Graubard 1998). The patient-clustered (CR1) variance of the mean,
   ``V = G/(G-1) * sum_p (S_p - m n_p)^2 / n^2`` over patients p with value
-  sum S_p and n_p queries, gives a design effect ``deff = V / (m(1-m)/n)``;
-  the mean is then treated as ``x = m n_eff`` successes of ``n_eff = n /
-  deff`` trials (Korn and Graubard 1998, for proportions from clustered
-  samples; the beta form takes non-integer counts). A query's expected
-  recall over random pools varies less than a 0/1 hit, so the measured
-  ``deff`` can fall below 1; it is floored at 1 (independent 0/1 queries),
-  since letting it narrow the interval under-covered in the null simulation. The *upper* bound,
-  which a LOW verdict rests on, uses the larger of that design effect and
-  the one of perfectly correlated patients (``sum n_p^2 / n``): when a few
-  patients carry most of the hits (a memorised minority) a sample holding
-  few of them under-states the variance, and the upper bound missed the
-  truth in 3.3-4.7% of draws at a nominal 2.5% (true lift 2-3, 300-1,500
-  patients); with the floor, 0-0.5%. With few hits the
-  exact interval does not collapse (no hit still gives an upper bound) and
-  stays conservative. With no variation at all (every value 0, or all 1)
-  the design effect is unknown and taken as 1 (independent queries).
-* **Median rank** (:func:`median_interval`): the Woodruff interval. The
-  share of queries at or below the sample median has a patient-clustered
-  variance; the quantiles at 0.5 -/+ t times its standard error (one order
-  statistic further out each way) bound the median (distribution-free: a rank is no mean, and the bootstrap of a
-  median of discrete values is notoriously lumpy).
+  sum S_p and n_p queries, gives ``deff = V / (m(1-m)/n)``, floored at 1
+  (narrower under-covered); the mean is ``x = m n_eff`` successes of
+  ``n_eff = n / deff`` trials. The *upper* bound, which a LOW verdict rests
+  on, takes the larger of that and the design effect of perfectly correlated
+  patients (``sum n_p^2 / n``): when a few patients carry most of the hits,
+  a sample holding few of them under-states the variance (the upper bound
+  missed in 3.3-4.7% of draws at a nominal 2.5%; with this floor, 0-0.5%).
+  No variation at all gives deff 1.
+* **Median rank** (:func:`median_interval`): the Woodruff interval, from the
+  patient-clustered variance of the share of queries at or below the sample
+  median (distribution-free: a rank is no mean).
 * **Paired contrasts** (:mod:`relink.retrieval.contrast`): a
-  leave-one-patient-out jackknife of the difference (or of the log ratio),
-  with Student's t on G - 1 degrees of freedom.
+  leave-one-patient-out jackknife with Student's t on G - 1 degrees of freedom.
 
-Fewer than two patients give no interval (NaN): a single patient's queries
-say nothing about anyone else. Every function here is deterministic: the same
+Fewer than two patients give no interval (NaN). Deterministic: the same
 values give the same interval, in any order.
 """
 
@@ -80,10 +65,7 @@ def mean_interval(sums, counts, level: float = 0.95) -> tuple[np.ndarray, np.nda
     binomial = mo * (1.0 - mo) / no
     with np.errstate(invalid="ignore", divide="ignore"):
         deff = np.where(binomial > 0, np.maximum(vo / binomial, 1.0), 1.0)
-    # The upper bound is what a LOW verdict rests on. The measured design effect is too small exactly when the
-    # sample holds few of the patients who carry the hits (a memorised minority), and the upper bound then
-    # fell below the truth in ~4% of draws at a nominal 2.5%; so the upper bound takes the design effect of
-    # perfectly correlated patients (size-weighted mean queries per patient) when that is larger.
+    # the upper bound: never below the design effect of perfectly correlated patients (module docstring)
     deff_upper = np.maximum(deff, (np.asarray(counts, dtype=np.float64)[:, ok] ** 2).sum(axis=0) / no)
     n_eff, n_up = no / deff, no / deff_upper
     x, x_up = mo * n_eff, mo * n_up

@@ -1,31 +1,21 @@
 """Pathology-matched groups: which candidates count as hard negatives for a query.
 
-Contract. ``labels`` is an (n, 14) float array in the canonical CheXpert order
+``labels`` is an (n, 14) float array in the canonical CheXpert order
 (:data:`relink.labels.CHEXPERT_LABELS`): 1 positive, 0 negative, -1
-uncertain, NaN not mentioned. Two groupings are derived, each an (n,) integer
-code (equal code = same group):
+uncertain, NaN not mentioned. Two groupings, each (n,) integer codes (equal
+code = same group): ``pathology_matched``, the same 14-label vector after
+mapping; ``positive_set_matched``, the same set of positive findings after
+mapping (looser: every pathology-matched group lies inside one of its groups).
 
-* ``pathology_matched`` — the same 14-label vector after mapping;
-* ``positive_set_matched`` — the same *set of positive findings* (labels
-  equal to 1 after mapping), whatever the others say. It is looser: every
-  pathology-matched group lies inside one positive-set group.
+Mapping: ``uncertain`` ``"own"`` keeps -1 a value of its own, ``"negative"``
+reads it as 0 (U-zeros), ``"positive"`` as 1 (U-ones); ``missing``
+``"negative"`` reads NaN as 0 (a report not mentioning a finding),
+``"own"`` keeps it.
 
-Mapping before comparison (options, defaults first):
-
-* ``uncertain``: ``"own"`` keeps -1 as a value of its own (a hedged finding
-  matches only a hedged finding); ``"negative"`` reads it as 0 (CheXpert's
-  U-zeros); ``"positive"`` as 1 (U-ones, and then it joins the positive set).
-* ``missing``: ``"negative"`` reads NaN (not mentioned) as 0, the usual
-  reading of a report that does not mention a finding; ``"own"`` keeps it as
-  a value of its own.
-
-A row whose 14 labels are all missing carries no pathology at all. It is not
-a silent member of the all-negative group (its report may simply not have
-been labelled): it belongs to no group, i.e. it gets a group of its own in
-each grouping, so it is never a matched distractor of another query and has
-none of its own (the audit also leaves it out of every matched pool
-explicitly). :func:`check_labelled` returns which rows those are, and refuses
-only a set with no labels at all.
+A row whose 14 labels are all missing may simply not have been labelled: it
+is in no group (a singleton in each grouping), so never a matched distractor
+and without one. :func:`check_labelled` returns those rows, and refuses only
+a set with no labels at all.
 """
 
 from __future__ import annotations
@@ -59,10 +49,7 @@ def _codes(keys: np.ndarray) -> np.ndarray:
 
 
 def label_groups(labels: np.ndarray, uncertain: str = "own", missing: str = "negative") -> dict[str, np.ndarray]:
-    """Group codes for ``pathology_matched`` and ``positive_set_matched`` (module docstring).
-
-    A row with no label value at all gets a code no other row has, in both groupings.
-    """
+    """Group codes for ``pathology_matched`` and ``positive_set_matched`` (module docstring)."""
     labels = np.asarray(labels, dtype=np.float64)
     if labels.ndim != 2 or labels.shape[1] != len(CHEXPERT_LABELS):
         raise RelinkError(f"labels must have shape (n, {len(CHEXPERT_LABELS)}), got {labels.shape}")
@@ -94,11 +81,8 @@ def check_labelled(labels: np.ndarray | None, where: str = "labels") -> np.ndarr
 
 
 def group_summary(codes: np.ndarray, among: np.ndarray | None = None) -> tuple[int, int]:
-    """(number of groups, number of queries whose group holds no other pair).
-
-    ``among`` (a bool mask) counts the groups of those rows only; the rows
-    outside it (unlabelled rows) count as queries without a matched distractor.
-    """
+    """(number of groups, number of queries whose group holds no other pair); ``among`` (a bool mask) counts
+    the groups of those rows only, the rows outside it (unlabelled) as queries without a matched distractor."""
     codes = np.asarray(codes)
     among = np.ones(len(codes), dtype=bool) if among is None else np.asarray(among, dtype=bool)
     _, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)

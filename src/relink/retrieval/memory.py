@@ -1,39 +1,21 @@
 """A memory budget for the audit, and the block sizes it allows.
 
-What the budget covers. ``relink audit --memory 256MB`` bounds the audit's
-own data: what the process holds above its resident set when the audit
-starts, that start taken once the libraries the audit uses are imported
-(:func:`baseline`: Python, numpy, torch, pandas, Arrow's parquet reader,
-scipy, relink's retrieval modules). The libraries themselves (about 110-200
-MB, fixed whatever the data) are excluded, explicitly: no block size can
-trade against them, and counting them made a budget mean different things in
-a fresh process and in a long-lived one. Covered: the columns of the set's
-row table the audit needs (the others are dropped once the table is
-validated), the per-query state (thresholds, counts, codes, the threshold
-attacker's binned scores: a few hundred bytes per pair, fixed by the cohort),
-the blocks the pass streams (a slab of query rows, a block of candidate
-rows, each worker's tiles, the rows being read), and the summary after the
-pass (per-query value columns a group at a time, per-patient sums in chunks,
-the threshold attacker's sums in chunks of queries: all bounded by constants
-or a few columns of n values, within what the pass's blocks left when they
-were freed). Sizes take K, M, G or T suffixes in powers of 1024 (``128MB`` =
-``128M`` = 128 MiB); a bare number is bytes. The default is half of the
-memory the operating system reports as available when the audit starts.
+``relink audit --memory 256MB`` bounds the audit's own data: what the process
+holds above its resident set once the libraries the audit uses are imported
+(:func:`baseline`); the libraries themselves are excluded, since no block
+size can trade against them. Covered: the row table's needed columns, the
+per-query state (a few hundred bytes per pair), the blocks the pass streams
+and the summary after it. Sizes take K, M, G or T suffixes in powers of
+1024; the default is half of the memory available when the audit starts.
 
-A :class:`Meter` started with the audit measures what it holds (the
-resident set, where the operating system reports it; an estimate
-elsewhere), and :func:`plan` gives the product pass's blocks what is left.
-Blocks never change a number (the product's tiles lie on one grid whatever
-the blocks, :mod:`relink.retrieval.blocked`): a smaller budget means more
-passes over the candidates, not other results. A budget that cannot hold
-one tile of each kind beside the per-query state is refused with the
-smallest one that could. The threshold attacker's binned scores (12 bytes
-per pair and grid point) are the one exception: where they do not fit, the
-pass bins on every other point of the grid until they do
-(:func:`relink.retrieval.passes.count_pass` returns the grid it used), and
-its binning temporaries are bounded whatever the data
-(:func:`relink.retrieval.tileops.bin_bytes`, counted with the tile).
-``benchmarks/audit.py --memory-run`` measures the peak above the baseline.
+A :class:`Meter` measures what the audit holds and :func:`plan` gives the
+product pass's blocks what is left. Blocks never change a number (the tiles
+lie on one grid): a smaller budget means more passes, not other results. A
+budget that cannot hold one tile beside the per-query state is refused with
+the smallest one that could. The one exception is the threshold attacker's
+binned scores (12 bytes per pair and grid point): where they do not fit, the
+pass bins on every other point of the grid
+(:func:`relink.retrieval.engine.product.count_pass` returns the grid used).
 """
 
 from __future__ import annotations
@@ -149,12 +131,8 @@ def _warm_up() -> None:
 
 
 class Meter:
-    """A budget of ``budget`` bytes (None: unbounded) for what the process holds beyond ``start``.
-
-    ``start``: the resident set the budget counts from (bytes; default: now).
-    ``relink audit`` passes :func:`baseline`, taken before it reads the set, so
-    the budget covers the row table too and none of the libraries.
-    """
+    """A budget of ``budget`` bytes (None: unbounded) for what the process holds beyond ``start`` (the
+    resident set the budget counts from, e.g. :func:`baseline`; default: now)."""
 
     def __init__(self, budget: int | None, start: int | None = None):
         self.budget = budget
@@ -179,14 +157,11 @@ class Meter:
 def return_freed_memory() -> None:
     """Have freed memory leave the resident set at once: the C allocator's large blocks (glibc) and Arrow's.
 
-    glibc raises its mmap threshold after each large block is freed, and then
-    serves blocks of that size from a heap it never shrinks below its top: a
-    pass that allocates and frees row blocks keeps them resident. A fixed
-    threshold of 1 MB returns every freed block of 1 MB or more. Arrow's own
-    allocator (mimalloc or jemalloc) keeps the pages of a parquet read after
-    the frame is made (about 60 MB for 200,000 rows, more than the frame
-    itself); Arrow allocating from the C allocator instead hands them back.
-    Process-wide settings: the command makes them, the library does not.
+    glibc raises its mmap threshold after each large block is freed and keeps
+    such blocks in a heap it never shrinks: a fixed threshold of 1 MB returns
+    them. Arrow's own allocator keeps the pages of a parquet read; allocating
+    from the C allocator hands them back. Process-wide settings: the command
+    makes them, the library does not.
     """
     import ctypes
     import ctypes.util
@@ -204,14 +179,9 @@ def return_freed_memory() -> None:
 
 
 def state_bytes(n: int, n_seg: int, n_row: int, n_col: int, n_grid: int = 0) -> int:
-    """What the per-query state of the product pass takes (bytes, an upper estimate).
-
-    Per pair: truth score, identical-row and patient codes, group codes and
-    sizes, the patient statistics, the thresholds of both directions and
-    their shifted copies, and the counts (row, column, this slab's columns).
-    """
-    per_pair = 64 + 48 * n_seg + (n_row + n_col) * (16 + 24 * n_seg) + 8 * n_grid  # binned scores of rows and columns
-    return n * per_pair
+    """What the per-query state of the product pass takes (bytes, an upper estimate): truth score, codes,
+    patient statistics, thresholds and their shifted copies, counts, and binned scores of rows and columns."""
+    return n * (64 + 48 * n_seg + (n_row + n_col) * (16 + 24 * n_seg) + 8 * n_grid)
 
 
 @dataclass(frozen=True)

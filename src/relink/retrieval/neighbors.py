@@ -1,27 +1,17 @@
 """Top-k candidates per query with FAISS, for inspecting linkage at scale.
 
-Contract. ``queries`` and ``candidates`` are row sources
-(:class:`relink.embeddings.RowSource`, unit-normalised as they are
-read) or (q, d) / (m, d) arrays (normalised here), so the inner product is
-the cosine score the audit ranks by. :func:`top_k` returns ``(scores,
-index)``, each (q, k), best first; :func:`neighbor_table` turns them into
-the tidy listing of ``relink neighbors``: one row per (query, rank) with the
-query's and the candidate's ``pair_id``, the score, whether the candidate is
-the query's own pair (``is_true``) and whether it belongs to the same
-patient (``same_patient``). No report text is included.
+``queries`` and ``candidates`` are row sources (:class:`relink.embeddings.RowSource`,
+unit rows) or arrays (normalised here), so the inner product is the cosine
+the audit ranks by. :func:`search` gives ``(scores, index)``, each (q, k),
+best first; :func:`neighbor_table` the listing of ``relink neighbors``: one
+row per (query, rank), columns :data:`COLUMNS` (no report text).
 
-Indexes (``kind``):
-
-* ``"flat"`` (default) — ``faiss.IndexFlatIP``: exact.
-* ``"ivf,pq"`` — ``faiss.IndexIVFPQ``, only when asked: an inverted file of
-  ``nlist`` lists over product-quantised codes, for candidate sets whose
-  float vectors do not fit in memory (m bytes per candidate instead of 4d).
-  Parameters follow from M and d (:func:`ivfpq_params`: FAISS's guide of 4
-  to 16 sqrt(M) lists, and the 39 training points per list and per codeword
-  it asks for; 8-dimensional sub-vectors); trained on a seeded sample of at
-  most 100,000 candidates. Approximate: :func:`recall_vs_flat` measures it
-  against the exact search on a seeded sample of queries, and the listing's
-  provenance says so. The audit itself is always exact.
+Indexes: ``"flat"`` (default, exact ``IndexFlatIP``) and, only when asked,
+``"ivf,pq"`` (``IndexIVFPQ``, for candidates whose floats do not fit in
+memory), parameters from M and d (:func:`ivfpq_params`, following FAISS's
+guide), trained on a seeded sample of at most 100,000 candidates.
+Approximate: :func:`recall_vs_flat` measures it against the exact search,
+and the listing's provenance says so. The audit itself is always exact.
 """
 
 from __future__ import annotations
@@ -96,12 +86,6 @@ def search(index, queries, k: int, batch: int = 8192, progress: bool = False):
     return scores, found
 
 
-def top_k(queries, candidates, k: int, batch: int = 8192, progress: bool = False):
-    """Exact inner-product top-k of normalised vectors; (scores float32, index int64), each (q, k)."""
-    index, _ = build_index(candidates, "flat")
-    return search(index, queries, k, batch, progress)
-
-
 def exact_top_k(queries: np.ndarray, candidates, k: int, batch: int = 65536) -> np.ndarray:
     """Indices (q, k) of the exact top-k of a few query rows, the candidates streamed in blocks."""
     src = _source(candidates)
@@ -118,11 +102,7 @@ def exact_top_k(queries: np.ndarray, candidates, k: int, batch: int = 65536) -> 
 
 
 def recall_vs_flat(index, queries, candidates, k: int, sample: int = _RECALL_SAMPLE, seed: int = 0) -> dict[str, Any]:
-    """Recall@k of ``index`` against the exact search, on a seeded sample of query rows.
-
-    Recall@k = |approximate top-k & exact top-k| / k, averaged over the
-    sample (1.0: the index finds every exact neighbour).
-    """
+    """Recall@k = |approximate top-k & exact top-k| / k of ``index``, averaged over a seeded sample of queries."""
     src = _source(queries)
     pick = np.sort(np.random.default_rng(seed).choice(src.n, size=min(src.n, sample), replace=False))
     q = np.ascontiguousarray(src.read(pick))
@@ -135,11 +115,8 @@ def recall_vs_flat(index, queries, candidates, k: int, sample: int = _RECALL_SAM
 
 
 def neighbor_table(pair_ids, patient_ids, scores: np.ndarray, found: np.ndarray) -> pd.DataFrame:
-    """Tidy listing (see module docstring); query i's own pair is candidate i.
-
-    An approximate index may find fewer than k candidates for a query (FAISS
-    marks the missing ones -1): those ranks are left out.
-    """
+    """Tidy listing (see module docstring); query i's own pair is candidate i. Ranks an approximate index did
+    not fill (FAISS marks them -1) are left out."""
     pair_ids = np.asarray(pair_ids)
     patient_ids = np.asarray(patient_ids)
     q, k = found.shape

@@ -1,12 +1,10 @@
-"""Candidate pool sizes, in one place: parsed from flags, fitted to a candidate set, adjusted for a set.
+"""Candidate pool sizes: parsed from flags, fitted to a candidate set, adjusted for a set.
 
-A pool is given as an integer N (the truth plus N - 1 distractors) or
-``"full"`` (every candidate). :class:`Pools` is the value; the audit's
-``--pools``, the report's ``--attacker-pool`` and the paper's results read
-it. An integer N larger than the candidate count M is an error (named by its
-flag, ``--pools``), unless ``--pools-clip`` drops such pools; the dropped
-sizes are returned for the caller to say once. K must not exceed any N.
-Imports nothing heavy: the command line builds its parser from it.
+A pool is an integer N (the truth plus N - 1 distractors) or ``"full"``
+(every candidate). An N above the candidate count M is an error named by
+``--pools``, unless ``--pools-clip`` drops it (the dropped sizes are returned
+for the caller to say once); K must not exceed any N. Imports nothing heavy:
+the command line builds its parser from it.
 """
 
 from __future__ import annotations
@@ -50,10 +48,6 @@ class Pools:
     """Pool sizes (ints >= 1 and/or ``"full"``), in the order given."""
 
     sizes: tuple
-
-    @classmethod
-    def parse(cls, value: Any, minimum: int = 1) -> "Pools":
-        return cls(parse_pools(value, minimum))
 
     def fit(self, n_candidates: int, clip: bool = False) -> tuple[list[int | str], list[int]]:
         """The pools ``n_candidates`` can fill, in order, and the sizes ``clip`` dropped."""

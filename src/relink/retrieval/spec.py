@@ -1,14 +1,9 @@
 """The audit's options as one frozen spec, shared by ``relink audit``, the library, the paper and the report.
 
-Each field declares its command-line flag, help and check once
-(:func:`relink.options.option`); ``relink audit`` is generated from it and
-an out-of-range value is refused with the flag's name, whether it comes from
-the command line or from Python. Checks that depend on the data (a pool
-larger than the candidate set, K larger than a pool) are made when the audit
-sees the data (:class:`relink.retrieval.pools.Pools`).
-
-Use ``AuditSpec(pools=(100, "full"), n_boot=200)`` or
-``dataclasses.replace(spec, ks=(1,))``.
+Each field declares its flag, help and check once (:func:`relink.options.option`);
+``relink audit`` is generated from it and an out-of-range value is refused
+with the flag's name, from the command line or from Python. Checks that
+depend on the data are made when the audit sees it (:class:`relink.retrieval.pools.Pools`).
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """The tidy metric table of an audit's per-query values (all queries or a subset), in bounded memory.
 
-:func:`summarise` (re-exported by :mod:`relink.retrieval.audit`, where the
-table's rows are described) computes each value column from the integer
-rank counts as it needs it (:meth:`relink.retrieval.values.QueryValues.column_values`),
-never the whole (queries x columns) table: at 200,000 queries the ~60
-columns of values and their chances alone would take 200 MB.
-
-Intervals (:mod:`relink.retrieval.intervals`, where the choice of method
-is justified by a null simulation) need only per-patient sums and counts of
-each column: they are made column chunk by column chunk, at most
-``_SUMS_BYTES`` of sums at a time (less under a small memory budget:
-:func:`working_bytes`), so memory stays bounded however many
-columns an audit has. They involve no random draw: any run of the same audit
-gives the same table, and chunking cannot change a number. ``n_boot`` = 0
-(``--bootstrap 0``) still means "no intervals".
+:func:`summarise` (the table's rows: :mod:`relink.retrieval.audit`) computes
+each value column from the integer rank counts as it needs it, never the
+whole (queries x columns) table. Intervals need only per-patient sums and
+counts of each column: they are made column chunk by column chunk, at most
+``_SUMS_BYTES`` of sums at a time (less under a small budget:
+:func:`working_bytes`). No random draw: chunking cannot change a number.
 """
 
 from __future__ import annotations
@@ -71,8 +63,7 @@ def working_bytes(qv) -> tuple[int, int, int]:
 def _work_order(qv, boot_cols: list, pairs: dict[int, int]) -> list[int]:
     """The order the interval columns are computed in: each random-negative group of columns, then each
     matched group paired with it followed by its twins, so that a twin finds both groups still kept (the cache
-    keeps at least two) instead of computing them again (about two group computations in five at 43,793
-    queries). Each column's figures are its own: the order and the chunks change no number."""
+    keeps at least two) instead of computing them again. The order and the chunks change no number."""
     anchor: dict[int, int] = {}
 
     def key(pos: int):
@@ -115,13 +106,8 @@ class _Columns:
 def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str = "",
               n_boot: int | None = None) -> pd.DataFrame:
     """The tidy metric table of ``qv``'s queries, or of the subset ``rows`` of the set (a bool mask or
-    indices, in the set's row order).
-
-    Intervals resample the patients of the rows summarised; ``n_boot``
-    overrides the spec's replicate count (0: no intervals). Chance values
-    (the median-rank one included) and the paired random-negative columns are
-    those of the rows summarised.
-    """
+    indices, in the set's row order); chances, intervals and paired columns are those of the rows summarised.
+    ``n_boot`` overrides the spec's (0: no intervals)."""
     spec = qv.spec
     # every query: a slice, so that the per-query arrays are read in place, not copied (each column group's
     # values and chances, ~10 MB at 200,000 queries, and the patient and rank columns)

@@ -1,8 +1,7 @@
 """The per-query values of one audit (:class:`QueryValues`), kept as counts and computed column by column.
 
-Made by :func:`relink.retrieval.audit.audit_queries`, summarised by
-:func:`relink.retrieval.summary.summarise` (all queries or any subset), read
-by the custodian report.
+Made by :func:`relink.retrieval.audit.audit_queries`, summarised (all queries
+or any subset) by :func:`relink.retrieval.summary.summarise`.
 """
 
 from __future__ import annotations
@@ -34,31 +33,21 @@ class _Computed:
 
 @dataclass(eq=False)
 class QueryValues:
-    """Every per-query value of one audit, in *work order*: work row w is set row ``order[w]``.
-
-    (The audit works with label groups contiguous; keeping its order makes a
-    summary of all queries add them up exactly as the one-step audit did.
-    :meth:`set_rows` maps set rows to work rows; :meth:`in_set_order` turns a
-    per-query array back into the set's row order.)
+    """Every per-query value of one audit, in *work order* (label groups contiguous): work row w is set row
+    ``order[w]`` (:meth:`set_rows`, :meth:`in_set_order` map between the two).
 
     ``keys[f]`` names column f (``direction``, ``negatives``, ``level``, ``N``,
     ``K``, ``estimator``, ``metric``); ``values[:, f]`` is each query's value
-    (NaN: the query is left out, e.g. a matched pool it cannot fill) and
-    ``chances[:, f]`` its chance value. Median-rank columns are kept apart
-    (``rank_keys``, ``ranks``: each query's expected rank in the full pool)
-    because a median is not a mean of per-query values; ``rank_null`` holds,
-    per rank column, each query's ``(truth_size, available)`` from which the
-    chance median is computed for whatever subset is summarised. When hard
-    negatives are audited, the random-negative exact recall columns are kept
-    even if random negatives were not asked for (the matched rows are paired
-    with them); :func:`summarise` shows rows of ``spec.negatives`` only.
+    (NaN: left out, e.g. a matched pool it cannot fill), ``chances[:, f]`` its
+    chance. Median-rank columns are apart (a median is no mean): ``rank_keys``,
+    ``ranks`` (expected rank in the full pool) and ``rank_null`` (per column,
+    each query's ``(truth_size, available)``). With hard negatives, the
+    random-negative exact recall columns are kept even if not asked for (the
+    matched rows are paired with them).
 
-    Memory. The audit keeps integer rank counts per query and computes value
-    columns from them when asked, a group of columns (one pool, every K) at
-    a time (:meth:`column_values`; :func:`summarise` never holds more).
-    ``values`` and ``chances`` are the whole (queries x columns) tables,
-    made on first use and kept (``dataclasses.replace(qv, values=...,
-    chances=...)`` gives a copy with tables of one's own).
+    Memory: value columns are computed from the integer counts a group (one
+    pool, every K) at a time (:meth:`column_values`); ``values`` and
+    ``chances`` are the whole tables, made on first use and kept.
     """
 
     keys: list[dict[str, Any]]

@@ -1,18 +1,14 @@
 """The audit's keyed work folder (:class:`relink.workdir.KeyedWork`): finished slabs of the product pass.
 
-``relink audit --out T`` keeps ``T.work/`` beside the table while it runs.
-Its key is everything the counts depend on (a digest of every unit-normalised
-row in work order, the patients, the label groups, directions, levels,
-``tie_tol``, the tile grid, device type and kernel). Per finished slab of
-query rows ``[a, b)``, ``rows-A-B.npz`` holds ``row``, the complete counts of
-those rows (thresholds x segmentations x (b - a)), and ``col``, their part of
-every column's counts (thresholds x segmentations x n); each file is written
-atomically, so a slab counts as finished exactly when its file exists.
-
-Counts are integers: finished slabs added to the rest give the counts of an
-uninterrupted run exactly, whatever the memory budget or the number of
-processes of either run (slabs of the resumed run are planned around the
-finished ones).
+``relink audit --out T`` keeps ``T.work/`` beside the table while it runs,
+keyed by everything the counts depend on (a digest of every row in work
+order, patients, groups, directions, levels, ``tie_tol``, tile grid, device
+type and kernel). Per finished slab of query rows ``[a, b)``,
+``rows-A-B.npz`` holds ``row`` (those rows' counts, thresholds x
+segmentations x (b - a)) and ``col`` (their part of every column's counts,
+thresholds x segmentations x n), written atomically: a slab is finished
+exactly when its file exists. Counts are integers, so a resumed run adds up
+to an uninterrupted one whatever the budget or processes of either.
 """
 
 from __future__ import annotations
@@ -54,8 +50,7 @@ class AuditWork(KeyedWork):
 
     def write(self, a: int, b: int, row: np.ndarray, col: np.ndarray, row_hist: np.ndarray | None = None,
               col_hist: np.ndarray | None = None) -> None:
-        """Keep the counts of finished slab ``[a, b)`` (atomically), with its binned scores when a grid is
-        counted (confident re-links)."""
+        """Keep the counts of finished slab ``[a, b)`` atomically, with its binned scores when a grid is counted."""
         hist = {} if row_hist is None else {"row_hist": row_hist, "col_hist": col_hist}
         with atomic_path(self._file(a, b)) as tmp:
             with open(tmp, "wb") as fh:

@@ -1,60 +1,36 @@
 """The member gap: do training members re-link better than held-out non-members?
 
 Members are the pairs the heads were fitted on (the ``train`` split),
-non-members held-out pairs (``test``). A gap in Recall@K between them is
-evidence of memorisation only if nothing *else* differs between the two
-sides. Three things do when each side is simply audited within its own split:
+non-members held-out pairs (``test``). A gap in Recall@K is evidence of
+memorisation only if nothing *else* differs between the sides. Audited
+within its own split, three things do: the split size (a patient's other
+studies, look-alike distractors, fall into a random pool far more often in
+a small split, so a small non-member split looks *worse*), the patient
+structure (studies per patient), and the case mix (findings change how
+distinctive a report is: case mix alone gave a "significant" gap of +0.21).
 
-* **Split size.** At the study level a patient's other studies are
-  distractors, and they resemble the query (same patient, similar images and
-  reports). How often one falls into a random pool of N depends on the size
-  of the split it is drawn from: almost never among 200,000 training pairs,
-  often among a few thousand test pairs. With no memorisation at all, a
-  small non-member split then looks *worse*, a spurious positive gap.
-* **Patient structure.** The number of studies per patient sets how many
-  such look-alike candidates a query has, and who is easy to re-link.
-* **Case mix.** Findings change how distinctive a report is: if the
-  training split holds more patients with findings that re-link easily, the
-  members re-link better with no memorisation at all (measured: a gap of
-  +0.21, "significant" in every seed, from case mix alone).
-
-The design removes all three, by construction:
+The design removes all three:
 
 1. **Equal, alike samples.** Both sides are subsampled (seeded, whole
-   patients) to the same number of patients of each kind: for each
-   studies-per-patient count k and case mix (the patient's exact set of
-   positive labels), as many such patients as the smaller side has, drawn at
-   random from each side. The two samples then hold the same number of pairs
-   with the same studies-per-patient and label-vector distribution. When
-   exact label vectors keep less than half of what a coarser match keeps, the case mix
-   is coarsened to the number of positive labels (0, 1, 2, 3+); the table's
-   ``attrs["matched_on"]`` says which was used.
+   patients) to the same number of patients per studies-per-patient count
+   and case mix (the patient's exact set of positive labels), as many as the
+   smaller side has. When exact label vectors keep less than half of what a
+   coarser match keeps, the case mix is the number of positive labels (0, 1,
+   2, 3+); ``attrs["matched_on"]`` says which.
 2. **Own patient out of the distractors.** The truth is the query's own
-   report (the study level), and its distractors are the *other patients'*
-   candidates of its side: the patient-level "available" set of the audit
-   (:mod:`relink.retrieval.engine`). The query's other studies are neither
-   truth nor distractors, on either side. A pool holds the truth and N - 1
-   distractors drawn from those, and the expected Recall@K over such pools is
-   exact (:func:`relink.retrieval.exact.expected_recall`; chance K/N on
-   both sides). Not the audit's patient level, where any study of the
-   patient counts as a hit: that hides memorisation of a pair whenever
-   another study of the patient ranks first. Not pools from a common
-   candidate set: that needs a third set of patients drawn alike from both.
-   ``N`` is capped so that every query can fill its pool (N - 1 <= sample
-   pairs - largest patient).
+   report and its distractors the *other patients'* candidates of its side
+   (the audit's patient-level "available" set); its other studies are
+   neither truth nor distractor. Expected Recall@K over pools of N is exact
+   (:func:`relink.retrieval.exact.expected_recall`; chance K/N), with N
+   capped so every query fills its pool (N - 1 <= sample pairs - largest
+   patient). Not the audit's patient level: there another study of the
+   patient ranking first hides memorisation of the pair.
 
-What the gap does not remove: any difference between the splits that the
-labels do not record (site, date, image quality); its interval, not its
-sign, is what to report. The gap is members minus non-members; its interval
-is a patient bootstrap resampling the two (disjoint) sides independently,
-each replicate's gap the difference of the sides' replicate means.
-
-Output: rows ``members``, ``non_members`` and ``gap`` with columns
-:data:`GAP_COLUMNS` (``chance`` is the side's chance, 0 for the gap).
-
-A gap near zero means the heads re-link non-members as well as members: the
-linkage risk is a property of the model, not memorisation of its training
-pairs; DP training bounds the members' excess, not the general alignment.
+What the gap does not remove: differences the labels do not record (site,
+date, image quality); report its interval, not its sign. The gap is members
+minus non-members, its interval a patient bootstrap of the two (disjoint)
+sides drawn independently. Output: rows ``members``, ``non_members`` and
+``gap``, columns :data:`GAP_COLUMNS` (``chance`` 0 for the gap).
 """
 
 from __future__ import annotations
@@ -66,6 +42,7 @@ import pandas as pd
 
 from ..embeddings import EmbeddingSet
 from ..errors import RelinkError
+from ..labels import CHEXPERT_LABELS
 from ..retrieval.bootstrap import percentile_interval, replicates
 from ..retrieval.exact import expected_recall
 from ..retrieval.spec import AuditSpec
@@ -127,7 +104,7 @@ def _matched(es: EmbeddingSet, rows_a: np.ndarray, rows_b: np.ndarray, random_st
     """Samples matched on size and case mix: exact label vectors, or the number of findings when exact matching
     keeps less than :data:`EXACT_KEEP` of what that keeps (too fine strata). Returns ``(a, b, matched_on)``."""
     patient = es.rows["patient_id"].astype(str).to_numpy()
-    labels = es.labels() if any(c in es.rows for c in _label_columns()) else None
+    labels = es.labels() if any(c in es.rows for c in CHEXPERT_LABELS) else None
     exact, coarse = case_mix(labels, patient)
     a, b = matched_samples(patient[rows_a], patient[rows_b], random_state, exact[rows_a], exact[rows_b])
     if labels is None:
@@ -138,21 +115,10 @@ def _matched(es: EmbeddingSet, rows_a: np.ndarray, rows_b: np.ndarray, random_st
     return ca, cb, "studies per patient and number of positive labels"
 
 
-def _label_columns():
-    from ..labels import CHEXPERT_LABELS
-
-    return CHEXPERT_LABELS
-
-
 def own_study_counts(es: EmbeddingSet, direction: str = DIRECTION, tie_tol: float = 1e-6,
                      device=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per query (set order): other patients' candidates that outrank its own one, tie with it, and exist.
-
-    As in :mod:`relink.retrieval.engine`: a candidate outranks the truth when it
-    scores more than ``tie_tol`` above it and ties with it when its embedding
-    is identical to the truth's; only candidates of other patients count.
-    Returns ``(above, tied, available)``, int64 arrays.
-    """
+    """Per query (set order), int64: other patients' candidates that outrank its own one, tie with it (as the
+    engine defines both), and exist: ``(above, tied, available)``."""
     import torch
 
     from ..retrieval.engine import identical_rows, pick_device
@@ -183,13 +149,8 @@ def own_study_counts(es: EmbeddingSet, direction: str = DIRECTION, tie_tol: floa
 
 def member_gap(es: EmbeddingSet, N: int = 1000, K: int = 1, members: str = "train", nonmembers: str = "test",
                direction: str = DIRECTION, spec: AuditSpec | None = None, **changes: Any) -> pd.DataFrame:
-    """Rows ``members``, ``non_members`` and ``gap`` (members minus non-members), see the module docstring.
-
-    ``spec`` (default :class:`AuditSpec`) gives the bootstrap (``n_boot``,
-    ``ci``), the seed of the sampling and the bootstrap (``random_state``),
-    ties, tolerance and device; ``changes`` are AuditSpec fields applied to
-    it (e.g. ``n_boot=200, random_state=1``).
-    """
+    """Rows ``members``, ``non_members`` and ``gap`` (see the module docstring). ``spec`` gives ``n_boot``,
+    ``ci``, ``random_state`` (sampling and bootstrap), ties, tolerance and device; ``changes`` are its fields."""
     spec = (spec or AuditSpec()).but(**changes) if changes else (spec or AuditSpec())
     names = {"members": members, "non_members": nonmembers}
     split = es.rows["split"].astype(str).to_numpy()
