@@ -7,26 +7,20 @@ Contract (docs/design.md), row ``i`` of every array belongs to row ``i`` of
   ``split`` and the 14 CheXpert label columns (float; NaN = missing);
 * ``image.npy``, ``text.npy`` — float32 (n, d), projected and L2-normalised;
 * ``image_trunk.npy``, ``text_trunk.npy`` — float32 pre-projection features
-  (optional: a set written without them is accepted by the audit, refused by
-  the DP step);
+  (optional: accepted by the audit, refused by the DP step);
 * ``meta.json`` — ``format_version``, and, when made by ``relink embed``,
   ``model`` (spec), ``weights_fingerprint``, ``cohort_fingerprint``,
-  ``preprocess``, ``relink_version``. A hand-written set may carry only
-  ``{"format_version": 1}`` (or an empty object).
+  ``preprocess``, ``relink_version`` (a hand-written set may carry only
+  ``{"format_version": 1}`` or an empty object).
 
-Arrays are loaded memory-mapped so that a 400k-row set costs no RAM until used,
-and read in blocks with explicit reads (:class:`~relink.embeddings.rows.RowSource`),
-so that reading a set never grows the resident set to the size of its files.
-
-Validated once, where it enters: :func:`load` (and :meth:`EmbeddingSet.from_arrays`
-for arrays made in code) checks every row in one streaming pass — shapes
-aligned, every value finite (trunks included), projected rows of non-zero
-norm, ``pair_id`` unique, ``patient_id`` present, label cells 1/0/-1/missing
-(:func:`relink.labels.label_problems`) — and raises :class:`EmbeddingError`
-naming the file and row (never a value). Every consumer (audit, DP, probe,
-report) then takes the set as valid: :meth:`EmbeddingSet.unit` gives
-unit-norm rows without re-checking, :attr:`EmbeddingSet.cohort_name` the one
-cohort label.
+Arrays are memory-mapped and read in blocks with explicit reads
+(:class:`~relink.embeddings.rows.RowSource`), so reading a set never grows
+the resident set to the size of its files. Validated once, where it enters
+(:func:`load`, :meth:`EmbeddingSet.from_arrays`), in one streaming pass:
+shapes aligned, every value finite, projected rows of non-zero norm,
+``pair_id`` unique, ``patient_id`` present, labels 1/0/-1/missing; an
+:class:`EmbeddingError` names the file and row (never a value). Every
+consumer then takes the set as valid.
 """
 
 from __future__ import annotations
@@ -110,11 +104,8 @@ class EmbeddingSet:
         return str(self.path) if self.path is not None else "embedding set"
 
     def unit(self, name: str = "image", order: np.ndarray | None = None) -> np.ndarray:
-        """Unit-norm float32 rows of ``name`` (``image``/``text``), in ``order`` if given: a fresh array.
-
-        No checks: the set was validated when it was made. Rows are normalised
-        in blocks so a memory-mapped array is read once.
-        """
+        """Unit-norm float32 rows of ``name`` (``image``/``text``), in ``order`` if given: a fresh array, made in
+        blocks, with no checks (the set was validated when it was made)."""
         arr = getattr(self, name)
         n = len(arr) if order is None else len(order)
         out = np.empty((n, arr.shape[1]), dtype=np.float32)
@@ -172,13 +163,8 @@ def _fill_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_arrays(n: int, arrays: dict[str, np.ndarray | None], where: str, check_values: bool = True) -> None:
-    """Shapes agree with ``n`` rows; projected arrays are finite and non-zero.
-
-    Values are read in blocks of about 8 MB, a memory-mapped file with
-    explicit reads (:class:`RowSource`), so checking a set never grows the
-    resident set to the size of its files. Raises :class:`EmbeddingError`
-    naming the array and the first bad row.
-    """
+    """Shapes agree with ``n`` rows; every value is finite and projected rows are non-zero (read in blocks of
+    about 8 MB). Raises :class:`EmbeddingError` naming the array and the first bad row."""
     dims = {}
     for name, arr in arrays.items():
         if arr is None:
@@ -215,12 +201,8 @@ def check_arrays(n: int, arrays: dict[str, np.ndarray | None], where: str, check
 
 
 def _release_arrow_memory() -> None:
-    """Hand Arrow's freed read buffers back to the operating system.
-
-    Arrow's allocator keeps the buffers of a parquet read after the frame is
-    made (about 80 MB for 200,000 rows, twice the frame itself): memory an
-    out-of-core audit would otherwise carry for its whole run.
-    """
+    """Hand Arrow's freed read buffers back to the operating system (its allocator keeps a parquet read's
+    buffers after the frame is made: memory an out-of-core audit would carry for its whole run)."""
     import pyarrow as pa
 
     release = getattr(pa.default_memory_pool(), "release_unused", None)
@@ -229,12 +211,8 @@ def _release_arrow_memory() -> None:
 
 
 def load(path: str | os.PathLike, mmap: bool = True, require_trunk: bool = False, check_values: bool = True) -> EmbeddingSet:
-    """Read an EmbeddingSet folder, checking its contract.
-
-    ``require_trunk`` makes a set without trunk features an error (the DP
-    step needs them). Projected arrays are returned as stored; callers that
-    need unit norm use :func:`l2_normalise` (hand-written sets may not be).
-    """
+    """Read an EmbeddingSet folder, checking its contract; ``require_trunk``: a set without trunk features is
+    an error (the DP step needs them). Arrays are returned as stored (unit rows: :meth:`EmbeddingSet.unit`)."""
     path = Path(path)
     where = str(path)
     if not path.is_dir():
@@ -312,11 +290,9 @@ def _looks_local(text: str) -> bool:
 def public_model_name(spec: Any, fingerprint: Any = None) -> str:
     """The model as an output may name it: its spec, except that a local path never appears.
 
-    Built-in names, pretrained tags and ``hf-hub:`` specs are public and kept;
-    a local checkpoint file (``NAME:FILE``) or model folder (``DIR``,
-    ``local-dir:DIR``) is named by its architecture, when given, and its
-    weights fingerprint, which identifies the weights without saying where
-    they lie.
+    Built-in names, pretrained tags and ``hf-hub:`` specs are kept; a local
+    checkpoint (``NAME:FILE``) or folder (``DIR``, ``local-dir:DIR``) is named
+    by its architecture, when given, and its weights fingerprint.
     """
     text = "" if spec is None else str(spec).strip()
     weights = f"weights {fingerprint}" if fingerprint else "weights not fingerprinted"

@@ -71,12 +71,10 @@ def _runs(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class RowSource:
     """Rows ``rows`` (default: all; increasing positions) of one (n, d) array, read as fresh float32 copies.
 
-    A ``.npy`` file mapped whole (what :func:`load` gives) is read with
-    explicit reads (``pread``) into the block being filled: touched pages of a
-    memory map count in the resident set until it is unmapped, so reading
-    through the map would grow it to the whole file. Any other array is
-    indexed as it is. :meth:`read` unit-normalises (``normalise=True``, what
-    the audit needs; :func:`unit_rows`), :meth:`raw` keeps the stored dtype.
+    A ``.npy`` file mapped whole is read with ``pread`` into the block being
+    filled: touched pages of a memory map count in the resident set until it
+    is unmapped. Any other array is indexed as it is. :meth:`read`
+    unit-normalises when ``normalise``; :meth:`raw` keeps the stored dtype.
     """
 
     def __init__(self, array: Any, rows: np.ndarray | None = None, normalise: bool = True):

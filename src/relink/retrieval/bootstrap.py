@@ -61,8 +61,7 @@ def replicates(means, clusters, n_boot: int = 1000, random_state=0) -> np.ndarra
     if n_boot <= 0 or n_clusters == 0:
         return np.zeros((0, f))
     out = []
-    # Small torch operations between numpy steps: torch's thread pool costs more to wake (and then
-    # spins, taking the cores from numpy) than these take on one thread (~250x for index_add_ here).
+    # small torch operations between numpy steps: waking torch's thread pool costs more than they take
     with torch_threads(1):
         both = _mean_sums(means, codes, n_clusters)
         for w in replicate_weights(n_clusters, n_boot, random_state):

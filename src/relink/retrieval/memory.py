@@ -197,12 +197,10 @@ def plan(n: int, d: int, free: int | None, tile: int, row_grid: int, col_grid: i
          read_bytes: int = READ_ROWS_BYTES, budget: int | None = None) -> Plan:
     """Block sizes within ``free`` bytes (None: everything at once).
 
-    ``tile``: bytes of all workers' tile buffers; a slab is a multiple of
-    ``row_grid`` rows and a block a multiple of ``col_grid`` columns;
-    ``col_bytes``: extra bytes per column of a block (the workers' column
-    counts); ``read_bytes``: rows read at once (two copies live while they are
-    normalised). ``budget`` names the whole budget in the message when
-    ``free`` is too small.
+    ``tile``: bytes of all workers' tile buffers; slabs are multiples of
+    ``row_grid`` rows, blocks of ``col_grid`` columns; ``col_bytes``: extra
+    bytes per column of a block; ``read_bytes``: rows read at once (two copies
+    live while normalised); ``budget``: named in the message when too small.
     """
     row = 4 * d
     read_rows = max(1, min(n, read_bytes // row))

@@ -109,8 +109,7 @@ def summarise(qv, rows: np.ndarray | None = None, model: str = "", cohort: str =
     indices, in the set's row order); chances, intervals and paired columns are those of the rows summarised.
     ``n_boot`` overrides the spec's (0: no intervals)."""
     spec = qv.spec
-    # every query: a slice, so that the per-query arrays are read in place, not copied (each column group's
-    # values and chances, ~10 MB at 200,000 queries, and the patient and rank columns)
+    # every query: a slice, so that the per-query arrays are read in place, not copied
     idx = slice(None) if rows is None else qv.set_rows(rows)
     n = len(qv) if rows is None else len(idx)
     patient = qv.patient[idx]

@@ -42,12 +42,10 @@ class QueryValues:
     chance. Median-rank columns are apart (a median is no mean): ``rank_keys``,
     ``ranks`` (expected rank in the full pool) and ``rank_null`` (per column,
     each query's ``(truth_size, available)``). With hard negatives, the
-    random-negative exact recall columns are kept even if not asked for (the
-    matched rows are paired with them).
-
-    Memory: value columns are computed from the integer counts a group (one
-    pool, every K) at a time (:meth:`column_values`); ``values`` and
-    ``chances`` are the whole tables, made on first use and kept.
+    random-negative exact recall columns are kept even if not asked for.
+    Value columns are computed from the counts a group (one pool, every K) at
+    a time (:meth:`column_values`); ``values`` and ``chances``, the whole
+    tables, are made on first use and kept.
     """
 
     keys: list[dict[str, Any]]

@@ -1,23 +1,19 @@
 """Linear-probe AUROC per CheXpert label: what the embeddings still say about findings.
 
-Contract:
-
-* targets: positive = label ``1``; negative = ``0`` or missing (not
-  mentioned); uncertain (``-1``) per ``uncertain``: ``"exclude"`` (default:
-  the row is left out of that label's fit and test), ``"negative"``
-  (U-Zeros) or ``"positive"`` (U-Ones);
-* split: the cohort's own ``train``/``test`` rows when both exist
-  (``split="cohort"``), else a patient-disjoint ``GroupShuffleSplit`` on
-  ``patient_id`` (``split="group"``); ``"auto"`` picks the first that applies;
-* model: ``StandardScaler`` then ``LogisticRegression`` (lbfgs, L2, ``C``),
-  ``max_iter`` high enough to converge (each fit records ``converged``);
-* macro AUROC: the mean over labels whose test part holds both classes and
-  whose training part does too; the count used is reported (``n_labels``).
+* targets: positive = label ``1``; negative = ``0`` or missing; uncertain
+  (``-1``) per ``uncertain``: ``"exclude"`` (default: left out of that
+  label's fit and test), ``"negative"`` (U-Zeros) or ``"positive"`` (U-Ones);
+* split: the cohort's own ``train``/``test`` rows (``"cohort"``), else a
+  patient-disjoint ``GroupShuffleSplit`` (``"group"``); ``"auto"`` picks the
+  first that applies;
+* model: ``StandardScaler`` then ``LogisticRegression`` (lbfgs, L2, ``C``);
+  each fit records ``converged``;
+* macro AUROC: the mean over labels with both classes in both parts
+  (``n_labels`` of them).
 
 A converged probe is blind to any invertible linear change of the features,
-so on projected embeddings it barely moves when only the heads change: it is
-reported because the paper reports it, beside utilities that need alignment
-(:mod:`relink.utility.zeroshot`, :mod:`relink.utility.membership`).
+so it barely moves when only the heads change: it is reported because the
+paper reports it, beside utilities that need alignment.
 """
 
 from __future__ import annotations

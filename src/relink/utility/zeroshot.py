@@ -1,15 +1,10 @@
 """Zero-shot AUROC from label prompt pairs: a utility that needs image-text alignment.
 
-For each CheXpert label a pair of prompts, ``(absent, present)`` (e.g.
-``"no pleural effusion"`` / ``"pleural effusion"``), is encoded by the
-model's text tower up to the trunk (:func:`relink.models.trunks.encode_text_trunk`),
-projected by the *given* text head and L2-normalised. An image's score for
-the label is ``cos(image, present) - cos(image, absent)``; AUROC against the
-label (targets as in :func:`relink.utility.probe.label_targets`). The
-macro row averages labels with both classes present and says how many.
-
-Evaluated on the rows of ``split`` (default ``"test"``, all rows when the set
-has none), so it lines up with the probe's test part.
+Per CheXpert label a pair of prompts ``(absent, present)`` is encoded by the
+model's text trunk, projected by the *given* text head and L2-normalised; an
+image's score is ``cos(image, present) - cos(image, absent)``, its AUROC taken
+against the label (targets as :func:`relink.utility.probe.label_targets`) on
+the rows of ``split`` (default ``"test"``; all rows when the set has none).
 """
 
 from __future__ import annotations
@@ -54,13 +49,9 @@ def zeroshot_scores(image: np.ndarray, text_head, absent_trunk: np.ndarray, pres
 
 def zeroshot_auroc(es: EmbeddingSet, loaded, text_head=None, prompts: dict[str, tuple[str, str]] = PROMPTS,
                    split: str | None = "test", uncertain: str = "exclude") -> pd.DataFrame:
-    """Per-label and macro zero-shot AUROC of ``es``'s image embeddings.
-
-    ``loaded``: a :class:`relink.models.LoadedModel` whose text trunk encodes
-    the prompts; ``text_head``: the head to project them with (default: the
-    model's own, from ``extract_heads``); it must be the head that made
-    ``es``'s text rows for the result to mean "this alignment".
-    """
+    """Per-label and macro zero-shot AUROC of ``es``'s image embeddings. ``loaded``: a
+    :class:`relink.models.LoadedModel` whose text trunk encodes the prompts; ``text_head``: the head that made
+    ``es``'s text rows (default: the model's own)."""
     from sklearn.metrics import roc_auc_score
 
     if text_head is None:

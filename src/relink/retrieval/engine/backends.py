@@ -1,9 +1,8 @@
 """The tile loop's array operations: :class:`NumpyTiles` (CPU) and :class:`TorchTiles` (GPU), one interface.
 
-On the CPU a boolean mask is counted 8 bytes at a time as int64 words: each
+On the CPU a boolean mask is counted 8 bytes at a time as int64 words: a
 byte lane of a sum of at most ``LANES`` = 255 words cannot overflow into the
-next, so a row sum covers at most 2040 columns at once and a column sum at
-most 255 rows.
+next.
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ LANES = 255  # most words (columns / 8) or rows one packed sum may cover
 
 
 class NumpyTiles:
-    """The CPU back end: products by numpy's ``matmul`` (OpenBLAS's single-threaded sgemm, ~1.3x torch's on
-    these tiles), comparisons on numpy views of the torch buffers, masks counted as packed words; one worker
-    thread per torch thread, every library's own threads set to one meanwhile."""
+    """The CPU back end: products by numpy's ``matmul`` (OpenBLAS's sgemm, faster than torch's on these tiles),
+    comparisons on numpy views of the torch buffers, masks counted as packed words; one worker thread per torch
+    thread, every library's own threads set to one meanwhile."""
 
     name = "numpy"
     packed = True
@@ -206,10 +205,9 @@ def bin_bytes(h: int, w: int, n_grid: int) -> int:
 
     ``bin(S, w, grid, row_out, col_out)`` adds to ``row_out`` (h, G) and ``col_out`` (w, G) how many scores
     of ``S[:, :w]`` fall in each bin of ``grid`` (bin g: grid[g] <= score < grid[g + 1]; scores below
-    grid[0] are skipped). The share of cells at or above grid[0] depends on the data, so they are binned in
-    runs of rows holding at most ``max(BIN_CELLS, w)`` of them; integer sums, so the runs change no count.
-    Memory: the tile's mask (1 byte a cell) and per-row sums, about 64 bytes per selected cell of a run
-    (flat index, row, column, score, bin, the two bincount keys) and the two bincount outputs."""
+    grid[0] are skipped), in runs of rows holding at most ``max(BIN_CELLS, w)`` selected cells (integer
+    sums: the runs change no count). Memory: the mask and per-row sums, about 64 bytes per selected cell of
+    a run, and the two bincount outputs."""
     return h * w + 8 * h + 64 * max(BIN_CELLS, w) + 8 * n_grid * (h + w)
 
 

@@ -1,9 +1,9 @@
 """Per-query rank counts for every direction, level and kind of negatives (definitions: the package docstring).
 
-:func:`count_ranks` is the engine's one entry. :func:`stream_counts` is its
-step over rows already in work order (every grouping contiguous): one pass
-over the pairs (:mod:`.pairs`), products within each patient
-(:mod:`.patients`) and one blocked pass of the score product (:mod:`.product`).
+:func:`count_ranks` is the engine's entry; :func:`stream_counts` its step
+over rows already in work order: one pass over the pairs (:mod:`.pairs`),
+products within each patient (:mod:`.patients`) and one blocked pass of
+the score product (:mod:`.product`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..inputs import DIRECTIONS, LEVELS
 from ..memory import Meter, default_memory
 from ..scale import Scale
 from .pairs import pair_pass
-from .patients import patient_stats
+from .patients import count_of, patient_stats
 from .product import count_pass
 from .rows import Rows, WorkRows, pick_device
 
@@ -64,14 +64,8 @@ class RankCounts:
 def _twin_counter(codes: np.ndarray, group: np.ndarray):
     """A function (code, group) -> how many rows carry that embedding code in that group."""
     width = int(group.max(initial=0)) + 1
-    keys, counts = np.unique(codes * width + group, return_counts=True)
-
-    def count(code, grp):
-        key = np.asarray(code) * width + np.asarray(grp)
-        pos = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
-        return np.where(keys[pos] == key, counts[pos], 0)
-
-    return count
+    count = count_of(codes * width + group)
+    return lambda code, grp: count(np.asarray(code) * width + np.asarray(grp))
 
 
 def _edges(sorted_codes: np.ndarray) -> np.ndarray:

@@ -1,9 +1,7 @@
 """One pass over the pairs: truth scores, codes of identical rows and a digest of every row read.
 
-``xs``, ``ys``: the n image and report rows in work order
-(:class:`~relink.retrieval.engine.rows.WorkRows`), read in blocks. Rows are
-hashed block by block (their 32-bit words times random odd constants, summed
-modulo 2**64) and rows sharing a hash are read again and compared, so
+Rows are hashed block by block (32-bit words times random odd constants,
+summed modulo 2**64); rows sharing a hash are read again and compared, so
 identical rows get equal codes exactly.
 """
 

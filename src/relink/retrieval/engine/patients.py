@@ -1,36 +1,25 @@
 """Truth scores and per-patient statistics, from products within each patient.
 
-Contract. ``xs``, ``ys``: the n image and report rows, read by work position
-(:class:`~relink.retrieval.engine.rows.WorkRows`: ``take(positions)`` gives a float32
-tensor); row i of each is one pair. ``diag`` (n,) float32 truth scores;
-``patient`` (n,) integer codes; ``segment_ids``: a list of (n,) integer group
-codes (one per hard-negative segmentation); ``x_codes``/``y_codes`` (n,)
-integer codes equal exactly for identical embedding rows.
+``xs``, ``ys``: the n image and report rows by work position
+(:class:`~relink.retrieval.engine.rows.WorkRows`); ``diag`` (n,) float32
+truth scores; ``patient`` (n,) integer codes; ``segment_ids``: (n,) group
+codes per hard-negative segmentation; ``x_codes``/``y_codes`` (n,) codes
+equal exactly for identical rows.
 
-* :func:`truth_scores` gives ``diag[i] = x[i] . y[i]``. Every later step uses
-  this one value for the pair itself (the product kernels overwrite their own
-  rounding of that cell with it).
-* :func:`patient_stats` gives, for each pair i of a patient p with m_p pairs:
+* :func:`truth_scores`: ``diag[i] = x[i] . y[i]``, the one value every later
+  step uses for the pair itself.
+* :func:`patient_stats`, for each pair i of a patient p with m_p pairs:
+  ``best_row[i] = max_{k in p} S[i, k]`` and ``top_row[i]``, that report's
+  index (the first on a tie), ``best_col``/``top_col`` likewise for reports
+  (S[i, i] counts as diag[i]); ``twin_row[s, i]``: the patient's reports
+  identical to ``top_row[i]`` (itself included) in the query's group of
+  segmentation s (s = 0: no restriction), ``twin_col`` likewise;
+  ``in_group[s, i]``: the patient's pairs in the query's group (s = 0: m_p).
 
-  - ``best_row[i] = max_{k in p} S[i, k]`` (the image's best-scoring report of
-    its own patient) and ``top_row[i]``, that report's index (the first one
-    on a tie); ``best_col``, ``top_col`` likewise for the report's
-    best-scoring image of its patient (S[i, i] counts as diag[i]);
-  - ``twin_row[s, i]``: how many of the patient's reports are identical to
-    ``top_row[i]`` (itself included) and lie in the query's group of
-    segmentation s (s = 0: no restriction); ``twin_col`` likewise;
-  - ``in_group[s, i]``: how many of the patient's pairs lie in the query's
-    group (s = 0: m_p).
-
-The cost is sum over patients of m_p^2 d multiply-adds. Patients of up to
-``_SMALL`` pairs are handled as lists of within-patient pairs, one batched
-product per patient size and batch (statistics by segment reductions);
-larger ones by a product per patient in row chunks (their column statistics
-are the row statistics of the swapped product), over column chunks of at
-most ``_MEMBERS`` members when a patient is larger still. Memory is bounded by
-those batches, whatever the cohort: at most ``_BATCH_ROWS`` rows of each side
-are read at once, and at most ``_BATCH_PAIRS`` within-patient pairs listed.
-The batches are fixed by the patients alone (never by a memory budget), so
+Patients of up to ``_SMALL`` pairs go through batched products of
+within-patient pair lists; larger ones through a product per patient in row
+and column chunks. Batches are bounded (``_BATCH_ROWS``, ``_BATCH_PAIRS``,
+``_MEMBERS``) and fixed by the patients alone, never by a memory budget, so
 every run computes the same products.
 """
 
@@ -113,7 +102,7 @@ def _small_batch(xs, ys, diag, rows, size, seg_np, x_codes, y_codes, out):
         out[name]["twins"][:, query], out[name]["group"][:, query] = twins, group
 
 
-def _count_of(keys: np.ndarray):
+def count_of(keys: np.ndarray):
     """A function: how many entries of ``keys`` equal each of the given values."""
     values, counts = np.unique(keys, return_counts=True)
 
@@ -160,13 +149,13 @@ def _large_patient(a, b, diag, members, seg_np, codes, out):
         out["top"][rows] = top
     rows = members
     top = out["top"][rows]
-    out["twins"][0, rows] = _count_of(codes[members])(codes[top])
+    out["twins"][0, rows] = count_of(codes[members])(codes[top])
     width_codes = int(codes.max(initial=0)) + 1
     for s, sg in enumerate(seg_np, start=1):
         # members identical to the query's best candidate, within the query's group: one key per (code, group)
         key = sg[members] * width_codes + codes[members]
-        out["twins"][s, rows] = _count_of(key)(sg[rows] * width_codes + codes[top])
-        out["group"][s, rows] = _count_of(sg[members])(sg[rows])
+        out["twins"][s, rows] = count_of(key)(sg[rows] * width_codes + codes[top])
+        out["group"][s, rows] = count_of(sg[members])(sg[rows])
 
 
 def patient_stats(xs, ys, diag: np.ndarray, patient: np.ndarray, segment_ids: Sequence[np.ndarray] = (),

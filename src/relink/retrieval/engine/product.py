@@ -1,17 +1,13 @@
 """The pass over the score product: threshold counts of every row and column, within a memory budget.
 
-:func:`count_pass` forms the product in *slabs* of query rows (the images)
-against *blocks* of candidates (the reports), both sized by the memory budget
-(:func:`relink.retrieval.memory.plan`), and counts both directions from each
-tile (:class:`~relink.retrieval.engine.tiles.TileCounter`). Slabs are split
-across the ranks of a process group (each rank streams every candidate block
-for its own query rows; its column counts are partial, and one all-reduce sum
-at the end makes them whole) and, with a work folder, kept as they finish
-(:mod:`relink.retrieval.work`); a resumed pass computes only the rows no
-finished slab holds.
-
-Memory: the per-query state (:func:`relink.retrieval.memory.state_bytes`),
-one slab, one block, each worker's tiles and the rows being read.
+:func:`count_pass` forms the product in slabs of query rows against blocks
+of candidates, both sized by the budget (:func:`relink.retrieval.memory.plan`),
+and counts both directions from each tile
+(:class:`~relink.retrieval.engine.tiles.TileCounter`). Slabs are split across
+the ranks of a process group (column counts are partial per rank; one
+all-reduce sum makes them whole) and, with a work folder, kept as they
+finish (:mod:`relink.retrieval.work`): a resumed pass computes only the rows
+no finished slab holds.
 """
 
 from __future__ import annotations
@@ -112,12 +108,8 @@ def _plan(counter: TileCounter, n: int, d: int, meter: Meter):
 def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_tol: float, scale: Scale,
                meter: Meter, key: dict[str, Any], grid: np.ndarray | None = None) -> ThresholdCounts:
     """Threshold counts of every row and column (see the module docstring); ``rows`` and ``cols`` are
-    (thresholds, active) of each direction (:class:`~relink.retrieval.engine.tiles.TileCounter`).
-
-    With ``scale.work``, finished slabs are kept there under ``key`` plus the
-    tile grid (:class:`relink.retrieval.work.AuditWork`). The plan and timings
-    are in ``.run`` of the result.
-    """
+    (thresholds, active) of each direction. With ``scale.work``, finished slabs are kept there under ``key``
+    plus the tile grid. The plan and timings are in ``.run`` of the result."""
     import torch
     from tqdm.auto import tqdm
 
@@ -136,11 +128,8 @@ def count_pass(xs, ys, diag: np.ndarray, rows: tuple, cols: tuple, edges, tie_to
                 p = _plan(counter, n, d, meter)
                 break
             except RelinkError:
-                # The binned scores take 12 bytes x grid points a pair (rows, columns, the columns' running
-                # total). Where they do not fit, every other point of the grid goes (first and last kept) rather
-                # than spilling a running total to disk: the approximation holds for any grid (relinked_best
-                # stays a lower bound of the best threshold's, ci_high covers its upper bound), the pass keeps
-                # its speed, and the grid used is returned and recorded.
+                # Binned scores that do not fit: every other grid point goes, rather than spilling to disk (the
+                # attacker's bounds hold for any grid; the grid used is returned and recorded).
                 if grid is None or len(grid) <= 2:
                     raise
                 grid = _thin(grid)

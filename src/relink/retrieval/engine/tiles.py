@@ -1,26 +1,18 @@
 """The tile counter: threshold counts of ``S = x @ y.T``, both directions from one product.
 
-Rows and columns index the same n pairs; ``S`` is never held whole. A
-:class:`TileCounter` is given the per-query state once (thresholds, the
-truth scores ``diag``, the groups), then any number of *rectangles* (a slab
-of rows against a block of columns, :meth:`TileCounter.add`), in any order,
-from any process. Each rectangle is formed in tiles inside one preallocated
-buffer per worker thread, a tile compared while it is in cache.
-
-For every row threshold k and row i it counts
-``#{j : S[i, j] > row_thr[i, k] + tie_tol}``, and the same per column j for
-the column thresholds (report -> image reads the product column-wise).
-Threshold k > 0 counts only where it is active (elsewhere +inf, left 0 for
-the caller: the patient-level threshold equals the study one for many
-queries). Each count is made over all candidates and, per segmentation
-(``edges``: group g holds rows and columns ``edges[g]:edges[g+1]``), within
-the row's own group: rows and columns are ordered alike, so in-group cells
-are squares on the diagonal, sums over slices of the tiles already compared.
-``S[i, i]`` is overwritten with ``diag[i]`` before comparing.
-
-A rectangle must start on the tile grid (:attr:`TileCounter.row_grid`,
-:attr:`TileCounter.col_grid`): every score then comes from the same product
-of the same shapes whatever the rectangles (the engine's exactness).
+``S`` is never held whole: a :class:`TileCounter` is given the per-query
+state once (thresholds, truth scores ``diag``, groups), then any number of
+rectangles (a slab of rows against a block of columns, :meth:`TileCounter.add`)
+in any order, from any process, each formed in tiles inside one buffer per
+worker thread. Per row i and threshold k it counts
+``#{j : S[i, j] > row_thr[i, k] + tie_tol}``, and the same per column for
+the column thresholds. Threshold k > 0 counts only where active (elsewhere
+0, for the caller to fill). Each count is made over all candidates and, per
+segmentation (group g: rows and columns ``edges[g]:edges[g+1]``), within the
+row's own group: in-group cells are squares on the diagonal. ``S[i, i]`` is
+``diag[i]``. A rectangle starts on the tile grid (:attr:`TileCounter.row_grid`,
+:attr:`TileCounter.col_grid`), so every score comes from the same product of
+the same shapes whatever the rectangles.
 """
 
 from __future__ import annotations
@@ -67,10 +59,8 @@ class TileCounter:
     ``diag``: (n,) float32 tensor on the device the products run on; ``rows``, ``cols``: (thresholds (n, R),
     active (n, R) bools or None) of each direction, R possibly 0 (that direction is skipped); ``edges``: one
     array of group edges per segmentation; ``grid``: thresholds to bin scores on (the threshold attacker).
-    ``tiles`` (block rows, tile columns) and ``group_cells`` (scores one product writes; 2**20 on a CPU,
-    2**28 on a GPU) set the tiling; ``engine``: ``"numpy"``, ``"torch"`` or ``"auto"``
-    (:func:`~relink.retrieval.engine.backends.backend`). ``max_cols`` is the widest column block :meth:`add`
-    will be given. Use as a context manager: the worker threads live as long as it does.
+    ``tiles``, ``group_cells`` and ``engine`` set the tiling and back end. ``max_cols`` is the widest column
+    block :meth:`add` will be given. A context manager: the worker threads live as long as it does.
     """
 
     def __init__(self, n: int, diag, rows: tuple, cols: tuple, edges: Sequence[np.ndarray] = (),
@@ -195,12 +185,8 @@ class TileCounter:
         return local
 
     def add(self, x, r0: int, y, c0: int, progress=None) -> None:
-        """Count the rectangle of rows ``x`` (global rows ``r0:r0+len(x)``) by columns ``y`` (``c0:c0+len(y)``).
-
-        ``x``, ``y``: float32 tensors on the counter's device; ``r0`` and
-        ``c0`` on the grid. ``progress`` (a tqdm bar or None) is advanced by
-        one per row block.
-        """
+        """Count the rectangle of rows ``x`` (global rows ``r0:r0+len(x)``) by columns ``y`` (``c0:c0+len(y)``),
+        float32 tensors on the counter's device, ``r0`` and ``c0`` on the grid; ``progress``: a tqdm bar or None."""
         if r0 % self.br or c0 % self.gw:
             raise ValueError(f"rectangle ({r0}, {c0}) is off the tile grid ({self.br}, {self.gw})")
         h, w = x.shape[0], y.shape[0]
@@ -251,12 +237,9 @@ class TileCounter:
                 ops.bin(ops.host(G), g1 - g0, self.grid, self.hist_row[r0:r1], mine.hist_col[g0 - yc0:g1 - yc0])
 
     def _count(self, G, r0, r1, g0, g1, yc0, mine) -> None:
-        """Counts from the product G of rows [r0, r1) and columns [g0, g1): into acc_row (these rows
-        only) and this worker's own column accumulator (columns relative to ``yc0``).
-
-        A slab of ``chunk`` rows at a time (it stays in cache), every threshold of a direction in one
-        comparison: inactive thresholds are +inf, so they never count.
-        """
+        """Counts from the product G of rows [r0, r1) and columns [g0, g1) into acc_row and this worker's column
+        accumulator (columns relative to ``yc0``), ``chunk`` rows at a time (in cache), every threshold of a
+        direction in one comparison (inactive ones are +inf)."""
         ops, acc_row = self.ops, self.acc_row
         rk = [k for k in range(self.n_row) if k == 0 or self.row_on[r0:r1, k].any()]
         for c0 in range(g0, g1, self.tc):
