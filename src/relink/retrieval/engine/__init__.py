@@ -13,30 +13,24 @@ kind of negatives (:class:`~.counts.RankCounts`, int64):
   those within the query's label group (hard negatives: each grouping refines
   the one before, so rows sorted by all of them make every group a run).
 * ``above``: distractors scoring more than t + ``tie_tol``; ``tied``:
-  distractors whose embedding is bitwise identical to the truth's (found by
-  hashing rows, then comparing). A distinct embedding within ``tie_tol`` of t
-  neither outranks nor ties: the truth gets the benefit of a difference
-  float32 cannot resolve. ``tie_tol`` > 0, so a duplicate is never counted
-  both ways.
+  distractors whose embedding is bitwise identical to the truth's. A
+  distinct embedding within ``tie_tol`` of t neither outranks nor ties (the
+  truth gets the benefit of a difference float32 cannot resolve); ``tie_tol``
+  > 0, so a duplicate is never counted both ways.
 
 Exactness and determinism. Counts are integers. The product is formed in
-tiles on one global grid (row blocks and column groups of fixed sizes), so
-every score comes from the same product of the same shapes whatever the
-memory budget, the slabs, the process split or a resumed run: the counts are
-those of one in-core pass, bit for bit, and add up exactly across processes
-(one all-reduce) and work-folder blocks. The pair's own cell is the one
-truth score ``diag`` everywhere. Nothing here draws a random number.
+tiles on one global grid, so every score comes from the same product of the
+same shapes whatever the memory budget, the slabs, the process split or a
+resumed run: the counts are those of one in-core pass, bit for bit, and add
+up exactly across processes and work-folder blocks. The pair's own cell is
+the one truth score ``diag`` everywhere. Nothing here draws a random number.
+Memory: a few integers and codes per query
+(:func:`relink.retrieval.memory.state_bytes`); arrays are read in blocks
+sized by the budget of :class:`~relink.retrieval.scale.Scale`.
 
-Memory. Per query a few integers and codes
-(:func:`relink.retrieval.memory.state_bytes`); the arrays are read in blocks,
-never whole; the product's slabs and blocks are sized by the budget of
-:class:`~relink.retrieval.scale.Scale`.
-
-Modules: :mod:`.counts` (:func:`count_ranks`, the entry), :mod:`.rows` (the
-rows in work order), :mod:`.pairs` (truth scores, identical rows),
-:mod:`.patients` (per-patient best scores), :mod:`.product` (the blocked
-pass, its budget, processes and work folder), :mod:`.tiles` (the tile
-counter), :mod:`.backends` (its NumPy and torch back ends).
+Modules: :mod:`.counts` (:func:`count_ranks`, the entry), :mod:`.rows`,
+:mod:`.pairs` (truth scores, identical rows), :mod:`.patients`,
+:mod:`.product` (the blocked pass), :mod:`.tiles` and :mod:`.backends`.
 
     counts = count_ranks(Rows(image, text, patient, groupings), spec, scale)
 """

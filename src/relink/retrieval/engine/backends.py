@@ -27,7 +27,6 @@ class NumpyTiles:
     def __init__(self, device, block_rows: int):
         import torch
 
-        self.device = device
         self.chunk = 128  # rows compared at once: a cache-sized slab, <= LANES
         self.workers = torch.get_num_threads()
 
