@@ -47,11 +47,8 @@ def _mean_sums(values: np.ndarray, codes: np.ndarray, n_clusters: int):
 
 
 def replicates(means, clusters, n_boot: int = 1000, random_state=0) -> np.ndarray:
-    """Every replicate's column means of ``means`` (n, F) (NaN = left out): an array (n_boot, F).
-
-    For a statistic built from several independent samples, draw each
-    sample's replicates with its own ``random_state`` and combine the rows.
-    """
+    """Every replicate's column means of ``means`` (n, F) (NaN = left out): an array (n_boot, F). For several
+    independent samples, draw each one's replicates with its own ``random_state`` and combine the rows."""
     import torch
 
     n = len(clusters)

@@ -73,14 +73,9 @@ def case_mix(labels: np.ndarray | None, patient) -> tuple[np.ndarray, np.ndarray
 
 def matched_samples(patient_a, patient_b, random_state: int = 0, case_a=None,
                     case_b=None) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of equal-size samples of two sides with the same studies-per-patient (and case-mix) distribution.
-
-    For each stratum (patient size k, pairs per patient, and the patient's
-    case ``case_a`` / ``case_b`` when given: one integer per row, equal over
-    a patient's rows) both samples take min(#patients in it on side a, on
-    side b) whole patients, drawn at random (seeded) from each side.
-    Indices ascend.
-    """
+    """Ascending row indices of equal-size samples of two sides with the same studies-per-patient (and case-mix)
+    distribution: per stratum (pairs per patient, and the case ``case_a`` / ``case_b``, one integer per row,
+    when given) both take as many whole patients, drawn seeded, as the smaller side has."""
     rng = np.random.default_rng([int(random_state), 7])
     sides = []
     for patient, case in ((patient_a, case_a), (patient_b, case_b)):

@@ -76,11 +76,8 @@ def _run_stats(vals, runs, lengths, cand, codes, query, seg_np):
 
 
 def _small_batch(xs, ys, diag, rows, size, seg_np, x_codes, y_codes, out):
-    """Statistics of c patients of ``size`` pairs each, whose rows are ``rows`` (c * size, patient by patient).
-
-    One batched product gives the scores of every within-patient pair,
-    already in pair-list order (patient, then query, then candidate).
-    """
+    """Statistics of c patients of ``size`` pairs each, whose rows are ``rows`` (c * size, patient by patient),
+    from one batched product (scores in pair-list order: patient, then query, then candidate)."""
     import torch
 
     c = len(rows) // size
@@ -114,13 +111,8 @@ def count_of(keys: np.ndarray):
 
 
 def _large_patient(a, b, diag, members, seg_np, codes, out):
-    """Row statistics of one large patient (queries read from ``a``, candidates from ``b``).
-
-    ``members`` are increasing positions. Rows go in chunks and candidates in
-    chunks of ``_MEMBERS``; a running maximum keeps the first best candidate,
-    as one product over all members would. Twins and group sizes are counted
-    from the codes (no scores needed).
-    """
+    """Row statistics of one large patient (queries read from ``a``, candidates from ``b``; ``members``
+    increasing positions), in chunks: a running maximum keeps the first best candidate, as one product would."""
     import torch
 
     m = len(members)
