@@ -1,19 +1,8 @@
 """One audit pass and every figure of the report, as one JSON-ready record.
 
-:func:`audit_spec` is the audit the report needs: both directions, study and
-patient level, random and (when the rows carry labels) pathology-matched
-pools, at the declared pools (plus smaller standard pools for the matched
-figures, whose coverage at a large pool is often low), K = 1 and the top-K
-values. :func:`build` makes that one pass
-(:func:`~relink.retrieval.audit.audit_queries`) and derives the headline, the
-verdict, the hard-negative comparison and the breakdowns by summarising
-columns and rows of it; mitigated sets get one random-pool pass each. When
-confident re-links are asked for (``confident_targets``), the same pass
-counts them (the threshold attacker's counts ride along the product, for the
-custodian's model and each panel model): no second pass per model.
-
-The record (:mod:`relink.report.schema` names its version) holds numbers,
-settings and the declared threat model; never an identifier or report text.
+:func:`build` makes one pass per model (:func:`audit_spec`; confident re-links are counted in the same pass) and
+one random-pool pass per mitigated set, and derives every section by summarising columns and rows of them.
+The record holds numbers, settings and the declared threat model; never an identifier or report text.
 """
 
 from __future__ import annotations

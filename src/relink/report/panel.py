@@ -1,16 +1,7 @@
-"""The attacker panel: the same audited rows embedded by several models, one per model an attacker could use.
-
-The custodian's own model comes first; the others are public models an
-attacker could run on the released images and candidate reports. Every set
-must hold exactly the custodian's pairs (the same ``pair_id`` values, each of
-the same patient); a set listing them in another order is re-ordered to the
-custodian's rows, so every model is measured on the same queries. Anything
-else is refused with one line naming the set and the first row that differs
-(its position, never its identifier).
-
-The verdict is the most severe over the panel: a release is only as safe as
-the best model the attacker can pick (:func:`relink.report.verdict.judge`
-over every model's rows, each row tagged with its model).
+"""The attacker panel: the same audited rows embedded by several models, the custodian's first, then each public
+model an attacker could use. Every set holds exactly the custodian's pairs, re-ordered to its rows (:func:`align`),
+so every model is measured on the same queries; the verdict is the most severe over the panel (a release is only
+as safe as the best model the attacker can pick).
 """
 
 from __future__ import annotations

@@ -100,15 +100,6 @@ def document(record: dict[str, Any], provenance: dict[str, Any]) -> dict[str, An
     return doc
 
 
-def check_document(doc: Any) -> None:
-    """Raise :class:`RelinkError` unless ``doc`` reads as a ``relink-report/2`` document."""
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise RelinkError(f"not a {SCHEMA} document")
-    missing = [k for k in KEYS if k not in doc]
-    if missing:
-        raise RelinkError(f"{SCHEMA} document lacks {', '.join(missing)}")
-
-
 def leak_check(texts: dict[str, str], identifiers: dict[str, Iterable[str]], reports: Iterable[str] = ()) -> None:
     """Refuse (one line, naming the output and the kind of hit, never the value) when an output leaks."""
     findings = scan_texts(texts, reports, identifiers)
