@@ -20,7 +20,6 @@ import pandas as pd
 from .. import embeddings as emb
 from ..errors import RelinkError
 from ..retrieval.audit import QueryValues
-from ..retrieval.spec import AuditSpec
 from .columns import pick
 
 
@@ -162,11 +161,6 @@ def privacy_summary(record: dict[str, Any]) -> dict[str, Any]:
     """What the page shows of a ``privacy.json``: each field or ``None`` (not recorded), and the noise status."""
     status, release = noise_status(record)
     return {**{k: record.get(k) for k in PRIVACY_FIELDS}, "noise_seed": status, "for_release": release}
-
-
-def mitigated_spec(base: AuditSpec) -> AuditSpec:
-    """The audit of a mitigated set: random pools only (before/after at the declared pools)."""
-    return base.but(negatives=("random",))
 
 
 def paired_drop(before: QueryValues, after: QueryValues, released: float) -> list[dict[str, Any]]:

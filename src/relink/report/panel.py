@@ -73,12 +73,6 @@ def align(base: EmbeddingSet, other: EmbeddingSet, where: str, base_where: str,
     return (other.subset(order) if moved else other), moved
 
 
-def record(members: list[dict[str, Any]], verdict_level: str, sentence: str | None = None) -> dict[str, Any]:
-    """The panel as the JSON keeps it: every model's judged rows and risk rows, the worst level, and the sentence
-    on the model that re-links the most (``None`` for a panel of one)."""
-    return {"models": members, "worst": verdict_level, "size": len(members), "sentence": sentence}
-
-
 def strongest(members: list[dict[str, Any]], pool: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The attacker model (not the custodian's) that re-links the most images at rank 1, image to report, study
     level, at ``pool``, and that row; None when no attacker model beats the custodian's."""
