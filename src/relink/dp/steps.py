@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import RelinkError
 from . import accounting
+from .accounting import quiet
 from .loss import BankInfoNCE, HeadPair, project_bank
 from .spec import GRAD_SAMPLE_MODES, MitigationSpec
 
@@ -84,7 +85,7 @@ def build(dataset, bank: tuple[torch.Tensor, torch.Tensor], init, spec: Mitigati
                   grad_sample_mode=spec.grad_sample_mode, noise_generator=torch.Generator().manual_seed(seed + 1))
     rate = 1 / len(loader)
     try:
-        with accounting.quiet(), accounting.numerics(rate):
+        with quiet(), accounting.numerics(rate):
             if spec.noise_multiplier is None:
                 out = engine.make_private_with_epsilon(target_epsilon=spec.epsilon, target_delta=spec.delta,
                                                        epochs=spec.epochs, **common)
@@ -133,7 +134,7 @@ def train_step(setup: Setup, batch) -> float | None:
         return None
     setup.optimizer.zero_grad()
     loss = batch_loss(setup, batch)
-    with accounting.quiet():
+    with quiet():
         loss.backward()
     setup.optimizer.step()
     return float(loss.detach()) if hasattr(loss, "detach") else float(loss.item())
