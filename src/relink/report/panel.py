@@ -44,12 +44,9 @@ def _row(positions: np.ndarray | None, i: int) -> int:
 
 def align(base: EmbeddingSet, other: EmbeddingSet, where: str, base_where: str,
           base_positions: np.ndarray | None = None, positions: np.ndarray | None = None) -> tuple[EmbeddingSet, bool]:
-    """``other`` re-ordered to ``base``'s rows, and whether it had to be re-ordered.
-
-    ``positions`` map each audited row to its row in the file (after a split),
-    so a refusal names the row a user can open. Refused: a set with another
-    number of pairs, a pair the other lacks, a pair of another patient.
-    """
+    """``other`` re-ordered to ``base``'s rows, and whether it had to be re-ordered. Refused in one line naming the
+    row of the file (``positions``: each audited row's row in the file, after a split), never an identifier: another
+    number of pairs, a repeated or missing pair, a pair of another patient."""
     want = base.rows["pair_id"].astype(str).to_numpy()
     have = other.rows["pair_id"].astype(str).to_numpy()
     prefix = (f"--embeddings {where}: not the same rows as --embeddings {base_where} (an attacker panel audits one "

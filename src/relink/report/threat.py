@@ -115,12 +115,8 @@ FALLBACK_POOLS = (100, 1000)  # matched pools of the whole label vector fill onl
 
 @dataclass(frozen=True)
 class Threat:
-    """The declared threat model fitted to an audited set, once per report (:func:`fit`).
-
-    ``spec`` has every pool as an integer (``full`` is the audited pair
-    count), ``declared`` the pools as the custodian wrote them, ``released``
-    the count M, ``n_rows`` the audited pairs.
-    """
+    """The declared threat model fitted to an audited set (:func:`fit`): ``spec`` with every pool an integer
+    (``full``: the audited pair count ``n_rows``), ``declared`` the pools as written, ``released`` the count M."""
 
     spec: ReportSpec
     declared: tuple
