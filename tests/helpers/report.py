@@ -7,6 +7,7 @@
 * :func:`fake_mitigated` — a folder laid out as `relink mitigate` writes it
   (privacy.json, embeddings/<name>/ with ``heads`` in meta.json) holding a
   noisier version of a set, for before/after checks without training;
+* :func:`check_document` — a reader's check of a ``relink-report/2`` document;
 * :func:`main` — the real CLI in-process (``relink.cli.main``).
 """
 
@@ -24,6 +25,18 @@ from relink.labels import CHEXPERT_LABELS
 PREVALENCE = (0.3, 0.05, 0.12, 0.03, 0.2, 0.1, 0.05, 0.04, 0.1, 0.02, 0.15, 0.01, 0.02, 0.25)
 META = {"format_version": 1, "model": "hand-made-vit", "weights_fingerprint": "feedface00000001",
         "cohort_fingerprint": "c0ffee0000000001"}
+
+
+def check_document(doc) -> None:
+    """Raise :class:`RelinkError` unless ``doc`` reads as a ``relink-report/2`` document (a reader's first check)."""
+    from relink.errors import RelinkError
+    from relink.report.schema import KEYS, SCHEMA
+
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise RelinkError(f"not a {SCHEMA} document")
+    missing = [k for k in KEYS if k not in doc]
+    if missing:
+        raise RelinkError(f"{SCHEMA} document lacks {', '.join(missing)}")
 
 
 def main(argv: list[str]) -> int:

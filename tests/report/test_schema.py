@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from helpers.report import report_args, run, write_set
+from helpers.report import check_document, report_args, run, write_set
 from relink.io import output_owner
 from relink.report.risk import about
-from relink.report.schema import KEYS, SCHEMA, check_document
+from relink.report.schema import KEYS, SCHEMA
 from relink.tables import read_table
 
 

@@ -4,11 +4,8 @@ import argparse
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the examples in epilogs as written; show a default only where it says something.
-
-    ``(default: None)`` after an option without a default and ``(default:
-    True)`` after a switch tell the reader nothing, so they are left out.
-    """
+    """Keep the examples in epilogs as written; show a default only where it says something (never ``(default:
+    None)`` or a switch's ``(default: True)``)."""
 
     def _get_help_string(self, action):
         help_text = action.help or ""

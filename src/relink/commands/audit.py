@@ -29,16 +29,11 @@ apart), K = 0 and a precision_target column; --confident-curve FILE writes its
 precision-recall curve (direction, level, N, threshold, expected_correct,
 expected_links, precision, recall, links_exact).
 
-The embeddings are read in blocks: --memory bounds what the audit's own data
-takes above the process once its libraries are imported (row table, per-pair
-counts, the blocks it streams, the summary after the pass; not the libraries),
-whatever the size of the set.
-Finished blocks are kept in OUT.work beside --out until the table is written,
-so an interrupted audit resumes where it stopped. With --distributed, each
-process of a torchrun launch takes a share of the query rows (gloo on CPUs,
-nccl on GPUs). Neither changes a number of the table. The launch's variables
-are checked first, and a process waits at most --timeout seconds for the
-others to join before it stops with one line naming those that did not.
+The embeddings are read in blocks within --memory, whatever the size of the
+set. Finished blocks are kept in OUT.work beside --out until the table is
+written, so an interrupted audit resumes where it stopped. With --distributed,
+each process of a torchrun launch takes a share of the query rows; the
+launch's variables are checked first. Neither changes a number of the table.
 
 --out, its side file (a .csv table's .provenance.json) and OUT.work must not be
 or lie inside --embeddings, even with --overwrite; a symbolic link there is

@@ -1,10 +1,5 @@
-"""`relink cohort`: write a cohort manifest for an official dataset that stays where it is.
-
-Two datasets, one sub-command each: ``mimic-cxr`` (MIMIC-CXR-JPG + MIMIC-CXR
-reports) and ``chexpert-plus``. The manifest records the absolute image
-folder as its image root; ``image_path`` values are relative to it. Loading
-rules live in :mod:`relink.loaders`.
-"""
+"""`relink cohort`: write a cohort manifest for an official dataset that stays where it is (one sub-command per
+dataset; the loading rules live in :mod:`relink.loaders`)."""
 
 from __future__ import annotations
 

@@ -81,18 +81,14 @@ def run_distributed(args) -> int:
     return 0
 
 
-def claim_outputs(args) -> None:
-    """The output guard (:func:`relink.guard.claim`): the set folder and its work folder, apart from the inputs."""
+def run(args) -> int:
     from ..guard import Output, claim, existing_path
     from ..workdir import work_path
 
+    # the output guard: the set folder and its work folder, apart from the inputs
     claim("embed", [Output("--out", Path(args.out), "dir", work=work_path(args.out))],
           inputs=[("--cohort", args.cohort), ("--model", existing_path(args.model))],
           overwrite=getattr(args, "overwrite", False))
-
-
-def run(args) -> int:
-    claim_outputs(args)
     if args.distributed:
         return run_distributed(args)
     out = embed_from_args(args)

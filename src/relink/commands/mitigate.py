@@ -10,7 +10,7 @@ from . import HelpFormatter
 DESCRIPTION = """\
 Train ONLY the two projection heads (image and text, each an nn.Linear) on
 the cached trunk features of the private rows (split == "train" of
---embeddings), with Opacus DP-SGD: Poisson sampling, per-unit clipping,
+--embeddings) with Opacus DP-SGD: Poisson sampling, per-unit clipping,
 Gaussian noise calibrated to (--epsilon, --delta) by the named accountant.
 The encoders are not trained (they are not in the graph).
 
@@ -20,18 +20,17 @@ own rule for projections), or from the heads of --init SPEC, a model whose
 relink.json declares it trained without the private rows; the temperature is
 fixed before training (--temperature), never the model's learned one. The
 output says what the start and the trunk were trained on ("random-init",
-"public:NAME", "private:FINGERPRINT" or "not recorded"): `relink train`
-records it, a hub model is public, and --trunk-trained-on public:NAME
-declares a local model that records nothing. for_release is true only when
-the run is private with secret noise and both start and trunk are
-independent of the private rows; otherwise privacy.json says why.
+"public:NAME", "private:FINGERPRINT" or "not recorded"; a hub model is
+public, --trunk-trained-on public:NAME declares a local model that records
+nothing). for_release is true only for a private run with secret noise whose
+start and trunk are independent of the private rows; otherwise privacy.json
+says why.
 
 Each unit's loss is a symmetric InfoNCE of its pair against a FIXED negative
-bank: --bank DIR (any embedding set with trunk features; public or external
-data is best), or by default the "validate" split of --embeddings. The bank
-must share no pair (and with --privacy-unit patient no patient) with the
-private set, and no pair or patient with the rows evaluated afterwards. The
-bank's patients get NO guarantee: privacy.json says so (bank_note).
+bank: --bank DIR (public or external data is best; default: the "validate"
+split of --embeddings). The bank must share no pair (with --privacy-unit
+patient, no patient) with the private set, and no pair or patient with the
+rows evaluated afterwards. The bank's patients get NO guarantee (bank_note).
 
 Privacy unit: one study pair (default), or with --privacy-unit patient all of
 a patient's pairs sampled and clipped together. --delta must be at most
@@ -44,18 +43,16 @@ studies; every output then says "for study, not for release".
 --out (the release folder) holds only what is released: heads.safetensors,
 privacy.json (epsilon and its accountant, delta, unit, sigma, q, steps, C,
 trained_on, bank_note, for_release, release_reason) and, when the trunk may be
-released, checkpoint/ (an ordinary open_clip checkpoint with the new heads).
---study DIR (optional) receives what is derived from the private rows and is
-not for release: the full run record (per-epoch losses, exact counts) and
-embeddings/<name>/ for --embeddings and every --apply set (the new heads
-applied to cached trunk features; `relink report --mitigated` reads this
-folder). An existing folder is replaced only when it is an earlier `relink
-mitigate` output, or with --overwrite.
+released, checkpoint/ (an open_clip checkpoint with the new heads). --study
+DIR receives what is derived from the private rows, not for release: the
+full run record and embeddings/<name>/ for --embeddings and every --apply set
+(what `relink report --mitigated` reads). An existing folder is replaced only
+when it is an earlier `relink mitigate` output, or with --overwrite.
 
 --audit-privacy runs an empirical privacy audit instead (one training run
-with canaries, Steinke, Nasr and Jagielski 2023): writes audit.json into
---out with the 95%-confidence lower bound on epsilon and a membership
-attack's TPR at FPR 0.01 and 0.1 beside what (epsilon, delta) allows.
+with canaries, Steinke, Nasr and Jagielski 2023): audit.json in --out holds
+the 95%-confidence lower bound on epsilon and a membership attack's TPR at
+FPR 0.01 and 0.1 beside what (epsilon, delta) allows.
 """
 
 EPILOG = """\

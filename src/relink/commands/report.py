@@ -1,9 +1,4 @@
-"""`relink report`: the custodian's re-linkage report, one HTML page plus JSON, with a verdict and an exit code.
-
-Exit status: 0 when written; 2 on bad input (one line, nothing written);
-3 when ``--fail-on LEVEL`` is given and the verdict reaches LEVEL (the
-report is written first, so a release pipeline can gate on it and keep it).
-"""
+"""`relink report`: the custodian's re-linkage report, one HTML page plus JSON, with a verdict and an exit code."""
 
 from __future__ import annotations
 
@@ -38,10 +33,10 @@ the same numbers under the versioned schema relink-report/2:
   - confident re-links (images re-linked at precision >= 0.9) and their
     rule line, when the audit computes them.
 
-Every figure comes from one pass over the scores per model (the risk against N from a
-second, random pools only). Both outputs pass the leak
-scanner (identifiers of the audited rows; report text with --cohort) before
-they are written; a hit refuses the write.
+Every figure comes from one pass over the scores per model (the risk against
+N from a second, random pools only). Both outputs pass the leak scanner
+(identifiers of the audited rows; report text with --cohort) before they are
+written; a hit refuses the write.
 
 Exit status: 0 written; 2 bad input (nothing written); 3 the verdict reached
 --fail-on (the report is still written; inconclusive counts as elevated).

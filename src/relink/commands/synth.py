@@ -1,10 +1,5 @@
-"""`relink synth`: write a synthetic paired cohort, or a synthetic dataset in an official layout.
-
-``--layout cohort`` (default) writes a relink cohort folder (:mod:`relink.synth.generate`);
-``--layout mimic-cxr`` / ``chexpert-plus`` write the on-disk layout of the real
-release that ``relink cohort`` reads (:mod:`relink.synth.official`), folders
-as listed in :data:`EPILOG`.
-"""
+"""`relink synth`: write a synthetic paired cohort, or a synthetic dataset in an official layout (as
+:data:`EPILOG` lists it) that ``relink cohort`` reads."""
 
 from __future__ import annotations
 

@@ -1,21 +1,13 @@
 """Privacy accounting as plain functions (no training state), after Opacus.
 
-DP-SGD with Poisson sampling rate ``q``, noise multiplier ``sigma`` and
-``steps`` steps is analysed by a named accountant: ``prv`` (the privacy loss
-random variable accountant, Gopi et al. 2021; tight, the default) or ``rdp``
-(Renyi DP, Mironov et al.; looser: at epsilon ~0.3 it asks for noticeably
-more noise for the same budget). Every epsilon the project reports names its
-accountant, and reports the other's epsilon for the same sigma beside it.
+Accountants: ``prv`` (Gopi et al. 2021; tight, the default) or ``rdp`` (Mironov et al.; looser: at epsilon ~0.3
+it asks for noticeably more noise for the same budget). Every epsilon reported names its accountant, with the
+other's epsilon for the same sigma beside it.
 
-The schedule is what Opacus's Poisson loader really runs (``DPDataLoader``
-over a loader of ``ceil(n / B)`` batches): ``q = 1 / ceil(n / B)`` and
-``int(1 / q)`` steps per epoch. In floating point ``1 / (1 / b)`` is
-sometimes just below ``b``, so an epoch is often one step shorter than
-``ceil(n / B)`` (n = 2976, B = 32: 93 batches, 92 steps). Opacus calibrates
-sigma for ``int(epochs / q)`` steps, which can exceed the steps run by up to
-``epochs - 1``: the noise is then very slightly conservative, and the
-epsilon reported is read from the accountant's record of the steps actually
-taken.
+The schedule is what Opacus's Poisson loader runs: ``q = 1 / ceil(n / B)`` and ``int(1 / q)`` steps per epoch,
+which floating point often makes one step shorter than ``ceil(n / B)`` (n = 2976, B = 32: 93 batches, 92 steps).
+Opacus calibrates sigma for ``int(epochs / q)`` steps, up to ``epochs - 1`` more than are run: the noise is then
+very slightly conservative, and the epsilon reported is read from the accountant's record of the steps taken.
 """
 
 from __future__ import annotations
@@ -56,14 +48,9 @@ def default_delta(n_units: int) -> float:
 
 
 def check_budget(delta: float, n_units: int, unit: str = "pair", n_patients: int | None = None) -> None:
-    """``delta`` must be at most ``1/(10 n)`` for ``n`` private units of kind ``unit``.
-
-    Refused in one line naming n, the unit and the largest delta allowed.
-    When the unit is the pair and the private set holds ``n_patients``
-    patients, the message says whether the patient unit (fewer units, each a
-    whole patient) would allow this delta. The ranges of epsilon and delta
-    themselves are checked by :class:`relink.dp.spec.MitigationSpec`.
-    """
+    """``delta`` must be at most ``1/(10 n)`` for ``n`` private units of kind ``unit``: refused in one line naming
+    n, the unit and the largest delta allowed, and, for pairs of ``n_patients`` patients, whether the patient unit
+    would allow it."""
     if n_units <= 0:
         raise RelinkError("the private training set is empty")
     if delta <= max_delta(n_units):
@@ -97,16 +84,21 @@ def schedule(n_units: int, batch_size: int, epochs: int) -> tuple[float, int]:
 
 
 @contextlib.contextmanager
-def numerics(rate: float) -> Iterator[None]:
-    """Silence the one harmless floating-point event of the PRV accountant.
+def quiet():
+    """Warnings expected on every run that call for no action: torch's note that the heads' backward hooks fire
+    on outputs (the cached trunk features need no gradient, by design), and RDP's that its best order is the
+    largest it tries (the bound is still valid, only perhaps not the tightest)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Full backward hook is firing.*")
+        warnings.filterwarnings("ignore", message=".*Optimal order is the largest alpha.*")
+        yield
 
-    With ``q = 1`` (a batch size at least the private set: every step sees
-    every unit) Opacus's PRV computes ``log(1 - q) = log(0) = -inf`` as the
-    lower edge of the privacy loss's support, which is exactly right (every
-    loss lies above it) but makes numpy emit a "divide by zero" warning at
-    every evaluation (eight per `relink mitigate` run). Only that case is
-    silenced, and only numpy's divide flag.
-    """
+
+@contextlib.contextmanager
+def numerics(rate: float) -> Iterator[None]:
+    """Silence the one harmless floating-point event of the PRV accountant: at ``q = 1`` it computes
+    ``log(1 - q) = -inf`` as the lower edge of the privacy loss's support, exactly right but a numpy "divide by
+    zero" warning at every evaluation. Only that case, and only numpy's divide flag."""
     if rate >= 1:
         with np.errstate(divide="ignore"):
             yield
@@ -123,33 +115,22 @@ def _accountant(name: str, noise_multiplier: float, rate: float, steps: int):
 
 
 def epsilon_for(noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str = "prv") -> float:
-    """Epsilon spent by ``steps`` Poisson-sampled Gaussian steps, per ``accountant``.
-
-    ``noise_multiplier`` 0 means no privacy: returns ``inf``.
-    """
+    """Epsilon spent by ``steps`` Poisson-sampled Gaussian steps, per ``accountant`` (``inf`` without noise)."""
     if noise_multiplier <= 0:
         return math.inf
     acc = _accountant(accountant, noise_multiplier, sample_rate, steps)
-    with warnings.catch_warnings(), numerics(sample_rate):
-        # RDP's search over orders notes when the best order is the largest it tries; the bound
-        # it returns is still a valid (if not the tightest) one.
-        warnings.filterwarnings("ignore", message=".*Optimal order is the largest alpha.*")
+    with quiet(), numerics(sample_rate):
         return float(acc.get_epsilon(delta=delta))
 
 
 def noise_for(target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str = "prv",
               epsilon_tolerance: float = 0.01) -> float:
-    """A noise multiplier whose epsilon lies in ``[target - epsilon_tolerance, target]``.
-
-    Same bisection as Opacus's ``get_noise_multiplier``, with the accountant
-    named explicitly (Opacus defaults it to RDP there and to PRV in
-    ``PrivacyEngine``).
-    """
+    """A noise multiplier whose epsilon lies in ``[target - epsilon_tolerance, target]`` (Opacus's bisection, with
+    the accountant named: Opacus defaults it to RDP there and to PRV in ``PrivacyEngine``)."""
     from opacus.accountants.utils import get_noise_multiplier
 
     try:
-        with warnings.catch_warnings(), numerics(sample_rate):
-            warnings.filterwarnings("ignore", message=".*Optimal order is the largest alpha.*")
+        with quiet(), numerics(sample_rate):
             return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate,
                                               steps=steps, accountant=check_accountant(accountant),
                                               epsilon_tolerance=epsilon_tolerance))

@@ -1,16 +1,7 @@
-"""New heads onto cached trunk features (no re-encoding), heads files, and the write-back.
+"""New heads onto cached trunk features (no re-encoding), heads files, and the write-back into a checkpoint.
 
-* :func:`apply_heads` re-projects any EmbeddingSet with trunk features: the
-  rows and trunk arrays are copied, ``image``/``text`` become
-  ``normalize(head(trunk))``, and ``meta.json`` records the heads'
-  provenance under ``"heads"`` (fingerprint, and whatever the caller adds:
-  the privacy report, the checkpoint it lives in);
-* :func:`save_heads` / :func:`load_heads` keep the two heads in one
-  safetensors file (keys ``image.weight``, ``image.bias``, ``text.weight``,
-  ``text.bias``; biases only when present);
-* :func:`write_checkpoint` writes the heads back into the model and saves an
-  ordinary open_clip checkpoint folder (loadable by
-  :func:`relink.models.load_model`).
+A heads file is one safetensors file with keys ``image.weight``, ``text.weight`` and, when present, ``image.bias``,
+``text.bias``.
 """
 
 from __future__ import annotations
@@ -41,7 +32,8 @@ def heads_fingerprint(heads) -> str:
 
 
 def apply_heads(es: EmbeddingSet, heads, meta_extra: dict[str, Any] | None = None) -> EmbeddingSet:
-    """``es`` re-projected through ``heads`` (same rows and trunk features; nothing re-encoded)."""
+    """``es`` re-projected through ``heads`` (same rows and trunk features; nothing re-encoded); its meta.json
+    records the heads under ``"heads"`` (fingerprint, base model, and ``meta_extra["heads"]``)."""
     require_trunk(es, "embedding set")
     if heads.image.in_features != es.image_trunk.shape[1] or heads.text.in_features != es.text_trunk.shape[1]:
         raise RelinkError(
@@ -105,11 +97,8 @@ def load_heads(path: str | os.PathLike, heads_type=None):
 
 
 def write_checkpoint(loaded, heads, out_dir: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``heads`` into ``loaded.model`` (a :class:`relink.models.LoadedModel`) and save it.
-
-    The result is an ordinary open_clip ``local-dir`` checkpoint; the heads
-    are read back from the model afterwards and must equal ``heads``.
-    """
+    """Write ``heads`` into ``loaded.model`` (a :class:`relink.models.LoadedModel`) and save it as an ordinary
+    open_clip ``local-dir`` checkpoint, once the heads read back equal ``heads``."""
     from ..models.checkpoint import save_checkpoint
     from ..models.heads import extract_heads, write_heads
 

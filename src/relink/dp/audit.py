@@ -1,32 +1,18 @@
 """An empirical privacy audit of one DP run: canaries, one training run, a lower bound on epsilon.
 
-Following Steinke, Nasr and Jagielski, "Privacy auditing with one (1)
-training run" (NeurIPS 2023): ``m`` canary pairs are made, each included in
-the private rows with probability 1/2 (independently, from a seeded coin);
-the heads are trained once; every canary is scored under the trained heads
-(the cosine of its own image and report, what re-linkage ranks by); the
-auditor guesses "in" for the ``k`` highest scores and "out" for the ``k``
-lowest and abstains on the rest. If the run is (epsilon, delta)-DP, the
-number of correct guesses is stochastically dominated by a binomial with
-success probability ``e^eps / (1 + e^eps)`` (their Theorem 5.2, with the
-delta term), which gives a p-value for each epsilon; the lower bound is the
-largest epsilon rejected at 95% confidence. ``k`` is chosen from a fixed grid
-with a Bonferroni correction, so trying several does not inflate the bound.
-
-A bound above the claimed epsilon means a bug in the mechanism or its
-accounting; a bound clearly above 0 for a run without DP shows the audit
-has power. The canaries are random trunk features (norms matched to the
-private rows): directions no real pair shares, the easiest to memorise, so
-the audit's power does not depend on the cohort.
-
-Beside it, :func:`threshold_attack`: the TPR of a score threshold at a given
-FPR, against what (epsilon, delta)-DP allows (``e^eps FPR + delta``).
+Steinke, Nasr and Jagielski, "Privacy auditing with one (1) training run" (NeurIPS 2023): each of ``m`` canary
+pairs joins the private rows with probability 1/2; after one run the auditor guesses "in" for the ``k`` highest
+own-pair cosines and "out" for the ``k`` lowest. Under (epsilon, delta)-DP the correct guesses are dominated by a
+binomial at ``e^eps / (1 + e^eps)`` (their Theorem 5.2), so the bound is the largest epsilon rejected at 95%
+confidence, Bonferroni over a fixed grid of ``k``. A bound above the claimed epsilon means a bug in the mechanism
+or its accounting. The canaries are random trunk features (norms matched to the private rows), the easiest to
+memorise, so the audit's power does not depend on the cohort.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,12 +28,9 @@ FPRS = (0.01, 0.1)
 
 
 def p_value(m: int, n_guess: int, n_correct: int, epsilon: float, delta: float) -> float:
-    """P[at least ``n_correct`` of ``n_guess`` guesses right] under an (epsilon, delta)-DP run with ``m`` canaries.
-
-    Steinke, Nasr and Jagielski (2023), Theorem 5.2: the binomial tail at
-    ``q = e^eps / (1 + e^eps)`` plus ``2 m delta`` times the largest average
-    excess tail over the last ``i`` correct guesses.
-    """
+    """P[at least ``n_correct`` of ``n_guess`` guesses right] under an (epsilon, delta)-DP run with ``m`` canaries:
+    the binomial tail at ``q = e^eps / (1 + e^eps)`` plus ``2 m delta`` times the largest average excess tail over
+    the last ``i`` correct guesses (Theorem 5.2)."""
     q = 1.0 / (1.0 + math.exp(-epsilon))
     beta = float(stats.binom.sf(n_correct - 1, n_guess, q))
     if delta == 0 or n_correct == 0:
@@ -72,11 +55,8 @@ def epsilon_bound(m: int, n_guess: int, n_correct: int, delta: float, significan
 
 def one_run_bound(scores: np.ndarray, included: np.ndarray, delta: float,
                   confidence: float = CONFIDENCE) -> dict[str, Any]:
-    """The audit's bound from canary ``scores`` (higher: more likely in) and the truth ``included``.
-
-    Tries each guess count of :data:`GUESS_FRACTIONS` at ``significance /
-    len(grid)`` and reports the largest bound, with the guesses behind it.
-    """
+    """The audit's bound from canary ``scores`` (higher: more likely in) and the truth ``included``: the largest
+    over the guess counts of :data:`GUESS_FRACTIONS`, each at ``significance / len(grid)``, with its guesses."""
     scores, included = np.asarray(scores, float), np.asarray(included, bool)
     m = len(scores)
     order = np.argsort(-scores, kind="stable")
@@ -139,12 +119,8 @@ def canaries(like: EmbeddingSet, m: int, seed: int) -> EmbeddingSet:
 
 def audit_run(train: EmbeddingSet, bank: EmbeddingSet, init, spec: MitigationSpec, m: int,
               seed: int = 0, progress: bool | None = False) -> dict[str, Any]:
-    """Train once on ``train`` plus a random half of ``m`` canaries; return the audit record.
-
-    ``seed`` draws the canaries and the coins (the audit's own randomness;
-    the run's noise follows ``spec``). The record holds only aggregates: the
-    bound, the guesses, the attack's TPRs and the limits DP sets on them.
-    """
+    """Train once on ``train`` plus a random half of ``m`` canaries; return the audit record (aggregates only).
+    ``seed`` draws the canaries and the coins; the run's noise follows ``spec``."""
     from .train import fit_heads
 
     canary = canaries(train, m, seed)
@@ -177,13 +153,6 @@ def audit_run(train: EmbeddingSet, bank: EmbeddingSet, init, spec: MitigationSpe
             "method": "one-run audit (Steinke, Nasr and Jagielski 2023), Bonferroni over guess counts "
                       f"{list(GUESS_FRACTIONS)}; canaries: random trunk features, scored by their own pair's cosine",
             "note": "an audit of the mechanism on canaries: for study, not for release"}
-
-
-def membership(heads, members: EmbeddingSet, nonmembers: EmbeddingSet,
-               fprs: Sequence[float] = FPRS) -> dict[str, float]:
-    """A threshold membership attack on real rows: TPR at each FPR of the own-pair cosine."""
-    a, b = pair_scores(heads, members), pair_scores(heads, nonmembers)
-    return {f"tpr_at_fpr_{f:g}": threshold_attack(a, b, f) for f in fprs}
 
 
 def run_audit(es: EmbeddingSet, spec: MitigationSpec, *, bank: EmbeddingSet | None = None, model=None,

@@ -4,18 +4,13 @@ Contracts:
 
 * the **private set** is the ``split == "train"`` rows of an EmbeddingSet
   with trunk features (:func:`private_split`);
-* the **negative bank** is any EmbeddingSet with trunk features that shares
-  no pair with the private set (and, when the privacy unit is the patient, no
-  patient), nor any identical trunk row; by default the cohort's
-  ``validate`` split (:func:`default_bank`). The bank is treated as public:
-  it gets no privacy guarantee;
-* a **sampled unit** is one study pair (:class:`PairFeatures`, items
-  ``(image_trunk (d_i,), text_trunk (d_t,))``) or one patient
-  (:class:`PatientFeatures`, items ``(image (P, d_i), text (P, d_t), mask (P,))``
-  padded to the largest patient's pair count ``P``; memory per batch grows
-  with ``B x P``, so a cohort with a few patients of hundreds of studies
-  costs accordingly — cap such patients upstream if needed, which is
-  compatible with the guarantee because it uses only the patient's own data).
+* the **negative bank** shares no pair with the private set (with the patient unit, no patient), nor any
+  identical trunk row (:func:`check_disjoint`); by default the cohort's ``validate`` split. It is treated as
+  public: it gets no privacy guarantee;
+* a **sampled unit** is one study pair (:class:`PairFeatures`, items ``(image_trunk (d_i,), text_trunk (d_t,))``)
+  or one patient (:class:`PatientFeatures`, items ``(image (P, d_i), text (P, d_t), mask (P,))`` padded to the
+  largest patient's pair count ``P``: memory per batch grows with ``B x P``; capping such patients upstream is
+  compatible with the guarantee, as it uses only the patient's own data).
 """
 
 from __future__ import annotations
@@ -46,11 +41,8 @@ class PairFeatures(Dataset):
 
 
 class PatientFeatures(Dataset):
-    """One item per patient: all of the patient's pairs, padded, with a mask.
-
-    Sampling a patient samples all its pairs at once, and the per-unit loss is
-    their sum, so Opacus clips the *patient's* summed gradient as one.
-    """
+    """One item per patient: all of the patient's pairs, padded, with a mask (the loss sums them, so Opacus clips
+    the *patient's* summed gradient as one)."""
 
     def __init__(self, image_trunk: np.ndarray, text_trunk: np.ndarray, patient_id: np.ndarray):
         self.image = torch.as_tensor(np.asarray(image_trunk, dtype=np.float32))
@@ -120,12 +112,8 @@ def _shared(a: EmbeddingSet, b: EmbeddingSet, col: str) -> int:
 
 
 def check_disjoint(private: EmbeddingSet, bank: EmbeddingSet, unit: str = "pair") -> None:
-    """Raise :class:`RelinkError` if the bank overlaps the private set.
-
-    Overlap means a shared ``pair_id``, a shared ``patient_id`` when the unit
-    is the patient, or an identical image trunk row (a copy under new ids).
-    Messages give counts, never identifiers.
-    """
+    """Raise :class:`RelinkError` if the bank overlaps the private set: a shared pair, a shared patient when the
+    unit is the patient, or an identical image trunk row (a copy under new ids); counts, never identifiers."""
     require_trunk(bank, "negative bank")
     if len(bank) == 0:
         raise RelinkError("the negative bank is empty")
@@ -148,13 +136,9 @@ def check_disjoint(private: EmbeddingSet, bank: EmbeddingSet, unit: str = "pair"
 
 
 def check_bank_outside(bank: EmbeddingSet, evaluated: list[tuple[str, EmbeddingSet]]) -> None:
-    """Raise :class:`RelinkError` if the bank shares a pair or a patient with a set evaluated after mitigation.
-
-    The heads are trained to push the bank's reports away from other images:
-    a bank drawn from the evaluated rows (or their patients) would tilt the
-    very re-linkage the evaluation measures. ``evaluated`` holds
-    ``(how to name it, set)``; messages give counts, never identifiers.
-    """
+    """Raise :class:`RelinkError` if the bank shares a pair or a patient with a set ``(name, set)`` evaluated after
+    mitigation: the heads push the bank's reports away from other images, so such a bank would tilt the very
+    re-linkage the evaluation measures."""
     for name, es in evaluated:
         pairs, patients = _shared(bank, es, "pair_id"), _shared(bank, es, "patient_id")
         if pairs or patients:

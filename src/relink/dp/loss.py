@@ -1,12 +1,8 @@
 """Per-example contrastive loss against a fixed negative bank (the sound DP loss).
 
-Why a bank: CLIP's in-batch InfoNCE makes example i's loss depend on every
-other example of the batch, so one example's removal changes the *other*
-examples' (clipped) gradients too and the summed clipped gradient moves by
-more than the clip norm (measured 1.3-1.9x; see :func:`in_batch_infonce` and
-``tests/dp/test_steps.py``). Against a bank that is not part of the
-private set, pair i's loss depends only on pair i, so per-example clipping
-bounds one example's influence by exactly the clip norm.
+Why a bank: with CLIP's in-batch InfoNCE one example's removal changes the *other* examples' clipped gradients
+too, and the summed clipped gradient moves by more than the clip norm (measured 1.3-1.9x). Against a bank outside
+the private set, pair i's loss depends only on pair i, so clipping bounds its influence by exactly the clip norm.
 
 Rules the code keeps (each one was a silent failure with Opacus):
 
@@ -33,12 +29,8 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 class HeadPair(nn.Module):
-    """The two projection heads as one module: the only thing Opacus sees.
-
-    ``forward(image_trunk, text_trunk) -> (image_proj, text_proj)`` (not
-    normalised). The encoders are not in this graph at all: they ran once,
-    when the trunk features were cached.
-    """
+    """The two projection heads as one module, the only thing Opacus sees (the encoders ran once, when the trunk
+    features were cached): ``forward(image_trunk, text_trunk) -> (image_proj, text_proj)``, not normalised."""
 
     def __init__(self, image: nn.Linear, text: nn.Linear):
         super().__init__()
@@ -63,12 +55,8 @@ def pair_infonce(
     bank_text: torch.Tensor,
     temperature: float,
 ) -> torch.Tensor:
-    """Symmetric InfoNCE of each pair against the bank; shape ``image_proj.shape[:-1]``.
-
-    Image-to-text: the pair's own text against the bank's texts; text-to-image:
-    the pair's own image against the bank's images; the mean of the two. Only
-    the pair itself carries gradient (the bank is a constant here).
-    """
+    """Symmetric InfoNCE of each pair against the bank (its own text against the bank's texts, its own image
+    against the bank's images, the mean of the two); shape ``image_proj.shape[:-1]``. The bank is a constant."""
     u = F.normalize(image_proj, dim=-1)
     v = F.normalize(text_proj, dim=-1)
     pos = (u * v).sum(-1, keepdim=True) / temperature
@@ -80,13 +68,9 @@ def pair_infonce(
 
 
 class BankInfoNCE(nn.Module):
-    """Criterion ``(image_proj, text_proj, bank_image, bank_text[, mask]) -> loss``.
-
-    ``bank_image``/``bank_text`` are the unit-norm bank projections from
-    :func:`project_bank`. With a ``mask`` (patient batches) the unit's loss is
-    the sum over its real pairs. ``reduction`` follows torch: ``mean`` over
-    units, ``sum``, or ``none`` (one value per unit).
-    """
+    """Criterion ``(image_proj, text_proj, bank_image, bank_text[, mask]) -> loss`` (the bank as
+    :func:`project_bank` gives it; with a ``mask`` a unit's loss is the sum over its real pairs; ``reduction``
+    as in torch, ``none``: one value per unit)."""
 
     def __init__(self, temperature: float, reduction: str = "mean"):
         super().__init__()
@@ -108,12 +92,8 @@ class BankInfoNCE(nn.Module):
 
 
 def in_batch_infonce(image_proj: torch.Tensor, text_proj: torch.Tensor, temperature: float) -> torch.Tensor:
-    """CLIP's loss with in-batch negatives, per example (shape ``(B,)``).
-
-    Never used for DP training (example i's value depends on every other
-    example of the batch: the tests show the bound it breaks); it is the
-    attacker's loss in :mod:`relink.dp.retrain`, who owes no bound.
-    """
+    """CLIP's loss with in-batch negatives, per example (shape ``(B,)``): never for DP training (it breaks the
+    sensitivity bound), only for the attacker of :mod:`relink.dp.retrain`, who owes no bound."""
     u = F.normalize(image_proj, dim=-1)
     v = F.normalize(text_proj, dim=-1)
     logits = u @ v.T / temperature

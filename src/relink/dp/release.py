@@ -1,26 +1,15 @@
 """What a DP run may release, and the two folders it writes: the release and the study.
 
-:func:`status` decides ``for_release`` and says why in one sentence
-(``release_reason``): the heads are releasable only when the run is private,
-its noise secret, and both the start and the trunk are declared independent
-of the private rows (``random-init`` or ``public:<name>``, see
-:mod:`relink.models.trained_on`). Otherwise epsilon still describes the
-heads' training *given* that start and trunk, but not the model.
+:func:`status`: the heads are releasable only when the run is private, its noise secret, and both the start and
+the trunk are declared independent of the private rows (``random-init`` or ``public:<name>``); otherwise epsilon
+still describes the heads' training *given* that start and trunk, but not the model.
 
-:func:`write` writes
-
-* the **release folder** (``--out``): ``heads.safetensors``, ``privacy.json``
-  (:data:`RELEASE_FIELDS` only: epsilon, delta, unit, accountant, sigma, q,
-  steps, C, what the start and trunk were trained on, the bank's status, the
-  release status) and, when the trunk may be released, ``checkpoint/`` (a
-  loadable open_clip checkpoint with the new heads). Nothing in it is
-  computed from the private rows other than through the DP heads: no
-  embeddings of private rows, no training losses, no exact counts;
-* the **study folder** (``--study``, optional): everything derived from the
-  private rows, marked :data:`STUDY_NOTE`: the full run report (per-epoch
-  losses, counts), ``embeddings/<name>/`` (each given set re-projected, what
-  ``relink report --mitigated`` reads) and, when the trunk may not be
-  released, the checkpoint.
+* the **release folder** (``--out``): ``heads.safetensors``, ``privacy.json`` (:data:`RELEASE_FIELDS` only) and,
+  when the trunk may be released, ``checkpoint/``. Nothing in it is computed from the private rows other than
+  through the DP heads: no embeddings of private rows, no training losses, no exact counts;
+* the **study folder** (``--study``, optional): everything derived from the private rows, marked
+  :data:`STUDY_NOTE`: the full run report, ``embeddings/<name>/`` (what ``relink report --mitigated`` reads) and,
+  when the trunk may not be released, the checkpoint.
 """
 
 from __future__ import annotations
@@ -59,11 +48,8 @@ def _part(record: str) -> str:
 
 
 def status(spec: MitigationSpec, start: str, trunk: str, rows: str) -> tuple[bool, str]:
-    """``(for_release, release_reason)`` for a run whose start and trunk are recorded as ``start`` / ``trunk``.
-
-    ``rows``: the ``private:<fingerprint>`` record of the private rows, to say
-    "these rows" when a record names them.
-    """
+    """``(for_release, release_reason)`` for a run whose start and trunk are recorded as ``start`` / ``trunk``
+    (``rows``: the ``private:<fingerprint>`` record of the private rows, to say "these rows")."""
     if not spec.private:
         return False, NO_GUARANTEE + "."
     reasons = []
@@ -110,12 +96,8 @@ def release_record(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def write(result, out: str | os.PathLike, study: str | os.PathLike | None = None) -> Path:
-    """Write ``result`` (a :class:`relink.dp.service.Mitigation`): the release folder ``out``, and ``study`` if given.
-
-    Each folder is written atomically and marked as `relink mitigate`'s own
-    output; the study folder is written first, so a failure leaves no
-    release without its study.
-    """
+    """Write ``result`` (a :class:`relink.dp.service.Mitigation`): the release folder ``out``, and ``study`` if given
+    (first, so that a failure leaves no release without its study), each atomically."""
     from .. import embeddings as emb
     from ..io import atomic_dir, json_safe, mark_output, write_json
     from ..models.registry import weights_fingerprint

@@ -1,28 +1,14 @@
 """The attacker who re-trains the heads: non-private projection heads learned on a public paired set.
 
-DP heads bound what the released heads reveal about the private rows. They
-do nothing against an attacker who holds the released trunks (or any model
-over the same trunk) and a public set of image-report pairs: that attacker
-trains heads of their own, without DP, and re-links the custodian's released
-images with them. :func:`retrain_heads` plays that attacker:
-
-* the heads start from an independent random initialisation
-  (:func:`relink.dp.start.random_heads`, drawn from ``spec.seed`` alone);
-* they are trained with CLIP's own objective, symmetric InfoNCE with in-batch
-  negatives (:func:`relink.dp.loss.in_batch_infonce`) at a fixed temperature,
-  Adam, shuffled batches: an attacker owes nobody a sensitivity bound;
-* only the public set is seen. :func:`check_apart` refuses a public set that
-  shares a pair or a patient with the target rows, or whose trunk features
-  come from another trunk (other dimensions, or another model's weights).
-
-Everything is seeded by ``spec.seed`` (start and shuffling): no noise is
-involved, so the run is deterministic and the seed may be published. The
-heads carry no privacy guarantee, and the record says so.
+DP heads do nothing against an attacker who holds the released trunks and a public set of image-report pairs and
+trains heads of their own without DP. :func:`retrain_heads` plays that attacker: a random start and shuffling from
+``spec.seed`` alone (no noise: deterministic, the seed may be published), CLIP's in-batch InfoNCE, only the public
+set seen (:func:`check_apart`). The heads carry no privacy guarantee, and the record says so.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +17,7 @@ from torch import nn
 
 from ..embeddings import EmbeddingSet
 from ..errors import RelinkError
-from ..options import Range, check_spec, option
+from ..options import Range, Spec, check_spec, option
 from .heads_data import _shared, require_trunk
 from .loss import HeadPair, in_batch_infonce
 from .spec import NO_GUARANTEE, SEED_MAX
@@ -42,7 +28,7 @@ ATTACKER = "heads trained without differential privacy on a public paired set ov
 
 
 @dataclass(frozen=True)
-class RetrainSpec:
+class RetrainSpec(Spec):
     """How the attacker trains its heads (every default here, once)."""
 
     epochs: int = option(30, flag="--epochs", check=Range(int, 1, 10_000), help="passes over the public pairs")
@@ -56,12 +42,6 @@ class RetrainSpec:
 
     def __post_init__(self) -> None:
         check_spec(self)
-
-    def record(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def but(self, **changes: Any) -> "RetrainSpec":
-        return replace(self, **changes)
 
 
 def check_apart(public: EmbeddingSet, target: EmbeddingSet) -> None:
@@ -95,13 +75,8 @@ def _template(target: EmbeddingSet):
 
 def retrain_heads(public: EmbeddingSet, target: EmbeddingSet, spec: RetrainSpec | None = None,
                   progress: bool | None = None) -> tuple[Any, dict[str, Any]]:
-    """``(heads, record)``: heads trained on ``public``'s pairs only, shaped for ``target``'s trunk and space.
-
-    ``public`` and ``target``: EmbeddingSets with trunk features over the same
-    trunk, sharing no pair or patient (:func:`check_apart`). The record holds
-    the settings, the public set's size and cohort, and the release status
-    (none: no guarantee); no path and no identifier.
-    """
+    """``(heads, record)``: heads trained on ``public``'s pairs only, shaped for ``target``'s trunk and space; the
+    record holds the settings, the public set's size and cohorts and the release status, no path or identifier."""
     from tqdm.auto import tqdm
 
     spec = spec or RetrainSpec()

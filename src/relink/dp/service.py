@@ -1,24 +1,8 @@
 """The one mitigation service: what `relink mitigate`, :func:`relink.api.mitigate.mitigate` and the paper call.
 
-:func:`mitigate` trains new heads for one spec on the ``train`` rows of an
-EmbeddingSet (the private rows) against a negative bank (default: its
-``validate`` rows), after checking that the model's heads reproduce the set
-and that the bank lies outside the private and the evaluated rows. It
-writes nothing: the front door writes the release and study folders
-(:func:`relink.dp.release.write`). A sweep over epsilon is one call per
-epsilon with the same spec otherwise: every run starts from the same heads
-(the random start of ``spec.init_seed``, or ``init``) with the same
-temperature, so the run without DP is the control of each DP run; each run
-is its own (epsilon, delta) guarantee, the runs together a study.
-
-The heads start from a seeded random initialisation unless ``init`` names a
-model whose heads to start from (:mod:`relink.dp.start`), and the
-temperature is the spec's fixed value (never the model's learned
-``logit_scale``, which saw the private rows). Every report records what the
-start and the trunk were trained on (``trained_on``), whether the heads may
-be released and why (``for_release``, ``release_reason``: see
-:func:`relink.dp.release.status`), and that the bank's patients get no
-guarantee (``bank_note``).
+:func:`mitigate` writes nothing (:func:`relink.dp.release.write` does). A sweep over epsilon is one call per
+epsilon with the same spec otherwise: every run starts from the same heads with the same fixed temperature, so
+the run without DP is the control of each DP run; each run is its own (epsilon, delta) guarantee.
 """
 
 from __future__ import annotations
@@ -70,17 +54,13 @@ def mitigate(embeddings: EmbeddingSet, spec: MitigationSpec, *, bank: EmbeddingS
              init: str | None = None, trunk_trained_on: str | None = None, apply: Sequence[EmbeddingSet] = (),
              names: Sequence[str] | None = None, bank_name: str | None = None,
              progress: bool | None = None) -> Mitigation:
-    """Train new heads for ``model`` on ``embeddings``' ``train`` rows per ``spec``.
+    """Train new heads for ``model`` on ``embeddings``' ``train`` rows per ``spec``, after checking that the
+    model's heads reproduce the set and that the bank lies outside the private and the evaluated rows.
 
-    ``bank``: the negative bank (default: ``embeddings``' ``validate``
-    rows). ``model``: a LoadedModel, a model spec, or ``None`` for the one
-    named in ``embeddings.meta``; its heads must reproduce the set, its
-    trunk features are what the heads read. ``init``: a model spec whose
-    heads start training (default: a random start from ``spec.init_seed``).
-    ``trunk_trained_on``: a ``public:<name>`` declaration for a trunk whose
-    weights record nothing. ``apply``: more sets to re-project (study
-    folder). ``names``: folder names of ``embeddings`` and each ``apply`` set
-    under ``embeddings/``. ``bank_name``: how the records name the bank.
+    ``bank``: default ``embeddings``' ``validate`` rows. ``model``: a LoadedModel, a spec, or ``None`` for the one
+    ``embeddings.meta`` names. ``init``: a model spec whose heads start training (default: a random start from
+    ``spec.init_seed``). ``trunk_trained_on``: a ``public:<name>`` declaration for a trunk whose weights record
+    nothing. ``apply``: more sets to re-project; ``names``: the folder names of ``embeddings`` and each of them.
     """
     from ..models.heads import check_reproduces, extract_heads
 

@@ -1,17 +1,9 @@
 """The mitigation's options as one frozen spec, shared by `relink mitigate`, the library and the paper.
 
-Every default lives here, once; each field declares its command-line flag,
-help and range (:func:`relink.options.option`), so an out-of-range value is
-refused naming the flag the user typed, whether it comes from the command
-line or from Python. Checks that need the data (delta at most 1/(10 n), the bank's
-disjointness) are made when the data is seen (:mod:`relink.dp.accounting`,
-:mod:`relink.dp.heads_data`).
-
-Noise is secret unless asked: ``reproducible_noise=None`` (the default) draws
-the sampling and noise seed from the operating system's entropy and never
-records it (see :func:`relink.dp.train.fit_heads`); an integer seeds them so
-that a study can be replayed, and every output then says it is
-:data:`NOT_FOR_RELEASE`.
+Checks that need the data (delta at most 1/(10 n), the bank's disjointness) are made when the data is seen. Noise
+is secret unless asked: ``reproducible_noise=None`` (the default) draws the seed from the operating system's
+entropy and never records it (:func:`relink.dp.train.noise_seed`); an integer seeds the run so that a study can be
+replayed, and every output then says it is :data:`NOT_FOR_RELEASE`.
 """
 
 from __future__ import annotations
@@ -25,11 +17,9 @@ from .accounting import ACCOUNTANTS
 PRIVACY_UNITS = ("pair", "patient")  # what one DP guarantee protects (relink.dp.heads_data builds each)
 
 GRAD_SAMPLE_MODES = ("ghost", "hooks", "functorch", "ew")
-#: Beyond this the guarantee says nothing a custodian can use (e^20 ~ 5e8 as the likelihood
-#: ratio), and the PRV accountant's discretisation grows without bound as sigma shrinks:
-#: measured here, the sigma search for a MIMIC-sized schedule (q = 256/2e5, 7,810 steps) took
-#: 24 s and 2 GB at epsilon 10, 74 s and 3.5 GB at 30, 350 s and 7 GB at 100, and at 1,000 it
-#: did not finish even for an 8-step schedule. Train with --non-private to go without DP.
+#: Beyond this the guarantee says nothing a custodian can use (e^20 ~ 5e8 as the likelihood ratio), and the PRV
+#: accountant's sigma search grows without bound (a MIMIC-sized schedule: 24 s and 2 GB at epsilon 10, 350 s and
+#: 7 GB at 100). Train with --non-private to go without DP.
 EPSILON_MAX = 20.0
 #: Seeds fit a 64-bit torch generator with room for the noise generator's ``seed + 1``.
 SEED_MAX = 2**63 - 2

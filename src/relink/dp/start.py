@@ -1,16 +1,10 @@
 """Where DP heads start, and what the start and the trunk were trained on.
 
-The guarantee covers the heads' training given a start and a trunk: a start
-learned without DP on the same private rows carries their memorisation into
-the released heads whatever the noise (measured: heads that start from the
-model's own heads at "epsilon = 0.09" still gave a membership attack TPR
-of 0.58 at FPR 0.1, where DP allows about 0.11). So the default start is a
-seeded random initialisation drawn the way open_clip draws its projections
-(weights N(0, width^-1/2), biases zero: ``visual.proj``,
-``text_projection`` and ModifiedResNet's ``attnpool.c_proj`` all use that
-rule), which depends on no data; ``--init SPEC`` starts from the heads of
-another model instead, whose ``relink.json`` says what it saw
-(:mod:`relink.models.trained_on`).
+The guarantee covers the heads' training given a start and a trunk: a start learned without DP on the private
+rows carries their memorisation into the released heads whatever the noise (measured: heads started from the
+model's own at "epsilon = 0.09" gave a membership TPR of 0.58 at FPR 0.1, where DP allows about 0.11). So the
+default start depends on no data: a seeded draw by open_clip's rule for projections (weights N(0, width^-1/2),
+biases zero); ``--init SPEC`` starts from another model's heads, whose ``relink.json`` says what it saw.
 """
 
 from __future__ import annotations

@@ -1,28 +1,17 @@
 """The DP-SGD mechanism for the two heads, wired through Opacus: one setup, one step at a time.
 
-* only the heads train: the private module is :class:`relink.dp.loss.HeadPair`
-  (two ``nn.Linear``); the encoders are not in the graph;
-* each sampled unit (a pair, or a patient's pairs) has its own loss against
-  a fixed negative bank (:class:`relink.dp.loss.BankInfoNCE`), so its
-  gradient depends on that unit alone; Opacus clips each unit's gradient to
-  ``clip_norm``, adds Gaussian noise ``N(0, (sigma * clip_norm)^2)`` to the
-  sum and divides by the expected batch size;
-* Poisson sampling with rate ``q = 1 / ceil(n / batch_size)`` for
-  ``int(1 / q)`` steps an epoch (:func:`relink.dp.accounting.schedule`);
-  sigma from ``make_private_with_epsilon`` with the named accountant;
-* an empty Poisson batch is not a silent skip: it is a noise-only step (zero
-  gradient sum plus noise), which is what the accountant counts. Skipping it
-  would release the unchanged heads, an output the noisy step never produces.
+Only :class:`relink.dp.loss.HeadPair` trains. Each sampled unit (a pair, or a patient's pairs) has its own loss
+against a fixed bank, so its gradient depends on that unit alone; Opacus clips it to ``clip_norm``, adds
+``N(0, (sigma * clip_norm)^2)`` to the sum and divides by the expected batch size (Poisson schedule:
+:func:`relink.dp.accounting.schedule`). An empty Poisson batch is a noise-only step, which is what the accountant
+counts: skipping it would release the unchanged heads, an output the noisy step never produces.
 
-Randomness: :func:`build` takes one integer ``seed`` and derives every
-generator from it (torch's global seed, the Poisson sampler's generator, the
-noise generator ``seed + 1``); :func:`relink.dp.train.fit_heads` decides
-whether that seed is secret or published.
+Randomness: :func:`build` derives every generator from one ``seed`` (torch's global seed, the sampler's, the
+noise generator's ``seed + 1``); :func:`relink.dp.train.noise_seed` decides whether it is secret or published.
 """
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -33,32 +22,14 @@ from torch.utils.data import DataLoader
 
 from ..errors import RelinkError
 from . import accounting
+from .accounting import quiet
 from .loss import BankInfoNCE, HeadPair, project_bank
 from .spec import GRAD_SAMPLE_MODES, MitigationSpec
 
 
-@contextlib.contextmanager
-def quiet():
-    """Warnings that are expected on every run and call for no action.
-
-    torch notes that the heads' backward hooks fire on outputs because the
-    cached trunk features need no gradient (by design: the encoders are not
-    trained); RDP notes when its best order is the largest it tries (its bound
-    is still valid, only perhaps not the tightest).
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Full backward hook is firing.*")
-        warnings.filterwarnings("ignore", message=".*Optimal order is the largest alpha.*")
-        yield
-
-
 def privacy_engine(accountant: str):
-    """An Opacus ``PrivacyEngine`` with ``secure_mode=False``, knowingly (why: :func:`relink.dp.train.noise_seed`).
-
-    Opacus then warns at construction that secure mode is off; that warning
-    alone is filtered, since the action it suggests cannot be taken and the
-    run states its own release status instead.
-    """
+    """An Opacus ``PrivacyEngine`` with ``secure_mode=False``, knowingly (why: :func:`relink.dp.train.noise_seed`);
+    its warning that secure mode is off is filtered (the run states its own release status instead)."""
     from opacus import PrivacyEngine
 
     with warnings.catch_warnings():
@@ -93,13 +64,9 @@ def copy_linear(layer: nn.Linear) -> nn.Linear:
 
 def build(dataset, bank: tuple[torch.Tensor, torch.Tensor], init, spec: MitigationSpec, seed: int, *,
           loss_reduction: str = "mean", poisson: bool = True) -> Setup:
-    """Wire heads, optimizer, loss and loader; with ``spec.private`` through Opacus.
-
-    ``spec.temperature`` must be resolved (a number). Sigma is calibrated to
-    ``spec.epsilon`` (``make_private_with_epsilon``) unless
-    ``spec.noise_multiplier`` fixes it (``make_private``). ``loss_reduction``
-    and ``poisson=False`` exist for tests of the mechanism.
-    """
+    """Wire heads, optimizer, loss and loader; with ``spec.private`` through Opacus, sigma calibrated to
+    ``spec.epsilon`` unless ``spec.noise_multiplier`` fixes it. ``loss_reduction`` and ``poisson=False`` exist for
+    tests of the mechanism."""
     if spec.grad_sample_mode not in GRAD_SAMPLE_MODES:
         raise RelinkError(f"--grad-sample-mode must be one of {', '.join(GRAD_SAMPLE_MODES)}")
     if spec.temperature is None:
@@ -148,11 +115,8 @@ def batch_loss(setup: Setup, batch):
 
 
 def noise_only_step(setup: Setup) -> None:
-    """An empty Poisson batch: the optimizer adds noise to a zero gradient sum (and the accountant counts it).
-
-    Afterwards each parameter's ``.grad`` holds the noise the step applied
-    (scaled by the expected batch size), until the next step clears it.
-    """
+    """An empty Poisson batch: the optimizer adds noise to a zero gradient sum (and the accountant counts it);
+    each ``.grad`` then holds the noise applied (over the expected batch size) until the next step."""
     setup.optimizer.zero_grad()
     for p in setup.heads.parameters():
         if setup.grad_sample_mode == "ghost":  # ghost clipping: the clipped sum lives in .grad

@@ -1,21 +1,11 @@
-"""Train the two projection heads, privately (Opacus DP-SGD) or not, on cached trunk features.
+"""Train the two projection heads, privately (Opacus DP-SGD) or not, on cached trunk features, with the privacy
+report ``privacy.json`` holds.
 
-:func:`fit_heads` runs the mechanism of :mod:`relink.dp.steps` for a
-:class:`relink.dp.spec.MitigationSpec` and returns the new heads with a
-privacy report (what ``privacy.json`` holds).
-
-The noise must be unknown for the guarantee to hold. A run whose sampling
-and noise seed is known can be replayed, with and without one unit: a
-perfect membership test. So by default the seed comes from the operating
-system's entropy (:func:`noise_seed`) and is never stored, printed or
-returned; the report says ``noise_seed: "secret"``. Only
-``spec.reproducible_noise`` (``relink mitigate --reproducible-noise SEED``)
-seeds the run from a published number, and the report then says
-``for_release: false`` with :data:`relink.dp.spec.NOT_FOR_RELEASE`.
-
-Loss values on the private data (``training_losses``) are NOT covered by the
-guarantee and are marked so; ``bank_losses`` (the heads' loss on the public
-bank) are post-processing of private outputs and safe to publish.
+The noise must be unknown for the guarantee to hold: a run whose seed is known can be replayed with and without
+one unit, a perfect membership test. So the seed is secret (:func:`noise_seed`) unless ``spec.reproducible_noise``
+publishes it, and the report then says ``for_release: false`` with :data:`relink.dp.spec.NOT_FOR_RELEASE`.
+Loss values on the private data (``training_losses``) are NOT covered by the guarantee and are marked so;
+``bank_losses`` (on the public bank) are post-processing of private outputs and safe to publish.
 """
 
 from __future__ import annotations
@@ -33,25 +23,20 @@ from . import accounting
 from .heads_data import bank_tensors, check_disjoint, make_dataset
 from .loss import HeadPair, in_batch_infonce, project_bank
 from .spec import MitigationSpec
-from .steps import build, copy_linear, quiet, train_step
+from .steps import build, copy_linear, train_step
 
 
 def noise_seed(spec: MitigationSpec) -> int:
     """The run's sampling and noise seed: the published one, or a secret one.
 
-    Why a secret seed and not Opacus's ``secure_mode``: secure mode needs
-    ``torchcsprng``, which has no build for the torch this project uses. A
-    seed of 63 bits from :mod:`secrets` (the OS's entropy), held only in
-    this process's memory and never written, printed or returned, keeps the
-    run impossible to replay: guessing it means searching 2^63 seeds.
+    Why not Opacus's ``secure_mode``: it needs ``torchcsprng``, which has no build for this torch. A 63-bit seed
+    from :mod:`secrets` (the OS's entropy), held only in this process's memory and never written, printed or
+    returned, keeps the run impossible to replay (guessing it means searching 2^63 seeds).
 
-    What it does not give: a cryptographically secure stream. The noise and
-    the Poisson sampling come from torch's generators (Mersenne Twister on
-    the CPU), which are predictable from their internal state, and the
-    Gaussian sampling is floating-point, with the known weaknesses of
-    floating-point noise (Mironov 2012) that secure mode also addresses.
-    The guarantee here rests on the seed, and so the process memory, staying
-    private.
+    What it does not give: a cryptographically secure stream. The noise and the Poisson sampling come from torch's
+    generators (Mersenne Twister on the CPU), predictable from their internal state, and the Gaussian sampling is
+    floating-point, with the known weaknesses of floating-point noise (Mironov 2012) that secure mode also
+    addresses. The guarantee rests on the seed, and so the process memory, staying private.
     """
     if spec.reproducible_noise is not None:
         return int(spec.reproducible_noise)
@@ -89,15 +74,10 @@ def fit_heads(train: EmbeddingSet, bank: EmbeddingSet, init, spec: MitigationSpe
               progress: bool | None = None) -> tuple[Any, dict[str, Any]]:
     """Train new projection heads on ``train``'s trunk features; return ``(heads, privacy_report)``.
 
-    ``train``: the private rows (all of them are used; select the split
-    first). ``bank``: public negatives with trunk features, disjoint from
-    ``train`` (checked). ``init``: the model's heads (``Heads(image, text)``,
-    two ``nn.Linear``); the result has the same type. ``spec``: the settings,
-    its temperature resolved (:func:`relink.dp.service.resolve`). With
-    ``spec.private`` the run is (epsilon, delta)-DP per ``spec.privacy_unit``
-    under ``spec.accountant``; ``spec.noise_multiplier`` overrides the sigma
-    search (the report then gives the epsilon it spends). The report is
-    JSON-ready (non-finite numbers as ``None``).
+    ``train``: the private rows, every one used. ``bank``: public negatives, disjoint from ``train`` (checked).
+    ``init``: the starting ``Heads(image, text)``; the result has its type. With ``spec.private`` the run is
+    (epsilon, delta)-DP per ``spec.privacy_unit`` under ``spec.accountant``; ``spec.noise_multiplier`` overrides
+    the sigma search (the report then gives the epsilon it spends). The report is JSON-ready.
     """
     from tqdm.auto import tqdm
 
@@ -143,7 +123,7 @@ def fit_heads(train: EmbeddingSet, bank: EmbeddingSet, init, spec: MitigationSpe
     }
     if private:
         sigma = float(setup.optimizer.noise_multiplier)
-        with quiet(), accounting.numerics(rate):
+        with accounting.quiet(), accounting.numerics(rate):
             spent = float(setup.engine.get_epsilon(spec.delta))  # the accountant that tracked the run
         eps = {a: spent if a == spec.accountant else accounting.epsilon_for(sigma, rate, steps, spec.delta, a)
                for a in accounting.ACCOUNTANTS}

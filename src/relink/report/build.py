@@ -1,19 +1,8 @@
 """One audit pass and every figure of the report, as one JSON-ready record.
 
-:func:`audit_spec` is the audit the report needs: both directions, study and
-patient level, random and (when the rows carry labels) pathology-matched
-pools, at the declared pools (plus smaller standard pools for the matched
-figures, whose coverage at a large pool is often low), K = 1 and the top-K
-values. :func:`build` makes that one pass
-(:func:`~relink.retrieval.audit.audit_queries`) and derives the headline, the
-verdict, the hard-negative comparison and the breakdowns by summarising
-columns and rows of it; mitigated sets get one random-pool pass each. When
-confident re-links are asked for (``confident_targets``), the same pass
-counts them (the threshold attacker's counts ride along the product, for the
-custodian's model and each panel model): no second pass per model.
-
-The record (:mod:`relink.report.schema` names its version) holds numbers,
-settings and the declared threat model; never an identifier or report text.
+:func:`build` makes one pass per model (:func:`audit_spec`; confident re-links are counted in the same pass) and
+one random-pool pass per mitigated set, and derives every section by summarising columns and rows of them.
+The record holds numbers, settings and the declared threat model; never an identifier or report text.
 """
 
 from __future__ import annotations
@@ -172,11 +161,11 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
     random_rows = risk.risk_rows(_declared(frame, threat), released, spec.report_coverage)
     n_patients = int(es.rows["patient_id"].nunique())
 
-    # the other models of the panel: random pools at the declared pools, on the same rows
+    # the other models of the panel and the mitigated sets: random pools only, on the same rows
+    random_only = aspec.but(negatives=("random",))
     others, frames = [], [frame]
     for name, other in panel:
-        qv_o = audit_queries(other, mitigation.mitigated_spec(aspec).but(pools=spec.attacker_pools),
-                             progress=progress)
+        qv_o = audit_queries(other, random_only.but(pools=spec.attacker_pools), progress=progress)
         if counting:
             counted.append(confident_of(qv_o, name, other.cohort_name, spec.attacker_pools))
         frame_o = _summary(qv_o, other).assign(model=name)
@@ -208,7 +197,7 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
                                                  released, spec.attacker_pools)
     runs = []
     for m in mitigated:
-        qv_m = audit_queries(m.es, mitigation.mitigated_spec(aspec).but(confident=()), progress=progress)
+        qv_m = audit_queries(m.es, random_only.but(confident=()), progress=progress)
         frame_m = _summary(qv_m, m.es)
         rows_m = risk.risk_rows(frame_m[frame_m.N.isin(spec.attacker_pools)], released, spec.report_coverage)
         # the attacker keeps the panel's other models: the mitigated heads replace the custodian's model only
@@ -228,7 +217,9 @@ def build(es: EmbeddingSet, spec: ReportSpec, source: dict[str, Any] | None = No
         "headline": head,
         "sentences": sentences,
         "risk": random_rows,
-        "panel": attacker_panel.record(members, judged["level"], _panel_sentence(members, spec, released)),
+        # the sentence on the attacker model that re-links the most (None for a panel of one)
+        "panel": {"models": members, "worst": judged["level"], "size": len(members),
+                  "sentence": _panel_sentence(members, spec, released)},
         "confident": confident_rec,
         "hard_negatives": {"available": with_hard, "note": hard_note,
                            "rows": hard.hard_rows(qv, frame, spec.ks, spec.min_cell) if with_hard else [],

@@ -1,11 +1,5 @@
-"""Views of one audit pass: pick columns of the per-query values, summarise any subset of rows.
-
-The report makes exactly one pass over the scores
-(:func:`relink.retrieval.audit.audit_queries`); every figure on the page is a
-:func:`~relink.retrieval.audit.summarise` of some of its columns over some of
-its rows (all rows, a label group, the queries a matched pool covers).
-Breakdowns pick the columns they show first, so a summary reads only those.
-"""
+"""Views of one audit pass: pick columns of the per-query values, summarise any subset of rows (every figure on the
+page is a summary of some columns over some rows; picking first makes a summary read only those)."""
 
 from __future__ import annotations
 
@@ -30,10 +24,8 @@ def _matches(key: dict[str, Any], where: dict[str, Any]) -> bool:
 
 
 def pick(qv: QueryValues, **where: Any) -> QueryValues:
-    """``qv`` restricted to the value columns matching ``where`` (a value or a tuple of allowed values each).
-
-    Rank (median-rank) columns are dropped.
-    """
+    """``qv`` restricted to the value columns matching ``where`` (a value or a tuple of allowed values each),
+    without its rank columns."""
     idx = [f for f, key in enumerate(qv.keys) if _matches(key, where)]
     n = len(qv)
     return replace(qv, keys=[qv.keys[f] for f in idx], values=qv.values[:, idx], chances=qv.chances[:, idx],

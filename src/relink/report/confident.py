@@ -1,28 +1,15 @@
-"""Confident re-links: the images an attacker re-links at a precision it can trust, and the rule line they feed.
+"""Confident re-links: the images a threshold attacker (it links an image to its top candidate only above a score
+threshold) re-links at a precision it can act on, and the rule line they feed.
 
-Recall@K averages over every released image, most of them re-linked no
-better than by guessing. A threshold attacker links an image to its
-top-scoring candidate only when that score clears a threshold t; among the
-links it makes, a share (the precision) is right. What a custodian should
-fear is how many images it re-links *at a precision it can act on*
-(precision >= 0.9: nine links in ten are right).
+Input: metric-table rows (:mod:`relink.tables`) with ``metric`` ``relinked_best`` (an attacker who knows the best
+threshold: the worst case for the custodian) or ``relinked_calibrated`` (a threshold calibrated on S held-apart
+labelled pairs), ``K`` = 0, ``estimator`` = ``exact``, ``precision_target``, ``value`` = the expected share of the
+queries re-linked correctly at that precision, ``ci_low``/``ci_high`` patient-clustered, ``chance`` (0 unless
+shown otherwise), ``n_queries`` and ``model``. Counts for the release are shares times pi x M.
 
-Input: rows of the audit's metric table (the tidy contract of
-:mod:`relink.tables`) with ``metric`` ``relinked_best`` (an attacker who
-knows the best threshold: the worst case for the custodian) or
-``relinked_calibrated`` (a threshold calibrated on S held-apart labelled
-pairs), ``K`` = 0, ``estimator`` = ``exact``, ``precision_target`` (0.9,
-0.99), ``value`` = the expected share of the queries re-linked correctly at
-that precision, ``ci_low``/``ci_high`` patient-clustered, ``chance`` (0
-unless shown otherwise), ``n_queries``, and ``model`` naming the panel model.
-Counts for the release are shares times pi x M, as for the risk rows.
-
-Rule line: ``high`` when, for any model of the panel, direction and declared
-pool, the lower bound of the images re-linked at precision >=
-``--confident-precision`` by the best-threshold attacker exceeds
-``--confident-high``. It can only raise the verdict to high; it never shows
-a verdict low (the recall rule does that) and it is absent when the audit
-computed no confident rows.
+The rule (:func:`rule_line`) reads the best-threshold attacker at ``--confident-precision``, study level, for every
+model, direction and declared pool. It can only raise the verdict to high; it never shows a verdict low, and it is
+absent when the audit computed no confident rows.
 """
 
 from __future__ import annotations
@@ -32,16 +19,14 @@ from typing import Any
 
 import pandas as pd
 
+from .verdict import _finite
+
 METRICS = ("relinked_best", "relinked_calibrated")
 ATTACKERS = {"relinked_best": "knows the best threshold (the worst case)",
              "relinked_calibrated": "calibrates its threshold on held-apart labelled pairs"}
 RULED = "relinked_best"
 NOT_COMPUTED = ("confident re-links were not computed: the audit behind this report computed none (an attacker "
                 "who links only above a score threshold)")
-
-
-def _finite(x: Any) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def rule_line(spec, level: float) -> str:

@@ -1,12 +1,6 @@
-"""Risk against N: expected images re-linked, and the lift, over a range of attacker pools.
-
-The declared pool N is the custodian's assumption about how many candidate
-reports an attacker holds for one image. The verdict follows N (a weak model
-is far above chance at N = 100 and near it at N = 10,000), so the page shows
-the whole curve: study-level Recall@K(N) x pi x M for K = 1 and 10, both
-directions, random pools, on a log grid of N from 2 to every audited pair,
-with the declared pools marked. It is one extra audit pass (random pools
-only); every point has the audit's own interval.
+"""Risk against N: expected images re-linked, and the lift, over a log grid of attacker pools (one extra
+random-pool pass). The verdict follows the declared N, which is an assumption: a weak model is far above chance at
+N = 100 and near it at N = 10,000, so the page shows the whole curve.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""The page's figures, drawn with matplotlib and returned as inline SVG text (no file, no network).
+"""The page's figures, drawn from the report record (exactly the JSON's numbers) as inline SVG text.
 
-Text stays text (``svg.fonttype = none``: the page's own font, searchable,
-sharp in print) and element ids are salted deterministically, so the same
-record draws the same SVG. Margins are set by hand rather than by a layout
-engine or a tight bounding box: each of those draws the figure again, which
-tripled the page's drawing time. Every figure is drawn from the report record,
-so it shows exactly the numbers of the JSON.
+Text stays text (``svg.fonttype = none``) and element ids are salted deterministically, so the same record draws
+the same SVG. Margins are set by hand: a layout engine or a tight bounding box draws the figure again, which
+tripled the page's drawing time.
 """
 
 from __future__ import annotations

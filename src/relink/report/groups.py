@@ -1,25 +1,10 @@
-"""Where the risk concentrates: lift by group and a rank histogram, aggregated under a minimum cell.
+"""Where the risk concentrates: study-level Recall@1 lift by group (label groups, view, studies per patient) and a
+rank histogram, aggregated under a minimum cell.
 
-Groups (each a mask over the audited rows; the figures are the study-level
-Recall@1 lift at the declared pools, random negatives, both directions):
-
-* label groups, overlapping: no finding; support devices; any finding;
-  any rare finding (a finding positive in fewer than :data:`RARE_PREVALENCE`
-  of the audited pairs); three or more findings; an uncommon label
-  combination (a 14-label vector held by fewer than :data:`UNCOMMON_SHARE` of
-  the pairs: these are the queries a pathology-matched pool cannot fill);
-* view (needs a cohort manifest: EmbeddingSet rows carry no view), a partition;
-* studies per patient (distinct ``study_id`` of the patient among the
-  audited rows), a partition;
-* the rank histogram: each query's expected rank of its own report among all
-  audited reports, in decade bins, beside what guessing gives.
-
-Disclosure control: no identifier and no report text is ever shown, and no
-cell holds fewer than ``min_cell`` pairs or ``min_cell`` patients. A
-partition's small cells are *merged* with their neighbours (so that no
-suppressed count can be recovered by subtraction from the total); an
-overlapping group is *suppressed* when it, or its complement, is smaller
-than the minimum. The page says which was done.
+Disclosure control: no identifier and no report text is ever shown, and no cell holds fewer than ``min_cell``
+pairs or ``min_cell`` patients. A partition's small cells are *merged* with their neighbours (so that no
+suppressed count can be recovered by subtraction from the total); an overlapping group is *suppressed* when it,
+or its complement, is smaller than the minimum. The page says which was done.
 """
 
 from __future__ import annotations
@@ -53,11 +38,8 @@ class Cells:
 
 def merge_ordered(cells: Sequence[tuple[str, np.ndarray]], size: Callable[[np.ndarray], int], min_cell: int,
                   join: Callable[[list[str]], str]) -> tuple[list[tuple[str, np.ndarray]], int]:
-    """Merge adjacent cells until each reaches ``min_cell``; a short tail joins the cell before it.
-
-    Returns the merged cells and how many merges were made. Everything is
-    dropped when even the union is too small.
-    """
+    """Adjacent cells merged until each reaches ``min_cell`` (a short tail joins the cell before it; nothing when
+    even the union is too small), and how many merges were made."""
     out: list[tuple[list[str], np.ndarray]] = []
     names: list[str] = []
     acc = None
@@ -125,13 +107,8 @@ def view_cells(views: pd.Series) -> list[tuple[str, np.ndarray]]:
 
 
 class LiftCells:
-    """Study-level Recall@1 and lift (random pools, both directions, declared pools) of many row subsets.
-
-    Each subset's per-query values become columns that are NaN outside it,
-    and every cell gets the audit's own patient-clustered interval
-    (:func:`relink.retrieval.intervals.mean_interval`) from per-patient sums
-    over the cell's queries: the same method, and coverage, as the table.
-    """
+    """Study-level Recall@1 and lift (random pools, both directions, declared pools) of many row subsets, each
+    with the audit's own patient-clustered interval (the same method, and coverage, as the table)."""
 
     def __init__(self, qv: QueryValues, pools: tuple[int, ...]):
         self.qv = qv

@@ -1,18 +1,10 @@
 """Does the signal survive hard negatives: pathology-matched pools beside random pools on the same queries.
 
-In a pathology-matched pool every distractor shares the query's 14-label
-vector, so labels alone cannot tell the truth apart. Only queries whose
-label group holds N - 1 other candidates can fill such a pool (``coverage``),
-and those are the common label vectors, so comparing the matched figure with
-the random figure of *all* queries would compare different people. Each
-matched row is therefore set beside random pools on exactly the queries it
-covers: from the audit's own paired columns when it provides them
-(``paired_random_*``), else by summarising the random columns over the
-covered rows of the same pass.
-
-A row that no query can fill is ``not_computable`` (nothing to estimate); one
-covering fewer than ``min_cell`` queries is ``suppressed`` (disclosure
-control: a number exists but is not shown).
+Only queries whose label group holds N - 1 other candidates fill a matched pool (``coverage``), and those are the
+common label vectors; so each matched row is set beside random pools on exactly the queries it covers (the audit's
+``paired_random_*`` columns when present, else the random columns summarised over the covered rows), never beside
+the random figure of all queries. A row no query fills is ``not_computable``; one covering fewer than
+``min_cell`` queries is ``suppressed`` (disclosure control: a number exists but is not shown).
 """
 
 from __future__ import annotations
@@ -20,11 +12,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..retrieval.audit import QueryValues
 from .columns import covered, rows_of, table
+from .risk import div
 
 MATCHED = "pathology_matched"
 PAIRED = ("paired_random_value", "paired_random_ci_low", "paired_random_ci_high", "paired_random_lift")
@@ -45,7 +37,7 @@ def hard_rows(qv: QueryValues, frame: pd.DataFrame, ks: tuple[int, ...], min_cel
             continue
         rec.update(n_queries=int(row.n_queries), recall=float(row.value),
                    recall_ci=[float(row.ci_low), float(row.ci_high)], chance=float(row.chance), lift=float(row.lift),
-                   lift_ci=[_div(row.ci_low, row.chance), _div(row.ci_high, row.chance)])
+                   lift_ci=[div(row.ci_low, row.chance), div(row.ci_high, row.chance)])
         if paired_given and not math.isnan(float(getattr(row, "paired_random_value"))):
             rnd = {"recall": float(row.paired_random_value),
                    "recall_ci": [float(row.paired_random_ci_low), float(row.paired_random_ci_high)],
@@ -62,13 +54,8 @@ def hard_rows(qv: QueryValues, frame: pd.DataFrame, ks: tuple[int, ...], min_cel
             rnd = {"recall": float(r.value), "recall_ci": [float(r.ci_low), float(r.ci_high)], "lift": float(r.lift),
                    "source": "random pools over the covered queries"}
             chance = float(r.chance)
-        rnd["lift_ci"] = [_div(v, chance) for v in rnd["recall_ci"]]
+        rnd["lift_ci"] = [div(v, chance) for v in rnd["recall_ci"]]
         rec["random_same_queries"] = rnd
-        rec["lift_retained"] = _div(rec["lift"], rnd["lift"])
+        rec["lift_retained"] = div(rec["lift"], rnd["lift"])
         out.append(rec)
     return out
-
-
-def _div(a, b) -> float:
-    a, b = float(a), float(b)
-    return a / b if b > 0 and np.isfinite(a) else float("nan")

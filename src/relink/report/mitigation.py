@@ -1,18 +1,9 @@
 """What to do: before/after from ``relink mitigate`` outputs, or a generated recommendation.
 
-A ``--mitigated DIR`` is a ``relink mitigate`` study folder (``--study``):
-``privacy.json`` and ``embeddings/<name>/``, the mitigated heads applied to
-cached trunk features (the release folder, ``--out``, holds only the heads
-and the privacy record). The set compared is the one holding exactly the audited pairs
-(after the same ``--split``), re-ordered to the audited rows, so before and
-after are measured on the same queries; it must come from the audited model
-(its ``heads.base_weights_fingerprint`` / ``heads.base_model`` equal the
-audited set's ``weights_fingerprint`` / ``model``, when recorded) and cohort
-(equal ``cohort_fingerprint``, when recorded). The drop is a paired figure:
-the mean per-query difference, with a paired patient-clustered interval.
-
-``privacy.json`` is read defensively: fields a version of ``relink
-mitigate`` did not write are shown as not recorded.
+A ``--mitigated DIR`` is a ``relink mitigate`` study folder (``privacy.json``, ``embeddings/<name>/``). The set
+compared holds exactly the audited pairs (after the same ``--split``), re-ordered to the audited rows, from the
+audited model and cohort (:func:`check_same_model`), so the drop is paired on the same queries. ``privacy.json``
+is read defensively: a field a version of ``relink mitigate`` did not write is shown as not recorded.
 """
 
 from __future__ import annotations
@@ -29,7 +20,6 @@ import pandas as pd
 from .. import embeddings as emb
 from ..errors import RelinkError
 from ..retrieval.audit import QueryValues
-from ..retrieval.spec import AuditSpec
 from .columns import pick
 
 
@@ -173,11 +163,6 @@ def privacy_summary(record: dict[str, Any]) -> dict[str, Any]:
     return {**{k: record.get(k) for k in PRIVACY_FIELDS}, "noise_seed": status, "for_release": release}
 
 
-def mitigated_spec(base: AuditSpec) -> AuditSpec:
-    """The audit of a mitigated set: random pools only (before/after at the declared pools)."""
-    return base.but(negatives=("random",))
-
-
 def paired_drop(before: QueryValues, after: QueryValues, released: float) -> list[dict[str, Any]]:
     """Mean per-query drop in recall (before - after) with a paired patient-clustered interval, per shared column
     (:func:`relink.retrieval.contrast.paired_contrast`, the project's one paired comparison)."""
@@ -221,12 +206,10 @@ def _at_release(rows: list[dict[str, Any]], released: int, new: int) -> list[dic
 def retrained_heads(contrast: dict[str, Any] | None) -> dict[str, Any]:
     """The one sentence on heads re-trained without DP on public pairs (an attacker holding the released trunks).
 
-    ``contrast``: the paired contrast of Recall@1, heads re-trained on a public paired set against the original
-    heads, on the audited rows (``value``, ``ci`` as ``[low, high]``, ``N``; ``kind`` ``"difference"`` (the
-    default) or ``"relative"``, as :func:`relink.retrieval.contrast.paired_contrast` names them); ``None`` while
-    it is not measured.
-    If the interval does not show the re-trained heads worse, they re-link as well as the original, and DP heads
-    (which only replace the heads) protect nothing against that attacker.
+    ``contrast``: the paired contrast of Recall@1, re-trained against original heads on the audited rows
+    (``value``, ``ci`` as ``[low, high]``, ``N``, ``kind`` ``"difference"`` (default) or ``"relative"``), or
+    ``None`` while it is not measured. Unless the interval shows the re-trained heads worse, DP heads (which only
+    replace the heads) protect nothing against that attacker.
     """
     if contrast is None:
         return {"measured": False, "sentence": None}

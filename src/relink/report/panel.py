@@ -1,16 +1,7 @@
-"""The attacker panel: the same audited rows embedded by several models, one per model an attacker could use.
-
-The custodian's own model comes first; the others are public models an
-attacker could run on the released images and candidate reports. Every set
-must hold exactly the custodian's pairs (the same ``pair_id`` values, each of
-the same patient); a set listing them in another order is re-ordered to the
-custodian's rows, so every model is measured on the same queries. Anything
-else is refused with one line naming the set and the first row that differs
-(its position, never its identifier).
-
-The verdict is the most severe over the panel: a release is only as safe as
-the best model the attacker can pick (:func:`relink.report.verdict.judge`
-over every model's rows, each row tagged with its model).
+"""The attacker panel: the same audited rows embedded by several models, the custodian's first, then each public
+model an attacker could use. Every set holds exactly the custodian's pairs, re-ordered to its rows (:func:`align`),
+so every model is measured on the same queries; the verdict is the most severe over the panel (a release is only
+as safe as the best model the attacker can pick).
 """
 
 from __future__ import annotations
@@ -53,12 +44,9 @@ def _row(positions: np.ndarray | None, i: int) -> int:
 
 def align(base: EmbeddingSet, other: EmbeddingSet, where: str, base_where: str,
           base_positions: np.ndarray | None = None, positions: np.ndarray | None = None) -> tuple[EmbeddingSet, bool]:
-    """``other`` re-ordered to ``base``'s rows, and whether it had to be re-ordered.
-
-    ``positions`` map each audited row to its row in the file (after a split),
-    so a refusal names the row a user can open. Refused: a set with another
-    number of pairs, a pair the other lacks, a pair of another patient.
-    """
+    """``other`` re-ordered to ``base``'s rows, and whether it had to be re-ordered. Refused in one line naming the
+    row of the file (``positions``: each audited row's row in the file, after a split), never an identifier: another
+    number of pairs, a repeated or missing pair, a pair of another patient."""
     want = base.rows["pair_id"].astype(str).to_numpy()
     have = other.rows["pair_id"].astype(str).to_numpy()
     prefix = (f"--embeddings {where}: not the same rows as --embeddings {base_where} (an attacker panel audits one "
@@ -80,12 +68,6 @@ def align(base: EmbeddingSet, other: EmbeddingSet, where: str, base_where: str,
                           f"{_row(base_positions, i)} of the first set")
     moved = not np.array_equal(order, np.arange(len(order)))
     return (other.subset(order) if moved else other), moved
-
-
-def record(members: list[dict[str, Any]], verdict_level: str, sentence: str | None = None) -> dict[str, Any]:
-    """The panel as the JSON keeps it: every model's judged rows and risk rows, the worst level, and the sentence
-    on the model that re-links the most (``None`` for a panel of one)."""
-    return {"models": members, "worst": verdict_level, "size": len(members), "sentence": sentence}
 
 
 def strongest(members: list[dict[str, Any]], pool: int) -> tuple[dict[str, Any], dict[str, Any]] | None:

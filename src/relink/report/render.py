@@ -1,12 +1,9 @@
 """The standalone HTML page, rendered with Jinja2 from the report record.
 
-One file: CSS and SVG figures inline, nothing fetched (the page's
-Content-Security-Policy forbids every request besides inline styles and
-``data:`` images, so a browser would refuse one even if a template asked),
-a print stylesheet, and ``<meta name="generator" content="relink report
-...">`` in the first lines so :func:`relink.io.output_owner` recognises it.
-Autoescaping is on: every string of the record is escaped; only the SVG
-figures drawn by :mod:`relink.report.figures` are inserted as markup.
+One file, nothing fetched (the page's Content-Security-Policy forbids every request besides inline styles and
+``data:`` images), with ``<meta name="generator" content="relink report ...">`` in the first lines so
+:func:`relink.io.output_owner` recognises it. Every string of the record is escaped; only the SVG figures of
+:mod:`relink.report.figures` are inserted as markup.
 """
 
 from __future__ import annotations
@@ -50,10 +47,9 @@ def _pct(x: Any, digits: int = 3) -> str:
 
 def _ruled(x: Any, thresholds: dict[str, float], quantity: str) -> str:
     """A verdict quantity (``lift`` or ``excess``) as the rule printed it (:func:`relink.report.verdict.as_ruled`)."""
-    from .verdict import as_ruled
+    from .verdict import as_ruled, rule_thresholds
 
-    ts = ((1.0, thresholds["lift_elevated"], thresholds["lift_high"]) if quantity == "lift"
-          else (thresholds["excess_elevated"], thresholds["excess_high"]))
+    ts = rule_thresholds(thresholds)[quantity]
     if isinstance(x, (list, tuple)):
         return "n/a" if any(v is None or not math.isfinite(v) for v in x) else \
             "\u2013".join(as_ruled(v, ts) for v in x)
@@ -94,12 +90,9 @@ def environment():
 
 
 def warm_up() -> None:
-    """Import the plotting and templating stack, load the fonts, compile the template.
-
-    ``relink report`` runs this in a thread while the audit's score products
-    run (torch releases the GIL there), so the page costs little after the
-    audit; a failure here is left for :func:`render` to report.
-    """
+    """Import the plotting and templating stack, load the fonts, compile the template: run in a thread while the
+    audit's score products run (torch releases the GIL), so the page costs little after it; a failure is left for
+    :func:`render` to report."""
     try:
         from matplotlib.backends import backend_svg  # noqa: F401
 

@@ -1,16 +1,9 @@
 """Headline risk in absolute terms: expected re-linked images, with intervals, and the sentence that says it.
 
-For a declared pool N and K, the audit gives the expected Recall@K(N) over
-the audited queries with a patient-clustered interval. If the M released
-images resemble the audited ones, the expected number re-linked is
-``Recall@K(N) x M``, and its interval is the recall interval times M (the
-interval describes the audit's sampling, not the release's own luck).
-A blind attacker re-links ``chance x M`` (M K / N at the study level);
-``excess`` is what the model adds beyond that.
-
-Levels: ``study`` counts an image re-linked when its own report ranks
-within the top K; ``patient`` when any report of its patient does (the
-patient is re-identified even if the study is not).
+If the M released images resemble the audited ones, ``Recall@K(N) x M`` are expected re-linked; its interval is
+the recall interval times M (it describes the audit's sampling, not the release's own luck). ``excess`` is what
+the model adds beyond the ``chance x M`` a blind attacker re-links. ``patient`` level: any report of the image's
+patient counts (the patient is re-identified even if the study is not).
 """
 
 from __future__ import annotations
@@ -19,11 +12,6 @@ import math
 from typing import Any
 
 import pandas as pd
-
-DIRECTION_WORDS = {
-    "image_to_report": "image to report (the attacker ranks N reports for each released image)",
-    "report_to_image": "report to image (the attacker ranks N images for each report it holds)",
-}
 
 
 def risk_rows(frame: pd.DataFrame, released: int, coverage: float = 1.0) -> list[dict[str, Any]]:
@@ -39,7 +27,7 @@ def risk_rows(frame: pd.DataFrame, released: int, coverage: float = 1.0) -> list
             "direction": row.direction, "level": row.level, "negatives": row.negatives,
             "N": int(row.N), "K": int(row.K),
             "recall": float(row.value), "recall_ci": [float(row.ci_low), float(row.ci_high)], "chance": chance,
-            "lift": _div(row.value, chance), "lift_ci": [_div(row.ci_low, chance), _div(row.ci_high, chance)],
+            "lift": div(row.value, chance), "lift_ci": [div(row.ci_low, chance), div(row.ci_high, chance)],
             "expected_images": scale * float(row.value),
             "expected_images_ci": [scale * float(row.ci_low), scale * float(row.ci_high)],
             "chance_images": scale * chance,
@@ -51,7 +39,8 @@ def risk_rows(frame: pd.DataFrame, released: int, coverage: float = 1.0) -> list
     return out
 
 
-def _div(a: float, b: float) -> float:
+def div(a: float, b: float) -> float:
+    """``a / b``, NaN where ``b`` is not positive or ``a`` not finite (a lift without a chance)."""
     a, b = float(a), float(b)
     return a / b if b > 0 and math.isfinite(a) else float("nan")
 

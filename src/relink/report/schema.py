@@ -43,15 +43,10 @@
 ``provenance``      relink version, commit, package versions, input names
 ==================  ===============================================================
 
-Intervals are ``[low, high]`` lists; a number that does not exist is ``null``.
-A new field is a minor change (same schema); a removed or renamed one, or a
-new value of a closed set (version 2: the ``inconclusive`` verdict), moves
-the version.
-
-Before anything is written both texts pass the leak scanner
-(:mod:`relink.leakscan`): every ``pair_id``, ``patient_id`` and
-``study_id`` of the audited rows, and with a cohort manifest its reports;
-one hit refuses both writes.
+Intervals are ``[low, high]`` lists; a number that does not exist is ``null``. A new field is a minor change; a
+removed or renamed one, or a new value of a closed set (version 2: ``inconclusive``), moves the version. Before
+anything is written both texts pass the leak scanner (every ``pair_id``, ``patient_id`` and ``study_id`` of the
+audited rows, and with a cohort manifest its reports); one hit refuses both writes.
 """
 
 from __future__ import annotations
@@ -98,15 +93,6 @@ def document(record: dict[str, Any], provenance: dict[str, Any]) -> dict[str, An
     if missing or extra:
         raise ValueError(f"report document does not match {SCHEMA}: missing {missing}, unexpected {extra}")
     return doc
-
-
-def check_document(doc: Any) -> None:
-    """Raise :class:`RelinkError` unless ``doc`` reads as a ``relink-report/2`` document."""
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise RelinkError(f"not a {SCHEMA} document")
-    missing = [k for k in KEYS if k not in doc]
-    if missing:
-        raise RelinkError(f"{SCHEMA} document lacks {', '.join(missing)}")
 
 
 def leak_check(texts: dict[str, str], identifiers: dict[str, Iterable[str]], reports: Iterable[str] = ()) -> None:

@@ -1,45 +1,17 @@
-"""The declared threat model and the verdict thresholds, as one frozen spec.
+"""The declared threat model and the verdict thresholds, as one frozen spec; :func:`fit` checks it against the data.
 
-The custodian declares what an attacker holds and what will be released;
-the report echoes it verbatim and computes every figure for it:
+Why the default thresholds:
 
-* the attacker holds the released images and, for each image, a pool of N
-  candidate reports that contains the true one (``--attacker-pool``, several
-  allowed; N counts the truth plus N - 1 other reports);
-* the custodian releases M images (``--released``; default: the audited
-  rows), assumed to resemble the audited ones;
-* "re-linked" means the true report ranks first (K = 1) or within the top K
-  (``--top-k``).
-
-Verdict thresholds (see :mod:`relink.report.verdict` for the rule) are all
-settable; the defaults and why:
-
-* ``--lift-elevated 2``: twice what guessing achieves. Below that the model
-  adds no more re-links than a blind attacker already gets, which a release
-  of de-identified images accepts by construction.
-* ``--lift-high 10``: an order of magnitude above guessing, with the whole
-  interval above it: the signal is then neither marginal nor a sampling
-  accident (the study's strongest model is ~50x at N = 10,000).
-* ``--excess-elevated 10`` and ``--excess-high 100``: re-linked images
-  *beyond chance* (guessing re-links M/N images at rank 1 whatever the
-  model). These are acceptability thresholds, a policy choice the
-  custodian should make and state: 10 extra people whose image is tied to
-  their report is a handful of cases, 100 a systematic property of the
-  release. They are not the disclosure-control cell size (``--min-cell``,
-  the smallest count a breakdown shows), which only decides what is printed.
-  Counts are excess over chance so that a large release with a harmless
-  model is not flagged for what guessing does.
-
-* ``--confident-precision 0.9`` and ``--confident-high 10``: images an
-  attacker re-links at precision >= 0.9 (nine of its links in ten right,
-  :mod:`relink.report.confident`). Such links can be acted on one by one,
-  unlike the excess above, which no attacker can tell apart from its
-  mistakes; so the handful that makes a release elevated on average makes
-  it high when it is confident.
-
-The interval level, replicates and seed are the audit's. Checks against the
-data (a pool larger than the audited set, K larger than a pool) are made by
-:func:`fit`, once, when the set is loaded.
+* ``--lift-elevated 2``: below twice guessing the model adds no more re-links than a blind attacker already gets,
+  which a release of de-identified images accepts by construction;
+* ``--lift-high 10``: an order of magnitude above guessing with the whole interval above it is neither marginal
+  nor a sampling accident (the study's strongest model is ~50x at N = 10,000);
+* ``--excess-elevated 10``, ``--excess-high 100``: re-linked images *beyond chance* (so that a large release of a
+  harmless model is not flagged for what guessing does), a policy choice the custodian should make and state:
+  10 extra people is a handful of cases, 100 a systematic property of the release. They are not ``--min-cell``,
+  which only decides what a breakdown prints;
+* ``--confident-high 10`` at ``--confident-precision 0.9``: links an attacker can trust can be acted on one by
+  one, unlike the excess, so the handful that makes a release elevated on average makes it high when confident.
 """
 
 from __future__ import annotations
@@ -143,12 +115,8 @@ FALLBACK_POOLS = (100, 1000)  # matched pools of the whole label vector fill onl
 
 @dataclass(frozen=True)
 class Threat:
-    """The declared threat model fitted to an audited set, once per report (:func:`fit`).
-
-    ``spec`` has every pool as an integer (``full`` is the audited pair
-    count), ``declared`` the pools as the custodian wrote them, ``released``
-    the count M, ``n_rows`` the audited pairs.
-    """
+    """The declared threat model fitted to an audited set (:func:`fit`): ``spec`` with every pool an integer
+    (``full``: the audited pair count ``n_rows``), ``declared`` the pools as written, ``released`` the count M."""
 
     spec: ReportSpec
     declared: tuple
@@ -168,8 +136,7 @@ class Threat:
 
 def fit(spec: ReportSpec, n_rows: int) -> Threat:
     """Check the spec against an audited set of ``n_rows`` pairs and resolve its pools: the one place the
-    report reads pool sizes against the data (a later ``Pools`` value of :mod:`relink.retrieval` can take
-    its place here without the callers changing)."""
+    report reads pool sizes against the data."""
     pools = tuple(dict.fromkeys(n_rows if p == FULL else p for p in spec.attacker_pools))
     for n in pools:
         if n > n_rows:

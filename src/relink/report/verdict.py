@@ -1,37 +1,15 @@
-"""The verdict: ``high``, ``elevated``, ``low`` or ``inconclusive``, from a rule printed on the page.
+"""The verdict: ``high``, ``elevated``, ``low`` or ``inconclusive``, from the rule :func:`rule_text` prints.
 
-The rule is applied to every declared pool N and both directions, at the
-study level, random pools, rank 1 (an image re-linked to its own report).
-For each such row, with the lift L (Recall@1 / chance) and the excess E
-(images re-linked beyond what guessing gives, for the M released), each with
-its interval:
+The rule reads the study-level, random-pool, rank-1 rows at every declared pool, both directions, every model of
+the panel. ``elevated`` needs the lift's interval above 1 (a point estimate inside the sampling noise of guessing
+is not evidence); ``low`` has to be shown (upper bounds under the thresholds, at least :data:`MIN_PATIENTS`
+patients), never a default. The verdict is the most severe row, ``inconclusive`` between ``low`` and
+``elevated``. An inconclusive verdict carries the patients that would decide it (:func:`patients_to_decide`:
+widths shrink as one over the square root of the patients, so ``P (h / g)^2`` patients turn a half-width h into
+the gap g to the threshold, if the estimates held).
 
-* ``high``      -- lower bound of L > ``lift_high``, or lower bound of E > ``excess_high``;
-* ``elevated``  -- L > ``lift_elevated`` or E > ``excess_elevated``, and the
-  interval of L lies above 1 (a point estimate inside the sampling noise of
-  guessing is not evidence of anything);
-* ``low``       -- *shown* low: the upper bounds of L and of E lie at or
-  below ``lift_elevated`` and ``excess_elevated``, on an audit of at least
-  :data:`MIN_PATIENTS` patients;
-* ``inconclusive`` -- anything else (no interval, too small an audit, or an
-  interval that reaches both sides of a threshold). Low risk is never a
-  default: it has to be shown.
-
-With an attacker panel (:mod:`relink.report.panel`) the rows of every model
-are judged together, each tagged with its model.
-
-The verdict is the most severe row, with ``inconclusive`` between ``low`` and
-``elevated``: one row shown elevated outweighs one that is undecided, and one
-undecided row keeps the whole verdict from being low. For an inconclusive
-verdict the record carries the number of audited patients that would decide
-every undecided row (:func:`patients_to_decide`): interval widths shrink as
-one over the square root of the patients audited, so if the point estimates
-held, an audit of ``P (h / g)^2`` patients turns a half-width h into the gap
-g between the estimate and the threshold it must clear.
-
-What it is not: a membership test, a probability that any one patient is
-re-identified, or a bound on anything outside the declared threat model
-(an attacker with other side information, other pools, other models).
+What it is not: a membership test, a probability that any one patient is re-identified, or a bound on anything
+outside the declared threat model (other side information, other pools, other models).
 """
 
 from __future__ import annotations
@@ -85,11 +63,8 @@ def _plain(x: float, significant: int) -> str:
 
 def as_ruled(x: Any, thresholds: tuple[float, ...] = ()) -> str:
     """A number as the rule read it: three significant figures, no exponent, and more figures where three
-    would put it onto or across one of ``thresholds`` (100.4 against 100 is "100.4", never "100 > 100").
-
-    The verdict's reasons and the verdict table both print through this, with the same thresholds, so the
-    band and the table show the same figure.
-    """
+    would put it onto or across one of ``thresholds`` (100.4 against 100 is "100.4", never "100 > 100"). The
+    reasons and the verdict table both print through this, so they show the same figure."""
     if x is None or not _finite(x):
         return "n/a"
     x = float(x)
@@ -101,16 +76,17 @@ def as_ruled(x: Any, thresholds: tuple[float, ...] = ()) -> str:
     return repr(x)
 
 
-def rule_thresholds(spec: ReportSpec) -> dict[str, tuple[float, ...]]:
-    """The thresholds each verdict quantity is compared with (the arguments of :func:`as_ruled`)."""
-    return {"lift": (1.0, spec.lift_elevated, spec.lift_high), "excess": (spec.excess_elevated, spec.excess_high)}
+def rule_thresholds(t: dict[str, float]) -> dict[str, tuple[float, ...]]:
+    """The thresholds each verdict quantity is compared with (the arguments of :func:`as_ruled`), from the
+    verdict's ``thresholds`` record or a spec's."""
+    return {"lift": (1.0, t["lift_elevated"], t["lift_high"]), "excess": (t["excess_elevated"], t["excess_high"])}
 
 
 def judge_row(row: dict[str, Any], spec: ReportSpec, n_patients: int | None = None) -> tuple[str, list[str]]:
     """Level of one risk row and the reasons, each naming the number as the rule used it."""
     lift, (lift_lo, lift_hi) = row["lift"], row["lift_ci"]
     excess, (excess_lo, excess_hi) = row["excess_images"], row["excess_images_ci"]
-    t = rule_thresholds(spec)
+    t = rule_thresholds(spec.record())
     L = lambda x: as_ruled(x, t["lift"])  # noqa: E731
     X = lambda x: as_ruled(x, t["excess"])  # noqa: E731
     high = []
@@ -148,13 +124,10 @@ def _scale(half: float, gap: float) -> float:
 
 
 def patients_to_decide(row: dict[str, Any], spec: ReportSpec, n_patients: int) -> int | None:
-    """Audited patients that would decide an inconclusive row if its estimates held (None: no practical size would:
-    more than :data:`MAX_AUDIT_FACTOR` times this audit or :data:`MAX_PATIENTS`).
-
-    The row is decided low when both upper bounds fall to the elevated
-    thresholds, or elevated when the lift's lower bound rises above 1 with a
-    point estimate above a threshold; the smaller audit that does either.
-    """
+    """Audited patients that would decide an inconclusive row if its estimates held, low (both upper bounds down
+    to the elevated thresholds) or elevated (the lift's lower bound above 1, an estimate above a threshold),
+    whichever audit is smaller; None when more than :data:`MAX_AUDIT_FACTOR` times this audit or
+    :data:`MAX_PATIENTS` would be needed."""
     lift, (lift_lo, lift_hi) = row["lift"], row["lift_ci"]
     excess, (_, excess_hi) = row["excess_images"], row["excess_images_ci"]
     if not (_finite(lift) and _finite(excess)):
