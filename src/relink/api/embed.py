@@ -1,12 +1,6 @@
 """``relink.embed``: a cohort into EmbeddingSet folders, one per model (resumable, cached, sharded).
 
-Takes a cohort (folder, manifest or :class:`relink.cohort.Cohort`), one
-model or several (a spec, a :class:`relink.models.LoadedModel`, or
-:class:`relink.embed.EmbedJob` with its own folder and rows) and an
-:class:`EmbedSpec`; returns the frozen :class:`Embedded`: the folders
-written (or reused), the settings, and the notes (a reused set, a resumed
-work folder, rows left out) as data. ``on_note`` also receives each note as
-it happens (a command prints it: a long run says at once that it resumes).
+``on_note`` receives each note as it happens as well: a long run says at once that it resumes.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
-"""Result types of the front doors: frozen values holding what was computed, the settings used and the notes.
+"""What the front doors share: the report's result type, and sets given as folders.
 
-A result never prints; ``notes`` are sentences a caller may show (the
-command line prints them, a notebook may list them). Nothing in a result
-holds an identifier of the audited rows, report text or a local path, apart
-from the ``inputs`` a result keeps to guard its own writes (never written).
+A result never prints; ``notes`` are sentences a caller may show. Nothing in a result holds an identifier
+of the audited rows, report text or a local path, apart from the ``inputs`` a result keeps to guard its
+own writes (never written).
 """
 
 from __future__ import annotations
@@ -13,6 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ..embeddings import EmbeddingSet
+
+
+def with_trunk(value) -> EmbeddingSet:
+    """``value`` itself, or the set in that folder (which must hold trunk features)."""
+    from ..embeddings import load
+
+    return value if isinstance(value, EmbeddingSet) else load(value, require_trunk=True)
 
 
 @dataclass(frozen=True)
