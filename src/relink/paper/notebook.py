@@ -1,10 +1,7 @@
 """What a chapter notebook calls: open the (cached) results of a profile, glue numbers.
 
-Notebooks stay thin: they call :func:`open_results`, pick numbers with
-:mod:`relink.paper.summaries`, draw with :mod:`relink.paper.figures` and glue.
-When ``relink paper`` runs a chapter the results already exist and opening
-them is instant; a reader who opens a chapter on its own (Binder, Jupyter)
-gets them built on first use, from the same cache.
+A reader who opens a chapter on its own (Binder, Jupyter) gets its results built on first use, from the
+same cache ``relink paper`` fills.
 """
 
 from __future__ import annotations
@@ -40,12 +37,8 @@ class Results:
 
 
 def _register_figure_display() -> None:
-    """Let IPython render bare matplotlib ``Figure`` objects (and glued ones) as PNG.
-
-    The figures are built without pyplot (so each shows once), which means the
-    inline backend never registers its formatter; without this they print as
-    ``<Figure size ...>`` text.
-    """
+    """Let IPython render bare matplotlib ``Figure`` objects (and glued ones) as PNG: built without pyplot,
+    they would otherwise print as ``<Figure size ...>`` text."""
     try:
         from IPython import get_ipython
         from IPython.core.pylabtools import select_figure_formats
@@ -58,11 +51,9 @@ def _register_figure_display() -> None:
 
 def open_results(profile: str = "synthetic", artifacts: str = "", chapter: str | None = None,
                  needed: Iterable[str] = ()) -> Results:
-    """The results a chapter reads (its header's ``results``), or those ``needed``: built if missing,
-    else reused from the profile's cache.
+    """The results a chapter reads (its header's ``results``), or those ``needed``, built if missing.
 
-    ``profile`` is a profile name (a reader running a chapter alone) or the
-    JSON record ``relink paper`` passes (:meth:`Profile.record`).
+    ``profile``: a profile name, or the JSON record ``relink paper`` passes (:meth:`Profile.record`).
     """
     from .chapters import chapter as find_chapter
     from .results import build_results
