@@ -49,8 +49,7 @@ class Embedded:
 def embed(cohort, models, out: str | os.PathLike | None = None, spec: EmbedSpec | None = None, *,
           overwrite: bool = False, progress: bool = True, comm=None,
           on_note: Callable[[str], None] | None = None) -> Embedded:
-    """Embed ``cohort`` with ``models`` (one model and ``out``, or a list of :class:`relink.embed.EmbedJob` /
-    ``(model, out[, rows])``); see :func:`relink.embed.embed_many` for reuse, resuming and torchrun (``comm``)."""
+    """Embed ``cohort`` with one model into ``out``, or with a list of jobs (:func:`relink.embed.embed_many`)."""
     from ..embed import EmbedJob, embed_many
     from ..errors import RelinkError
 

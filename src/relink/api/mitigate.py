@@ -21,9 +21,8 @@ def mitigate(embeddings: EmbeddingSet | str | os.PathLike, spec: MitigationSpec,
              init: str | None = None, trunk_trained_on: str | None = None, apply: Sequence = (),
              names: Sequence[str] | None = None, bank_name: str | None = None, out: str | os.PathLike | None = None,
              study: str | os.PathLike | None = None, progress: bool | None = None) -> Mitigation:
-    """Train DP heads on ``embeddings``' ``train`` rows (see :func:`relink.dp.service.mitigate` for every
-    argument); with ``out`` (and ``study``) write the folders. Sets may be given as folders; ``names`` then
-    default to the folder names."""
+    """:func:`relink.dp.service.mitigate` on sets or their folders (``names`` default to the folder names);
+    with ``out`` (and ``study``) write the folders."""
     from pathlib import Path
 
     from ..dp import service

@@ -47,10 +47,6 @@ class ReportResult:
         return self.document["verdict"]["level"]
 
     @property
-    def decision(self) -> str:
-        return self.document["verdict"]["decision"]
-
-    @property
     def headline(self) -> str:
         return self.document["headline"]["sentence"]
 
@@ -62,8 +58,7 @@ class ReportResult:
 
     def write(self, page: str | Path, json: str | Path | None = None, audit: str | Path | None = None,
               overwrite: bool = False) -> list[Path]:
-        """Write the page (``.html``), and the JSON and the metric table when given, atomically; refused (nothing
-        written) when a path is an input or a file relink did not write (unless ``overwrite``)."""
+        """Write the page, and the JSON and the metric table when given, through the output guard."""
         from .report import write
 
         return write(self, page, json, audit, overwrite)

@@ -32,12 +32,8 @@ class TrainedHeads:
 def train_heads(public: EmbeddingSet | str | os.PathLike, target: EmbeddingSet | str | os.PathLike,
                 spec: RetrainSpec | None = None, *, out: str | os.PathLike | None = None,
                 progress: bool | None = None) -> TrainedHeads:
-    """Train heads on ``public``'s pairs (sets or their folders) and re-project ``target``; write to ``out``.
-
-    Refused (one line): a public set sharing a pair or a patient with the
-    target, trunk features of another trunk, a set without trunk features.
-    ``out`` must have been claimed by the caller (:func:`relink.guard.claim`).
-    """
+    """Train heads on ``public``'s pairs and re-project ``target`` (sets or their folders); write to ``out``,
+    claimed by the caller. Refused: a public set sharing a pair or a patient with the target, another trunk."""
     from types import MappingProxyType
 
     from ..dp.apply import apply_heads, heads_fingerprint

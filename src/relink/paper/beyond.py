@@ -42,8 +42,7 @@ def images(r: pd.Series) -> str:
 
 
 def table(confident: pd.DataFrame) -> pd.DataFrame:
-    """One row per model, heads and attacker; one column per precision target: the share re-linked (%) and its
-    interval."""
+    """One row per model, heads and attacker; per precision target, the share re-linked (%) and its interval."""
     out = []
     targets = sorted(confident["precision_target"].dropna().astype(float).unique())
     order = {s: i for i, s in enumerate(STATES)}
@@ -83,8 +82,7 @@ def has_state(confident: pd.DataFrame, state: str) -> bool:
 
 
 def retrained_sentence(confident: pd.DataFrame) -> str:
-    """What the attacker who re-trains heads on public pairs re-links, against the original and the DP heads,
-    and whether the DP heads protect anything against him."""
+    """What heads re-trained on public pairs re-link, and whether the DP heads protect anything against them."""
     if not has_state(confident, "retrained"):
         return ("This profile has no external cohort, so the attacker who re-trains heads on public pairs is not "
                 "applicable here.")

@@ -323,8 +323,7 @@ VERDICT_WORDS = {"magnitude": "reproduced in magnitude", "direction": "reproduce
 
 
 def abstract_sentence(table: pd.DataFrame) -> str:
-    """What chapter 6 says of each claim the abstract repeats (the lifts, the rise, the hard negatives, the DP
-    heads on both cohorts, the linear probe)."""
+    """What chapter 6 says of each claim the abstract repeats."""
     row = table.set_index("key")
     said = []
     for key, what in (("lift_n100", "the lift at N = 100"), ("lift_n10000", "the lift in the largest pools"),

@@ -158,8 +158,7 @@ def audit_scale_table(scale: dict[str, Any]) -> pd.DataFrame:
 
 
 def budget_kept(scale: dict[str, Any]) -> str:
-    """Whether every measured run's peak stayed within ``--memory`` above Python + torch (the benchmark's own
-    ``within_budget`` per run), as a clause."""
+    """Whether every measured run stayed ``within_budget`` (``--memory`` above Python + torch), as a clause."""
     over = sorted({r["n"] for r in scale["rows"] if not r["within_budget"]})
     if not over:
         return "within the budget at every size"
@@ -202,8 +201,7 @@ STUDY_LIMIT_MIB = 4096
 
 
 def study_run(record: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``record`` when it is a complete run of the ``study`` profile as shipped (full size, no ``--set``), else
-    ``None``."""
+    """``record`` if it is a complete run of the ``study`` profile as shipped (full size, no ``--set``)."""
     if not record or record.get("profile") != "study" or not record.get("complete"):
         return None
     if record.get("divided_by", 1) != 1 or record.get("settings"):
@@ -226,8 +224,7 @@ def _steps(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def side_by_side(default: dict[str, Any], study: dict[str, Any] | None) -> pd.DataFrame:
-    """One row per step of a cold run: the default profile's wall time and peak beside the study profile's
-    (``not measured`` where the study run has no such step, or there is no study run)."""
+    """One row per step of a cold run: the default profile's wall time and peak beside the study profile's."""
     d, s = _steps(default), _steps(study) if study else {}
     with_cpu = any("cpu_s" in m for run in (d, s) for m in run.values())
     rows = []
@@ -285,8 +282,7 @@ def study_projection(study: dict[str, Any], study_profile, profile) -> pd.DataFr
 
 
 def study_sentence(study: dict[str, Any] | None, study_profile) -> str:
-    """What the appendix says of the study run: its totals against the limits and its caps, or that it was not
-    measured."""
+    """What the appendix says of the study run: its totals against the limits and its caps."""
     caps = study_profile.caps()
     capped = ("It does less than the study in these places, each a field of the profile: " + "; ".join(caps) + "."
               if caps else "It caps nothing.")

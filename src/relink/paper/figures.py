@@ -161,8 +161,7 @@ def hard_negatives(table: pd.DataFrame, model: str, cohort: str, K: int = 1) -> 
 
 
 def frontier(effects: pd.DataFrame, K: int = 1) -> Figure:
-    """Recall@K (%) against epsilon per cohort, at the largest pool each cohort fills; the model
-    before mitigation and the non-private retraining as reference lines."""
+    """Recall@K (%) against epsilon per cohort at its largest pool, with the states before and non-private."""
     fig, ax = _axes(6.4, 4.8)
     for i, cohort in enumerate(effects["cohort"].unique()):
         color = f"C{i}"
@@ -248,8 +247,7 @@ def attacker_curves(curves: pd.DataFrame, order: list[str], targets: tuple[float
 
 
 def confident_bars(confident: pd.DataFrame, metric: str = "relinked_best") -> Figure:
-    """Images re-linked at each precision target (% of queries, 95% intervals as error bars), per rung and
-    state."""
+    """Images re-linked (%) at each precision target, with 95% intervals, per rung and state."""
     targets = sorted(confident["precision_target"].dropna().astype(float).unique())
     rows = confident[confident["metric"] == metric].sort_values(["rung", "state"])
     groups = [(int(r), s) for r, s in rows[["rung", "state"]].drop_duplicates().itertuples(index=False)]

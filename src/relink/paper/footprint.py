@@ -39,8 +39,7 @@ def largest(mem: dict[str, Any], kind: str) -> tuple[str, int]:
 
 
 def glue_values(mem: dict[str, Any], titles: dict[str, str] | None = None) -> dict[str, Any]:
-    """The numbers the costs chapter states, and one sentence that says them (also when the file holds no
-    chapter measurements)."""
+    """The numbers the costs chapter states, and one sentence that says them."""
     step, step_mib = largest(mem, "step")
     over = [n for k, n, m in _rows(mem) if m["peak_process_mib"] > BINDER_LIMIT_MIB]
     verdict = "every step and every chapter measured stays below it" if not over else "above it: " + ", ".join(over)

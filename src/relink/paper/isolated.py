@@ -49,8 +49,7 @@ def step_code(record: str, root: Path, step: str) -> str:
 
 
 def steps(profile: Profile, needed, root: Path) -> list[str]:
-    """What a run must build: every stage (cheap when cached) then each missing result (``"result NAME"``);
-    nothing when every needed result is cached."""
+    """Every stage (cheap when cached), then each missing result (``"result NAME"``); nothing if none is."""
     results = missing_results(profile, needed, root)
     return [*STAGES, *(RESULT + name for name in results)] if results else []
 

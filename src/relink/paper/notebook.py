@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -21,10 +21,6 @@ from .profiles import Profile, get_profile
 class Results:
     profile: Profile
     paths: dict[str, Path]
-
-    @property
-    def root(self) -> Path:
-        return self.paths["_root"]
 
     def table(self, result: str, name: str) -> pd.DataFrame:
         return read_table(self.paths[result] / name)[0]
@@ -49,18 +45,15 @@ def _register_figure_display() -> None:
         select_figure_formats(shell, {"png"}, dpi=110)
 
 
-def open_results(profile: str = "synthetic", artifacts: str = "", chapter: str | None = None,
-                 needed: Iterable[str] = ()) -> Results:
-    """The results a chapter reads (its header's ``results``), or those ``needed``, built if missing.
-
-    ``profile``: a profile name, or the JSON record ``relink paper`` passes (:meth:`Profile.record`).
-    """
+def open_results(profile: str = "synthetic", artifacts: str = "", chapter: str | None = None) -> Results:
+    """The results a chapter reads, built if missing. ``profile``: a profile name, or the JSON record
+    ``relink paper`` passes."""
     from .chapters import chapter as find_chapter
     from .results import build_results
 
     _register_figure_display()
     prof = Profile.from_record(profile) if profile.lstrip().startswith("{") else get_profile(profile)
-    names = find_chapter(chapter).results if chapter else tuple(needed)
+    names = find_chapter(chapter).results if chapter else ()
     paths = build_results(prof, list(names), artifacts or None, quiet=True)
     return Results(prof, paths)
 

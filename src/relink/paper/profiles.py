@@ -147,12 +147,9 @@ PROFILES: dict[str, Profile] = {
         dp_epochs=2,
         dp_batch_size=64,
     ),
-    # The study's sizes (issue 24): 117,648 + 9,156 patients, a studies-per-patient table of mean ~3.2 (the
-    # study's 406,241 / 126,804) and split fractions that give, for synth_seed 2606, exactly 406,241 pairs,
-    # 43,793 internal held-out (test) pairs and 29,296 external pairs (checked by the profile's test).
-    # Caps (see Profile.caps) keep it within ~90 minutes on 2 CPU cores: the ladder trains on as many pairs
-    # as the default profile's, DP and probes fit on a subset of the training split, and the sweep keeps
-    # the headline epsilon and its no-DP control.
+    # The study's sizes: for synth_seed 2606 these patients, studies per patient (mean ~3.2) and split fractions
+    # give exactly 406,241 pairs, 43,793 held-out and 29,296 external pairs (checked by the profile's test);
+    # the caps (Profile.caps) keep it within ~90 minutes on 2 CPU cores.
     "study": Profile(
         name="study",
         internal_patients=117648,
@@ -163,11 +160,9 @@ PROFILES: dict[str, Profile] = {
         fit_max_pairs=20000,
         epsilons=(0.34, None),
     ),
-    # MIMIC-CXR's training split holds ~2e5 frontal studies of ~6e4 patients: the study's delta = 6e-6 gives
-    # n x delta ~ 0.3 even per patient, so delta is derived from n (about 1e-6 per patient), and the
-    # (epsilon, delta) is stated per patient.
-    # The official MIMIC-CXR test split holds a few thousand studies, too few for the study's pools of
-    # 10,000: the default re-split holds out a set the study's size (--set split=official keeps the release's).
+    # MIMIC-CXR: the study's delta = 6e-6 gives n x delta ~ 0.3 even per patient, so delta is derived from n and
+    # stated per patient; the official test split is too small for pools of 10,000, so the default re-split
+    # holds out a set the study's size.
     "mimic": Profile(name="mimic", credentialed=True, embed_batch_size=128, dp_epochs=10, dp_privacy_unit="patient",
                      split="study"),
     # CheXpert Plus releases train and valid only: a patient-disjoint re-split gives the held-out
@@ -189,25 +184,24 @@ def _coerce(current: Any, text: str) -> Any:
         return None if text.strip().lower() == "none" else float(text)
     if isinstance(current, bool):
         return text.lower() in ("1", "true", "yes", "on")
-    if isinstance(current, int) and not isinstance(current, bool):
+    if isinstance(current, int):
         return int(text)
     if isinstance(current, float):
         return float(text)
     if isinstance(current, tuple):
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        out = []
-        for t in items:
-            if t in ("full", "none", "None"):
-                out.append(None if t.lower() == "none" else t)
-                continue
-            try:
-                out.append(int(t))
-            except ValueError:
-                try:
-                    out.append(float(t))
-                except ValueError:
-                    out.append(t)
-        return tuple(out)
+        return tuple(_item(t.strip()) for t in text.split(",") if t.strip())
+    return text
+
+
+def _item(text: str) -> Any:
+    """One item of a list field: ``full``, none, an int, a float, or the text."""
+    if text in ("full", "none", "None"):
+        return None if text.lower() == "none" else text
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
     return text
 
 

@@ -203,8 +203,7 @@ def staleness(chapter: Chapter) -> str | None:
 
 
 def book_problems(chapters: list[Chapter]) -> list[str]:
-    """Every reason the executed chapters cannot make one consistent book: missing or stale
-    chapters, chapters of different profiles, or chapters whose result tables were rebuilt since."""
+    """Every reason the executed chapters cannot make one consistent book."""
     from .profiles import PROFILES
     from .results import registry
 

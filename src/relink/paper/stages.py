@@ -169,8 +169,7 @@ def load(rung: RungSpec):
 
 
 def rung_ids(ctx: Context) -> dict[str, Any]:
-    """What the ladder's embeddings are a function of: the ladder (its training key, or the specs), the
-    cohorts and the embedding code."""
+    """What the ladder's embeddings are a function of: the ladder's key or specs, the cohorts, the code."""
     p = ctx.profile
     trained = not p.ladder and not p.credentialed
     # a trained ladder is named by its key (its rungs' display names hold step counts known only after training)

@@ -67,9 +67,9 @@ def full_pool_size(table: pd.DataFrame, **filters: Any) -> int:
     return int(rows["N"].max())
 
 
-def is_monotone(values: list[float], increasing: bool = True) -> bool:
-    diffs = np.diff(np.asarray(values, dtype=float))
-    return bool(np.all(diffs > 0) if increasing else np.all(diffs < 0))
+def is_monotone(values: list[float]) -> bool:
+    """Whether every step rises."""
+    return bool(np.all(np.diff(np.asarray(values, dtype=float)) > 0))
 
 
 def relative_change(before: float, after: float) -> float:
@@ -168,8 +168,7 @@ HEADS = {"original": "original heads", "dp": "DP heads", "retrained": "heads re-
 
 
 def retrained_table(contrasts: pd.DataFrame) -> pd.DataFrame:
-    """Result ``retrained``'s paired contrasts as chapter 4 shows them: which heads against which, at which pool,
-    the relative change of Recall@1 (%) and its paired interval."""
+    """Result ``retrained``'s paired contrasts as chapter 4 shows them."""
     return pd.DataFrame({
         "Heads": [f"{HEADS[b]} against {HEADS[a]}" for a, b in zip(contrasts["a"], contrasts["b"])],
         "N": contrasts["N"].astype(int),

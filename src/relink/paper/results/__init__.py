@@ -33,8 +33,7 @@ class Result:
     module: str = ""
 
     def key(self, ctx: Context, upstream_ids: dict[str, str]) -> dict[str, Any]:
-        """The cache key, from declared inputs only: it never builds anything. ``upstream_ids``: each upstream
-        result's key id."""
+        """The cache key, from declared inputs only: it never builds anything."""
         p = ctx.profile.as_dict()
         own = f"paper/results/{self.module}.py"
         return {"result": self.name, "profile": {f: p[f] for f in self.fields},
@@ -75,17 +74,14 @@ def with_upstream(names) -> list[str]:
     """``names`` and every result they stand on, in build order."""
     reg = registry()
     want: set[str] = set()
-
-    def add(name: str) -> None:
+    todo = list(names)
+    while todo:
+        name = todo.pop()
         if name not in reg:
             raise KeyError(f"unknown result {name!r}; results: {', '.join(reg)}")
         if name not in want:
             want.add(name)
-            for up in reg[name].upstream:
-                add(up)
-
-    for name in names:
-        add(name)
+            todo += reg[name].upstream
     return [name for name in reg if name in want]
 
 

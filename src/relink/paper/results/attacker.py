@@ -1,16 +1,13 @@
 """Result ``attacker``: the stronger attacker of the chapter beyond the study (confident re-links).
 
-An attacker who links an image to its top candidate only when its score clears a threshold exposes fewer
-images than Recall@1 counts, but with confidence. Audited on the held-out internal split at the headline
-pool (image to report, study level), per rung (``state`` ``before``) and for the strongest rung's heads of
-results ``dp`` and ``retrained`` (``dp``, ``retrained``: absent without an external cohort).
-
-* ``confident.parquet``: the metric rows ``relinked_best`` and ``relinked_calibrated`` per
-  ``precision_target``, with ``rung``, ``role``, ``pool`` and ``state`` (``value``: the expected share of
-  the queries re-linked correctly at precision >= the target);
-* ``curves.parquet``: the precision-recall curve over the threshold, with ``model``, ``rung`` and ``state``;
-* ``panel.json``: result ``custodian``'s attacker panel: ``worst``, ``size``, ``pool``, ``sentence`` and per
-  model ``model``, ``role``, ``verdict``.
+An attacker who links an image only when its top candidate's score clears a threshold exposes fewer
+images than Recall@1 counts, but with confidence. On the held-out internal split at the headline pool, per
+rung (``state`` ``before``) and for the strongest rung's heads of results ``dp`` and ``retrained``:
+``confident.parquet`` (the rows ``relinked_best`` and ``relinked_calibrated`` per ``precision_target``, with
+``rung``, ``role``, ``pool``, ``state``; ``value``: the expected share of the queries re-linked correctly at
+precision >= the target), ``curves.parquet`` (the precision-recall curve over the threshold)
+and ``panel.json`` (result ``custodian``'s attacker panel: ``worst``, ``size``, ``pool``, ``sentence``,
+``models``).
 """
 
 from __future__ import annotations
@@ -50,8 +47,7 @@ def confident(ctx: Context, es, model: str, n: int) -> tuple[pd.DataFrame, pd.Da
 
 
 def panel(report_json: Path) -> dict:
-    """The attacker panel of result ``custodian``'s report, read from its ``report.json`` rather than audited
-    again."""
+    """The attacker panel of result ``custodian``'s report, read from its ``report.json``."""
     import json
 
     doc = json.loads(Path(report_json).read_text())

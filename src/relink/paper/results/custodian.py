@@ -15,8 +15,7 @@ from .dp import HEADLINE
 
 
 def _retrained(upstream: dict[str, Path]) -> dict | None:
-    """Result ``retrained``'s contrast of the re-trained heads against the original heads, or None (no public
-    set to re-train on)."""
+    """Result ``retrained``'s contrast of the re-trained heads against the original ones (None: not run)."""
     import pandas as pd
 
     table = pd.read_parquet(upstream["retrained"] / "contrasts.parquet")

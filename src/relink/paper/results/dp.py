@@ -1,17 +1,11 @@
 """Result ``dp``: the strongest model's heads retrained with DP at every epsilon of the profile.
 
-* ``effects.parquet``: Recall@1 per state ``before`` | ``dp`` | ``non_private``, epsilon, cohort and pool;
-* ``contrasts.parquet``: paired relative changes of Recall@1 on the same rows (:data:`CONTRASTS`; columns
-  ``contrast, cohort, epsilon, direction, N, K, a, b, value, ci_low, ci_high, n_patients``): ``dp_vs_no_dp``
-  (DP's own effect: the control is the same training without DP), ``dp_vs_before``, ``no_dp_vs_before``
-  (what retraining alone does) and ``dp_vs_next_epsilon`` (what a "monotone" claim rests on);
-* ``sweep.parquet``: the privacy record of each run; ``audit.parquet``: its one-run privacy audit
-  (:mod:`relink.dp.audit`);
-* ``privacy.json``, ``headline-release/`` and ``headline-study/``: the headline run's record, release
-  folder and study folder (what ``relink report --mitigated`` reads).
-
-Every run uses reproducible noise (``dp_seed``) and one seeded start: the paper is a study of many runs on
-the same private split, and its heads are marked not for release.
+``effects.parquet``: Recall@1 per state ``before`` | ``dp`` | ``non_private``, epsilon, cohort and pool.
+``contrasts.parquet``: the paired relative changes of Recall@1 of :data:`CONTRASTS` (``dp_vs_no_dp``: DP's
+own effect against the same training without DP). ``sweep.parquet`` and ``audit.parquet``: each run's
+privacy record and one-run privacy audit. ``privacy.json``, :data:`RELEASE` and :data:`HEADLINE`: the
+headline run's record, release folder and study folder. Every run uses reproducible noise (``dp_seed``):
+the paper is a study of many runs on the same private split, and its heads are not for release.
 """
 
 from __future__ import annotations
