@@ -32,18 +32,14 @@ def source_hash(parts: Iterable[str] = ()) -> str:
     """Hash of relink source files: the named subpackages/modules (relative to the package; ``"*"``: all of
     it), plus the core."""
     files: list[Path] = []
-    names = list(parts) + list(CORE_MODULES)
-    if "*" in names:
-        files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted(PACKAGE_DIR.rglob("*.json"))
-    else:
-        for name in names:
-            p = PACKAGE_DIR / name
-            if p.is_dir():
-                files += sorted(p.rglob("*.py")) + sorted(p.rglob("*.json"))
-            elif p.is_file():
-                files.append(p)
-            elif p.with_suffix(".py").is_file():
-                files.append(p.with_suffix(".py"))
+    for name in list(parts) + list(CORE_MODULES):
+        p = PACKAGE_DIR if name == "*" else PACKAGE_DIR / name
+        if p.is_dir():
+            files += sorted(p.rglob("*.py")) + sorted(p.rglob("*.json"))
+        elif p.is_file():
+            files.append(p)
+        elif p.with_suffix(".py").is_file():
+            files.append(p.with_suffix(".py"))
     h = hashlib.sha256()
     for f in sorted(set(files)):
         if "__pycache__" in f.parts:
