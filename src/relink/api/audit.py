@@ -1,15 +1,9 @@
-"""``relink.audit``: the re-linkage audit of an EmbeddingSet in one call.
+"""``relink.audit``: the re-linkage audit of an EmbeddingSet in one call, and ``relink audit``'s whole run.
 
-``relink audit``, the paper's results and the benchmarks all call
-:func:`audit`; it holds what they would otherwise each repeat: loading the
-set (validated as it loads), the memory budget, the work folder of a
-resumable run (kept on an interrupt, removed on bad input and when the
-counts are done), and the notes a caller shows (pools dropped, unlabelled
-rows, a resumed or restarted run) as data. :func:`audit_to_files` is the
-command's whole run: claim the outputs, join a process group, audit, write.
+The work folder of a resumable run is kept on an interrupt and removed on bad input and when the counts
+are done. :func:`audit_to_files`: claim the outputs, join a process group, audit, write.
 
-    >>> result = relink.audit("runs/emb/ladder-3", AuditSpec(pools=(100, "full")))
-    >>> result.table            # the tidy metric table (relink.retrieval.audit)
+    >>> relink.audit("runs/emb/ladder-3", AuditSpec(pools=(100, "full"))).table
 """
 
 from __future__ import annotations
@@ -30,11 +24,10 @@ from ..retrieval.spec import AuditSpec
 
 @dataclass(frozen=True)
 class AuditResult:
-    """``table``: the metric table (``None`` on every process but the first of a process group); ``curve``:
-    the threshold attacker's precision-recall curve (``None`` unless ``spec.confident``); ``settings``: the
-    spec and what the data gave (the table's provenance); ``notes``: sentences for the reader; ``meta``: the
-    set's ``meta.json`` without local paths; ``values``: the per-query values, for subsets and paired
-    contrasts (:class:`relink.retrieval.values.QueryValues`)."""
+    """``table``: the metric table (``None`` on every process but the first); ``curve``: the threshold
+    attacker's precision-recall curve (``None`` unless ``spec.confident``); ``settings``: the table's
+    provenance; ``meta``: the set's ``meta.json`` without local paths; ``values``: the per-query
+    :class:`relink.retrieval.values.QueryValues`, for subsets and paired contrasts."""
 
     table: pd.DataFrame | None
     curve: pd.DataFrame | None
@@ -55,8 +48,8 @@ def _budget(scale: Scale) -> Scale:
 
 
 def _load(embeddings: str | os.PathLike, spec: AuditSpec, rank: int) -> EmbeddingSet:
-    """The set, validated as it loads (rank 0 checks the values, the others only the shapes). Only the
-    columns the audit reads are kept (ids and report-level fields are most of the row table's memory)."""
+    """The set, validated as it loads (values on rank 0, shapes elsewhere), with only the columns the audit
+    reads (ids and report fields are most of the row table's memory)."""
     from .. import embeddings as sets
     from ..labels import CHEXPERT_LABELS
 
@@ -68,12 +61,10 @@ def _load(embeddings: str | os.PathLike, spec: AuditSpec, rank: int) -> Embeddin
 
 def audit(embeddings: EmbeddingSet | str | os.PathLike, spec: AuditSpec | None = None, scale: Scale | None = None,
           *, split: str | None = None, model: str | None = None, cohort: str | None = None) -> AuditResult:
-    """Audit ``embeddings`` (a folder or a validated :class:`~relink.embeddings.EmbeddingSet`).
+    """Audit ``embeddings`` (a folder or a validated set) at ``scale`` (never a number of the table).
 
-    ``spec``: what to audit (:class:`~relink.retrieval.spec.AuditSpec`); ``scale``: how to run it
-    (:class:`~relink.retrieval.scale.Scale`: memory budget, process group, work folder, progress; never a
-    number of the table); ``split``: audit only that split's rows; ``model``/``cohort``: the table's columns
-    (default: the set's model spec without local paths, the rows' cohort names).
+    ``split``: audit only that split's rows; ``model``/``cohort``: the table's columns (default: the set's
+    model spec without local paths, the rows' cohort names).
     """
     from ..embed.distributed import OtherRankFailed, sync
     from ..retrieval.audit import audit_queries, summarise
@@ -98,8 +89,7 @@ def audit(embeddings: EmbeddingSet | str | os.PathLike, spec: AuditSpec | None =
     except RelinkError as exc:
         # bad input: no work folder of this run left behind; one kept by an interrupted run stays
         if rank == 0 and scale.work is not None and not isinstance(exc, OtherRankFailed):
-            mine = not existed or AuditWork(scale.work, {}).stored_key() != before
-            if mine:
+            if not existed or AuditWork(scale.work, {}).stored_key() != before:
                 AuditWork(scale.work, {}).remove()
         raise
     notes = []
@@ -131,13 +121,6 @@ def audit(embeddings: EmbeddingSet | str | os.PathLike, spec: AuditSpec | None =
     return AuditResult(table, curve, settings, tuple(notes), public_meta(es.meta), qv)
 
 
-def work_folder(out: str | os.PathLike) -> Path:
-    """The work folder an audit writing ``out`` keeps beside it (``OUT.work``)."""
-    from ..workdir import work_path
-
-    return work_path(out)
-
-
 @dataclass(frozen=True)
 class AuditFiles:
     """Where ``relink audit`` writes: ``table`` (.csv, .parquet, .json), optionally the threshold attacker's
@@ -152,13 +135,12 @@ def audit_to_files(embeddings: str | os.PathLike, spec: AuditSpec | dict[str, An
                    memory: str | None = None,
                    distributed: bool = False, timeout: float = 600.0, split: str | None = None,
                    model: str | None = None, cohort: str | None = None) -> AuditResult | None:
-    """``relink audit``: claim the outputs, audit ``embeddings`` and write the table (and curve) with provenance.
+    """``relink audit``: claim the outputs, audit ``embeddings``, write the table (and curve) with provenance.
 
-    ``spec``: an :class:`AuditSpec` or its fields as given on the command line (checked once every process
-    has joined); ``memory``: the budget as typed (``"2G"``), counted from the interpreter with torch as it is
-    now; ``distributed``: run as one process of a torchrun launch (joined here, left on return). Returns the
-    result on the first process, None on the others. Bad input raises one :class:`RelinkError` on the first
-    process; the others exit with status 2 and say nothing.
+    ``spec``: an :class:`AuditSpec` or its command-line fields (checked once every process has joined);
+    ``memory``: the budget as typed (``"2G"``), counted from now; ``distributed``: one process of a
+    torchrun launch. Returns the result on the first process, None on the others. Bad input raises one
+    :class:`RelinkError` on the first process; the others exit with status 2 and say nothing.
     """
     from .. import provenance
     from ..embed.distributed import sync
@@ -168,6 +150,7 @@ def audit_to_files(embeddings: str | os.PathLike, spec: AuditSpec | dict[str, An
     from ..retrieval import audit as _audit, confident as _confident, summary as _summary  # noqa: F401
     from ..retrieval.memory import baseline, parse_memory, return_freed_memory
     from ..tables import table_output, write_table
+    from ..workdir import work_path
 
     return_freed_memory()  # so that blocks the audit frees leave its resident set
     start = baseline()  # the budget counts from here: the libraries imported, no data read (retrieval.memory)
@@ -178,13 +161,14 @@ def audit_to_files(embeddings: str | os.PathLike, spec: AuditSpec | dict[str, An
             failure, scale = None, None
             try:
                 spec = spec if isinstance(spec, AuditSpec) else AuditSpec(**spec)
-                targets = [table_output("--out", files.table, work=work_folder(files.table))]
+                work = work_path(files.table)  # OUT.work, beside the table
+                targets = [table_output("--out", files.table, work=work)]
                 if files.curve is not None:
                     if not spec.confident:
                         raise RelinkError("--confident-curve needs --confident (the precision targets)")
                     targets.append(table_output("--confident-curve", files.curve))
                 scale = Scale(memory=None if memory is None else parse_memory(memory), held_from=start, comm=comm,
-                              work=work_folder(files.table), progress=rank == 0)
+                              work=work, progress=rank == 0)
                 if rank == 0:  # first, before any expensive work
                     claim("audit", targets, inputs=[("--embeddings", embeddings)], overwrite=files.overwrite)
             except Exception as exc:  # noqa: BLE001 - every rank must learn of it

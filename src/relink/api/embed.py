@@ -1,12 +1,6 @@
 """``relink.embed``: a cohort into EmbeddingSet folders, one per model (resumable, cached, sharded).
 
-Takes a cohort (folder, manifest or :class:`relink.cohort.Cohort`), one
-model or several (a spec, a :class:`relink.models.LoadedModel`, or
-:class:`relink.embed.EmbedJob` with its own folder and rows) and an
-:class:`EmbedSpec`; returns the frozen :class:`Embedded`: the folders
-written (or reused), the settings, and the notes (a reused set, a resumed
-work folder, rows left out) as data. ``on_note`` also receives each note as
-it happens (a command prints it: a long run says at once that it resumes).
+``on_note`` receives each note as it happens as well: a long run says at once that it resumes.
 """
 
 from __future__ import annotations
@@ -55,8 +49,7 @@ class Embedded:
 def embed(cohort, models, out: str | os.PathLike | None = None, spec: EmbedSpec | None = None, *,
           overwrite: bool = False, progress: bool = True, comm=None,
           on_note: Callable[[str], None] | None = None) -> Embedded:
-    """Embed ``cohort`` with ``models`` (one model and ``out``, or a list of :class:`relink.embed.EmbedJob` /
-    ``(model, out[, rows])``); see :func:`relink.embed.embed_many` for reuse, resuming and torchrun (``comm``)."""
+    """Embed ``cohort`` with one model into ``out``, or with a list of jobs (:func:`relink.embed.embed_many`)."""
     from ..embed import EmbedJob, embed_many
     from ..errors import RelinkError
 

@@ -1,13 +1,8 @@
 """``relink.probe``: what embedding sets keep (linear probe, zero-shot AUROC, member gap), as one table.
 
-The one place the utility table is assembled: ``relink probe`` prints it,
-the paper's result ``utility`` reads its rows. Columns: ``utility``
-(``linear_probe`` | ``zeroshot`` | ``member_gap``), ``embeddings`` (the
-set's name), then each utility's own columns (:mod:`relink.utility.probe`,
-:mod:`relink.utility.zeroshot`, :mod:`relink.utility.membership`; the member
-gap's ``queries`` is ``label`` here, with ``metric = "recall"`` and
-``matched_on``). The ``model`` column names a local model only by its
-weights (no path).
+Columns: ``utility`` (``linear_probe`` | ``zeroshot`` | ``member_gap``), ``embeddings`` (the set's name),
+then each utility's own columns (:mod:`relink.utility`; the member gap's ``queries`` is ``label`` here, with
+``metric = "recall"`` and ``matched_on``). ``model`` names a local model only by its weights (no path).
 """
 
 from __future__ import annotations
@@ -86,8 +81,7 @@ def _trunk_key(es: EmbeddingSet) -> tuple:
 
 
 def _member_gap(es: EmbeddingSet, name: str, spec: ProbeSpec) -> pd.DataFrame:
-    """The member-gap rows of one set; a pool larger than its matched rows fill is refused (unless ``gap_fit``),
-    as the audit refuses a pool larger than the candidate set."""
+    """The member-gap rows of one set; a pool larger than its matched rows fill is refused unless ``gap_fit``."""
     from ..utility.membership import member_gap
 
     seed = spec.seed if spec.gap_seed is None else spec.gap_seed
@@ -104,8 +98,7 @@ def _member_gap(es: EmbeddingSet, name: str, spec: ProbeSpec) -> pd.DataFrame:
 
 
 def _text_head(es: EmbeddingSet, name: str, model, given, load):
-    """The text head that made ``es``'s text rows: ``given``, else that of the model its meta names (or
-    ``model``); checked to reproduce the set (:func:`relink.models.heads.check_reproduces`)."""
+    """The text head that made ``es``'s text rows (``given``, else its model's), checked to reproduce them."""
     from ..models.heads import check_reproduces, extract_heads
 
     if given is not None:
@@ -121,15 +114,11 @@ def _text_head(es: EmbeddingSet, name: str, model, given, load):
 
 def probe(embeddings: Sequence[EmbeddingSet | str | os.PathLike], spec: ProbeSpec | None = None, *, model=None,
           text_heads: Sequence[Any] | None = None, names: Sequence[str] | None = None) -> ProbeResult:
-    """Measure what each set keeps (see the module doc); sets may be given as folders.
+    """Measure what each set keeps; sets may be given as folders.
 
-    ``model``: a model spec or :class:`relink.models.LoadedModel` whose text
-    trunk encodes the zero-shot prompts (default: each set's own model, named
-    in its meta.json), and whose head serves sets that name no model.
-    ``text_heads``: per set, the text head that made its text rows (``None``:
-    its model's), e.g. DP heads over the same trunk. ``names``: how the table
-    names each set (default: folder names). A trunk shared with an earlier set
-    is probed once (a note says so).
+    ``model``: the model whose text trunk encodes the zero-shot prompts (default: each set's own, named in
+    its meta.json). ``text_heads``: per set, the text head that made its text rows (``None``: its model's),
+    e.g. DP heads over the same trunk. A trunk shared with an earlier set is probed once (a note says so).
     """
     from ..embeddings import load, public_model_name
     from ..utility.probe import probe_embeddings

@@ -1,29 +1,12 @@
 """``relink.report``: the custodian's report, from EmbeddingSets to a checked page and JSON, in one call.
 
-The one path of ``relink report``, the paper's ``custodian`` result and a
-notebook: load and align the sets (one per attacker model, the custodian's
-first), fit the threat model to the audited rows, build the record (one
-audit pass per model), make the versioned document, render the page and
-the JSON, and run the leak scan over both. The caller then writes the
-result (:meth:`ReportResult.write`: the output guard, then both files
-atomically).
+Load and align the sets (one per attacker model, the custodian's first), build the record (one audit pass
+per model), render the page and the JSON and leak-scan both; the caller then writes the result
+(:meth:`ReportResult.write`). Every refusal is one line naming the input (``--embeddings DIR``,
+``--split``, ``--cohort FILE``, ``--mitigated DIR``), never a row's content.
 
-    import relink
-    from relink.report.threat import ReportSpec
     result = relink.report("emb/", ReportSpec(attacker_pools=(100,), released=5000), split="test")
-    result.verdict, result.headline
     result.write("report.html", json="report.json")
-
-Every refusal is one line naming the input (``--embeddings DIR``, ``--split``,
-``--cohort FILE``, ``--mitigated DIR``) and never a row's content.
-
-Two measurements come from elsewhere and enter through one argument each:
-``confident`` (confident re-link rows given by the caller; by default the
-report's one audit pass counts them, for every panel model, at
-:func:`confident_targets`, once :data:`CONFIDENT_FROM_AUDIT` is on) and
-``retrained`` (the paired Recall@1 difference of heads re-trained without DP
-on public pairs, measured by the mitigation side; its one sentence goes in
-the page's mitigation section).
 """
 
 from __future__ import annotations
@@ -52,8 +35,7 @@ CONFIDENT_TARGETS = (0.9, 0.99)
 
 def outputs(page: str | os.PathLike, json: str | os.PathLike | None = None,
             audit: str | os.PathLike | None = None) -> list:
-    """The report's outputs for the output guard, each format checked (a page is .html, the JSON .json, the
-    metric table .csv, .parquet or .json)."""
+    """The report's outputs for the output guard, each format checked."""
     from ..guard import Output
     from ..tables import check_format, table_output
 
@@ -109,8 +91,7 @@ def audited_rows(es: EmbeddingSet, split: str | None) -> tuple[EmbeddingSet, np.
 
 def panel_sets(embeddings: SetLike | Sequence[SetLike], split: str | None, names: Sequence[str] | None = None):
     """The panel's members (the custodian's set first, every other aligned to its rows), the identifiers of
-    every loaded row (for the leak scan), and notes. ``names``: how the outputs name each model (default: its
-    spec without local paths, :func:`relink.report.panel.names`)."""
+    every loaded row (for the leak scan), and notes."""
     from ..report import panel
 
     items = _as_list(embeddings)
@@ -151,8 +132,7 @@ def cohort_views(cohort: str | os.PathLike, rows: pd.DataFrame) -> tuple[pd.Seri
 
 
 def confident_targets(spec: ReportSpec) -> tuple[float, ...]:
-    """The precision targets at which the report's audit pass counts confident re-links (none while
-    :data:`CONFIDENT_FROM_AUDIT` is off): :data:`CONFIDENT_TARGETS` and the rule's own precision."""
+    """The precision targets the report's audit pass counts confident re-links at (none while off)."""
     if not CONFIDENT_FROM_AUDIT:
         return ()
     return tuple(sorted({*CONFIDENT_TARGETS, spec.confident_precision}))
@@ -178,17 +158,13 @@ def report(embeddings: SetLike | Sequence[SetLike], spec: ReportSpec | None = No
            names: Sequence[str] | None = None, source: dict[str, Any] | None = None,
            provenance: dict[str, Any] | None = None,
            progress: bool = False) -> ReportResult:
-    """The custodian's report for one or more EmbeddingSets of the same rows (an attacker panel, the
-    custodian's model first): built, documented, rendered, leak-checked; not yet written.
+    """The custodian's report for EmbeddingSets of the same rows (the custodian's model first), not yet written.
 
     ``split``: the split to audit (``"all"``: every row); ``cohort``: the manifest, for the breakdown by view
-    and the scan for report text; ``mitigated``: ``relink mitigate`` study folders, compared with the custodian's
-    model; ``confident``: confident re-link rows (default: counted in the report's audit pass when
-    :data:`CONFIDENT_FROM_AUDIT`);
-    ``retrained``: the paired Recall@1 difference of heads re-trained on public pairs (its one sentence);
-    ``names``: how the page names each model of the panel (default: its spec, never a local path);
-    ``source``: how the page names the audited set (default: the folder names and the splits);
-    ``provenance``: the provenance fields (default: the command, the input names, the split).
+    and the scan for report text; ``mitigated``: ``relink mitigate`` study folders; ``confident``: confident
+    re-link rows (default: counted in the report's audit pass); ``retrained``: the paired Recall@1 difference
+    of heads re-trained on public pairs; ``names``: how the page names each model (default: its spec, never a
+    local path); ``source``, ``provenance``: how the page names the audited set, and its provenance fields.
     """
     from .. import provenance as prov
     from ..report import build, mitigation, render, schema
@@ -226,7 +202,7 @@ def report(embeddings: SetLike | Sequence[SetLike], spec: ReportSpec | None = No
 
 def write(result: ReportResult, page: str | os.PathLike, json: str | os.PathLike | None = None,
           audit: str | os.PathLike | None = None, overwrite: bool = False) -> list[Path]:
-    """Write a report's page, JSON and metric table through the output guard (:meth:`ReportResult.write`)."""
+    """:meth:`ReportResult.write`."""
     from ..guard import claim
     from ..report import schema
     from ..tables import write_table

@@ -1,9 +1,8 @@
-"""Result types of the front doors: frozen values holding what was computed, the settings used and the notes.
+"""What the front doors share: the report's result type, and sets given as folders.
 
-A result never prints; ``notes`` are sentences a caller may show (the
-command line prints them, a notebook may list them). Nothing in a result
-holds an identifier of the audited rows, report text or a local path, apart
-from the ``inputs`` a result keeps to guard its own writes (never written).
+A result never prints; ``notes`` are sentences a caller may show. Nothing in a result holds an identifier
+of the audited rows, report text or a local path, apart from the ``inputs`` a result keeps to guard its
+own writes (never written).
 """
 
 from __future__ import annotations
@@ -13,6 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ..embeddings import EmbeddingSet
+
+
+def with_trunk(value) -> EmbeddingSet:
+    """``value`` itself, or the set in that folder (which must hold trunk features)."""
+    from ..embeddings import load
+
+    return value if isinstance(value, EmbeddingSet) else load(value, require_trunk=True)
 
 
 @dataclass(frozen=True)
@@ -39,10 +47,6 @@ class ReportResult:
         return self.document["verdict"]["level"]
 
     @property
-    def decision(self) -> str:
-        return self.document["verdict"]["decision"]
-
-    @property
     def headline(self) -> str:
         return self.document["headline"]["sentence"]
 
@@ -54,8 +58,7 @@ class ReportResult:
 
     def write(self, page: str | Path, json: str | Path | None = None, audit: str | Path | None = None,
               overwrite: bool = False) -> list[Path]:
-        """Write the page (``.html``), and the JSON and the metric table when given, atomically; refused (nothing
-        written) when a path is an input or a file relink did not write (unless ``overwrite``)."""
+        """Write the page, and the JSON and the metric table when given, through the output guard."""
         from .report import write
 
         return write(self, page, json, audit, overwrite)

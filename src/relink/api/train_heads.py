@@ -1,12 +1,7 @@
-"""``relink.train_heads``: the attacker who re-trains projection heads on public pairs.
+"""``relink.train_heads``: the attacker who re-trains projection heads, without DP, on public pairs.
 
-Front door of :mod:`relink.dp.retrain`: heads trained without DP, from an
-independent random start, on a public EmbeddingSet (with trunk features)
-over the same trunk as the target; the target's rows re-projected through
-them, ready for :func:`relink.audit`. With ``out`` the folder holds
-``embeddings/`` (that EmbeddingSet), ``heads.safetensors`` and
-``train-heads.json`` (the record): no path, no report text, and no
-identifier beyond the target set's own rows.
+The output folder holds ``embeddings/`` (the target re-projected), ``heads.safetensors`` and
+``train-heads.json`` (the record): no path, no report text, no identifier beyond the target's own rows.
 """
 
 from __future__ import annotations
@@ -18,6 +13,7 @@ from typing import Any, Mapping
 
 from ..dp.retrain import RetrainSpec
 from ..embeddings import EmbeddingSet
+from .results import with_trunk
 
 RECORD = "train-heads.json"
 
@@ -33,21 +29,11 @@ class TrainedHeads:
     notes: tuple[str, ...] = ()
 
 
-def _set(value) -> EmbeddingSet:
-    from ..embeddings import load
-
-    return value if isinstance(value, EmbeddingSet) else load(value, require_trunk=True)
-
-
 def train_heads(public: EmbeddingSet | str | os.PathLike, target: EmbeddingSet | str | os.PathLike,
                 spec: RetrainSpec | None = None, *, out: str | os.PathLike | None = None,
                 progress: bool | None = None) -> TrainedHeads:
-    """Train heads on ``public``'s pairs (sets or their folders) and re-project ``target``; write to ``out``.
-
-    Refused (one line): a public set sharing a pair or a patient with the
-    target, trunk features of another trunk, a set without trunk features.
-    ``out`` must have been claimed by the caller (:func:`relink.guard.claim`).
-    """
+    """Train heads on ``public``'s pairs and re-project ``target`` (sets or their folders); write to ``out``,
+    claimed by the caller. Refused: a public set sharing a pair or a patient with the target, another trunk."""
     from types import MappingProxyType
 
     from ..dp.apply import apply_heads, heads_fingerprint
@@ -56,7 +42,7 @@ def train_heads(public: EmbeddingSet | str | os.PathLike, target: EmbeddingSet |
     from ..io import json_safe
 
     spec = spec or RetrainSpec()
-    public, target = _set(public), _set(target)
+    public, target = with_trunk(public), with_trunk(target)
     heads, record = retrain_heads(public, target, spec, progress=progress)
     record = json_safe({**record, "heads_fingerprint": heads_fingerprint(heads), "target_pairs": len(target)})
     meta = public_meta({**target.meta, "heads": {"fingerprint": record["heads_fingerprint"], "attacker": record["attacker"]},

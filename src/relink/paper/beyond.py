@@ -1,10 +1,7 @@
-"""The chapter beyond the study: what the stronger attacker's tables say, as numbers, rows and sentences.
+"""The chapter beyond the study: what result ``attacker``'s tables say, as numbers, rows and sentences.
 
-Reads the ``attacker`` result (:mod:`relink.paper.results.attacker`): ``confident.parquet`` holds, per
-rung and state (``before`` | ``dp`` | ``retrained``), the metric rows ``relinked_best`` and ``relinked_calibrated`` at
-each ``precision_target`` (``value``: the expected share of the queries re-linked correctly at that
-precision; ``n_queries``; patient-clustered ``ci_low``/``ci_high``). Numbers are formatted here, once;
-the chapter and the claims table glue them.
+``confident.parquet`` (its contract: :mod:`relink.paper.results.attacker`) holds, per rung and state, the
+rows ``relinked_best`` and ``relinked_calibrated`` at each ``precision_target``. Numbers are formatted here.
 """
 
 from __future__ import annotations
@@ -45,8 +42,7 @@ def images(r: pd.Series) -> str:
 
 
 def table(confident: pd.DataFrame) -> pd.DataFrame:
-    """One row per model, heads and attacker; one column per precision target: the share re-linked (%) and its
-    interval (long rather than wide, so the table fits the page's column)."""
+    """One row per model, heads and attacker; per precision target, the share re-linked (%) and its interval."""
     out = []
     targets = sorted(confident["precision_target"].dropna().astype(float).unique())
     order = {s: i for i, s in enumerate(STATES)}
@@ -86,8 +82,7 @@ def has_state(confident: pd.DataFrame, state: str) -> bool:
 
 
 def retrained_sentence(confident: pd.DataFrame) -> str:
-    """What the attacker who re-trains heads on public pairs re-links, against the original and the DP heads,
-    and in one sentence whether the DP heads protect anything against it."""
+    """What heads re-trained on public pairs re-link, and whether the DP heads protect anything against them."""
     if not has_state(confident, "retrained"):
         return ("This profile has no external cohort, so the attacker who re-trains heads on public pairs is not "
                 "applicable here.")
@@ -152,7 +147,6 @@ def curve_points(curves: pd.DataFrame, model: str, state: str) -> pd.DataFrame:
 def ladder(confident: pd.DataFrame) -> list[str]:
     """The models in ladder order."""
     return list(confident.drop_duplicates("rung").sort_values("rung")["model"])
-
 
 
 def panel_table(panel: dict) -> pd.DataFrame:

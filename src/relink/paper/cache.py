@@ -1,14 +1,8 @@
-"""Content-keyed artifacts: an expensive step runs again only when its inputs change.
+"""The paper's one cache: an expensive step runs again only when its inputs change.
 
-The one cache of the paper: cohorts, the trained ladder, embeddings and every
-result table go through :func:`cached`. A step's *key* is a JSON-able dict of
-everything that determines its output: its parameters, the keys of the
-artifacts it reads, and a hash of the relink source files it runs. The
-artifact is a keyed folder ``<root>/<name>`` (:func:`relink.workdir.build_keyed`):
-reused only when its stored key equals the new one, otherwise rebuilt and
-renamed into place when complete. Long steps that can resume (training the
-ladder, embedding) are built with ``resumable=True`` in a partial folder that
-the next run with the same key resumes.
+A step's *key* is a JSON-able dict of everything that determines its output: its parameters, the keys of
+the artifacts it reads, and a hash of the relink source files it runs. The artifact is the keyed folder
+``<root>/<name>`` (:func:`relink.workdir.build_keyed`), reused only while its stored key equals the key.
 """
 
 from __future__ import annotations
@@ -34,24 +28,18 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(dumps(obj, indent=None).encode()).hexdigest()[:16]
 
 
-def source_hash(parts: Iterable[str] = (), include_core: bool = True) -> str:
-    """Hash of relink source files: the named subpackages/modules (relative to the package), plus the core.
-
-    ``parts=("*",)`` hashes the whole package.
-    """
+def source_hash(parts: Iterable[str] = ()) -> str:
+    """Hash of relink source files: the named subpackages/modules (relative to the package; ``"*"``: all of
+    it), plus the core."""
     files: list[Path] = []
-    names = list(parts) + (list(CORE_MODULES) if include_core else [])
-    if "*" in names:
-        files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted(PACKAGE_DIR.rglob("*.json"))
-    else:
-        for name in names:
-            p = PACKAGE_DIR / name
-            if p.is_dir():
-                files += sorted(p.rglob("*.py")) + sorted(p.rglob("*.json"))
-            elif p.is_file():
-                files.append(p)
-            elif p.with_suffix(".py").is_file():
-                files.append(p.with_suffix(".py"))
+    for name in list(parts) + list(CORE_MODULES):
+        p = PACKAGE_DIR if name == "*" else PACKAGE_DIR / name
+        if p.is_dir():
+            files += sorted(p.rglob("*.py")) + sorted(p.rglob("*.json"))
+        elif p.is_file():
+            files.append(p)
+        elif p.with_suffix(".py").is_file():
+            files.append(p.with_suffix(".py"))
     h = hashlib.sha256()
     for f in sorted(set(files)):
         if "__pycache__" in f.parts:
@@ -67,8 +55,7 @@ def stored_key(path: Path) -> dict[str, Any] | None:
 
 def cached(root: str | os.PathLike, name: str, key: dict[str, Any], build: Callable[[Path], Any], force: bool = False,
            resumable: bool = False) -> Path:
-    """Return ``<root>/<name>``, building it with ``build(folder)`` unless its stored key matches ``key``
-    (:func:`relink.workdir.build_keyed`)."""
+    """``<root>/<name>``, built with ``build(folder)`` unless its stored key matches ``key``."""
     path = Path(root) / name
     log.info("%s %s", "reusing" if not force and stored_key(path) == canonical(key) else "building", name)
     build_keyed(path, key, build, force=force, resumable=resumable)

@@ -1,9 +1,7 @@
 """The chapters of the paper, found from the notebooks themselves.
 
-A chapter is a jupytext percent-format notebook ``notebooks/NN_slug.py``
-(paired with ``notebooks/NN_slug.ipynb`` through ``jupytext.toml``), executed
-by papermill into ``book/chapters/NN_slug.ipynb`` and listed in
-``book/_toc.yml``. The results it reads are declared once, in its header::
+A chapter is a jupytext notebook ``notebooks/NN_slug.py``, executed by papermill into
+``book/chapters/NN_slug.ipynb``. The results it reads are declared once, in its header::
 
     # ---
     # jupyter:
@@ -12,11 +10,7 @@ by papermill into ``book/chapters/NN_slug.ipynb`` and listed in
     #     results: [audit]
     # ---
 
-(``inputs: [path, ...]`` adds repository files it reads, e.g. measured
-benchmark numbers), and its title is its first ``# Heading``. Its inputs,
-whose hash decides whether it runs again, are: its source, the relink
-source, the profile, the artifact ids of the results it reads (and what they
-stand on) and the contents of those files.
+(``inputs: [path, ...]`` adds repository files it reads), and its title is its first ``# Heading``.
 """
 
 from __future__ import annotations
@@ -29,8 +23,7 @@ from pathlib import Path
 from ..errors import RelinkError
 from ..provenance import REPO_ROOT
 
-# Overridable so that tests (and anyone previewing a variant) can run the paper on a
-# copy of the book without touching the repository's executed chapters.
+# overridable: tests run the paper on a copy of the book
 NOTEBOOK_DIR = Path(os.environ.get("RELINK_NOTEBOOK_DIR", REPO_ROOT / "notebooks"))
 BOOK_DIR = Path(os.environ.get("RELINK_BOOK_DIR", REPO_ROOT / "book"))
 CHAPTER_DIR = BOOK_DIR / "chapters"

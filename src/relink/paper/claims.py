@@ -1,31 +1,9 @@
 """The study's quantitative claims, and a computed verdict for each reproduced number.
 
-The study's numbers live here, as data, and reach the book only through this
-module (glued by the claims chapter). The one rating rule is
-:func:`verdict`; :data:`RULE` states it in words, and the claims chapter
-prints that text, so the rule stated is the rule applied. A claim's *test*
-is an interval: the reproduced effect's 95% interval must lie wholly on the
-side of "no effect" that the claim states (a lift's interval above 1; a
-paired ratio's above 1 for a rise; a change's below 0 for a drop).
-Comparisons of two measurements are paired on the same queries
-(:func:`relink.retrieval.contrast.paired_contrast`, computed by the result
-that holds the per-query values: ``contrasts.parquet`` of the ``audit`` and
-``hard_negatives`` results). A verdict is one of:
-
-* ``magnitude`` — the test holds and the number is within a factor of
-  :data:`MAGNITUDE_FACTOR` of the study's (a change in points: within
-  :data:`POINTS_TOLERANCE` point; a count: within the factor, no test);
-* ``direction`` — the test holds, different size; or a qualitative claim
-  whose test holds;
-* ``not`` — the test fails (whatever the size), or neither;
-* ``not applicable`` — the profile has nothing to compare (a claim about the
-  external cohort on a profile without one);
-* ``no study value`` — a measurement beyond the study (the stronger attacker's
-  confident re-links, :mod:`relink.paper.beyond`): the study reported no such
-  number, so there is nothing to rate; the row shows the number and its interval.
-
-The internal and external cohorts are different patients: no claim pairs
-them, and any comparison of the two is descriptive.
+The study's numbers live here, as data, and reach the book only through this module. The one rating rule
+is :func:`verdict`; :data:`RULE` states it in words and the claims chapter prints it, so the rule stated is
+the rule applied. Besides RULE's verdicts, ``not applicable``: a claim about the external cohort on a
+profile without one. Paired contrasts come from the results that hold the per-query values.
 """
 
 from __future__ import annotations
@@ -123,16 +101,6 @@ def _lift_interval(row: pd.Series) -> dict[str, Any]:
             "of": "lift over chance"}
 
 
-def contrast(table: pd.DataFrame, **filters: Any) -> pd.Series:
-    """The one row of a result's ``contrasts.parquet`` matching ``filters``; LookupError if none or several."""
-    mask = np.ones(len(table), dtype=bool)
-    for col, value in filters.items():
-        mask &= (table[col] == value).to_numpy()
-    if mask.sum() != 1:
-        raise LookupError(f"expected one contrast for {filters}, found {int(mask.sum())}")
-    return table[mask].iloc[0]
-
-
 def _paired(row: pd.Series, of: str) -> dict[str, Any]:
     return {"value": float(row["value"]), "low": float(row["ci_low"]), "high": float(row["ci_high"]), "of": of,
             "n_queries": int(row["n_queries"]), "n_patients": int(row["n_patients"])}
@@ -173,8 +141,8 @@ def measurements(res) -> dict[str, tuple]:
     # a rise is a comparison of two models on the same queries: the paired ratio, last rung over first
     order = S.ladder_order(audit)
     ladder = [float(S.one(audit, model=m, cohort=internal, N=100, K=1)["value"]) for m in order]
-    rise = contrast(res.table("audit", "contrasts.parquet"), contrast="rung_vs_first", model=order[-1],
-                    cohort=internal, direction="image_to_report", level="study", N=100, K=1)
+    rise = S.one(res.table("audit", "contrasts.parquet"), contrast="rung_vs_first", model=order[-1],
+                 cohort=internal, direction="image_to_report", level="study", N=100, K=1)
     steps = "every step rises" if S.is_monotone(ladder) else "not every step rises"
     ratio = _paired(rise, "paired ratio of Recall@1, last rung / first")
     out["ladder_rises"] = (ratio["value"], bool(ratio["low"] > 1),
@@ -184,9 +152,9 @@ def measurements(res) -> dict[str, tuple]:
     # paired ratio on the queries a matched pool covers
     n_hn = S.largest_covered_pool(hn, model=top, cohort=internal, negatives="pathology_matched")
     rh = S.one(hn, model=top, cohort=internal, negatives="pathology_matched", N=n_hn, K=1)
-    kept = contrast(res.table("hard_negatives", "contrasts.parquet"), contrast="matched_vs_random", model=top,
-                    cohort=internal, negatives="pathology_matched", direction="image_to_report", level="study",
-                    N=n_hn, K=1)
+    kept = S.one(res.table("hard_negatives", "contrasts.parquet"), contrast="matched_vs_random", model=top,
+                 cohort=internal, negatives="pathology_matched", direction="image_to_report", level="study",
+                 N=n_hn, K=1)
     out["hard_negatives"] = (float(rh["lift"]), S.lift_low(rh) > 1, f"lift, matched pools of {n_hn:,}",
                              {**_lift_interval(rh), "paired": _paired(
                                  kept, "Recall@1 in matched / random pools of the same size, same queries")})
@@ -355,8 +323,7 @@ VERDICT_WORDS = {"magnitude": "reproduced in magnitude", "direction": "reproduce
 
 
 def abstract_sentence(table: pd.DataFrame) -> str:
-    """What chapter 6 says of each claim the abstract repeats (the lifts, the rise, the hard negatives, the DP
-    heads on both cohorts, the linear probe)."""
+    """What chapter 6 says of each claim the abstract repeats."""
     row = table.set_index("key")
     said = []
     for key, what in (("lift_n100", "the lift at N = 100"), ("lift_n10000", "the lift in the largest pools"),

@@ -1,30 +1,11 @@
 """What the ``mimic`` profile costs at the study's sizes: measured rates (benchmarks/costs.py) times work.
 
-The work is counted from the profile and the study's numbers (as
-:mod:`relink.paper.claims` holds them), never typed: the held-out split of
-43,793 MIMIC-CXR pairs, a validation bank a tenth of it (as the ``study``
-re-split draws it), the external CheXpert Plus cohort of 29,296 pairs, and
-the rest of the 406,241 pairs for training. For each stage the rate measured
-on the CPU gives a CPU time; the GPU column is a projection, labelled so:
-
-* embedding on one GPU: the model's counted FLOPs per pair over an assumed
-  sustained GPU rate (:data:`GPU_FLOPS`), or, if slower, full-size JPEG
-  decoding by :data:`LOADER_CORES` loader processes at the measured
-  per-core rate;
-* the audit and the DP sweep: not projected. relink trains the DP heads on
-  the CPU whatever the machine, and the audit's blocked products can use a
-  GPU, for which the CPU time is an upper bound.
-
-An archive (:func:`archive_projection`): the audit of 1 and 10 million
-pairs, from ``benchmarks/audit_scale.py``'s measurements (time per score
-cell of the product pass here, and the audit's time over the bare product of
-the same shapes). On GPUs it is a projection: the bare product at an assumed
-fp32 rate (:data:`GPU_FP32_FLOPS`), times the counting overhead measured on
-this CPU, divided over P processes (each takes a share of the query rows and
-streams every candidate; the counts gathered once are megabytes).
-
-Disk: every EmbeddingSet the profile caches (float32 arrays of the measured
-widths), the rows tables aside.
+The work is counted from the profile and the study's numbers (:data:`relink.paper.claims.CLAIMS`), never
+typed. A GPU column is a projection, labelled so: embedding is the model's FLOPs per pair over
+:data:`GPU_FLOPS`, or, if slower, JPEG decoding by :data:`LOADER_CORES` loaders; the audit is an upper
+bound (its CPU time) and the DP heads train on the CPU whatever the machine. An archive's audit
+(:func:`archive_projection`) is the bare product at :data:`GPU_FP32_FLOPS` times the counting overhead
+measured here, divided over P processes (each takes a share of the query rows).
 """
 
 from __future__ import annotations
@@ -177,8 +158,7 @@ def audit_scale_table(scale: dict[str, Any]) -> pd.DataFrame:
 
 
 def budget_kept(scale: dict[str, Any]) -> str:
-    """Whether every measured run's peak stayed within ``--memory`` above Python + torch (the benchmark's own
-    ``within_budget`` per run), as a clause."""
+    """Whether every measured run stayed ``within_budget`` (``--memory`` above Python + torch), as a clause."""
     over = sorted({r["n"] for r in scale["rows"] if not r["within_budget"]})
     if not over:
         return "within the budget at every size"
@@ -212,20 +192,16 @@ def archive_projection(scale: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# --- the study profile, measured (issue 24) ---------------------------------------------------------------------
-#
-# ``tools/paper_memory.py --profile study`` writes the study run's record: per step of a cold run (each in its own
-# process), per chapter and for the book, ``wall_s`` and ``peak_process_mib``, plus ``complete``, ``divided_by``,
-# ``settings`` and ``caps``. Only a complete run of the unchanged profile at full size counts as the study run.
+# The study profile, measured: ``tools/paper_memory.py --profile study``'s record (per step of a cold run, per
+# chapter and for the book, ``wall_s`` and ``peak_process_mib``, plus ``complete``, ``divided_by``, ``settings``).
 
-#: what the issue asks of the study profile on this machine: end to end within this time, each process within this
+#: what is asked of the study profile on this machine: end to end within this time, each process within this
 STUDY_LIMIT_S = 90 * 60
 STUDY_LIMIT_MIB = 4096
 
 
 def study_run(record: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``record`` when it is a complete run of the ``study`` profile as shipped (full size, no ``--set``), else
-    ``None`` (the appendix then says the study profile was not measured)."""
+    """``record`` if it is a complete run of the ``study`` profile as shipped (full size, no ``--set``)."""
     if not record or record.get("profile") != "study" or not record.get("complete"):
         return None
     if record.get("divided_by", 1) != 1 or record.get("settings"):
@@ -248,8 +224,7 @@ def _steps(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def side_by_side(default: dict[str, Any], study: dict[str, Any] | None) -> pd.DataFrame:
-    """One row per step of a cold run: the default profile's wall time and peak beside the study profile's
-    (``not measured`` where the study run has no such step, or there is no study run)."""
+    """One row per step of a cold run: the default profile's wall time and peak beside the study profile's."""
     d, s = _steps(default), _steps(study) if study else {}
     with_cpu = any("cpu_s" in m for run in (d, s) for m in run.values())
     rows = []
@@ -280,13 +255,9 @@ def study_verdict(study: dict[str, Any]) -> dict[str, Any]:
 def study_projection(study: dict[str, Any], study_profile, profile) -> pd.DataFrame:
     """The credentialed ``profile`` at the study's size, recomputed from the study run's own measurements.
 
-    The study profile audits the study's held-out and external sizes exactly, so its audit steps are the
-    audit's cost at that size for its own number of models: the projection scales them by the credentialed
-    ladder's number of models (the embedding width stays the synthetic model's; a wider model costs more in
-    the products). Its DP step is measured per run, epoch and private pair (everything the step does: the
-    training, the one-run privacy audit, the re-audits) and scaled by the credentialed sweep's runs, epochs and
-    training split. Embedding is not projected from it: the synthetic models are far smaller than the public
-    ones (the table above counts those from their own measured rates)."""
+    The study profile audits the study's sizes exactly: its audit steps scale by the number of models only
+    (at the synthetic model's width). Its DP step scales per run, epoch and private pair. Embedding is not
+    projected from it (the synthetic models are far smaller than the public ones)."""
     steps, w = study["stages"], workload(profile)
     rungs_here = study_profile.train_rungs
     audit_steps = [n for n in ("result audit", "result hard_negatives") if n in steps]
@@ -311,8 +282,7 @@ def study_projection(study: dict[str, Any], study_profile, profile) -> pd.DataFr
 
 
 def study_sentence(study: dict[str, Any] | None, study_profile) -> str:
-    """What the appendix says of the study run: its measured totals against the limits and its caps, or that it
-    was not measured (never a number typed in)."""
+    """What the appendix says of the study run: its totals against the limits and its caps."""
     caps = study_profile.caps()
     capped = ("It does less than the study in these places, each a field of the profile: " + "; ".join(caps) + "."
               if caps else "It caps nothing.")

@@ -1,11 +1,5 @@
-"""Tables as a reader sees them: readable headers with units, no row index, no NaN.
-
-The tidy tables of :mod:`relink.paper.results` keep machine names
-(``recall_before_%``, ``pathology_matched``); a chapter shows them through
-:func:`show`, which renames columns and values with :data:`HEADERS` and
-:data:`VALUES`, formats numbers per column, hides pandas' 0-based row index
-and writes a missing value as an em dash, never as ``nan`` or ``None``.
-"""
+"""Tables as a reader sees them (:func:`show`): readable headers with units, no row index, and a missing
+value as an em dash, never ``nan`` or ``None``."""
 
 from __future__ import annotations
 
@@ -126,13 +120,12 @@ def prose(text: str) -> Prose:
 
 
 def framed(page: str, height: int = 900) -> str:
-    """A standalone HTML page shown inside a chapter, in an ``iframe`` so that its stylesheet and the
-    book's leave each other alone. (No ``sandbox``: Chromium then draws a blank frame for a page
-    with its own Content-Security-Policy; the report's policy already forbids scripts and any request.)"""
+    """A standalone HTML page inside a chapter, in an ``iframe`` so that its stylesheet and the book's leave
+    each other alone. No ``sandbox``: Chromium then draws a blank frame for a page with its own
+    Content-Security-Policy (the report's forbids scripts and any request)."""
     import html
 
-    # Full height once loaded: the book page (not the report, whose policy forbids scripts) sizes the
-    # frame to its content, so the report reads as part of the page; ``height`` holds without scripts.
+    # the book page sizes the frame to its content once loaded; ``height`` holds without scripts
     fit = "this.style.height=(this.contentDocument.documentElement.scrollHeight+2)+'px'"
     return (f'<div class="relink-framed"><iframe title="The custodian\'s report" '
             f'srcdoc="{html.escape(page, quote=True)}" onload="{fit}" '

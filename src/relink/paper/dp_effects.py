@@ -1,13 +1,7 @@
-"""The DP effect in words and claim rows, from result ``dp``'s paired contrasts (``contrasts.parquet``).
+"""The DP effect in words and claim rows, from the paired contrasts of results ``dp`` and ``retrained``.
 
-DP's own effect is the contrast of DP heads with heads trained the same way
-without DP (``dp_vs_no_dp``: same start, bank, epochs, temperature); the
-contrast with the model before mitigation (``dp_vs_before``) mixes it with
-what retraining the heads does by itself (``no_dp_vs_before``). Every figure
-here is a paired relative change (patient jackknife interval) on the same rows, with
-its 95% interval; "monotone" is said only where each step's interval
-excludes 0. :func:`retrained_sentence` reads result ``retrained``: heads an
-attacker re-trains on public pairs, against the DP and the original heads.
+DP's own effect is ``dp_vs_no_dp`` (the control: the same training without DP); ``dp_vs_before`` mixes it
+with what retraining the heads does by itself. "Monotone" is said only where each step's interval excludes 0.
 """
 
 from __future__ import annotations
@@ -68,11 +62,7 @@ def monotone_sentence(table: pd.DataFrame, cohort: str) -> str:
 
 
 def retrained_sentence(table: pd.DataFrame, name: str = "the held-out internal rows") -> str:
-    """Result ``retrained``'s verdict in one sentence: do heads re-trained on public pairs undo the DP heads?
-
-    "As well as the original" means the paired interval of the re-trained heads against the original heads
-    reaches 0 or above; the DP heads then protect nothing against this attacker.
-    """
+    """Result ``retrained``'s verdict in one sentence: do heads re-trained on public pairs undo the DP heads?"""
     if table.empty:
         return "This profile has no external cohort, so no public set to re-train heads on: the attacker was not run."
     cohort = str(table["cohort"].iloc[0])
@@ -96,12 +86,7 @@ def retrained_sentence(table: pd.DataFrame, name: str = "the held-out internal r
 
 
 def claim_rows(table: pd.DataFrame, epsilon: float, internal: str, external: str | None) -> dict[str, tuple]:
-    """Chapter 6's DP rows: the study's design (DP heads vs the model before mitigation), with DP's own effect named.
-
-    The study's -61.8% compares the mitigated model with the model before
-    mitigation; the matching contrast here is ``dp_vs_before``, paired; the
-    "how" column also gives DP's own effect against retraining without DP.
-    """
+    """Chapter 6's DP rows in the study's design (``dp_vs_before``), with DP's own effect named in "how"."""
     out = {}
     for key, cohort in (("dp_drop_internal", internal), ("dp_transfer_external", external)):
         row = None if cohort is None else contrast(table, "dp_vs_before", cohort, epsilon)
@@ -116,8 +101,8 @@ def claim_rows(table: pd.DataFrame, epsilon: float, internal: str, external: str
 
 
 def audit_figure(audits: pd.DataFrame):
-    """The one-run audit per run: the empirical 95% lower bound on ε against the claimed ε (the diagonal: claim =
-    bound; a point above it would be a bug). The run without DP, which claims nothing, is a dashed horizontal line."""
+    """The one-run audit per run: the empirical 95% lower bound on ε against the claimed ε (a point above the
+    diagonal would be a bug); the run without DP, which claims nothing, a dashed horizontal line."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.6, 4.0), layout="constrained")

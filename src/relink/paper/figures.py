@@ -1,9 +1,5 @@
-"""The book's figures, drawn from tidy tables.
-
-Figures are built with :class:`matplotlib.figure.Figure` (not pyplot) so a
-notebook shows each exactly once, where it returns it, and ``glue`` can store
-it for other pages.
-"""
+"""The book's figures, drawn from tidy tables, as :class:`matplotlib.figure.Figure` (not pyplot): a notebook
+shows each exactly once, where it returns it, and ``glue`` can store it for other pages."""
 
 from __future__ import annotations
 
@@ -95,7 +91,9 @@ def _plain_log_axes(ax) -> None:
         axis.set_minor_formatter(NullFormatter())
 
 
-def _recall_lines(ax, table: pd.DataFrame, cohort: str, K: int, lift: bool) -> None:
+def _recall_figure(table: pd.DataFrame, cohort: str, K: int, lift: bool) -> Figure:
+    """Recall@K (%), or its lift over chance, against N per rung, with intervals and the chance line."""
+    fig, ax = _axes(6.4, 4.4)
     for i, model in enumerate(S.ladder_order(table)):
         rows = S.pick(table, model=model, cohort=cohort, K=K)
         rows = rows[rows["pool"] != "full"].sort_values("N")
@@ -105,32 +103,26 @@ def _recall_lines(ax, table: pd.DataFrame, cohort: str, K: int, lift: bool) -> N
     ax.set_yscale("log")
     ax.set_xlabel("candidate pool size N (reports)")
     ax.grid(True, which="both", alpha=0.3)
+    if lift:
+        ax.axhline(1, color="k", ls="--", label="chance")
+        ax.set_ylabel(f"lift of Recall@{K} over chance (×)")
+    else:
+        rows = S.pick(table, cohort=cohort, K=K)
+        Ns = np.sort(rows.loc[rows["pool"] != "full", "N"].unique())
+        ax.plot(Ns, 100 * np.minimum(K, Ns) / Ns, "k--", label="chance")
+        ax.set_ylabel(f"Recall@{K}, image → report (%)")
+    ax.set_title(cohort)
+    _plain_log_axes(ax)
+    _legend_below(fig, ax, ncols=4)
+    return fig
 
 
 def recall_vs_pool(table: pd.DataFrame, cohort: str, K: int = 1) -> Figure:
-    """Recall@K (%) against N per rung, with intervals and the chance line."""
-    fig, ax = _axes(6.4, 4.4)
-    _recall_lines(ax, table, cohort, K, lift=False)
-    rows = S.pick(table, cohort=cohort, K=K)
-    Ns = np.sort(rows.loc[rows["pool"] != "full", "N"].unique())
-    ax.plot(Ns, 100 * np.minimum(K, Ns) / Ns, "k--", label="chance")
-    ax.set_ylabel(f"Recall@{K}, image → report (%)")
-    ax.set_title(cohort)
-    _plain_log_axes(ax)
-    _legend_below(fig, ax, ncols=4)
-    return fig
+    return _recall_figure(table, cohort, K, lift=False)
 
 
 def lift_vs_pool(table: pd.DataFrame, cohort: str, K: int = 1) -> Figure:
-    """Recall@K over chance (x) against N per rung, with intervals."""
-    fig, ax = _axes(6.4, 4.4)
-    _recall_lines(ax, table, cohort, K, lift=True)
-    ax.axhline(1, color="k", ls="--", label="chance")
-    ax.set_ylabel(f"lift of Recall@{K} over chance (×)")
-    ax.set_title(cohort)
-    _plain_log_axes(ax)
-    _legend_below(fig, ax, ncols=4)
-    return fig
+    return _recall_figure(table, cohort, K, lift=True)
 
 
 def hard_negatives(table: pd.DataFrame, model: str, cohort: str, K: int = 1) -> Figure:
@@ -169,8 +161,7 @@ def hard_negatives(table: pd.DataFrame, model: str, cohort: str, K: int = 1) -> 
 
 
 def frontier(effects: pd.DataFrame, K: int = 1) -> Figure:
-    """Recall@K (%) against epsilon per cohort, at the largest pool each cohort fills; the model
-    before mitigation and the non-private retraining as reference lines."""
+    """Recall@K (%) against epsilon per cohort at its largest pool, with the states before and non-private."""
     fig, ax = _axes(6.4, 4.8)
     for i, cohort in enumerate(effects["cohort"].unique()):
         color = f"C{i}"
@@ -205,9 +196,8 @@ def _quantity(metric: str) -> str:
 
 
 def utility(util: pd.DataFrame) -> Figure:
-    """Grouped bars of each utility metric before / after DP (/ non-private): one panel per quantity
-    (AUROC, Recall@1, the member gap), so a small value is never drawn beside a large one of
-    another kind."""
+    """Grouped bars of each utility metric per state: one panel per quantity, so a small value is never drawn
+    beside a large one of another kind."""
     rows = util[util["features"] == "projected"]
     metrics = list(rows["metric"].unique())
     states = list(rows["state"].unique())
@@ -232,9 +222,8 @@ def utility(util: pd.DataFrame) -> Figure:
 
 
 def attacker_curves(curves: pd.DataFrame, order: list[str], targets: tuple[float, ...] = (0.9, 0.99)) -> Figure:
-    """The threshold attacker's precision against its recall (both %) per rung at one pool N: solid
-    before mitigation; in the strongest rung's colour, dashed its DP heads and dash-dotted heads re-trained
-    on public pairs; dotted: the precision targets."""
+    """The threshold attacker's precision against its recall (both %) per rung at one pool N: solid before
+    mitigation, dashed the DP heads, dash-dotted heads re-trained on public pairs; dotted the targets."""
     from .beyond import STATES, curve_points
 
     fig, ax = _axes(6.4, 4.6)
@@ -258,8 +247,7 @@ def attacker_curves(curves: pd.DataFrame, order: list[str], targets: tuple[float
 
 
 def confident_bars(confident: pd.DataFrame, metric: str = "relinked_best") -> Figure:
-    """Images re-linked at each precision target (% of queries, 95% intervals as error bars), per rung
-    before mitigation and for the strongest rung's DP heads."""
+    """Images re-linked (%) at each precision target, with 95% intervals, per rung and state."""
     targets = sorted(confident["precision_target"].dropna().astype(float).unique())
     rows = confident[confident["metric"] == metric].sort_values(["rung", "state"])
     groups = [(int(r), s) for r, s in rows[["rung", "state"]].drop_duplicates().itertuples(index=False)]

@@ -1,12 +1,9 @@
-"""The default profile's footprint where Binder runs it: wall time and peak resident memory, per step and per chapter.
+"""The default profile's footprint where Binder runs it: wall time and peak memory, per step and per chapter.
 
-Reads what ``tools/paper_memory.py`` writes (``benchmarks/results/paper_memory.json``): for each step of a
-cold ``relink paper`` (each stage and result in its own fresh process, as the run itself builds them:
-:mod:`relink.paper.isolated`) and for each chapter re-run in a fresh kernel with every artifact present,
-``wall_s``, ``peak_process_mib`` (the largest single process, the one a memory limit stops first) and
-``peak_tree_mib`` (the largest sum over the process tree). Binder's session limit is taken as
-:data:`BINDER_LIMIT_MIB`; a Binder image is built by ``postBuild``, which runs the cold steps and the
-chapters, so their summed wall time is what the build spends on the paper.
+Reads ``tools/paper_memory.py``'s record: per step of a cold run (each in a fresh process) and per chapter
+(a fresh kernel), ``wall_s``, ``peak_process_mib`` (the largest single process, the one a memory limit
+stops first) and ``peak_tree_mib`` (the largest sum over the process tree). Binder's ``postBuild`` runs
+the steps and the chapters, so their summed wall time is what the image's build spends on the paper.
 """
 
 from __future__ import annotations
@@ -42,8 +39,7 @@ def largest(mem: dict[str, Any], kind: str) -> tuple[str, int]:
 
 
 def glue_values(mem: dict[str, Any], titles: dict[str, str] | None = None) -> dict[str, Any]:
-    """The numbers the costs chapter states, and one sentence that says them (peaks against Binder's limit,
-    and the build's time), which also says when the file holds no chapter measurements."""
+    """The numbers the costs chapter states, and one sentence that says them."""
     step, step_mib = largest(mem, "step")
     over = [n for k, n, m in _rows(mem) if m["peak_process_mib"] > BINDER_LIMIT_MIB]
     verdict = "every step and every chapter measured stays below it" if not over else "above it: " + ", ".join(over)

@@ -1,13 +1,9 @@
 """Build what a paper run lacks one step at a time, each step in a fresh process.
 
-Memory a step frees (a trained model, an embedding pass, torch's and the allocator's caches) is not
-always returned to the system, so one process that trains the ladder, embeds both cohorts and then
-builds every result holds the sum of their high-water marks (measured: about 2 GB on the default
-profile, above what a Binder session is given). Run as separate processes, the run's peak is the
-largest single step's. The steps are the stages the results stand on (generated or loaded cohorts,
-the ladder, each cohort's embeddings), then each missing result in dependency order; each child
-builds exactly one step into the shared content-keyed cache, which the parent then only reads.
-When every needed result is already cached, nothing is spawned (a prose-only run stays fast).
+Memory a step frees is not always returned to the system, so one process that builds every step holds
+the sum of their high-water marks (about 2 GB on the default profile, above a Binder session's); apart,
+the run's peak is the largest step's. Each child builds one step into the shared cache, which the parent
+then only reads; when every needed result is cached, nothing is spawned.
 """
 
 from __future__ import annotations
@@ -53,8 +49,7 @@ def step_code(record: str, root: Path, step: str) -> str:
 
 
 def steps(profile: Profile, needed, root: Path) -> list[str]:
-    """What a run must build: every stage (cheap when cached) then each missing result (``"result NAME"``);
-    nothing when every needed result is cached."""
+    """Every stage (cheap when cached), then each missing result (``"result NAME"``); nothing if none is."""
     results = missing_results(profile, needed, root)
     return [*STAGES, *(RESULT + name for name in results)] if results else []
 

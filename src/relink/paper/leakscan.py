@@ -1,7 +1,5 @@
-"""The paper's leak scan: which files of a run are published, and the cohorts they are scanned against.
-
-The scanner itself is :mod:`relink.leakscan`.
-"""
+"""The paper's leak scan (:mod:`relink.leakscan`): which files of a run are published, and the cohorts they
+are scanned against."""
 
 from __future__ import annotations
 
@@ -11,8 +9,8 @@ import pandas as pd
 
 
 def result_files(results: dict[str, Path]) -> list[Path]:
-    """The files of a run's results that a chapter may publish: tables, records and figures, not the
-    EmbeddingSets and checkpoints kept beside them (those hold row ids by design and are never published)."""
+    """The files of a run's results that a chapter may publish: not the EmbeddingSets and checkpoints kept
+    beside them (those hold row ids by design and are never published)."""
     files = []
     for name, folder in results.items():
         if name.startswith("_"):

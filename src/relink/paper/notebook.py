@@ -1,10 +1,7 @@
 """What a chapter notebook calls: open the (cached) results of a profile, glue numbers.
 
-Notebooks stay thin: they call :func:`open_results`, pick numbers with
-:mod:`relink.paper.summaries`, draw with :mod:`relink.paper.figures` and glue.
-When ``relink paper`` runs a chapter the results already exist and opening
-them is instant; a reader who opens a chapter on its own (Binder, Jupyter)
-gets them built on first use, from the same cache.
+A reader who opens a chapter on its own (Binder, Jupyter) gets its results built on first use, from the
+same cache ``relink paper`` fills.
 """
 
 from __future__ import annotations
@@ -12,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -25,10 +22,6 @@ class Results:
     profile: Profile
     paths: dict[str, Path]
 
-    @property
-    def root(self) -> Path:
-        return self.paths["_root"]
-
     def table(self, result: str, name: str) -> pd.DataFrame:
         return read_table(self.paths[result] / name)[0]
 
@@ -40,12 +33,8 @@ class Results:
 
 
 def _register_figure_display() -> None:
-    """Let IPython render bare matplotlib ``Figure`` objects (and glued ones) as PNG.
-
-    The figures are built without pyplot (so each shows once), which means the
-    inline backend never registers its formatter; without this they print as
-    ``<Figure size ...>`` text.
-    """
+    """Let IPython render bare matplotlib ``Figure`` objects (and glued ones) as PNG: built without pyplot,
+    they would otherwise print as ``<Figure size ...>`` text."""
     try:
         from IPython import get_ipython
         from IPython.core.pylabtools import select_figure_formats
@@ -56,20 +45,15 @@ def _register_figure_display() -> None:
         select_figure_formats(shell, {"png"}, dpi=110)
 
 
-def open_results(profile: str = "synthetic", artifacts: str = "", chapter: str | None = None,
-                 needed: Iterable[str] = ()) -> Results:
-    """The results a chapter reads (its header's ``results``), or those ``needed``: built if missing,
-    else reused from the profile's cache.
-
-    ``profile`` is a profile name (a reader running a chapter alone) or the
-    JSON record ``relink paper`` passes (:meth:`Profile.record`).
-    """
+def open_results(profile: str = "synthetic", artifacts: str = "", chapter: str | None = None) -> Results:
+    """The results a chapter reads, built if missing. ``profile``: a profile name, or the JSON record
+    ``relink paper`` passes."""
     from .chapters import chapter as find_chapter
     from .results import build_results
 
     _register_figure_display()
     prof = Profile.from_record(profile) if profile.lstrip().startswith("{") else get_profile(profile)
-    names = find_chapter(chapter).results if chapter else tuple(needed)
+    names = find_chapter(chapter).results if chapter else ()
     paths = build_results(prof, list(names), artifacts or None, quiet=True)
     return Results(prof, paths)
 

@@ -1,36 +1,13 @@
 """Run profiles of the paper: which cohorts, which model ladder, how much of everything.
 
-* ``synthetic`` (default) — everything from the generator, no downloads; holds
-  at least 10,000 held-out internal pairs so that N = 10,000 is a real pool.
-  A few minutes on 2 CPU cores.
-* ``smoke`` — the same pipeline, tiny, for tests and CI.
-* ``study`` — the generator at the study's own sizes: 406,241 pairs of
-  126,804 patients, an internal held-out split of 43,793 pairs and an
-  external cohort of 29,296 (exactly: the patient counts, the split
-  fractions and the studies-per-patient table are chosen for the seed so).
-  Made to run end to end on 2 CPU cores in about 90 minutes, so some work is
-  capped; :meth:`Profile.caps` states each cap (the book prints them).
-  Not in CI (``make paper PROFILE=study``).
-* ``mimic`` — MIMIC-CXR-JPG (internal) and, when its root is given, CheXpert
-  Plus (external) from local paths; the public model ladder of
-  :mod:`relink.models.ladder`; GPU recommended. Never run in CI.
-* ``chexpert-plus`` — CheXpert Plus alone (its own train/valid/test splits).
+``synthetic`` (default: the generator, N = 10,000 a real pool), ``smoke`` (tiny, for tests), ``study`` (the
+generator at the study's own sizes, capped to run in about 90 minutes on 2 cores: :meth:`Profile.caps`),
+``mimic`` and ``chexpert-plus`` (credentialed data from the paths in :data:`DATA_ENV`'s environment
+variables, never from code). ``RELINK_LADDER`` or ``--set ladder=...`` replaces the ladder (model specs,
+weakest first, ``SPEC`` or ``NAME=SPEC``); ``--set key=value`` overrides any other field.
 
-Real data paths come from environment variables (never from code):
-``RELINK_MIMIC_IMAGES`` (the MIMIC-CXR-JPG ``files/`` parent folder, with its
-metadata CSVs), ``RELINK_MIMIC_REPORTS`` (the MIMIC-CXR reports folder) and
-``RELINK_CHEXPERT_PLUS_ROOT``. The model ladder is the profile's default
-(trained here for the synthetic profiles; the study's public models for the
-credentialed ones) unless ``RELINK_LADDER`` or ``--set ladder=...`` names
-model specs, comma-separated, weakest first (``SPEC`` or ``NAME=SPEC``; any
-spec :func:`relink.models.load_model` takes, local checkpoint folders and
-``ARCH:/path/weights.pt`` included). ``relink paper --set key=value``
-overrides any other field of a profile.
-
-A profile travels to the chapter notebooks as one JSON record
-(:meth:`Profile.record`, :meth:`Profile.from_record`): typed on both ends,
-with data paths left out (published chapters must not hold local paths; a
-credentialed profile reads them from the environment again).
+A profile travels to the chapters as one JSON record (:meth:`Profile.record`) without data paths; a
+credentialed profile reads them from the environment again.
 """
 
 from __future__ import annotations
@@ -41,9 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import RelinkError
-
-CREDENTIALED = ("mimic", "chexpert-plus")
-
 
 @dataclass(frozen=True)
 class Profile:
@@ -106,12 +80,8 @@ class Profile:
         return dataclasses.asdict(self)
 
     def record(self) -> dict[str, Any]:
-        """Every field as JSON values, local paths left out: what a chapter receives, stores and publishes.
-
-        Data paths are dropped and a custom ladder is named by its rungs (a local
-        checkpoint by its folder name): :meth:`from_record` reads both from the
-        environment again (``RELINK_*``, ``RELINK_LADDER``).
-        """
+        """Every field as JSON values, what a chapter receives and publishes: no data paths, and a custom
+        ladder named by its rungs (:meth:`from_record` reads both from the environment again)."""
         from ..io import canonical
 
         record = canonical(self.as_dict())
@@ -134,9 +104,8 @@ class Profile:
         return _checked(dataclasses.replace(base, **changes))
 
     def caps(self) -> tuple[str, ...]:
-        """Every place where this profile does less than the study did, one sentence each (empty: none).
-
-        Read from the fields, so a ``--set`` that lifts a cap removes its sentence."""
+        """Every place where this profile does less than the study did, one sentence each, read from the fields
+        (a ``--set`` that lifts a cap removes its sentence)."""
         out = []
         if self.train_max_pairs:
             out.append(f"the ladder trains on a seeded subset of at most {self.train_max_pairs:,} pairs of the "
@@ -178,12 +147,9 @@ PROFILES: dict[str, Profile] = {
         dp_epochs=2,
         dp_batch_size=64,
     ),
-    # The study's sizes (issue 24): 117,648 + 9,156 patients, a studies-per-patient table of mean ~3.2 (the
-    # study's 406,241 / 126,804) and split fractions that give, for synth_seed 2606, exactly 406,241 pairs,
-    # 43,793 internal held-out (test) pairs and 29,296 external pairs (checked by the profile's test).
-    # Caps (see Profile.caps) keep it within ~90 minutes on 2 CPU cores: the ladder trains on as many pairs
-    # as the default profile's, DP and probes fit on a subset of the training split, and the sweep keeps
-    # the headline epsilon and its no-DP control.
+    # The study's sizes: for synth_seed 2606 these patients, studies per patient (mean ~3.2) and split fractions
+    # give exactly 406,241 pairs, 43,793 held-out and 29,296 external pairs (checked by the profile's test);
+    # the caps (Profile.caps) keep it within ~90 minutes on 2 CPU cores.
     "study": Profile(
         name="study",
         internal_patients=117648,
@@ -194,11 +160,9 @@ PROFILES: dict[str, Profile] = {
         fit_max_pairs=20000,
         epsilons=(0.34, None),
     ),
-    # MIMIC-CXR's training split holds ~2e5 frontal studies of ~6e4 patients: the study's delta = 6e-6 gives
-    # n x delta ~ 0.3 even per patient, so delta is derived from n (about 1e-6 per patient), and the
-    # (epsilon, delta) is stated per patient.
-    # The official MIMIC-CXR test split holds a few thousand studies, too few for the study's pools of
-    # 10,000: the default re-split holds out a set the study's size (--set split=official keeps the release's).
+    # MIMIC-CXR: the study's delta = 6e-6 gives n x delta ~ 0.3 even per patient, so delta is derived from n and
+    # stated per patient; the official test split is too small for pools of 10,000, so the default re-split
+    # holds out a set the study's size.
     "mimic": Profile(name="mimic", credentialed=True, embed_batch_size=128, dp_epochs=10, dp_privacy_unit="patient",
                      split="study"),
     # CheXpert Plus releases train and valid only: a patient-disjoint re-split gives the held-out
@@ -220,25 +184,24 @@ def _coerce(current: Any, text: str) -> Any:
         return None if text.strip().lower() == "none" else float(text)
     if isinstance(current, bool):
         return text.lower() in ("1", "true", "yes", "on")
-    if isinstance(current, int) and not isinstance(current, bool):
+    if isinstance(current, int):
         return int(text)
     if isinstance(current, float):
         return float(text)
     if isinstance(current, tuple):
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        out = []
-        for t in items:
-            if t in ("full", "none", "None"):
-                out.append(None if t.lower() == "none" else t)
-                continue
-            try:
-                out.append(int(t))
-            except ValueError:
-                try:
-                    out.append(float(t))
-                except ValueError:
-                    out.append(t)
-        return tuple(out)
+        return tuple(_item(t.strip()) for t in text.split(",") if t.strip())
+    return text
+
+
+def _item(text: str) -> Any:
+    """One item of a list field: ``full``, none, an int, a float, or the text."""
+    if text in ("full", "none", "None"):
+        return None if text.lower() == "none" else text
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
     return text
 
 
@@ -303,10 +266,8 @@ SIZE_FIELDS = ("internal_patients", "external_patients", "train_max_pairs", "fit
 
 
 def scaled(profile: Profile, divisor: int) -> Profile:
-    """``profile`` with every size (:data:`SIZE_FIELDS`) divided by ``divisor`` (at least 1 where it was set):
-    the same code path at a fraction of the cost, for tests. The finite pools shrink with the held-out split:
-    those above the largest one divided by ``divisor`` are left out (``full`` stays). Fractions, seeds and
-    settings stay."""
+    """``profile`` with every size (:data:`SIZE_FIELDS`) divided by ``divisor`` (at least 1 where it was set),
+    for tests; finite pools above the largest one divided by ``divisor`` are left out."""
     if divisor == 1:
         return profile
     if divisor < 1:

@@ -1,19 +1,12 @@
 """Execute chapters with papermill (only those whose inputs changed), then build the book.
 
-A chapter receives the profile as one JSON record (:meth:`Profile.record`)
-and the artifact folder; its input hash covers its notebook source, the
-whole relink source, that record and the artifact ids of the results it
-reads.
-The hash and the provenance (commit, package versions, parameters, data and
-model fingerprints) are stamped into the executed notebook's metadata under
-``relink``; a chapter whose stored hash equals the new one is not executed
-again, so a prose-only change rebuilds the book without running a notebook.
+A chapter's inputs (:func:`chapter_inputs`) and provenance are stamped into the executed notebook's
+metadata under ``relink``; a prose-only change rebuilds the book without running a notebook.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -30,8 +23,6 @@ from .chapters import BOOK_DIR, CHAPTER_DIR, Chapter, select
 from .profiles import Profile
 from .stages import default_root
 
-log = logging.getLogger(__name__)
-
 
 def notebook_source_hash(chapter: Chapter) -> str:
     if not chapter.source.is_file():
@@ -40,8 +31,7 @@ def notebook_source_hash(chapter: Chapter) -> str:
 
 
 def chapter_inputs(chapter: Chapter, profile: Profile, results: dict[str, Path]) -> dict[str, Any]:
-    """Everything a chapter's output depends on, as stored in its metadata (canonical JSON, so that
-    a stored copy compares equal)."""
+    """Everything a chapter's output depends on, as canonical JSON (a stored copy compares equal)."""
     from .results import with_upstream
 
     return canonical({
@@ -79,11 +69,8 @@ def _to_ipynb(chapter: Chapter, dest: Path) -> None:
 
 def execute_chapter(chapter: Chapter, profile: Profile, results: dict[str, Path], force: bool = False,
                     scan: Callable[[Path], list] | None = None) -> bool:
-    """Run one chapter into ``book/chapters``; return whether it was executed (False: up to date).
-
-    ``scan`` (credentialed profiles) checks the executed notebook before it is put in place: a
-    finding raises and leaves no chapter behind.
-    """
+    """Run one chapter into ``book/chapters``; whether it was executed (False: up to date). ``scan``
+    (credentialed profiles) checks it before it is put in place: a finding leaves no chapter behind."""
     import papermill as pm
 
     inputs = chapter_inputs(chapter, profile, results)
@@ -105,8 +92,7 @@ def execute_chapter(chapter: Chapter, profile: Profile, results: dict[str, Path]
             pm.execute_notebook(
                 str(src), str(out), parameters=params, kernel_name="python3", cwd=str(REPO_ROOT),
                 progress_bar=False, log_output=False, request_save_on_cell_execute=False,
-                # the kernel's own start-up and shut-down chatter (a local kernel over loopback
-                # TCP) would fill the user's log with a warning per chapter
+                # the kernel's start-up and shut-down chatter would fill the log with a warning per chapter
                 extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
             )
         except pm.PapermillExecutionError as exc:
@@ -153,15 +139,13 @@ def _stamp(path: Path, chapter: Chapter, profile: Profile, inputs: dict[str, Any
     nbformat.write(nb, path)
 
 
-def build_book(strict: bool = False, all_files: bool = False) -> int:
-    """``jupyter-book build book/`` (strict: ``-W -n --keep-going``); returns its exit code."""
+def build_book(strict: bool = False) -> int:
+    """``jupyter-book build book/`` (strict: every page, ``-W -n --keep-going``); returns its exit code."""
     exe = Path(sys.executable).with_name("jupyter-book")
     book = BOOK_DIR.relative_to(REPO_ROOT) if BOOK_DIR.is_relative_to(REPO_ROOT) else BOOK_DIR
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", f"{book}/"]
     if strict:
-        cmd[2:2] = ["-W", "-n", "--keep-going"]
-    if all_files:
-        cmd.insert(2, "--all")
+        cmd[2:2] = ["--all", "-W", "-n", "--keep-going"]
     print("$ " + " ".join(cmd))
     return subprocess.run(cmd, cwd=REPO_ROOT).returncode
 
@@ -184,8 +168,7 @@ def run_paper(
     needed = sorted({r for c in chapters for r in c.results})
     t0 = time.perf_counter()
     print(f"relink paper: profile {profile.name}; chapters {', '.join(c.number for c in chapters)}")
-    # what is missing is built step by step in fresh processes, so this process never holds the sum of
-    # the steps' memory (relink.paper.isolated); then every result is read from the cache
+    # what is missing is built step by step in fresh processes (relink.paper.isolated), then read here
     code = build_isolated(profile, needed, Path(artifacts_root) if artifacts_root else default_root(profile))
     if code:
         return code
@@ -202,7 +185,7 @@ def run_paper(
         execute_chapter(chapter, profile, results, force=force, scan=scan)
     if not book:
         return 0
-    code = build_book(strict=strict, all_files=strict)
+    code = build_book(strict=strict)
     print(f"relink paper: done in {time.perf_counter() - t0:.1f} s; open book/_build/html/index.html")
     return code
 
@@ -220,11 +203,9 @@ def staleness(chapter: Chapter) -> str | None:
 
 
 def book_problems(chapters: list[Chapter]) -> list[str]:
-    """Every reason the executed chapters cannot make one consistent book: missing or stale
-    chapters, chapters of different profiles, or chapters whose result tables were rebuilt since."""
+    """Every reason the executed chapters cannot make one consistent book."""
     from .profiles import PROFILES
     from .results import registry
-    from .stages import default_root
 
     problems = [f"{c.stem} ({why})" for c in chapters if (why := staleness(c))]
     if problems:

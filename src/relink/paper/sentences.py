@@ -1,11 +1,7 @@
-"""Sentences the book glues as text where a number alone could not say it.
+"""Sentences the book glues where a number alone could not say it, numbers formatted here, once.
 
-A profile without an external cohort (``chexpert-plus``) has no external
-figure to print: the chapters and the introduction glue one of these
-sentences instead, which says so ("not applicable"), so that no page ever
-shows ``nan``. The claims chapter states which split produced its numbers
-from the profile itself (:func:`split_sentence`). Each function returns one
-or two complete sentences; numbers are formatted here, once.
+A profile without an external cohort gets a sentence that says so ("not applicable"), so that no page
+ever shows ``nan``.
 """
 
 from __future__ import annotations
@@ -32,20 +28,11 @@ def external_cohort(summary: pd.DataFrame) -> str:
             f"from {int(external['patients'].sum()):,} patients.")
 
 
-def _external_pool(table: pd.DataFrame, external: str, want: int = 100, **filters) -> int:
-    """``want`` when the external cohort fills it, else its largest finite pool."""
-    rows = S.pick(table, cohort=external, **filters)
-    finite = sorted(int(n) for n in rows.loc[rows["pool"] != "full", "N"].unique())
-    if not finite:
-        raise LookupError(f"no finite pool on {external}")
-    return want if want in finite else finite[-1]
-
-
 def external_relinkage(audit: pd.DataFrame, model: str, external: str | None) -> str:
     """Chapter 2: the strongest model's Recall@1 on the external cohort, or that there is none."""
     if external is None:
         return no_external("re-linkage on a second hospital's data without retraining")
-    N = _external_pool(audit, external, K=1, model=model)
+    N = S.largest_finite_pool(audit, want=100, cohort=external, K=1, model=model)
     row = S.one(audit, model=model, cohort=external, N=N, K=1)
     return (f"On the external cohort ({external}) the strongest model's Recall@1 at N = {N:,} is "
             f"{100 * row['value']:.1f}% ({row['lift']:.1f} times chance, 95% CI "

@@ -1,21 +1,9 @@
-"""The expensive, cached stages every result stands on: cohorts, the model ladder, embeddings.
+"""The expensive, cached stages every result stands on, under ``artifacts/<profile>`` unless told otherwise.
 
-Each stage is a content-keyed artifact of the one cache (:mod:`relink.paper.cache`)
-under the profile's artifact folder (``artifacts/<profile>`` in the
-repository unless told otherwise); training and embedding resume after an
-interruption:
-
-* ``cohort-internal/cohort``, ``cohort-external/cohort`` — cohort folders
-  (generated for the synthetic profiles; for real profiles a manifest that
-  points at the dataset where it lies);
-* ``ladder`` — the synthetic specialization ladder (``relink train``);
-  real profiles name public models (:mod:`relink.models.ladder`);
-* ``embeddings/<role>/<rung>`` — EmbeddingSets of every rung, made in one pass
-  per cohort (``relink embed``'s :func:`~relink.embed.embed_many`), keyed by
-  the rungs' weights, the cohort and the embedding code.
-
-:func:`rung_ids` is what the embeddings (and so every result) depend on,
-known without loading a model.
+``cohort-<role>/`` (generated, or a manifest pointing at the real dataset), ``ladder`` (trained for the
+synthetic profiles; real profiles name public models) and ``embeddings/<role>/<rung>`` (every rung in one
+pass per cohort). Training and embedding resume after an interruption. Keys never run a stage:
+:func:`rung_ids` is what the embeddings depend on, known without loading or training a model.
 """
 
 from __future__ import annotations
@@ -76,8 +64,7 @@ def cohorts(ctx: Context) -> dict[str, Path | None]:
 
 
 def _cohort_plans(ctx: Context) -> dict[str, tuple[dict[str, Any], Any, str] | None]:
-    """Role -> (cache key, builder, name of the cohort inside the artifact), or ``None``: made without
-    reading or writing anything, so that keys downstream never run a stage."""
+    """Role -> (cache key, builder, name of the cohort inside the artifact), or ``None``; reads nothing."""
     p = ctx.profile
     if not p.credentialed:
         from ..synth import generate_cohort
@@ -182,8 +169,7 @@ def load(rung: RungSpec):
 
 
 def rung_ids(ctx: Context) -> dict[str, Any]:
-    """What the ladder's embeddings are a function of, known without loading a model or training one: the
-    ladder (its training key, or the specs), the cohorts and the embedding code."""
+    """What the ladder's embeddings are a function of: the ladder's key or specs, the cohorts, the code."""
     p = ctx.profile
     trained = not p.ladder and not p.credentialed
     # a trained ladder is named by its key (its rungs' display names hold step counts known only after training)
@@ -195,11 +181,9 @@ def rung_ids(ctx: Context) -> dict[str, Any]:
 
 
 def role_embeddings(ctx: Context, role: str) -> dict[int, Path] | None:
-    """Every rung's EmbeddingSet of ``role``'s cohort, made in one pass that decodes each image and
-    tokenizes each report once for all rungs (:func:`relink.embed.embed_many`); ``None`` when the
-    profile has no such cohort. The strongest rung embeds the whole internal cohort (the DP step
-    needs its training and validation splits; with ``fit_max_pairs``, a seeded subset of the training
-    split), the others only its evaluation split."""
+    """Every rung's EmbeddingSet of ``role``'s cohort, made in one pass (``None``: no such cohort). The
+    strongest rung embeds the whole internal cohort (the DP step needs its training and validation splits;
+    with ``fit_max_pairs``, a seeded subset of the training split), the others only its evaluation split."""
     def build() -> dict[int, Path] | None:
         from ..embed import EmbedJob, embed_many
 
@@ -241,8 +225,8 @@ def embeddings(ctx: Context, rung: RungSpec, role: str) -> Path | None:
 
 
 def _local_stamp(spec: str) -> list[Any] | None:
-    """Size and modification time of the local files a spec names, so that a checkpoint replaced
-    under the same path is a cache miss (hub models are immutable by their tag)."""
+    """Size and modification time of the local files a spec names: a checkpoint replaced under the same path
+    is a cache miss."""
     target = spec[len("local-dir:"):] if spec.startswith("local-dir:") else spec
     if not os.path.exists(target):
         target = spec.partition(":")[2]

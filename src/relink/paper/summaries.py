@@ -1,9 +1,7 @@
-"""Plain functions that pick numbers out of the tidy tables (what notebooks glue).
+"""Plain functions that pick numbers and small frames out of the tidy tables (what notebooks glue).
 
-Every function takes a table with the columns of :data:`relink.tables.METRIC_COLUMNS`
-(plus ``rung`` and ``state``/``epsilon`` where noted) and returns plain
-numbers or small frames; a missing row is a :class:`LookupError` naming the
-filter, never a silent NaN.
+Tables carry :data:`relink.tables.METRIC_COLUMNS` plus ``pool`` (``"100"``, ..., ``"full"``), ``rung`` and
+``role`` (``internal`` | ``external``); a missing row is a :class:`LookupError` naming the filter, never NaN.
 """
 
 from __future__ import annotations
@@ -18,12 +16,8 @@ DEFAULTS = {"direction": "image_to_report", "negatives": "random", "level": "stu
 
 
 def pick(table: pd.DataFrame, **filters: Any) -> pd.DataFrame:
-    """Rows matching ``filters`` (defaults: image-to-report, random pools, study level, exact recall).
-
-    Tables written by :mod:`relink.paper.results` carry ``pool`` (``"100"``,
-    ``"full"``, ...), ``rung`` and ``role`` (``internal`` | ``external``) beside
-    the metric columns; a default whose column a table lacks is ignored.
-    """
+    """Rows matching ``filters`` over :data:`DEFAULTS` (a default whose column a table lacks is ignored;
+    ``None``: any value)."""
     want = {**DEFAULTS, **filters}
     mask = np.ones(len(table), dtype=bool)
     for col, value in want.items():
@@ -31,7 +25,7 @@ def pick(table: pd.DataFrame, **filters: Any) -> pd.DataFrame:
             if col in filters:
                 raise LookupError(f"table has no column {col!r}")
             continue
-        if value is None:  # None: do not filter on this column
+        if value is None:
             continue
         if col == "epsilon":
             mask &= np.isclose(table[col].to_numpy(dtype=float), float(value))
@@ -41,13 +35,8 @@ def pick(table: pd.DataFrame, **filters: Any) -> pd.DataFrame:
 
 
 def one(table: pd.DataFrame, **filters: Any) -> pd.Series:
-    """The single row matching ``filters``; LookupError if none or several.
-
-    A finite pool as large as the whole candidate set *is* the full pool: when
-    ``N`` matches both a finite-pool row and the full-pool row of the same
-    size (a cohort of exactly 100 pairs audited at N = 100 and ``full``), the
-    two are one pool and the finite row is returned.
-    """
+    """The single row matching ``filters``; LookupError if none or several. A finite pool as large as the
+    candidate set is the full pool: when ``N`` matches both rows, the finite one is returned."""
     rows = pick(table, **filters)
     if len(rows) == 2 and "pool" in rows.columns and "pool" not in filters and rows["N"].nunique() == 1:
         finite = rows[rows["pool"] != "full"]
@@ -78,9 +67,9 @@ def full_pool_size(table: pd.DataFrame, **filters: Any) -> int:
     return int(rows["N"].max())
 
 
-def is_monotone(values: list[float], increasing: bool = True) -> bool:
-    diffs = np.diff(np.asarray(values, dtype=float))
-    return bool(np.all(diffs > 0) if increasing else np.all(diffs < 0))
+def is_monotone(values: list[float]) -> bool:
+    """Whether every step rises."""
+    return bool(np.all(np.diff(np.asarray(values, dtype=float)) > 0))
 
 
 def relative_change(before: float, after: float) -> float:
@@ -94,13 +83,13 @@ def cohort_names(table: pd.DataFrame) -> tuple[str, str | None]:
     return str(roles["internal"]), (str(roles["external"]) if "external" in roles.index else None)
 
 
-def largest_finite_pool(table: pd.DataFrame, **filters: Any) -> int:
-    """The headline pool: 10,000 when evaluated, else the largest finite pool (not ``full``)."""
+def largest_finite_pool(table: pd.DataFrame, want: int = 10000, **filters: Any) -> int:
+    """The headline pool: ``want`` when evaluated, else the largest finite pool (not ``full``)."""
     rows = pick(table, **filters)
     finite = sorted(int(n) for n in rows.loc[rows["pool"] != "full", "N"].unique())
     if not finite:
         raise LookupError(f"no finite pool for {filters}")
-    return 10000 if 10000 in finite else finite[-1]
+    return want if want in finite else finite[-1]
 
 
 def largest_covered_pool(table: pd.DataFrame, min_coverage: float = 0.5, **filters: Any) -> int:
@@ -179,8 +168,7 @@ HEADS = {"original": "original heads", "dp": "DP heads", "retrained": "heads re-
 
 
 def retrained_table(contrasts: pd.DataFrame) -> pd.DataFrame:
-    """Result ``retrained``'s paired contrasts as chapter 4 shows them: which heads against which, at which pool,
-    the relative change of Recall@1 (%) and its paired interval."""
+    """Result ``retrained``'s paired contrasts as chapter 4 shows them."""
     return pd.DataFrame({
         "Heads": [f"{HEADS[b]} against {HEADS[a]}" for a, b in zip(contrasts["a"], contrasts["b"])],
         "N": contrasts["N"].astype(int),

@@ -1,20 +1,9 @@
 """The paper's results: one module per result, found by name, built in dependency order.
 
-Each module in this package (other than :mod:`.common`) declares ``RESULT``,
-a :class:`Result`: its name, the profile fields and upstream results it
-depends on, whether it reads the ladder's embeddings, and ``build(ctx, tmp,
-upstream)``, which writes its tables into ``tmp`` (``upstream`` maps each
-upstream result's name to its folder). :func:`build_results` builds (or
-reuses, from the one content-keyed cache) the results a run needs and the
-ones they stand on. A chapter names the results it reads in its notebook's
-header (:mod:`relink.paper.chapters`). Adding a result is one new module
-here; adding a chapter is one notebook and a line in ``book/_toc.yml``.
-
-Every result folder holds ``provenance.json`` and its tables (written by
-:func:`relink.paper.results.common.finish`); its key covers the profile
-fields it names, the upstream results' ids, the ladder's ids when it reads
-embeddings, and a hash of the relink source it runs, so a prose-only change
-rebuilds nothing and a code change rebuilds what it touches.
+Each module here (other than :mod:`.common`) declares ``RESULT``, a :class:`Result` whose ``build(ctx,
+tmp, upstream)`` writes its tables and ``provenance.json`` into ``tmp`` (``upstream``: each upstream
+result's folder). Adding a result is one new module. A result's key covers the profile fields it names,
+its upstream results' ids, the ladder's ids when it reads embeddings and the relink source it runs.
 """
 
 from __future__ import annotations
@@ -33,7 +22,7 @@ from ..stages import Context, cohort_ids, default_root, key_id, rung_ids
 
 @dataclass(frozen=True)
 class Result:
-    """One result of the paper (see the package docstring)."""
+    """One result of the paper."""
 
     name: str
     build: Callable[[Context, Path, dict[str, Path]], None]
@@ -44,8 +33,7 @@ class Result:
     module: str = ""
 
     def key(self, ctx: Context, upstream_ids: dict[str, str]) -> dict[str, Any]:
-        """The cache key, from declared inputs only (profile fields, stage and upstream keys, source): it
-        never builds anything. ``upstream_ids`` maps each upstream result to the id of its key."""
+        """The cache key, from declared inputs only: it never builds anything."""
         p = ctx.profile.as_dict()
         own = f"paper/results/{self.module}.py"
         return {"result": self.name, "profile": {f: p[f] for f in self.fields},
@@ -86,17 +74,14 @@ def with_upstream(names) -> list[str]:
     """``names`` and every result they stand on, in build order."""
     reg = registry()
     want: set[str] = set()
-
-    def add(name: str) -> None:
+    todo = list(names)
+    while todo:
+        name = todo.pop()
         if name not in reg:
             raise KeyError(f"unknown result {name!r}; results: {', '.join(reg)}")
         if name not in want:
             want.add(name)
-            for up in reg[name].upstream:
-                add(up)
-
-    for name in names:
-        add(name)
+            todo += reg[name].upstream
     return [name for name in reg if name in want]
 
 

@@ -1,28 +1,13 @@
 """Result ``attacker``: the stronger attacker of the chapter beyond the study (confident re-links).
 
-An attacker who links a released image to its top candidate only when that candidate's score clears a
-threshold t exposes fewer images than Recall@1 counts, but exposes them *with confidence*. For every
-rung of the ladder, and for the strongest rung's DP heads (the headline run of result ``dp``), this
-result audits the held-out internal split at the profile's headline pool N (image to report, study
-level) with confident re-links (:func:`relink.api.audit.audit`, ``confident`` targets 0.9 and 0.99),
-and the same rows through heads an attacker re-trained without DP on the external cohort's pairs (the
-settings of result ``retrained``; :func:`relink.train_heads`).
-
-Tables
-
-* ``confident.parquet``: the audit's metric rows ``relinked_best`` (an attacker who knows the best
-  threshold) and ``relinked_calibrated`` (threshold calibrated on held-apart labelled pairs), one per
-  ``precision_target``, with ``rung``, ``role`` (``internal``), ``pool`` and ``state`` (``before`` |
-  ``dp`` | ``retrained``: the heads of result ``retrained``, trained without DP on the external cohort's
-  pairs, the public set of an attacker who holds the strongest rung's trunk; absent on a profile without an
-  external cohort) and
-  the metric columns (``value``: expected share of the queries re-linked correctly at precision >= the
-  target; ``n_queries``; patient-clustered ``ci_low``/``ci_high``; ``chance``);
-* ``curves.parquet``: the attacker's precision-recall curve over t (``direction, level, N, threshold,
-  expected_correct, expected_links, precision, recall``) with ``model``, ``rung`` and ``state``;
-* ``panel.json``: the attacker panel of result ``custodian``'s report (the ladder, the strongest rung as the
-  custodian's model): ``worst`` (the verdict over the panel), ``size``, ``pool``,
-  ``sentence`` and per model ``model``, ``role``, ``verdict``.
+An attacker who links an image only when its top candidate's score clears a threshold exposes fewer
+images than Recall@1 counts, but with confidence. On the held-out internal split at the headline pool, per
+rung (``state`` ``before``) and for the strongest rung's heads of results ``dp`` and ``retrained``:
+``confident.parquet`` (the rows ``relinked_best`` and ``relinked_calibrated`` per ``precision_target``, with
+``rung``, ``role``, ``pool``, ``state``; ``value``: the expected share of the queries re-linked correctly at
+precision >= the target), ``curves.parquet`` (the precision-recall curve over the threshold)
+and ``panel.json`` (result ``custodian``'s attacker panel: ``worst``, ``size``, ``pool``, ``sentence``,
+``models``).
 """
 
 from __future__ import annotations
@@ -62,9 +47,7 @@ def confident(ctx: Context, es, model: str, n: int) -> tuple[pd.DataFrame, pd.Da
 
 
 def panel(report_json: Path) -> dict:
-    """The attacker panel of chapter 7's report (result ``custodian``: the ladder, the strongest rung as the
-    custodian's model, every other rung an attacker's), read from its ``report.json`` rather than audited again:
-    the worst verdict and each model's own, the models named as the ladder names them."""
+    """The attacker panel of result ``custodian``'s report, read from its ``report.json``."""
     import json
 
     doc = json.loads(Path(report_json).read_text())
@@ -91,8 +74,7 @@ def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:
     before = {rung.index: eval_set(ctx, rung, "internal") for rung in ladder(ctx)}
     for rung in ladder(ctx):
         add(before[rung.index], rung, "before")
-    # the strongest rung's headline DP heads (result dp), and the heads an attacker re-trains without DP on the
-    # external cohort's pairs over the same trunk (the same settings and seed as result retrained), on the same rows
+    # the strongest rung's heads of results dp and retrained, on the same rows
     rung, _, sets = headline_sets(ctx)
     target = sets["internal"]
     add(apply_heads(target, load_heads(upstream["dp"] / RELEASE / "heads.safetensors")), rung, "dp")

@@ -1,14 +1,8 @@
 """Result ``audit``: re-linkage of every rung on every cohort, both directions, study and patient level.
 
-Table ``audit.parquet``: random pools, every pool and K of the profile, with
-patient-bootstrap intervals (columns: :mod:`relink.paper.results.common`).
-
-Table ``contrasts.parquet`` (columns: :func:`relink.paper.results.common.contrast_row`):
-``contrast`` = ``rung_vs_first``, one row per later rung, cohort, direction
-and pool N, at K = 1, study level: the ratio of that rung's Recall@1
-(``b``) to the first rung's (``a``) on the same queries, with the paired
-patient-clustered interval of :func:`relink.retrieval.contrast.paired_contrast`.
-Every rung embeds the same rows, so the two are paired (checked by pair id).
+``audit.parquet``: random pools, every pool and K of the profile. ``contrasts.parquet``
+(:func:`.common.contrast_row`): ``rung_vs_first``, per later rung, cohort, direction and N, at K = 1, study
+level: the ratio of its Recall@1 (``b``) to the first rung's (``a``) on the same queries (checked by pair id).
 """
 
 from __future__ import annotations

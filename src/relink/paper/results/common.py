@@ -1,11 +1,8 @@
 """What several results share: the evaluation sets, labelled audit rows, and writing a result folder.
 
-Metric tables of the paper carry :data:`relink.tables.METRIC_COLUMNS` plus
-``rung`` (ladder position), ``role`` (``internal`` | ``external``) and
-``pool`` (``"100"`` ... or ``"full"``). The internal evaluation split must
-fill every requested pool (a profile that asks for N = 10,000 gets a real
-pool of 10,000 or an error); the external cohort, often smaller, is
-evaluated on the pools it can fill.
+Metric tables carry :data:`relink.tables.METRIC_COLUMNS` plus ``rung`` (ladder position), ``role``
+(``internal`` | ``external``) and ``pool`` (``"100"`` ... or ``"full"``). The internal evaluation split must
+fill every requested pool; the external cohort is evaluated on the pools it can fill.
 """
 
 from __future__ import annotations
@@ -56,9 +53,8 @@ def pools_for(pools, n_candidates: int) -> tuple:
 
 
 def label_table(frame: pd.DataFrame, rung: RungSpec, role: str, pools, n_candidates: int) -> pd.DataFrame:
-    """Add ``rung``, ``role`` and ``pool``: ``full`` for the full pool (and the full-pool metrics MRR and
-    median rank), else the pool size as text. Labelled by what the row is, not by N's value: audit
-    with :func:`pools_for` so that a cohort whose size is a listed pool has one row for that pool."""
+    """Add ``rung``, ``role`` and ``pool``: ``full`` for the full pool (and the full-pool metrics), else the
+    pool size as text (audit with :func:`pools_for`: a cohort whose size is a listed pool has one row)."""
     frame = frame.copy()
     frame.insert(0, "rung", rung.index)
     frame.insert(1, "role", role)
@@ -70,14 +66,9 @@ def label_table(frame: pd.DataFrame, rung: RungSpec, role: str, pools, n_candida
 
 def audit_rows(ctx: Context, spec: AuditSpec, labelled_only: bool = False,
                per_query: Callable[[RungSpec, str, EmbeddingSet, Any], None] | None = None) -> pd.DataFrame:
-    """Audit every rung on every cohort. ``labelled_only`` drops pairs whose report carries no
-    label at all (they belong to no pathology group), for every kind of negatives alike so that
-    random and matched pools are compared on the same queries; the count is the column
-    ``unlabelled_excluded``. ``per_query(rung, role, es, qv)``, when given, receives each audit's
-    per-query values (:class:`relink.retrieval.values.QueryValues` of ``es``'s rows) before they are
-    dropped: the paired contrasts of a result are computed from them (the tables hold no per-query value)."""
-    from ...api.audit import audit
-
+    """Audit every rung on every cohort. ``labelled_only`` drops pairs whose report carries no label (counted
+    in ``unlabelled_excluded``) for every kind of pool alike. ``per_query(rung, role, es, qv)`` receives each
+    audit's per-query values, for the paired contrasts (the tables hold none)."""
     frames = []
     for rung in ladder(ctx):
         for role in ("internal", "external"):
@@ -88,27 +79,57 @@ def audit_rows(ctx: Context, spec: AuditSpec, labelled_only: bool = False,
             if labelled_only:
                 es = es.subset(~unlabelled)
             # the labelled subset of the held-out split may not fill a pool the whole split fills
-            clip = role == "external" or labelled_only
-            result = audit(es, spec.but(pools=pools_for(spec.pools, len(es)), pools_clip=clip), model=rung.name,
-                           cohort=str(es.rows["cohort"].iloc[0]))
-            table = result.table
+            result, table = _audit(es, spec, rung, role, clip=role == "external" or labelled_only)
             if per_query is not None:
                 per_query(rung, role, es, result.values)
-            note_dropped(ctx, table, role, rung)
-            table = label_table(table, rung, role, spec.pools, len(es))
+            note_dropped(ctx, result.table, role, rung)
             if labelled_only:
                 table["unlabelled_excluded"] = int(unlabelled.sum())
             frames.append(table)
     return pd.concat(frames, ignore_index=True)
 
 
+def _audit(es: EmbeddingSet, spec: AuditSpec, rung: RungSpec, role: str, clip: bool):
+    """The audit of ``es`` at the pools it fills, and its table labelled (:func:`label_table`)."""
+    from ...api.audit import audit
+
+    result = audit(es, spec.but(pools=pools_for(spec.pools, len(es)), pools_clip=clip), model=rung.name,
+                   cohort=str(es.rows["cohort"].iloc[0]))
+    return result, label_table(result.table, rung, role, spec.pools, len(es))
+
+
 def contrast_row(c, **labels: Any) -> dict[str, Any]:
-    """One row of a result's ``contrasts.parquet``: what was compared (``labels``: ``contrast``, ``rung``,
-    ``role``, ``cohort``, ``direction``, ``level``, ``N``, ``K``, ...), then the
-    :class:`relink.retrieval.contrast.Contrast` of ``b`` against ``a`` (``kind``, ``a``, ``b``, ``value``,
-    ``ci_low``, ``ci_high``, ``n_queries``, ``n_patients``, ``ci_level``: its confidence level)."""
+    """One row of a result's ``contrasts.parquet``: what was compared (``labels``), then the
+    :class:`relink.retrieval.contrast.Contrast` of ``b`` against ``a`` (``ci_level``: its confidence level)."""
     return {**labels, "kind": c.kind, "a": c.a, "b": c.b, "value": c.value, "ci_low": c.ci_low, "ci_high": c.ci_high,
             "n_queries": c.n_queries, "n_patients": c.n_patients, "ci_level": c.level}
+
+
+def recall_contrasts(ctx: Context, states: dict[Any, EmbeddingSet], pairs) -> list[dict[str, Any]]:
+    """Paired relative changes of Recall@1 (image to report, study level, random pools) at the headline pool
+    the rows fill. ``states``: each state's set of the same rows, the first naming the cohort; ``pairs``:
+    ``(contrast, epsilon, a, b)``, ``b`` against ``a`` (a state that is an epsilon is shown as ``ε = ...``)."""
+    from ...retrieval.audit import audit_queries
+    from ...retrieval.contrast import contrast_of_audits
+
+    first = next(iter(states.values()))
+    n = min(ctx.profile.n_target, len(first))
+    spec = audit_spec(ctx, ks=(1,), directions=("image_to_report",), levels=("study",), negatives=("random",),
+                      pools=(n,))
+    qv = {state: audit_queries(es, spec) for state, es in states.items()}
+    cohort = str(first.rows["cohort"].iloc[0])
+    rows = []
+    for name, eps, a, b in pairs:
+        c = contrast_of_audits(qv[a], qv[b], "relative", random_state=ctx.profile.audit_seed,
+                               direction="image_to_report", N=n, K=1)
+        rows.append({"contrast": name, "cohort": cohort, "epsilon": np.nan if eps is None else float(eps),
+                     "direction": "image_to_report", "N": n, "K": 1, "a": _state(a), "b": _state(b),
+                     "value": c.value, "ci_low": c.ci_low, "ci_high": c.ci_high, "n_patients": c.n_patients})
+    return rows
+
+
+def _state(state) -> str:
+    return state if isinstance(state, str) else f"ε = {state:g}"
 
 
 def note_dropped(ctx: Context, table: pd.DataFrame, role: str, rung: RungSpec) -> None:
@@ -134,14 +155,10 @@ def headline_sets(ctx: Context, require_trunk: bool = True) -> tuple[RungSpec, E
 def recall_rows(ctx: Context, rung: RungSpec, sets: dict[str, EmbeddingSet], state: str,
                 epsilon: float | None) -> pd.DataFrame:
     """Recall@1 of each evaluation set at every pool, image to report, study level, random pools."""
-    from ...api.audit import audit
-
     spec = audit_spec(ctx, ks=(1,), directions=("image_to_report",), levels=("study",), negatives=("random",))
     frames = []
     for role, es in sets.items():
-        table = audit(es, spec.but(pools=pools_for(spec.pools, len(es)), pools_clip=role == "external"), model=rung.name,
-                      cohort=str(es.rows["cohort"].iloc[0])).table
-        table = label_table(table, rung, role, spec.pools, len(es))
+        _, table = _audit(es, spec, rung, role, clip=role == "external")
         table = table[table["metric"] == "recall"]
         frames.append(table.assign(state=state, epsilon=np.nan if epsilon is None else float(epsilon)))
     return pd.concat(frames, ignore_index=True)

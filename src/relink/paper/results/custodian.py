@@ -1,13 +1,7 @@
-"""Result ``custodian``: the custodian's report (``relink report``) for the profile's strongest model.
+"""Result ``custodian``: the custodian's report (``report.html``, ``report.json``) for the strongest model.
 
-``report.html`` (the standalone page) and ``report.json`` (the same numbers,
-schema ``relink-report/2``) for the internal evaluation split: the attacker
-holds the profile's headline pool of reports (10,000, or the largest finite
-pool the split fills), the custodian releases every image of the split, and
-the headline DP run of result ``dp`` is the mitigation compared before/after.
-The profile's ladder is the attacker panel: the other rungs stand in for the
-public models an attacker could run on the same released rows, and the
-verdict is the worst over them all.
+On the internal evaluation split, at the profile's headline pool, with result ``dp``'s headline run as the
+mitigation. The other rungs are the attacker panel (public models an attacker could run on the same rows).
 """
 
 from __future__ import annotations
@@ -21,8 +15,7 @@ from .dp import HEADLINE
 
 
 def _retrained(upstream: dict[str, Path]) -> dict | None:
-    """Result ``retrained``'s paired contrast of the attacker's re-trained heads against the original heads (its
-    one sentence on the page), or None on a profile without a public set to re-train on."""
+    """Result ``retrained``'s contrast of the re-trained heads against the original ones (None: not run)."""
     import pandas as pd
 
     table = pd.read_parquet(upstream["retrained"] / "contrasts.parquet")

@@ -1,47 +1,23 @@
 """Result ``dp``: the strongest model's heads retrained with DP at every epsilon of the profile.
 
-Tables
-
-* ``effects.parquet``: Recall@1 per state ``before`` | ``dp`` | ``non_private``,
-  epsilon, cohort and pool;
-* ``contrasts.parquet``: paired patient-bootstrap contrasts (relative change
-  of Recall@1, :mod:`relink.retrieval.contrast`) on the same rows, columns
-  ``contrast``, ``cohort``, ``epsilon``, ``direction``, ``N``, ``K``, ``a``,
-  ``b``, ``value``, ``ci_low``, ``ci_high``, ``n_patients``: ``dp_vs_no_dp``
-  (DP's own effect: the control is the same training without DP, same
-  start, bank, epochs and temperature), ``dp_vs_before`` (against the model
-  before mitigation), ``no_dp_vs_before`` (what retraining alone does) and
-  ``dp_vs_next_epsilon`` (each epsilon against the next larger one: what a
-  "monotone" claim rests on);
-* ``sweep.parquet``: the privacy record of each run;
-* ``audit.parquet``: the one-run empirical privacy audit of each run
-  (:mod:`relink.dp.audit`): the 95% lower bound on epsilon beside the claim,
-  and a membership attack's TPR at FPR 0.01 and 0.1 beside DP's limit.
-
-``privacy.json`` (the headline run's release record), ``headline-release/``
-(the headline run's release folder: heads and privacy record only) and
-``headline-study/`` (its study folder, what ``relink report --mitigated``
-reads: the re-projected sets and the full record, not for release).
-
-Every run goes through the front door :func:`relink.api.mitigate.mitigate`,
-one call per epsilon, from one seeded random start with the spec's fixed temperature and
-reproducible noise (``dp_seed``): the paper is a study of many runs on the
-same private split, and its heads are marked not for release (the ladder's
-trunks were also trained on the private split, which the records say).
-delta is the profile's, or derived from the run's n private units.
+``effects.parquet``: Recall@1 per state ``before`` | ``dp`` | ``non_private``, epsilon, cohort and pool.
+``contrasts.parquet``: the paired relative changes of Recall@1 of :data:`CONTRASTS` (``dp_vs_no_dp``: DP's
+own effect against the same training without DP). ``sweep.parquet`` and ``audit.parquet``: each run's
+privacy record and one-run privacy audit. ``privacy.json``, :data:`RELEASE` and :data:`HEADLINE`: the
+headline run's record, release folder and study folder. Every run uses reproducible noise (``dp_seed``):
+the paper is a study of many runs on the same private split, and its heads are not for release.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ...io import write_json
 from ..stages import Context, load
 from . import Result
-from .common import finish, headline_sets, recall_rows
+from .common import finish, headline_sets, recall_contrasts, recall_rows
 
 #: The privacy record published per run (the sweep table's columns, in order; ``seed`` is the noise
 #: seed, published because the paper's runs use reproducible noise: see ``for_release``).
@@ -76,43 +52,17 @@ def _public(report: dict) -> dict:
     return {k: report.get("noise_seed" if k == "seed" else k) for k in PUBLIC_PRIVACY_FIELDS}
 
 
-def _values(ctx: Context, sets: dict, state_sets: dict):
-    """Per-query Recall@1 audits of each state's sets, at the headline pool each cohort fills."""
-    from ...retrieval.audit import audit_queries
-    from .common import audit_spec
-
-    out = {}
-    for role, es in sets.items():
-        n = min(ctx.profile.n_target, len(es))
-        spec = audit_spec(ctx, ks=(1,), directions=("image_to_report",), levels=("study",), negatives=("random",),
-                          pools=(n,))
-        out[role] = (n, {state: audit_queries(state_sets[state][role], spec) for state in state_sets})
-    return out
-
-
 def contrast_rows(ctx: Context, sets: dict, state_sets: dict, epsilons: list) -> pd.DataFrame:
-    """The paired contrasts of :data:`CONTRASTS` (relative change of Recall@1, ``b`` against ``a``)."""
-    from ...retrieval.contrast import contrast_of_audits
-
+    """The paired contrasts of :data:`CONTRASTS` per cohort (``b`` against ``a``)."""
     dp_eps = sorted(e for e in epsilons if e is not None)
     pairs = [("dp_vs_no_dp", e, "no_dp", e) for e in dp_eps if None in epsilons]
     pairs += [("dp_vs_before", e, "before", e) for e in dp_eps]
     pairs += [("no_dp_vs_before", None, "before", "no_dp")] if None in epsilons else []
     pairs += [("dp_vs_next_epsilon", lo, hi, lo) for lo, hi in zip(dp_eps, dp_eps[1:])]
     rows = []
-    for role, (n, qv) in _values(ctx, sets, state_sets).items():
-        cohort = str(sets[role].rows["cohort"].iloc[0])  # named as the effects table names it
-        for name, eps, a, b in pairs:
-            c = contrast_of_audits(qv[a], qv[b], "relative", random_state=ctx.profile.audit_seed,
-                                   direction="image_to_report", N=n, K=1)
-            rows.append({"contrast": name, "cohort": cohort, "epsilon": np.nan if eps is None else float(eps),
-                         "direction": "image_to_report", "N": n, "K": 1, "a": _label(a), "b": _label(b),
-                         "value": c.value, "ci_low": c.ci_low, "ci_high": c.ci_high, "n_patients": c.n_patients})
+    for role in sets:
+        rows += recall_contrasts(ctx, {state: by_role[role] for state, by_role in state_sets.items()}, pairs)
     return pd.DataFrame(rows)
-
-
-def _label(state) -> str:
-    return state if isinstance(state, str) else f"ε = {state:g}"
 
 
 def audit_rows(train, bank, start, spec, epsilons, m: int, seed: int) -> pd.DataFrame:

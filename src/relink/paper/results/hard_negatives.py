@@ -1,16 +1,9 @@
 """Result ``hard_negatives``: random vs pathology-matched vs positive-set-matched pools, every rung.
 
-Table ``hard_negatives.parquet`` (study level). Pairs whose report carries no
-label belong to no pathology group; they are left out for every kind of pool
-alike (``unlabelled_excluded``).
-
-Table ``contrasts.parquet`` (columns: :func:`relink.paper.results.common.contrast_row`):
-``contrast`` = ``matched_vs_random``, one row per rung, cohort, kind of
-matched pool (``negatives``), direction and pool N, at K = 1: the ratio of
-Recall@1 in matched pools (``b``) to Recall@1 in random pools of the same N
-(``a``) over the same queries, those a matched pool of N covers, with the
-paired patient-clustered interval of :func:`relink.retrieval.contrast.paired_contrast`.
-A ratio below 1 is the share of the random-pool signal the matched pools keep.
+``hard_negatives.parquet`` (study level; unlabelled pairs left out for every kind of pool alike).
+``contrasts.parquet`` (:func:`.common.contrast_row`): ``matched_vs_random``, per rung, cohort, kind of
+matched pool (``negatives``), direction and N, at K = 1: Recall@1 in matched pools (``b``) over random
+pools of the same N (``a``) on the queries a matched pool covers (below 1: the share of the signal kept).
 """
 
 from __future__ import annotations
@@ -31,12 +24,8 @@ CONTRAST_K = 1
 
 
 def matched_vs_random(qv: Any, k: int = CONTRAST_K) -> list[dict[str, Any]]:
-    """Matched against random pools on the queries the matched pool covers (one audit's per-query values).
-
-    A matched column leaves a query out (NaN) where no matched pool of N can
-    be filled; :func:`paired_contrast` keeps the queries both sides measure,
-    so the random side is measured on exactly the covered queries.
-    """
+    """Matched against random pools on the queries the matched pool covers (a query no matched pool of N
+    fills is NaN, and :func:`paired_contrast` keeps the queries both sides measure)."""
     rows = []
     for f, key in enumerate(qv.keys):
         if key["metric"] != "recall" or key["negatives"] not in MATCHED or key["K"] != k:

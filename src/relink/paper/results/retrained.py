@@ -1,40 +1,22 @@
 """Result ``retrained``: the attacker who re-trains the heads on public pairs, beside the DP heads.
 
-An attacker holding the strongest rung's trunks and the external cohort
-(public pairs) trains heads without DP, from a random start
-(:func:`relink.train_heads`), and re-links the held-out internal rows with
-them. On those rows, three states of the same trunks:
-
-* ``original``: the rung's own heads;
-* ``dp``: the headline DP heads of result ``dp`` (ε = the profile's epsilon);
-* ``retrained``: the attacker's heads, trained on the external cohort only.
-
-Tables
-
-* ``effects.parquet``: Recall@1 of each state at every pool the rows fill
-  (columns of :func:`relink.paper.results.common.recall_rows`, ``state`` as
-  above);
-* ``contrasts.parquet``: paired contrasts (relative change of Recall@1 at the
-  headline pool, :mod:`relink.retrieval.contrast`, same rows, ``b`` against
-  ``a``): ``retrained_vs_original``, ``retrained_vs_dp``, ``dp_vs_original``.
-  :func:`relink.paper.dp_effects.retrained_sentence` says what they mean;
-* ``heads.safetensors``: the attacker's heads (trained without DP: no privacy guarantee), which result
-  ``attacker`` applies to the same rows.
-
-A profile without an external cohort has no public set: both tables are
-empty and the sentence says so.
+An attacker holding the strongest rung's trunks and the external cohort's pairs trains heads without DP
+(:func:`relink.train_heads`). On the held-out internal rows, three states of the same trunks: ``original``
+(the rung's heads), ``dp`` (result ``dp``'s headline heads) and ``retrained`` (the attacker's).
+``effects.parquet``: Recall@1 of each state (:func:`.common.recall_rows`); ``contrasts.parquet``: the
+paired relative changes of :data:`CONTRASTS` at the headline pool; ``heads.safetensors``: the attacker's
+heads (no privacy guarantee), for result ``attacker``. Without an external cohort both tables are empty.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..stages import Context
 from . import Result
-from .common import audit_spec, finish, headline_sets, recall_rows
+from .common import finish, headline_sets, recall_contrasts, recall_rows
 from .dp import RELEASE
 
 #: (name, a, b): b against a
@@ -56,24 +38,8 @@ def retrain_spec(ctx: Context):
 
 def contrast_rows(ctx: Context, states: dict, epsilon: float) -> pd.DataFrame:
     """The paired contrasts of :data:`CONTRASTS` on the held-out internal rows, at the headline pool."""
-    from ...retrieval.audit import audit_queries
-    from ...retrieval.contrast import contrast_of_audits
-
-    first = states["original"]
-    n = min(ctx.profile.n_target, len(first))
-    spec = audit_spec(ctx, ks=(1,), directions=("image_to_report",), levels=("study",), negatives=("random",),
-                      pools=(n,))
-    qv = {state: audit_queries(es, spec) for state, es in states.items()}
-    cohort = str(first.rows["cohort"].iloc[0])
-    rows = []
-    for name, a, b in CONTRASTS:
-        c = contrast_of_audits(qv[a], qv[b], "relative", random_state=ctx.profile.audit_seed,
-                               direction="image_to_report", N=n, K=1)
-        eps = float(epsilon) if "dp" in (a, b) else np.nan
-        rows.append({"contrast": name, "cohort": cohort, "epsilon": eps, "direction": "image_to_report",
-                     "N": n, "K": 1, "a": a, "b": b, "value": c.value, "ci_low": c.ci_low, "ci_high": c.ci_high,
-                     "n_patients": c.n_patients})
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    pairs = [(name, epsilon if "dp" in (a, b) else None, a, b) for name, a, b in CONTRASTS]
+    return pd.DataFrame(recall_contrasts(ctx, states, pairs), columns=list(COLUMNS))
 
 
 def build(ctx: Context, tmp: Path, upstream: dict[str, Path]) -> None:

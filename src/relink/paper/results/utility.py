@@ -1,8 +1,7 @@
 """Result ``utility``: what the mitigated heads keep — linear probe, zero-shot AUROC, member gap.
 
-Table ``utility.parquet`` (state ``before`` | ``dp``, features, metric,
-value, interval, labels used), for the strongest model before and after the
-headline DP run of result ``dp``.
+``utility.parquet``: state (``before`` | ``dp``: result ``dp``'s headline run), features, metric, value,
+interval, labels used, for the strongest model.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from .dp import HEADLINE, RELEASE
 
 
 def _rows(ctx: Context, es: EmbeddingSet, loaded, text_head, state: str) -> list[dict[str, Any]]:
-    """The state's rows from the one utility table (:func:`relink.api.probe.probe`)."""
+    """The state's rows from :func:`relink.api.probe.probe`'s table."""
     from ...api.probe import ProbeSpec, probe
 
     p = ctx.profile
