@@ -55,7 +55,7 @@ glue("split_sentence", prose(sentences.split_sentence(res.profile, res.table("co
 display(claims.styled(table))
 
 # %% tags=["remove-cell"]
-for key, value in claims.glue_values(table).items():
+for key, value in claims.glue_values(table, res.profile.credentialed).items():
     glue(key, prose(value) if key.endswith(("_sentence", "_rule", "_abstract")) else value)
 
 # %% [markdown]
@@ -66,5 +66,6 @@ for key, value in claims.glue_values(table).items():
 # ## What the table says
 #
 # {glue:md}`claims_sentence`
+# {glue:md}`claims_sizes_sentence`
 # {glue:md}`split_sentence`
 # {glue:md}`claims_abstract`

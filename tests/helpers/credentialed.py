@@ -41,8 +41,9 @@ PLUS_PATIENTS = 600  # ~1,600 studies, ~1,450 frontal pairs (every rung embeds a
 CANARY_PHRASE = "amber walrus counts seven quiet lanterns before dawn"
 CANARY_IDS = {"mimic": "19999999", "chexpert-plus": "patient99999"}
 TRAIN = ["--config", "relink-vit-tiny", "--epochs", "3", "--rungs", "3", "--batch-size", "64", "--quiet"]
-# What every fixture profile sets: small pools and bootstrap, two private runs and the non-private one.
-COMMON = {"n_boot": "50", "epsilons": "0.34,8,none", "dp_epochs": "2", "dp_batch_size": "64", "embed_batch_size": "128"}
+# What every fixture profile sets: small pools and bootstrap, the headline private run and its non-private control
+# (the sweep's other epsilons take the same code path; the smoke profile runs three).
+COMMON = {"n_boot": "50", "epsilons": "0.34,none", "dp_epochs": "2", "dp_batch_size": "64", "embed_batch_size": "128"}
 PLUS_HELDOUT = 500  # the chexpert-plus profile re-splits (split = study): a held-out set of at least this
 
 

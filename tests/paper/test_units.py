@@ -225,3 +225,21 @@ def test_isolated_steps_build_what_is_missing_and_spawn_nothing_when_all_is_cach
     (root / "results" / "custodian" / KEY_FILE).write_text(json.dumps(canonical(keys["custodian"])))
     assert isolated.steps(profile, ["custodian"], root) == []
     assert isolated.build_isolated(profile, ["custodian"], root) == 0
+
+
+def test_the_cohort_size_rows_say_what_they_test():
+    """Equal to the study's sizes: by construction; one pair off, or smaller: by design; read from real
+    cohorts: they count what the run read."""
+    study = {c.key: c.study for c in claims.CLAIMS if c.key in claims.SIZE_CLAIMS}
+
+    def table(values, name="study"):
+        return pd.DataFrame({"key": list(values), "profile": name, "study_value": [study[k] for k in values],
+                             "reproduced_value": [float(v) for v in values.values()]})
+
+    assert len(study) == 4
+    assert "match the study by construction" in claims.sizes_sentence(table(study), credentialed=False)
+    off_by_one = {**study, "internal_eval": study["internal_eval"] - 1}
+    assert "differ from the study by design" in claims.sizes_sentence(table(off_by_one), credentialed=False)
+    smaller = {k: v / 9 for k, v in study.items()}
+    assert "by design" in claims.sizes_sentence(table(smaller, "synthetic"), credentialed=False)
+    assert "count the cohorts this run read" in claims.sizes_sentence(table(smaller, "mimic"), credentialed=True)

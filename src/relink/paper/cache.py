@@ -18,7 +18,7 @@ from ..workdir import ARTIFACT_KEY as KEY_FILE, build_keyed, read_key
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: modules every step depends on (contracts and I/O)
-CORE_MODULES = ("__init__.py", "cohort.py", "embeddings.py", "io.py", "labels.py", "tables.py", "errors.py")
+CORE_MODULES = ("__init__.py", "cohort.py", "embeddings", "io.py", "labels.py", "tables.py", "errors.py")
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ def source_hash(parts: Iterable[str] = ()) -> str:
             files.append(p)
         elif p.with_suffix(".py").is_file():
             files.append(p.with_suffix(".py"))
+        else:  # a part that hashes nothing would let its edits reuse stale artifacts
+            raise ValueError(f"source_hash: relink has no module or package {name!r}")
     h = hashlib.sha256()
     for f in sorted(set(files)):
         if "__pycache__" in f.parts:

@@ -270,6 +270,26 @@ def styled(table: pd.DataFrame):
     return show(view, uid="claims").map(lambda v: f"background-color: {colors.get(v, '')}", subset=["Verdict"])
 
 
+SIZE_CLAIMS = ("pairs_total", "patients_total", "internal_eval", "external_eval")
+
+
+def sizes_sentence(table: pd.DataFrame, credentialed: bool) -> str:
+    """What the cohort-size rows test on this profile: the generator (equal to the study's by construction, or
+    smaller by design) or, on a credentialed profile, the cohorts the run read."""
+    rows = table[table["key"].isin(SIZE_CLAIMS)]
+    name = table["profile"].iloc[0]
+    if credentialed:
+        return (f"The {len(rows)} cohort-size rows count the cohorts this run read, whatever their release holds; "
+                "they test the loaders and the split, not a finding.")
+    if all(r.reproduced_value is not None and float(r.reproduced_value) == float(r.study_value)
+           for r in rows.itertuples()):
+        return (f"The {len(rows)} cohort-size rows match the study by construction: the {name} profile generates "
+                "exactly the study's numbers of pairs, patients, held-out and external pairs, so they check the "
+                "generator, not a finding.")
+    return (f"The {len(rows)} cohort-size rows differ from the study by design: the {name} profile generates smaller "
+            "cohorts (the `study` profile generates the study's sizes exactly).")
+
+
 def summary_sentence(table: pd.DataFrame) -> str:
     """How many claims reproduce, in one sentence (the introduction and the claims chapter)."""
     counts = table["verdict"].value_counts()
@@ -289,8 +309,9 @@ def summary_sentence(table: pd.DataFrame) -> str:
     return text + "."
 
 
-def glue_values(table: pd.DataFrame) -> dict[str, Any]:
-    """Counts of verdicts, plus each claim's study number and reproduced number, for the prose."""
+def glue_values(table: pd.DataFrame, credentialed: bool = False) -> dict[str, Any]:
+    """Counts of verdicts, plus each claim's study number and reproduced number, for the prose (``credentialed``:
+    the profile reads real cohorts, see :func:`sizes_sentence`)."""
     counts = table["verdict"].value_counts()
     out: dict[str, Any] = {
         "claims_total": len(table) - int(counts.get(NO_STUDY_VALUE, 0)),
@@ -300,6 +321,7 @@ def glue_values(table: pd.DataFrame) -> dict[str, Any]:
         "claims_not": int(counts.get("not", 0)),
         "claims_not_applicable": int(counts.get(NOT_APPLICABLE, 0)),
         "claims_sentence": summary_sentence(table),
+        "claims_sizes_sentence": sizes_sentence(table, credentialed),
         "claims_profile": str(table["profile"].iloc[0]),
     }
     for _, row in table.iterrows():
