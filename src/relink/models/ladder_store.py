@@ -1,14 +1,7 @@
 """Where a ladder is trained and how it appears: a resumable work folder, then one atomic swap.
 
-``relink train --out OUT`` trains in ``OUT.work`` (rungs, ``ladder.json``,
-``train-state.pt``) and, when the last rung is saved, renames it to ``OUT``
-in one step (:func:`relink.io.atomic_dir`), replacing an earlier output only
-then. So a reader never sees half a ladder, a failed or interrupted run
-never damages the ladder already at ``OUT``, and an interrupted run resumes
-from the work folder after its last saved rung.
-
-Rules (checked in :class:`LadderStore`, after :func:`relink.io.claim_output`
-has refused an ``OUT`` that is not an earlier ``relink train`` output):
+``relink train --out OUT`` trains in ``OUT.work`` (rungs, ``ladder.json``, ``train-state.pt``: the
+optimizer state at the last rung) and renames it to ``OUT`` in one step when complete. Rules:
 
 * ``OUT`` holds the finished ladder of the same settings: nothing to do;
 * ``OUT`` holds a ladder of other settings: refused unless ``overwrite``
