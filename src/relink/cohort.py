@@ -98,7 +98,8 @@ class Cohort:
         return Cohort(self.frame.loc[np.asarray(mask)].reset_index(drop=True), self.image_root, self.manifest)
 
 
-def _is_escaping(p: str) -> bool:
+def escapes_root(p: str) -> bool:
+    """True for an empty or absolute path, or one that climbs out of its root with ``..``."""
     if not p or os.path.isabs(p) or p.startswith(("/", "\\")) or (len(p) > 1 and p[1] == ":"):
         return True
     parts = PurePosixPath(p.replace("\\", "/")).parts
@@ -136,12 +137,12 @@ def _problems(frame: pd.DataFrame, image_root, check_images) -> Iterator[Problem
         yield Problem(i, pair_ids[i], col, f"label cell holds {kind}; a label is 1, 0, -1 or missing")
     paths = frame["image_path"].astype(str).to_numpy()
     for i, p in enumerate(paths):
-        if _is_escaping(p):
+        if escapes_root(p):
             yield Problem(i, pair_ids[i], "image_path", f"image path {p!r} is absolute or escapes the cohort root")
     if image_root is not None and check_images:
         root = Path(image_root)
         for i, p in enumerate(paths):
-            problem = None if _is_escaping(p) else image_problem(root / p, decode=check_images == "open")
+            problem = None if escapes_root(p) else image_problem(root / p, decode=check_images == "open")
             if problem:
                 yield Problem(i, pair_ids[i], "image_path", f"{problem}: {root / p}")
 
