@@ -47,7 +47,6 @@ from .labels import CHEXPERT_LABELS, label_problems
 MANIFEST_NAME = "cohort.parquet"
 ROOT_KEY = b"relink.image_root"
 OWNER_KEY = b"relink.output"
-ID_COLUMNS: tuple[str, ...] = ("pair_id", "patient_id", "study_id")
 TEXT_COLUMNS: tuple[str, ...] = (
     "pair_id", "patient_id", "study_id", "image_path", "report", "split", "view", "cohort",
 )

@@ -68,14 +68,6 @@ def load_for_embedding(spec: str, device: str = "cpu"):
         return load_model(spec, device=device)
 
 
-def _context_length(lm) -> int | None:
-    return getattr(lm.tokenizer, "context_length", None)
-
-
-def _preprocess(lm) -> dict[str, Any]:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in (lm.preprocess_cfg or {}).items()}
-
-
 def embed_cohort(cohort, model, out_dir, batch_size: int = 256, num_workers: int | None = None,
                  shard_size: int | None = None, device: str = "auto", skip_bad: bool = False,
                  with_trunk: bool = True, progress: bool = True, precision: str = "auto",
@@ -187,8 +179,9 @@ def _plan(full: Cohort, job: EmbedJob, out: Path, dev: str, settings: dict[str, 
                              + (f" into {out} (its rows select none)" if job.rows is not None else ""))
     lm = load_for_embedding(job.model, dev) if isinstance(job.model, str) else job.model
     lm.model.to(dev).eval()
+    preprocess = {k: (list(v) if isinstance(v, tuple) else v) for k, v in (lm.preprocess_cfg or {}).items()}
     meta = {"weights_fingerprint": lm.fingerprint, "cohort_fingerprint": fingerprint(sub),
-            "preprocess": _preprocess(lm), "context_length": _context_length(lm)}
+            "preprocess": preprocess, "context_length": getattr(lm.tokenizer, "context_length", None)}
     if out.is_dir() and any(out.iterdir()):
         why = reuse_reason(out, meta, settings["with_trunk"], skip_bad)
         if why is None:

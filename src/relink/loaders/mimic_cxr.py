@@ -26,7 +26,6 @@ Cohort rows (one per study):
 * labels: the study's row of the chexpert table (a study absent from it has
   all labels missing); uncertain stays -1, blank is NaN;
 * ``image_path`` relative to ``--images``; the image root is ``--images``.
-
 """
 
 from __future__ import annotations

@@ -140,12 +140,8 @@ def clean(text: str) -> str:
 
 
 def report_sections(text: str, study: str | None = None) -> dict[str, str]:
-    """Cleaned text of the *last* section of each name, with per-study overrides.
-
-    ``study`` is the report's stem (``"s50414267"``). A study in
-    :data:`CUSTOM_INDICES` yields only ``{"custom": span}``; one in
-    :data:`CUSTOM_SECTION_NAMES` has its named section used as the impression.
-    """
+    """Cleaned text of the *last* section of each name; ``study`` (``"s50414267"``) applies the
+    overrides (:data:`CUSTOM_INDICES` yields only ``{"custom": span}``)."""
     if study in CUSTOM_INDICES:
         start, end = CUSTOM_INDICES[study]
         return {"custom": clean(text[start:end])}

@@ -5,7 +5,6 @@ unchanged, so the credentialed profiles run end to end without credentials. Unde
 
     --layout mimic-cxr
     DIR/synth.json                          how it was made + ground truth counts
-    DIR/.relink-output.json                 marks DIR as relink synth's output (may be replaced)
     DIR/mimic-cxr-jpg/                      the MIMIC-CXR-JPG root (--images, RELINK_MIMIC_IMAGES)
         files/pXX/pSUBJECT/sSTUDY/<dicom_id>.jpg
         mimic-cxr-2.0.0-{metadata,split,chexpert}.csv.gz
