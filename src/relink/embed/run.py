@@ -41,9 +41,7 @@ class Comm(Protocol):
 
     def barrier(self) -> None: ...
 
-    def gather_errors(self, error: tuple[str, bool] | None) -> list[tuple[str, bool]]:
-        """Every rank's ``(message, is_bad_input)`` of a failure (``None``: none), messages prefixed with the rank."""
-        ...
+    def gather_errors(self, error: tuple[str, bool] | None) -> list[tuple[str, bool]]: ...
 
 
 @dataclass

@@ -11,9 +11,8 @@ Layout read (``--root``)::
          (or directly in ROOT, or in --labels-dir): JSON Lines, one record per
          image: path_to_image and the 14 CheXpert names, 1/0/-1/null
 
-Known quirk handled: ``path_to_image`` ends in ``.jpg`` while the released
-images are ``.png``; the loader uses the ``.png`` file and falls back to the
-``.jpg`` one when only that exists (a local JPEG conversion).
+Known quirk: ``path_to_image`` ends in ``.jpg`` while the released images are ``.png``; the ``.jpg``
+file is used only when the ``.png`` one is missing (a local JPEG conversion).
 
 Cohort rows (one per study, like the MIMIC-CXR loader):
 

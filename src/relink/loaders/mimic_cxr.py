@@ -18,10 +18,9 @@ Cohort rows (one per study):
 * ids: ``pair_id`` = dicom_id, ``patient_id`` = subject_id, ``study_id`` = study_id, the bare
   strings of the official tables (no ``p``/``s`` prefix);
 * views: only images whose ViewPosition is in ``views`` (default PA, AP);
-* one image per study: the view earliest in ``views`` (PA before AP by
-  default), then the earliest StudyDate, StudyTime, then the smallest
-  dicom_id. The choice is made before files are checked: a missing chosen
-  image is a bad row, never silently replaced by another image;
+* one image per study: the view earliest in ``views``, then the earliest StudyDate, StudyTime, then
+  the smallest dicom_id, chosen before files are checked (a missing chosen image is a bad row, never
+  silently replaced);
 * report: sections of the study's ``.txt`` (see :mod:`.sections`);
 * labels: the study's row of the chexpert table (a study absent from it has
   all labels missing); uncertain stays -1, blank is NaN;
