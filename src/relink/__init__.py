@@ -1,39 +1,10 @@
 """relink: audit and mitigate cross-modal re-linkage in chest-radiograph VLMs.
 
-Front doors (:mod:`relink.api`), loaded on first use so that ``import relink``
-stays cheap: ``relink.audit``, ``relink.report``, ``relink.mitigate``,
-``relink.probe``, ``relink.embed``, ``relink.train_heads``; each takes data
-and a frozen spec and returns a frozen result. The specs (``relink.AuditSpec``,
-``relink.ReportSpec``, ``relink.MitigationSpec``) and ``relink.load_embeddings``
-load the same way.
-
-``relink.report`` and ``relink.embed`` are also the names of sub-packages.
-Python sets a sub-package as an attribute of its parent when it is
-imported, which would hide a function of the same name; so those two
-sub-packages are made callable instead: ``relink.report(...)`` calls
-:func:`relink.api.report.report` whichever was imported first, and
-``relink.report.build`` stays the module it always was.
-
-Layers (imports point one way, function-local imports included; enforced by
-the import-linter contract in pyproject.toml, run by ``tests/test_layers.py``):
-
-1. ``cli``, ``commands`` — the console script, one module per sub-command;
-2. ``paper`` — profiles, cached stages, results, chapters, the book;
-3. ``api`` — the front doors, one function per capability;
-4. ``report``, ``dp``, ``utility`` — the custodian's report, DP mitigation of
-   the projection heads, what the embeddings keep (independent of each other);
-5. ``retrieval`` — the re-linkage audit;
-6. ``embed`` — cohorts to EmbeddingSets;
-7. ``models`` — open_clip models, their heads and trunks, the synthetic ladder;
-8. ``loaders``, ``synth`` — official datasets and the synthetic cohort;
-9. ``cohort``, ``embeddings``, ``leakscan``, ``tables``, ``provenance``,
-   ``workdir`` — data contracts, what is written, resumable work folders;
-10. ``io``, ``options``, ``labels`` — atomic writes and the output guard,
-    options checked by flag, the 14 labels;
-11. ``errors``.
-
-A module may import from its own layer's siblings only where the layer is
-written with ``:`` in the contract (``|`` means independent).
+The front doors (:mod:`relink.api`: ``audit``, ``report``, ``mitigate``, ``probe``, ``embed``,
+``train_heads``), the specs and ``load_embeddings`` load on first use, so ``import relink`` stays cheap.
+``relink.report`` and ``relink.embed`` are also sub-packages, which Python would set over the function
+of that name: they are made callable instead. The layers: docs/design.md and the import-linter
+contract in pyproject.toml.
 """
 
 import importlib

@@ -1,18 +1,9 @@
 """The ``relink`` console script: one sub-command per stage.
 
-Each sub-command lives in ``relink/commands/<name>.py`` and exposes
-``register(subparsers)``, which adds its parser (with examples in the
-epilog) and sets ``func`` to a ``run(args) -> int`` callable. Command modules
-import heavy libraries (torch, open_clip, opacus) inside ``run`` so that
-``relink --help`` stays fast.
-
-Errors are one line, ``relink <command>: error: <message>``, exit status 2:
-a :class:`relink.errors.RelinkError` (bad input, named by file, row or
-option), a bad option (argparse's message, without the usage block), or an
-operating-system error while reading or writing (the file and the reason).
-Anything else is a bug in relink: one line saying so, exit status 1, and the
-traceback only with ``RELINK_DEBUG=1``. Ctrl-C prints what the command
-keeps for a re-run (its module's ``INTERRUPTED`` text) and exits 130.
+Each ``relink/commands/<name>.py`` has ``register(subparsers)`` and imports heavy libraries inside
+``run`` so that ``relink --help`` stays fast. Bad input, a bad option or an OS error: one line, exit 2.
+Anything else is a bug: one line, exit 1, the traceback only with ``RELINK_DEBUG=1``. Ctrl-C prints
+the command's ``INTERRUPTED`` text and exits 130.
 """
 
 from __future__ import annotations

@@ -47,7 +47,6 @@ from .labels import CHEXPERT_LABELS, label_problems
 MANIFEST_NAME = "cohort.parquet"
 ROOT_KEY = b"relink.image_root"
 OWNER_KEY = b"relink.output"
-ID_COLUMNS: tuple[str, ...] = ("pair_id", "patient_id", "study_id")
 TEXT_COLUMNS: tuple[str, ...] = (
     "pair_id", "patient_id", "study_id", "image_path", "report", "split", "view", "cohort",
 )
@@ -98,7 +97,8 @@ class Cohort:
         return Cohort(self.frame.loc[np.asarray(mask)].reset_index(drop=True), self.image_root, self.manifest)
 
 
-def _is_escaping(p: str) -> bool:
+def escapes_root(p: str) -> bool:
+    """True for an empty or absolute path, or one that climbs out of its root with ``..``."""
     if not p or os.path.isabs(p) or p.startswith(("/", "\\")) or (len(p) > 1 and p[1] == ":"):
         return True
     parts = PurePosixPath(p.replace("\\", "/")).parts
@@ -113,10 +113,8 @@ def validate(
 ) -> list[Problem]:
     """Check ``frame`` against the cohort contract; return the problems found (empty = valid).
 
-    ``check_images``: ``"exists"`` (default) checks that every image is a
-    non-empty file under ``image_root``; ``"open"`` also decodes its header
-    with Pillow; ``False`` skips file checks (also skipped when ``image_root``
-    is ``None``). Row numbers are 0-based positions in ``frame``.
+    ``check_images``: ``"exists"`` (a non-empty file), ``"open"`` (Pillow decodes it) or ``False``;
+    no file check without ``image_root``. Row numbers are 0-based positions in ``frame``.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -125,7 +123,7 @@ def validate(
 
 
 def _problems(frame: pd.DataFrame, image_root, check_images) -> Iterator[Problem]:
-    """The broken rules of a frame holding every column, in a fixed order (lazily: image checks stop early)."""
+    """The broken rules, in a fixed order; lazy so that image checks stop early."""
     pair_ids = frame["pair_id"].astype(str).to_numpy()
     for col in TEXT_COLUMNS:
         values = frame[col]
@@ -138,21 +136,18 @@ def _problems(frame: pd.DataFrame, image_root, check_images) -> Iterator[Problem
         yield Problem(i, pair_ids[i], col, f"label cell holds {kind}; a label is 1, 0, -1 or missing")
     paths = frame["image_path"].astype(str).to_numpy()
     for i, p in enumerate(paths):
-        if _is_escaping(p):
+        if escapes_root(p):
             yield Problem(i, pair_ids[i], "image_path", f"image path {p!r} is absolute or escapes the cohort root")
     if image_root is not None and check_images:
         root = Path(image_root)
         for i, p in enumerate(paths):
-            problem = None if _is_escaping(p) else image_problem(root / p, decode=check_images == "open")
+            problem = None if escapes_root(p) else image_problem(root / p, decode=check_images == "open")
             if problem:
                 yield Problem(i, pair_ids[i], "image_path", f"{problem}: {root / p}")
 
 
 def image_problem(path: str | os.PathLike, decode: bool = False) -> str | None:
-    """Why ``path`` is not a usable image file, or ``None``: a ``stat`` unless ``decode``.
-
-    The message does not repeat the path; callers say which row and file.
-    """
+    """Why ``path`` is not a usable image file, or ``None``; the message leaves the path to the caller."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -181,13 +176,8 @@ def check(
     skip_bad: bool = False,
     source: str = "cohort",
 ) -> tuple[pd.DataFrame, list[Problem]]:
-    """Validate and either raise on the first problem or drop bad rows.
-
-    Without ``skip_bad`` a :class:`CohortError` names ``source`` and the first
-    problem (and how many more there are). With ``skip_bad`` rows with a
-    problem are dropped and the problems returned so the caller can report a
-    count; table-level problems (missing columns) always raise.
-    """
+    """Validate; raise a :class:`CohortError` on the first problem, or with ``skip_bad`` drop bad rows
+    and return their problems (a missing column always raises)."""
     problems = validate(frame, image_root, check_images)
     if not problems:
         return frame, []
@@ -226,10 +216,7 @@ def write_cohort(frame: pd.DataFrame, path: str | os.PathLike, image_root: str |
                  owner: str = "cohort") -> Path:
     """Write a manifest atomically; ``path`` is a ``.parquet`` file or a cohort folder.
 
-    ``image_root`` is stored verbatim: ``"."`` (or any relative path) means
-    relative to the manifest's folder; absolute paths are stored resolved.
-    ``owner`` (the relink command writing it) is stored under ``relink.output``
-    so that a command replaces only its own manifests (:func:`relink.io.output_owner`).
+    ``owner`` (the command writing it) lets a command replace only its own manifests.
     """
     path = Path(path)
     target = path / MANIFEST_NAME if (path.is_dir() or path.suffix == "") else path
@@ -252,11 +239,7 @@ def read_cohort(
     check_images: str | bool = False,
     skip_bad: bool = False,
 ) -> Cohort:
-    """Read a cohort folder or manifest; validate it unless told not to.
-
-    Image files are not checked by default (that is the embedder's job, row
-    by row); pass ``check_images="exists"`` to check them here.
-    """
+    """Read a cohort folder or manifest; validate it unless told not to (images: the embedder checks them)."""
     target = manifest_path(path)
     if not target.is_file():
         raise CohortError(f"cohort manifest not found: {target}")
@@ -277,12 +260,10 @@ def read_cohort(
 
 
 def fingerprint(cohort: Cohort, columns: Iterable[str] = ("pair_id", "image_path", "report")) -> str:
-    """A short content hash of what the embedder reads: ids, image paths and report text.
+    """A short content hash of ids, image paths and report text.
 
-    Image bytes are not hashed (too slow at 400k images); a regenerated
-    synthetic cohort is byte-identical for a seed, and a real dataset's files
-    are immutable releases. The image root is left out so that a moved
-    cohort (another clone, another mount) stays a cache hit.
+    Image bytes are not hashed (too slow at 400k images; releases are immutable); the image root is
+    left out so that a moved cohort stays a cache hit.
     """
     h = hashlib.sha256()
     for col in columns:
@@ -292,15 +273,8 @@ def fingerprint(cohort: Cohort, columns: Iterable[str] = ("pair_id", "image_path
 
 
 def patient_resplit(frame: pd.DataFrame, heldout_pairs: int, validate_pairs: int, seed: int = 0) -> pd.DataFrame:
-    """A seeded, patient-disjoint re-split: ``test`` of about ``heldout_pairs`` pairs, ``validate`` of
-    about ``validate_pairs``, the rest ``train``.
-
-    Patients are taken in a random order (``numpy.random.default_rng(seed)``)
-    into ``test`` until it holds at least ``heldout_pairs`` pairs, then into
-    ``validate`` likewise; a patient is never split. Used to reconstruct a
-    held-out set the size of a study's when the official test split is
-    smaller. Raises :class:`CohortError` when the cohort is too small.
-    """
+    """A seeded, patient-disjoint re-split: patients in a random order fill ``test`` to at least
+    ``heldout_pairs`` pairs, then ``validate`` to ``validate_pairs``; the rest are ``train``."""
     if heldout_pairs < 1 or validate_pairs < 0:
         raise CohortError(f"re-split sizes must be positive (held-out {heldout_pairs}, validate {validate_pairs})")
     if heldout_pairs + validate_pairs >= len(frame):
@@ -320,11 +294,8 @@ def patient_resplit(frame: pd.DataFrame, heldout_pairs: int, validate_pairs: int
 
 
 def refuse_output_over_cohort(out: str | os.PathLike, cohort: Cohort, flag: str = "--out") -> None:
-    """Raise :class:`CohortError` when folder ``out`` is, or holds, the manifest or an image of ``cohort``.
-
-    An output folder is replaced in one rename when done (``--overwrite`` lets a command replace a
-    folder that is not its own): one that held the cohort would be deleted while it is read.
-    """
+    """Raise :class:`CohortError` when folder ``out`` holds the manifest or an image of ``cohort``
+    (an output folder is replaced in one rename: the cohort would be deleted while read)."""
     target = Path(out).resolve()
     manifest = Path(cohort.manifest).resolve() if cohort.manifest is not None else None
     if manifest is not None and target in manifest.parents:

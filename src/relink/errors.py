@@ -1,9 +1,5 @@
-"""One exception type for every user-facing failure.
-
-The command line prints ``str(error)`` on one line and exits non-zero; it
-never shows a traceback for a :class:`RelinkError`. Messages name the file,
-row or option at fault.
-"""
+"""One exception type for every user-facing failure: printed on one line, never a traceback;
+messages name the file, row or option at fault."""
 
 from __future__ import annotations
 

@@ -1,26 +1,15 @@
 """The output guard: a command declares what it reads and what it writes once; nothing else is written.
 
-Every command calls :func:`claim` at the start of its ``run``, before any
-work, with its inputs (flag and path, or several paths for a repeatable
-flag) and its outputs (:class:`Output`: the flag, the path, a file or a
-folder, the side files written with it, such as a CSV table's
-``.provenance.json``, and the work folder an interrupted run keeps beside
-it). One rule then holds for every command:
+Every command calls :func:`claim` before any work. The rule, for every command:
 
 * two outputs never name the same path, and no input is given twice;
-* no output path (side files and work folder included) is an input of the
-  same command, lies inside an input folder, or is a folder holding an
-  input, whatever ``--overwrite`` says: an output never replaces an input;
-* every path it writes is free: absent, this command's own earlier output,
-  or (with ``--overwrite``) anything but a folder where a file goes or a file
-  where a folder goes (:func:`relink.io.claim_output`); a work folder must be
-  a relink work folder, since it is emptied when the computation changes;
-* a symbolic link at an output path is never written through: it is not an
-  earlier output (so it needs ``--overwrite``), and then the link itself is
-  replaced, never the file it points to.
+* no output path (side files and work folder included) is, lies inside or holds an input, whatever
+  ``--overwrite`` says;
+* every path written is absent, this command's own earlier output, or (with ``--overwrite``) of the
+  right kind; a work folder must be a relink work folder, since it is emptied when the key changes;
+* a symbolic link at an output is never written through: with ``--overwrite`` the link is replaced.
 
-Paths are compared as they resolve on disk (``os.path.realpath``), so a link
-or a ``..`` does not hide an input.
+Paths are compared as they resolve on disk, so a link or a ``..`` does not hide an input.
 """
 
 from __future__ import annotations
@@ -155,10 +144,8 @@ def _claim_work(o: Output) -> None:
 def claim(owner: str, outputs: Sequence[Output | None],
           inputs: Iterable[tuple[str, PathLike | Sequence[PathLike] | None]] = (),
           overwrite: bool | None = False) -> list[Path]:
-    """Check every output of ``relink owner`` against the rule above; return the output paths.
-
-    ``overwrite=None`` means the command has no ``--overwrite`` flag.
-    """
+    """Check every output of ``relink owner`` against the rule above; return the output paths
+    (``overwrite=None``: the command has no ``--overwrite`` flag)."""
     outs = [o for o in outputs if o is not None]
     listed = check_inputs(inputs)
     _distinct(outs)

@@ -1,16 +1,9 @@
 """Writing outputs: atomically, with the user's permissions, never over a file that is not ours.
 
-* :func:`atomic_path` / :func:`atomic_dir` write under a temporary name in the
-  destination's folder and rename only once complete, so a reader never sees
-  half an output. Temporary names carry the writer's pid
-  (``.NAME.<pid>.<random>.tmp``) so that a later run can tell the leftovers of
-  a killed writer from those of one still running.
-* Files and folders get the permissions the umask allows (as ``open`` would),
-  not ``mkstemp``'s private 0600/0700: a shared project folder must read them.
-* :func:`claim_output` checks one output path before any work
-  (:func:`relink.guard.claim` applies it to every path a command writes). A
-  folder output is marked as its command's with :func:`mark_output`; tables,
-  manifests and reports are recognised by the provenance they carry.
+Temporaries sit beside the destination as ``.NAME.<pid>.<random>.tmp`` (the pid tells a killed
+writer's leftovers from a live one's) and get the umask's permissions, not ``mkstemp``'s 0600: a
+shared project folder must read them. A folder output is marked with :func:`mark_output`; tables,
+manifests and reports are recognised by the provenance they carry.
 """
 
 from __future__ import annotations
@@ -46,11 +39,8 @@ def _tmp_prefix(path: Path) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary file path next to ``path``; rename it over ``path`` on success.
-
-    ``suffix`` defaults to the suffix of ``path`` so that writers which choose a
-    format by extension (pandas, numpy) still do.
-    """
+    """Yield a temporary file path next to ``path`` (same suffix: writers choose a format by it);
+    rename it over ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
@@ -83,10 +73,8 @@ def apply_umask(root: Path) -> None:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; it replaces ``path`` on success.
 
-    An existing ``path`` is first renamed aside (``.NAME.<pid>.old``) and
-    deleted only after the new folder is in place; a run killed in between is
-    repaired by the next :func:`claim_output` of the same path (the old folder
-    is put back).
+    An existing ``path`` is renamed aside (``.NAME.<pid>.old``) until the new one is in place; the
+    next :func:`claim_output` puts it back if the run was killed in between.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,13 +116,8 @@ def _alive(pid: int) -> bool:
 
 
 def clean_leftovers(path: str | os.PathLike) -> list[Path]:
-    """Remove what killed writers of ``path`` left beside it; return what was removed.
-
-    Temporaries ``.NAME.<pid>.*`` of a pid that is no longer running are
-    deleted, except that an ``.old`` copy is moved back to ``path`` when
-    ``path`` itself is missing (the writer died between its two renames).
-    Temporaries of live processes are left alone (a concurrent writer).
-    """
+    """Remove what dead writers of ``path`` left beside it (an ``.old`` copy goes back when ``path``
+    is missing); return what was removed."""
     path = Path(path)
     parent = path.parent
     if not parent.is_dir():
@@ -159,10 +142,7 @@ def mark_output(folder: str | os.PathLike, owner: str, **extra: Any) -> None:
 
 
 def output_owner(path: str | os.PathLike) -> str | None:
-    """Which relink command wrote ``path`` (a folder or a file), or ``None`` if none did.
-
-    A symbolic link is never an output (relink replaces a link, it never writes through one).
-    """
+    """Which relink command wrote ``path``, or ``None`` (a symbolic link is never an output)."""
     path = Path(path)
     if path.is_symlink():
         return None
@@ -223,13 +203,11 @@ def _file_owner(path: Path) -> str | None:
 
 def claim_output(path: str | os.PathLike, kind: str = "file", owner: str = "", overwrite: bool | None = False,
                  flag: str = "--out") -> Path:
-    """Check that ``path`` may be written as ``owner``'s output; clean leftovers; return it.
+    """Check that ``path`` (``kind`` ``"file"`` or ``"dir"``) may be written as ``owner``'s output;
+    clean leftovers; return it.
 
-    ``kind`` is ``"file"`` or ``"dir"``. Refused with one line: a path of the
-    other kind, an existing path that is not ``owner``'s own earlier output
-    (unless ``overwrite``; an empty folder is free), a destination whose folder
-    cannot be written. ``overwrite=None`` means the command has no
-    ``--overwrite`` flag (the message then does not offer it).
+    An existing path must be ``owner``'s earlier output, an empty folder, or ``overwrite``;
+    ``overwrite=None``: the command has no ``--overwrite`` flag to offer.
     """
     if kind not in ("file", "dir"):
         raise ValueError(f"kind must be 'file' or 'dir', got {kind!r}")

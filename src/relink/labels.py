@@ -1,14 +1,8 @@
 """The 14 CheXpert observations, in the one canonical order every table uses.
 
-Label values follow the CheXpert labeler convention:
-
-* ``1``  positive (mentioned as present),
-* ``0``  negative (mentioned as absent),
-* ``-1`` uncertain (hedged mention),
-* missing (``NaN``): not mentioned at all.
-
-Columns holding them are float (``NaN`` for missing) because pandas has no
-integer dtype with a missing value that survives every parquet round trip.
+Values follow the CheXpert labeler: ``1`` present, ``0`` absent, ``-1`` uncertain, ``NaN`` not
+mentioned. Columns are float: pandas has no integer dtype whose missing value survives every parquet
+round trip.
 """
 
 from __future__ import annotations
@@ -37,13 +31,8 @@ POSITIVE, NEGATIVE, UNCERTAIN = 1.0, 0.0, -1.0
 
 
 def label_value_problem(value) -> str | None:
-    """Why one label cell breaks the contract, or ``None``: the kind of value, never the value itself.
-
-    The one rule for every table that carries labels (cohort manifests,
-    EmbeddingSet rows, loaders): 1, 0, -1 or missing; anything else is an
-    error, never silently read as missing. A free-text cell may be a piece
-    of a report, so messages say "text", not what it says.
-    """
+    """Why one label cell is not 1, 0, -1 or missing, or ``None``: the kind of value, never the value
+    (a text cell may hold a piece of a report)."""
     import math
 
     if value is None:
@@ -71,11 +60,7 @@ def label_value_problem(value) -> str | None:
 
 
 def label_problems(frame, max_problems: int | None = None):
-    """``(row, column, kind)`` for each label cell of ``frame`` that breaks the rule, in row order.
-
-    Vectorised for the common case (a float column); object columns are
-    checked cell by cell.
-    """
+    """``(row, column, kind)`` for each label cell of ``frame`` that breaks the rule, in row order."""
     import numpy as np
     import pandas as pd
 

@@ -1,18 +1,9 @@
 """Leak scan: no report text and no patient/study/image identifier in what is published.
 
-Whatever relink publishes from a credentialed cohort (the book's executed
-chapters and result tables, a custodian's report) is scanned before it is
-written, and a hit refuses the write:
-
-* identifiers — every ``pair_id``, ``patient_id`` and ``study_id`` of the
-  cohorts (at least :data:`MIN_ID_LENGTH` characters, so that small integers
-  in a table are not mistaken for ids) searched as whole tokens;
-* report text — any run of :data:`NGRAM` consecutive words of a report that
-  also appears in an output (outputs are small, so their n-grams are indexed
-  once and the reports are streamed past them).
-
-Images embedded in notebooks (base64) are not text and are skipped; the
-chapters of credentialed profiles draw no example images at all.
+What relink publishes from a credentialed cohort is scanned before it is written; a hit refuses the
+write. Identifiers: every id of at least :data:`MIN_ID_LENGTH` characters (small integers are not ids),
+as a whole token. Report text: any run of :data:`NGRAM` words of a report (the outputs' n-grams are
+indexed, the reports streamed past). Notebook images are skipped.
 """
 
 from __future__ import annotations

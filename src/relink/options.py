@@ -1,15 +1,8 @@
 """Options checked once, named by their flag: numbers, and frozen specs that declare their own flags.
 
-A command's options travel as one frozen dataclass (an *options spec*, like
-open_clip's model configs): each field declares its flag, help and check
-with :func:`option`, the spec checks itself in ``__post_init__`` with
-:func:`check_spec`, and the command line is generated from it
-(:func:`add_spec_arguments`, :func:`spec_from_args`). So a range is written
-once and an error names the flag the user typed (``--bootstrap``), never an
-internal variable.
-
-Every number is checked for finiteness: ``float("nan")`` passes any ``<``
-comparison unnoticed and would silently turn a result into nonsense.
+Each spec field declares its flag, help and check with :func:`option`; the command line is generated
+from the spec, so a range is written once and an error names the flag the user typed. Every number is
+checked for finiteness: ``nan`` passes any ``<`` comparison unnoticed.
 """
 
 from __future__ import annotations
@@ -114,10 +107,8 @@ def option(default: Any = dataclasses.MISSING, *, flag: str, help: str = "", che
            parse: Callable[[Any], Any] | None = None, cli: bool = True, **argparse_kwargs: Any) -> Any:
     """A spec field that knows its flag, help text and check.
 
-    ``parse`` turns a command-line string (or a value given in Python) into
-    the field's type (e.g. ``"10,100,full"`` into a tuple); ``check`` is the
-    numeric range each value (or each item of a tuple) must meet. ``cli=False``
-    keeps a field out of the generated command line.
+    ``parse`` turns a string or Python value into the field's type; ``check`` is the range each value
+    (or tuple item) must meet; ``cli=False`` keeps the field off the command line.
     """
     meta = {"flag": flag, "help": help, "check": check, "parse": parse, "cli": cli, "argparse": argparse_kwargs}
     if isinstance(default, (list, dict, set)):
@@ -159,9 +150,7 @@ def check_spec(spec: Any) -> None:
 class Spec:
     """Base of the frozen option specs (``@dataclass(frozen=True)`` subclasses whose fields are :func:`option`).
 
-    One place for what every spec does besides checking itself: :meth:`record` (the settings as plain JSON
-    values, for provenance) and :meth:`but` (a checked copy with changes). ``TEXT_FIELDS`` names fields
-    whose items are recorded as text (pool sizes mix integers with ``"full"``).
+    ``TEXT_FIELDS`` are recorded as text (pool sizes mix integers with ``"full"``).
     """
 
     TEXT_FIELDS: tuple[str, ...] = ()
@@ -261,11 +250,8 @@ def items_of(value: Any) -> list:
 
 @dataclass(frozen=True)
 class Listed:
-    """A spec ``parse`` for a list field: the items (:func:`items_of`), each through ``convert``, first
-    occurrence kept (``sort``: ascending); empty is an error naming ``what`` unless ``what`` is None.
-
-    ``convert`` takes one item and returns its value or raises ValueError; it is handed the items already
-    split, so the field's own module never calls back here."""
+    """A spec ``parse`` for a list field: the items (:func:`items_of`), each through ``convert`` (which
+    raises ValueError), first occurrence kept; empty is an error naming ``what`` unless it is None."""
 
     convert: Callable[[Any], Any]
     what: str | None = None
@@ -279,8 +265,7 @@ class Listed:
 
 
 def integer(what: str) -> Callable[[Any], int]:
-    """A :class:`Listed` item: an integer (``"1e4"`` is 10000; a fraction or a word is an error naming
-    ``what``)."""
+    """A :class:`Listed` item: an integer (``"1e4"`` is 10000)."""
     def convert(v: Any) -> int:
         try:
             f = float(v)

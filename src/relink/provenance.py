@@ -1,8 +1,5 @@
-"""Provenance stamped into every result: what code, which packages, which inputs.
-
-Nothing here names a user, host or absolute path: the stamp goes into book
-pages and result files that may be published.
-"""
+"""Provenance stamped into every result: what code, which packages, which inputs (never a user, host
+or absolute path: the stamp may be published)."""
 
 from __future__ import annotations
 

@@ -11,15 +11,12 @@ candidate count), ``K``, ``estimator`` (``exact`` | ``monte_carlo``),
 ``coverage`` (fraction of queries whose pool could be filled; 1 for random
 pools).
 
-When hard negatives are audited, matched rows also carry
-``paired_random_value``, ``paired_random_ci_low``, ``paired_random_ci_high``
-and ``paired_random_lift``: random pools of the same N on the same covered
-queries, so that a matched figure is compared like with like (NaN on other
-rows; see :mod:`relink.retrieval.audit`).
+Matched rows of a hard-negative audit also carry ``paired_random_value``, ``paired_random_ci_low``,
+``paired_random_ci_high`` and ``paired_random_lift``: random pools of the same N on the same covered
+queries (NaN on other rows).
 
-Provenance travels with the table: in the parquet schema metadata, under
-``"provenance"`` in a JSON file (``{"provenance": ..., "rows": [...]}``), and
-in a ``<file>.provenance.json`` sidecar for CSV.
+Provenance travels in the parquet schema metadata, under ``"provenance"`` in JSON
+(``{"provenance": ..., "rows": [...]}``), and in a ``<file>.provenance.json`` sidecar for CSV.
 """
 
 from __future__ import annotations
@@ -84,8 +81,7 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike, provenance: dict[s
             pq.write_table(table.replace_schema_metadata(meta), tmp)
         else:
             rows = json.loads(frame.to_json(orient="records"))
-            # Rows keep the table's column order (pandas writes NaN as null); the provenance is
-            # key-sorted and made valid JSON (no NaN) the same way.
+            # rows keep the table's column order; the provenance is key-sorted
             tmp.write_text(json.dumps({"provenance": canonical(provenance), "rows": rows}, indent=1, allow_nan=False) + "\n")
     for side in side_files(path):
         write_json(side, provenance)

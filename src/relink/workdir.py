@@ -1,23 +1,9 @@
 """Keyed folders: a computation's output or unfinished work, named by everything it depends on.
 
-One mechanism for every long computation that must resume and never give a
-stale hit (``relink embed``'s shards, ``relink audit``'s slabs, the paper's
-cached stages and results):
-
-* a *key* is a JSON-able dict of the declared inputs, compared as JSON
-  stores it (:func:`relink.io.canonical`);
-* :class:`KeyedWork` is a folder of unfinished work with its key (by default
-  ``manifest.json`` inside it): the same key resumes, another key empties it
-  (a cache miss, never a stale hit), and a non-empty folder without the key
-  is not relink's and is refused, never emptied;
-* :func:`build_keyed` makes a finished folder holding :data:`ARTIFACT_KEY`:
-  reused when the stored key matches, otherwise built in a temporary or a
-  resumable partial folder and renamed into place only when complete, so an
-  interrupted build leaves the old folder or none, never half of one.
-
-``OUT.work/`` beside an output is where a command keeps its work
-(:func:`work_path`); ``relink train`` uses the same name with its own
-manifest (the ladder file).
+A *key* is a JSON-able dict of the declared inputs, compared as JSON stores it. :class:`KeyedWork`
+(unfinished work): the same key resumes, another key empties it, a non-empty folder without a key is
+refused, never emptied. :func:`build_keyed` (a finished folder holding :data:`ARTIFACT_KEY`) is reused
+on a matching key, else built aside and renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -51,12 +37,8 @@ def read_key(file: str | os.PathLike) -> dict[str, Any] | None:
 
 
 class KeyedWork:
-    """Unfinished work at ``path`` for ``key``, stored in ``key_file`` (default ``path/manifest.json``; beside
-    the folder when its builder must own all of its contents).
-
-    ``what`` names the computation in the refusal (e.g. ``"embed"``: "not a
-    relink embed work folder"); ``keeps`` says what such a folder holds.
-    """
+    """Unfinished work at ``path`` for ``key``, stored in ``key_file`` (default ``path/manifest.json``);
+    ``what`` and ``keeps`` word the refusal."""
 
     what = "relink"
     keeps = "its finished parts"
@@ -97,10 +79,7 @@ def build_keyed(path: str | os.PathLike, key: dict[str, Any], build: Callable[[P
                 resumable: bool = False) -> bool:
     """Make ``path`` the output of ``build(folder)`` for ``key``; return whether it was built (not reused).
 
-    ``build`` fills the folder it is given: a temporary one, or with
-    ``resumable`` the :class:`KeyedWork` ``.NAME.partial`` beside ``path``
-    (its key in ``.NAME.partial-key.json``), which outlives an interruption
-    and is resumed by the next build of the same key.
+    With ``resumable`` the folder is a :class:`KeyedWork` ``.NAME.partial`` that outlives an interruption.
     """
     path, key = Path(path), canonical(key)
     if not force and read_key(path / ARTIFACT_KEY) == key:

@@ -3,25 +3,13 @@
 Contract of one item (a dict, collated into batches by the default collate):
 
 * ``index``  — the row's position in the cohort manifest (int);
-* ``image``  — uint8 (3, S, S): the image after the model's eval transform up
-  to, not including, ``ToTensor`` + ``Normalize`` (its resize, crop and RGB
-  conversion); :func:`normalise` finishes the transform on the whole batch.
-  Zeros when the file is unreadable. (A non-standard transform, one that does
-  not end in ``ToTensor``, ``Normalize``, is applied whole and gives float32.)
-  See :mod:`relink.models.preprocess`, shared with ladder training.
+* ``image``  — uint8 (3, S, S): the eval transform up to, not including, ``ToTensor`` + ``Normalize``
+  (:mod:`relink.models.preprocess`); zeros when the file is unreadable; float32 for a non-standard
+  transform, applied whole;
 * ``tokens`` — int64 (context_length,), the model tokenizer's output;
-* ``error``  — ``""``, or why the image could not be read (the embedder turns
-  it into an error naming the row, or skips the row under ``--skip-bad``).
+* ``error``  — ``""``, or why the image could not be read.
 
-Decoding stays in the DataLoader workers and never raises there: a corrupt
-file must become a clear message naming its row, not a worker traceback.
-
-Speed: passing uint8 instead of float32 moves a quarter of the bytes between
-processes (and to the GPU), and normalising a batch at once is one vectorised
-op. When a decoded image already has the model's input size and mode ``L`` or
-``RGB`` (the synthetic cohort, or a cohort resized ahead of time) every PIL
-step is the identity and is skipped. ``normalise(batch)`` equals the model's
-own eval transform bit for bit (same tensor ops; tested).
+Decoding never raises in a worker: a corrupt file must become a message naming its row.
 """
 
 from __future__ import annotations
@@ -86,12 +74,8 @@ class PairDataset(Dataset):
 
 
 def range_batches(ranges: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:
-    """Batches of row indices that never cross a range boundary (one shard = whole batches).
-
-    Keeping batches inside a shard makes a shard's numbers independent of
-    which other shards run in the same process, so a resumed or distributed
-    run computes byte-identical arrays.
-    """
+    """Batches of row indices that never cross a range boundary, so a shard's numbers do not depend on
+    which shards share its process (resumed and distributed runs are byte-identical)."""
     out = []
     for start, stop in ranges:
         for b in range(start, stop, batch_size):
@@ -104,14 +88,8 @@ def batches_per_range(ranges: Sequence[tuple[int, int]], batch_size: int) -> lis
 
 
 def default_workers(world_size: int = 1, device: str = "cpu") -> int:
-    """DataLoader workers per process.
-
-    GPU: the cores of this process's share but one (the main process feeds
-    the GPU), at most 8. CPU: the model already uses every core, so a worker
-    process only competes with it; on 2 cores decoding in-process was faster
-    (embed/forward-only throughput 0.82 against 0.65 with one worker). Above
-    2 cores per process, a quarter of them decode.
-    """
+    """DataLoader workers per process: on a GPU this process's cores but one (at most 8); on the CPU
+    the model already uses every core, so none up to 2 cores, then a quarter of them."""
     import os
 
     try:

@@ -2,25 +2,11 @@
 
     torchrun --nproc_per_node 2 -m relink embed --distributed --cohort C --model M --out DIR
 
-Rank ``r`` of ``W`` embeds shards ``r, r+W, r+2W, ...`` into the shared work
-folder; after a barrier rank 0 merges all shards in row order. The result is
-the same as a one-process run with the same shard and batch sizes
-(byte-identical on the CPU), and any process count can resume any work folder.
-The process group uses gloo on the CPU and nccl on GPUs; an error on one rank
-(an unreadable image, say) stops every rank with that rank's message.
-
-Joining is checked first: the launch's variables (``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) must be present and well
-formed (:func:`launch_from_env`: one line naming the variable), and every
-rank waits at most ``--timeout`` seconds (minutes by default) for the others
-to announce themselves in the launch's store before one line names the ranks
-that did not arrive; only then is the process group made, whose collectives
-may wait longer (rank 0 merges while the others wait).
-
-This module joins the group (:func:`init_process_group`), carries it
-(:class:`TorchComm`) and meets the other ranks with errors (:func:`sync`);
-``relink audit --distributed`` uses the same three. The command line lives
-in :mod:`relink.commands.embed`.
+Rank ``r`` of ``W`` embeds shards ``r, r+W, ...``; rank 0 merges them in row order, so the result is a
+one-process run's (byte-identical on the CPU) and any process count can resume any work folder. An
+error on one rank stops every rank with that rank's message. Joining is checked first: the launch's
+variables, then at most ``--timeout`` seconds for every rank to arrive (one line naming who did not);
+only then is the group made, whose collectives may wait longer. ``relink audit --distributed`` uses it too.
 """
 
 from __future__ import annotations
@@ -72,10 +58,8 @@ class OtherRankFailed(RelinkError):
 
 
 def sync(comm, failure: BaseException | None) -> None:
-    """Meet the other ranks; raise this rank's failure, or the first other rank's (``comm`` None: just raise).
-
-    An error on one rank reaches every rank here, so no rank waits for the others forever.
-    """
+    """Meet the other ranks; raise this rank's failure, or the first other rank's (``comm`` None: just
+    raise), so no rank waits for the others forever."""
     mine = None if failure is None else (str(failure) or failure.__class__.__name__, isinstance(failure, RelinkError))
     errors = comm.gather_errors(mine) if comm is not None else []
     if failure is not None:
@@ -203,13 +187,7 @@ def _meet(store, launch: Launch, timeout: float) -> None:
 
 
 def init_process_group(device: str = "auto", timeout: float = JOIN_TIMEOUT) -> str:
-    """Join the torchrun group; return the device this rank uses.
-
-    The launch's variables are checked first (:func:`launch_from_env`), then
-    every rank waits at most ``timeout`` seconds for the others to arrive
-    (one line naming the ranks that did not); only then is the process group
-    made, whose collectives may wait longer (:data:`COLLECTIVE_TIMEOUT`).
-    """
+    """Join the torchrun group (as the module says); return the device this rank uses."""
     launch = launch_from_env()
     import torch
     import torch.distributed as dist

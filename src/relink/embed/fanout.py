@@ -1,21 +1,9 @@
 """One decode, several models: stream a cohort's inputs once to every model that takes them.
 
-Each row is decoded and tokenized once (:class:`relink.embed.dataset.PairDataset`,
-in DataLoader workers) and fed to every :class:`Task` (one model, one output)
-that needs it: the rungs of a ladder share preprocessing and tokenization.
-
-What keeps the arrays byte-identical to embedding with one model at a time:
-each task keeps **its own batches** — consecutive rows of its own row set,
-never crossing one of its shards (:func:`relink.embed.dataset.range_batches`)
-— exactly the batches a one-model run makes; only the decoded rows are
-shared. Rows are decoded in increasing order, and a task runs a batch as
-soon as all its rows are decoded, so the rows held in memory at any time
-span at most one batch of the sparsest task (a task may cover a subset of
-the cohort, e.g. the evaluation split).
-
-A task's shard is handed to ``write_shard`` (by default
-:meth:`relink.embed.shards.EmbedWork.write`, into its work folder) as soon as
-its last batch ran, so an interrupted run resumes per task and per shard.
+Why the arrays are byte-identical to one model at a time: each :class:`Task` keeps its own batches
+(those a one-model run makes); only the decoded rows are shared. Rows are decoded in increasing order
+and a task runs a batch once all its rows are in, so memory holds at most one batch of the sparsest
+task. A shard goes to ``write_shard`` as soon as its last batch ran, so a run resumes per shard.
 """
 
 from __future__ import annotations
@@ -37,13 +25,8 @@ ShardWriter = Callable[[EmbedWork, Shard, dict, np.ndarray, list], None]
 
 @dataclass
 class Task:
-    """One model embedding a set of cohort rows into one work folder.
-
-    ``rows``: positions in the full cohort of the task's rows, increasing;
-    the task's own row ``k`` is cohort row ``rows[k]`` (its shards and the
-    ``kept`` indices it writes count in its own rows). ``cohort``: the task's
-    rows as a cohort (for row tables and messages).
-    """
+    """One model embedding a set of cohort rows into one work folder: its own row ``k`` is cohort row
+    ``rows[k]`` (increasing); its shards and ``kept`` indices count in its own rows."""
 
     lm: Any
     rows: np.ndarray
@@ -158,12 +141,8 @@ def embed_batch(lm, batch: dict[str, Any], device: str, amp: bool, skip_bad: boo
                 with_trunk: bool = True, full: Cohort | None = None, rows: np.ndarray | None = None):
     """Embed one collated batch with ``lm``: ``(arrays, keep mask, skipped-row records)``.
 
-    ``batch["index"]`` holds positions in ``cohort`` (the task's rows);
-    messages name the row of ``full`` (the cohort the user gave), which is
-    ``rows[position]``. Images are turned into the model input here
-    (:func:`relink.models.preprocess.normalise` with the model's mean and std).
-    Projections are L2-normalised in float32; trunks (with ``with_trunk``) are
-    stored as computed, via :func:`relink.models.trunks.encode_trunks_and_heads`.
+    ``batch["index"]`` holds positions in ``cohort``; messages name the row of ``full``, ``rows[position]``.
+    Projections are L2-normalised in float32; trunks are stored as computed.
     """
     import torch
     import torch.nn.functional as F

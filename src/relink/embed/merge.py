@@ -1,13 +1,4 @@
-"""The finished EmbeddingSet: when an existing one can be reused, and merging shards into a new one.
-
-:func:`reuse_reason` decides whether an output folder already holds what is
-asked (same weights, cohort, preprocessing and tokenizer context; trunks
-when asked for; skipped rows only under ``--skip-bad``). :func:`merge_shards`
-writes the folder from the work folder's shards in row order, streaming
-(the arrays of a full cohort need not fit in memory), under a temporary
-name renamed into place (:func:`relink.io.atomic_dir`), marked as a
-``relink embed`` output (:func:`relink.io.mark_output`).
-"""
+"""The finished EmbeddingSet: when an existing one can be reused, and merging shards into a new one."""
 
 from __future__ import annotations
 

@@ -1,20 +1,10 @@
 """Embedding cohorts into EmbeddingSet folders (:mod:`relink.embeddings`): ``relink embed``.
 
-:func:`embed_many` embeds one cohort with several models at once, each into
-its own folder (optionally a subset of the rows per model); models that take
-the same inputs share one decode and one tokenization of every row
-(:mod:`relink.embed.fanout`). :func:`embed_cohort` is the one-model case.
-``--out`` is claimed first (:func:`relink.io.claim_output`); an output that
-already holds what is asked is reused (:func:`relink.embed.merge.reuse_reason`);
-otherwise rows are embedded shard by shard into the keyed work folder
-``OUT.work`` (:mod:`relink.embed.shards`), merged into ``OUT`` at once, and
-the work folder removed. Batches never cross shards, so a resumed run is
-byte-identical to an uninterrupted one. A run that fails on bad input removes
-the work folder it created; an interrupted run keeps it for resuming.
-
-Under ``torchrun`` (``relink embed --distributed``; the process group is set
-up by :mod:`relink.embed.distributed`) each rank embeds its shards, and
-rank 0 merges them in row order after all ranks are done.
+An output that already holds what is asked is reused; otherwise rows are embedded shard by shard into
+the keyed work folder ``OUT.work`` and merged into ``OUT`` at once. Batches never cross shards, so a
+resumed run is byte-identical to an uninterrupted one; a run failing on bad input removes the work
+folder it created, an interrupted one keeps it. Under ``torchrun`` each rank embeds its shards and
+rank 0 merges them in row order.
 """
 
 from __future__ import annotations
@@ -51,9 +41,7 @@ class Comm(Protocol):
 
     def barrier(self) -> None: ...
 
-    def gather_errors(self, error: tuple[str, bool] | None) -> list[tuple[str, bool]]:
-        """Every rank's ``(message, is_bad_input)`` of a failure (``None``: none), messages prefixed with the rank."""
-        ...
+    def gather_errors(self, error: tuple[str, bool] | None) -> list[tuple[str, bool]]: ...
 
 
 @dataclass
@@ -67,12 +55,8 @@ class EmbedJob:
 
 
 def load_for_embedding(spec: str, device: str = "cpu"):
-    """:func:`relink.models.load_model`, with randomly initialised names made deterministic.
-
-    A bare architecture name (``relink-vit-tiny``) has random weights; seeding
-    their initialisation makes every process and every run build the same
-    model, so the weights fingerprint (the cache key) is stable.
-    """
+    """:func:`relink.models.load_model`, with a random initialisation seeded (every process and run
+    builds the same model, so the weights fingerprint, the cache key, is stable)."""
     import torch
 
     from ..models import load_model
@@ -82,33 +66,17 @@ def load_for_embedding(spec: str, device: str = "cpu"):
         return load_model(spec, device=device)
 
 
-def _context_length(lm) -> int | None:
-    return getattr(lm.tokenizer, "context_length", None)
-
-
-def _preprocess(lm) -> dict[str, Any]:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in (lm.preprocess_cfg or {}).items()}
-
-
 def embed_cohort(cohort, model, out_dir, batch_size: int = 256, num_workers: int | None = None,
                  shard_size: int | None = None, device: str = "auto", skip_bad: bool = False,
                  with_trunk: bool = True, progress: bool = True, precision: str = "auto",
                  overwrite: bool = False, comm: Comm | None = None, write_shard: ShardWriter = EmbedWork.write,
                  note: Callable[[str], None] = say) -> Path:
-    """Embed every row of ``cohort`` with ``model`` into the EmbeddingSet folder ``out_dir``.
+    """Embed every row of ``cohort`` with ``model`` (a spec or a ``LoadedModel``) into the EmbeddingSet
+    folder ``out_dir``.
 
-    ``cohort``: a :class:`relink.cohort.Cohort` or a cohort folder / manifest.
-    ``model``: a spec string (:mod:`relink.models.registry`) or a ``LoadedModel``
-    (moved to ``device``). ``precision``: ``auto`` (mixed precision on a GPU,
-    fp32 on the CPU), ``fp32`` or ``amp``. An unreadable image raises a
-    :class:`CohortError` naming its row, pair_id and file (nothing is written
-    to ``out_dir``); with ``skip_bad`` such rows are left out, counted and
-    listed in ``meta.json``. ``overwrite`` replaces an ``out_dir`` that is not
-    an earlier ``relink embed`` output. ``comm``: the torchrun process group
-    (:class:`relink.embed.distributed.TorchComm`). ``write_shard`` stores each
-    finished shard (default: into the work folder; a test passes one that
-    stops the run). ``note`` receives what a user should know (a reused set,
-    a resumed or restarted work folder, rows left out). Returns ``out_dir``.
+    ``precision``: ``auto`` (mixed precision on a GPU), ``fp32`` or ``amp``. With ``skip_bad`` unreadable
+    images are left out and listed in ``meta.json``. ``write_shard`` stores each finished shard; ``note``
+    receives what a user should know (a reused set, a resumed work folder, rows left out).
     """
     return embed_many(cohort, [EmbedJob(model, out_dir)], batch_size=batch_size, num_workers=num_workers,
                       shard_size=shard_size, device=device, skip_bad=skip_bad, with_trunk=with_trunk,
@@ -121,15 +89,8 @@ def embed_many(cohort, jobs: Sequence[EmbedJob | tuple], batch_size: int = 256, 
                with_trunk: bool = True, progress: bool = True, precision: str = "auto",
                overwrite: bool = False, comm: Comm | None = None,
                write_shard: ShardWriter = EmbedWork.write, note: Callable[[str], None] = say) -> list[Path]:
-    """Embed ``cohort`` with every job's model into its folder; one decode per row for models with equal inputs.
-
-    ``jobs``: :class:`EmbedJob` or ``(model, out_dir)`` / ``(model, out_dir, rows)``
-    tuples. Each output is byte-identical to :func:`embed_cohort` of the job's
-    rows (``cohort.subset(rows)``) with the same settings; models whose
-    preprocessing or tokenizer differ (:func:`relink.models.preprocess.input_key`)
-    get a decoding pass of their own. Other arguments as :func:`embed_cohort`.
-    Returns the output folders in job order.
-    """
+    """Embed ``cohort`` with every job's model into its folder; one decode per row for models with equal
+    inputs. Each output is byte-identical to :func:`embed_cohort` of the job's rows."""
     rank, world = (comm.rank, comm.world_size) if comm is not None else (0, 1)
     jobs = [j if isinstance(j, EmbedJob) else EmbedJob(*j) for j in jobs]
     batch_size = number("--batch-size", batch_size, int, 1)
@@ -216,8 +177,9 @@ def _plan(full: Cohort, job: EmbedJob, out: Path, dev: str, settings: dict[str, 
                              + (f" into {out} (its rows select none)" if job.rows is not None else ""))
     lm = load_for_embedding(job.model, dev) if isinstance(job.model, str) else job.model
     lm.model.to(dev).eval()
+    preprocess = {k: (list(v) if isinstance(v, tuple) else v) for k, v in (lm.preprocess_cfg or {}).items()}
     meta = {"weights_fingerprint": lm.fingerprint, "cohort_fingerprint": fingerprint(sub),
-            "preprocess": _preprocess(lm), "context_length": _context_length(lm)}
+            "preprocess": preprocess, "context_length": getattr(lm.tokenizer, "context_length", None)}
     if out.is_dir() and any(out.iterdir()):
         why = reuse_reason(out, meta, settings["with_trunk"], skip_bad)
         if why is None:

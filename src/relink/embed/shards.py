@@ -1,20 +1,9 @@
 """Resumable shard bookkeeping for the embedder.
 
-Rows ``[0, n)`` of a cohort are cut into shards of ``shard_size`` consecutive
-rows. The keyed work folder next to the output (``OUT.work/``, a
-:class:`relink.workdir.KeyedWork`) holds:
-
-* ``manifest.json`` — the key: weights fingerprint, cohort fingerprint,
-  preprocessing, row count, shard size, batch size, precision and whether
-  trunk features are kept;
-* per finished shard ``START-STOP.<array>.npy`` (``image``, ``text`` and, with
-  trunks, ``image_trunk``, ``text_trunk``), ``START-STOP.kept.npy`` (int64 row
-  indices kept; fewer than the range under ``--skip-bad``) and, written last,
-  ``START-STOP.done.json`` (the skipped rows). A shard counts as finished only
-  when its ``done.json`` exists, so an interrupted shard is simply redone.
-
-Each file is written atomically. Shard ``k`` belongs to rank ``k % world_size``
-under torchrun; any process count can resume any work folder.
+The keyed work folder ``OUT.work/`` holds ``manifest.json`` (the key) and, per finished shard of
+consecutive rows, ``START-STOP.<array>.npy``, ``START-STOP.kept.npy`` (int64 row indices kept) and,
+written last, ``START-STOP.done.json`` (the skipped rows): a shard without it is redone. Shard ``k``
+belongs to rank ``k % world_size``.
 """
 
 from __future__ import annotations
@@ -59,7 +48,7 @@ def shards_for_rank(shards: list[Shard], rank: int, world_size: int) -> list[Sha
 
 
 class EmbedWork(KeyedWork):
-    """The work folder of one embedding computation (see the module docstring)."""
+    """The work folder of one embedding computation."""
 
     what = "embed"
     keeps = "its shards"

@@ -1,11 +1,5 @@
-"""Loaders that map official dataset releases onto the cohort contract (:mod:`relink.cohort`).
-
-* :func:`load_mimic_cxr` -- MIMIC-CXR-JPG images + MIMIC-CXR free-text reports;
-* :func:`load_chexpert_plus` -- CheXpert Plus PNG images, report sections, CheXbert labels.
-
-Both return a :class:`LoadResult` (frame, absolute image root, skip counts)
-ready for :func:`relink.cohort.write_cohort`.
-"""
+"""Loaders that map official dataset releases onto the cohort contract (:mod:`relink.cohort`); each
+returns a :class:`LoadResult` ready for :func:`relink.cohort.write_cohort`."""
 
 from .chexpert_plus import load_chexpert_plus
 from .common import LoadResult, skip_summary

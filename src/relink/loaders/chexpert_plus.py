@@ -11,9 +11,8 @@ Layout read (``--root``)::
          (or directly in ROOT, or in --labels-dir): JSON Lines, one record per
          image: path_to_image and the 14 CheXpert names, 1/0/-1/null
 
-Known quirk handled: ``path_to_image`` ends in ``.jpg`` while the released
-images are ``.png``; the loader uses the ``.png`` file and falls back to the
-``.jpg`` one when only that exists (a local JPEG conversion).
+Known quirk: ``path_to_image`` ends in ``.jpg`` while the released images are ``.png``; the ``.jpg``
+file is used only when the ``.png`` one is missing (a local JPEG conversion).
 
 Cohort rows (one per study, like the MIMIC-CXR loader):
 
@@ -26,11 +25,9 @@ Cohort rows (one per study, like the MIMIC-CXR loader):
 * report: ``section_findings`` / ``section_impression`` as requested (default
   both, findings first), else whichever exists; none -> empty-report bad row;
 * split: ``train`` -> train, ``valid`` -> validate;
-* labels (``label_source``): ``impression`` (default) reads
-  ``impression_fixed.json`` and, for reports without an impression section,
-  ``findings_fixed.json`` when present -- mirroring how MIMIC-CXR's labels
-  come from the impression, else the findings; ``findings`` / ``report`` read
-  that one file. An image with no label record has all labels missing.
+* labels (``label_source``): ``impression`` (default) reads ``impression_fixed.json`` and, for
+  reports without an impression, ``findings_fixed.json`` when present (as MIMIC-CXR's labels come
+  from the impression, else the findings); no label record: all labels missing.
 """
 
 from __future__ import annotations
@@ -71,10 +68,7 @@ def load_chexpert_plus(
     decode_images: bool = False,
     progress: bool = True,
 ) -> LoadResult:
-    """Build the CheXpert Plus cohort frame (contract columns) from the official files.
-
-    Images are checked with ``stat`` unless ``decode_images`` (Pillow decode, slow).
-    """
+    """Build the CheXpert Plus cohort frame (contract columns) from the official files."""
     root = Path(root).resolve()
     if not root.is_dir():
         raise RelinkError(f"--root folder not found: {root}")

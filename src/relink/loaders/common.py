@@ -1,11 +1,9 @@
 """Pieces both official-dataset loaders share: CSV reading, bad-row bookkeeping,
 label checks, the one-image-per-study policy and image stat checks.
 
-Bad rows: a loader reports each problem to a :class:`BadRows`. Without
-``skip_bad`` the first problem raises a :class:`~relink.errors.RelinkError`
-naming the file or row (and how many more of that kind were found in the same
-pass); with ``skip_bad`` the row is remembered, counted by kind, and dropped
-by :meth:`BadRows.drop`. Messages name files and ids, never report text.
+A loader reports each bad row to a :class:`BadRows`: without ``skip_bad`` the first raises one line
+naming the file or row, with it the row is counted by kind and dropped. Messages name files and ids,
+never report text.
 """
 
 from __future__ import annotations
@@ -13,25 +11,20 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..cohort import check
+from ..cohort import check, escapes_root
 from ..cohort import image_problem as image_file_problem
 from ..errors import RelinkError
 from ..labels import CHEXPERT_LABELS, LABEL_VALUES, label_value_problem
 
 @dataclass
 class LoadResult:
-    """What a loader hands to ``write_cohort``: the rows, their image root, what was skipped.
-
-    ``skipped`` counts dropped rows by kind: missing image, image path escapes
-    root, missing report, non-UTF-8 report, empty report, duplicate pair_id,
-    bad label, bad split, bad row (empty ids).
-    """
+    """What a loader hands to ``write_cohort``: the rows, their image root, dropped rows by kind."""
 
     frame: pd.DataFrame
     image_root: Path
@@ -69,10 +62,8 @@ class BadRows:
             self.add(index, kind, "")
 
     def drop(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``frame`` without the rows reported since the last drop (then forgets them).
-
-        Call it before ``frame`` is merged or re-indexed: rows are index labels.
-        """
+        """``frame`` without the rows reported since the last drop (index labels: call it before a
+        merge or re-index)."""
         if not self.rows:
             return frame
         kept = frame.loc[~frame.index.isin(list(self.rows))]
@@ -89,11 +80,7 @@ def find_file(folder: Path, names: Sequence[str], what: str) -> Path:
 
 
 def read_csv(path: Path, required: Iterable[str], dtype=str) -> pd.DataFrame:
-    """Read the ``required`` columns of an official CSV (``.csv`` or ``.csv.gz``).
-
-    Ids are read as strings (no float round-trips); a missing column or an
-    unreadable file is one RelinkError naming the file.
-    """
+    """Read the ``required`` columns of an official CSV (``.csv`` or ``.csv.gz``), ids as strings."""
     required = list(required)
     try:
         header = pd.read_csv(path, nrows=0)
@@ -113,12 +100,8 @@ def blank(values: pd.Series) -> np.ndarray:
 
 
 def parse_labels(table: pd.DataFrame, source: Path, line_col: str, skip_bad: bool) -> pd.DataFrame:
-    """A label table with the 14 columns as float (1, 0, -1, NaN) and a ``_bad_label`` flag.
-
-    Any other value (2, "yes", ...) raises a RelinkError naming ``source`` and
-    the line, unless ``skip_bad``: then the record is flagged so that the
-    cohort rows it labels can be dropped and counted after the join.
-    """
+    """A label table with the 14 columns as float (1, 0, -1, NaN) and a ``_bad_label`` flag (set under
+    ``skip_bad`` so the rows it labels are dropped after the join; otherwise a bad value raises)."""
     out = table.copy()
     flagged = np.zeros(len(out), dtype=bool)
     for name in CHEXPERT_LABELS:
@@ -139,19 +122,9 @@ def parse_labels(table: pd.DataFrame, source: Path, line_col: str, skip_bad: boo
     return out
 
 
-def escapes_root(path: str) -> bool:
-    """True for an absolute path or one that climbs out of its root with ``..``."""
-    if not path or os.path.isabs(path) or path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":"):
-        return True
-    return ".." in PurePosixPath(path.replace("\\", "/")).parts
-
-
 def one_per_study(frame: pd.DataFrame, views: Sequence[str], tiebreak: Sequence[str]) -> pd.DataFrame:
-    """Keep one image per ``study_id``: the earliest view in ``views``, then ``tiebreak`` order.
-
-    ``tiebreak`` columns sort ascending with missing values last; the result is
-    deterministic whatever the input row order.
-    """
+    """Keep one image per ``study_id``: the earliest view in ``views``, then ``tiebreak`` order
+    (ascending, missing last), whatever the input row order."""
     rank = {v: i for i, v in enumerate(views)}
     keyed = frame.assign(_view_rank=frame["view"].map(rank).fillna(len(rank)))
     keyed = keyed.sort_values(["study_id", "_view_rank", *tiebreak], kind="mergesort", na_position="last")
@@ -160,11 +133,8 @@ def one_per_study(frame: pd.DataFrame, views: Sequence[str], tiebreak: Sequence[
 
 def check_images(frame: pd.DataFrame, root: Path, bad: BadRows, progress: bool = True,
                  decode: bool = False) -> None:
-    """Report rows whose ``image_path`` escapes ``root`` or is not a usable file.
-
-    By default a ``stat`` per image (fast at 10^5 files); ``decode`` also
-    decodes each image with Pillow (slow; catches corrupt files).
-    """
+    """Report rows whose ``image_path`` escapes ``root`` or is not a usable file (a ``stat``, or with
+    ``decode`` a Pillow decode)."""
     from tqdm.auto import tqdm
 
     escaping = frame["image_path"].map(escapes_root).to_numpy(dtype=bool)
@@ -221,12 +191,8 @@ def map_splits(frame: pd.DataFrame, names: dict[str, str], bad: BadRows, describ
 
 
 def pick_sections(found: dict[str, pd.Series], sections: Sequence[str], fallback: Sequence[str]) -> pd.Series:
-    """Row-wise retrieval text from cleaned section columns ('' = none).
-
-    The requested ``sections`` present in a row are joined with one space in
-    the order requested; a row with none of them takes the first non-empty of
-    ``fallback``.
-    """
+    """Row-wise retrieval text from cleaned section columns ('' = none): the requested ``sections``
+    joined with a space, else the first non-empty of ``fallback``."""
     index = next(iter(found.values())).index
     text = pd.Series("", index=index, dtype=object)
     for name in sections:

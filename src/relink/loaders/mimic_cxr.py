@@ -15,25 +15,16 @@ Tables may also be uncompressed ``.csv``.
 
 Cohort rows (one per study):
 
-* ids: ``pair_id`` = dicom_id, ``patient_id`` = subject_id, ``study_id`` =
-  study_id, as the bare strings of the official tables (no ``p``/``s``
-  prefix), so rows join back to the official CSVs unchanged;
+* ids: ``pair_id`` = dicom_id, ``patient_id`` = subject_id, ``study_id`` = study_id, the bare
+  strings of the official tables (no ``p``/``s`` prefix);
 * views: only images whose ViewPosition is in ``views`` (default PA, AP);
-* one image per study: the view earliest in ``views`` (PA before AP by
-  default), then the earliest StudyDate, StudyTime, then the smallest
-  dicom_id. The choice is made before files are checked: a missing chosen
-  image is a bad row, never silently replaced by another image;
+* one image per study: the view earliest in ``views``, then the earliest StudyDate, StudyTime, then
+  the smallest dicom_id, chosen before files are checked (a missing chosen image is a bad row, never
+  silently replaced);
 * report: sections of the study's ``.txt`` (see :mod:`.sections`);
 * labels: the study's row of the chexpert table (a study absent from it has
   all labels missing); uncertain stays -1, blank is NaN;
 * ``image_path`` relative to ``--images``; the image root is ``--images``.
-
-Bad rows (each a RelinkError naming the file/line, or dropped and counted
-with ``skip_bad``): empty ids, duplicate dicom_id in the metadata (later
-copies), a dicom_id with no split or an unknown split name, a label value
-other than 1/0/-1/blank, an image path escaping the root, a missing or empty
-image, a missing, unreadable or non-UTF-8 report, a report with no usable
-section.
 """
 
 from __future__ import annotations
@@ -71,10 +62,7 @@ def load_mimic_cxr(
     decode_images: bool = False,
     progress: bool = True,
 ) -> LoadResult:
-    """Build the MIMIC-CXR cohort frame (contract columns) from the official files.
-
-    Images are checked with ``stat`` unless ``decode_images`` (Pillow decode, slow).
-    """
+    """Build the MIMIC-CXR cohort frame (contract columns) from the official files."""
     images = Path(images).resolve()
     if not images.is_dir():
         raise RelinkError(f"--images folder not found: {images}")

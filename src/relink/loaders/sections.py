@@ -19,13 +19,8 @@ extract:
   (:data:`CUSTOM_INDICES`, ``[0, 0]`` = no usable text) or a differently named
   section that holds the conclusion (:data:`CUSTOM_SECTION_NAMES`).
 
-:func:`select_report` then picks the retrieval text: the requested sections
-(default findings + impression, each the *last* section of that name) joined
-in the requested order; if none is present, the official single-section
-priority impression > findings > last_paragraph > comparison, skipping
-sections that are empty after stripping (the official script would return the
-empty one). Whitespace is collapsed to single spaces. The official typo-correction list of some forks
-is not applied (the MIT-LCP version has none).
+Unlike the official script, :func:`select_report`'s fallback skips sections that are empty after
+stripping (the official one would return the empty one).
 """
 
 from __future__ import annotations
@@ -145,12 +140,8 @@ def clean(text: str) -> str:
 
 
 def report_sections(text: str, study: str | None = None) -> dict[str, str]:
-    """Cleaned text of the *last* section of each name, with per-study overrides.
-
-    ``study`` is the report's stem (``"s50414267"``). A study in
-    :data:`CUSTOM_INDICES` yields only ``{"custom": span}``; one in
-    :data:`CUSTOM_SECTION_NAMES` has its named section used as the impression.
-    """
+    """Cleaned text of the *last* section of each name; ``study`` (``"s50414267"``) applies the
+    overrides (:data:`CUSTOM_INDICES` yields only ``{"custom": span}``)."""
     if study in CUSTOM_INDICES:
         start, end = CUSTOM_INDICES[study]
         return {"custom": clean(text[start:end])}
@@ -168,12 +159,8 @@ def select_report(
     study: str | None = None,
     sections: Sequence[str] = ("findings", "impression"),
 ) -> str:
-    """The retrieval text of one report ('' when nothing usable is left).
-
-    Requested sections present in the report are joined with one space, in the
-    order requested; with none present the official priority
-    :data:`FALLBACK_ORDER` picks a single section.
-    """
+    """The retrieval text of one report ('' when nothing usable is left): the requested sections
+    present, joined with a space in the order requested; with none, the first of :data:`FALLBACK_ORDER`."""
     found = report_sections(text, study)
     if "custom" in found:
         return found["custom"]

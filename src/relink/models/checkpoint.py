@@ -1,9 +1,5 @@
-"""Write a model as an ordinary open_clip checkpoint folder (``local-dir:`` format).
-
-The folder holds ``open_clip_config.json`` (``{"model_cfg": ..., "preprocess_cfg": ...}``)
-and ``open_clip_model.safetensors``; ``open_clip.create_model("local-dir:DIR")``
-and :func:`relink.models.load_model` with ``DIR`` both read it.
-"""
+"""Write a model as an ordinary open_clip ``local-dir:`` checkpoint folder: ``open_clip_config.json``
+(``{"model_cfg": ..., "preprocess_cfg": ...}``) and ``open_clip_model.safetensors``."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
 """The one rule for a ``--device`` option: ``auto`` (or None), ``cpu``, ``cuda`` or ``cuda:N``.
 
-``auto`` is this process's GPU when CUDA is available (``cuda:LOCAL_RANK``,
-so each rank of a torchrun launch takes its own), else the CPU. Anything
-else must name a CPU or an existing CUDA device; a bad value is one
-RelinkError naming the flag.
+``auto`` is ``cuda:LOCAL_RANK`` when CUDA is available (each torchrun rank its own GPU), else the CPU.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ from ..errors import RelinkError
 
 
 def resolve_device(device: str | None = "auto", flag: str = "--device") -> str:
-    """The device to run on, as a torch device string (see the module docstring)."""
+    """The device to run on, as a torch device string."""
     import torch
 
     if device is None or device == "auto":

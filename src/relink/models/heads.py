@@ -1,55 +1,22 @@
-"""The projection heads of an open_clip model, as two ``nn.Linear`` over trunk features.
+"""The projection heads of an open_clip model, as two float32 ``nn.Linear`` over trunk features.
 
-The mitigation trains only the projections that map each tower's pooled
-features (the *trunk* features) to the shared embedding space. This module
-finds them for every open_clip family, hands them out as float32
-``nn.Linear`` copies (standard layers that Opacus can hook), computes the
-trunk features they act on (:mod:`relink.models.trunks`, whose contract is
-that the heads over the trunk features give ``encode_image`` / ``encode_text``),
-and writes trained heads back so the model is an ordinary open_clip model
-again. Where each family keeps its projection:
+The mitigation trains only the projections from each tower's pooled (*trunk*) features to the shared
+space; they are handed out as ``nn.Linear`` copies (layers Opacus can hook) and written back, so the
+model is an ordinary open_clip model again (:mod:`.trunks` computes the features they act on).
 
-* OpenAI-style ViT image tower: ``visual.proj`` (Parameter [width, embed], ``x @ P``).
-* ModifiedResNet image tower (RN50, ...): ``visual.attnpool.c_proj`` (``nn.Linear`` with bias).
-* timm image tower: ``visual.head.proj`` (``nn.Linear``); with ``timm_proj='mlp'``
-  ``visual.head.mlp.fc2``; with ``timm_proj=''`` and plain pooling, timm's own
-  classifier (``visual.trunk.head`` for a ViT).
-* CLIP text transformer: ``text_projection`` (Parameter, or ``nn.Linear`` when
-  ``proj_bias=True``); in a ``CustomTextCLIP``: ``text.text_projection``.
-* HF text tower (BiomedCLIP style): ``text.proj`` (``nn.Linear``), or the last
-  ``nn.Linear`` of ``text.proj`` when it is an MLP (``text.proj.2``).
+Why it works this way:
 
-Design decisions (why):
+* a Parameter ``P`` [width, embed] used as ``x @ P`` is ``nn.Linear`` with ``weight = P.T``, written
+  back with ``P.copy_(W.T)``;
+* an MLP head (timm ``timm_proj='mlp'``, HF ``hf_proj_type='mlp'`` as in BiomedCLIP) is not one linear
+  map: its final ``nn.Linear`` is the head, the layers before it count as (frozen) trunk;
+* ModifiedResNet applies ``attnpool.c_proj`` inside ``F.multi_head_attention_forward``, so hooks never
+  fire; the projection is affine per token and only the pooled token is kept, so running the pool with
+  an identity ``c_proj`` gives the pre-projection features exactly.
 
-* A Parameter ``P`` [width, embed] used as ``x @ P`` is exactly
-  ``nn.Linear(width, embed, bias=False)`` with ``weight = P.T``; it is
-  written back with ``P.copy_(W.T)``.
-* An MLP head (timm ``timm_proj='mlp'``, HF ``hf_proj_type='mlp'``, which
-  BiomedCLIP uses) is not one linear map. Its **final** ``nn.Linear`` is the
-  head; the layers before it count as trunk and stay frozen. The trunk
-  features are then the MLP's hidden activations (e.g. 640-d for BiomedCLIP's
-  768 -> 640 -> 512 text MLP).
-* ModifiedResNet applies ``attnpool.c_proj`` inside
-  ``F.multi_head_attention_forward`` as the attention output projection, so
-  hooks never fire. Because that projection is affine per token and only the
-  pooled token is kept, running the attention pool with an identity output
-  projection gives the pre-``c_proj`` features exactly; ``c_proj`` (with its
-  bias) is then the head.
-
-Test configs: ``relink/model_configs/relink-{vit-tiny,vit-tiny-customtext,
-timm-tiny,timm-mlp-tiny,rn-tiny}.json``, and a BERT text tower built offline
-by ``tests/helpers/hf.py``. open_clip hands a timm tower its ``image_size``
-only through ``force_image_size``, and a timm ViT built that way at a
-non-default size cannot be reloaded (open_clip resizes
-``visual.positional_embedding`` but not ``visual.trunk.pos_embed``: strict
-load fails), so ``relink-timm-tiny`` uses timm's own size for ``test_vit``
-(160 px).
-
-Refused with :class:`~relink.errors.ModelError`: towers without a projection
-(``proj_type='none'``, ``timm_proj='none'``, HF ``text.proj`` = Identity,
-SigLIP-style ``map`` pooling without a projection), projections fused into a
-timm attention pool (``timm_pool='abs_attn'|'rot_attn'`` with ``timm_proj=''``), CoCa, and anything
-that is not an open_clip CLIP model.
+The timm test config uses timm's own image size (160 px): a timm ViT built at another size through
+``force_image_size`` cannot be reloaded (open_clip resizes its positional embedding, not timm's).
+Towers without a projection, projections fused into a timm attention pool, and CoCa are refused.
 """
 
 from __future__ import annotations
@@ -82,15 +49,10 @@ class Heads:
 
 @dataclass(frozen=True)
 class ProjectionSlot:
-    """Where one tower's projection lives.
-
-    ``path`` is the dotted attribute path from the model (``"visual.proj"``);
-    ``kind`` is ``"matrix"`` (a Parameter used as ``x @ P``) or ``"linear"``
-    (an ``nn.Linear``); ``blank`` says how a trunk pass switches it off:
-    ``"none"`` (the owner checks ``is not None``), ``"identity"`` (replaced by
-    ``nn.Identity``) or ``"identity_linear"`` (used functionally through
-    ``.weight``/``.bias``, replaced by an identity ``nn.Linear``).
-    """
+    """Where one tower's projection lives: ``path`` from the model (``"visual.proj"``), ``kind``
+    ``"matrix"`` (a Parameter used as ``x @ P``) or ``"linear"``, and how a trunk pass ``blank``s it:
+    ``"none"`` (set to None), ``"identity"`` (``nn.Identity``) or ``"identity_linear"`` (an identity
+    ``nn.Linear``, for a projection used functionally through ``.weight``)."""
 
     path: str
     kind: str
@@ -261,11 +223,7 @@ PROJECT_BLOCK = 65536  # rows per block: bounded memory for sets of any size
 
 
 def project(layer: nn.Linear, trunk) -> "np.ndarray":
-    """``normalize(layer(trunk))`` as float32 (n, out), in blocks; ``trunk`` may be memory-mapped.
-
-    This is how a head (the model's own, or one trained by the DP step) turns
-    cached trunk features into embeddings without re-encoding anything.
-    """
+    """``normalize(layer(trunk))`` as float32 (n, out), in blocks; ``trunk`` may be memory-mapped."""
     import numpy as np
 
     from ..embeddings import l2_normalise
@@ -279,12 +237,8 @@ def project(layer: nn.Linear, trunk) -> "np.ndarray":
 
 
 def check_reproduces(head: nn.Linear, es, tower: str, label: str, rows: int = 16) -> None:
-    """Refuse (one line) a ``tower`` head (``"image"`` or ``"text"``) that does not turn ``es``'s first ``rows``
-    trunk features into its stored embeddings: the head is then not the one that made the set (a wrong model).
-
-    A set without that tower's trunk features, or whose trunk width the head does not take, is left to the
-    caller (it fails on the dimension with its own message).
-    """
+    """Refuse (one line) a ``tower`` head that does not turn ``es``'s first ``rows`` trunk features into
+    its stored embeddings (a wrong model); a set without fitting trunk features is left to the caller."""
     import numpy as np
 
     from ..errors import RelinkError

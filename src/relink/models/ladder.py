@@ -1,49 +1,20 @@
 """The ladder of models a profile audits, from general to chest-radiograph-specific.
 
-The paper audits four public VLMs of increasing clinical specialisation. For
-real cohorts (profiles ``mimic`` and ``chexpert-plus``) the default ladder is
-data, :data:`REAL_LADDER`, each rung a spec for :func:`relink.models.load_model`:
+For real cohorts the ladder is data, :data:`REAL_LADDER`, each rung a :func:`relink.models.load_model`
+spec. Why the specs read as they do:
 
-1. ``clip`` — general CLIP, ``ViT-B-16:openai``.
-2. ``biomedclip`` — ``hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224``:
-   a timm ViT-B/16 image tower and a PubMedBERT text tower (needs the ``hf``
-   extra, ``transformers``). Offline use: load it once with network access;
-   the Hugging Face cache then holds the BiomedCLIP repo *and* the BiomedBERT
-   config and tokenizer that its ``text_cfg`` names (open_clip reads that
-   config even when all weights come from the checkpoint), and
-   ``HF_HUB_OFFLINE=1`` works from then on.
-3. ``chexzero`` — CheXzero's ViT-B/32 from a local file,
-   ``ViT-B-32-quickgelu:${CHEXZERO_CKPT}`` (e.g. ``best_64_5e-05_original_22000_0.864.pt``).
-   CheXzero fine-tunes OpenAI's ``clip.load("ViT-B/32", jit=False)`` model and
-   saves ``torch.save(model.state_dict())``. OpenAI's state-dict keys are
-   open_clip ``CLIP``'s own (open_clip's ``build_model_from_openai_state_dict``
-   loads them strictly after dropping only the JIT-only keys), so **no key
-   mapping is needed**; fp16 tensors are cast on load. Two things do matter:
-   OpenAI CLIP uses QuickGELU, so the architecture must be
-   ``ViT-B-32-quickgelu`` (plain ``ViT-B-32`` loads without error and
-   silently computes different embeddings), and CheXzero normalises with its
-   own statistics on letterboxed images, which the rung's ``load_kwargs``
-   apply (mean 101.48761/255, std 83.43944/255, longest side resized and
-   zero-padded, bicubic).
-4. ``mimic-ft`` — a model fine-tuned on the MIMIC-CXR training split with
-   open_clip's training entry point (``python -m open_clip_train.main``),
-   ``${MIMIC_FT_MODEL:-ViT-B-16-quickgelu}:${MIMIC_FT_CKPT}``: its
-   ``checkpoints/epoch_K.pt`` holds ``{"state_dict": ...}``, which
-   ``NAME:FILE`` reads (``MIMIC_FT_MODEL`` is the ``--model`` it was trained
-   with). A fine-tuned model exported as a ``local-dir`` folder is given by
-   overriding the rung: ``{"mimic-ft": "/path/to/folder"}``.
+* ``biomedclip`` needs ``transformers``; offline, the Hugging Face cache must also hold the BiomedBERT
+  config and tokenizer its ``text_cfg`` names (open_clip reads them even when the weights are local).
+* ``chexzero`` saves OpenAI CLIP's state dict, whose keys are open_clip ``CLIP``'s own (no mapping);
+  the architecture must be ``ViT-B-32-quickgelu`` (plain ``ViT-B-32`` loads and silently computes other
+  embeddings), and its preprocessing is its own (:data:`CHEXZERO_PREPROCESS`).
+* ``mimic-ft`` is an ``open_clip_train`` checkpoint (``{"state_dict": ...}``, read by ``NAME:FILE``;
+  ``MIMIC_FT_MODEL`` is the ``--model`` it was trained with).
 
-The ``synthetic`` and ``smoke`` ladders are trained by ``relink train`` on the
-synthetic cohort; this module only carries them: pass the checkpoint folders
-as ``overrides`` (``{"weak": "runs/weak", "strong": "runs/strong"}``), in
-ladder order.
-
-Overrides (``resolve_ladder(profile, overrides)``): ``name -> spec`` replaces
-a rung's spec (its ``load_kwargs`` are dropped: they belong to the default
-spec), ``name -> None`` drops a rung, and a new name appends a rung.
-``${VAR}`` / ``${VAR:-default}`` in a spec is read from the environment when
-the ladder is resolved; an unset variable or a missing local file is a
-:class:`~relink.errors.RelinkError` naming the rung.
+The ``synthetic`` and ``smoke`` ladders are trained by ``relink train`` and passed as overrides. An
+override ``name -> spec`` replaces a rung's spec (dropping its ``load_kwargs``), ``name -> None`` drops
+it, a new name appends one. ``${VAR}`` / ``${VAR:-default}`` are read from the environment when the
+ladder is resolved.
 """
 
 from __future__ import annotations
@@ -70,13 +41,8 @@ CHEXZERO_PREPROCESS: Mapping[str, Any] = MappingProxyType({
 
 @dataclass(frozen=True)
 class Rung:
-    """One model of a ladder.
-
-    ``spec`` is a :func:`relink.models.load_model` spec (may hold ``${VAR}``
-    until resolved); ``family`` names the head layout (see
-    :mod:`relink.models.heads`); ``requires`` lists Python modules the rung
-    needs; ``load_kwargs`` go to ``load_model`` with the spec.
-    """
+    """One model of a ladder: a ``load_model`` spec (``${VAR}`` until resolved), its head layout
+    ``family``, the Python modules it ``requires`` and the ``load_kwargs`` that go with the spec."""
 
     name: str
     spec: str
@@ -142,12 +108,7 @@ def _check_local(rung: Rung, spec: str) -> None:
 
 
 def resolve_ladder(profile: str, overrides: Mapping[str, str | None] | None = None, env: Mapping[str, str] | None = None) -> list[Rung]:
-    """The rungs of ``profile`` with ``overrides`` applied and ``${VAR}`` expanded, in ladder order.
-
-    ``env`` defaults to ``os.environ``. Raises :class:`RelinkError` for an
-    unknown profile, an empty ladder, an unset variable, a missing local file
-    or a missing Python module a rung requires.
-    """
+    """The rungs of ``profile`` with ``overrides`` applied and ``${VAR}`` expanded, in ladder order."""
     if profile not in LADDERS:
         raise RelinkError(f"unknown ladder profile {profile!r}; choose one of {', '.join(LADDERS)}")
     env = os.environ if env is None else env

@@ -1,23 +1,12 @@
 """Where a ladder is trained and how it appears: a resumable work folder, then one atomic swap.
 
-``relink train --out OUT`` trains in ``OUT.work`` (rungs, ``ladder.json``,
-``train-state.pt``) and, when the last rung is saved, renames it to ``OUT``
-in one step (:func:`relink.io.atomic_dir`), replacing an earlier output only
-then. So a reader never sees half a ladder, a failed or interrupted run
-never damages the ladder already at ``OUT``, and an interrupted run resumes
-from the work folder after its last saved rung.
+``relink train --out OUT`` trains in ``OUT.work`` (rungs, ``ladder.json``, ``train-state.pt``: the
+optimizer state at the last rung) and renames it to ``OUT`` in one step when complete. Rules:
 
-Rules (checked in :class:`LadderStore`, after :func:`relink.io.claim_output`
-has refused an ``OUT`` that is not an earlier ``relink train`` output):
-
-* ``OUT`` holds the finished ladder of the same settings: nothing to do;
-* ``OUT`` holds a ladder of other settings: refused unless ``overwrite``
-  (it is kept until the new one is complete);
-* ``OUT.work`` of the same settings: resumed; of other settings: emptied
-  (it is relink's own unfinished work); a non-empty ``OUT.work`` that is not
-  a ladder work folder: refused, never touched;
-* a ladder left half-trained in ``OUT`` itself (written before work folders
-  existed) is moved to ``OUT.work`` and resumed.
+* ``OUT`` holds the finished ladder of the same settings: nothing to do; of other settings: refused
+  unless ``overwrite`` (and kept until the new one is complete);
+* ``OUT.work`` of the same settings is resumed, of other settings emptied; a foreign one is refused;
+* a ladder left half-trained in ``OUT`` itself (older runs) is moved to ``OUT.work`` and resumed.
 """
 
 from __future__ import annotations

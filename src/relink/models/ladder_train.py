@@ -1,29 +1,13 @@
 """Train a ladder of small open_clip models, weakly to strongly aligned (``relink train``).
 
-One contrastive run (open_clip's :class:`~open_clip.loss.ClipLoss`, AdamW,
-cosine schedule after a short linear warmup) on the cohort's **train**
-split; its checkpoints at increasing steps are the rungs of the ladder. The
-output folder holds
+One contrastive run (ClipLoss, AdamW, warmup then cosine) on the cohort's train split; its
+checkpoints at increasing steps are the rungs. ``OUT`` holds ``rung-1``, ``rung-2``, ... (open_clip
+checkpoint folders whose ``relink.json`` says what they were trained on) and ``ladder.json`` (the
+run's *signature* and, per rung, its step, pairs seen and recent mean loss); :mod:`.ladder_store`
+says how it is resumed.
 
-* ``rung-1``, ``rung-2``, ... — open_clip checkpoint folders
-  (:func:`relink.models.checkpoint.save_checkpoint`), each loadable with
-  :func:`relink.models.load_model` or ``open_clip.create_model("local-dir:...")``;
-  each ``relink.json`` says what it was trained on (``trained_on``:
-  ``private:<fingerprint of its training rows>``, :mod:`relink.models.trained_on`);
-* ``ladder.json`` — the settings (the run's *signature*) and, per rung, its
-  step, the pairs seen and the mean loss of its last epoch-fraction.
-
-It is trained in ``OUT.work`` (with ``train-state.pt``, the optimizer state
-at the last saved rung, so that an interrupted run resumes there) and
-appears at ``OUT`` in one rename when complete (:mod:`relink.models.ladder_store`).
-
-Same seed, same machine -> identical weights: initialisation is seeded, data
-order and augmentation are functions of ``(seed, epoch)`` and
-``(seed, step)`` (:mod:`relink.models.train_data`). CPU runs are fp32; on a
-GPU the forward pass uses bfloat16 autocast.
-
-Real cohorts are fine-tuned with open_clip's own trainer instead
-(docs/fine-tuning.md); :func:`export_training_csv` writes the CSV it reads.
+Same seed, same machine -> identical weights (fp32 on CPU; bfloat16 autocast on a GPU). Real cohorts
+are fine-tuned with open_clip's own trainer; :func:`export_training_csv` writes the CSV it reads.
 """
 
 from __future__ import annotations
@@ -51,11 +35,8 @@ AUGMENT = {"max_shift": 2, "jitter": 0.0}  # see relink.models.train_data.augmen
 
 
 def rung_steps(total_steps: int, rungs: int = 3, ratio: float = 3.0) -> list[int]:
-    """Geometrically spaced save steps ending at ``total_steps`` (e.g. T/9, T/3, T for 3 rungs).
-
-    Too few steps for distinct geometric rungs (a smoke-sized cohort) fall
-    back to even spacing; fewer steps than rungs is an error.
-    """
+    """Geometrically spaced save steps ending at ``total_steps`` (T/9, T/3, T for 3 rungs); evenly
+    spaced when too few steps for distinct geometric ones."""
     if rungs < 1:
         raise RelinkError("--rungs must be >= 1")
     if total_steps < rungs:
@@ -108,15 +89,9 @@ def train_ladder(cohort, config: str = "relink-vit-tiny", out_dir: str | Path = 
                  seed: int = 0, save_at: Sequence[int] | None = None, rungs: int = 3, max_pairs: int | None = None,
                  device: str = "auto", augment: bool = True, split: str = "train", overwrite: bool = False,
                  progress: bool = True) -> Path:
-    """Train ``config`` on the ``split`` rows of ``cohort``; save rungs at ``save_at`` steps (default :func:`rung_steps`).
-
-    ``config``: a model spec (:func:`relink.models.load_model`): an
-    architecture name such as ``relink-vit-tiny`` (seeded random init) or
-    weights to fine-tune. ``warmup`` defaults to 5% of the steps. Numbers are
-    checked and named by their flag (``--lr``, ...). ``out_dir`` is claimed
-    first (:func:`relink.io.claim_output`), then trained into, resumed or
-    refused by the rules of :mod:`relink.models.ladder_store`. Returns ``out_dir``.
-    """
+    """Train ``config`` (a model spec: an architecture name for a seeded random init, or weights) on
+    the ``split`` rows of ``cohort``; save rungs at ``save_at`` steps (default :func:`rung_steps`).
+    ``warmup`` defaults to 5% of the steps. Returns ``out_dir``."""
     import torch
 
     from .checkpoint import save_checkpoint
@@ -261,15 +236,9 @@ def _loop(model, optimizer, pairs, preprocess_cfg, dev: str, sig: dict[str, Any]
 
 def export_training_csv(cohort, out_csv: str | Path, split: str | None = "train",
                         img_key: str = "filepath", caption_key: str = "title") -> Path:
-    """Write the tab-separated CSV ``open_clip_train`` reads: absolute image paths and reports.
-
-    Columns ``img_key`` / ``caption_key`` (open_clip_train's defaults for
-    ``--csv-img-key`` / ``--csv-caption-key``). Whitespace runs in reports
-    (tabs, newlines) become single spaces so every pair is one line.
-    ``split=None`` exports every row. A sidecar ``OUT.provenance.json``
-    (``{"command": "train", ...}``) marks the file as relink's, so that a
-    re-export may replace it (:func:`relink.io.claim_output`). Returns the path.
-    """
+    """Write the tab-separated CSV ``open_clip_train`` reads (its default column names): absolute
+    image paths and reports on one line each (``split=None``: every row). A provenance side file marks
+    it as relink's, so a re-export may replace it."""
     cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
     frame = cohort.frame if split is None else cohort.frame[cohort.frame["split"] == split]
     if frame.empty:

@@ -1,17 +1,8 @@
 """open_clip's trainer, with the project's small model configs registered.
 
-``python -m open_clip_train.main`` only knows open_clip's built-in configs.
-This wrapper registers ``relink/model_configs`` first (so ``--model
-relink-vit-tiny`` works) and then hands every argument to
-``open_clip_train.main.main`` unchanged; under ``torchrun`` each process does
-the same::
-
-    torchrun --nproc_per_node 4 -m relink.models.open_clip_train_wrapper \\
-        --train-data train.csv --model relink-vit-tiny ...
-
-Public models (``--model ViT-B-16 --pretrained openai``) do not need it. The
-exit status is non-zero when the trainer returns an error code (it returns
--1, e.g. for an existing ``--name``, rather than raising).
+Registers ``relink/model_configs`` (so ``--model relink-vit-tiny`` works), then hands every argument
+to ``open_clip_train.main.main``. Exits non-zero when the trainer returns an error code (it returns
+-1 rather than raising).
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """A model's inputs, shared by embedding and training: uint8 images, per-batch normalisation, tokens.
 
-An open_clip eval transform is ``Compose([resize, crop, convert-to-RGB,
-ToTensor, Normalize])``. Everything before ``ToTensor`` is PIL work on one
-image; the last two are the same arithmetic for every image. So an image is
-decoded once to **uint8** at the model's input size (:func:`to_uint8`,
-after the transform's PIL steps, :func:`pil_steps`) and a whole batch is
-normalised at once (:func:`normalise`). ``normalise(to_uint8(im))`` equals
-the model's own transform bit for bit (the same tensor operations; tested).
-
-Why uint8: a quarter of float32's bytes between DataLoader processes, to the
-GPU, and in memory (the ladder's training split is held decoded). Why here,
-in the model layer: it depends only on a model's preprocessing and tokenizer,
-and both :mod:`relink.embed` and :mod:`relink.models.ladder_train` use it.
-
-:func:`input_key` says when two models take identical inputs (same
-preprocessing, same tokenization), so one decode and one tokenization can
-feed both (:func:`relink.embed.embed_many`).
+An open_clip eval transform is PIL steps then ``ToTensor`` + ``Normalize``: an image is decoded once
+to uint8 at the model's input size (a quarter of float32's bytes between processes and in memory) and
+a batch is normalised at once; ``normalise(to_uint8(im))`` equals the model's transform bit for bit.
+:func:`input_key` says when one decode and one tokenization can feed two models.
 """
 
 from __future__ import annotations
@@ -40,12 +28,8 @@ _PROBES = (
 
 
 def pil_steps(preprocess: Callable) -> tuple[Callable, Callable] | None:
-    """The eval transform's PIL steps (all but ``ToTensor`` + ``Normalize``): for colour and for ``L`` images.
-
-    The second keeps ``L`` images single-channel (the RGB conversion of a
-    grayscale image is a channel copy that :func:`normalise` does). ``None``
-    when ``preprocess`` is not such a transform.
-    """
+    """The eval transform's PIL steps for colour and for ``L`` images (kept single-channel:
+    :func:`normalise` copies the channel); ``None`` when ``preprocess`` is not such a transform."""
     from open_clip.transform import MaybeConvertMode
     from torchvision.transforms import Compose, Normalize, ToTensor
 
@@ -85,12 +69,7 @@ def input_size(preprocess_cfg: dict[str, Any] | None) -> tuple[int, int] | None:
 
 
 def tokenizer_key(tokenizer: Callable) -> dict[str, Any]:
-    """What identifies a tokenizer's output: its class, context length and its tokens of a few probe strings.
-
-    Two tokenizers with equal keys tokenize the probes identically (case,
-    punctuation, whitespace, non-ASCII text and truncation included); that
-    is the evidence that one can stand in for the other.
-    """
+    """What identifies a tokenizer's output: its class, context length and its tokens of the probes."""
     tokens = tokenizer(list(_PROBES))
     digest = hashlib.sha256(np.ascontiguousarray(np.asarray(tokens, dtype=np.int64)).tobytes()).hexdigest()[:16]
     return {"class": f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__}",
@@ -98,12 +77,8 @@ def tokenizer_key(tokenizer: Callable) -> dict[str, Any]:
 
 
 def input_key(preprocess: Callable, preprocess_cfg: dict[str, Any] | None, tokenizer: Callable) -> str:
-    """A key equal for two models exactly when the same decoded images and tokens can feed both.
-
-    Standard open_clip eval transforms are built from ``preprocess_cfg`` alone,
-    so equal configs mean equal transforms; any other transform is keyed by
-    its identity (never shared).
-    """
+    """A key equal for two models exactly when the same decoded images and tokens can feed both
+    (a standard transform is built from ``preprocess_cfg`` alone; any other is never shared)."""
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in (preprocess_cfg or {}).items()}
     standard = pil_steps(preprocess) is not None and input_size(cfg) is not None
     key = {"preprocess": cfg if standard else f"custom-transform-{id(preprocess)}", "tokenizer": tokenizer_key(tokenizer)}

@@ -1,21 +1,13 @@
 """Resolve one spec string to an open_clip model, its preprocessing and tokenizer.
 
-Spec forms (the only entry point every stage uses, like open_clip's factory):
+Spec forms (every stage loads through here):
 
-* ``NAME`` — an architecture with random weights: a built-in open_clip name
-  (``ViT-B-32``) or a small config shipped in ``relink/model_configs``
-  (``relink-vit-tiny``). Used for tests and for training the synthetic ladder.
+* ``NAME`` — an architecture with random weights (built-in, or a config in ``relink/model_configs``);
 * ``NAME:TAG`` — a built-in name with a pretrained tag (``ViT-B-16:openai``);
-  downloads unless the weights are in the local cache.
-* ``NAME:FILE`` — an architecture with weights from a local checkpoint file
-  (``ViT-B-32:/data/chexzero/best_64_5e-05_original_22000_0.864.pt``); the
-  checkpoint must fit the config.
-* ``hf-hub:ORG/REPO`` — a model published with an ``open_clip_config.json``
-  on the Hugging Face hub (``hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224``).
-* ``DIR`` or ``local-dir:DIR`` — a folder holding ``open_clip_config.json``
-  and a weights file: what ``relink train`` and ``relink mitigate`` write.
-
-Nothing is downloaded when ``HF_HUB_OFFLINE=1`` (tests and CI set it).
+* ``NAME:FILE`` — an architecture with weights from a local checkpoint file that fits it;
+* ``hf-hub:ORG/REPO`` — a model with an ``open_clip_config.json`` on the Hugging Face hub;
+* ``DIR`` or ``local-dir:DIR`` — a folder with ``open_clip_config.json`` and a weights file (what
+  ``relink train`` and ``relink mitigate`` write).
 """
 
 from __future__ import annotations
@@ -95,14 +87,8 @@ def weights_fingerprint(model) -> str:
 def load_model(spec: str, device: str = "cpu", **create_kwargs: Any) -> LoadedModel:
     """Build the model a spec names, in eval mode, with its eval transform and tokenizer.
 
-    Raises :class:`ModelError` (one line naming the spec, file or folder) for
-    an unknown name (with close matches), a checkpoint that does not fit its
-    config, a weights file that does not load, a model folder without a
-    weights file, and a download that is not possible offline. A spec that
-    names weights (``NAME:TAG``, ``NAME:FILE``, a folder, ``hf-hub:``) never
-    falls back to random weights: open_clip only logs that it did, so the
-    load is made with ``require_pretrained=True``. Only a bare architecture
-    name is randomly initialised, on purpose.
+    A spec that names weights never falls back to random ones (open_clip only logs that it did, so
+    ``require_pretrained=True``); failures are one :class:`ModelError` line naming the spec or file.
     """
     import open_clip
 
@@ -232,12 +218,8 @@ def _not_cached(spec: str) -> ModelError:
 
 
 def _tokenizer(spec: str, model_name: str) -> Callable:
-    """open_clip's tokenizer for a model; a ``local-dir`` without HF tokenizer files uses ``hf_tokenizer_name``.
-
-    ``open_clip.get_tokenizer("local-dir:DIR")`` reads an HF tokenizer from DIR
-    itself, but a checkpoint written by :func:`relink.models.checkpoint.save_checkpoint`
-    holds only weights and config, so the tokenizer the config names is used.
-    """
+    """open_clip's tokenizer for a model; a ``local-dir`` without HF tokenizer files (our checkpoints
+    hold only weights and config) uses the config's ``hf_tokenizer_name``."""
     import open_clip
 
     try:

@@ -1,15 +1,8 @@
 """Training pairs held in memory for the small synthetic ladder.
 
-A training split of ~20k 64-px images is ~80 MB as uint8, so it is decoded
-once and kept; each step then slices, augments and normalises a batch with
-tensor ops. This is what makes the ladder train in minutes on two cores and
-makes it deterministic: data order and augmentation are pure functions of
-``(seed, epoch)`` and ``(seed, step)``, so a run resumed at a saved step
-continues exactly as an uninterrupted one.
-
-Normalisation matches the model's eval transform bit for bit: images are
-stored after its resize/crop/mode steps (identity for images already at the
-input size) and ``to_tensor`` + ``Normalize`` are applied per batch.
+A training split of ~20k 64-px images is ~80 MB as uint8, so it is decoded once and each step slices,
+augments and normalises a batch with tensor ops. Data order and augmentation are pure functions of
+``(seed, epoch)`` and ``(seed, step)``, so a resumed run continues exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -38,11 +31,7 @@ class Pairs:
 def load_pairs(files: Sequence[str], reports: Sequence[str], rows: np.ndarray, preprocess: Callable,
                tokenizer: Callable, pair_ids: Sequence[str] | None = None,
                size: tuple[int, int] | None = None) -> Pairs:
-    """Decode every image to uint8 at the model's input size and tokenize every report.
-
-    ``size`` (height, width) is the model's input size, when known: images of
-    that size skip the (identity) PIL steps.
-    """
+    """Decode every image to uint8 at the model's input ``size`` and tokenize every report."""
     from PIL import Image
 
     from .preprocess import pil_steps, to_uint8

@@ -1,21 +1,10 @@
 """What a model was trained on: the record every checkpoint's ``relink.json`` carries as ``trained_on``.
 
-A DP guarantee on retrained heads covers the heads' training *given* a
-start and a trunk. If either was learned without DP on the same private
-rows, the released model is not DP with respect to them. So each model says
-what it saw, as one string:
-
-* ``"random-init"``: a seeded random initialisation (no data);
-* ``"public:<name>"``: weights trained only on data that is public or
-  outside the private cohort (declared by whoever publishes them: a hub
-  model, a built-in pretrained tag);
-* ``"private:<fingerprint>"``: trained on these rows, named by
-  :func:`rows_fingerprint` of their pair ids (the rows themselves are never
-  written).
-
-``relink train`` writes ``private:<fingerprint of its training rows>`` into
-each rung; :func:`of_spec` reads a spec's record (``None``: not recorded, so
-not declared independent of anything).
+A DP guarantee on retrained heads covers their training *given* a start and a trunk; if either was
+learned without DP on the same private rows, the release is not DP for them. So each model says what
+it saw: ``"random-init"``, ``"public:<name>"`` (declared by whoever publishes the weights) or
+``"private:<fingerprint>"`` (:func:`rows_fingerprint` of its pair ids; never the rows). ``None``: not
+recorded, so not declared independent of anything.
 """
 
 from __future__ import annotations
@@ -77,14 +66,8 @@ def of_folder(folder: str | os.PathLike) -> str | None:
 
 
 def of_spec(spec: str) -> str | None:
-    """What a model spec's weights were trained on, as far as it says.
-
-    A local folder answers from its ``relink.json``; a bare architecture
-    name is a random initialisation; a hub model or a built-in pretrained
-    tag is public (published weights, named by their spec); a local weights
-    file (``NAME:FILE``) answers from the ``relink.json`` beside it, and
-    gives ``None`` when there is none.
-    """
+    """What a model spec's weights were trained on, as far as it says (a local folder or weights file:
+    the ``relink.json`` there)."""
     from .registry import parse_spec
 
     name, pretrained = parse_spec(spec)

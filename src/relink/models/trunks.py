@@ -1,13 +1,8 @@
 """Trunk features: what a tower computes before its projection head (see :mod:`relink.models.heads`).
 
-Contract: for a model in eval mode, ``extract_heads(m).image(encode_image_trunk(m, x))``
-equals ``m.encode_image(x)`` (unnormalised) to float rounding, and likewise
-for text. Trunk features are computed by blanking the projection for one
-forward pass (``None`` where open_clip checks ``is not None``,
-``nn.Identity`` inside ``nn.Sequential``/MLP heads, an identity ``nn.Linear``
-for the ModifiedResNet attention pool, whose ``c_proj`` is used functionally
-so hooks never fire) and restoring it in ``finally``: the model's own forward
-code runs, so no open_clip internals are re-implemented.
+Contract: in eval mode ``extract_heads(m).image(encode_image_trunk(m, x))`` equals
+``m.encode_image(x)`` (unnormalised) to float rounding, and likewise for text. The projection is
+blanked for one forward pass and restored, so the model's own forward code runs.
 """
 
 from __future__ import annotations
@@ -66,12 +61,7 @@ def encode_text_trunk(model, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def encode_trunks_and_heads(model, images: torch.Tensor, tokens: torch.Tensor):
-    """One pass per tower: ``(image_trunk, image_proj, text_trunk, text_proj)``, projections unnormalised.
-
-    The projections apply the model's own projection to the trunk features,
-    so they equal ``encode_image``/``encode_text`` (bit for bit where the
-    model does the same operation, to float rounding for the ResNet pool).
-    """
+    """One pass per tower: ``(image_trunk, image_proj, text_trunk, text_proj)``, projections unnormalised."""
     loc = locate_heads(model)
     with _blanked(model, loc.image):
         image_trunk = model.encode_image(images)

@@ -1,17 +1,10 @@
 """Patient and study parameters of the synthetic cohort: one source of truth.
 
-Every image and every report is written from these parameters, never from
-each other. Geometry is in millimetres on a canonical, axis-aligned frame of
-the patient's chest: ``x`` grows towards the image's right (the patient's
-*left*, radiographic convention), ``y`` grows downwards, the origin is the
-centre of the thorax. Acquisition (rotation, zoom, shift, exposure) is applied
-later by the renderer and never changes these numbers.
-
-A :class:`Patient` holds what persists across their studies (thorax shape,
-baseline heart size, long-lived devices and chronic findings); a
-:class:`Study` holds what one acquisition shows (acute findings, lines and
-tubes, view, inspiration, exposure). Sampling uses only the ``rng`` passed in,
-so a patient is a pure function of its seed.
+Every image and every report is written from these parameters, never from each other. Geometry is in
+millimetres on the chest's canonical frame: ``x`` towards the image's right (the patient's *left*),
+``y`` downwards, origin at the centre of the thorax; acquisition never changes these numbers. A
+:class:`Patient` holds what persists across studies, a :class:`Study` what one acquisition shows.
+Sampling uses only the ``rng`` passed in, so a patient is a pure function of its seed.
 """
 
 from __future__ import annotations
@@ -37,13 +30,10 @@ def study_count(u: float, study_count_p=STUDY_COUNT_P) -> int:
 class Finding:
     """One abnormality. ``side`` is the patient's side (``right`` = image left).
 
-    ``kind``: lesion, granuloma, opacity, consolidation, edema, atelectasis,
-    pneumothorax, effusion, pleural_thickening, fracture. ``size`` is in mm
-    (diameter, effusion height, pneumothorax gap); ``grade`` is a severity word;
-    ``x, y`` the centre on the canonical frame; ``rib`` the rib number of a
-    fracture; ``acute`` separates a new fracture from a healed one;
-    ``pneumonia`` marks an airspace process that the reader calls infection;
-    ``change`` compares with the patient's previous study (``new``,
+    ``kind``: lesion, granuloma, opacity, consolidation, edema, atelectasis, pneumothorax, effusion,
+    pleural_thickening, fracture. ``size`` in mm (diameter, effusion height, pneumothorax gap); ``x, y``
+    the centre on the canonical frame; ``acute`` tells a new fracture from a healed one; ``pneumonia``
+    an airspace process the reader calls infection; ``change`` against the previous study (``new``,
     ``unchanged``, ``increased``, ``decreased``).
     """
 

@@ -1,12 +1,9 @@
 """Vectorised drawing on an axis-aligned millimetre canvas (numpy only).
 
-The canvas is the canonical chest frame of :mod:`relink.synth.anatomy`:
-``FOV_MM`` across, origin at the centre, ``x`` to the image's right, ``y``
-down. Because it is axis aligned, a shape that depends only on the row (a
-lung margin) or the column (a diaphragm dome) is computed on a 1-D vector and
-broadcast, and small shapes are drawn inside their bounding box only; that is
-what keeps one 64-px radiograph well under a millisecond. Acquisition
-geometry (rotation, zoom) is applied afterwards, once, by resampling.
+The canvas is the chest frame of :mod:`.anatomy`, ``FOV_MM`` across. Being axis aligned, a shape
+that depends on the row or the column only is computed on a 1-D vector and broadcast, and small shapes
+are drawn inside their bounding box: one 64-px radiograph takes well under a millisecond. Rotation and
+zoom are applied afterwards, once, by resampling.
 """
 
 from __future__ import annotations

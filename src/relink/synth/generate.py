@@ -6,16 +6,12 @@ Layout of the folder (a cohort folder, see :mod:`relink.cohort`)::
     DIR/synth.json                           how it was made (marks a synth output)
     DIR/images/NNNN/<patient_id>-sK.png      one frontal image per study (1000 patients a folder)
 
-Manifest columns: the cohort contract's (``pair_id``, ``patient_id``,
-``study_id``, ``image_path``, ``report``, ``split``, ``view``, ``cohort``, the
-14 labels) plus ``findings``, ``impression`` (the two sections that make up
-``report``) and ``study_index`` (0-based order of the study within its patient).
+Manifest columns: the cohort contract's plus ``findings``, ``impression`` (the sections of ``report``)
+and ``study_index`` (0-based order of the study within its patient).
 
-Determinism: patient ``i`` draws from child ``i`` of
-``SeedSequence([seed, site_code]).spawn(...)`` and nothing else, so the output
-is byte-identical for a seed whatever the number of workers, and the first
-``n`` patients of a bigger cohort equal a cohort of ``n``. Splits are drawn
-from a separate stream, per patient (patient-disjoint).
+Determinism: patient ``i`` draws from child ``i`` of ``SeedSequence([seed, site_code])`` only, so the
+output is byte-identical for a seed whatever the workers, and the first ``n`` patients of a bigger
+cohort equal a cohort of ``n``. Splits come from a separate stream, per patient.
 """
 
 from __future__ import annotations
@@ -135,10 +131,8 @@ def _make_patients(job) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _context():
-    # fork starts workers in milliseconds and needs no importable __main__ (stdin
-    # scripts, notebooks); workers only touch numpy, PIL and files. Elsewhere
-    # (macOS, Windows) fork is unsafe or absent: spawn.
+def mp_context():
+    # fork is fast and needs no importable __main__ (notebooks); it is unsafe or absent off Linux
     if sys.platform.startswith("linux"):
         return mp.get_context("fork")
     return mp.get_context("spawn")
@@ -146,15 +140,11 @@ def _context():
 
 def generate_cohort(out_dir, patients: int, seed: int, size: int = 64, site: str = "internal",
                     split_fractions=None, workers: int = 1, progress: bool = True, study_count_p=None) -> Path:
-    """Generate a synthetic cohort folder at ``out_dir``; return its manifest path.
+    """Generate a synthetic cohort folder at ``out_dir`` (new, empty or an earlier synth output);
+    return its manifest path.
 
-    ``split_fractions`` (train, validate, test) defaults to (0.6, 0.1, 0.3)
-    for ``internal`` and all ``test`` for ``external``. ``out_dir`` must be
-    new, empty, or an earlier synth output (which is replaced only once the
-    new cohort is complete). ``workers`` > 1 renders patients in processes;
-    the bytes written do not depend on it. ``study_count_p`` (probabilities of 1, 2, ... studies per
-    patient) replaces the generator's table (:data:`relink.synth.anatomy.STUDY_COUNT_P`, mean ~2.6
-    studies a patient); every other draw of a patient stays the same.
+    ``study_count_p`` (probabilities of 1, 2, ... studies) replaces :data:`.anatomy.STUDY_COUNT_P`;
+    every other draw stays the same.
     """
     fractions = check_options(patients, seed, size, site, split_fractions, workers)
     counts = STUDY_COUNT_P if study_count_p is None else _study_counts(study_count_p)
@@ -176,7 +166,7 @@ def generate_cohort(out_dir, patients: int, seed: int, size: int = 64, site: str
                     parts.append(_make_patients(job))
                     bar.update(len(job[4]))
             else:
-                with _context().Pool(min(workers, len(jobs))) as pool:
+                with mp_context().Pool(min(workers, len(jobs))) as pool:
                     for job, part in zip(jobs, pool.imap(_make_patients, jobs)):
                         parts.append(part)
                         bar.update(len(job[4]))

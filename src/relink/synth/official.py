@@ -1,14 +1,10 @@
 """Synthetic datasets in the official on-disk layouts of MIMIC-CXR and CheXpert Plus: the shared core.
 
-The two writers, :func:`relink.synth.official_mimic.write_mimic_cxr` and
-:func:`relink.synth.official_chexpert.write_chexpert_plus`, write folders that
-the real loaders (:mod:`relink.loaders`) read unchanged, so that the
-credentialed profiles can run end to end without credentials. Folder written
-under ``DIR`` (the ``--out`` of ``relink synth --layout ...``)::
+The writers (:mod:`.official_mimic`, :mod:`.official_chexpert`) write folders the real loaders read
+unchanged, so the credentialed profiles run end to end without credentials. Under ``DIR``::
 
     --layout mimic-cxr
     DIR/synth.json                          how it was made + ground truth counts
-    DIR/.relink-output.json                 marks DIR as relink synth's output (may be replaced)
     DIR/mimic-cxr-jpg/                      the MIMIC-CXR-JPG root (--images, RELINK_MIMIC_IMAGES)
         files/pXX/pSUBJECT/sSTUDY/<dicom_id>.jpg
         mimic-cxr-2.0.0-{metadata,split,chexpert}.csv.gz
@@ -21,34 +17,18 @@ under ``DIR`` (the ``--out`` of ``relink synth --layout ...``)::
     DIR/PNG/{train,valid}/patientN/studyM/viewK_{frontal,lateral}.png
     DIR/chexbert_labels/{impression,findings,report}_fixed.json
 
-Content (:mod:`.official_studies`): every patient is drawn as in :mod:`.generate` (``sample_patient``,
-``sample_study``, ``render``, ``write_report`` on one stream per patient), so
-each image and its report carry the same findings. Quirks the loaders handle
-are drawn per study from a second, separate stream (so they never change the
-content): lateral-only studies, studies with two frontal images (a repeat of
-the same view, or AP and PA), a lateral beside most PA films,
-impression-only and findings-only reports, reports without section headers
-(MIMIC-CXR), and studies without labels; uncertain (-1) labels come from the
-hedged mentions of the reports. Lateral images are a cheap stand-in (the
-frontal film mirrored and smeared), never read with the default views.
-
-Splits are patient-disjoint: MIMIC-CXR train/validate/test (default
-0.6/0.1/0.3; the real release holds out far fewer), CheXpert Plus train/valid
-(default 0.9/0.1). Canaries for privacy tests: one patient can get a given id,
-and a given phrase can be appended to the findings of the first study of
-``canary_reports`` other patients; canary patients always have a frontal
-image, a full report and labels, and sit in the held-out split (test / valid).
-
-Determinism: the bytes depend only on the options (not on ``workers``):
-Pillow's encoders are deterministic, gzip headers carry no time or name.
+Content is drawn as in :mod:`.generate`, one stream per patient; the quirks the loaders handle
+(lateral-only or two-frontal studies, impression- or findings-only reports, reports without headers,
+unlabelled studies) come from a second stream, so they never change the content. Splits are
+patient-disjoint; canary patients (a given id, or a phrase appended to their first report) always have
+a frontal image, a full report and labels, and sit in the held-out split. The bytes depend only on the
+options, not on ``workers``.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -61,7 +41,7 @@ from ..errors import RelinkError
 from ..io import atomic_dir, claim_output, mark_output, write_json
 from ..labels import CHEXPERT_LABELS
 from ..options import number
-from .generate import MARKER, MAX_SIZE, MIN_SIZE, cut_splits
+from .generate import MARKER, MAX_SIZE, MIN_SIZE, cut_splits, mp_context
 from .official_studies import Task, Visit, patient_visits
 
 MAX_PATIENTS = 1_000_000
@@ -93,11 +73,8 @@ class Layout:
 class OfficialDataset:
     """What a writer wrote, and the ground truth a test checks the loaders against.
 
-    Counts of "pairs" assume the loaders' default views (PA, AP): one pair per
-    study with a frontal image. ``expected`` has one row per pair, in the
-    cohort contract's terms (``pair_id``, ``patient_id``, ``study_id``,
-    contract ``split``, ``view``, ``report``, the 14 labels) plus
-    ``report_kind`` and ``n_frontal``. Split counts use the official names.
+    Pairs assume the loaders' default views (one per study with a frontal image); ``expected`` is one
+    row per pair in the cohort contract's terms plus ``report_kind`` and ``n_frontal``.
     """
 
     layout: str
@@ -157,11 +134,6 @@ def _work(job) -> list[tuple[Task, list[Visit], dict]]:
     return out
 
 
-def _context():
-    # As in .generate: fork on Linux (fast, no importable __main__ needed), spawn elsewhere.
-    return mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-
-
 def build(layout: Layout, out_dir, patients: int, seed: int, size: int = 64, split_fractions=None,
           canary_patient: str | None = None, canary_phrase: str | None = None, canary_reports: int = 3,
           workers: int = 1, progress: bool = True) -> OfficialDataset:
@@ -200,7 +172,7 @@ def build(layout: Layout, out_dir, patients: int, seed: int, size: int = 64, spl
                     done.extend(part)
                     bar.update(len(part))
             else:
-                with _context().Pool(min(workers, len(jobs))) as pool:
+                with mp_context().Pool(min(workers, len(jobs))) as pool:
                     for part in pool.imap(_work, jobs):
                         done.extend(part)
                         bar.update(len(part))

@@ -13,13 +13,9 @@ release (the names the test fixtures were checked against)::
     chexbert_labels/{impression,findings,report}_fixed.json   JSON Lines, one record per image:
         path_to_image (.jpg) and the 14 labels (1.0, 0.0, -1.0 or null)
 
-Content has the ``external`` style of :mod:`relink.synth` (shifted image
-appearance, headed findings). Labels: the report's labels in each file,
-except that a section the report lacks is labelled like CheXbert labels an
-empty text ("No Finding" = 1, the rest null) -- so the loader's fall-back
-from the impression file to the findings file is exercised; studies of the
-unlabelled quirk have no record in any file. Patient ids are
-``patient00001`` ... in index order.
+Content has the ``external`` style. A section the report lacks is labelled as CheXbert labels an empty
+text ("No Finding" = 1, the rest null), so the loader's fall-back from the impression file to the
+findings file is exercised. Patient ids are ``patient00001`` ... in index order.
 """
 
 from __future__ import annotations
@@ -119,10 +115,7 @@ LAYOUT = Layout(
 def write_chexpert_plus(out_dir, patients: int, seed: int, size: int = 64, split_fractions=None,
                         canary_patient: str | None = None, canary_phrase: str | None = None,
                         canary_reports: int = 3, workers: int = 1, progress: bool = True) -> OfficialDataset:
-    """Write a synthetic CheXpert Plus release with ``out_dir`` as its root (``roots["root"]``).
-
-    ``split_fractions``: patient fractions for train, valid. ``out_dir`` must
-    be new, empty or an earlier ``relink synth`` output.
-    """
+    """Write a synthetic CheXpert Plus release with ``out_dir`` as its root (``roots["root"]``);
+    ``split_fractions``: patient fractions for train, valid."""
     return build(LAYOUT, out_dir, patients, seed, size, split_fractions, canary_patient, canary_phrase,
                  canary_reports, workers, progress)

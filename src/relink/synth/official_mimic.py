@@ -13,11 +13,10 @@ releases (the names the test fixtures were checked against)::
         1.0, 0.0, -1.0 or blank); studies of the unlabelled quirk have no row
     mimic-cxr-reports/files/pXX/pSUBJECT/sSTUDY.txt  every study, lateral-only ones included
 
-Ids: ``subject_id`` 1xxxxxxx and ``study_id`` 5xxxxxxx are seeded bijections of
-the patient index (and study number), so they are distinct by construction.
-Reports use the official text layout: a ``FINAL REPORT`` title, `` NAME:``
-headers, lines of at most 77 characters that start with a space, blank lines
-holding one space; de-identified spans are ``___``.
+Ids: ``subject_id`` 1xxxxxxx and ``study_id`` 5xxxxxxx are seeded bijections of the patient index
+(and study number), distinct by construction. Reports use the official text layout: a ``FINAL REPORT``
+title, `` NAME:`` headers, lines of at most 77 characters starting with a space; ``___`` for
+de-identified spans.
 """
 
 from __future__ import annotations
@@ -168,12 +167,7 @@ LAYOUT = Layout(
 def write_mimic_cxr(out_dir, patients: int, seed: int, size: int = 64, split_fractions=None,
                     canary_patient: str | None = None, canary_phrase: str | None = None, canary_reports: int = 3,
                     workers: int = 1, progress: bool = True) -> OfficialDataset:
-    """Write a synthetic MIMIC-CXR-JPG + reports release under ``out_dir``.
-
-    ``roots`` of the result: ``images`` (``out_dir/mimic-cxr-jpg``) and
-    ``reports`` (``out_dir/mimic-cxr-reports``). ``split_fractions``: patient
-    fractions for train, validate, test. ``out_dir`` must be new, empty or an
-    earlier ``relink synth`` output (replaced once the new one is complete).
-    """
+    """Write a synthetic MIMIC-CXR-JPG + reports release under ``out_dir`` (``roots["images"]``,
+    ``roots["reports"]``); ``split_fractions``: patient fractions for train, validate, test."""
     return build(LAYOUT, out_dir, patients, seed, size, split_fractions, canary_patient, canary_phrase,
                  canary_reports, workers, progress)

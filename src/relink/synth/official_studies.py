@@ -1,12 +1,7 @@
 """One patient's studies as the official-layout writers write them: content plus quirks.
 
-Content comes from :mod:`.anatomy`, :mod:`.render` and :mod:`.report` on one
-stream per patient, exactly as :mod:`.generate` draws it, so an image and its
-report carry the same findings. Quirks come from a second stream, so they
-never change the content: which images a study has (:data:`P_LATERAL_ONLY`,
-:data:`P_TWO_FRONTAL`, :data:`P_LATERAL`), how its report is cut
-(:data:`P_REPORT`), whether it has labels (:data:`P_MISSING_LABELS`).
-Canary studies (the first study of a canary patient) always have a frontal
+Content is drawn exactly as :mod:`.generate` draws it; the quirks (the ``P_*`` rates) come from a
+second stream, so they never change the content. A canary patient's first study always has a frontal
 image, a full report and labels.
 """
 

@@ -9,10 +9,9 @@ set when the sentence mentions an abnormality outside the 14 observations
 "cannot be excluded", "concerning for", "versus", "borderline heart size",
 "vascular congestion", "blunting of the costophrenic angle") give -1.
 
-Two styles: ``internal`` (MIMIC-like: millimetres, free prose) and
-``external`` (CheXpert-Plus-like: centimetres, "left-sided", different verbs
-and hedges). Instance detail (side, lobe or zone, size, grade, tip position)
-is carried whenever a finding is mentioned, so pairing is learnable.
+Two styles: ``internal`` (MIMIC-like: millimetres, free prose) and ``external`` (CheXpert-Plus-like:
+centimetres, other verbs and hedges). A mentioned finding carries its instance detail (side, zone,
+size, grade, tip position), so pairing is learnable.
 """
 
 from __future__ import annotations

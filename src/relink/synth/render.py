@@ -1,11 +1,8 @@
 """Frontal chest radiograph rendering from patient and study parameters.
 
-The image is built as a density map on the canonical canvas (soft tissue,
-air, bone, fluid, metal), then acquired: resampled through the study's
-rotation/zoom/shift, collimated and marked (external site), blurred, made
-noisy and tone-mapped (gain, offset, gamma) to 8-bit grey. Bright = dense, as
-on a radiograph. Sizes are millimetres, so a 40 mm mass is ~6 px at 64 px
-and ~22 px at 224 px.
+A density map on the canonical canvas is acquired: resampled through the study's geometry, collimated
+and marked (external site), blurred, made noisy and tone-mapped to 8-bit grey (bright = dense). Sizes
+are millimetres: a 40 mm mass is ~6 px at 64 px.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Report text and labels of one study, written from the same parameters as its image.
 
-The reader is imperfect on purpose, so that pairing is learnable but not
-trivial: findings are sometimes left out (minor ones more often), some are
-hedged, wording and sentence order vary, pertinent negatives come and go,
-and now and then an absent finding is hedged ("cannot exclude early
-pneumonia"). Serial studies are compared with the previous one ("increased",
-"has resolved").
+The reader is imperfect on purpose, so that pairing is learnable but not trivial: findings are
+sometimes left out or hedged, wording, order and pertinent negatives vary, and serial studies are
+compared with the previous one ("increased", "has resolved").
 
 Labels are what a CheXpert-style labeler reads from the **impression**
 (:data:`LABEL_SECTION`), as for MIMIC-CXR: per observation 1 (mentioned),
