@@ -70,7 +70,7 @@ def build(dataset, bank: tuple[torch.Tensor, torch.Tensor], init, spec: Mitigati
     if spec.grad_sample_mode not in GRAD_SAMPLE_MODES:
         raise RelinkError(f"--grad-sample-mode must be one of {', '.join(GRAD_SAMPLE_MODES)}")
     if spec.temperature is None:
-        raise ValueError("resolve the temperature first (relink.dp.service.resolve)")
+        raise ValueError("the InfoNCE temperature must be fixed before training (MitigationSpec.temperature)")
     torch.manual_seed(seed)
     heads = HeadPair(copy_linear(init.image), copy_linear(init.text)).train()
     optimizer = torch.optim.Adam(heads.parameters(), lr=spec.lr)

@@ -57,7 +57,7 @@ def _n_pairs(dataset) -> int:
 
 def _check(train: EmbeddingSet, init, spec: MitigationSpec, n_units: int) -> None:
     if spec.temperature is None:
-        raise ValueError("resolve the temperature first (relink.dp.service.resolve)")
+        raise ValueError("the InfoNCE temperature must be fixed before training (MitigationSpec.temperature)")
     if init.image.in_features != train.image_trunk.shape[1] or init.text.in_features != train.text_trunk.shape[1]:
         raise RelinkError(
             f"the heads take ({init.image.in_features}, {init.text.in_features}) features but the trunk features have "
