@@ -36,8 +36,8 @@ import pytest
 
 RELINK = [sys.executable, "-m", "relink"]
 SEED = 13
-MIMIC_PATIENTS = 900  # ~2,300 studies, ~2,200 frontal pairs
-PLUS_PATIENTS = 600  # ~1,600 studies, ~1,450 frontal pairs (every rung embeds all of them as the external cohort)
+MIMIC_PATIENTS = 700  # ~1,800 studies, ~1,700 frontal pairs
+PLUS_PATIENTS = 450  # ~1,200 studies, ~1,100 frontal pairs (every rung embeds all of them as the external cohort)
 CANARY_PHRASE = "amber walrus counts seven quiet lanterns before dawn"
 CANARY_IDS = {"mimic": "19999999", "chexpert-plus": "patient99999"}
 TRAIN = ["--config", "relink-vit-tiny", "--epochs", "3", "--rungs", "3", "--batch-size", "64", "--quiet"]
