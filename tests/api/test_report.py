@@ -51,6 +51,7 @@ def test_the_front_door_gives_the_command_s_report(emb, tmp_path, capsys):
     # the report id hashes the whole document but its time: the same inputs, the same report
     assert result.document["record"]["report_id"] == cli["record"]["report_id"]
     assert json.loads(result.json)["verdict"] == cli["verdict"] and result.verdict == cli["verdict"]["level"]
+    assert result.decision == cli["verdict"]["decision"]
 
 
 def test_writes_go_through_the_output_guard(emb, tmp_path):

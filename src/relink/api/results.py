@@ -47,6 +47,11 @@ class ReportResult:
         return self.document["verdict"]["level"]
 
     @property
+    def decision(self) -> str:
+        """What the verdict means for the release, in words (for example ``release as declared``)."""
+        return self.document["verdict"]["decision"]
+
+    @property
     def headline(self) -> str:
         return self.document["headline"]["sentence"]
 
