@@ -122,3 +122,16 @@ def run(args: list[str], capsys) -> tuple[int, str, str]:
 def report_args(emb: Path, out: Path, *extra: str, pool: int = 100, boot: int = 100) -> list[str]:
     return ["--embeddings", str(emb), "--out", str(out), "--attacker-pool", str(pool), "--bootstrap", str(boot),
             *extra]
+
+
+def same_json(a, b, rtol: float = 1e-9, atol: float = 1e-8) -> bool:
+    """Equal JSON values, numbers within ``np.isclose(rtol, atol)`` (0, 0: exactly), NaN equal to NaN."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_json(a[k], b[k], rtol, atol) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(same_json(x, y, rtol, atol) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return a is None and b is None
+        return a == b or (np.isnan(a) and np.isnan(b)) or bool(np.isclose(a, b, rtol=rtol, atol=atol))
+    return a == b

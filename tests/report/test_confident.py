@@ -18,7 +18,7 @@ import relink
 from relink.api import report as report_api
 from relink.report import confident, mitigation
 from relink.report.threat import ReportSpec
-from helpers.report import report_args, run, write_set
+from helpers.report import report_args, run, same_json, write_set
 
 M = 400  # audited rows = released images by default
 
@@ -208,17 +208,6 @@ def _two_pass_confident(folders, names, spec):
     return table[table["metric"].isin(confident.METRICS)]
 
 
-def _same_numbers(a, b, rel: float) -> bool:
-    """``a == b`` for nested dicts and lists, floats within ``rel`` of each other (0: exactly)."""
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_numbers(a[k], b[k], rel) for k in a)
-    if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(_same_numbers(x, y, rel) for x, y in zip(a, b))
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=rel, abs_tol=rel)
-    return a == b
-
-
 @pytest.mark.parametrize("labels", ["none", "sorted", "unsorted"])
 def test_the_single_audit_pass_gives_the_two_pass_confident_rows(tmp_path, labels):
     """The report counts confident re-links in its one audit pass per model; the section, the rule and the
@@ -246,7 +235,8 @@ def test_the_single_audit_pass_gives_the_two_pass_confident_rows(tmp_path, label
     two = relink.report([str(f) for f in folders], spec, split="all", names=names, confident=reference)
     assert single.document["confident"]["available"]
     assert len(single.document["confident"]["rows"]) == len(reference) == 2 * 2 * 2 * 2 * 2 * 2
-    assert _same_numbers(single.document["confident"], two.document["confident"], 1e-12 if labels == "unsorted" else 0)
+    tol = 1e-12 if labels == "unsorted" else 0.0
+    assert same_json(single.document["confident"], two.document["confident"], rtol=tol, atol=tol)
     assert single.document["verdict"] == two.document["verdict"]
     assert single.document["record"]["decision"] == two.document["record"]["decision"]
     # the pass's settings say what it counted

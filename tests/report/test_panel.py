@@ -14,20 +14,9 @@ import pandas as pd
 import pytest
 
 from relink.report.threat import LEVELS_ORDER
-from helpers.report import META, report_args, rows_frame, run, write_set
+from helpers.report import META, report_args, rows_frame, run, same_json as same, write_set
 
 N_ROWS = 400
-
-
-def same(a, b) -> bool:
-    """Equal JSON values, numbers to 1e-9 relative (NaN equal to NaN)."""
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, float) or isinstance(b, float):
-        return (a is None and b is None) or (np.isnan(a) and np.isnan(b)) or bool(np.isclose(a, b, rtol=1e-9))
-    return a == b
 
 
 def model(name: str, fingerprint: str) -> dict:
